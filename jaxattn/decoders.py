@@ -1,0 +1,262 @@
+"""Decoders: one time step each (`step`), and a scanned loop over steps (`__call__`).
+
+Every decoder exposes the same three methods, so training, greedy and beam search drive any
+of them alike:
+
+    cache  = decoder.precompute(keys)                    # per-sentence attention work
+    state  = decoder.init_state(memory)                  # from the encoder's final carries
+    state, logits, weights = decoder.step(memory, state, prev_tokens, t, train=...)
+
+`memory` is a dict: `keys` [B, S, D_enc] (encoder outputs), `mask` [B, S] bool or None,
+`finals` (the encoder's per-layer carries) and `cache` (from `precompute`). Every array in
+`memory` and in a decoder state has the batch first, so search code can tile and gather them.
+
+- `BahdanauDecoder`: the tutorial's AttnDecoderRNN. Query = previous hidden state; the RNN
+  reads concat(embedding, context); logits = Linear(hidden state). Any attention plugs in.
+- `LuongDecoder`: RNN first, attention on the new state, attentional vector
+  tanh(W_c [context; h]), optional input feeding.
+- `PlainDecoder`: the tutorial's DecoderRNN (Embedding -> ReLU -> GRU -> Linear), no attention.
+- `LegacyDecoder`: the pre-2023 tutorial's AttnDecoderRNN: location attention over
+  concat(embedding, hidden), attn_combine + ReLU before the RNN.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxattn.rnn import make_cell
+
+BRIDGES = ("copy", "dense", "zero")
+
+
+class _DecoderBase(nn.Module):
+    """The shared parts: RNN stack, bridge from the encoder, and the scanned loop."""
+
+    def _setup_common(self):
+        self.embed = nn.Embed(self.vocab_size, self.embed_dim)
+        self.cells = [
+            make_cell(self.cell, self.hidden, self.dtype, name=f"rnn_{i}")
+            for i in range(self.num_layers)
+        ]
+        if self.bridge not in BRIDGES:
+            raise ValueError(f"Unknown bridge {self.bridge!r}; choose one of {BRIDGES}.")
+        if self.bridge == "dense":
+            self.bridge_proj = nn.Dense(self.hidden)
+        self.out = nn.Dense(self.vocab_size)
+        self.drop = nn.Dropout(self.dropout)
+
+    def precompute(self, keys):
+        """Attention work that depends only on the keys (done once per sentence)."""
+        attention = getattr(self, "attention", None)
+        return None if attention is None else attention.precompute(keys)
+
+    def init_state(self, memory) -> dict:
+        """Initial decoder state from the encoder's final carries (the 'bridge')."""
+        finals = memory["finals"]
+        batch = memory["keys"].shape[0]
+        rnn = []
+        for i, cell in enumerate(self.cells):
+            zero = cell.initial_carry(batch)
+            src = finals[i] if len(finals) == self.num_layers else finals[-1]
+            if self.bridge == "zero":
+                rnn.append(zero)
+                continue
+            if self.bridge == "dense":
+                h = jnp.tanh(self.bridge_proj(finals[-1][0]))
+            else:
+                h = src[0]
+                if h.shape[-1] != self.hidden:
+                    raise ValueError(
+                        f"bridge='copy' needs the encoder's final state size ({h.shape[-1]}) to "
+                        f"equal the decoder's hidden size ({self.hidden}); use bridge='dense' "
+                        "(e.g. for a bidirectional encoder) or match the sizes."
+                    )
+            carry = (h.astype(zero[0].dtype),)
+            if len(zero) == 2:  # LSTM decoder: copy the encoder's cell state when it has one
+                c = src[1] if (self.bridge == "copy" and len(src) == 2) else zero[1]
+                carry = (carry[0], c)
+            rnn.append(carry)
+        state = {"rnn": tuple(rnn)}
+        if getattr(self, "input_feeding", False):
+            state["feed"] = jnp.zeros((batch, self.hidden), jnp.float32)
+        return state
+
+    def _run_rnn(self, rnn_state, x, train: bool):
+        """Runs the stacked cells one step; returns (new carries, top hidden state)."""
+        new = []
+        for i, cell in enumerate(self.cells):
+            if i > 0:
+                x = self.drop(x, deterministic=not train)
+            carry = cell.step(rnn_state[i], cell.project_inputs(x))
+            new.append(carry)
+            x = carry[0]
+        return tuple(new), x
+
+    def _logits(self, h):
+        return self.out(h).astype(jnp.float32)  # [B, V]
+
+    def __call__(self, memory, targets, *, bos_id: int, teacher_forcing=None, train=False):
+        """Decodes len(targets) steps in one scanned loop.
+
+        targets [B, T]: gold ids ending in EOS (no BOS). The input at step 0 is BOS; at step t it
+        is targets[:, t-1] where teacher_forcing[:, t] is True, else the previous step's argmax.
+        teacher_forcing [B, T] bool or None (= always, the current tutorial).
+        Returns logits [B, T, V], attention weights [B, T, S] and the final state.
+        """
+        batch, steps = targets.shape
+        bos = jnp.full((batch, 1), bos_id, targets.dtype)
+        gold_inputs = jnp.concatenate([bos, targets[:, :-1]], axis=1)  # [B, T]
+        if teacher_forcing is None:
+            teacher_forcing = jnp.ones((batch, steps), bool)
+        times = jnp.broadcast_to(jnp.arange(steps, dtype=jnp.int32), (batch, steps))
+
+        def body(dec, carry, xs):
+            state, prev_pred = carry
+            gold, force, t = xs  # each [B]
+            tokens = jnp.where(force, gold, prev_pred)
+            state, logits, weights = dec.step(memory, state, tokens, t, train=train)
+            pred = jnp.argmax(logits, axis=-1).astype(targets.dtype)
+            return (state, pred), (logits, weights)
+
+        scan = nn.scan(
+            body,
+            variable_broadcast="params",
+            split_rngs={"params": False, "dropout": True},
+            in_axes=1,
+            out_axes=1,
+            unroll=getattr(self, "unroll", 1),
+        )
+        state0 = self.init_state(memory)
+        (state, _), (logits, weights) = scan(
+            self, (state0, bos[:, 0]), (gold_inputs, teacher_forcing, times)
+        )
+        return logits, weights, state
+
+
+class BahdanauDecoder(_DecoderBase):
+    """The tutorial's AttnDecoderRNN with a pluggable scoring function."""
+
+    vocab_size: int
+    embed_dim: int
+    hidden: int
+    attention: nn.Module
+    cell: str = "gru"
+    num_layers: int = 1
+    dropout: float = 0.1
+    bridge: str = "copy"
+    unroll: int = 1
+    dtype: jnp.dtype | None = None
+
+    def setup(self):
+        self._setup_common()
+
+    def step(self, memory, state, prev_tokens, t, *, train: bool = False):
+        # prev_tokens [B] int; t [B] or scalar int step index
+        emb = self.drop(self.embed(prev_tokens), deterministic=not train)  # [B, E]
+        query = state["rnn"][-1][0]  # [B, H] previous top hidden state
+        context, weights = self.attention(
+            query, memory["keys"], mask=memory["mask"], step=t, cache=memory["cache"]
+        )  # [B, D_enc], [B, S]
+        x = jnp.concatenate([emb.astype(context.dtype), context], axis=-1)
+        rnn, h = self._run_rnn(state["rnn"], x, train)
+        return {**state, "rnn": rnn}, self._logits(h), weights
+
+
+class LuongDecoder(_DecoderBase):
+    """Luong et al. (2015): attention on the new state, tanh(W_c [c; h]), input feeding."""
+
+    vocab_size: int
+    embed_dim: int
+    hidden: int
+    attention: nn.Module
+    cell: str = "gru"
+    num_layers: int = 1
+    dropout: float = 0.1
+    bridge: str = "copy"
+    input_feeding: bool = True
+    unroll: int = 1
+    dtype: jnp.dtype | None = None
+
+    def setup(self):
+        self._setup_common()
+        self.combine = nn.Dense(self.hidden, use_bias=False)  # W_c
+
+    def step(self, memory, state, prev_tokens, t, *, train: bool = False):
+        emb = self.drop(self.embed(prev_tokens), deterministic=not train)  # [B, E]
+        x = jnp.concatenate([emb, state["feed"]], axis=-1) if self.input_feeding else emb
+        rnn, h = self._run_rnn(state["rnn"], x, train)  # h [B, H]
+        context, weights = self.attention(
+            h, memory["keys"], mask=memory["mask"], step=t, cache=memory["cache"]
+        )
+        attentional = jnp.tanh(self.combine(jnp.concatenate([context, h], axis=-1)))  # [B, H]
+        attentional = self.drop(attentional, deterministic=not train)
+        new_state = {**state, "rnn": rnn}
+        if self.input_feeding:
+            new_state["feed"] = attentional.astype(state["feed"].dtype)
+        return new_state, self._logits(attentional), weights
+
+
+class PlainDecoder(_DecoderBase):
+    """The tutorial's DecoderRNN: Embedding -> ReLU -> RNN -> Linear; weights are all zero."""
+
+    vocab_size: int
+    embed_dim: int
+    hidden: int
+    cell: str = "gru"
+    num_layers: int = 1
+    dropout: float = 0.0  # the tutorial's DecoderRNN has none (used between layers only)
+    bridge: str = "copy"
+    unroll: int = 1
+    dtype: jnp.dtype | None = None
+
+    def setup(self):
+        self._setup_common()
+
+    def step(self, memory, state, prev_tokens, t, *, train: bool = False):
+        x = jax.nn.relu(self.embed(prev_tokens))  # [B, E]
+        rnn, h = self._run_rnn(state["rnn"], x, train)
+        weights = jnp.zeros(memory["keys"].shape[:2], jnp.float32)  # [B, S]
+        return {**state, "rnn": rnn}, self._logits(h), weights
+
+
+class LegacyDecoder(_DecoderBase):
+    """The pre-June-2023 tutorial's AttnDecoderRNN ("location" attention).
+
+    weights = softmax(Linear(E+H -> max_length)([embedded; hidden])); context = weights @ keys;
+    RNN input = ReLU(attn_combine([embedded; context])). Use with `LocationAttention`.
+    """
+
+    vocab_size: int
+    embed_dim: int
+    hidden: int
+    attention: nn.Module
+    cell: str = "gru"
+    num_layers: int = 1
+    dropout: float = 0.1
+    bridge: str = "copy"
+    unroll: int = 1
+    dtype: jnp.dtype | None = None
+
+    def setup(self):
+        self._setup_common()
+        self.attn_combine = nn.Dense(self.hidden)
+
+    def step(self, memory, state, prev_tokens, t, *, train: bool = False):
+        emb = self.drop(self.embed(prev_tokens), deterministic=not train)  # [B, E]
+        query = jnp.concatenate([emb, state["rnn"][-1][0]], axis=-1)  # [B, E + H]
+        context, weights = self.attention(
+            query, memory["keys"], mask=memory["mask"], step=t, cache=memory["cache"]
+        )
+        x = jax.nn.relu(self.attn_combine(jnp.concatenate([emb, context], axis=-1)))  # [B, H]
+        rnn, h = self._run_rnn(state["rnn"], x, train)
+        return {**state, "rnn": rnn}, self._logits(h), weights
+
+
+DECODERS = {
+    "bahdanau": BahdanauDecoder,
+    "luong": LuongDecoder,
+    "plain": PlainDecoder,
+    "legacy": LegacyDecoder,
+}

@@ -1,0 +1,73 @@
+"""Encoders: embedding + dropout + stacked (bi)directional GRU/LSTM layers.
+
+The tutorial's EncoderRNN is `Encoder(vocab_size, hidden, hidden)` with one GRU layer and
+dropout 0.1. Unlike the tutorial, padding is never read when `lengths` are given: outputs at
+valid positions and the final state do not depend on how much padding follows.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxattn.rnn import RNN, valid_mask
+
+
+class Encoder(nn.Module):
+    """Embeds source ids and runs `num_layers` recurrent layers over them.
+
+    Returns `(outputs, finals)`: outputs `[batch, src_len, hidden * directions]` (zero on
+    padding) from the top layer, and `finals`, a tuple with one carry per layer; a carry is
+    `(h,)` for a GRU or `(h, c)` for an LSTM, forward and backward states concatenated on the
+    last axis (`[batch, hidden * directions]`).
+    """
+
+    vocab_size: int
+    embed_dim: int
+    hidden: int
+    cell: str = "gru"
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.1  # on the embeddings, as the tutorial
+    rnn_dropout: float = 0.0  # between stacked layers, as torch.nn.GRU(dropout=...)
+    unroll: int = 1
+    dtype: jnp.dtype | None = None
+
+    @nn.compact
+    def __call__(self, src, lengths=None, *, train: bool = False):
+        # src [B, S] int32; lengths [B] int32 or None (None reads every position: the tutorial)
+        x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(src)  # [B, S, E]
+        if self.dtype is not None:
+            x = x.astype(self.dtype)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        finals = []
+        for layer in range(self.num_layers):
+            if layer > 0:
+                x = nn.Dropout(self.rnn_dropout, deterministic=not train)(x)
+            fwd, fwd_carry = RNN(
+                self.cell, self.hidden, unroll=self.unroll, dtype=self.dtype, name=f"fwd_{layer}"
+            )(x, lengths)
+            if self.bidirectional:
+                bwd, bwd_carry = RNN(
+                    self.cell,
+                    self.hidden,
+                    reverse=True,
+                    unroll=self.unroll,
+                    dtype=self.dtype,
+                    name=f"bwd_{layer}",
+                )(x, lengths)
+                x = jnp.concatenate([fwd, bwd], axis=-1)  # [B, S, 2H]
+                carry = tuple(
+                    jnp.concatenate([f, b], axis=-1)
+                    for f, b in zip(fwd_carry, bwd_carry, strict=True)
+                )
+            else:
+                x, carry = fwd, fwd_carry  # [B, S, H]
+            finals.append(carry)
+        if lengths is not None:
+            x = jnp.where(valid_mask(lengths, x.shape[1])[..., None], x, 0.0)
+        return x, tuple(finals)
+
+    @property
+    def output_dim(self) -> int:
+        return self.hidden * (2 if self.bidirectional else 1)

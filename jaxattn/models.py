@@ -1,0 +1,181 @@
+"""Seq2Seq: an encoder and a decoder, with the methods search code drives.
+
+    memory = model.apply(v, src, src_len, method="encode")
+    state = model.apply(v, memory, method="init_state")
+    state, logits, weights = model.apply(v, memory, state, prev, t, method="decode_step")
+
+`__call__` decodes a whole target sequence in one scanned loop: teacher forced (ratio 1.0, the
+current tutorial), mixed (a per-step, per-sentence Bernoulli draw from an explicit PRNG key), or
+free running greedy (ratio 0.0, or no targets).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxattn import attention as attention_lib
+from jaxattn.decoders import DECODERS
+from jaxattn.encoders import Encoder
+from jaxattn.rnn import valid_mask
+
+
+class Seq2Seq(nn.Module):
+    """Encoder-decoder with attention.
+
+    mask_attention=False and encoder_lengths=False reproduce two of the tutorial's faults
+    (attention over padding; the encoder reading padding); the defaults are correct.
+    """
+
+    encoder: Encoder
+    decoder: nn.Module
+    bos_id: int
+    mask_attention: bool = True
+    encoder_lengths: bool = True
+
+    def encode(self, src, src_len=None, *, train: bool = False) -> dict:
+        # src [B, S]; src_len [B] or None (= every position is real)
+        lengths = src_len if self.encoder_lengths else None
+        keys, finals = self.encoder(src, lengths, train=train)  # [B, S, D_enc]
+        mask = None
+        if self.mask_attention and src_len is not None:
+            mask = valid_mask(src_len, src.shape[1])  # [B, S]
+        cache = self.decoder.precompute(keys)
+        return {"keys": keys, "mask": mask, "finals": finals, "cache": cache}
+
+    def init_state(self, memory) -> dict:
+        return self.decoder.init_state(memory)
+
+    def decode_step(self, memory, state, prev_tokens, t, *, train: bool = False):
+        """One step: (state, prev_tokens [B], t) -> (state, logits [B, V], weights [B, S])."""
+        return self.decoder.step(memory, state, prev_tokens, t, train=train)
+
+    def __call__(
+        self,
+        src,
+        src_len=None,
+        targets=None,
+        *,
+        teacher_forcing_ratio: float = 1.0,
+        rng=None,
+        max_len: int | None = None,
+        train: bool = False,
+    ):
+        """Returns logits [B, T, V] and attention weights [B, T, S].
+
+        targets [B, T] (EOS-terminated, no BOS) or None for free-running greedy decoding of
+        `max_len` steps. teacher_forcing_ratio < 1 needs `rng` (a PRNG key).
+        """
+        memory = self.encode(src, src_len, train=train)
+        batch = src.shape[0]
+        if targets is None:
+            if max_len is None:
+                raise ValueError("Give either targets or max_len for free-running decoding.")
+            targets = jnp.zeros((batch, max_len), src.dtype)
+            teacher_forcing_ratio = 0.0
+        teacher_forcing = None  # always
+        if teacher_forcing_ratio <= 0.0:
+            teacher_forcing = jnp.zeros(targets.shape, bool)
+        elif teacher_forcing_ratio < 1.0:
+            if rng is None:
+                raise ValueError("teacher_forcing_ratio < 1 draws coins: pass rng=<PRNG key>.")
+            teacher_forcing = jax.random.bernoulli(rng, teacher_forcing_ratio, targets.shape)
+        logits, weights, _ = self.decoder(
+            memory, targets, bos_id=self.bos_id, teacher_forcing=teacher_forcing, train=train
+        )
+        return logits, weights
+
+
+def default_model_config() -> ml_collections.ConfigDict:
+    """Every model option, with the tutorial's values."""
+    c = ml_collections.ConfigDict()
+    c.cell = "gru"  # gru | lstm
+    c.embed_dim = 128
+    c.hidden = 128
+    c.encoder_layers = 1
+    c.decoder_layers = 1
+    c.bidirectional = False
+    c.dropout = 0.1  # on embeddings (and Luong's attentional vector)
+    c.rnn_dropout = 0.0  # between stacked RNN layers
+    c.decoder = "bahdanau"  # bahdanau | luong | plain | legacy
+    c.attention = "additive"  # see jaxattn.attention.make_attention
+    c.attention_bias = True  # the tutorial's Linear layers have biases
+    c.attention_window = 5  # local attention half-width D
+    c.attention_max_length = 10  # location attention's Linear(., max_length)
+    c.kernel = "gaussian"  # kernel attention
+    c.input_feeding = True  # Luong decoder
+    c.bridge = "copy"  # copy | dense | zero
+    c.mask_attention = True  # False: the tutorial's unmasked attention
+    c.encoder_lengths = True  # False: the tutorial's encoder reads padding
+    c.dtype = "float32"  # float32 | bfloat16 (compute dtype; params stay float32)
+    c.unroll = 1  # scan unroll factor
+    return c
+
+
+def _attention_from_config(c, query_dim: int, key_dim: int) -> nn.Module:
+    name = c.attention
+    kwargs = {}
+    if name in ("additive", "bahdanau", "mlp"):
+        kwargs = {"hidden": c.hidden, "use_bias": c.attention_bias}
+    elif name in ("general", "luong"):
+        kwargs = {"use_bias": False}
+    elif name == "location":
+        kwargs = {"max_length": c.attention_max_length, "use_bias": c.attention_bias}
+    elif name in ("local_m", "local_p"):
+        kwargs = {"window": c.attention_window}
+    elif name == "kernel":
+        kwargs = {"kernel": c.kernel}
+    if name in ("dot", "scaled_dot", "local_m", "local_p", "kernel") and query_dim != key_dim:
+        raise ValueError(
+            f"attention={name!r} compares the decoder state ({query_dim}) with encoder outputs "
+            f"({key_dim}) directly, so their sizes must match; use 'general' or 'additive', or "
+            "set hidden/bidirectional so that they match."
+        )
+    return attention_lib.make_attention(name, **kwargs)
+
+
+def build_model(c: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_size: int,
+                bos_id: int) -> Seq2Seq:
+    """Builds a Seq2Seq from a model config (see `default_model_config`)."""
+    dtype = jnp.dtype(c.dtype) if c.dtype != "float32" else None
+    encoder = Encoder(
+        vocab_size=src_vocab_size,
+        embed_dim=c.embed_dim,
+        hidden=c.hidden,
+        cell=c.cell,
+        num_layers=c.encoder_layers,
+        bidirectional=c.bidirectional,
+        dropout=c.dropout,
+        rnn_dropout=c.rnn_dropout,
+        unroll=c.unroll,
+        dtype=dtype,
+    )
+    if c.decoder not in DECODERS:
+        raise ValueError(f"Unknown decoder {c.decoder!r}; choose one of {sorted(DECODERS)}.")
+    common = dict(
+        vocab_size=tgt_vocab_size,
+        embed_dim=c.embed_dim,
+        hidden=c.hidden,
+        cell=c.cell,
+        num_layers=c.decoder_layers,
+        bridge=c.bridge,
+        unroll=c.unroll,
+        dtype=dtype,
+    )
+    key_dim = encoder.output_dim
+    if c.decoder == "plain":
+        decoder = DECODERS["plain"](**common)
+    else:
+        query_dim = c.hidden + (c.embed_dim if c.decoder == "legacy" else 0)
+        attn = _attention_from_config(c, query_dim, key_dim)
+        extra = {"input_feeding": c.input_feeding} if c.decoder == "luong" else {}
+        decoder = DECODERS[c.decoder](attention=attn, dropout=c.dropout, **common, **extra)
+    return Seq2Seq(
+        encoder=encoder,
+        decoder=decoder,
+        bos_id=bos_id,
+        mask_attention=c.mask_attention,
+        encoder_lengths=c.encoder_lengths,
+    )
