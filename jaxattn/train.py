@@ -1,0 +1,380 @@
+"""Training: optimizer, masked loss, jitted data-parallel steps, and the loop with checkpoints.
+
+One code path for one CPU, several local devices and several hosts: parameters are replicated
+and each global batch is split over a 1-D device mesh ('data' axis); XLA inserts the gradient
+all-reduce. Every random draw comes from `fold_in(PRNGKey(seed), step)`, and the data iterator's
+position is checkpointed, so a resumed run repeats an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm import tqdm
+
+from jaxattn import data as data_lib
+from jaxattn import metrics as metrics_lib
+from jaxattn import plots
+from jaxattn.checkpoints import CONFIG_FILE, Checkpointer, CheckpointError, read_json
+from jaxattn.models import build_model
+from jaxattn.rnn import valid_mask
+from jaxattn.translate import translate_batches
+
+log = logging.getLogger(__name__)
+
+TrainState = train_state.TrainState
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (bad config, NaN loss, incompatible workdir)."""
+
+
+# ---------------------------------------------------------------------------- optimizer
+def make_schedule(tc: ml_collections.ConfigDict, total_steps: int):
+    """Learning-rate schedule by name: constant | cosine | warmup_cosine | rsqrt."""
+    lr, warmup = tc.learning_rate, tc.warmup_steps
+    if tc.lr_schedule == "constant":
+        return optax.constant_schedule(lr)
+    if tc.lr_schedule == "cosine":
+        return optax.cosine_decay_schedule(lr, max(total_steps, 1))
+    if tc.lr_schedule == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total_steps, 2))
+    if tc.lr_schedule == "rsqrt":  # linear warmup, then lr * sqrt(warmup / step)
+        w = max(warmup, 1)
+        return lambda s: lr * jnp.minimum((s + 1) / w, jnp.sqrt(w / jnp.maximum(s + 1, w)))
+    raise TrainingError(f"Unknown lr_schedule {tc.lr_schedule!r}.")
+
+
+def make_optimizer(tc: ml_collections.ConfigDict, total_steps: int):
+    """adam | adamw | sgd, with optional global-norm clipping.
+
+    The tutorial's two Adam optimizers (encoder, decoder) equal one Adam over all parameters,
+    since Adam's update is per parameter.
+    """
+    schedule = make_schedule(tc, total_steps)
+    if tc.optimizer == "adam":
+        opt = optax.adam(schedule, b1=tc.b1, b2=tc.b2)
+    elif tc.optimizer == "adamw":
+        opt = optax.adamw(schedule, b1=tc.b1, b2=tc.b2, weight_decay=tc.weight_decay)
+    elif tc.optimizer == "sgd":
+        opt = optax.sgd(schedule)
+    else:
+        raise TrainingError(f"Unknown optimizer {tc.optimizer!r}; choose adam, adamw or sgd.")
+    if tc.grad_clip > 0:
+        opt = optax.chain(optax.clip_by_global_norm(tc.grad_clip), opt)
+    return opt
+
+
+# --------------------------------------------------------------------------------- loss
+def token_losses(logits, targets, label_smoothing: float = 0.0):
+    """Per-token cross-entropy [B, T] (with label smoothing over the vocabulary)."""
+    if label_smoothing > 0:
+        labels = optax.smooth_labels(jax.nn.one_hot(targets, logits.shape[-1]), label_smoothing)
+        return optax.softmax_cross_entropy(logits, labels)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+
+
+def loss_mask(batch, loss_over_padding: bool):
+    """[B, T] float weights: real target tokens (incl. EOS), or every position (the tutorial)."""
+    tgt = batch["tgt"]
+    if loss_over_padding:
+        return jnp.ones(tgt.shape, jnp.float32)
+    return valid_mask(batch["tgt_len"], tgt.shape[1]).astype(jnp.float32)
+
+
+# ------------------------------------------------------------------------ train / eval step
+def train_step(state: TrainState, batch, base_key, *, model, tc):
+    """One optimizer step on a global batch; returns (state, metrics of this step)."""
+    step_key = jax.random.fold_in(base_key, state.step)
+    dropout_key, tf_key = jax.random.split(step_key)
+    mask = loss_mask(batch, tc.loss_over_padding)
+
+    def loss_fn(params):
+        logits, _ = model.apply(
+            {"params": params}, batch["src"], batch["src_len"], batch["tgt"],
+            teacher_forcing_ratio=tc.teacher_forcing_ratio, rng=tf_key, train=True,
+            rngs={"dropout": dropout_key},
+        )
+        losses = token_losses(logits, batch["tgt"], tc.label_smoothing) * mask
+        return losses.sum() / jnp.maximum(mask.sum(), 1.0)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    state = state.apply_gradients(grads=grads)
+    return state, {"loss": loss, "grad_norm": optax.global_norm(grads),
+                   "tokens": batch["tgt_len"].sum()}
+
+
+def eval_step(params, batch, *, model, loss_over_padding: bool):
+    """Sums of teacher-forced cross-entropy and token counts on one batch (no label smoothing)."""
+    logits, _ = model.apply({"params": params}, batch["src"], batch["src_len"], batch["tgt"])
+    mask = loss_mask(batch, loss_over_padding)
+    losses = token_losses(logits, batch["tgt"]) * mask
+    return {"loss_sum": losses.sum(), "tokens": mask.sum()}
+
+
+# ----------------------------------------------------------------------------- sharding
+def make_mesh() -> Mesh:
+    """A 1-D mesh over every device of every host, axis 'data'."""
+    return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def to_global(batch: dict, sharding: NamedSharding) -> dict:
+    """Per-host numpy batch -> global jax arrays laid out by `sharding`."""
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+            for k, v in batch.items()}
+
+
+def pad_batch(batch: dict, size: int) -> dict:
+    """Pads a batch to `size` rows with empty rows (length 0), so eval shapes stay fixed."""
+    n = len(batch["src_len"])
+    if n == size:
+        return batch
+    return {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)])
+            for k, v in batch.items()}
+
+
+# -------------------------------------------------------------------------------- config
+CHOICES = {
+    ("model", "cell"): ("gru", "lstm"),
+    ("model", "decoder"): ("bahdanau", "luong", "plain", "legacy"),
+    ("model", "bridge"): ("copy", "dense", "zero"),
+    ("model", "dtype"): ("float32", "bfloat16"),
+    ("train", "optimizer"): ("adam", "adamw", "sgd"),
+    ("train", "lr_schedule"): ("constant", "cosine", "warmup_cosine", "rsqrt"),
+}
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Fails fast, before any work, on values that would break a run later."""
+    for (section, key), allowed in CHOICES.items():
+        value = config[section][key]
+        if value not in allowed:
+            raise TrainingError(f"config.{section}.{key}={value!r} is not one of {allowed}.")
+    tc = config.train
+    for key in ("batch_size", "log_every", "eval_every", "checkpoint_every"):
+        if tc[key] <= 0:
+            raise TrainingError(f"config.train.{key} must be positive, got {tc[key]}.")
+    if not 0.0 <= tc.teacher_forcing_ratio <= 1.0:
+        raise TrainingError("config.train.teacher_forcing_ratio must be in [0, 1].")
+    if tc.num_train_steps <= 0 and tc.num_epochs <= 0:
+        raise TrainingError("Set config.train.num_epochs or config.train.num_train_steps > 0.")
+    n = jax.device_count()
+    if tc.batch_size % n:
+        raise TrainingError(
+            f"config.train.batch_size={tc.batch_size} must divide evenly over the {n} devices; "
+            f"use a multiple of {n}."
+        )
+
+
+def _config_json(config) -> dict:
+    return json.loads(config.to_json_best_effort())
+
+
+def check_workdir(workdir: str, config, has_checkpoints: bool) -> None:
+    """Refuses a workdir whose checkpoints come from another model or data/vocabulary."""
+    saved = read_json(os.path.join(workdir, CONFIG_FILE))
+    if saved is None or not has_checkpoints:
+        return
+    now = _config_json(config)
+    diffs = [
+        f"{section}.{k}: saved {saved.get(section, {}).get(k)!r}, now {now[section].get(k)!r}"
+        for section in ("model", "data")
+        for k in sorted(set(now[section]) | set(saved.get(section, {})))
+        if saved.get(section, {}).get(k) != now[section].get(k)
+    ]
+    if diffs:
+        raise CheckpointError(
+            f"{workdir} holds checkpoints of a different model or data/vocabulary:\n  "
+            + "\n  ".join(diffs)
+            + "\nUse a new --workdir, or the same config to resume."
+        )
+
+
+# ---------------------------------------------------------------------------------- loop
+class _StopFlag:
+    """Set by SIGTERM/SIGINT; the loop saves a checkpoint and exits at the next step."""
+
+    def __init__(self):
+        self.signal = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handlers
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def evaluate(model, params, data, split, *, config, p_eval_step, replicated,
+             with_bleu: bool = True) -> dict:
+    """Validation loss/perplexity (teacher forced) and greedy sacreBLEU on a split."""
+    ec = config.eval
+    batches = [pad_batch(b, ec.batch_size) for b in data.eval_batches(split, ec.batch_size)]
+    loss_sum, tokens = 0.0, 0.0
+    for b in batches:
+        out = p_eval_step(params, to_global(b, replicated))
+        loss_sum += float(out["loss_sum"])
+        tokens += float(out["tokens"])
+    loss = loss_sum / max(tokens, 1.0)
+    result = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+    if with_bleu:
+        hyps = translate_batches(model, {"params": params}, batches, data.tgt_vocab,
+                                 max_len=ec.max_decode_len)
+        hyp_text = [data.detokenize(h["tokens"]) for h in hyps]
+        scores = metrics_lib.corpus_scores(hyp_text, data.references(split))
+        result.update(bleu=scores["bleu"], chrf=scores["chrf"])
+    return result
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains (or resumes) a model as `config` says; returns the final validation metrics."""
+    validate_config(config)
+    tc = config.train
+    is_main = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+    ckpt = Checkpointer(workdir, keep_latest=tc.keep_checkpoints,
+                        best_metric="bleu" if config.eval.bleu else None)
+    check_workdir(workdir, config, bool(ckpt.all_steps()))
+
+    # data: vocabularies come from the workdir when it has them (a resumed run)
+    has_vocab = os.path.exists(os.path.join(workdir, data_lib.SRC_VOCAB_FILE))
+    data = data_lib.build(config.data, vocab_dir=workdir if has_vocab else None,
+                          seed=config.seed)
+    if is_main:
+        data.save_vocabs(workdir)
+        with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+            json.dump(_config_json(config), f, indent=2)
+
+    mesh = make_mesh()
+    replicated = NamedSharding(mesh, P())
+    sharded = NamedSharding(mesh, P("data"))
+    per_host = tc.batch_size // jax.process_count()
+    steps_per_epoch = max(data.num_examples("train") // tc.batch_size, 1)
+    total_steps = tc.num_train_steps if tc.num_train_steps > 0 else tc.num_epochs * steps_per_epoch
+
+    model = build_model(config.model, len(data.src_vocab), len(data.tgt_vocab),
+                        bos_id=data.tgt_vocab.bos_id)
+    tx = make_optimizer(tc, total_steps)
+    train_iter = data.train_iterator(per_host, seed=config.seed,
+                                     shard_index=jax.process_index(),
+                                     shard_count=jax.process_count())
+    init_key, base_key = jax.random.split(jax.random.PRNGKey(config.seed))
+
+    @functools.partial(jax.jit, out_shardings=replicated)
+    def init_state(key, example):
+        params = model.init({"params": key}, example["src"], example["src_len"],
+                            example["tgt"])["params"]
+        return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    example = data.eval_batches("train", 2)[0]
+    state = init_state(init_key, {k: jnp.asarray(v) for k, v in example.items()})
+    restored, start_step = ckpt.restore_latest(state, train_iter)
+    if restored is not None:
+        state = jax.device_put(restored, replicated)
+        log.info("Resumed from step %d in %s.", start_step, workdir)
+    start_step = int(state.step)
+    n_params = sum(x.size for x in jax.tree.leaves(state.params))
+    log.info("Model: %s parameters; %d steps (%d per epoch), global batch %d on %d devices.",
+             f"{n_params:,}", total_steps, steps_per_epoch, tc.batch_size, jax.device_count())
+
+    p_train_step = jax.jit(
+        functools.partial(train_step, model=model, tc=tc),
+        in_shardings=(replicated, sharded, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    p_eval_step = jax.jit(
+        functools.partial(eval_step, model=model, loss_over_padding=tc.loss_over_padding),
+        out_shardings=replicated,
+    )
+    writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
+    meta = {"config": _config_json(config)}
+    valid_split = config.eval.split
+
+    def save(step, metrics=None, force=False):
+        ckpt.save(step, state, train_iter, meta, metrics=metrics, force=force)
+
+    last_valid: dict = {}
+    pending: list = []  # device metrics since the last log
+    t_log, tokens_log = time.time(), 0
+    bar = tqdm(total=total_steps, initial=start_step, disable=not (is_main and tc.progress_bar),
+               dynamic_ncols=True, desc="train")
+    with _StopFlag() as stop:
+        for step in range(start_step, total_steps):
+            batch = next(train_iter)
+            state, m = p_train_step(state, to_global(batch, sharded), base_key)
+            pending.append(m)
+            done = step + 1
+            bar.update(1)
+            is_last = done == total_steps
+            if done % tc.log_every == 0 or is_last or stop.signal:
+                host = jax.device_get(pending)
+                pending = []
+                loss = float(np.mean([h["loss"] for h in host]))
+                if not np.isfinite(loss):
+                    ckpt.wait()
+                    raise TrainingError(
+                        f"Loss became {loss} at step {done}; stopped without saving. The last "
+                        f"good checkpoint (step {ckpt.all_steps()[-1] if ckpt.all_steps() else 'none'})"
+                        " is kept. Lower the learning rate or set config.train.grad_clip."
+                    )
+                tokens = sum(int(h["tokens"]) for h in host) * jax.process_count()
+                elapsed = time.time() - t_log
+                tps = tokens / max(elapsed, 1e-9)
+                t_log = time.time()
+                tokens_log += tokens
+                writer.write(done, "train", {
+                    "loss": loss, "grad_norm": float(np.mean([h["grad_norm"] for h in host])),
+                    "tokens_per_sec": tps, "learning_rate": float(
+                        make_schedule(tc, total_steps)(done)),
+                })
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}")
+            metrics = None
+            if done % tc.eval_every == 0 or is_last:
+                metrics = evaluate(model, state.params, data, valid_split, config=config,
+                                   p_eval_step=p_eval_step, replicated=replicated,
+                                   with_bleu=config.eval.bleu)
+                writer.write(done, "valid", metrics)
+                last_valid = metrics
+                bar.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            if metrics is not None or done % tc.checkpoint_every == 0 or is_last:
+                save(done, metrics)
+            if stop.signal:
+                if done % tc.checkpoint_every and metrics is None and not is_last:
+                    save(done, force=True)
+                ckpt.close()
+                bar.close()
+                writer.close()
+                log.warning("Got %s: saved a checkpoint at step %d and stopped. Rerun the same "
+                            "command to resume.", stop.signal, done)
+                raise KeyboardInterrupt(f"{stop.signal} at step {done}")
+    bar.close()
+    ckpt.close()
+    writer.close()
+    if is_main:
+        plots.training_curves(metrics_lib.read_metrics(workdir),
+                              os.path.join(workdir, "curves.png"))
+    return last_valid
