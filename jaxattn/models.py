@@ -120,14 +120,14 @@ def _attention_from_config(c, query_dim: int, key_dim: int) -> nn.Module:
     if name in ("additive", "bahdanau", "mlp"):
         kwargs = {"hidden": c.hidden, "use_bias": c.attention_bias}
     elif name in ("general", "luong"):
-        kwargs = {"use_bias": False}
+        kwargs = {"use_bias": False, "query_dim": query_dim}
     elif name == "location":
         kwargs = {"max_length": c.attention_max_length, "use_bias": c.attention_bias}
     elif name in ("local_m", "local_p"):
-        kwargs = {"window": c.attention_window}
+        kwargs = {"window": c.attention_window, "query_dim": query_dim}
     elif name == "kernel":
         kwargs = {"kernel": c.kernel}
-    if name in ("dot", "scaled_dot", "local_m", "local_p", "kernel") and query_dim != key_dim:
+    if name in ("dot", "scaled_dot", "kernel") and query_dim != key_dim:
         raise ValueError(
             f"attention={name!r} compares the decoder state ({query_dim}) with encoder outputs "
             f"({key_dim}) directly, so their sizes must match; use 'general' or 'additive', or "

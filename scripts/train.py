@@ -25,6 +25,16 @@ _PID = flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def parse_flags(argv):
+    """absl's parser, with a clear message (not a traceback) for an unknown --config key."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as e:
+        msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
+        print(f"FATAL Flags parsing error: unknown config key {msg}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -54,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
