@@ -10,6 +10,7 @@ import logging
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
@@ -38,7 +39,8 @@ def parse_flags(argv):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.getLogger().setLevel(logging.INFO)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # quiet library chatter (orbax, grain)
+    logging.getLogger("jaxattn").setLevel(logging.INFO)
     import jax
 
     if _DISTRIBUTED.value == "auto" or _COORD.value:
