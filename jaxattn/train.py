@@ -249,8 +249,11 @@ def evaluate(model, params, data, split, *, config, p_eval_step, replicated,
     return result
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains (or resumes) a model as `config` says; returns the final validation metrics."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+    """Trains (or resumes) a model as `config` says.
+
+    Returns (final TrainState, last validation metrics dict).
+    """
     validate_config(config)
     tc = config.train
     is_main = jax.process_index() == 0
@@ -330,7 +333,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             done = step + 1
             bar.update(1)
             is_last = done == total_steps
-            if done % tc.log_every == 0 or is_last or stop.signal:
+            run_eval = done % tc.eval_every == 0 or is_last
+            will_save = run_eval or done % tc.checkpoint_every == 0 or bool(stop.signal)
+            if done % tc.log_every == 0 or will_save:  # also checks for NaN before any save
                 host = jax.device_get(pending)
                 pending = []
                 loss = float(np.mean([h["loss"] for h in host]))
@@ -353,18 +358,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 })
                 bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}")
             metrics = None
-            if done % tc.eval_every == 0 or is_last:
+            if run_eval:
                 metrics = evaluate(model, state.params, data, valid_split, config=config,
                                    p_eval_step=p_eval_step, replicated=replicated,
                                    with_bleu=config.eval.bleu)
                 writer.write(done, "valid", metrics)
                 last_valid = metrics
                 bar.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-            if metrics is not None or done % tc.checkpoint_every == 0 or is_last:
-                save(done, metrics)
+            if will_save:
+                save(done, metrics, force=bool(stop.signal))
             if stop.signal:
-                if done % tc.checkpoint_every and metrics is None and not is_last:
-                    save(done, force=True)
                 ckpt.close()
                 bar.close()
                 writer.close()
@@ -377,4 +380,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_main:
         plots.training_curves(metrics_lib.read_metrics(workdir),
                               os.path.join(workdir, "curves.png"))
-    return last_valid
+    return state, last_valid

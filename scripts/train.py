@@ -54,7 +54,7 @@ def main(argv):
     from jaxattn.train import TrainingError, train_and_evaluate
 
     try:
-        result = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        _, result = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except (TrainingError, CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -1,0 +1,69 @@
+"""Data: the tutorial's eng-fra corpus and any parallel corpus, through TFDS and grain.
+
+    data = jaxattn.data.build(config.data)          # config.data = default_data_config()
+    it = data.train_iterator(32, seed=0)            # {'src', 'src_len', 'tgt', 'tgt_len'}
+    data.eval_batches('validation', 128); data.references('validation')
+
+Recipes (fields of `default_data_config()`; see pipeline.py for all of them):
+- The tutorial mirror: name='tutorial', path='../shared/data/eng-fra/eng-fra.txt' (or ''
+  to download data.zip), tutorial_ids=True, pad_to=10, split_fractions=(1, 0, 0).
+  The default instead holds out 5% + 5% (keyed by normalized text) and uses PAD/UNK ids.
+- Multi30k de->en: name='parallel', path='../shared/data/multi30k', src_lang='de',
+  tgt_lang='en', splits.validation='val', splits.test='test_2016_flickr'. Tokens are words
+  and punctuation with a joiner mark (tokenizer='word'), so detokenized output is plain cased
+  text that sacreBLEU scores against `references` like any system's output; set
+  tokenizer='sentencepiece' (needs the sentencepiece package) for subwords instead.
+- Your own corpus: name='parallel', path=a folder of {prefix}.{src_lang}/{prefix}.{tgt_lang}
+  (or {prefix}.tsv) files per split, or path=one TSV file split by split_fractions.
+- A TFDS catalog dataset (network needed once to prepare it): name='tfds',
+  tfds_name='wmt14_translate/fr-en', src_lang='fr', tgt_lang='en' (the feature names),
+  data_dir=a disk with room, splits.train='train[:1000000]' to cap the in-memory text.
+  It is prepared as array_record, so TensorFlow is never needed.
+- Synthetic tasks, offline: name='synthetic', synthetic_task='copy' | 'reverse' | 'sort' |
+  'dates'.
+
+Modules: text (normalization, filter, tokenizers), vocab (Vocab), readers (robust file
+reading), builders (TFDS builders; imports tensorflow_datasets), synthetic (offline tasks),
+pipeline (config, build, Data, grain batching).
+"""
+
+from jaxattn.data.pipeline import (
+    DATASETS,
+    SRC_SPM_FILE,
+    SRC_VOCAB_FILE,
+    TGT_SPM_FILE,
+    TGT_VOCAB_FILE,
+    Data,
+    build,
+    default_data_config,
+)
+from jaxattn.data.synthetic import TASKS, synthetic_splits
+from jaxattn.data.text import (
+    ENG_PREFIXES,
+    Tokenizer,
+    normalize_tutorial,
+    tutorial_filter,
+    word_detokenize,
+    word_tokenize,
+)
+from jaxattn.data.vocab import Vocab
+
+__all__ = [
+    "DATASETS",
+    "ENG_PREFIXES",
+    "SRC_SPM_FILE",
+    "SRC_VOCAB_FILE",
+    "TASKS",
+    "TGT_SPM_FILE",
+    "TGT_VOCAB_FILE",
+    "Data",
+    "Tokenizer",
+    "Vocab",
+    "build",
+    "default_data_config",
+    "normalize_tutorial",
+    "synthetic_splits",
+    "tutorial_filter",
+    "word_detokenize",
+    "word_tokenize",
+]

@@ -1,0 +1,413 @@
+"""TensorFlow Datasets builders (array_record, read back without TensorFlow through
+`builder.as_data_source()`), and access to any TFDS catalog dataset by name.
+
+Every example is {'src': bytes, 'tgt': bytes}, raw UTF-8 text in the translation direction.
+- `JaxattnEngFra` ('jaxattn_eng_fra'): the tutorial's eng-fra.txt, reversed to fra->eng (or
+  not), filtered like the tutorial, split into train/validation/test.
+- `JaxattnParallelText` ('jaxattn_parallel_text'): any line-aligned source/target files per
+  split, a TSV file per split, or one TSV file split by fractions (Multi30k, users' corpora).
+- `catalog_builder`: a catalog dataset such as 'wmt14_translate/fr-en', downloaded and prepared
+  as array_record (needs network the first time).
+
+Splits by fraction are keyed by hashing normalized text: pairs that share a source or a target
+sentence form a group, and a group lies in one split, so no sentence is on both sides. Each
+builder's config name is a digest of its options and of the input files' contents, so a
+changed option or file prepares a new dataset instead of reusing a stale one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import urllib.request
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from jaxattn.data.readers import (
+    TUTORIAL_SHA256,
+    TUTORIAL_URL,
+    read_aligned_pairs,
+    read_bytes,
+    read_tsv_pairs,
+    sha256,
+)
+from jaxattn.data.text import ENG_PREFIXES, normalize_tutorial, tutorial_filter
+
+log = logging.getLogger(__name__)
+
+TUTORIAL_ZIP = "jaxattn_tutorial_data.zip"  # the download, under DATA_DIR/downloads
+SPLITS = ("train", "validation", "test")
+LANG_CODES = {"fra": "fra", "fr": "fra", "eng": "eng", "en": "eng"}
+CITATION = "Tatoeba (tatoeba.org) and manythings.org/anki, CC-BY 2.0 FR."
+
+
+def _features() -> tfds.features.FeaturesDict:
+    return tfds.features.FeaturesDict({"src": tfds.features.Text(), "tgt": tfds.features.Text()})
+
+
+def _digest(params: dict) -> str:
+    return "c" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_data_dir(data_dir: str = "") -> str:
+    """Where TFDS keeps prepared datasets: `data_dir`, else $TFDS_DATA_DIR, else
+    ~/tensorflow_datasets."""
+    return os.path.expanduser(
+        data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
+
+
+# --------------------------------------------------------------------------------- splits
+def _unit_hash(seed: int, key: str) -> float:
+    h = hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") / 2.0**64
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0:
+        raise ValueError(
+            f"split_fractions must be 3 numbers >= 0 for (train, validation, test) with a "
+            f"positive train share, got {tuple(fractions)}."
+        )
+    total = float(sum(fractions))
+    return tuple(f / total for f in fractions)
+
+
+def assign_splits(keys: Sequence[tuple[str, str]], fractions: Sequence[float],
+                  seed: int) -> np.ndarray:
+    """Index into SPLITS for each (source key, target key) pair.
+
+    Pairs sharing a source or a target key are grouped (union-find); a group's split comes
+    from a hash of its smallest source key and `seed`, so it does not depend on file order.
+    """
+    parent: dict = {}
+
+    def find(x):
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for s, t in keys:
+        a, b = find(("s", s)), find(("t", t))
+        if a != b:
+            parent[a] = b
+    smallest: dict = {}
+    for s, _ in keys:
+        root = find(("s", s))
+        smallest[root] = min(smallest.get(root, s), s)
+    cum = np.cumsum(check_fractions(fractions))
+    cum[-1] = 1.0
+    return np.array(
+        [np.searchsorted(cum, _unit_hash(seed, smallest[find(("s", s))]), side="right")
+         for s, _ in keys], dtype=np.int64).reshape(-1)
+
+
+def _split_rows(rows: list, split_of: np.ndarray) -> dict[str, list]:
+    return {name: [r for r, k in zip(rows, split_of, strict=True) if k == i]
+            for i, name in enumerate(SPLITS)}
+
+
+# -------------------------------------------------------------------------------- tutorial
+@dataclasses.dataclass
+class EngFraConfig(tfds.core.BuilderConfig):
+    source: str = ""  # a local eng-fra.txt, or a zip holding it
+    source_sha256: str = ""
+    reverse: bool = True  # True: fra->eng, as in the tutorial
+    apply_filter: bool = True
+    max_length: int = 10
+    prefixes: tuple[str, ...] = ENG_PREFIXES
+    split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)
+    split_seed: int = 0
+
+
+class JaxattnEngFra(tfds.core.GeneratorBasedBuilder):
+    """The tutorial's English-French pairs, normalized only to decide filter and splits: the
+    stored text is the raw line's, so `sources` shows the original sentences."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self, description=self.__doc__, features=_features(),
+            supervised_keys=("src", "tgt"), homepage="https://www.manythings.org/anki/",
+            citation=CITATION, metadata=tfds.core.MetadataDict(), disable_shuffling=True,
+        )
+
+    def _split_generators(self, dl_manager):
+        c = self.builder_config
+        pairs, counts = read_tsv_pairs(read_bytes(c.source), c.source)  # (eng, fra)
+        rows, keys = [], []
+        for i, (eng, fra) in enumerate(pairs):
+            neng, nfra = normalize_tutorial(eng), normalize_tutorial(fra)
+            src, tgt, nsrc, ntgt = (fra, eng, nfra, neng) if c.reverse else (eng, fra, neng, nfra)
+            if c.apply_filter and not tutorial_filter(
+                    nsrc, ntgt, max_length=c.max_length, prefixes=c.prefixes, eng=neng):
+                continue
+            rows.append((i, src, tgt))
+            keys.append((nsrc, ntgt))
+        counts["filtered"] = len(pairs) - len(rows)
+        counts["kept"] = len(rows)
+        if not rows:
+            raise ValueError(f"The tutorial filter kept no pairs of {c.source} ({counts}); "
+                             "check max_length/prefixes or set filter=False.")
+        by_split = _split_rows(rows, assign_splits(keys, c.split_fractions, c.split_seed))
+        counts.update({f"split_{k}": len(v) for k, v in by_split.items()})
+        self.info.metadata.update(counts, source_sha256=c.source_sha256)
+        return {k: self._generate_examples(v) for k, v in by_split.items() if v}
+
+    def _generate_examples(self, rows):
+        for key, src, tgt in rows:
+            yield key, {"src": src, "tgt": tgt}
+
+
+def download_tutorial_zip(url: str, dest: str, expected_sha256: str = TUTORIAL_SHA256,
+                          timeout: float = 60.0) -> str:
+    """Downloads the tutorial's data.zip to `dest` (once) and checks eng-fra.txt's sha256."""
+    if os.path.exists(dest):
+        return dest
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = dest + ".part"
+    with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+        f.write(r.read())
+    got = sha256(read_bytes(tmp))
+    if expected_sha256 and got != expected_sha256:
+        os.remove(tmp)
+        raise ValueError(
+            f"eng-fra.txt downloaded from {url} has sha256 {got}, expected {expected_sha256}. "
+            "Check the download, or give a file you trust with config.data.path."
+        )
+    os.replace(tmp, dest)
+    return dest
+
+
+def _tutorial_source(path: str, url: str, expected_sha256: str, download: bool,
+                     data_dir: str) -> str:
+    """The local file to read: `path` (a file, a zip, or a folder holding either), else the
+    downloaded zip."""
+    options = ("set config.data.path to the tutorial's eng-fra.txt, a folder holding it, or "
+               f"its data.zip (from {url})")
+    if path:
+        path = os.path.expanduser(path)
+        if os.path.isdir(path):
+            for name in ("eng-fra.txt", "data/eng-fra.txt", "data.zip"):
+                if os.path.isfile(os.path.join(path, name)):
+                    return os.path.join(path, name)
+            raise FileNotFoundError(f"No eng-fra.txt, data/eng-fra.txt or data.zip in {path}: "
+                                    f"{options}.")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"config.data.path={path} does not exist: {options}, or "
+                                    "leave it empty to download.")
+        return path
+    dest = os.path.join(default_data_dir(data_dir), "downloads", TUTORIAL_ZIP)
+    if os.path.exists(dest):
+        return dest
+    if not download:
+        raise FileNotFoundError(f"The tutorial data is not here and download=False: {options}, "
+                                "or set config.data.download=True with network access.")
+    try:
+        return download_tutorial_zip(url, dest, expected_sha256)
+    except OSError as e:  # URLError, timeouts, refused connections
+        raise FileNotFoundError(
+            f"Could not download the tutorial data from {url} ({e}). Either allow network "
+            f"access, or {options}."
+        ) from e
+
+
+def tutorial_builder(*, path: str = "", url: str = TUTORIAL_URL,
+                     sha256_check: str = TUTORIAL_SHA256, download: bool = True,
+                     data_dir: str = "", src_lang: str = "fra", tgt_lang: str = "eng",
+                     apply_filter: bool = True, max_length: int = 10,
+                     prefixes: Sequence[str] = ENG_PREFIXES,
+                     split_fractions: Sequence[float] = (0.9, 0.05, 0.05),
+                     split_seed: int = 0) -> JaxattnEngFra:
+    """A prepared `JaxattnEngFra` builder (prepares it on first use)."""
+    langs = (LANG_CODES.get(src_lang), LANG_CODES.get(tgt_lang))
+    if langs not in (("fra", "eng"), ("eng", "fra")):
+        raise ValueError(f"The tutorial corpus translates between fra and eng; got "
+                         f"src_lang={src_lang!r}, tgt_lang={tgt_lang!r}.")
+    source = _tutorial_source(path, url, sha256_check, download, data_dir)
+    params = dict(
+        source_sha256=sha256(read_bytes(source)), reverse=langs[0] == "fra",
+        apply_filter=bool(apply_filter), max_length=int(max_length),
+        prefixes=tuple(prefixes), split_fractions=check_fractions(split_fractions),
+        split_seed=int(split_seed),
+    )
+    config = EngFraConfig(name=_digest(params), source=source, description=json.dumps(params),
+                          **params)
+    return _prepare(JaxattnEngFra(config=config, data_dir=default_data_dir(data_dir)))
+
+
+# --------------------------------------------------------------------------- parallel text
+@dataclasses.dataclass
+class ParallelTextConfig(tfds.core.BuilderConfig):
+    # (split, source file, target file); target '' means a TSV file; split '*' means one TSV
+    # file split by split_fractions.
+    files: tuple[tuple[str, str, str], ...] = ()
+    tsv_columns: tuple[int, int] = (0, 1)
+    split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)
+    split_seed: int = 0
+
+
+class JaxattnParallelText(tfds.core.GeneratorBasedBuilder):
+    """Sentence pairs from line-aligned files or TSV, raw text, in file order."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self, description=self.__doc__, features=_features(),
+            supervised_keys=("src", "tgt"), metadata=tfds.core.MetadataDict(),
+            disable_shuffling=True,
+        )
+
+    def _split_generators(self, dl_manager):
+        c = self.builder_config
+        by_split, counts = {}, {}
+        for split, a, b in c.files:
+            if b:
+                pairs, n = read_aligned_pairs(read_bytes(a), read_bytes(b), a, b)
+            else:
+                pairs, n = read_tsv_pairs(read_bytes(a), a, tuple(c.tsv_columns))
+            for k, v in n.items():
+                counts[k] = counts.get(k, 0) + v
+            rows = [(i, s, t) for i, (s, t) in enumerate(pairs)]
+            if split == "*":
+                keys = [(" ".join(s.lower().split()), " ".join(t.lower().split()))
+                        for s, t in pairs]
+                by_split = _split_rows(rows, assign_splits(keys, c.split_fractions,
+                                                           c.split_seed))
+            else:
+                by_split[split] = rows
+        counts.update({f"split_{k}": len(v) for k, v in by_split.items()})
+        self.info.metadata.update(counts)
+        return {k: self._generate_examples(v) for k, v in by_split.items() if v}
+
+    def _generate_examples(self, rows):
+        for key, src, tgt in rows:
+            yield key, {"src": src, "tgt": tgt}
+
+
+def _parallel_files(path: str, src_lang: str, tgt_lang: str,
+                    splits: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
+    path = os.path.expanduser(path)
+    if not path:
+        raise ValueError("name='parallel' needs config.data.path: a folder with "
+                         "{split}.{src_lang} and {split}.{tgt_lang} (or {split}.tsv) files, "
+                         "or one TSV file.")
+    if os.path.isfile(path):
+        return (("*", path, ""),)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"config.data.path={path} does not exist.")
+    files = []
+    for split, prefix in splits.items():
+        if not prefix:
+            continue
+        a, b = (os.path.join(path, f"{prefix}.{lang}") for lang in (src_lang, tgt_lang))
+        tsv = os.path.join(path, f"{prefix}.tsv")
+        if os.path.isfile(a) and os.path.isfile(b):
+            files.append((split, a, b))
+        elif os.path.isfile(tsv):
+            files.append((split, tsv, ""))
+        else:
+            raise FileNotFoundError(
+                f"Split {split!r}: neither {a} + {b} nor {tsv} exists (the folder holds "
+                f"{sorted(os.listdir(path))[:12]}). Set config.data.splits.{split} to the "
+                f"files' prefix, or to '' to do without this split."
+            )
+    if not any(f[0] == "train" for f in files):
+        raise ValueError("config.data.splits.train is empty: a training split is required.")
+    return tuple(files)
+
+
+def parallel_builder(path: str, *, src_lang: str, tgt_lang: str, splits: dict[str, str],
+                     tsv_columns: Sequence[int] = (0, 1),
+                     split_fractions: Sequence[float] = (0.9, 0.05, 0.05),
+                     split_seed: int = 0, data_dir: str = "") -> JaxattnParallelText:
+    """A prepared `JaxattnParallelText` builder.
+
+    `path` is a folder with `{prefix}.{src_lang}` + `{prefix}.{tgt_lang}` (or `{prefix}.tsv`)
+    for each (split, prefix) in `splits`, or one TSV file split by `split_fractions`.
+    """
+    files = _parallel_files(path, src_lang, tgt_lang, splits)
+    params = dict(
+        files=[(s, sha256(read_bytes(a)), sha256(read_bytes(b)) if b else "")
+               for s, a, b in files],
+        tsv_columns=list(tsv_columns), split_fractions=check_fractions(split_fractions),
+        split_seed=int(split_seed),
+    )
+    config = ParallelTextConfig(
+        name=_digest(params), description=json.dumps(params), files=files,
+        tsv_columns=tuple(tsv_columns), split_fractions=params["split_fractions"],
+        split_seed=params["split_seed"],
+    )
+    return _prepare(JaxattnParallelText(config=config, data_dir=default_data_dir(data_dir)))
+
+
+def _prepare(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:
+    if not builder.is_prepared():
+        builder.download_and_prepare(file_format="array_record")
+    return builder
+
+
+# --------------------------------------------------------------------------------- catalog
+def catalog_builder(name: str, *, data_dir: str = "", download: bool = True):
+    """A prepared catalog builder, e.g. 'wmt14_translate/fr-en', in array_record format.
+
+    Preparing downloads the data (network needed once; WMT takes hours and many GB).
+    """
+    try:
+        builder = tfds.builder(name, data_dir=default_data_dir(data_dir))
+    except Exception as e:
+        raise ValueError(f"TFDS has no dataset {name!r} ({e}). See "
+                         "https://www.tensorflow.org/datasets/catalog/overview.") from e
+    if not builder.is_prepared():
+        if not download:
+            raise FileNotFoundError(f"{name} is not prepared in {builder.data_dir} and "
+                                    "download=False: set config.data.download=True.")
+        builder.download_and_prepare(file_format="array_record")
+    fmt = builder.info.file_format
+    if fmt is not None and fmt != tfds.core.FileFormat.ARRAY_RECORD:
+        raise ValueError(
+            f"{name} in {builder.data_dir} was prepared as {fmt.value}; reading without "
+            "TensorFlow needs array_record. Delete that folder or use another "
+            "config.data.data_dir, and it will be prepared again as array_record."
+        )
+    return builder
+
+
+def data_sources(builder, splits: dict[str, str] | None = None) -> dict[str, Sequence]:
+    """{our split name: random-access data source}; `splits` maps our names (train,
+    validation, test) to the builder's (also slices such as 'train[:10%]'); splits the
+    builder lacks are left out."""
+    available = set(builder.info.splits.keys())
+    splits = splits or {s: s for s in SPLITS}
+    order = sorted(splits, key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), s))
+    return {ours: builder.as_data_source(split=splits[ours]) for ours in order
+            if splits[ours] and splits[ours].split("[")[0] in available}
+
+
+def read_texts(source: Sequence, src_key: str = "src", tgt_key: str = "tgt",
+               name: str = "") -> tuple[list[str], list[str]]:
+    """A data source's examples -> (source texts, target texts), decoded from UTF-8."""
+    n = len(source)
+    if n == 0:
+        return [], []
+    first = source[0]
+    missing = [k for k in (src_key, tgt_key) if k not in first]
+    if missing:
+        raise ValueError(f"{name or 'The dataset'} has no feature {missing[0]!r}; its examples "
+                         f"have {sorted(first)}. Set src_lang/tgt_lang to two of these.")
+    decode: Callable = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)
+    get_many = getattr(source, "__getitems__", None) or (lambda idx: [source[i] for i in idx])
+    src, tgt = [], []
+    for start in range(0, n, 4096):
+        for ex in get_many(range(start, min(n, start + 4096))):
+            src.append(decode(ex[src_key]))
+            tgt.append(decode(ex[tgt_key]))
+    return src, tgt

@@ -1,0 +1,498 @@
+"""The data pipeline: config -> text splits -> tokenizers and vocabularies -> grain batches.
+
+`build(config.data)` is the one entry point. Text is read once into memory (fine up to a few
+million pairs; slice bigger TFDS splits, e.g. splits.train='train[:2000000]'); tokenization
+and id lookup run inside the grain pipeline, one call per batch.
+
+Batches are dicts of numpy arrays (B = rows, S/T = padded lengths):
+  src int32[B, S]: source ids then EOS, padded with pad_id;  src_len int32[B] (EOS counted)
+  tgt int32[B, T]: target ids then EOS (no BOS: the decoder prepends it);  tgt_len int32[B]
+Masks are `arange(S) < src_len[:, None]`.
+
+Shuffling: every epoch is a numpy permutation seeded by (seed, epoch), looked up per batch
+inside a grain map over batch indices; grain's own element-wise shuffle and batch cost about
+10 us a pair, most of the budget. The iterator's state is the next batch index, so a restored
+iterator continues exactly.
+
+Multi-host training: `batch_size` is per shard (host). Each step draws one global batch of
+batch_size * shard_count pairs from the shuffled stream; shard i gets rows [i*B, (i+1)*B).
+Every shard pads to the same S and T (taken from the whole global batch) and tokenizes only
+its own rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import grain
+import ml_collections
+import numpy as np
+
+from jaxattn.data.readers import TUTORIAL_SHA256, TUTORIAL_URL
+from jaxattn.data.synthetic import TASKS, synthetic_splits
+from jaxattn.data.text import ENG_PREFIXES, TOKENIZERS, Tokenizer, train_sentencepiece
+from jaxattn.data.vocab import ORDERS, Vocab
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("tutorial", "parallel", "tfds", "synthetic")
+SRC_VOCAB_FILE, TGT_VOCAB_FILE = "src_vocab.txt", "tgt_vocab.txt"
+SRC_SPM_FILE, TGT_SPM_FILE = "src_spm.model", "tgt_spm.model"
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+    """Every data option with its default ('auto' values depend on `name`)."""
+    c = ml_collections.ConfigDict()
+    c.name = "tutorial"  # tutorial | parallel | tfds | synthetic
+    # --- where the text comes from
+    # tutorial: eng-fra.txt, a folder holding it, or data.zip; '' = download `url`.
+    # parallel: a folder of {prefix}.{src_lang} + {prefix}.{tgt_lang} (or {prefix}.tsv)
+    #           files, one per split in `splits`; or one TSV file, split by fractions.
+    c.path = ""
+    c.url = TUTORIAL_URL
+    c.sha256 = TUTORIAL_SHA256  # of eng-fra.txt in the download; '' = unchecked
+    c.download = True  # allow network downloads (tutorial zip, TFDS catalog)
+    c.data_dir = ""  # TFDS's prepared datasets; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
+    c.tfds_name = ""  # name='tfds': a catalog dataset, e.g. 'wmt14_translate/fr-en'
+    # Languages: the tutorial's fra/eng (fra->eng as in the tutorial; eng->fra also works);
+    # file suffixes for 'parallel' (multi30k: de, en); feature names for 'tfds'.
+    c.src_lang = "fra"
+    c.tgt_lang = "eng"
+    # Split -> file prefix ('parallel' folder) or TFDS split, e.g. 'train[:10%]'; '' = none.
+    c.splits = ml_collections.ConfigDict(
+        {"train": "train", "validation": "validation", "test": "test"})
+    c.tsv_columns = (0, 1)  # TSV (parallel): source column, target column
+    # Corpora without given splits (tutorial, one TSV file): (train, validation, test)
+    # shares, by hashed normalized text; (1, 0, 0) trains on all, as the tutorial does.
+    c.split_fractions = (0.9, 0.05, 0.05)
+    c.split_seed = 0
+    # --- filter
+    c.filter = True  # tutorial: keep only pairs that pass the tutorial's filter
+    c.prefixes = ENG_PREFIXES  # tutorial filter: English side starts with one; () = any
+    # Keep pairs with fewer than max_length tokens a side (each fits max_length with EOS):
+    # tutorial: part of its filter (all splits); others: training pairs only.
+    # -1 = auto: 10 for the tutorial, no limit otherwise; 0 = no limit.
+    c.max_length = -1
+    # --- text -> tokens
+    c.normalize = "auto"  # auto | tutorial | none  (auto: tutorial for the tutorial corpus)
+    c.lowercase = False
+    # auto | space | word | char | sentencepiece. auto: space for the tutorial (after its
+    # normalization) and copy/reverse/sort, char for dates, word for cased corpora.
+    c.tokenizer = "auto"
+    c.sp_vocab_size = 8000  # sentencepiece: pieces per side
+    # --- vocabulary (built from the training split)
+    c.vocab_min_freq = 1
+    c.vocab_max_size = 0  # 0 = no cap (specials count)
+    c.vocab_order = "first"  # first (appearance, as the tutorial) | freq
+    c.tutorial_ids = False  # True: SOS=0, EOS=1, pad=0, no PAD/UNK (the tutorial's ids)
+    # --- batches
+    c.pad_to = 0  # > 0: every batch padded to this length (the tutorial: 10); longer
+    # training pairs are dropped, longer evaluation sentences cut (EOS kept).
+    c.pad_multiple = 8  # else pad to the batch's longest, rounded up to this multiple
+    c.bucket_boundaries = ()  # e.g. (8, 16, 32): pad up to the next boundary first
+    c.bucket_pool = 0  # > 1: sort pools of this many batches by length (less padding)
+    # > 0: batches made ahead in a background thread (close() the iterator when done). 0 (the
+    # default) is enough under JAX's asynchronous dispatch: the next batch is made while the
+    # device runs the step.
+    c.prefetch = 0
+    # --- synthetic tasks (name='synthetic')
+    c.synthetic_task = "copy"  # copy | reverse | sort | dates
+    c.synthetic_sizes = (10000, 500, 500)  # train, validation, test
+    c.synthetic_min_len = 3
+    c.synthetic_max_len = 8
+    c.synthetic_num_symbols = 20
+    return c
+
+
+def _resolved(cfg) -> dict:
+    """The 'auto' options made concrete, after checking every option."""
+    def bad(key, allowed):
+        return ValueError(f"config.data.{key}={cfg[key]!r} is not one of {allowed}.")
+
+    if cfg.name not in DATASETS:
+        raise bad("name", DATASETS)
+    if cfg.tokenizer not in ("auto",) + TOKENIZERS:
+        raise bad("tokenizer", ("auto",) + TOKENIZERS)
+    if cfg.normalize not in ("auto", "tutorial", "none"):
+        raise bad("normalize", ("auto", "tutorial", "none"))
+    if cfg.vocab_order not in ORDERS:
+        raise bad("vocab_order", ORDERS)
+    if cfg.name == "synthetic" and cfg.synthetic_task not in TASKS:
+        raise bad("synthetic_task", TASKS)
+    for key, low in (("pad_to", 0), ("pad_multiple", 1), ("bucket_pool", 0), ("prefetch", 0),
+                     ("vocab_min_freq", 1), ("vocab_max_size", 0), ("max_length", -1)):
+        if cfg[key] < low:
+            raise ValueError(f"config.data.{key} must be >= {low}, got {cfg[key]}.")
+    bounds = tuple(cfg.bucket_boundaries)
+    if any(b < 1 for b in bounds) or list(bounds) != sorted(set(bounds)):
+        raise ValueError(f"config.data.bucket_boundaries must increase and be positive, "
+                         f"got {bounds}.")
+    if cfg.tutorial_ids and (cfg.vocab_min_freq > 1 or cfg.vocab_max_size):
+        raise ValueError("tutorial_ids=True has no UNK id, so every training word needs an id: "
+                         "leave vocab_min_freq=1 and vocab_max_size=0, or set tutorial_ids=False.")
+    tokenizer = cfg.tokenizer
+    if tokenizer == "auto":
+        tokenizer = {"tutorial": "space", "synthetic": "space"}.get(cfg.name, "word")
+        if cfg.name == "synthetic" and cfg.synthetic_task == "dates":
+            tokenizer = "char"
+    normalize = cfg.normalize
+    if normalize == "auto":
+        normalize = "tutorial" if cfg.name == "tutorial" else "none"
+    max_length = cfg.max_length
+    if max_length == -1:
+        max_length = 10 if cfg.name == "tutorial" else 0
+    return dict(tokenizer=tokenizer, normalize=normalize, max_length=max_length,
+                boundaries=bounds)
+
+
+# ----------------------------------------------------------------------------- loading text
+def _load_texts(cfg, max_length: int) -> tuple[dict, dict]:
+    """{split: (sources, targets)} for the splits that exist, and reading statistics."""
+    if cfg.name == "synthetic":
+        texts = synthetic_splits(
+            cfg.synthetic_task, tuple(cfg.synthetic_sizes), seed=cfg.split_seed,
+            min_len=cfg.synthetic_min_len, max_len=cfg.synthetic_max_len,
+            num_symbols=cfg.synthetic_num_symbols)
+        return texts, {}
+    from jaxattn.data import builders  # TFDS: imported only when needed
+
+    src_key, tgt_key, splits = "src", "tgt", None
+    if cfg.name == "tutorial":
+        builder = builders.tutorial_builder(
+            path=cfg.path, url=cfg.url, sha256_check=cfg.sha256, download=cfg.download,
+            data_dir=cfg.data_dir, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang,
+            apply_filter=cfg.filter, max_length=max_length, prefixes=tuple(cfg.prefixes),
+            split_fractions=tuple(cfg.split_fractions), split_seed=cfg.split_seed)
+    elif cfg.name == "parallel":
+        builder = builders.parallel_builder(
+            cfg.path, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang, splits=dict(cfg.splits),
+            tsv_columns=tuple(cfg.tsv_columns), split_fractions=tuple(cfg.split_fractions),
+            split_seed=cfg.split_seed, data_dir=cfg.data_dir)
+    else:
+        if not cfg.tfds_name:
+            raise ValueError("name='tfds' needs config.data.tfds_name, e.g. "
+                             "'wmt14_translate/fr-en'.")
+        builder = builders.catalog_builder(cfg.tfds_name, data_dir=cfg.data_dir,
+                                           download=cfg.download)
+        src_key, tgt_key, splits = cfg.src_lang, cfg.tgt_lang, dict(cfg.splits)
+    sources = builders.data_sources(builder, splits)
+    if "train" not in sources:
+        raise ValueError(f"{builder.name} has no training split (it has "
+                         f"{list(builder.info.splits.keys())}); set config.data.splits.train.")
+    texts = {k: builders.read_texts(v, src_key, tgt_key, builder.name)
+             for k, v in sources.items()}
+    return texts, dict(builder.info.metadata or {})
+
+
+# ----------------------------------------------------------------- tokenizers + vocabularies
+def _side(cfg, r, texts: list[str], side: str, vocab_dir: str | None):
+    """(tokenizer, vocab, token counts of `texts`) for one side ('src' or 'tgt')."""
+    names = (SRC_VOCAB_FILE, SRC_SPM_FILE) if side == "src" else (TGT_VOCAB_FILE, TGT_SPM_FILE)
+    vocab_file, spm_file = (os.path.join(vocab_dir or "", name) for name in names)
+    saved = bool(vocab_dir) and os.path.exists(vocab_file)
+    kw = dict(normalize=r["normalize"], lowercase=cfg.lowercase)
+    sp_model = None
+    if r["tokenizer"] == "sentencepiece":
+        if saved:
+            if not os.path.exists(spm_file):
+                raise FileNotFoundError(f"{vocab_dir} has {os.path.basename(vocab_file)} but "
+                                        f"not {os.path.basename(spm_file)}, which "
+                                        "tokenizer='sentencepiece' needs.")
+            with open(spm_file, "rb") as f:
+                sp_model = f.read()
+        else:
+            plain = Tokenizer("space", **kw)
+            sp_model = train_sentencepiece((plain.preprocess(t) for t in texts),
+                                           cfg.sp_vocab_size)
+    tok = Tokenizer(r["tokenizer"], sp_model=sp_model, **kw)
+    counts = np.empty(len(texts), np.int64)
+
+    def token_lists():
+        for i, t in enumerate(texts):
+            tokens = tok.tokenize(t)
+            counts[i] = len(tokens)
+            yield tokens
+
+    if saved:
+        vocab = Vocab.load(vocab_file)
+        if vocab.tutorial_ids != cfg.tutorial_ids:
+            layout = "tutorial" if vocab.tutorial_ids else "default"
+            raise ValueError(f"{vocab_file} has the {layout} id layout but "
+                             f"config.data.tutorial_ids={cfg.tutorial_ids}.")
+        for _ in token_lists():
+            pass
+    else:
+        vocab = Vocab.build(token_lists(), min_freq=cfg.vocab_min_freq,
+                            max_size=cfg.vocab_max_size or None, order=cfg.vocab_order,
+                            tutorial_ids=cfg.tutorial_ids)
+    return tok, vocab, counts
+
+
+def build(data_cfg: ml_collections.ConfigDict, *, vocab_dir: str | None = None,
+          seed: int = 0) -> Data:
+    """Reads the configured corpus and returns its `Data`.
+
+    Vocabularies (and SentencePiece models) come from `vocab_dir` when it holds them (see
+    `Data.save_vocabs`), else from the training split. `seed` is the default shuffling seed
+    of `Data.train_iterator`; the split assignment and synthetic data use data_cfg.split_seed.
+    """
+    r = _resolved(data_cfg)
+    if vocab_dir and (os.path.exists(os.path.join(vocab_dir, SRC_VOCAB_FILE))
+                      != os.path.exists(os.path.join(vocab_dir, TGT_VOCAB_FILE))):
+        raise FileNotFoundError(f"{vocab_dir} holds only one of {SRC_VOCAB_FILE}, "
+                                f"{TGT_VOCAB_FILE}; both or neither are needed.")
+    texts, read_stats = _load_texts(data_cfg, r["max_length"])
+    src, tgt = texts["train"]
+    src_tok, src_vocab, src_counts = _side(data_cfg, r, src, "src", vocab_dir)
+    tgt_tok, tgt_vocab, tgt_counts = _side(data_cfg, r, tgt, "tgt", vocab_dir)
+    return Data(data_cfg, texts, src_tokenizer=src_tok, tgt_tokenizer=tgt_tok,
+                src_vocab=src_vocab, tgt_vocab=tgt_vocab,
+                train_counts=np.stack([src_counts, tgt_counts], 1), read_stats=read_stats,
+                max_length=r["max_length"], boundaries=r["boundaries"], seed=seed)
+
+
+# -------------------------------------------------------------------------------- batching
+def _encode(tok: Tokenizer, vocab: Vocab, text: str, max_len: int = 0) -> list[int]:
+    """Ids of `text` then EOS; with max_len > 0, cut to max_len positions (EOS kept)."""
+    ids = vocab.encode(tok.tokenize(text))
+    if max_len and len(ids) >= max_len:
+        del ids[max_len - 1:]
+    ids.append(vocab.eos_id)
+    return ids
+
+
+def _pad(rows: Sequence[list[int]], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> (int32[len(rows), length] padded with pad_id, int32[len(rows)] lengths)."""
+    out = np.full((len(rows), length), pad_id, np.int32)
+    lens = np.fromiter(map(len, rows), np.int32, len(rows))
+    for r, ids in enumerate(rows):
+        out[r, : len(ids)] = ids
+    return out, lens
+
+
+class _PadLength:
+    """Padded length for a batch whose longest row has `n` positions."""
+
+    def __init__(self, pad_to: int, multiple: int, boundaries: tuple[int, ...]):
+        self.pad_to, self.multiple, self.boundaries = pad_to, multiple, boundaries
+
+    def __call__(self, n: int) -> int:
+        if self.pad_to:
+            return self.pad_to
+        for b in self.boundaries:
+            if n <= b:
+                return b
+        return -(-n // self.multiple) * self.multiple
+
+
+class _TrainBatches:
+    """Global batch index j -> this shard's batch; a grain map over MapDataset.range.
+
+    The stream of training pairs is epoch after epoch, each a permutation of the N pairs seeded
+    by (seed, epoch); global batch j is stream[j*G:(j+1)*G]. With bucketing (K = bucket_pool
+    > 1), pool p = stream[p*K*G:(p+1)*K*G] is sorted by length, cut into K batches, and the
+    batches are shuffled (seeded by (seed, p)); global batch j is batch j % K of pool j // K.
+    A pure function of j, so grain's iterator state (the next j) resumes it exactly.
+    """
+
+    def __init__(self, data: Data, seed: int, batch_size: int, shard_index: int,
+                 shard_count: int, pool: int):
+        self.data, self.seed, self.pool = data, seed, pool
+        self.batch_size, self.start = batch_size, shard_index * batch_size
+        self.global_batch = batch_size * shard_count
+        counts = data._train_counts  # int[N, 2]
+        self.sort_key = counts[:, 0] * (int(counts[:, 1].max()) + 1) + counts[:, 1]
+        self._cache: dict = {}  # last epoch permutations / pool, for speed only
+
+    def __getstate__(self):
+        return {**self.__dict__, "_cache": {}}
+
+    def _cached(self, key, make):
+        if key not in self._cache:
+            if len(self._cache) > 4:
+                self._cache.clear()
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def _stream(self, start: int, stop: int) -> np.ndarray:
+        """Training pair indices (0..N-1) at stream positions [start, stop)."""
+        n = len(self.data._train_rows)
+        parts = []
+        for epoch in range(start // n, (stop - 1) // n + 1):
+            perm = self._cached(("epoch", epoch), lambda e=epoch: np.random.default_rng(
+                [self.seed, e]).permutation(n))
+            parts.append(perm[max(start - epoch * n, 0): min(stop - epoch * n, n)])
+        return np.concatenate(parts)
+
+    def _pool(self, p: int) -> np.ndarray:
+        """int[K, G]: pool p sorted by length, cut into K global batches, shuffled."""
+        size = self.pool * self.global_batch
+        idx = self._stream(p * size, (p + 1) * size)
+        batches = idx[np.argsort(self.sort_key[idx], kind="stable")].reshape(self.pool, -1)
+        return batches[np.random.default_rng([self.seed, p]).permutation(self.pool)]
+
+    def global_batch_pairs(self, j: int) -> np.ndarray:
+        """int[G]: the training pairs of global batch j."""
+        if self.pool > 1:
+            p, k = divmod(j, self.pool)
+            return self._cached(("pool", p), lambda: self._pool(p))[k]
+        return self._stream(j * self.global_batch, (j + 1) * self.global_batch)
+
+    def __call__(self, j: int) -> dict[str, np.ndarray]:
+        d = self.data
+        pairs = self.global_batch_pairs(j)
+        longest = d._train_counts[pairs].max(0) + 1  # src, tgt positions with EOS, all shards
+        mine = d._train_rows[pairs[self.start: self.start + self.batch_size]]
+        return d._batch("train", mine.tolist(), d._pad_length(int(longest[0])),
+                        d._pad_length(int(longest[1])))
+
+
+class Data:
+    """A corpus ready for training and evaluation; made by `build`."""
+
+    def __init__(self, config, texts: dict[str, tuple[list[str], list[str]]], *,
+                 src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, src_vocab: Vocab,
+                 tgt_vocab: Vocab, train_counts: np.ndarray, read_stats: dict,
+                 max_length: int, boundaries: tuple[int, ...], seed: int = 0):
+        self.config, self.seed = config, seed
+        self.src_tokenizer, self.tgt_tokenizer = src_tokenizer, tgt_tokenizer
+        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+        self._texts = texts
+        self._pad_length = _PadLength(config.pad_to, config.pad_multiple, boundaries)
+        # Training pairs: those that fit max_length and pad_to positions (EOS included).
+        limit = min(x for x in (max_length, config.pad_to, 2**31) if x > 0)
+        fits = (train_counts < limit).all(1)
+        self._train_rows = np.flatnonzero(fits)  # int[N] indices into texts['train']
+        self._train_counts = train_counts[fits]  # int[N, 2] token counts (no EOS)
+        if not len(self._train_rows):
+            raise ValueError(f"No training pair has fewer than {limit} tokens a side; raise "
+                             "config.data.max_length / pad_to.")
+        self.stats = dict(
+            dataset=config.name, read=read_stats,
+            examples={k: len(v[0]) for k, v in texts.items()},
+            train_pairs=len(self._train_rows), train_too_long=int((~fits).sum()),
+            src_vocab=len(src_vocab), tgt_vocab=len(tgt_vocab),
+        )
+        if self.stats["train_too_long"]:
+            log.info("Left out %d of %d training pairs with %d or more tokens a side.",
+                     self.stats["train_too_long"], len(fits), limit)
+
+    # ------------------------------------------------------------------ information
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self._texts)
+
+    def _split(self, split: str) -> tuple[list[str], list[str]]:
+        if split not in self._texts:
+            raise ValueError(f"No {split!r} split in this dataset; it has {list(self._texts)}. "
+                             "(split_fractions=(1, 0, 0) puts every pair in train.)")
+        return self._texts[split]
+
+    def num_examples(self, split: str) -> int:
+        """Pairs in a split; for 'train', those the training iterator draws from."""
+        return len(self._train_rows) if split == "train" else len(self._split(split)[0])
+
+    def steps_per_epoch(self, batch_size: int, shard_count: int = 1) -> int:
+        return len(self._train_rows) // (batch_size * shard_count)
+
+    def sources(self, split: str) -> list[str]:
+        """The split's source sentences as stored (raw text)."""
+        return list(self._split(split)[0])
+
+    def references(self, split: str) -> list[str]:
+        """Target sentences as a perfect model's detokenized output reads: normalized or
+        lowercased as configured, whitespace collapsed; what sacreBLEU should compare with."""
+        return [self.tgt_tokenizer.preprocess(t) for t in self._split(split)[1]]
+
+    # ------------------------------------------------------------------ text <-> ids
+    def encode_source(self, text: str) -> list[int]:
+        """A new source sentence's ids, as training encodes it (normalization, EOS; cut to
+        pad_to if set)."""
+        return _encode(self.src_tokenizer, self.src_vocab, text, self.config.pad_to)
+
+    def encode_target(self, text: str) -> list[int]:
+        return _encode(self.tgt_tokenizer, self.tgt_vocab, text, self.config.pad_to)
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        """Target tokens -> text (the form of `references`)."""
+        return self.tgt_tokenizer.detokenize(tokens)
+
+    def decode_target(self, ids) -> str:
+        """Target ids (up to EOS) -> text."""
+        return self.detokenize(self.tgt_vocab.decode(ids))
+
+    def save_vocabs(self, directory: str) -> None:
+        """Writes the vocabularies (and SentencePiece models) that `build(vocab_dir=...)` and
+        evaluation load instead of reading the corpus again."""
+        os.makedirs(directory, exist_ok=True)
+        self.src_vocab.save(os.path.join(directory, SRC_VOCAB_FILE))
+        self.tgt_vocab.save(os.path.join(directory, TGT_VOCAB_FILE))
+        for tok, name in ((self.src_tokenizer, SRC_SPM_FILE), (self.tgt_tokenizer, TGT_SPM_FILE)):
+            if tok.sp_model is not None:
+                with open(os.path.join(directory, name), "wb") as f:
+                    f.write(tok.sp_model)
+
+    # ------------------------------------------------------------------ batches
+    def _batch(self, split: str, rows: list[int], src_len: int = 0,
+               tgt_len: int = 0) -> dict[str, np.ndarray]:
+        """Rows of a split -> padded batch; lengths 0 = the rows' own longest (padded)."""
+        src_text, tgt_text = self._texts[split]
+        cut = self.config.pad_to
+        try:
+            src = [_encode(self.src_tokenizer, self.src_vocab, src_text[i], cut) for i in rows]
+            tgt = [_encode(self.tgt_tokenizer, self.tgt_vocab, tgt_text[i], cut) for i in rows]
+        except ValueError as e:  # unknown word with tutorial_ids
+            raise ValueError(f"In the {split!r} split: {e} Or train on every pair "
+                             "(split_fractions=(1, 0, 0)), as the tutorial does.") from None
+        src_len = src_len or self._pad_length(max(map(len, src)))
+        tgt_len = tgt_len or self._pad_length(max(map(len, tgt)))
+        s, sl = _pad(src, src_len, self.src_vocab.pad_id)
+        t, tl = _pad(tgt, tgt_len, self.tgt_vocab.pad_id)
+        return {"src": s, "src_len": sl, "tgt": t, "tgt_len": tl}
+
+    def eval_batches(self, split: str, batch_size: int) -> list[dict[str, np.ndarray]]:
+        """The split in order, in batches of `batch_size` rows (the last one may be smaller),
+        each padded to its own longest row (rounded like training batches)."""
+        n = len(self._split(split)[0])
+        return [self._batch(split, list(range(i, min(i + batch_size, n))))
+                for i in range(0, n, batch_size)]
+
+    def train_dataset(self, batch_size: int, *, seed: int | None = None, shard_index: int = 0,
+                      shard_count: int = 1, num_epochs: int | None = None) -> grain.IterDataset:
+        """The grain pipeline behind `train_iterator` (for composing, e.g. `mp_prefetch`)."""
+        if not 0 <= shard_index < shard_count:
+            raise ValueError(f"shard_index={shard_index} is not in [0, {shard_count}).")
+        if num_epochs is not None and num_epochs < 1:
+            raise ValueError(f"num_epochs must be >= 1 or None (forever), got {num_epochs}.")
+        global_batch = batch_size * shard_count
+        n, pool = len(self._train_rows), max(self.config.bucket_pool, 1)
+        if batch_size < 1 or global_batch * pool > n * (num_epochs or 1):
+            raise ValueError(
+                f"A global batch of {batch_size} x {shard_count} shards"
+                + (f" x bucket_pool {pool}" if pool > 1 else "")
+                + f" needs more than the {n} training pairs"
+                + (f" x {num_epochs} epochs." if num_epochs else ".")
+            )
+        seed = (self.seed if seed is None else seed) % 2**64  # numpy seeds are >= 0
+        total = pool * (n * num_epochs // (pool * global_batch)) if num_epochs else sys.maxsize
+        ds = grain.MapDataset.range(total).map(
+            _TrainBatches(self, seed, batch_size, shard_index, shard_count, pool))
+        ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+        if self.config.prefetch:
+            ds = grain.experimental.ThreadPrefetchIterDataset(
+                ds, prefetch_buffer_size=self.config.prefetch)
+        return ds
+
+    def train_iterator(self, batch_size: int, *, seed: int | None = None, shard_index: int = 0,
+                       shard_count: int = 1, num_epochs: int | None = None):
+        """Shuffled training batches of `batch_size` rows for shard `shard_index` (see the
+        module docstring), reshuffled every epoch, forever unless `num_epochs` is given.
+
+        A grain iterator: `get_state()`/`set_state()` (or grain.checkpoint.CheckpointSave in
+        Orbax) resume it exactly. `seed` defaults to build()'s.
+        """
+        return iter(self.train_dataset(batch_size, seed=seed, shard_index=shard_index,
+                                       shard_count=shard_count, num_epochs=num_epochs))

@@ -1,0 +1,187 @@
+"""Text -> tokens: the tutorial's normalization and filter, and tokenizers for cased corpora.
+
+Tokenizers (`Tokenizer.kind`):
+- 'space': split on whitespace (the tutorial, after `normalize_tutorial`).
+- 'word': words and single punctuation marks; a token written right after the previous one,
+  with no space in between, carries the joiner mark JOINER ('A man, ok.' -> ['A', 'man',
+  '￭,', 'ok', '￭.']). `detokenize` undoes it exactly (up to runs of whitespace), so
+  hypotheses come back as plain text that sacreBLEU scores like any system's output.
+- 'char': characters, with spaces written as SPACE_MARK (for the synthetic date task).
+- 'sentencepiece': subwords from a SentencePiece unigram model trained on the training split
+  (needs the optional `sentencepiece` package); also exactly reversible.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+# The tutorial's English prefixes, exactly as written there ("i m " comes from "I'm").
+ENG_PREFIXES = (
+    "i am ", "i m ",
+    "he is", "he s ",
+    "she is", "she s ",
+    "you are", "you re ",
+    "we are", "we re ",
+    "they are", "they re ",
+)
+JOINER = "\uffed"  # '￭': "no space before this token" (OpenNMT's joiner)
+SPACE_MARK = "\u2581"  # '▁': a space, in character tokens (SentencePiece's mark)
+TOKENIZERS = ("space", "word", "char", "sentencepiece")
+NORMALIZATIONS = ("tutorial", "none")
+
+_COMBINING_DIACRITICS = re.compile("[\u0300-\u036f]")  # a block of category Mn only
+_NOT_LETTER = re.compile(r"[^a-zA-Z!?]+")
+_WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
+
+
+def strip_accents(s: str) -> str:
+    """Unicode NFD with combining marks (category Mn) dropped: 'déjà' -> 'deja'."""
+    if s.isascii():  # nothing to decompose: the common case
+        return s
+    s = _COMBINING_DIACRITICS.sub("", unicodedata.normalize("NFD", s))  # all Mn: fast path
+    if s.isascii():
+        return s
+    return "".join(c for c in s if unicodedata.category(c) != "Mn")
+
+
+def normalize_tutorial(s: str) -> str:
+    """The current tutorial's normalizeString.
+
+    Lowercase and strip; drop accents; a space before each of '.!?'; every run of characters
+    outside [a-zA-Z!?] (so '.', digits, apostrophes and spaces too) becomes one space; strip.
+    "J'ai froid." -> 'j ai froid'; 'Ça va ?' -> 'ca va ?'.
+    """
+    s = strip_accents(s.lower().strip())
+    s = s.replace(".", " .").replace("!", " !").replace("?", " ?")  # re.sub(r"([.!?])", r" \1")
+    return _NOT_LETTER.sub(" ", s).strip()
+
+
+def tutorial_filter(
+    src: str, tgt: str, *, max_length: int = 10, prefixes: Sequence[str] = ENG_PREFIXES,
+    eng: str | None = None,
+) -> bool:
+    """The tutorial's filterPair on normalized text: both sides shorter than `max_length` words
+    (so each fits `max_length` positions with EOS) and the English side starting with one of
+    `prefixes` (an empty tuple: no prefix test). `eng` is the English side; the tutorial's is
+    the target (fra->eng), which is the default. `max_length` <= 0: no length test.
+    """
+    eng = tgt if eng is None else eng
+    if max_length > 0 and (len(src.split(" ")) >= max_length or len(tgt.split(" ")) >= max_length):
+        return False
+    return not prefixes or eng.startswith(tuple(prefixes))
+
+
+def word_tokenize(text: str) -> list[str]:
+    """Words (\\w+) and single other characters; JOINER marks a token with no space before it."""
+    tokens = []
+    end = -1  # end of the previous token; -1: start of text (no joiner on the first token)
+    for m in _WORD_OR_MARK.finditer(text):
+        tok = m.group()
+        tokens.append(JOINER + tok if m.start() == end else tok)
+        end = m.end()
+    return tokens
+
+
+def word_detokenize(tokens: Iterable[str]) -> str:
+    """Inverse of `word_tokenize`: ' '.join, then glue tokens that carry the joiner."""
+    return " ".join(tokens).replace(" " + JOINER, "").replace(JOINER, "")
+
+
+def char_tokenize(text: str) -> list[str]:
+    """Characters of the whitespace-collapsed text, with spaces as SPACE_MARK."""
+    return list(" ".join(text.split()).replace(" ", SPACE_MARK))
+
+
+def char_detokenize(tokens: Iterable[str]) -> str:
+    return "".join(tokens).replace(SPACE_MARK, " ").strip()
+
+
+def train_sentencepiece(texts: Iterable[str], vocab_size: int) -> bytes:
+    """Trains a SentencePiece unigram model on `texts`; returns the serialized model.
+
+    No normalization (identity rule), so detokenized output reproduces the text; one thread,
+    so the same texts give the same model.
+    """
+    spm = _import_sentencepiece()
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
+        model_type="unigram", character_coverage=1.0, normalization_rule_name="identity",
+        hard_vocab_limit=False, unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
+        num_threads=1, minloglevel=2,
+    )
+    return model.getvalue()
+
+
+def _import_sentencepiece():
+    try:
+        import sentencepiece
+    except ImportError as e:
+        raise ImportError(
+            "tokenizer='sentencepiece' needs the sentencepiece package: "
+            "pip install 'sentencepiece>=0.2,<0.3' (or use tokenizer='word')."
+        ) from e
+    return sentencepiece
+
+
+class Tokenizer:
+    """Raw text -> tokens -> text, for one side of a corpus.
+
+    `preprocess` gives the text a perfect model reproduces (normalized, optionally
+    lowercased, runs of whitespace collapsed); `detokenize(tokenize(t)) == preprocess(t)`
+    for the 'space', 'word' and 'char' kinds. Picklable (grain may send it to workers).
+    """
+
+    def __init__(self, kind: str, *, normalize: str = "none", lowercase: bool = False,
+                 sp_model: bytes | None = None):
+        if kind not in TOKENIZERS:
+            raise ValueError(f"Unknown tokenizer {kind!r}; choose one of {TOKENIZERS}.")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"Unknown normalize {normalize!r}; choose one of {NORMALIZATIONS}.")
+        if kind == "sentencepiece" and sp_model is None:
+            raise ValueError("tokenizer='sentencepiece' needs a trained model (sp_model).")
+        self.kind, self.normalize, self.lowercase = kind, normalize, lowercase
+        self.sp_model = sp_model
+        self._sp = None  # SentencePieceProcessor, made on first use
+
+    def __getstate__(self):
+        return {**self.__dict__, "_sp": None}
+
+    def __repr__(self):
+        return (f"Tokenizer({self.kind!r}, normalize={self.normalize!r}, "
+                f"lowercase={self.lowercase})")
+
+    @property
+    def sp(self):
+        if self._sp is None:
+            self._sp = _import_sentencepiece().SentencePieceProcessor(model_proto=self.sp_model)
+        return self._sp
+
+    def preprocess(self, text: str) -> str:
+        if self.normalize == "tutorial":
+            return normalize_tutorial(text)  # lowercase already, single spaces
+        if self.lowercase:
+            text = text.lower()
+        return " ".join(text.split())
+
+    def tokenize(self, text: str) -> list[str]:
+        text = self.preprocess(text)
+        if self.kind == "space":
+            return text.split()
+        if self.kind == "word":
+            return word_tokenize(text)
+        if self.kind == "char":
+            return char_tokenize(text)
+        return self.sp.encode(text, out_type=str)
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        if self.kind == "space":
+            return " ".join(tokens)
+        if self.kind == "word":
+            return word_detokenize(tokens)
+        if self.kind == "char":
+            return char_detokenize(tokens)
+        return self.sp.decode_pieces(list(tokens))

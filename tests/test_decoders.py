@@ -1,0 +1,440 @@
+"""Tests for jaxattn.decoders, driven with a hand-made encoder memory: every decoder type and
+attention x GRU/LSTM (shapes, attention masking, invariance to extra source padding and to
+what the padding holds, finite gradients that never reach padding), teacher forcing against
+a step-by-step loop, Luong input feeding, bridges, dropout and vmap."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxattn.attention import make_attention
+from jaxattn.decoders import (
+    DECODERS,
+    BahdanauDecoder,
+    LegacyDecoder,
+    LuongDecoder,
+    PlainDecoder,
+)
+from jaxattn.rnn import valid_mask
+
+V, E, H = 11, 6, 8  # target vocab, embedding, decoder hidden (= encoder output size D)
+B, S, T, EXTRA = 3, 6, 5, 3
+LENGTHS = np.array([6, 3, 1], np.int32)
+BOS = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    id: str
+    kind: str  # bahdanau | luong | plain | legacy
+    attention: str | None = None
+    input_feeding: bool = True
+    partial_sum: bool = False  # local attention: weights sum to <= 1
+
+    def make_attention(self):
+        if self.attention == "additive":
+            return make_attention("additive", hidden=7)
+        if self.attention == "general":
+            return make_attention("general", query_dim=H)
+        if self.attention == "location":
+            return make_attention("location", max_length=S + EXTRA)
+        if self.attention in ("local_m", "local_p"):
+            return make_attention(self.attention, window=2)
+        return make_attention(self.attention)
+
+
+SPECS = [
+    *(
+        Spec(f"bahdanau-{a}", "bahdanau", a, partial_sum=a.startswith("local"))
+        for a in ("additive", "dot", "general", "scaled_dot", "location", "local_m", "local_p")
+    ),
+    Spec("luong-general-feed", "luong", "general", input_feeding=True),
+    Spec("luong-general-nofeed", "luong", "general", input_feeding=False),
+    Spec("luong-dot-feed", "luong", "dot", input_feeding=True),
+    Spec("plain", "plain"),
+    Spec("legacy-location", "legacy", "location"),
+]
+SPEC_IDS = [s.id for s in SPECS]
+CELLS = ["gru", "lstm"]
+
+
+def make_decoder(spec: Spec, cell: str, **kw):
+    common = dict(vocab_size=V, embed_dim=E, hidden=H, cell=cell, **kw)
+    if spec.kind == "plain":
+        return PlainDecoder(**common)
+    if spec.kind == "luong":
+        return LuongDecoder(
+            attention=spec.make_attention(), input_feeding=spec.input_feeding, **common
+        )
+    return DECODERS[spec.kind](attention=spec.make_attention(), **common)
+
+
+def rand(seed, *shape, scale=1.0):
+    return jnp.asarray(scale * np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
+def make_memory_inputs(cell, src_len=S, num_layers=1, seed=0):
+    """keys [B, src_len, H] with large garbage on padding, mask, per-layer finals."""
+    mask = valid_mask(jnp.asarray(LENGTHS), src_len)
+    keys = jnp.where(mask[..., None], rand(seed, B, src_len, H), 50.0)
+    n = 1 if cell == "gru" else 2
+    finals = tuple(
+        tuple(rand(seed + 10 * layer + i + 1, B, H, scale=0.5) for i in range(n))
+        for layer in range(num_layers)
+    )
+    return keys, mask, finals
+
+
+def extend(keys, mask):
+    """Appends EXTRA padded positions holding garbage keys."""
+    junk = rand(99, B, EXTRA, H, scale=30.0)
+    keys = jnp.concatenate([keys, junk], axis=1)
+    return keys, valid_mask(jnp.asarray(LENGTHS), keys.shape[1])
+
+
+def make_targets(seed=0, steps=T):
+    return jnp.asarray(np.random.default_rng(seed).integers(2, V, size=(B, steps)), jnp.int32)
+
+
+def memory_of_apply(keys, mask, finals):
+    """A memory for calling init_state directly (no attention cache needed)."""
+    return {"keys": keys, "mask": mask, "finals": finals, "cache": None}
+
+
+def memory_of(m, keys, mask, finals):
+    return {"keys": keys, "mask": mask, "finals": finals, "cache": m.precompute(keys)}
+
+
+def decode(m, keys, mask, finals, targets, teacher_forcing=None, train=False):
+    """Module method: the scanned decoder over a hand-made memory."""
+    memory = memory_of(m, keys, mask, finals)
+    return m(memory, targets, bos_id=BOS, teacher_forcing=teacher_forcing, train=train)
+
+
+def init_decoder(dec, cell, num_layers=1):
+    keys, mask, finals = make_memory_inputs(cell, num_layers=num_layers)
+    return dec.init(jax.random.key(0), keys, mask, finals, make_targets(), method=decode)
+
+
+def masked_nll(logits, targets):
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.take_along_axis(logp, targets[..., None], axis=-1).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Every decoder x cell: shapes, masking, padding invariance, gradients
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_decoder_forward_masking_padding_and_grads(spec, cell):
+    dec = make_decoder(spec, cell)
+    variables = init_decoder(dec, cell)
+    targets = make_targets()
+
+    keys, mask, finals = make_memory_inputs(cell)
+    keys2, mask2 = extend(keys, mask)
+
+    def loss(params, keys):
+        logits, weights, state = dec.apply(
+            {"params": params}, keys, mask, finals, targets, method=decode
+        )
+        return masked_nll(logits, targets), (logits, weights, state)
+
+    @jax.jit  # one compile: value and gradients at S, and a forward pass at S + EXTRA
+    def run(params, keys, keys2, mask2):
+        (g_params, g_keys), aux = jax.grad(loss, argnums=(0, 1), has_aux=True)(params, keys)
+        padded = dec.apply({"params": params}, keys2, mask2, finals, targets, method=decode)
+        return aux, g_params, g_keys, padded
+
+    (logits, weights, state), g_params, g_keys, padded = run(
+        variables["params"], keys, keys2, mask2
+    )
+
+    # Shapes and dtypes.
+    assert logits.shape == (B, T, V) and logits.dtype == jnp.float32
+    assert weights.shape == (B, T, S)
+    assert len(state["rnn"]) == 1 and len(state["rnn"][0]) == (1 if cell == "gru" else 2)
+    assert ("feed" in state) == (spec.kind == "luong" and spec.input_feeding)
+    assert np.all(np.isfinite(logits))
+
+    # Attention weights: exactly 0 on padding; sum to 1 over valid positions (<= 1 for local).
+    w = np.asarray(weights)
+    pad = ~np.asarray(mask)[:, None, :].repeat(T, axis=1)
+    sums = w.sum(-1)
+    if spec.kind == "plain":
+        assert np.all(w == 0.0)
+    else:
+        assert np.all(w >= 0.0)
+        assert np.all(w[pad] == 0.0)
+        if spec.partial_sum:
+            assert np.all(sums <= 1.0 + 1e-5) and np.all(sums[0] > 0.1)
+        else:
+            np.testing.assert_allclose(sums, 1.0, atol=1e-5)
+
+    # Gradients: finite, reaching the parameters, never reaching padded keys.
+    for leaf in jax.tree.leaves(g_params):
+        assert np.all(np.isfinite(leaf))
+    assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(g_params["out"]))
+    gk = np.asarray(g_keys)
+    assert np.all(np.isfinite(gk))
+    assert np.all(gk[~np.asarray(mask)] == 0.0)
+    if spec.kind == "plain":
+        assert np.all(gk == 0.0)
+    else:
+        assert np.any(gk[np.asarray(mask)] != 0.0)
+        attn_grads = jax.tree.leaves(g_params.get("attention", {}))
+        assert not attn_grads or any(np.any(np.asarray(g) != 0) for g in attn_grads)
+
+    # Extra source padding holding garbage: same logits, same weights on the old positions,
+    # zero weights on the new ones.
+    logits2, weights2, _ = padded
+    assert weights2.shape == (B, T, S + EXTRA)
+    np.testing.assert_allclose(logits2, logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(weights2[..., :S], weights, rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(weights2)[..., S:] == 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher forcing: the scanned loop == a Python loop over step()
+# ---------------------------------------------------------------------------------------------
+
+LOOP_CASES = [  # (spec id, cell): each decoder kind once, both cells across them
+    ("bahdanau-additive", "gru"),
+    ("bahdanau-local_m", "lstm"),
+    ("luong-general-feed", "lstm"),
+    ("luong-general-nofeed", "gru"),
+    ("plain", "lstm"),
+    ("legacy-location", "gru"),
+]
+SPEC_BY_ID = {s.id: s for s in SPECS}
+
+
+def manual_loop(m, keys, mask, finals, targets, teacher_forcing):
+    """Reference: init_state, then step() T times; input = gold where forced, else argmax."""
+    memory = memory_of(m, keys, mask, finals)
+    state = m.init_state(memory)
+    prev = jnp.full((targets.shape[0],), BOS, targets.dtype)
+    all_logits, all_weights = [], []
+    for t in range(targets.shape[1]):
+        gold = jnp.full_like(prev, BOS) if t == 0 else targets[:, t - 1]
+        tokens = jnp.where(teacher_forcing[:, t], gold, prev)
+        state, logits, weights = m.step(memory, state, tokens, jnp.full((B,), t, jnp.int32))
+        prev = jnp.argmax(logits, axis=-1).astype(targets.dtype)
+        all_logits.append(logits)
+        all_weights.append(weights)
+    return jnp.stack(all_logits, 1), jnp.stack(all_weights, 1), state
+
+
+@pytest.mark.parametrize("spec_id,cell", LOOP_CASES, ids=[f"{s}-{c}" for s, c in LOOP_CASES])
+def test_teacher_forcing_matches_step_loop(spec_id, cell):
+    dec = make_decoder(SPEC_BY_ID[spec_id], cell)
+    variables = init_decoder(dec, cell)
+    keys, mask, finals = make_memory_inputs(cell)
+    targets = make_targets(seed=3)
+    rng = np.random.default_rng(0)
+    mixed = rng.random((B, T)) < 0.5
+    mixed[0, :] = False  # one fully free-running row
+    mixed[1, :] = True  # one fully teacher-forced row
+    forcing = jnp.asarray(mixed)
+
+    scanned = jax.jit(lambda v, tf: dec.apply(v, keys, mask, finals, targets, tf, method=decode))
+    looped = jax.jit(
+        lambda v, tf: dec.apply(v, keys, mask, finals, targets, tf, method=manual_loop)
+    )
+    got_logits, got_w, got_state = scanned(variables, forcing)
+    ref_logits, ref_w, ref_state = looped(variables, forcing)
+    np.testing.assert_allclose(got_logits, ref_logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got_w, ref_w, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(got_state), jax.tree.leaves(ref_state), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+    # teacher_forcing=None means always: the same as an all-True mask.
+    always = dec.apply(variables, keys, mask, finals, targets, None, method=decode)[0]
+    np.testing.assert_allclose(
+        always, scanned(variables, jnp.ones((B, T), bool))[0], rtol=1e-6, atol=1e-6
+    )
+    # Free running differs from teacher forcing for an untrained model (its argmax is not
+    # the gold token), except at step 0 (BOS either way).
+    free = scanned(variables, jnp.zeros((B, T), bool))[0]
+    np.testing.assert_allclose(free[:, 0], always[:, 0], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(free, always)
+
+
+# ---------------------------------------------------------------------------------------------
+# Luong input feeding
+# ---------------------------------------------------------------------------------------------
+
+
+def test_luong_input_feeding():
+    keys, mask, finals = make_memory_inputs("gru")
+    targets = make_targets()
+    out = {}
+    for feed in (True, False):
+        dec = LuongDecoder(V, E, H, make_attention("general", query_dim=H), input_feeding=feed)
+        variables = init_decoder(dec, "gru")
+        in_dim = variables["params"]["rnn_0"]["input_proj"]["kernel"].shape[0]
+        assert in_dim == (E + H if feed else E)  # the RNN reads [embedding; previous h~]
+        logits, _, state = dec.apply(variables, keys, mask, finals, targets, method=decode)
+        if feed:
+            # The fed vector is the last attentional vector tanh(W_c [c; h]) (no dropout in eval).
+            feed_vec = np.asarray(state["feed"])
+            assert feed_vec.shape == (B, H) and np.all(np.abs(feed_vec) < 1) and feed_vec.any()
+            last_logits = feed_vec @ np.asarray(variables["params"]["out"]["kernel"])
+            last_logits += np.asarray(variables["params"]["out"]["bias"])
+            np.testing.assert_allclose(logits[:, -1], last_logits, rtol=1e-5, atol=1e-5)
+            init = dec.apply(variables, memory_of_apply(keys, mask, finals), method="init_state")
+            assert not np.any(np.asarray(init["feed"]))  # starts at zero
+        else:
+            assert "feed" not in state
+        out[feed] = logits
+    assert out[True].shape == out[False].shape == (B, T, V)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bridges
+# ---------------------------------------------------------------------------------------------
+
+
+def bridge_state(dec, variables, finals, keys=None):
+    keys = rand(0, B, S, H) if keys is None else keys
+    return dec.apply(variables, memory_of_apply(keys, None, finals), method="init_state")
+
+
+@pytest.mark.parametrize("enc_cell", CELLS)
+@pytest.mark.parametrize("dec_cell", CELLS)
+def test_bridge_copy(enc_cell, dec_cell):
+    dec = BahdanauDecoder(
+        V, E, H, make_attention("additive", hidden=7), cell=dec_cell, num_layers=2, bridge="copy"
+    )
+    variables = init_decoder(dec, dec_cell, num_layers=2)
+    # One encoder carry per decoder layer: layer i gets carry i.
+    _, _, finals = make_memory_inputs(enc_cell, num_layers=2, seed=4)
+    state = bridge_state(dec, variables, finals)["rnn"]
+    assert len(state) == 2
+    for layer in range(2):
+        np.testing.assert_array_equal(state[layer][0], finals[layer][0])
+        if dec_cell == "lstm":
+            want_c = finals[layer][1] if enc_cell == "lstm" else np.zeros((B, H))
+            np.testing.assert_array_equal(state[layer][1], want_c)
+        else:
+            assert len(state[layer]) == 1
+    # A one-layer encoder feeds its (top) carry to every decoder layer.
+    _, _, finals1 = make_memory_inputs(enc_cell, num_layers=1, seed=5)
+    state1 = bridge_state(dec, variables, finals1)["rnn"]
+    for layer in range(2):
+        np.testing.assert_array_equal(state1[layer][0], finals1[0][0])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_bridge_dense_and_zero(cell):
+    attn = make_attention("additive", hidden=7)
+    # dense: h0 = tanh(W h_enc + b); works with a wider (e.g. bidirectional) encoder state.
+    dec = BahdanauDecoder(V, E, H, attn, cell=cell, bridge="dense")
+    wide = ((rand(1, B, 2 * H), rand(2, B, 2 * H)),)
+    keys = rand(0, B, S, 2 * H)
+    variables = dec.init(jax.random.key(0), keys, None, wide, make_targets(), method=decode)
+    state = bridge_state(dec, variables, wide, keys)["rnn"]
+    p = variables["params"]["bridge_proj"]
+    want = np.tanh(np.asarray(wide[0][0]) @ np.asarray(p["kernel"]) + np.asarray(p["bias"]))
+    np.testing.assert_allclose(state[0][0], want, rtol=1e-5, atol=1e-6)
+    if cell == "lstm":
+        assert not np.any(np.asarray(state[0][1]))
+    # zero: all-zero initial state whatever the encoder says.
+    dec0 = BahdanauDecoder(V, E, H, attn, cell=cell, bridge="zero")
+    variables0 = init_decoder(dec0, cell)
+    _, _, finals = make_memory_inputs(cell)
+    state0 = bridge_state(dec0, variables0, finals)["rnn"]
+    assert all(not np.any(np.asarray(c)) for c in state0[0])
+    assert "bridge_proj" not in variables0["params"]
+
+
+def test_bridge_errors():
+    attn = make_attention("additive", hidden=7)
+    dec = BahdanauDecoder(V, E, H, attn, bridge="copy")
+    wide = ((rand(1, B, 2 * H),),)  # e.g. a bidirectional encoder's final state
+    keys = rand(0, B, S, 2 * H)
+    with pytest.raises(ValueError, match="bridge='copy'.*'dense'"):
+        dec.init(jax.random.key(0), keys, None, wide, make_targets(), method=decode)
+    bad = BahdanauDecoder(V, E, H, attn, bridge="learned")
+    with pytest.raises(ValueError, match="Unknown bridge"):
+        init_decoder(bad, "gru")
+
+
+# ---------------------------------------------------------------------------------------------
+# Dropout, stacked layers, vmap
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["bahdanau", "luong", "legacy"])
+def test_decoder_dropout(kind):
+    spec = SPEC_BY_ID[
+        {
+            "bahdanau": "bahdanau-additive",
+            "luong": "luong-general-feed",
+            "legacy": "legacy-location",
+        }[kind]
+    ]
+    dec = make_decoder(spec, "lstm", num_layers=2, dropout=0.3)
+    variables = init_decoder(dec, "lstm", num_layers=2)
+    keys, mask, finals = make_memory_inputs("lstm", num_layers=2)
+    targets = make_targets()
+
+    @jax.jit
+    def run(key):
+        return dec.apply(
+            variables,
+            keys,
+            mask,
+            finals,
+            targets,
+            None,
+            True,
+            method=decode,
+            rngs={"dropout": key},
+        )[0]
+
+    ev = jax.jit(lambda: dec.apply(variables, keys, mask, finals, targets, method=decode)[0])()
+    a, b, c = run(jax.random.key(1)), run(jax.random.key(1)), run(jax.random.key(2))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert not np.allclose(a, ev)
+    assert np.all(np.isfinite(a))
+
+
+def test_decoder_vmap_over_batches():
+    dec = make_decoder(SPEC_BY_ID["bahdanau-additive"], "gru")
+    variables = init_decoder(dec, "gru")
+    k1, m1, f1 = make_memory_inputs("gru", seed=0)
+    k2, m2, f2 = make_memory_inputs("gru", seed=7)
+    t1, t2 = make_targets(1), make_targets(2)
+
+    def stack(a, b):
+        return jax.tree.map(lambda x, y: jnp.stack([x, y]), a, b)
+
+    def fn(k, m, f, t):
+        return dec.apply(variables, k, m, f, t, method=decode)[:2]
+
+    logits, weights = jax.jit(jax.vmap(fn))(
+        stack(k1, k2), stack(m1, m2), stack(f1, f2), stack(t1, t2)
+    )
+    assert logits.shape == (2, B, T, V) and weights.shape == (2, B, T, S)
+    for i, args in enumerate([(k1, m1, f1, t1), (k2, m2, f2, t2)]):
+        want_logits, want_weights = fn(*args)
+        np.testing.assert_allclose(logits[i], want_logits, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(weights[i], want_weights, rtol=1e-5, atol=1e-6)
+
+
+def test_decoder_classes_registered():
+    assert DECODERS == {
+        "bahdanau": BahdanauDecoder,
+        "luong": LuongDecoder,
+        "plain": PlainDecoder,
+        "legacy": LegacyDecoder,
+    }

@@ -1,0 +1,426 @@
+"""Tests for jaxattn.search: greedy against a step-by-step loop and the model's own free-running
+decoding, beam size 1 == greedy, beam >= greedy, exact n-best on a table model (length penalty
+included), early stopping, padding invariance and jit caching."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxattn.models import build_model, default_model_config
+from jaxattn.search import SearchResult, beam_search, greedy_search, length_penalty
+
+BOS, EOS, PAD = 0, 1, -1  # target ids (PAD fills after EOS in most tests); the source pads with 0
+V = 12  # both vocabularies; content ids 2..11
+# One batch shape everywhere (batch, source length, max_len), so tests share compilations.
+B, S, T = 8, 6, 10
+LENGTHS = np.array([6, 3, 5, 1, 6, 2, 4, 6], np.int32)
+KW = dict(eos_id=EOS, max_len=T, pad_id=PAD)
+
+
+def make_config(**overrides):
+    c = default_model_config()
+    c.hidden, c.embed_dim, c.dropout = 16, 8, 0.0
+    c.attention_max_length = S
+    c.update(overrides)
+    return c
+
+
+def make_batch(seed=0, lengths=LENGTHS):
+    rng = np.random.default_rng(seed)
+    src = rng.integers(2, V, (len(lengths), S)).astype(np.int32)
+    src[np.arange(S)[None, :] >= lengths[:, None]] = 0  # padding
+    return src, lengths
+
+
+def init_model(config, seed=0):
+    """A model and random weights: normal / sqrt(fan-in), biases normal * 0.1. Drawn in NumPy
+    from the parameter shapes, which is much quicker than compiling the initializers."""
+    model = build_model(config, V, V, BOS)
+    src, src_len = make_batch()
+    shapes = jax.eval_shape(model.init, jax.random.key(0), src, src_len, np.ones((B, 3), np.int32))
+    rng = np.random.default_rng(seed)
+
+    def draw(x):
+        scale = 1 / np.sqrt(x.shape[-2]) if x.ndim > 1 else 0.1
+        return jnp.asarray(rng.normal(size=x.shape) * scale, x.dtype)
+
+    return model, jax.tree.map(draw, shapes)
+
+
+def np_log_softmax(x):
+    x = np.asarray(x, np.float64)
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def assert_same(a: SearchResult, b: SearchResult):
+    """Exactly equal search results (every field, bit for bit)."""
+    for name, x, y in zip(a._fields, a, b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=name)
+
+
+def best_of(r: SearchResult) -> SearchResult:
+    """Beam result [B, N, ...] -> its best hypotheses [B, ...], shaped like greedy's."""
+    return r._replace(**{f: getattr(r, f)[:, 0] for f in r._fields if f != "steps"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Greedy == a step-by-step loop == the model's own free-running decoding; beam 1 == greedy
+# ---------------------------------------------------------------------------------------------
+
+CONFIGS = {
+    "bahdanau_gru": {},  # also the trained and the untrained model below
+    "luong_local_m_lstm_feed_2layers": dict(
+        decoder="luong", attention="local_m", cell="lstm", encoder_layers=2, decoder_layers=2
+    ),
+    "plain_bidir_dense": dict(decoder="plain", bidirectional=True, bridge="dense"),
+    "legacy_location": dict(decoder="legacy", attention="location"),
+}
+
+
+def python_greedy(model, variables, src, src_len, max_len):
+    """Reference: one jitted decode_step per step, argmax in NumPy, until all emitted EOS."""
+    memory = jax.jit(functools.partial(model.apply, method="encode"))(variables, src, src_len)
+    state = jax.jit(functools.partial(model.apply, method="init_state"))(variables, memory)
+    step = jax.jit(functools.partial(model.apply, method="decode_step"))
+    prev, done = np.full(len(src), BOS, np.int32), np.zeros(len(src), bool)
+    tokens, scores, weights = [], np.zeros(len(src)), []
+    for t in range(max_len):
+        state, logits, w = step(variables, memory, state, jnp.asarray(prev), jnp.int32(t))
+        tok = np.asarray(logits).argmax(-1).astype(np.int32)
+        logp = np_log_softmax(logits)[np.arange(len(src)), tok]
+        scores += np.where(done, 0.0, logp)
+        tokens.append(np.where(done, EOS, tok))
+        weights.append(np.where(done[:, None], 0.0, np.asarray(w)))
+        done |= tok == EOS
+        prev = tok
+        if done.all():
+            break
+    return np.stack(tokens, 1), scores, np.stack(weights, 1), done
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_greedy_matches_step_loop_and_free_running_and_beam1(name):
+    model, variables = init_model(make_config(**CONFIGS[name]))
+    src, src_len = make_batch(1)
+    g = greedy_search(model, variables, src, src_len, eos_id=EOS, max_len=T)
+    assert g.tokens.shape == (B, T) and g.weights.shape == (B, T, S) and g.scores.shape == (B,)
+
+    # a plain Python loop over decode_step
+    tokens, scores, weights, done = python_greedy(model, variables, src, src_len, T)
+    steps = tokens.shape[1]
+    assert int(g.steps) == steps
+    np.testing.assert_array_equal(g.tokens[:, :steps], tokens)
+    assert (np.asarray(g.tokens[:, steps:]) == EOS).all()  # pad_id defaults to eos_id
+    np.testing.assert_allclose(g.scores, scores, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g.weights[:, :steps], weights, atol=1e-6)
+    np.testing.assert_array_equal(g.finished, done)
+    np.testing.assert_array_equal(g.lengths, np.where(done, (tokens == EOS).argmax(1) + 1, T))
+
+    # the model's own free-running (argmax) decoding, up to the first EOS
+    free_run = jax.jit(functools.partial(model.apply, max_len=T))
+    logits, free_w = free_run(variables, src, src_len, None)
+    free = np.asarray(logits).argmax(-1)
+    for b in range(B):
+        n = int(g.lengths[b])
+        np.testing.assert_array_equal(g.tokens[b, :n], free[b, :n])
+        np.testing.assert_allclose(g.weights[b, :n], free_w[b, :n], atol=1e-6)
+        np.testing.assert_allclose(g.weights[b, n:], 0.0)
+
+    # beam size 1 is greedy, bit for bit (tokens, lengths, scores, weights, steps)
+    b1 = beam_search(model, variables, src, src_len, eos_id=EOS, max_len=T, beam_size=1)
+    assert b1.tokens.shape == (B, 1, T) and b1.weights.shape == (B, 1, T, S)
+    assert_same(best_of(b1), g)
+
+
+# ---------------------------------------------------------------------------------------------
+# A briefly trained model (reverse the source) and an untrained one
+# ---------------------------------------------------------------------------------------------
+
+
+def reverse_batch(rng, batch):
+    lengths = rng.integers(1, S + 1, batch).astype(np.int32)
+    src, _ = make_batch(rng.integers(1 << 30), lengths)
+    tgt = np.full((batch, S + 1), EOS, np.int32)
+    for b, n in enumerate(lengths):
+        tgt[b, :n] = src[b, :n][::-1]
+    return src, lengths, tgt
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The bahdanau_gru model after 300 Adam steps on reversing 1-6 random tokens (seconds)."""
+    model, variables = init_model(make_config())
+    opt = optax.adam(1e-2)
+    opt_state = opt.init(variables)
+
+    @jax.jit
+    def train_step(variables, opt_state, src, src_len, tgt):
+        def loss_fn(v):
+            logits, _ = model.apply(v, src, src_len, tgt)
+            mask = jnp.arange(tgt.shape[1])[None, :] <= src_len[:, None]  # up to EOS
+            nll = optax.softmax_cross_entropy_with_integer_labels(logits, tgt)
+            return (nll * mask).sum() / mask.sum()
+
+        loss, grads = jax.value_and_grad(loss_fn)(variables)
+        updates, opt_state = opt.update(grads, opt_state)
+        return optax.apply_updates(variables, updates), opt_state, loss
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        variables, opt_state, loss = train_step(variables, opt_state, *reverse_batch(rng, 64))
+    assert loss < 0.2, f"the tiny model did not learn to reverse (loss {loss:.3f})"
+    return model, variables
+
+
+def check_beam_not_worse(model, variables, src, src_len, **kw):
+    """Beam (k=4) vs greedy: finished beats cut off; among equals, the model log-prob is at
+    least greedy's. Returns greedy's result and the beam's best."""
+    g = greedy_search(model, variables, src, src_len, **KW)
+    best = best_of(beam_search(model, variables, src, src_len, beam_size=4, **KW, **kw))
+    assert (best.finished >= g.finished).all()
+    same = np.asarray(best.finished == g.finished)
+    assert (np.asarray(best.log_probs)[same] >= np.asarray(g.log_probs)[same] - 1e-5).all()
+    return g, best
+
+
+def test_trained_model(trained):
+    model, variables = trained
+    rng = np.random.default_rng(1)
+    correct = []
+    for _ in range(4):  # 32 sentences
+        src, src_len, tgt = reverse_batch(rng, B)
+        g = greedy_search(model, variables, src, src_len, **KW)
+        assert g.finished.all()
+        # early stop: the loop ends when the longest sentence has emitted EOS, before max_len
+        assert int(g.steps) == int(g.lengths.max()) < T
+        correct += [
+            np.array_equal(g.tokens[b, : n + 1], tgt[b, : n + 1]) for b, n in enumerate(src_len)
+        ]
+
+        for keep_greedy in (False, True):  # textbook beam search; with the greedy guarantee
+            _, best = check_beam_not_worse(model, variables, src, src_len, keep_greedy=keep_greedy)
+            assert best.finished.all()
+
+        # n-best lists: sorted by score, distinct, ending in one EOS, padded with PAD,
+        # attention rows of emitted tokens sum to 1 over the real source positions
+        r = beam_search(model, variables, src, src_len, beam_size=4, n_best=4, alpha=0.6, **KW)
+        assert int(r.steps) < T and r.finished.all()
+        assert (np.diff(np.asarray(r.scores), axis=1) <= 0).all()
+        np.testing.assert_allclose(
+            r.scores, r.log_probs / length_penalty(r.lengths, 0.6), rtol=1e-6
+        )
+        emitted = np.arange(T) < np.asarray(r.lengths)[..., None]  # [B, N, T]
+        assert (np.asarray(r.tokens)[~emitted] == PAD).all()
+        w = np.asarray(r.weights)  # [B, N, T, S]
+        np.testing.assert_allclose(w.sum(-1)[emitted], 1.0, atol=1e-5)
+        assert (w[~emitted] == 0).all()
+        for i in range(B):
+            hyps = {tuple(r.tokens[i, j, : r.lengths[i, j]].tolist()) for j in range(4)}
+            assert len(hyps) == 4
+            assert all(h[-1] == EOS and EOS not in h[:-1] for h in hyps)
+            assert (w[i, ..., src_len[i] :] == 0).all()
+    assert np.mean(correct) > 0.8  # it did learn to reverse
+
+
+def test_untrained_model_beam_not_worse():
+    """Random weights, EOS logit nudged up so that sentences end at varied lengths: beam and
+    greedy disagree often here. (Textbook beam search, keep_greedy=False, can end worse than
+    greedy, see test_keep_greedy_fixes_a_search_error; the default keep_greedy=True cannot.)"""
+    model, variables = init_model(make_config(), seed=1)
+    out = variables["params"]["decoder"]["out"]
+    out = {**out, "bias": out["bias"].at[EOS].add(0.35)}
+    params = {**variables["params"]}
+    params["decoder"] = {**params["decoder"], "out": out}
+    rng, differs = np.random.default_rng(2), 0
+    for seed in range(8):  # 64 sentences
+        src, src_len = make_batch(seed, rng.integers(1, S + 1, B).astype(np.int32))
+        g, best = check_beam_not_worse(model, {"params": params}, src, src_len)
+        differs += (np.asarray(best.log_probs) != np.asarray(g.log_probs)).sum()
+    assert differs >= 20
+
+
+def test_padding_invariance(trained):
+    """Sentences decoded without padding (src_len None) == the same ones in a padded batch."""
+    model, variables = trained
+    src, src_len, _ = reverse_batch(np.random.default_rng(3), B)
+    rows, n = [0, 3, 5], 3
+    src[rows], src_len[rows] = 0, n
+    src[rows, :n] = np.random.default_rng(4).integers(2, V, (3, n))
+    for search in (greedy_search, functools.partial(beam_search, beam_size=4, n_best=4, alpha=0.6)):
+        batch = search(model, variables, src, src_len, **KW)
+        alone = search(model, variables, src[rows, :n], None, **KW)
+        for a, i in enumerate(rows):
+            np.testing.assert_array_equal(alone.tokens[a], batch.tokens[i])
+            np.testing.assert_array_equal(alone.lengths[a], batch.lengths[i])
+            np.testing.assert_allclose(alone.scores[a], batch.scores[i], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(alone.weights[a], batch.weights[i][..., :n], atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact n-best on a table model, length penalty
+# ---------------------------------------------------------------------------------------------
+
+
+class TableModel(nn.Module):
+    """A toy model with the search interface: logits = table[t, prev] + bias[src[:, 0]], and
+    attention weights softmax(att[t, prev]). Variables are given by hand (no init)."""
+
+    bos_id: int = BOS
+
+    def encode(self, src, src_len=None):
+        return {"bias": self.get_variable("params", "bias")[src[:, 0]]}  # [B, V]
+
+    def init_state(self, memory):
+        return {"n": jnp.zeros(memory["bias"].shape[0], jnp.int32)}
+
+    def decode_step(self, memory, state, prev, t):
+        logits = self.get_variable("params", "table")[t, prev] + memory["bias"]  # [B, V]
+        weights = jax.nn.softmax(self.get_variable("params", "att")[t, prev])  # [B, S]
+        return {"n": state["n"] + 1}, logits, weights
+
+
+def table_variables(table, src_steps, seed=0, bias_scale=1.0):
+    steps, vocab, _ = table.shape
+    rng = np.random.default_rng(seed)
+    params = {
+        "table": table,
+        "bias": bias_scale * rng.normal(size=(vocab, vocab)),
+        "att": rng.normal(size=(steps, vocab, src_steps)),
+    }
+    return {"params": {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}}
+
+
+def exhaustive(variables, src0, max_len, alpha, n_best):
+    """Every hypothesis up to max_len, ranked as beam_search does: finished first, by score."""
+    p = {k: np.asarray(v, np.float64) for k, v in variables["params"].items()}
+    content = [v for v in range(p["table"].shape[1]) if v != EOS]
+    hyps = []
+    for n in range(max_len + 1):
+        for prefix in itertools.product(content, repeat=n):
+            seq = prefix + (EOS,) if n < max_len else prefix  # finished, or cut at max_len
+            prev = (BOS,) + seq[:-1]
+            logp = sum(
+                np_log_softmax(p["table"][t, prev[t]] + p["bias"][src0])[seq[t]]
+                for t in range(len(seq))
+            )
+            score = logp / ((5 + len(seq)) / 6) ** alpha
+            hyps.append((seq[-1] == EOS, score, logp, seq))
+    hyps.sort(key=lambda h: (h[0], h[1]), reverse=True)
+    return hyps[:n_best], p["att"]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.5])
+def test_exact_nbest_on_table_model(alpha):
+    """A beam wide enough to keep every candidate (3^3 * 4 at the last step) is exact search:
+    the n-best list equals exhaustive enumeration, so early stopping lost nothing."""
+    vocab, max_len, n_best = 4, 4, 6
+    table = np.random.default_rng(1).normal(size=(max_len, vocab, vocab)) * 1.5
+    table[:, :, EOS] += 0.5  # end often
+    src = np.array([[0, 2, 2], [1, 3, 3], [2, 2, 2], [3, 0, 0]], np.int32)
+    variables = table_variables(table, src.shape[1])
+    for keep_greedy in (False, True):
+        r = beam_search(
+            TableModel(),
+            variables,
+            src,
+            None,
+            eos_id=EOS,
+            max_len=max_len,
+            beam_size=108,
+            n_best=n_best,
+            alpha=alpha,
+            keep_greedy=keep_greedy,
+        )
+        for b in range(len(src)):
+            ref, att = exhaustive(variables, src[b, 0], max_len, alpha, n_best)
+            for j, (finished, score, logp, seq) in enumerate(ref):
+                n = len(seq)
+                assert bool(r.finished[b, j]) == finished and int(r.lengths[b, j]) == n
+                np.testing.assert_array_equal(r.tokens[b, j, :n], seq)
+                np.testing.assert_allclose(r.scores[b, j], score, rtol=1e-5)
+                np.testing.assert_allclose(r.log_probs[b, j], logp, rtol=1e-5)
+                w = np.exp(att[np.arange(n), (BOS,) + seq[:-1]])
+                np.testing.assert_allclose(
+                    r.weights[b, j, :n], w / w.sum(-1, keepdims=True), rtol=1e-5
+                )
+
+
+def test_length_penalty_changes_ranking():
+    """P(EOS) = 0.4 first, else 2 2 2 EOS with total log-prob log(0.3 * 0.97^3) = -1.29: best
+    unnormalized is [EOS] (-0.92), best with alpha = 1 is [2 2 2 EOS] (-1.29 / 1.5 = -0.86)."""
+    vocab, max_len = 4, 4
+    probs = np.full((max_len, vocab, vocab), 0.25)
+    probs[0, BOS] = [0.15, 0.4, 0.3, 0.15]
+    probs[1:3, 2] = [0.01, 0.01, 0.97, 0.01]
+    probs[3, 2] = [0.01, 0.97, 0.01, 0.01]
+    src = np.zeros((1, 3), np.int32)
+    variables = table_variables(np.log(probs), src.shape[1], bias_scale=0.0)
+    kw = dict(eos_id=EOS, max_len=max_len, beam_size=2, n_best=2)
+    g = greedy_search(TableModel(), variables, src, eos_id=EOS, max_len=max_len)
+    plain = beam_search(TableModel(), variables, src, **kw)
+    penalized = beam_search(TableModel(), variables, src, alpha=1.0, **kw)
+    assert g.tokens[0, : g.lengths[0]].tolist() == [EOS]
+    assert plain.tokens[0, 0, : plain.lengths[0, 0]].tolist() == [EOS]
+    assert penalized.tokens[0, 0, : penalized.lengths[0, 0]].tolist() == [2, 2, 2, EOS]
+    assert penalized.tokens[0, 1, : penalized.lengths[0, 1]].tolist() == [EOS]
+    np.testing.assert_allclose(penalized.log_probs[0, 0], np.log(0.3 * 0.97**3), rtol=1e-5)
+    np.testing.assert_allclose(penalized.scores[0, 0], np.log(0.3 * 0.97**3) / 1.5, rtol=1e-5)
+
+
+def test_keep_greedy_fixes_a_search_error():
+    """Greedy: 2 EOS, log(0.4 * 0.34) = -2.00. Beam (k=2) prefers the prefixes 3 2 and 3 3
+    (-1.65, -1.89) to 2 EOS, which falls out of the beam; both then continue badly, so textbook
+    beam search ends worse than greedy (3 2 EOS, -3.03). keep_greedy=True returns greedy's."""
+    vocab, max_len = 4, 4
+    probs = np.full((max_len, vocab, vocab), 0.25)
+    probs[0, BOS] = [0.2, 0.05, 0.4, 0.35]
+    probs[1, 2] = [0.22, 0.34, 0.22, 0.22]
+    probs[1, 3] = [0.01, 0.01, 0.55, 0.43]
+    src = np.zeros((1, 3), np.int32)
+    variables = table_variables(np.log(probs), src.shape[1], bias_scale=0.0)
+    kw = dict(eos_id=EOS, max_len=max_len, beam_size=2, n_best=2)
+    g = greedy_search(TableModel(), variables, src, eos_id=EOS, max_len=max_len)
+    textbook = beam_search(TableModel(), variables, src, keep_greedy=False, **kw)
+    kept = beam_search(TableModel(), variables, src, **kw)
+    assert g.tokens[0, : g.lengths[0]].tolist() == [2, EOS]
+    assert textbook.tokens[0, 0, : textbook.lengths[0, 0]].tolist() == [3, 2, EOS]
+    assert textbook.log_probs[0, 0] < g.log_probs[0] - 1.0
+    assert_same(best_of(kept), g._replace(steps=kept.steps))  # all but the step count
+    assert kept.tokens[0, 1, : kept.lengths[0, 1]].tolist() == [3, 2, EOS]  # then the beam's
+
+
+# ---------------------------------------------------------------------------------------------
+# Compilation and arguments
+# ---------------------------------------------------------------------------------------------
+
+
+def test_compiles_once_per_shape():
+    """New inputs, weights or alpha of the same shapes reuse the compiled search."""
+    from jaxattn import search
+
+    model, variables = init_model(make_config())
+    _, other = init_model(make_config(), seed=7)
+    greedy_search(model, variables, *make_batch(0), **KW)
+    beam_search(model, variables, *make_batch(0), beam_size=4, **KW)
+    sizes = search._greedy._cache_size(), search._beam._cache_size()
+    for i, v in enumerate([variables, other, variables]):
+        src, src_len = make_batch(10 + i)
+        greedy_search(model, v, src, src_len, **KW)
+        beam_search(model, v, src, src_len, beam_size=4, alpha=0.3 * i, **KW)  # alpha is traced
+    assert (search._greedy._cache_size(), search._beam._cache_size()) == sizes
+
+
+def test_rejects_bad_n_best():
+    model, variables = init_model(make_config())
+    src, src_len = make_batch()
+    with pytest.raises(ValueError, match="n_best"):
+        beam_search(model, variables, src, src_len, beam_size=2, n_best=3, **KW)

@@ -1,0 +1,277 @@
+"""Training: exact resume (SIGKILL, SIGTERM, corrupt checkpoint), faults, data parallelism.
+
+Runs that need a fresh JAX (forced device counts, jax.distributed, signals) go through
+subprocesses: scripts/train.py or tests/distributed_worker.py, on configs/synthetic.py shrunk
+to a tiny model.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxattn import train as train_lib
+from jaxattn.checkpoints import Checkpointer, CheckpointError
+from jaxattn.config import default_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = {
+    "model.hidden": 16, "model.embed_dim": 16, "data.synthetic_sizes": (400, 40, 40),
+    "train.log_every": 5, "train.checkpoint_every": 10, "train.eval_every": 1000,
+    "train.num_train_steps": 30, "train.progress_bar": False,
+}
+LONG = {**TINY, "train.num_train_steps": 400}  # long enough to be interrupted mid-run
+
+
+def _env(devices: int = 1) -> dict:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def _worker(workdir, out, overrides, *, devices=1, port=0, pid=0, nproc=1):
+    args = [f"{k}={v!r}" for k, v in overrides.items()]
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tests", "distributed_worker.py"), str(port),
+         str(pid), str(nproc), str(workdir), str(out), *args],
+        env=_env(devices), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _finish(proc, timeout=240):
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def _script(workdir, overrides):
+    flags = [f"--config.{k}={v}" for k, v in overrides.items()]
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "scripts", "train.py"),
+         f"--config={os.path.join(ROOT, 'configs', 'synthetic.py')}", f"--workdir={workdir}",
+         *flags],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _wait_for_checkpoint(workdir, step, proc, timeout=180):
+    path = os.path.join(workdir, "checkpoints", str(step))
+    t0 = time.time()
+    while not os.path.isdir(path):
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.time() - t0 < timeout, "no checkpoint appeared"
+        time.sleep(0.02)
+
+
+def _load(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _assert_equal_params(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Parameters of an uninterrupted LONG run (the reference for every resume test)."""
+    d = tmp_path_factory.mktemp("uninterrupted")
+    _finish(_worker(d / "w", d / "p.npz", LONG))
+    return _load(d / "p.npz")
+
+
+def test_sigkill_then_resume_is_bit_exact(tmp_path, uninterrupted):
+    workdir = tmp_path / "w"
+    proc = _script(workdir, LONG)
+    _wait_for_checkpoint(workdir, 20, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps = Checkpointer(str(workdir)).all_steps()
+    assert steps and steps[-1] < 400, steps  # really killed mid-run
+    out = _finish(_worker(workdir, tmp_path / "p.npz", LONG))  # rerun: resumes
+    assert "step 400" in out
+    _assert_equal_params(_load(tmp_path / "p.npz"), uninterrupted)
+
+
+def test_sigterm_saves_then_resume_is_bit_exact(tmp_path, uninterrupted):
+    workdir = tmp_path / "w"
+    proc = _script(workdir, LONG)
+    _wait_for_checkpoint(workdir, 10, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:]
+    assert "rerun the same command to resume" in out
+    last = Checkpointer(str(workdir)).all_steps()[-1]
+    assert 10 <= last < 400
+    _finish(_worker(workdir, tmp_path / "p.npz", LONG))
+    _assert_equal_params(_load(tmp_path / "p.npz"), uninterrupted)
+
+
+def test_data_parallel_over_4_devices_matches_1_device(tmp_path):
+    one = _worker(tmp_path / "w1", tmp_path / "p1.npz", TINY, devices=1)
+    four = _worker(tmp_path / "w4", tmp_path / "p4.npz", TINY, devices=4)
+    _finish(one)
+    assert "on 4 devices" in _finish(four)
+    p1, p4 = _load(tmp_path / "p1.npz"), _load(tmp_path / "p4.npz")
+    for k in p1:
+        if k == "['decoder']['attention']['energy']['bias']":
+            # softmax ignores this bias: its gradient is rounding noise, which Adam scales up to
+            # lr-sized steps of random sign; it only has to stay within steps * lr.
+            assert np.abs(p4[k]).max() <= 30 * 3e-3
+            continue
+        np.testing.assert_allclose(p4[k], p1[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    losses = []
+    for w in ("w1", "w4"):
+        with open(tmp_path / w / "metrics.jsonl") as f:
+            losses.append([r["loss"] for r in map(json.loads, f) if r["split"] == "train"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+
+
+def test_two_processes_train_together_to_identical_params(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [_worker(tmp_path / "w", tmp_path / f"p{i}.npz", TINY, port=port, pid=i, nproc=2)
+             for i in range(2)]
+    outs = [_finish(p) for p in procs]
+    assert all("of 2 on 2 devices" in o for o in outs)
+    p0, p1 = _load(tmp_path / "p0.npz"), _load(tmp_path / "p1.npz")
+    _assert_equal_params(p0, p1)
+    assert not all(np.array_equal(p0[k], 0 * p0[k]) for k in p0)
+
+
+# ------------------------------------------------------------------ in-process fault tests
+def _config(**overrides):
+    config_mod = {}
+    with open(os.path.join(ROOT, "configs", "synthetic.py")) as f:
+        exec(compile(f.read(), "synthetic.py", "exec"), config_mod)
+    config = config_mod["get_config"]()
+    for key, value in {**TINY, **overrides}.items():
+        section, name = key.split(".")
+        config[section][name] = value
+    return config
+
+
+def _params(state):
+    import jax
+
+    return {jax.tree_util.keystr(k): np.asarray(v)
+            for k, v in jax.tree_util.tree_leaves_with_path(state.params)}
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
+    ref, _ = train_lib.train_and_evaluate(_config(), str(tmp_path / "ref"))
+    workdir = str(tmp_path / "w")
+    train_lib.train_and_evaluate(_config(**{"train.num_train_steps": 20}), workdir)
+    assert Checkpointer(workdir).all_steps() == [10, 20]
+    for root, _, files in os.walk(os.path.join(workdir, "checkpoints", "20", "state")):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    with caplog.at_level("WARNING"):
+        state, _ = train_lib.train_and_evaluate(_config(), workdir)
+    assert "step 20 is unreadable" in caplog.text
+    assert int(state.step) == 30
+    _assert_equal_params(_params(state), _params(ref))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    workdir = str(tmp_path / "w")
+    train_lib.train_and_evaluate(_config(**{"train.num_train_steps": 10}), workdir)
+    bad = _config(**{"train.learning_rate": float("nan")})
+    with pytest.raises(train_lib.TrainingError, match="Loss became nan"):
+        train_lib.train_and_evaluate(bad, workdir)
+    ckpt = Checkpointer(workdir)
+    assert ckpt.all_steps() == [10]
+    good = _config(**{"train.num_train_steps": 10})
+    state, _ = train_lib.train_and_evaluate(good, workdir)  # restores step 10, nothing to do
+    assert int(state.step) == 10
+    assert all(np.isfinite(v).all() for v in _params(state).values())
+
+
+def test_workdir_of_another_model_is_refused(tmp_path):
+    workdir = str(tmp_path / "w")
+    train_lib.train_and_evaluate(_config(**{"train.num_train_steps": 10}), workdir)
+    with pytest.raises(CheckpointError, match="model.hidden: saved 16, now 32"):
+        train_lib.train_and_evaluate(_config(**{"model.hidden": 32}), workdir)
+    with pytest.raises(CheckpointError, match="data.synthetic_task"):
+        train_lib.train_and_evaluate(_config(**{"data.synthetic_task": "copy"}), workdir)
+    assert Checkpointer(workdir).all_steps() == [10]  # untouched
+
+
+def test_workdir_outputs(tmp_path):
+    workdir = tmp_path / "w"
+    _, metrics = train_lib.train_and_evaluate(_config(), str(workdir))
+    assert {"loss", "perplexity", "bleu", "chrf"} <= metrics.keys()
+    for name in ("config.json", "metrics.jsonl", "curves.png", "best.json", "tensorboard"):
+        assert (workdir / name).exists(), name
+    assert json.loads((workdir / "config.json").read_text())["model"]["hidden"] == 16
+    records = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in records} == {"train", "valid"}
+    assert all(r["tokens_per_sec"] > 0 for r in records if r["split"] == "train")
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("model.decoder", "transformer", "config.model.decoder='transformer' is not one of"),
+    ("train.batch_size", 0, "batch_size must be positive"),
+    ("train.teacher_forcing_ratio", 1.5, "teacher_forcing_ratio must be in"),
+    ("train.optimizer", "adagrad", "config.train.optimizer='adagrad'"),
+])
+def test_bad_config_fails_before_any_work(tmp_path, key, value, message):
+    with pytest.raises(train_lib.TrainingError, match=message):
+        train_lib.train_and_evaluate(_config(**{key: value}), str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+
+
+def test_cli_rejects_unknown_key_and_wrong_type_without_traceback(tmp_path):
+    for flag, needle in [("--config.model.hiden=3", "hiden"),
+                         ("--config.model.hidden=abc", "hidden")]:
+        r = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "scripts", "train.py"),
+             f"--config={os.path.join(ROOT, 'configs', 'synthetic.py')}",
+             f"--workdir={tmp_path / 'w'}", flag],
+            env=_env(), capture_output=True, text=True, timeout=120,
+        )
+        assert r.returncode != 0
+        assert needle in r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_optimizer_options_build_and_step():
+    import jax.numpy as jnp
+
+    for opt, sched in [("adam", "constant"), ("adamw", "cosine"), ("sgd", "warmup_cosine"),
+                       ("adam", "rsqrt")]:
+        tc = default_config().train
+        tc.optimizer, tc.lr_schedule, tc.warmup_steps, tc.grad_clip = opt, sched, 10, 1.0
+        tx = train_lib.make_optimizer(tc, total_steps=100)
+        params = {"w": jnp.ones(3)}
+        updates, _ = tx.update({"w": jnp.full(3, 100.0)}, tx.init(params), params)
+        assert np.isfinite(np.asarray(updates["w"])).all()
+        if opt != "sgd":
+            assert float(jnp.abs(updates["w"]).max()) > 0
+    tc.lr_schedule = "rsqrt"
+    schedule = train_lib.make_schedule(tc, 100)
+    assert float(schedule(4)) < float(schedule(9)) and float(schedule(99)) < float(schedule(9))
+
+
+def test_loss_mask_and_label_smoothing():
+    import jax.numpy as jnp
+
+    batch = {"tgt": jnp.array([[5, 2, 0, 0]]), "tgt_len": jnp.array([2])}
+    np.testing.assert_array_equal(train_lib.loss_mask(batch, False), [[1, 1, 0, 0]])
+    np.testing.assert_array_equal(train_lib.loss_mask(batch, True), [[1, 1, 1, 1]])
+    logits = jnp.log(jnp.array([[[0.7, 0.1, 0.2]]]))
+    plain = float(train_lib.token_losses(logits, jnp.array([[0]]))[0, 0])
+    assert plain == pytest.approx(-np.log(0.7), rel=1e-6)
+    smooth = float(train_lib.token_losses(logits, jnp.array([[0]]), 0.3)[0, 0])
+    expected = -(0.8 * np.log(0.7) + 0.1 * np.log(0.1) + 0.1 * np.log(0.2))
+    assert smooth == pytest.approx(expected, rel=1e-6)
