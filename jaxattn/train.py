@@ -341,10 +341,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                 loss = float(np.mean([h["loss"] for h in host]))
                 if not np.isfinite(loss):
                     ckpt.wait()
+                    last_good = ckpt.all_steps()[-1] if ckpt.all_steps() else "none"
                     raise TrainingError(
                         f"Loss became {loss} at step {done}; stopped without saving. The last "
-                        f"good checkpoint (step {ckpt.all_steps()[-1] if ckpt.all_steps() else 'none'})"
-                        " is kept. Lower the learning rate or set config.train.grad_clip."
+                        f"good checkpoint (step {last_good}) is kept. Lower the learning rate "
+                        "or set config.train.grad_clip."
                     )
                 tokens = sum(int(h["tokens"]) for h in host) * jax.process_count()
                 elapsed = time.time() - t_log
