@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import grain
 import ml_collections
@@ -252,6 +253,44 @@ def build(data_cfg: ml_collections.ConfigDict, *, vocab_dir: str | None = None,
                 src_vocab=src_vocab, tgt_vocab=tgt_vocab,
                 train_counts=np.stack([src_counts, tgt_counts], 1), read_stats=read_stats,
                 max_length=r["max_length"], boundaries=r["boundaries"], seed=seed)
+
+
+class TextProcessing(NamedTuple):
+    """A run's text <-> ids for new input, from its data config and saved vocabularies."""
+
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    max_length: int  # the corpus filter's limit (config.data.max_length resolved; 0 = none)
+
+
+def load_text_processing(data_cfg: ml_collections.ConfigDict, vocab_dir: str) -> TextProcessing:
+    """The tokenizers and vocabularies `build(data_cfg, vocab_dir=vocab_dir)` would use, made
+    from the files `Data.save_vocabs` wrote there, without reading the corpus (for inference).
+    """
+    r = _resolved(data_cfg)
+    sides = []
+    for vocab_name, spm_name in ((SRC_VOCAB_FILE, SRC_SPM_FILE), (TGT_VOCAB_FILE, TGT_SPM_FILE)):
+        sp_model = None
+        if r["tokenizer"] == "sentencepiece":
+            spm_file = os.path.join(vocab_dir, spm_name)
+            if not os.path.exists(spm_file):
+                raise FileNotFoundError(f"No {spm_name} in {vocab_dir}, which "
+                                        "tokenizer='sentencepiece' needs.")
+            with open(spm_file, "rb") as f:
+                sp_model = f.read()
+        tok = Tokenizer(r["tokenizer"], normalize=r["normalize"], lowercase=data_cfg.lowercase,
+                        sp_model=sp_model)
+        vocab_file = os.path.join(vocab_dir, vocab_name)
+        vocab = Vocab.load(vocab_file)
+        if vocab.tutorial_ids != data_cfg.tutorial_ids:
+            layout = "tutorial" if vocab.tutorial_ids else "default"
+            raise ValueError(f"{vocab_file} has the {layout} id layout but "
+                             f"config.data.tutorial_ids={data_cfg.tutorial_ids}.")
+        sides.append((tok, vocab))
+    (src_tok, src_vocab), (tgt_tok, tgt_vocab) = sides
+    return TextProcessing(src_tok, tgt_tok, src_vocab, tgt_vocab, r["max_length"])
 
 
 # -------------------------------------------------------------------------------- batching

@@ -1,0 +1,605 @@
+"""Inference from a training run: restore a checkpoint, translate text, score it, show attention.
+
+    tr = Translator.from_workdir("runs/base", checkpoint="best")   # 'latest' | 'best' | step
+    [t] = tr.translate(["Je suis content."], beam_size=5)
+    t.text, t.score, t.weights      # weights [output tokens (+ EOS), input tokens + EOS]
+    inputs, outputs, weights = tr.attention("il est grand .")  # -> plots.show_attention
+    tr.evaluate(sources, references)  # {'bleu', 'chrf', 'bleu_signature', ...}
+
+Everything comes from the workdir: config.json, the vocabularies (and SentencePiece models) and
+only the parameters of the checkpoint's train state (no optimizer state, no corpus). Input text
+goes through the run's own normalization and tokenizer; unknown words map to UNK (the tutorial
+id layout has no UNK: they are dropped, with a warning). Sentences are sorted by length and
+decoded in batches whose shapes come from a few buckets (rows: powers of two up to
+config.eval.batch_size; source length: padded as in training), so compilations are few.
+
+User mistakes (missing workdir or checkpoint, unreadable input) raise `InferenceError` with a
+message meant for the command line; the scripts print it and exit with `exit_code`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxattn import metrics as metrics_lib
+from jaxattn import search
+from jaxattn.checkpoints import (
+    BEST_FILE,
+    CONFIG_FILE,
+    CheckpointError,
+    checkpoint_dir,
+    read_json,
+    resolve_step,
+)
+from jaxattn.config import default_config
+from jaxattn.data.pipeline import load_text_processing
+from jaxattn.data.text import JOINER, normalize_tutorial, tutorial_filter
+from jaxattn.models import build_model
+
+log = logging.getLogger(__name__)
+
+_IN_FLIGHT = 4  # batches dispatched ahead of the one being collected
+EOS_LABEL = "<EOS>"  # the tutorial's label for the end of sentence in attention plots
+
+
+class InferenceError(Exception):
+    """A user mistake (bad workdir, checkpoint, input file or option): a clear message."""
+
+    exit_code = 1
+
+
+class UsageError(InferenceError):
+    """Inconsistent command-line options."""
+
+    exit_code = 2
+
+
+# ------------------------------------------------------------------------------ the run
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """WORKDIR/config.json as a ConfigDict, over the defaults (so older runs still load)."""
+    if not os.path.isdir(workdir):
+        raise InferenceError(f"No such directory: {workdir} (give the --workdir of a training "
+                             "run).")
+    saved = read_json(os.path.join(workdir, CONFIG_FILE))
+    if saved is None:
+        raise InferenceError(
+            f"{workdir} holds no training run (no {CONFIG_FILE}). Train first: python "
+            f"scripts/train.py --config configs/base.py --workdir {workdir}")
+    return _merge(default_config(), saved)
+
+
+def _merge(default: ml_collections.ConfigDict, saved: dict) -> ml_collections.ConfigDict:
+    """Saved values over `default`; lists become tuples where the default is a tuple."""
+    out = ml_collections.ConfigDict()
+    for key in list(default.keys()) + [k for k in saved if k not in default]:
+        d, s = default.get(key), saved.get(key, default.get(key))
+        if isinstance(d, ml_collections.ConfigDict) and isinstance(s, dict):
+            out[key] = _merge(d, s)
+        elif isinstance(s, ml_collections.ConfigDict):
+            out[key] = ml_collections.ConfigDict(s)
+        else:
+            out[key] = tuple(s) if isinstance(d, tuple) and isinstance(s, list) else s
+    return out
+
+
+class _Checkpoints:
+    """Read-only view of WORKDIR/checkpoints (writes nothing, even beside a running training)."""
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        path = checkpoint_dir(workdir)
+        if not os.path.isdir(path):
+            raise InferenceError(
+                f"No checkpoint in {path}. Train first: python scripts/train.py "
+                f"--config configs/base.py --workdir {workdir}")
+        self.manager = ocp.CheckpointManager(
+            path, item_names=("state", "meta"),
+            options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def best_step(self) -> int | None:
+        best = read_json(os.path.join(self.workdir, BEST_FILE))
+        if best is not None and best.get("step") in self.all_steps():
+            return int(best["step"])
+        return None
+
+    def restore_params(self, step: int, abstract_params):
+        """The `params` of the train state at `step`, as numpy arrays shaped like the given
+        abstract tree (partial restore: the optimizer state is never read)."""
+        restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray),
+                                    abstract_params)
+        args = ocp.args.PyTreeRestore(item={"params": abstract_params},
+                                      restore_args={"params": restore_args}, partial_restore=True)
+        params = self.manager.restore(step, args=ocp.args.Composite(state=args))["state"]["params"]
+        got = jax.tree_util.tree_flatten_with_path(params)[0]
+        want = jax.tree_util.tree_flatten_with_path(abstract_params)[0]
+        for (path, x), (_, a) in zip(got, want, strict=True):
+            if x.shape != a.shape:
+                raise CheckpointError(
+                    f"parameter {jax.tree_util.keystr(path)} has shape {x.shape} in the "
+                    f"checkpoint but {a.shape} in the model of {CONFIG_FILE}.")
+        return params
+
+
+# --------------------------------------------------------------------------- translation
+@dataclasses.dataclass
+class Translation:
+    """One sentence's translation.
+
+    weights [len(tokens) (+1 if finished: the EOS row), len(input_tokens) + 1 (EOS)].
+    """
+
+    text: str  # detokenized output ('' for an empty input)
+    tokens: list[str]  # output tokens, without EOS
+    input_tokens: list[str]  # the source tokens the model read (without EOS)
+    weights: np.ndarray
+    score: float  # log-probability (over the length penalty, for beam search with alpha > 0)
+    finished: bool = True  # False: cut at max_len before EOS
+    unknown: list[str] = dataclasses.field(default_factory=list)  # UNK (or dropped) words
+    truncated: bool = False  # input cut to the model's maximum source length
+
+
+@dataclasses.dataclass
+class _Input:
+    tokens: list[str]
+    ids: list[int]  # then EOS
+    unknown: list[str]
+    truncated: bool
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+class Translator:
+    """A trained model with its config, tokenizers and vocabularies; see the module docstring."""
+
+    def __init__(self, config: ml_collections.ConfigDict, params, text, *, step: int | None = None,
+                 workdir: str | None = None):
+        self.config, self.step, self.workdir = config, step, workdir
+        self.src_tokenizer, self.tgt_tokenizer = text.src_tokenizer, text.tgt_tokenizer
+        self.src_vocab, self.tgt_vocab = text.src_vocab, text.tgt_vocab
+        self.max_length = text.max_length
+        self.model = build_model(config.model, len(self.src_vocab), len(self.tgt_vocab),
+                                 bos_id=self.tgt_vocab.bos_id)
+        self.variables = {"params": jax.device_put(params)}
+        # location attention scores a fixed number of source positions (EOS included)
+        self.max_src_len = (config.model.attention_max_length
+                            if config.model.attention == "location" else 0)
+
+    @classmethod
+    def from_workdir(cls, workdir: str, checkpoint: str | int = "latest") -> Translator:
+        """Restores a run's checkpoint ('latest', 'best' or a step) with its own config and
+        vocabularies."""
+        config = load_config(workdir)
+        try:
+            text = load_text_processing(config.data, workdir)
+        except (FileNotFoundError, ValueError) as e:
+            raise InferenceError(f"Cannot load the vocabularies of {workdir}: {e}") from None
+        model = build_model(config.model, len(text.src_vocab), len(text.tgt_vocab),
+                            bos_id=text.tgt_vocab.bos_id)
+        example = jnp.zeros((1, 2), jnp.int32)
+        abstract = jax.eval_shape(
+            lambda: model.init(jax.random.PRNGKey(0), example, jnp.array([2]), example))["params"]
+        ckpts, step = _Checkpoints(workdir), checkpoint
+        try:
+            step = resolve_step(ckpts, checkpoint)
+            params = ckpts.restore_params(step, abstract)
+        except CheckpointError as e:
+            raise InferenceError(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - any failure: this checkpoint is unusable
+            why = (str(e).strip().splitlines() or [""])[0][:300]
+            raise InferenceError(
+                f"Cannot restore the parameters of step {step} in {checkpoint_dir(workdir)} "
+                f"({type(e).__name__}: {why}). Is it complete, and from this run's "
+                f"{CONFIG_FILE}? Try another --checkpoint.") from None
+        finally:
+            ckpts.manager.close()
+        return cls(config, params, text, step=step, workdir=workdir)
+
+    @property
+    def num_params(self) -> int:
+        return sum(x.size for x in jax.tree.leaves(self.variables))
+
+    # ------------------------------------------------------------------ text -> ids
+    def _prepare(self, sentence: str) -> _Input:
+        tokens = self.src_tokenizer.tokenize(sentence)
+        vocab = self.src_vocab
+        unknown = [t for t in tokens if t not in vocab]
+        if unknown and vocab.unk_id is None:  # tutorial ids: no UNK, drop the word
+            tokens = [t for t in tokens if t in vocab]
+        truncated = bool(self.max_src_len) and len(tokens) >= self.max_src_len
+        if truncated:
+            tokens = tokens[: self.max_src_len - 1]
+        return _Input(tokens, vocab.encode(tokens) + [vocab.eos_id], unknown, truncated)
+
+    def _src_bucket(self, n: int) -> int:
+        """Padded source length for a batch whose longest row has n positions (as training
+        pads, so that models trained without masks see the padding they were trained on)."""
+        d = self.config.data
+        if d.pad_to and n <= d.pad_to:
+            length = d.pad_to
+        else:
+            length = next((b for b in d.bucket_boundaries if n <= b),
+                          _round_up(n, max(d.pad_multiple, 1)))
+        return min(length, self.max_src_len) if self.max_src_len else length
+
+    def _decode_len(self, src_bucket: int, max_len: int | None) -> int:
+        """Decoding steps: max_len, else config.eval.max_decode_len, raised for long input."""
+        if max_len:
+            return max_len
+        return _round_up(max(self.config.eval.max_decode_len, 2 * src_bucket + 10), 8)
+
+    def _plan(self, inputs: list[_Input], batch_size: int | None, max_len: int | None):
+        """Batches [(indices, rows, src_len, steps)] of the non-empty inputs, by length."""
+        batch_size = batch_size or self.config.eval.batch_size
+        todo = sorted((i for i, x in enumerate(inputs) if len(x.ids) > 1),
+                      key=lambda i: len(inputs[i].ids))
+        plan = []
+        for start in range(0, len(todo), batch_size):
+            idx = todo[start: start + batch_size]
+            rows = min(batch_size, 1 << (len(idx) - 1).bit_length())
+            src_len = self._src_bucket(len(inputs[idx[-1]].ids))
+            plan.append((idx, rows, src_len, self._decode_len(src_len, max_len)))
+        return plan
+
+    def _search(self, inputs, idx, rows, src_len, steps, beam_size, alpha):
+        """Starts decoding one batch (asynchronously); rows past len(idx) repeat the last."""
+        src = np.full((rows, src_len), self.src_vocab.pad_id, np.int32)
+        lens = np.zeros((rows,), np.int32)
+        for r in range(rows):
+            ids = inputs[idx[min(r, len(idx) - 1)]].ids
+            src[r, : len(ids)], lens[r] = ids, len(ids)
+        common = dict(bos_id=self.tgt_vocab.bos_id, eos_id=self.tgt_vocab.eos_id, max_len=steps)
+        if beam_size <= 1:
+            return search.greedy_search(self.model, self.variables, src, lens, **common)
+        return search.beam_search(self.model, self.variables, src, lens, beam_size=beam_size,
+                                  alpha=alpha, n_best=1, **common)
+
+    def translate(self, sentences: Sequence[str], *, beam_size: int = 1,
+                  alpha: float | None = None, max_len: int | None = None,
+                  batch_size: int | None = None) -> list[Translation]:
+        """Translates raw sentences (normalized and tokenized as in training).
+
+        beam_size 1: greedy; alpha: length penalty (None: config.eval.length_penalty);
+        max_len: decoding steps (None: config.eval.max_decode_len, more for long input).
+        Sentences with no tokens give an empty translation without running the model.
+        """
+        if beam_size < 1:
+            raise UsageError(f"beam_size must be >= 1, got {beam_size}.")
+        if max_len is not None and max_len < 1:
+            raise UsageError(f"max_len must be >= 1, got {max_len}.")
+        alpha = self.config.eval.length_penalty if alpha is None else alpha
+        inputs = [self._prepare(s) for s in sentences]
+        self._warn_inputs(sentences, inputs)
+        out: list[Translation | None] = [None] * len(inputs)
+        pending = collections.deque()  # batches in flight: decoded while the host reads others
+        for p in self._plan(inputs, batch_size, max_len):
+            pending.append((p[0], self._search(inputs, *p, beam_size, alpha)))
+            if len(pending) > _IN_FLIGHT:
+                self._collect(inputs, *pending.popleft(), out)
+        while pending:
+            self._collect(inputs, *pending.popleft(), out)
+        for i, x in enumerate(inputs):
+            if out[i] is None:  # nothing to translate
+                out[i] = Translation("", [], x.tokens, np.zeros((0, 1), np.float32), 0.0,
+                                     unknown=x.unknown, truncated=x.truncated)
+        return out
+
+    def _collect(self, inputs, idx, result, out) -> None:
+        r = jax.tree.map(np.asarray, result)
+        if r.tokens.ndim == 3:  # beam search: [B, n_best=1, ...] -> [B, ...]
+            r = jax.tree.map(lambda x: x[:, 0] if x.ndim else x, r)
+        for row, i in enumerate(idx):
+            out[i] = self._translation(inputs[i], r, row)
+
+    def _translation(self, x: _Input, r: search.SearchResult, row: int) -> Translation:
+        length = int(r.lengths[row])
+        ids = r.tokens[row, :length].tolist()
+        finished = bool(r.finished[row])
+        words = [self.tgt_vocab.tokens[i] for i in (ids[:-1] if finished else ids)]
+        text = self.tgt_tokenizer.detokenize(self.tgt_vocab.decode(ids))
+        weights = r.weights[row, :length, : len(x.ids)]
+        return Translation(text, words, x.tokens, weights, float(r.scores[row]), finished,
+                           x.unknown, x.truncated)
+
+    def _warn_inputs(self, sentences: Sequence[str], inputs: list[_Input]) -> None:
+        void = sum(bool(s.strip()) and len(x.ids) == 1 for s, x in zip(sentences, inputs,
+                                                                      strict=True))
+        if void:
+            log.warning("%d sentence(s) have no token the model knows (after normalization): "
+                        "empty translations.", void)
+        unknown = [w for x in inputs for w in x.unknown]
+        if unknown:
+            shown = ", ".join(repr(w) for w in dict.fromkeys(unknown).keys() if w)
+            shown = shown if len(shown) < 300 else shown[:300] + "..."
+            how = ("dropped: this run's vocabulary (tutorial_ids) has no UNK"
+                   if self.src_vocab.unk_id is None else "read as <unk>")
+            log.warning("%d unknown word(s) in %d sentence(s), %s: %s", len(unknown),
+                        sum(bool(x.unknown) for x in inputs), how, shown)
+        cut = sum(x.truncated for x in inputs)
+        if cut:
+            log.warning("%d sentence(s) cut to %d tokens: location attention scores at most "
+                        "%d source positions (EOS included).", cut, self.max_src_len - 1,
+                        self.max_src_len)
+
+    def warmup(self, sentences: Sequence[str], *, beam_size: int = 1, alpha: float | None = None,
+               max_len: int | None = None, batch_size: int | None = None) -> None:
+        """Compiles every batch shape that `translate` will use on `sentences` (one batch each)."""
+        alpha = self.config.eval.length_penalty if alpha is None else alpha
+        inputs = [self._prepare(s) for s in sentences]
+        seen = {}
+        for idx, rows, src_len, steps in self._plan(inputs, batch_size, max_len):
+            seen.setdefault((rows, src_len, steps), idx)
+        for (rows, src_len, steps), idx in seen.items():
+            jax.block_until_ready(
+                self._search(inputs, idx, rows, src_len, steps, beam_size, alpha))
+
+    # ------------------------------------------------------------------ notebooks
+    def attention(self, sentence: str, **kwargs) -> tuple[list[str], list[str], np.ndarray]:
+        """(input words + ['<EOS>'], output words (+ '<EOS>'), weights [out, in]): the
+        tutorial's showAttention arguments (see plots.show_attention). kwargs: `translate`'s."""
+        [t] = self.translate([sentence], **kwargs)
+        if not t.input_tokens:
+            raise InferenceError(f"Nothing to translate in {sentence!r}: no known words.")
+        return *attention_labels(t), t.weights
+
+    # ------------------------------------------------------------------ scores
+    def evaluate(self, sources: Sequence[str], references: Sequence[str], *, beam_size: int = 1,
+                 alpha: float | None = None, max_len: int | None = None,
+                 batch_size: int | None = None, warmup: bool = True) -> dict:
+        """Translates `sources` and scores them against `references` with sacreBLEU.
+
+        References go through the target side's preprocessing (e.g. the tutorial's
+        normalization), as in training's validation. warmup: compile first, so the timing
+        counts decoding only. Returns {'bleu', 'chrf', 'bleu_signature', 'chrf_signature',
+        'bleu_detail', 'sentences', 'seconds', 'sentences_per_sec', ..., 'hypotheses'}.
+        """
+        if len(sources) != len(references):
+            raise InferenceError(f"{len(sources)} sources but {len(references)} references: "
+                                 "they must align, one sentence a line.")
+        if not sources:
+            raise InferenceError("Nothing to evaluate: no sentence pairs.")
+        alpha = self.config.eval.length_penalty if alpha is None else alpha
+        kw = dict(beam_size=beam_size, alpha=alpha, max_len=max_len, batch_size=batch_size)
+        if warmup:
+            self.warmup(sources, **kw)
+        t0 = time.perf_counter()
+        out = self.translate(sources, **kw)
+        seconds = time.perf_counter() - t0
+        hyps = [t.text for t in out]
+        refs = [self.tgt_tokenizer.preprocess(r) for r in references]
+        result = metrics_lib.corpus_scores(hyps, refs)
+        result.update(
+            step=self.step, beam_size=beam_size, alpha=alpha, sentences=len(out),
+            empty_inputs=sum(not t.input_tokens for t in out),
+            with_unknown_words=sum(bool(t.unknown) for t in out),
+            truncated_inputs=sum(t.truncated for t in out),
+            unfinished=sum(not t.finished for t in out),
+            seconds=seconds, sentences_per_sec=len(out) / max(seconds, 1e-9),
+            includes_compilation=not warmup, hypotheses=hyps,
+        )
+        return result
+
+
+def attention_labels(t: Translation) -> tuple[list[str], list[str]]:
+    """Heatmap labels: (input tokens + ['<EOS>'], output tokens (+ '<EOS>' if finished)),
+    without the word tokenizer's joiner marks."""
+    def label(token):
+        return token.replace(JOINER, "") or token
+
+    return ([label(w) for w in t.input_tokens] + [EOS_LABEL],
+            [label(w) for w in t.tokens] + ([EOS_LABEL] if t.finished else []))
+
+
+def format_scores(result: dict) -> str:
+    """sacreBLEU's lines: 'BLEU|<signature> = 24.55 ...' and 'chrF2|<signature> = 31.35'."""
+    detail = result["bleu_detail"].split(" = ", 1)[-1]
+    return (f"BLEU|{result['bleu_signature']} = {detail}\n"
+            f"chrF2|{result['chrf_signature']} = {result['chrf']:.2f}")
+
+
+# --------------------------------------------------------------------------------- input
+def decode_lines(data: bytes, name: str) -> tuple[list[str | None], list[int]]:
+    """UTF-8 lines (no line ends; a final newline adds no line); undecodable ones are None.
+    Returns (lines, 1-based numbers of the undecodable lines)."""
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark
+        data = data[3:]
+    raw = data.split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()
+    lines, bad = [], []
+    for n, line in enumerate(raw, 1):
+        try:
+            lines.append(line.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as e:
+            lines.append(None)
+            bad.append(n)
+            log.debug("%s line %d: %s", name, n, e)
+    return lines, bad
+
+
+def _read_bytes(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    if not os.path.exists(path):
+        raise InferenceError(f"No such file: {path}")
+    if os.path.isdir(path):
+        raise InferenceError(f"{path} is a directory, not a text file.")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def bad_lines_message(name: str, bad: list[int]) -> str:
+    shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+    return (f"{name}: {len(bad)} line(s) are not valid UTF-8 (line {shown}); convert the file "
+            "to UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+
+
+def read_lines(path: str) -> list[str]:
+    """A UTF-8 text file's lines ('-' = stdin); InferenceError naming undecodable lines."""
+    lines, bad = decode_lines(_read_bytes(path), path)
+    if bad:
+        raise InferenceError(bad_lines_message(path, bad) + ".")
+    return lines
+
+
+def read_parallel(src_path: str, ref_path: str) -> tuple[list[str], list[str]]:
+    """Line-aligned source and reference files."""
+    sources, references = read_lines(src_path), read_lines(ref_path)
+    if len(sources) != len(references):
+        raise InferenceError(f"{src_path} has {len(sources)} lines but {ref_path} has "
+                             f"{len(references)}: they must align, one sentence a line.")
+    if not sources:
+        raise InferenceError(f"{src_path} is empty: nothing to evaluate.")
+    return sources, references
+
+
+def read_tsv(path: str, data_cfg: ml_collections.ConfigDict,
+             max_length: int) -> tuple[list[str], list[str], dict]:
+    """Source and reference sentences of a TSV file, prepared as training prepared its corpus.
+
+    The tutorial's format (English<TAB>French, further columns ignored): the direction is the
+    run's (fra->eng: the source is column 2), and pairs are normalized and filtered exactly as
+    the training corpus was (config.data.filter, max_length, prefixes). Other corpora: the
+    columns config.data.tsv_columns, no filter. Returns (sources, references, counts).
+    """
+    lines, bad = decode_lines(_read_bytes(path), path)
+    tutorial = data_cfg.name == "tutorial"
+    if tutorial:
+        cols = (1, 0) if data_cfg.src_lang in ("fra", "fr") else (0, 1)
+    else:
+        cols = tuple(data_cfg.tsv_columns)
+    counts = dict(lines=len(lines), kept=0, skipped_undecodable=len(bad), skipped_empty=0,
+                  skipped_no_tab=0, skipped_filter=0)
+    sources, references = [], []
+    for line in lines:
+        if line is None:
+            continue
+        if not line.strip():
+            counts["skipped_empty"] += 1
+            continue
+        fields = line.split("\t")
+        if len(fields) <= max(cols):
+            counts["skipped_no_tab"] += 1
+            continue
+        src, tgt = fields[cols[0]].strip(), fields[cols[1]].strip()
+        if not src or not tgt:
+            counts["skipped_empty"] += 1
+            continue
+        if tutorial and data_cfg.filter:
+            nsrc, ntgt = normalize_tutorial(src), normalize_tutorial(tgt)
+            eng = ntgt if cols == (1, 0) else nsrc
+            if not tutorial_filter(nsrc, ntgt, max_length=max_length,
+                                   prefixes=tuple(data_cfg.prefixes), eng=eng):
+                counts["skipped_filter"] += 1
+                continue
+        sources.append(src)
+        references.append(tgt)
+    counts["kept"] = len(sources)
+    if bad:
+        log.warning("%s; skipped them.", bad_lines_message(path, bad))
+    if not sources:
+        raise InferenceError(f"No usable sentence pairs in {path} ({tsv_summary(counts)}). "
+                             "Expected UTF-8 lines 'source<TAB>target'"
+                             + (" (the tutorial's English<TAB>French)" if tutorial else "") + ".")
+    return sources, references, counts
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes a UTF-8 file; InferenceError if it cannot."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise InferenceError(f"Cannot write {path}: {e.strerror or e}.") from None
+
+
+def tsv_summary(counts: dict) -> str:
+    skipped = {k[8:]: v for k, v in counts.items() if k.startswith("skipped_") and v}
+    text = f"{counts['lines']} lines, {counts['kept']} pairs kept"
+    if skipped:
+        text += ", skipped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items())
+    return text
+
+
+def load_split(config: ml_collections.ConfigDict, workdir: str, split: str,
+               data_path: str = "") -> tuple[list[str], list[str]]:
+    """(sources, references) of a split of the run's corpus, built with the run's own
+    vocabularies (nothing is retrained; a prepared TFDS dataset is reused)."""
+    from jaxattn import data as data_lib
+
+    data_cfg = ml_collections.ConfigDict(config.data.to_dict())
+    if data_path:
+        data_cfg.path = data_path
+    try:
+        data = data_lib.build(data_cfg, vocab_dir=workdir)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        raise InferenceError(
+            f"Cannot read this run's corpus (config.data.path={data_cfg.path!r}): {e}\n"
+            "Evaluate on files instead (--src FILE --ref FILE, or --tsv FILE), or point to the "
+            "corpus with --data_path.") from None
+    if split not in data.splits:
+        raise UsageError(f"No {split!r} split in this run's corpus; it has "
+                         f"{', '.join(data.splits)}.")
+    sources, references = data.sources(split), data.references(split)
+    if not sources:
+        raise InferenceError(f"The {split!r} split is empty; use another --split.")
+    return sources, references
+
+
+# ----------------------------------------------------------------------------- scripts
+def setup_logging(verbose: bool = False) -> None:
+    """Plain 'warning: ...' lines on stderr for jaxattn; quiet libraries (absl, orbax)."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    logger = logging.getLogger("jaxattn")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LowerLevelFormatter("%(levelname)s: %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+class _LowerLevelFormatter(logging.Formatter):
+    def format(self, record):
+        record.levelname = record.levelname.lower()
+        return super().format(record)
+
+
+def parse_flags(argv):
+    """absl's flag parser, but a bad flag is 'error: ...' and exit status 2 (no traceback)."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}\nPass --help to see the options.", file=sys.stderr)
+        sys.exit(2)
+
+
+def cli_errors(fn):
+    """Runs fn(); InferenceError -> 'error: ...' on stderr and its exit status."""
+    try:
+        return fn()
+    except InferenceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,100 @@
+"""Translates sentences with a trained checkpoint: from the arguments, or stdin one a line.
+
+    python scripts/translate.py --workdir runs/base "Je suis content." "Il est grand."
+    python scripts/translate.py --workdir runs/base --beam_size 5 < input.fr > output.en
+    python scripts/translate.py --workdir runs/base --attention_png att.png "elle est belle ."
+
+Input goes through the run's normalization and tokenizer (for the tutorial corpus: lowercase,
+no accents, punctuation split off). One output line per input line: an empty line gives an
+empty line, and a line that is not UTF-8 gives an empty line, a message and exit status 1.
+--attention_png draws the tutorial's attention heatmap (several sentences: a grid).
+"""
+
+import sys
+
+from absl import app, flags
+
+from jaxattn import inference, plots
+from jaxattn.inference import UsageError
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' or a step number.")
+_BEAM = flags.DEFINE_integer("beam_size", None, "Beam size (1: greedy); default: the run's "
+                             "config.eval.beam_size.")
+_ALPHA = flags.DEFINE_float("alpha", None, "Length penalty exponent; default: the run's "
+                            "config.eval.length_penalty.")
+_MAX_LEN = flags.DEFINE_integer("max_len", None, "Decoding steps; default: the run's "
+                                "config.eval.max_decode_len, more for long sentences.")
+_ATTENTION_PNG = flags.DEFINE_string("attention_png", None, "Save the attention heatmap(s) "
+                                     "to this PNG file.")
+_MAX_PLOTS = flags.DEFINE_integer("max_plots", 12, "At most this many sentences in the "
+                                  "--attention_png grid.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Also print the model's input tokens and the "
+                             "score (tab-separated: input, translation, score).")
+flags.mark_flag_as_required("workdir")
+
+
+def read_input(argv) -> tuple[list[str], list[int]]:
+    """(sentences, 1-based numbers of stdin lines that were not UTF-8 and became '')."""
+    if len(argv) > 1:
+        return list(argv[1:]), []
+    if sys.stdin.isatty():
+        print("Reading sentences from stdin, one a line (Ctrl-D to end).", file=sys.stderr)
+    lines, bad = inference.decode_lines(sys.stdin.buffer.read(), "stdin")
+    return [line if line is not None else "" for line in lines], bad
+
+
+def run(argv):
+    for name, flag in (("beam_size", _BEAM), ("max_len", _MAX_LEN), ("max_plots", _MAX_PLOTS)):
+        if flag.value is not None and flag.value < 1:
+            raise UsageError(f"--{name} must be >= 1, got {flag.value}.")
+    translator = inference.Translator.from_workdir(_WORKDIR.value, _CHECKPOINT.value)
+    sentences, bad = read_input(argv)
+    if bad:
+        print("error: " + inference.bad_lines_message("stdin", bad)
+              + "; their output lines are empty.", file=sys.stderr)
+    beam = _BEAM.value or translator.config.eval.beam_size
+    out = translator.translate(sentences, beam_size=beam, alpha=_ALPHA.value,
+                               max_len=_MAX_LEN.value)
+    for t in out:
+        line = t.text
+        if _VERBOSE.value:
+            line = f"{' '.join(t.input_tokens)}\t{t.text}\t{t.score:.4f}"
+        print(line)
+    sys.stdout.flush()
+    if _ATTENTION_PNG.value:
+        plot_attention(translator, out, _ATTENTION_PNG.value)
+    if bad:
+        sys.exit(1)
+
+
+def plot_attention(translator, out, path):
+    examples = [(inference.attention_labels(t), t.weights) for t in out if t.input_tokens]
+    if not examples:
+        raise inference.InferenceError("No sentence to draw attention for (all were empty).")
+    if len(examples) > _MAX_PLOTS.value:
+        print(f"warning: drawing the first {_MAX_PLOTS.value} of {len(examples)} sentences "
+              "(--max_plots).", file=sys.stderr)
+        examples = examples[: _MAX_PLOTS.value]
+    try:
+        if len(examples) == 1:
+            (inputs, outputs), weights = examples[0]
+            plots.show_attention(inputs, outputs, weights, path)
+        else:
+            plots.attention_grid([(i, o, w) for (i, o), w in examples], path)
+    except OSError as e:
+        raise inference.InferenceError(f"Cannot write {path}: {e.strerror or e}.") from None
+    print(f"attention: {path}", file=sys.stderr)
+
+
+def main(argv):
+    inference.setup_logging()
+    try:
+        inference.cli_errors(lambda: run(argv))
+    except BrokenPipeError:  # e.g. | head
+        sys.stderr.close()
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=inference.parse_flags)

@@ -1,0 +1,171 @@
+"""scripts/evaluate.py, translate.py and compare.py end to end (subprocesses), bad input
+included: clear 'error: ...' messages, exit statuses, never a traceback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from test_inference import tiny_run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return tiny_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    # one CPU device; compilations cached across the subprocesses
+    cache = tmp_path_factory.getbasetemp() / "jax_cache"
+    return dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=str(cache),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
+
+
+def script(env, name, *args, stdin=None, code=0):
+    """Runs scripts/<name>.py; checks the exit status and that no traceback was printed."""
+    p = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", f"{name}.py"), *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
+    out, err = p.stdout.decode(), p.stderr.decode()
+    assert p.returncode == code, f"exit {p.returncode}\nstdout:\n{out}\nstderr:\n{err}"
+    assert "Traceback" not in out + err, err
+    return out, err
+
+
+def _write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+SOURCES = ["3 1 4 1 5", "", "9 2 6", "5 3 5 8 9 7"]
+REFS = ["5 1 4 1 3", "", "6 2 9", "7 9 8 5 3 5"]
+
+
+def test_evaluate_files_end_to_end(run, env, tmp_path):
+    src, ref = _write(tmp_path / "src.txt", SOURCES), _write(tmp_path / "ref.txt", REFS)
+    hyp = tmp_path / "hyp.txt"
+    out, err = script(
+        env,
+        "evaluate",
+        f"--workdir={run}",
+        f"--src={src}",
+        f"--ref={ref}",
+        f"--output={hyp}",
+        "--beam_size=2",
+    )
+    assert "BLEU|nrefs:1|case:mixed|eff:no|tok:13a" in out and "chrF2|" in out
+    assert "step 300 (beam 2" in out and "1 empty source line" in err
+    hyps = hyp.read_text().split("\n")[:-1]
+    assert len(hyps) == len(SOURCES) and hyps[1] == ""  # aligned; empty line -> empty line
+    result = json.loads((tmp_path / "hyp.txt.json").read_text())
+    for key in ("bleu", "chrf", "bleu_signature", "chrf_signature", "sentences_per_sec"):
+        assert key in result
+    assert result["step"] == 300 and result["beam_size"] == 2
+    assert result["sentences"] == 4 and result["empty_inputs"] == 1
+
+
+def test_evaluate_split_and_tsv(run, env, tmp_path):
+    out, _ = script(
+        env, "evaluate", f"--workdir={run}", "--checkpoint=best", f"--json={tmp_path / 'r.json'}"
+    )
+    assert "on test split: 100 sentences" in out
+    assert json.loads((tmp_path / "r.json").read_text())["bleu"] > 80
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_bytes(b"1 2 3\t3 2 1\n\xff\t\xfe\nno tab\n4 5 6 7\t7 6 5 4\n")
+    out, err = script(env, "evaluate", f"--workdir={run}", f"--tsv={tsv}")
+    assert "2 sentences" in out and "BLEU|" in out
+    assert "4 lines, 2 pairs kept, skipped 1 undecodable, 1 no tab" in err
+    assert "line 2" in err
+
+
+def test_translate_stdin_args_and_attention_png(run, env, tmp_path):
+    out, _ = script(env, "translate", f"--workdir={run}", stdin=b"1 2 3\n\n4 5 6 7\n")
+    assert out.split("\n") == ["3 2 1", "", "7 6 5 4", ""]
+    png = tmp_path / "att.png"
+    out, err = script(
+        env,
+        "translate",
+        f"--workdir={run}",
+        "--beam_size=2",
+        f"--attention_png={png}",
+        "1 2 3",
+        "8 9 10 11",
+        "1 zz 2",
+    )
+    assert out.split("\n")[:2] == ["3 2 1", "11 10 9 8"]
+    assert "unknown word" in err and "'zz'" in err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_translate_non_utf8_lines(run, env):
+    out, err = script(env, "translate", f"--workdir={run}", stdin=b"1 2 3\n\xe9\xff\n4 5\n", code=1)
+    assert out.split("\n") == ["3 2 1", "", "5 4", ""]  # alignment kept
+    assert "error: stdin: 1 line(s) are not valid UTF-8 (line 2)" in err
+
+
+def test_compare_table(run, env):
+    out, _ = script(env, "compare", run, f"{run}@150", "--nowarmup")
+    lines = out.strip().split("\n")
+    assert [c.strip() for c in lines[0].split("|")[1:-1]] == [
+        "name",
+        "model",
+        "params",
+        "step",
+        "BLEU",
+        "chrF",
+        "sentences/s",
+    ]
+    assert lines[1].startswith("|---") and len([x for x in lines if x.startswith("| ")]) == 3
+    assert " 300 |" in lines[2] and " 150 |" in lines[3] and "@150" in lines[3]
+    assert "test, 100 sentences, greedy; BLEU|nrefs:1" in out
+
+
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (["--workdir={tmp}/missing"], 1, "No such directory"),
+        (["--workdir={tmp}"], 1, "holds no training run (no config.json)"),
+        (["--workdir={run}", "--checkpoint=12345"], 1, "No checkpoint at step 12345; available"),
+        (
+            ["--workdir={run}", "--src={tmp}/latin1.txt", "--ref={tmp}/latin1.txt"],
+            1,
+            "not valid UTF-8 (line 2)",
+        ),
+        (
+            ["--workdir={run}", "--src={tmp}/missing.txt", "--ref={tmp}/missing.txt"],
+            1,
+            "No such file",
+        ),
+        (["--workdir={run}", "--split=dev"], 2, "No 'dev' split"),
+        (["--workdir={run}", "--src={tmp}/latin1.txt"], 2, "--src needs --ref"),
+        (["--workdir={run}", "--beam_size=0"], 2, "--beam_size must be >= 1"),
+        (["--workdir={run}", "--no_such_flag"], 2, "Unknown command line flag"),
+        ([], 2, "--workdir"),
+    ],
+)
+def test_evaluate_bad_input(run, env, tmp_path, args, code, message):
+    (tmp_path / "latin1.txt").write_bytes("il est grand\nil est l\u00e0\n".encode("latin-1"))
+    args = [a.format(run=run, tmp=tmp_path) for a in args]
+    out, err = script(env, "evaluate", *args, code=code)
+    assert err.startswith("error: ") and message in err, err
+
+
+def test_translate_and_compare_bad_input(run, env, tmp_path):
+    _, err = script(env, "translate", f"--workdir={tmp_path}", "1 2", code=1)
+    assert "error: " in err and "no config.json" in err
+    _, err = script(env, "compare", run, f"{run}@99", code=1)
+    assert "No checkpoint at step 99" in err
+    _, err = script(env, "compare", code=2)
+    assert "error: Give the runs to compare" in err
