@@ -3,7 +3,7 @@
 A checkpoint holds the train state (params, optimizer state, step), the data iterator's state
 (so a resumed run sees the batches an uninterrupted one would) and a small JSON `meta` item
 (the run's config and the metrics at that step). The vocabularies and the config also live as
-plain files in the workdir (`vocab.src.txt`, `vocab.tgt.txt`, `config.json`), so evaluation
+plain files in the workdir (`src_vocab.txt`, `tgt_vocab.txt`, `config.json`), so evaluation
 never rebuilds anything from the corpus.
 
 Layout: WORKDIR/checkpoints/<step>/{state, data_iter, meta}.
@@ -17,6 +17,7 @@ import os
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
@@ -42,8 +43,17 @@ class Checkpointer:
     """
 
     def __init__(self, workdir: str, *, keep_latest: int = 2, best_metric: str | None = "bleu",
-                 async_save: bool = True):
+                 async_save: bool = True, read_only: bool = False):
         self.workdir = workdir
+        if read_only:  # evaluation: writes nothing, even beside a running training
+            if not os.path.isdir(checkpoint_dir(workdir)):
+                raise CheckpointError(
+                    f"No checkpoint in {checkpoint_dir(workdir)}. Train first: python "
+                    f"scripts/train.py --config configs/base.py --workdir {workdir}")
+            self.manager = ocp.CheckpointManager(
+                checkpoint_dir(workdir), item_names=("state", "data_iter", "meta"),
+                options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+            return
         self.best_metric = best_metric
         keep = [policies.LatestN(n=max(2, keep_latest))]
         if best_metric:
@@ -137,6 +147,23 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored["state"]
 
+    def restore_params(self, step: int, abstract_params):
+        """Only the `params` of the train state at `step` (the optimizer state is never read),
+        as numpy arrays shaped like `abstract_params`; a shape mismatch is a CheckpointError."""
+        restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray),
+                                    abstract_params)
+        args = ocp.args.PyTreeRestore(item={"params": abstract_params},
+                                      restore_args={"params": restore_args}, partial_restore=True)
+        params = self.manager.restore(step, args=ocp.args.Composite(state=args))["state"]["params"]
+        got = jax.tree_util.tree_flatten_with_path(params)[0]
+        want = jax.tree_util.tree_flatten_with_path(abstract_params)[0]
+        for (path, x), (_, a) in zip(got, want, strict=True):
+            if x.shape != a.shape:
+                raise CheckpointError(
+                    f"parameter {jax.tree_util.keystr(path)} has shape {x.shape} in the "
+                    f"checkpoint but {a.shape} in the model of {CONFIG_FILE}.")
+        return params
+
     def restore_meta(self, step: int) -> dict:
         restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return restored["meta"]
@@ -163,7 +190,10 @@ def resolve_step(ckpt: Checkpointer, which: str | int) -> int:
     if which == "best":
         step = ckpt.best_step()
         if step is None:
-            log.warning("No best checkpoint recorded (no validation BLEU yet); using the latest.")
+            best = read_json(os.path.join(ckpt.workdir, BEST_FILE))
+            why = ("no validation BLEU yet" if best is None
+                   else f"its step {best['step']} is no longer on disk")
+            log.warning("No best checkpoint (%s); using the latest, step %d.", why, steps[-1])
             return steps[-1]
         return step
     try:

@@ -31,13 +31,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from jaxattn import metrics as metrics_lib
 from jaxattn import search
 from jaxattn.checkpoints import (
-    BEST_FILE,
     CONFIG_FILE,
+    Checkpointer,
     CheckpointError,
     checkpoint_dir,
     read_json,
@@ -92,47 +91,6 @@ def _merge(default: ml_collections.ConfigDict, saved: dict) -> ml_collections.Co
         else:
             out[key] = tuple(s) if isinstance(d, tuple) and isinstance(s, list) else s
     return out
-
-
-class _Checkpoints:
-    """Read-only view of WORKDIR/checkpoints (writes nothing, even beside a running training)."""
-
-    def __init__(self, workdir: str):
-        self.workdir = workdir
-        path = checkpoint_dir(workdir)
-        if not os.path.isdir(path):
-            raise InferenceError(
-                f"No checkpoint in {path}. Train first: python scripts/train.py "
-                f"--config configs/base.py --workdir {workdir}")
-        self.manager = ocp.CheckpointManager(
-            path, item_names=("state", "meta"),
-            options=ocp.CheckpointManagerOptions(read_only=True, create=False))
-
-    def all_steps(self) -> list[int]:
-        return sorted(self.manager.all_steps())
-
-    def best_step(self) -> int | None:
-        best = read_json(os.path.join(self.workdir, BEST_FILE))
-        if best is not None and best.get("step") in self.all_steps():
-            return int(best["step"])
-        return None
-
-    def restore_params(self, step: int, abstract_params):
-        """The `params` of the train state at `step`, as numpy arrays shaped like the given
-        abstract tree (partial restore: the optimizer state is never read)."""
-        restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray),
-                                    abstract_params)
-        args = ocp.args.PyTreeRestore(item={"params": abstract_params},
-                                      restore_args={"params": restore_args}, partial_restore=True)
-        params = self.manager.restore(step, args=ocp.args.Composite(state=args))["state"]["params"]
-        got = jax.tree_util.tree_flatten_with_path(params)[0]
-        want = jax.tree_util.tree_flatten_with_path(abstract_params)[0]
-        for (path, x), (_, a) in zip(got, want, strict=True):
-            if x.shape != a.shape:
-                raise CheckpointError(
-                    f"parameter {jax.tree_util.keystr(path)} has shape {x.shape} in the "
-                    f"checkpoint but {a.shape} in the model of {CONFIG_FILE}.")
-        return params
 
 
 # --------------------------------------------------------------------------- translation
@@ -195,7 +153,7 @@ class Translator:
         example = jnp.zeros((1, 2), jnp.int32)
         abstract = jax.eval_shape(
             lambda: model.init(jax.random.PRNGKey(0), example, jnp.array([2]), example))["params"]
-        ckpts, step = _Checkpoints(workdir), checkpoint
+        ckpts, step = Checkpointer(workdir, read_only=True), checkpoint
         try:
             step = resolve_step(ckpts, checkpoint)
             params = ckpts.restore_params(step, abstract)
