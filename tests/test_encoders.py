@@ -37,6 +37,18 @@ def garbage_padding(src, extra, seed=1):
     return jnp.asarray(np.where(valid, src, junk))
 
 
+def random_init(module, *args, seed=0, scale=0.3, **kwargs):
+    """Variables of `module.init(key, *args, **kwargs)` filled with N(0, scale^2) values.
+
+    Traces init with jax.eval_shape instead of running it: no compilation, so tests stay fast.
+    """
+    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(
+        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), shapes
+    )
+
+
 def assert_finals_close(a, b, **kw):
     assert len(a) == len(b)
     for carry_a, carry_b in zip(a, b, strict=True):
@@ -50,7 +62,7 @@ def test_encoder_shapes_finals_and_padding_invariance(cell, bidirectional, num_l
     enc = Encoder(V, E, H, cell=cell, num_layers=num_layers, bidirectional=bidirectional)
     src = make_src()
     lengths = jnp.asarray(LENGTHS)
-    variables = enc.init(jax.random.key(0), src, lengths)
+    variables = random_init(enc, src, lengths)
     apply = jax.jit(enc.apply)
     out, finals = apply(variables, src, lengths)
 
@@ -103,7 +115,7 @@ def test_encoder_without_lengths_reads_padding(bidirectional):
     enc = Encoder(V, E, H, bidirectional=bidirectional)
     src = make_src()
     src2 = garbage_padding(src, 0)  # same shape, different padding ids
-    variables = enc.init(jax.random.key(0), src)
+    variables = random_init(enc, src)
     apply = jax.jit(enc.apply)
     out_a, fin_a = apply(variables, src, None)
     out_b, fin_b = apply(variables, src2, None)
@@ -124,7 +136,7 @@ def test_encoder_without_lengths_reads_padding(bidirectional):
 def test_encoder_embedding_dropout():
     enc = Encoder(V, E, H, cell="lstm", dropout=0.5)
     src, lengths = make_src(), jnp.asarray(LENGTHS)
-    variables = enc.init(jax.random.key(0), src, lengths)
+    variables = random_init(enc, src, lengths)
 
     @jax.jit
     def run(key):
@@ -144,7 +156,7 @@ def test_encoder_embedding_dropout():
     mask = np.asarray(valid_mask(lengths, S))
     assert np.all(np.asarray(a[0])[~mask] == 0.0)  # padding stays zero in training too
     with pytest.raises(Exception, match="dropout"):
-        enc.apply(variables, src, lengths, train=True)  # train=True needs a dropout rng
+        jax.eval_shape(lambda: enc.apply(variables, src, lengths, train=True))  # needs an rng
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
@@ -152,21 +164,25 @@ def test_encoder_inter_layer_dropout(num_layers):
     """rnn_dropout acts only between stacked layers (as torch.nn.GRU(dropout=...))."""
     enc = Encoder(V, E, H, num_layers=num_layers, dropout=0.0, rnn_dropout=0.5)
     src, lengths = make_src(), jnp.asarray(LENGTHS)
-    variables = enc.init(jax.random.key(0), src, lengths)
-    ev, _ = enc.apply(variables, src, lengths)
-    tr, _ = enc.apply(variables, src, lengths, train=True, rngs={"dropout": jax.random.key(3)})
+    variables = random_init(enc, src, lengths)
+
+    @jax.jit
+    def run(key):
+        ev = enc.apply(variables, src, lengths)[0]
+        return ev, enc.apply(variables, src, lengths, train=True, rngs={"dropout": key})[0]
+
+    ev, tr = run(jax.random.key(3))
     if num_layers == 1:
         np.testing.assert_allclose(tr, ev, atol=1e-6)
     else:
         assert not np.allclose(tr, ev)
-        tr2, _ = enc.apply(variables, src, lengths, train=True, rngs={"dropout": jax.random.key(3)})
-        np.testing.assert_array_equal(tr, tr2)
+        np.testing.assert_array_equal(tr, run(jax.random.key(3))[1])
 
 
 def test_encoder_grad_and_vmap():
     enc = Encoder(V, E, H, cell="gru", num_layers=2, bidirectional=True)
     src, lengths = make_src(), jnp.asarray(LENGTHS)
-    variables = enc.init(jax.random.key(0), src, lengths)
+    variables = jax.jit(enc.init)(jax.random.key(0), src, lengths)  # the real initializers
 
     def loss(params, src):
         out, finals = enc.apply({"params": params}, src, lengths)
@@ -186,8 +202,9 @@ def test_encoder_grad_and_vmap():
     lens = jnp.stack([lengths, jnp.asarray([2, 6, 4], jnp.int32)])
     out, finals = jax.jit(jax.vmap(enc.apply, in_axes=(None, 0, 0)))(variables, srcs, lens)
     assert out.shape == (2, B, S, 2 * H)
+    one = jax.jit(enc.apply)
     for i in range(2):
-        o, f = enc.apply(variables, srcs[i], lens[i])
+        o, f = one(variables, srcs[i], lens[i])
         np.testing.assert_allclose(out[i], o, rtol=1e-6, atol=1e-6)
         assert_finals_close(
             tuple(tuple(c[i] for c in carry) for carry in finals), f, rtol=1e-6, atol=1e-6
@@ -198,13 +215,18 @@ def test_encoder_grad_and_vmap():
 def test_encoder_bfloat16(cell):
     enc = Encoder(V, E, H, cell=cell, bidirectional=True, dtype=jnp.bfloat16)
     src, lengths = make_src(), jnp.asarray(LENGTHS)
-    variables = enc.init(jax.random.key(0), src, lengths)
-    out, finals = jax.jit(enc.apply)(variables, src, lengths)
+    variables = random_init(enc, src, lengths)
+    ref_enc = Encoder(V, E, H, cell=cell, bidirectional=True)
+
+    @jax.jit
+    def run(variables):
+        return enc.apply(variables, src, lengths), ref_enc.apply(variables, src, lengths)[0]
+
+    (out, finals), ref = run(variables)
     for a in (out, *finals[0]):
         assert np.all(np.isfinite(np.asarray(a, np.float32)))
     # Parameters stay float32; the same parameters in float32 give nearly the same result.
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
-    ref, _ = Encoder(V, E, H, cell=cell, bidirectional=True).apply(variables, src, lengths)
     np.testing.assert_allclose(np.asarray(out, np.float32), ref, atol=5e-2)
     mask = np.asarray(valid_mask(lengths, S))
     assert np.all(np.asarray(out, np.float32)[~mask] == 0.0)
