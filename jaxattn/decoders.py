@@ -29,6 +29,23 @@ import jax.numpy as jnp
 from jaxattn.rnn import make_cell
 
 BRIDGES = ("copy", "dense", "zero")
+# Teacher-forced loops whose per-step [B, S, D_enc]-sized residuals (attention energies) would
+# total more than this are rematerialized in the backward pass (matmul results kept).
+REMAT_BYTES = 32 * 2**20
+
+
+def _dense_part(dense: nn.Dense, x, start: int, stop: int | None, bias: bool):
+    """x @ kernel[start:stop] (+ bias) for a bound `nn.Dense`: its output on a concatenated
+    input is the sum of these parts over the pieces, so a piece known in advance (e.g. every
+    step's embedding) can be projected outside a time loop. Accumulates in float32."""
+    params = dense.variables["params"]
+    kernel = params["kernel"][start:stop]
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=dense.dtype)
+    y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())),
+                            precision=dense.precision, preferred_element_type=jnp.float32)
+    if bias and dense.use_bias:
+        y = y + params["bias"].astype(jnp.float32)
+    return y
 
 
 class _DecoderBase(nn.Module):
@@ -83,19 +100,41 @@ class _DecoderBase(nn.Module):
             state["feed"] = jnp.zeros((batch, self.hidden), jnp.float32)
         return state
 
-    def _run_rnn(self, rnn_state, x, train: bool):
-        """Runs the stacked cells one step; returns (new carries, top hidden state)."""
+    def _run_rnn(self, rnn_state, x, train: bool, first_projected=None):
+        """Runs the stacked cells one step; returns (new carries, top hidden state).
+
+        first_projected: the first cell's projected input (`project_inputs(x)`), when the caller
+        computed it (then x is not read by the first cell)."""
         new = []
         for i, cell in enumerate(self.cells):
             if i > 0:
                 x = self.drop(x, deterministic=not train)
-            carry = cell.step(rnn_state[i], cell.project_inputs(x))
+            if i == 0 and first_projected is not None:
+                xp = first_projected
+            else:
+                xp = cell.project_inputs(x)
+            carry = cell.step(rnn_state[i], xp)
             new.append(carry)
             x = carry[0]
         return tuple(new), x
 
     def _logits(self, h):
-        return self.out(h).astype(jnp.float32)  # [B, V]
+        return self.out(h).astype(jnp.float32)  # [B, V] (or [B, T, V])
+
+    def _embed_tokens(self, tokens, *, train: bool):
+        """The RNN's token input: dropout(embedding) ([B] or [B, T] ids -> [..., E])."""
+        return self.drop(self.embed(tokens), deterministic=not train)
+
+    def _project_embedded(self, embedded):
+        """Teacher-forced path: work on the embedded inputs of all steps [B, T, E] done before
+        the loop; `_features(..., projected=True)` takes a step of the result. None: none."""
+        return None
+
+    def step(self, memory, state, prev_tokens, t, *, train: bool = False):
+        """One step: (state, prev_tokens [B], t) -> (state, logits [B, V], weights [B, S])."""
+        emb = self._embed_tokens(prev_tokens, train=train)
+        state, features, weights = self._features(memory, state, emb, t, train=train)
+        return state, self._logits(features), weights
 
     def __call__(self, memory, targets, *, bos_id: int, teacher_forcing=None, train=False):
         """Decodes len(targets) steps in one scanned loop.
@@ -108,9 +147,41 @@ class _DecoderBase(nn.Module):
         batch, steps = targets.shape
         bos = jnp.full((batch, 1), bos_id, targets.dtype)
         gold_inputs = jnp.concatenate([bos, targets[:, :-1]], axis=1)  # [B, T]
-        if teacher_forcing is None:
-            teacher_forcing = jnp.ones((batch, steps), bool)
         times = jnp.broadcast_to(jnp.arange(steps, dtype=jnp.int32), (batch, steps))
+        scan_kw = dict(
+            variable_broadcast="params",
+            split_rngs={"params": False, "dropout": True},
+            in_axes=1,
+            out_axes=1,
+            unroll=getattr(self, "unroll", 1),
+        )
+        state0 = self.init_state(memory)
+        if teacher_forcing is None and not self.is_initializing():
+            # Always teacher forced: no prediction is fed back, so the inputs of every step are
+            # embedded (with their dropout) before the loop, the loop only produces each step's
+            # features, and the output projection runs once on all of them after it ([B * T, H]
+            # x [H, V], one large matmul instead of T small ones; no argmax).
+            embedded = self._embed_tokens(gold_inputs, train=train)  # [B, T, E]
+            projected = self._project_embedded(embedded)  # e.g. [B, T, G*H], or None
+            kw = dict(train=train) if projected is None else dict(train=train, projected=True)
+            embedded = embedded if projected is None else projected
+
+            def forced(dec, state, xs):
+                emb, t = xs  # [B, E] (or [B, G*H] projected), [B]
+                state, features, weights = dec._features(memory, state, emb, t, **kw)
+                return state, (features, weights)
+
+            if steps * memory["keys"].size * 4 > REMAT_BYTES:
+                # Saving every step's attention energies ([B, S, D] each) for the backward pass
+                # costs more memory traffic than recomputing them: keep only matmul results.
+                forced = nn.remat(forced, prevent_cse=False,
+                                  policy=jax.checkpoint_policies.dots_saveable)
+            state, (features, weights) = nn.scan(forced, **scan_kw)(
+                self, state0, (embedded, times)
+            )
+            return self._logits(features), weights, state
+        if teacher_forcing is None:  # init: the per-step path, so params init as before
+            teacher_forcing = jnp.ones((batch, steps), bool)
 
         def body(dec, carry, xs):
             state, prev_pred = carry
@@ -120,15 +191,7 @@ class _DecoderBase(nn.Module):
             pred = jnp.argmax(logits, axis=-1).astype(targets.dtype)
             return (state, pred), (logits, weights)
 
-        scan = nn.scan(
-            body,
-            variable_broadcast="params",
-            split_rngs={"params": False, "dropout": True},
-            in_axes=1,
-            out_axes=1,
-            unroll=getattr(self, "unroll", 1),
-        )
-        state0 = self.init_state(memory)
+        scan = nn.scan(body, **scan_kw)
         (state, _), (logits, weights) = scan(
             self, (state0, bos[:, 0]), (gold_inputs, teacher_forcing, times)
         )
@@ -152,16 +215,28 @@ class BahdanauDecoder(_DecoderBase):
     def setup(self):
         self._setup_common()
 
-    def step(self, memory, state, prev_tokens, t, *, train: bool = False):
-        # prev_tokens [B] int; t [B] or scalar int step index
-        emb = self.drop(self.embed(prev_tokens), deterministic=not train)  # [B, E]
+    def _project_embedded(self, embedded):
+        # The first cell reads concat(embedding, context): project the embedding part of every
+        # step at once ([B * T, E] x [E, G*H], bias included); the loop adds the context part.
+        dense = self.cells[0].input_proj
+        return _dense_part(dense, embedded, 0, embedded.shape[-1], bias=True)
+
+    def _features(self, memory, state, emb, t, *, train: bool = False, projected=False):
+        # emb [B, E] embedded previous tokens (projected: [B, G*H], `_project_embedded`'s);
+        # t [B] or scalar int step index
         query = state["rnn"][-1][0]  # [B, H] previous top hidden state
         context, weights = self.attention(
             query, memory["keys"], mask=memory["mask"], step=t, cache=memory["cache"]
         )  # [B, D_enc], [B, S]
-        x = jnp.concatenate([emb.astype(context.dtype), context], axis=-1)
-        rnn, h = self._run_rnn(state["rnn"], x, train)
-        return {**state, "rnn": rnn}, self._logits(h), weights
+        if projected:
+            dense = self.cells[0].input_proj
+            xp = emb + _dense_part(dense, context, self.embed_dim, None, bias=False)
+            dtype = dense.dtype or jnp.result_type(context, dense.variables["params"]["kernel"])
+            rnn, h = self._run_rnn(state["rnn"], None, train, first_projected=xp.astype(dtype))
+        else:
+            x = jnp.concatenate([emb.astype(context.dtype), context], axis=-1)
+            rnn, h = self._run_rnn(state["rnn"], x, train)
+        return {**state, "rnn": rnn}, h, weights
 
 
 class LuongDecoder(_DecoderBase):
@@ -183,8 +258,7 @@ class LuongDecoder(_DecoderBase):
         self._setup_common()
         self.combine = nn.Dense(self.hidden, use_bias=False)  # W_c
 
-    def step(self, memory, state, prev_tokens, t, *, train: bool = False):
-        emb = self.drop(self.embed(prev_tokens), deterministic=not train)  # [B, E]
+    def _features(self, memory, state, emb, t, *, train: bool = False):
         x = jnp.concatenate([emb, state["feed"]], axis=-1) if self.input_feeding else emb
         rnn, h = self._run_rnn(state["rnn"], x, train)  # h [B, H]
         context, weights = self.attention(
@@ -195,7 +269,7 @@ class LuongDecoder(_DecoderBase):
         new_state = {**state, "rnn": rnn}
         if self.input_feeding:
             new_state["feed"] = attentional.astype(state["feed"].dtype)
-        return new_state, self._logits(attentional), weights
+        return new_state, attentional, weights
 
 
 class PlainDecoder(_DecoderBase):
@@ -214,11 +288,13 @@ class PlainDecoder(_DecoderBase):
     def setup(self):
         self._setup_common()
 
-    def step(self, memory, state, prev_tokens, t, *, train: bool = False):
-        x = jax.nn.relu(self.embed(prev_tokens))  # [B, E]
-        rnn, h = self._run_rnn(state["rnn"], x, train)
+    def _embed_tokens(self, tokens, *, train: bool):
+        return jax.nn.relu(self.embed(tokens))  # no dropout
+
+    def _features(self, memory, state, emb, t, *, train: bool = False):
+        rnn, h = self._run_rnn(state["rnn"], emb, train)
         weights = jnp.zeros(memory["keys"].shape[:2], jnp.float32)  # [B, S]
-        return {**state, "rnn": rnn}, self._logits(h), weights
+        return {**state, "rnn": rnn}, h, weights
 
 
 class LegacyDecoder(_DecoderBase):
@@ -243,15 +319,14 @@ class LegacyDecoder(_DecoderBase):
         self._setup_common()
         self.attn_combine = nn.Dense(self.hidden)
 
-    def step(self, memory, state, prev_tokens, t, *, train: bool = False):
-        emb = self.drop(self.embed(prev_tokens), deterministic=not train)  # [B, E]
+    def _features(self, memory, state, emb, t, *, train: bool = False):
         query = jnp.concatenate([emb, state["rnn"][-1][0]], axis=-1)  # [B, E + H]
         context, weights = self.attention(
             query, memory["keys"], mask=memory["mask"], step=t, cache=memory["cache"]
         )
         x = jax.nn.relu(self.attn_combine(jnp.concatenate([emb, context], axis=-1)))  # [B, H]
         rnn, h = self._run_rnn(state["rnn"], x, train)
-        return {**state, "rnn": rnn}, self._logits(h), weights
+        return {**state, "rnn": rnn}, h, weights
 
 
 DECODERS = {

@@ -65,6 +65,15 @@ def _start(model, variables, src, src_len):
     return memory, state
 
 
+def _argmax(x):
+    """`jnp.argmax(x, axis=-1)` (the first maximal index; NaN counts as maximal) as two plain
+    reductions, which XLA's CPU backend runs about twice as fast as argmax's (value, index) one."""
+    top = jnp.max(x, axis=-1, keepdims=True)
+    hit = (x == top) | jnp.isnan(x)
+    index = jnp.arange(x.shape[-1], dtype=jnp.int32)
+    return jnp.min(jnp.where(hit, index, x.shape[-1]), axis=-1)
+
+
 def _step(model, variables, memory, state, prev, t):
     """One decoder step -> (state, log-probs [N, V] float32, logits, weights [N, S] float32)."""
     state, logits, weights = model.apply(variables, memory, state, prev, t, method="decode_step")
@@ -97,7 +106,7 @@ def _greedy_loop(model, variables, memory, state, src_steps, *, bos_id, eos_id, 
     def body(c):
         t, live = c["t"], ~c["done"]  # live [B]: still emitting
         state, logp, logits, w = _step(model, variables, memory, c["state"], c["prev"], t)
-        tok = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # [B], as the model's own loop
+        tok = _argmax(logits)  # [B] int32, as the model's own loop (jnp.argmax)
         tok_logp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]  # [B]
         return dict(
             t=t + 1,

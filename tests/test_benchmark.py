@@ -1,0 +1,57 @@
+"""scripts/benchmark.py runs on tiny sizes and prints valid JSON (a smoke test, not a benchmark)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--steps", "1", "--large-steps", "1", "--repeats", "1", "--warmup", "0",
+        "--torch-threads", "1", "--no-torch-default-threads", "--peak-sizes", "64",
+        "--peak-size", "64"]
+
+
+def run(*args):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_train_mode_tiny(tmp_path):
+    out = tmp_path / "results.json"
+    report = run("--mode", "train", "--configs", "tutorial,large", "--tutorial-hidden", "8",
+                 "--tutorial-batch", "2", "--tutorial-length", "4", "--large-hidden", "8",
+                 "--large-batch", "2", "--large-length", "5", "--src-vocab", "11",
+                 "--tgt-vocab", "13", "--out", str(out), *TINY)
+    assert json.loads(out.read_text()) == report
+    assert report["matmul_peak_start"]["gflops"] > 0
+    for name, bidirectional in (("tutorial", False), ("large", True)):
+        r = report["train"][name]
+        assert r["bidirectional"] is bidirectional and r["src_vocab"] == 11
+        for side in ("jax", "torch"):
+            assert r[side]["tokens_per_s"] > 0 and r[side]["step_s_median"] > 0
+        assert r["speedup_tokens_per_s"] > 0 and r["train_gflop_per_step"] > 0
+        assert 0 < r["jax_fraction_of_session_peak"]
+        assert r["jax"]["compile_s"] > 0 and r["jax"]["memory"]
+
+
+def test_train_flops_counts_matmuls():
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        from benchmark import train_flops
+    finally:
+        sys.path.pop(0)
+    b, s, e, h, v = 2, 3, 4, 5, 7
+    flops = train_flops(batch=b, src_len=s, tgt_len=1, embed=e, hidden=h, directions=1,
+                        tgt_vocab=v)
+    encoder = 2 * b * s * e * 3 * h + 2 * b * s * h * 3 * h
+    keys = 2 * b * s * h * h
+    step = 2 * b * h * h + 2 * b * s * h + 2 * b * s * h + 2 * b * (e + h) * 3 * h \
+        + 2 * b * h * 3 * h + 2 * b * h * v
+    assert flops == 3 * (encoder + keys + step)
