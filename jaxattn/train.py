@@ -52,6 +52,11 @@ def make_schedule(tc: ml_collections.ConfigDict, total_steps: int):
     if tc.lr_schedule == "cosine":
         return optax.cosine_decay_schedule(lr, max(total_steps, 1))
     if tc.lr_schedule == "warmup_cosine":
+        if warmup >= total_steps:
+            raise TrainingError(
+                f"train.warmup_steps ({warmup}) must be smaller than the run's {total_steps} "
+                "training steps for lr_schedule='warmup_cosine'; lower --config.train.warmup_steps "
+                "or train longer.")
         return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total_steps, 2))
     if tc.lr_schedule == "rsqrt":  # linear warmup, then lr * sqrt(warmup / step)
         w = max(warmup, 1)

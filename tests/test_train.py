@@ -261,6 +261,9 @@ def test_optimizer_options_build_and_step():
     tc.lr_schedule = "rsqrt"
     schedule = train_lib.make_schedule(tc, 100)
     assert float(schedule(4)) < float(schedule(9)) and float(schedule(99)) < float(schedule(9))
+    tc.lr_schedule, tc.warmup_steps = "warmup_cosine", 500  # a short run of a long config
+    with pytest.raises(train_lib.TrainingError, match="warmup_steps"):
+        train_lib.make_schedule(tc, 60)
 
 
 def test_loss_mask_and_label_smoothing():
