@@ -360,15 +360,44 @@ class LocalAttention(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
+KERNELS = ("gaussian", "boxcar", "epanechnikov", "constant")
+KERNEL_ALIASES = {"epanechikov": "epanechnikov"}  # d2l's spelling
+
+
+def kernel_name(name: str) -> str:
+    """The canonical name of a Nadaraya-Watson kernel.
+
+    Args:
+        name: A name in `KERNELS` or `KERNEL_ALIASES`, in any case.
+
+    Returns:
+        The name in `KERNELS`, e.g. 'epanechnikov' for 'Epanechikov'.
+
+    Raises:
+        ValueError: For an unknown kernel.
+    """
+    key = name.lower()
+    key = KERNEL_ALIASES.get(key, key)
+    if key not in KERNELS:
+        raise ValueError(f"Unknown kernel {name!r}; use one of {KERNELS} (or 'epanechikov').")
+    return key
+
+
 class KernelAttention(nn.Module):
     """Nadaraya-Watson attention pooling (d2l ch. 11): weights_s proportional to K(d_s).
 
     d_s = ||q - k_s|| / width (scalar queries and keys as [batch, 1] and [batch, src_len, 1]
-    give the 1-D case). Kernels: 'gaussian' exp(-d^2 / 2), 'boxcar' 1(d <= 1),
-    'epanechnikov' max(0, 1 - d). Weights are normalized over valid positions: the Gaussian
-    through masked_softmax(-d^2 / 2) (stable for far-away keys), the others by their sum, with
-    all zeros when no key is within range. learnable_width makes the width a parameter
-    `log_width` (initialised to log(width), so the width stays positive).
+    give the 1-D case). Kernels (`KERNELS`): 'gaussian' exp(-d^2 / 2), 'boxcar' 1(d <= 1),
+    'epanechnikov' max(0, 1 - d) (d2l's spelling 'epanechikov' is accepted too), 'constant' 1
+    (every valid key weighs the same: the average of the values). Weights are normalized over
+    valid positions: the Gaussian through masked_softmax(-d^2 / 2) (stable for far-away keys),
+    the others by their sum, with all zeros when no key is within range. learnable_width makes
+    the width a parameter `log_width` (initialised to log(width), so the width stays positive).
+
+    Attributes:
+        kernel: Kernel name, one of `KERNELS` or an alias in `KERNEL_ALIASES` (any case).
+        width: Kernel width (the Gaussian's sigma); must be > 0.
+        learnable_width: Learn the width as the parameter `log_width`.
     """
 
     kernel: str = "gaussian"
@@ -376,10 +405,7 @@ class KernelAttention(nn.Module):
     learnable_width: bool = False
 
     def setup(self):
-        if self.kernel not in ("gaussian", "boxcar", "epanechnikov"):
-            raise ValueError(
-                f"Unknown kernel {self.kernel!r}; use 'gaussian', 'boxcar' or 'epanechnikov'."
-            )
+        self._kernel = kernel_name(self.kernel)
         if self.width <= 0:
             raise ValueError(f"KernelAttention needs width > 0, got {self.width}.")
         if self.learnable_width:
@@ -406,10 +432,12 @@ class KernelAttention(nn.Module):
         width = jnp.exp(self.log_width) if self.learnable_width else self.width
         diff = query[..., None, :] - keys  # [batch, src_len, dim]
         d2 = jnp.sum(diff * diff, axis=-1) / width**2  # [batch, src_len], squared distance
-        if self.kernel == "gaussian":
+        if self._kernel == "gaussian":
             weights = masked_softmax(-d2 / 2, mask)
-        elif self.kernel == "boxcar":
+        elif self._kernel == "boxcar":
             weights = _normalize((d2 <= 1).astype(d2.dtype), mask)
+        elif self._kernel == "constant":
+            weights = _normalize(jnp.ones_like(d2), mask)
         else:  # epanechnikov; sqrt only where d2 > 0 keeps the gradient finite at q == k
             pos = d2 > 0
             dist = jnp.where(pos, jnp.sqrt(jnp.where(pos, d2, 1)), 0)
