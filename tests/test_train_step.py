@@ -1,0 +1,254 @@
+"""Numeric checks of jaxattn.train's pieces a run relies on: `train_step`'s loss (masked mean,
+padding ignored, loss over padding, label smoothing, teacher forcing, dropout) against a
+hand computation, `eval_step`'s sums, the optimizers (SGD, Adam's betas, AdamW's weight
+decay, global-norm clipping) and the learning-rate schedules, value by value."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from jaxattn import train as train_lib
+from jaxattn.models import build_model, default_model_config
+
+V, B, S, T = 9, 3, 5, 6
+BOS = 1
+TGT_LEN = np.array([6, 3, 1], np.int32)
+
+
+TRAIN_DEFAULTS = dict(  # the train options train_step and make_optimizer read
+    optimizer="sgd", learning_rate=0.1, lr_schedule="constant", warmup_steps=0, b1=0.9,
+    b2=0.999, weight_decay=0.0, grad_clip=0.0, label_smoothing=0.0, teacher_forcing_ratio=1.0,
+    loss_over_padding=False,
+)
+
+
+def make_tc(**overrides):
+    return ml_collections.ConfigDict({**TRAIN_DEFAULTS, **overrides})
+
+
+def make_batch(pad_fill=0, seed=0):
+    """Source and target ids; target positions past tgt_len hold `pad_fill` (None: random)."""
+    rng = np.random.default_rng(seed)
+    src = rng.integers(3, V, (B, S)).astype(np.int32)
+    src_len = np.array([5, 2, 4], np.int32)
+    src[np.arange(S)[None] >= src_len[:, None]] = 0
+    tgt = rng.integers(3, V, (B, T)).astype(np.int32)
+    pad = np.arange(T)[None] >= TGT_LEN[:, None]
+    tgt[pad] = rng.integers(3, V, pad.sum()) if pad_fill is None else pad_fill
+    return {"src": jnp.asarray(src), "src_len": jnp.asarray(src_len),
+            "tgt": jnp.asarray(tgt), "tgt_len": jnp.asarray(TGT_LEN)}
+
+
+@functools.cache
+def model_and_params(dropout=0.0):
+    c = default_model_config()
+    c.hidden, c.embed_dim, c.dropout = 8, 6, dropout
+    model = build_model(c, V, V, BOS)
+    b = make_batch()
+    shapes = jax.eval_shape(model.init, jax.random.key(0), b["src"], b["src_len"], b["tgt"])
+    rng = np.random.default_rng(1)
+    params = jax.tree.map(
+        lambda s: jnp.asarray(0.5 * rng.standard_normal(s.shape), s.dtype), shapes["params"])
+    return model, params
+
+
+@functools.cache
+def jitted_step(tc_json, dropout):
+    """(jitted train_step, initial TrainState) for a config, made once per config: a new
+    optimizer object would make a new TrainState type and so a new compilation."""
+    model, params = model_and_params(dropout)
+    tc = ml_collections.ConfigDict(json.loads(tc_json))
+    state = train_lib.TrainState.create(
+        apply_fn=model.apply, params=params, tx=train_lib.make_optimizer(tc, 100))
+    return jax.jit(functools.partial(train_lib.train_step, model=model, tc=tc)), state
+
+
+def run_step(tc, batch, dropout=0.0):
+    """One train_step from the shared random parameters -> (state, new state, metrics)."""
+    step, state = jitted_step(tc.to_json(sort_keys=True), dropout)
+    new_state, metrics = step(state, batch, jax.random.key(3))
+    return state, new_state, jax.device_get(metrics)
+
+
+@functools.cache
+def forward(dropout=0.0, teacher_forcing_ratio=1.0):
+    """Jitted eval-mode logits of the shared model and parameters: batch -> [B, T, V]."""
+    model, params = model_and_params(dropout)
+
+    @jax.jit
+    def run(batch):
+        return model.apply({"params": params}, batch["src"], batch["src_len"], batch["tgt"],
+                           teacher_forcing_ratio=teacher_forcing_ratio)[0]
+
+    return run
+
+
+def np_token_nll(logits, tgt, smoothing=0.0):
+    logits = np.asarray(logits, np.float64)
+    logp = logits - logits.max(-1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(logp, np.asarray(tgt)[..., None], -1)[..., 0]
+    return (1 - smoothing) * nll - smoothing * logp.mean(-1)
+
+
+def tree_close(a, b, **kw):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, **kw)
+
+
+def test_train_step_loss_is_masked_mean_and_ignores_padding():
+    """Loss = mean NLL over real target tokens only; padding ids change neither loss nor update
+    (guards against a loss over padding or a per-sentence denominator)."""
+    tc = make_tc()
+    batch = make_batch(pad_fill=0)
+    state, new, m = run_step(tc, batch)
+    logits = forward()(batch)
+    nll = np_token_nll(logits, batch["tgt"])
+    mask = np.arange(T)[None] < TGT_LEN[:, None]
+    assert float(m["loss"]) == pytest.approx(nll[mask].mean(), rel=1e-5)
+    assert int(m["tokens"]) == TGT_LEN.sum()
+    # the SGD step is -lr * grad of that loss; grad_norm is the gradient's global norm
+    grads = jax.tree.map(lambda p, q: (p - q) / tc.learning_rate, state.params, new.params)
+    assert float(m["grad_norm"]) == pytest.approx(float(optax.global_norm(grads)), rel=1e-4)
+    assert int(new.step) == 1
+
+    _, new2, m2 = run_step(tc, make_batch(pad_fill=None))  # other ids past tgt_len
+    assert not np.array_equal(make_batch(pad_fill=None)["tgt"], batch["tgt"])
+    assert float(m2["loss"]) == pytest.approx(float(m["loss"]), rel=1e-6)
+    tree_close(new2.params, new.params, rtol=1e-6, atol=1e-7)
+
+
+def test_train_step_loss_over_padding_and_label_smoothing():
+    """loss_over_padding=True averages over every position, and label_smoothing reaches the
+    loss (one config for both: one compilation)."""
+    batch = make_batch(pad_fill=0)
+    logits = forward()(batch)
+    _, _, m = run_step(make_tc(loss_over_padding=True, label_smoothing=0.2), batch)
+    want = np_token_nll(logits, batch["tgt"], 0.2).mean()
+    assert float(m["loss"]) == pytest.approx(want, rel=1e-5)
+
+
+def test_train_step_teacher_forcing_ratio_and_dropout():
+    """teacher_forcing_ratio=0 trains on the model's own (free-running) predictions, and the
+    step runs in training mode (dropout on)."""
+    batch = make_batch()
+    logits = forward(teacher_forcing_ratio=0.0)(batch)
+    mask = np.arange(T)[None] < TGT_LEN[:, None]
+    _, _, m = run_step(make_tc(teacher_forcing_ratio=0.0), batch)
+    assert float(m["loss"]) == pytest.approx(np_token_nll(logits, batch["tgt"])[mask].mean(),
+                                             rel=1e-5)
+    _, _, forced = run_step(make_tc(), batch)
+    assert abs(float(forced["loss"]) - float(m["loss"])) > 1e-3
+
+    ev = forward(dropout=0.5)(batch)
+    _, _, md = run_step(make_tc(), batch, dropout=0.5)
+    assert abs(float(md["loss"]) - np_token_nll(ev, batch["tgt"])[mask].mean()) > 1e-3
+
+
+def test_eval_step_sums():
+    """eval_step returns the summed NLL over real tokens and their count (or every position)."""
+    model, params = model_and_params()
+    batch = make_batch(pad_fill=None)
+    logits = forward()(batch)
+    nll = np_token_nll(logits, batch["tgt"])
+    mask = np.arange(T)[None] < TGT_LEN[:, None]
+    for over_padding, want_loss, want_tokens in [(False, nll[mask].sum(), TGT_LEN.sum()),
+                                                 (True, nll.sum(), B * T)]:
+        out = jax.jit(functools.partial(train_lib.eval_step, model=model,
+                                        loss_over_padding=over_padding))(params, batch)
+        assert float(out["loss_sum"]) == pytest.approx(want_loss, rel=1e-5)
+        assert float(out["tokens"]) == want_tokens
+
+
+# ------------------------------------------------------------------------------ optimizers
+def one_update(tc, grads, params=None, steps=1):
+    tx = train_lib.make_optimizer(tc, total_steps=100)
+    params = {"w": jnp.ones(4)} if params is None else params
+    opt_state = tx.init(params)
+    for _ in range(steps):
+        updates, opt_state = tx.update(grads, opt_state, params)
+    return np.asarray(updates["w"])
+
+
+def test_grad_clip_bounds_the_update_norm():
+    """With SGD, a gradient of norm 200 clipped at 1.5 gives an update of norm lr * 1.5; a
+    gradient below the clip is untouched; grad_clip=0 clips nothing."""
+    big = {"w": jnp.array([120.0, -160.0, 0.0, 0.0])}  # norm 200
+    u = one_update(make_tc(grad_clip=1.5), big)
+    assert np.linalg.norm(u) == pytest.approx(0.1 * 1.5, rel=1e-5)
+    np.testing.assert_allclose(u, -0.1 * 1.5 * np.asarray(big["w"]) / 200, rtol=1e-5)
+    small = {"w": jnp.array([0.3, -0.4, 0.0, 0.0])}  # norm 0.5
+    np.testing.assert_allclose(one_update(make_tc(grad_clip=1.5), small), -0.1 * small["w"],
+                               rtol=1e-6)
+    np.testing.assert_allclose(one_update(make_tc(grad_clip=0.0), big), -0.1 * big["w"],
+                               rtol=1e-6)
+
+
+def test_optimizer_updates_match_optax():
+    """SGD is plain (no momentum); Adam uses the configured betas; AdamW decays the weights."""
+    g = {"w": jnp.array([0.5, -1.0, 2.0, 0.1])}
+    np.testing.assert_allclose(one_update(make_tc(), g, steps=3), -0.1 * g["w"], rtol=1e-6)
+    for opt, kw in [("adam", {}), ("adamw", {"weight_decay": 0.3})]:
+        tc = make_tc(optimizer=opt, learning_rate=0.01, b1=0.5, b2=0.8, **kw)
+        ref = getattr(optax, opt)(0.01, b1=0.5, b2=0.8, **kw)
+        params = {"w": jnp.arange(1.0, 5.0)}
+        state = ref.init(params)
+        for i in range(3):  # a changing gradient, so that the betas matter
+            updates, state = ref.update({"w": g["w"] * (i + 1) ** 2}, state, params)
+        tx = train_lib.make_optimizer(tc, 100)
+        got_state = tx.init(params)
+        for i in range(3):
+            got, got_state = tx.update({"w": g["w"] * (i + 1) ** 2}, got_state, params)
+        np.testing.assert_allclose(got["w"], updates["w"], rtol=1e-5)
+    decayed = one_update(make_tc(optimizer="adamw", learning_rate=0.01, weight_decay=0.3),
+                         {"w": jnp.zeros(4)}, params={"w": jnp.full(4, 2.0)})
+    np.testing.assert_allclose(decayed, -0.01 * 0.3 * 2.0, rtol=1e-5)
+
+
+def test_optimizer_follows_the_schedule():
+    """The optimizer's step size is the schedule's value at each step (SGD, warmup_cosine)."""
+    tc = make_tc(lr_schedule="warmup_cosine", warmup_steps=4)
+    tx = train_lib.make_optimizer(tc, total_steps=20)
+    schedule = train_lib.make_schedule(tc, 20)
+    params = {"w": jnp.ones(2)}
+    state = tx.init(params)
+    for step in range(6):
+        u, state = tx.update({"w": jnp.ones(2)}, state, params)
+        np.testing.assert_allclose(u["w"], -float(schedule(step)), rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------- schedules
+def test_schedules_values():
+    """Each schedule's value at chosen steps, computed by hand."""
+    lr, total = 0.2, 100
+
+    def sched(name, warmup=0):
+        return train_lib.make_schedule(make_tc(learning_rate=lr, lr_schedule=name,
+                                               warmup_steps=warmup), total)
+
+    const = sched("constant")
+    assert [float(const(s)) for s in (0, 50, 99)] == pytest.approx([lr] * 3)
+    cos = sched("cosine")
+    for s in (0, 25, 50, 100):
+        assert float(cos(s)) == pytest.approx(lr * 0.5 * (1 + np.cos(np.pi * s / total)),
+                                              abs=1e-7)
+    wc = sched("warmup_cosine", warmup=10)
+    assert float(wc(0)) == pytest.approx(0.0, abs=1e-8)
+    assert float(wc(5)) == pytest.approx(lr / 2, rel=1e-5)
+    assert float(wc(10)) == pytest.approx(lr, rel=1e-5)
+    assert float(wc(55)) == pytest.approx(lr / 2, rel=1e-5)  # half way down the cosine
+    assert float(wc(100)) == pytest.approx(0.0, abs=1e-7)
+    rs = sched("rsqrt", warmup=4)
+    for s in range(12):  # linear warmup to lr at step 3, then lr * sqrt(4 / (step + 1))
+        want = lr * (s + 1) / 4 if s < 4 else lr * np.sqrt(4 / (s + 1))
+        assert float(rs(s)) == pytest.approx(want, rel=1e-5)
+    with pytest.raises(train_lib.TrainingError, match="lr_schedule"):
+        sched("linear")
