@@ -319,6 +319,33 @@ def test_luong_input_feeding():
     assert out[True].shape == out[False].shape == (B, T, V)
 
 
+def feed_two_steps(m, keys, mask, finals, tokens, delta):
+    """Steps 0 and 1 of a Luong decoder; step 1 also from a state whose fed vector is moved by
+    `delta`. Returns (state after step 0, step-1 logits, step-1 logits from the moved feed)."""
+    memory = memory_of(m, keys, mask, finals)
+    state, _, _ = m.step(memory, m.init_state(memory), tokens[:, 0], 0)
+    moved = {**state, "feed": state["feed"] + delta}
+    _, logits, _ = m.step(memory, state, tokens[:, 1], 1)
+    _, logits_moved, _ = m.step(memory, moved, tokens[:, 1], 1)
+    return state, logits, logits_moved
+
+
+def test_luong_fed_vector_reaches_next_step():
+    """The previous attentional vector is read by the next step (input feeding is not silently
+    replaced by zeros): moving only the fed vector moves the next step's logits, per row."""
+    dec = LuongDecoder(V, E, H, make_attention("general", query_dim=H), input_feeding=True)
+    variables = init_decoder(dec, "gru")
+    keys, mask, finals = make_memory_inputs("gru")
+    delta = jnp.zeros((B, H)).at[1].set(0.5)  # row 1 only
+    state, logits, moved = jax.jit(
+        lambda v: dec.apply(v, keys, mask, finals, make_targets(), delta, method=feed_two_steps)
+    )(variables)
+    assert np.all(np.abs(np.asarray(state["feed"])).sum(-1) > 0.1)  # a real vector was fed
+    diff = np.abs(np.asarray(moved) - np.asarray(logits)).max(-1)
+    assert diff[1] > 1e-3
+    np.testing.assert_array_equal(diff[[0, 2]], 0.0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Bridges
 # ---------------------------------------------------------------------------------------------

@@ -86,6 +86,24 @@ CONFIGS = {
 }
 
 
+# EOS logit nudges that make each random model end some sentences early, at varied lengths (an
+# untrained model never emits EOS by itself), so that stopping at EOS is exercised.
+EOS_NUDGE = {
+    "bahdanau_gru": 0.45,  # all end, after 1 or 2 tokens: the loop stops at step 2
+    "luong_local_m_lstm_feed_2layers": 0.09,  # most end at once, two run to max_len
+    "plain_bidir_dense": 0.35,  # all end, after 1 to 6 tokens
+    "legacy_location": 0.7,  # lengths 1, 3 and 10
+}
+
+
+def nudge_eos(variables, amount):
+    """`variables` with `amount` added to the output layer's EOS bias."""
+    params = variables["params"]
+    out = params["decoder"]["out"]
+    out = {**out, "bias": out["bias"].at[EOS].add(amount)}
+    return {"params": {**params, "decoder": {**params["decoder"], "out": out}}}
+
+
 def python_greedy(model, variables, src, src_len, max_len):
     """Reference: one jitted decode_step per step, argmax in NumPy, until all emitted EOS."""
     memory = jax.jit(functools.partial(model.apply, method="encode"))(variables, src, src_len)
@@ -110,9 +128,12 @@ def python_greedy(model, variables, src, src_len, max_len):
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_greedy_matches_step_loop_and_free_running_and_beam1(name):
     model, variables = init_model(make_config(**CONFIGS[name]))
+    variables = nudge_eos(variables, EOS_NUDGE[name])
     src, src_len = make_batch(1)
     g = greedy_search(model, variables, src, src_len, eos_id=EOS, max_len=T)
     assert g.tokens.shape == (B, T) and g.weights.shape == (B, T, S) and g.scores.shape == (B,)
+    # the nudge works: sentences end at EOS, at more than one length
+    assert g.finished.any() and len(set(np.asarray(g.lengths).tolist())) > 1
 
     # a plain Python loop over decode_step
     tokens, scores, weights, done = python_greedy(model, variables, src, src_len, T)
@@ -236,14 +257,11 @@ def test_untrained_model_beam_not_worse():
     greedy disagree often here. (Textbook beam search, keep_greedy=False, can end worse than
     greedy, see test_keep_greedy_fixes_a_search_error; the default keep_greedy=True cannot.)"""
     model, variables = init_model(make_config(), seed=1)
-    out = variables["params"]["decoder"]["out"]
-    out = {**out, "bias": out["bias"].at[EOS].add(0.35)}
-    params = {**variables["params"]}
-    params["decoder"] = {**params["decoder"], "out": out}
+    variables = nudge_eos(variables, 0.35)
     rng, differs = np.random.default_rng(2), 0
     for seed in range(8):  # 64 sentences
         src, src_len = make_batch(seed, rng.integers(1, S + 1, B).astype(np.int32))
-        g, best = check_beam_not_worse(model, {"params": params}, src, src_len)
+        g, best = check_beam_not_worse(model, variables, src, src_len)
         differs += (np.asarray(best.log_probs) != np.asarray(g.log_probs)).sum()
     assert differs >= 20
 
