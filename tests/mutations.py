@@ -1,0 +1,399 @@
+"""Mutation check of the test suite: one-line breaking changes that some test must catch.
+
+    python tests/mutations.py                 # every mutation, one at a time
+    python tests/mutations.py --only NAME ... # some (a NAME ending in '*' is a prefix)
+    python tests/mutations.py --baseline      # the selections must pass unmutated
+    python tests/mutations.py --list
+    python tests/mutations.py --rev HEAD      # mutate a git revision, not the working tree
+
+The repository is copied once to a temporary directory (without .venv, .git, runs, caches);
+each mutation is applied there, its test selection runs with cwd and PYTHONPATH = the copy (so
+the copy's `jaxattn` is imported, not the editable install), and the file is restored. A
+mutation is caught when the selection fails (pytest exit 1); 'stale' means its snippet is not
+exactly once in the file (update the entry), 'error' a pytest usage/collection error or an
+empty selection. The repository itself is never modified. Not collected by pytest (no test_
+prefix). Exit status 0 only if every mutation run was caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import NamedTuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IGNORE = shutil.ignore_patterns(".venv", "venv", ".git", "runs", "workdirs", "__pycache__",
+                                ".pytest_cache", ".ruff_cache", "*.egg-info", "build", "dist")
+
+
+class Mutation(NamedTuple):
+    name: str
+    file: str  # relative to the repository root
+    old: str  # exact snippet, found exactly once
+    new: str
+    select: str  # pytest arguments (shlex-split) that must fail
+
+
+M = Mutation
+TS = "tests/test_train_step.py"
+MUTATIONS = [
+    # ---------------------------------------------------------- issue 17's five named changes
+    M("train_loss_over_padding", "jaxattn/train.py",
+      "mask = loss_mask(batch, tc.loss_over_padding)\n\n    def loss_fn",
+      "mask = loss_mask(batch, True)\n\n    def loss_fn",
+      f"{TS} -k masked_mean"),
+    M("no_grad_clip", "jaxattn/train.py",
+      "opt = optax.chain(optax.clip_by_global_norm(tc.grad_clip), opt)",
+      "opt = optax.chain(opt)",
+      f"{TS} -k grad_clip"),
+    M("metrics_bleu_swapped", "jaxattn/metrics.py",
+      "b = bleu.corpus_score(hypotheses, [references])",
+      "b = bleu.corpus_score(references, [hypotheses])",
+      "tests/test_metrics.py -k asymmetric"),
+    M("luong_feed_zeros", "jaxattn/decoders.py",
+      'x = jnp.concatenate([emb, state["feed"]], axis=-1)',
+      'x = jnp.concatenate([emb, jnp.zeros_like(state["feed"])], axis=-1)',
+      "tests/test_decoders.py -k luong_fed"),
+    M("greedy_no_eos_stop", "jaxattn/search.py",
+      'done=c["done"] | (tok == eos_id),',
+      'done=c["done"],',
+      "tests/test_search.py -k greedy_matches"),
+    # ------------------------------------------------------------------ masking and lengths
+    M("valid_mask_off_by_one", "jaxattn/rnn.py",
+      "return jnp.arange(max_len)[None, :] < lengths[:, None]",
+      "return jnp.arange(max_len)[None, :] <= lengths[:, None]",
+      "tests/test_rnn.py -k valid_mask"),
+    M("attention_mask_dropped", "jaxattn/models.py",
+      "mask = valid_mask(src_len, src.shape[1])  # [B, S]",
+      "mask = None",
+      "tests/test_models.py -k masking_and_padding"),
+    M("encoder_reads_padding", "jaxattn/models.py",
+      "lengths = src_len if self.encoder_lengths else None",
+      "lengths = None",
+      "tests/test_models.py -k masking_and_padding"),
+    M("masked_softmax_unmasked", "jaxattn/attention.py",
+      "weights = jax.nn.softmax(jnp.where(mask, scores, fill), axis=axis)",
+      "weights = jax.nn.softmax(scores, axis=axis)",
+      "tests/test_attention.py -k masked_softmax"),
+    M("pipeline_no_eos", "jaxattn/data/pipeline.py",
+      "    ids.append(vocab.eos_id)\n    return ids",
+      "    ids.append(vocab.pad_id)\n    return ids",
+      "tests/test_data_pipeline.py -k shapes_padding"),
+    M("pipeline_lengths_short", "jaxattn/data/pipeline.py",
+      "lens = np.fromiter(map(len, rows), np.int32, len(rows))",
+      "lens = np.fromiter((len(r) - 1 for r in rows), np.int32, len(rows))",
+      "tests/test_data_pipeline.py -k shapes_padding"),
+    # ------------------------------------------------------------------------------ losses
+    M("train_step_no_label_smoothing", "jaxattn/train.py",
+      'losses = token_losses(logits, batch["tgt"], tc.label_smoothing) * mask',
+      'losses = token_losses(logits, batch["tgt"]) * mask',
+      f"{TS} -k label_smoothing"),
+    M("label_smoothing_off", "jaxattn/train.py",
+      "    if label_smoothing > 0:\n        labels",
+      "    if label_smoothing > 1:\n        labels",
+      "tests/test_train.py -k loss_mask_and_label_smoothing"),
+    M("loss_per_sentence_mean", "jaxattn/train.py",
+      "return losses.sum() / jnp.maximum(mask.sum(), 1.0)",
+      "return losses.sum() / mask.shape[0]",
+      f"{TS} -k masked_mean"),
+    M("eval_step_counts_padding", "jaxattn/train.py",
+      'return {"loss_sum": losses.sum(), "tokens": mask.sum()}',
+      'return {"loss_sum": losses.sum(), "tokens": mask.size}',
+      f"{TS} -k eval_step"),
+    M("train_step_eval_mode", "jaxattn/train.py",
+      "teacher_forcing_ratio=tc.teacher_forcing_ratio, rng=tf_key, train=True,",
+      "teacher_forcing_ratio=tc.teacher_forcing_ratio, rng=tf_key, train=False,",
+      f"{TS} -k teacher_forcing_ratio_and_dropout"),
+    M("train_step_always_forced", "jaxattn/train.py",
+      "teacher_forcing_ratio=tc.teacher_forcing_ratio, rng=tf_key, train=True,",
+      "teacher_forcing_ratio=1.0, rng=tf_key, train=True,",
+      f"{TS} -k teacher_forcing_ratio_and_dropout"),
+    # ------------------------------------------------------------------ optimizer options
+    M("sgd_momentum", "jaxattn/train.py",
+      "opt = optax.sgd(schedule)",
+      "opt = optax.sgd(schedule, momentum=0.9)",
+      f"{TS} -k optimizer_updates"),
+    M("adam_default_betas", "jaxattn/train.py",
+      "opt = optax.adam(schedule, b1=tc.b1, b2=tc.b2)",
+      "opt = optax.adam(schedule)",
+      f"{TS} -k optimizer_updates"),
+    M("adamw_no_weight_decay", "jaxattn/train.py",
+      "b2=tc.b2, weight_decay=tc.weight_decay)",
+      "b2=tc.b2, weight_decay=0.0)",
+      f"{TS} -k optimizer_updates"),
+    M("optimizer_ignores_schedule", "jaxattn/train.py",
+      "opt = optax.sgd(schedule)",
+      "opt = optax.sgd(tc.learning_rate)",
+      f"{TS} -k follows_the_schedule"),
+    # -------------------------------------------------------------------------- schedules
+    M("cosine_twice_as_long", "jaxattn/train.py",
+      "return optax.cosine_decay_schedule(lr, max(total_steps, 1))",
+      "return optax.cosine_decay_schedule(lr, 2 * max(total_steps, 1))",
+      f"{TS} -k schedules_values"),
+    M("warmup_cosine_decay_steps", "jaxattn/train.py",
+      "max(warmup, 1), max(total_steps, 2))",
+      "max(warmup, 1), max(total_steps - warmup, 2))",
+      f"{TS} -k schedules_values"),
+    M("rsqrt_without_sqrt", "jaxattn/train.py",
+      "jnp.sqrt(w / jnp.maximum(s + 1, w))",
+      "(w / jnp.maximum(s + 1, w))",
+      f"{TS} -k schedules_values"),
+    # -------------------------------------------------------------------- teacher forcing
+    M("teacher_forcing_coin_inverted", "jaxattn/models.py",
+      "jax.random.bernoulli(rng, teacher_forcing_ratio, targets.shape)",
+      "jax.random.bernoulli(rng, 1.0 - teacher_forcing_ratio, targets.shape)",
+      "tests/test_models.py -k mixed_teacher_forcing"),
+    M("teacher_forcing_where_swapped", "jaxattn/decoders.py",
+      "tokens = jnp.where(force, gold, prev_pred)",
+      "tokens = jnp.where(force, prev_pred, gold)",
+      "tests/test_decoders.py -k teacher_forcing_matches"),
+    M("decoder_bos_off", "jaxattn/decoders.py",
+      "bos = jnp.full((batch, 1), bos_id, targets.dtype)",
+      "bos = jnp.full((batch, 1), bos_id + 1, targets.dtype)",
+      "tests/test_decoders.py -k teacher_forcing_matches"),
+    # ------------------------------------------------------------ search stopping, scoring
+    M("greedy_scores_after_eos", "jaxattn/search.py",
+      'log_probs=jnp.where(live, c["log_probs"] + tok_logp, c["log_probs"]),',
+      'log_probs=c["log_probs"] + tok_logp,',
+      "tests/test_search.py -k greedy_matches"),
+    M("greedy_lengths_after_eos", "jaxattn/search.py",
+      'lengths=c["lengths"] + live.astype(jnp.int32),',
+      'lengths=c["lengths"] + 1,',
+      "tests/test_search.py -k greedy_matches"),
+    M("greedy_pad_default_zero", "jaxattn/search.py",
+      "    pad_id = eos_id if pad_id is None else pad_id\n    return _greedy(",
+      "    pad_id = 0 if pad_id is None else pad_id\n    return _greedy(",
+      "tests/test_search.py -k greedy_matches"),
+    M("greedy_starts_from_eos", "jaxattn/search.py",
+      "prev=jnp.full((batch,), bos_id, jnp.int32),\n        done=",
+      "prev=jnp.full((batch,), eos_id, jnp.int32),\n        done=",
+      "tests/test_search.py -k greedy_matches"),
+    M("length_penalty_formula", "jaxattn/search.py",
+      "return ((5.0 + jnp.asarray(length, jnp.float32)) / 6.0) ** alpha",
+      "return ((6.0 + jnp.asarray(length, jnp.float32)) / 6.0) ** alpha",
+      "tests/test_search.py -k length_penalty_changes_ranking"),
+    M("beam_finished_unnormalized", "jaxattn/search.py",
+      "new_scores = jnp.where(ended, top_logp / length_penalty(length, alpha), neg_inf)",
+      "new_scores = jnp.where(ended, top_logp, neg_inf)",
+      "tests/test_search.py -k exact_nbest"),
+    M("beam_stops_at_best_not_worst", "jaxattn/search.py",
+      'done = c["done"] | (best == neg_inf) | (bound < fin_scores[:, -1])',
+      'done = c["done"] | (best == neg_inf) | (bound < fin_scores[:, 0])',
+      "tests/test_search.py -k exact_nbest"),
+    M("beam_bound_ignores_future_penalty", "jaxattn/search.py",
+      "bound = jnp.maximum(best / lp_next, best / length_penalty(steps, alpha))",
+      "bound = best / lp_next",
+      "tests/test_search.py -k exact_nbest"),
+    M("beam_never_finishes", "jaxattn/search.py",
+      "ended = (tok == eos_id) & (top_logp > neg_inf)",
+      "ended = (tok == -1) & (top_logp > neg_inf)",
+      "tests/test_search.py -k exact_nbest"),
+    M("nbest_cut_off_ranked_with_finished", "jaxattn/search.py",
+      "order = jnp.lexsort((-both.scores, ~both.finished), axis=-1)[:, :n]",
+      "order = jnp.lexsort((-both.scores,), axis=-1)[:, :n]",
+      "tests/test_search.py -k exact_nbest"),
+    M("keep_greedy_ignored", "jaxattn/search.py",
+      "keep_greedy=keep_greedy and beam_size > 1,",
+      "keep_greedy=False,",
+      "tests/test_search.py -k keep_greedy_fixes"),
+    M("nbest_fill_from_alive_only", "jaxattn/search.py",
+      "from_fin = slot < n_fin  # [B, N]",
+      "from_fin = slot < 0  # [B, N]",
+      "tests/test_search.py -k exact_nbest"),
+    # ------------------------------------------------------ vocabulary ids, special tokens
+    M("vocab_bos_eos_swapped", "jaxattn/data/vocab.py",
+      "self.pad_id, self.bos_id, self.eos_id, self.unk_id = 0, 1, 2, 3",
+      "self.pad_id, self.bos_id, self.eos_id, self.unk_id = 0, 2, 1, 3",
+      "tests/test_data_text.py -k vocab_default"),
+    M("vocab_tutorial_pad_is_eos", "jaxattn/data/vocab.py",
+      "self.bos_id, self.eos_id, self.pad_id, self.unk_id = 0, 1, 0, None",
+      "self.bos_id, self.eos_id, self.pad_id, self.unk_id = 0, 1, 1, None",
+      "tests/test_data_text.py -k vocab_tutorial"),
+    M("vocab_decode_past_eos", "jaxattn/data/vocab.py",
+      "out.append(self.tokens[i])\n                break",
+      "out.append(self.tokens[i])\n                continue",
+      "tests/test_data_text.py -k vocab_default"),
+    M("vocab_keeps_bos", "jaxattn/data/vocab.py",
+      "self._strip = {self.pad_id, self.bos_id}",
+      "self._strip = {self.pad_id}",
+      "tests/test_data_text.py -k vocab_default"),
+    M("vocab_unknown_to_pad", "jaxattn/data/vocab.py",
+      "return [get(t, unk) for t in tokens]",
+      "return [get(t, 0) for t in tokens]",
+      "tests/test_data_text.py -k vocab_default"),
+    M("vocab_min_freq_strict", "jaxattn/data/vocab.py",
+      "if n >= min_freq and t not in specials]",
+      "if n > min_freq and t not in specials]",
+      "tests/test_data_text.py -k vocab_min_freq"),
+    M("vocab_max_size_ignores_specials", "jaxattn/data/vocab.py",
+      "words = words[: max_size - len(specials)]",
+      "words = words[:max_size]",
+      "tests/test_data_text.py -k vocab_min_freq"),
+    M("translate_keeps_padding_rows", "jaxattn/translate.py",
+      "if src_len[i] == 0:",
+      "if src_len[i] < 0:",
+      "tests/test_inference.py -k evaluate_scores"),
+    # ----------------------------------------------- tokenization, normalization round trips
+    M("normalize_keeps_accents", "jaxattn/data/text.py",
+      "s = strip_accents(s.lower().strip())",
+      "s = s.lower().strip()",
+      "tests/test_data_text.py -k normalize_tutorial"),
+    M("word_detokenize_leaves_space", "jaxattn/data/text.py",
+      'return " ".join(tokens).replace(" " + JOINER, "").replace(JOINER, "")',
+      'return " ".join(tokens).replace(JOINER, "")',
+      "tests/test_data_text.py -k word_tokenizer"),
+    M("char_detokenize_drops_spaces", "jaxattn/data/text.py",
+      'return "".join(tokens).replace(SPACE_MARK, " ").strip()',
+      'return "".join(tokens).replace(SPACE_MARK, "").strip()',
+      "tests/test_data_text.py -k detokenize_inverts"),
+    M("filter_length_inclusive", "jaxattn/data/text.py",
+      'len(src.split(" ")) >= max_length',
+      'len(src.split(" ")) > max_length',
+      "tests/test_data_text.py -k tutorial_filter"),
+    M("lowercase_option_ignored", "jaxattn/data/text.py",
+      "        if self.lowercase:\n            text = text.lower()",
+      "        if False:\n            text = text.lower()",
+      "tests/test_data_text.py -k tokenizer_options"),
+    # ----------------------------------------------------------------------------- metrics
+    M("metrics_chrf_swapped", "jaxattn/metrics.py",
+      "c = chrf.corpus_score(hypotheses, [references])",
+      "c = chrf.corpus_score(references, [hypotheses])",
+      "tests/test_metrics.py -k asymmetric"),
+    M("metrics_chrf_plus_plus", "jaxattn/metrics.py",
+      "chrf = sacrebleu.metrics.CHRF()",
+      "chrf = sacrebleu.metrics.CHRF(word_order=2)",
+      "tests/test_metrics.py -k asymmetric"),
+    M("metrics_tokenize_ignored", "jaxattn/metrics.py",
+      "bleu = sacrebleu.metrics.BLEU(tokenize=tokenize)",
+      "bleu = sacrebleu.metrics.BLEU()",
+      "tests/test_metrics.py -k tokenize_option"),
+    M("metrics_lowercased", "jaxattn/metrics.py",
+      "bleu = sacrebleu.metrics.BLEU(tokenize=tokenize)",
+      "bleu = sacrebleu.metrics.BLEU(tokenize=tokenize, lowercase=True)",
+      "tests/test_metrics.py -k asymmetric"),
+]
+
+
+def _copy(rev: str | None) -> str:
+    tmp = tempfile.mkdtemp(prefix="jaxattn-mutations-")
+    dst = os.path.join(tmp, "repo")
+    if rev is None:
+        shutil.copytree(ROOT, dst, ignore=IGNORE)
+    else:
+        os.makedirs(dst)
+        archive = subprocess.run(["git", "-C", ROOT, "archive", rev], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", dst], input=archive, check=True)
+    return dst
+
+
+def _env(copy: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=copy, PYTHONDONTWRITEBYTECODE="1", JAX_PLATFORMS="cpu")
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+def _check_import(copy: str) -> None:
+    out = subprocess.run([sys.executable, "-c", "import jaxattn; print(jaxattn.__file__)"],
+                         cwd=copy, env=_env(copy), capture_output=True, text=True)
+    path = out.stdout.strip()
+    if out.returncode or not os.path.realpath(path).startswith(os.path.realpath(copy)):
+        sys.exit(f"jaxattn imports from {path or out.stderr[-500:]!r}, not the copy {copy}")
+    print(f"jaxattn is imported from the copy: {path}")
+
+
+def _pytest(copy: str, select: str, timeout: int) -> tuple[int, str]:
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "--no-header", "-p", "no:cacheprovider",
+           *shlex.split(select)]
+    try:
+        r = subprocess.run(cmd, cwd=copy, env=_env(copy), capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return -1, "timeout"
+    tail = (r.stdout + r.stderr).strip().splitlines()
+    return r.returncode, tail[-1] if tail else ""
+
+
+def _selected(names: list[str] | None) -> list[Mutation]:
+    if not names:
+        return MUTATIONS
+    names = [n for arg in names for n in arg.split(",") if n]
+    out = [m for m in MUTATIONS
+           if any(m.name == n or (n.endswith("*") and m.name.startswith(n[:-1])) for n in names)]
+    unknown = [n for n in names if not any(m.name == n or n.endswith("*") for m in MUTATIONS)]
+    if unknown:
+        sys.exit(f"unknown mutation(s): {unknown}; see --list")
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", nargs="+", metavar="NAME", help="mutation names (prefix*)")
+    p.add_argument("--list", action="store_true", help="list the mutations and exit")
+    p.add_argument("--baseline", action="store_true",
+                   help="run each distinct selection unmutated (all must pass)")
+    p.add_argument("--rev", help="mutate this git revision (git archive) instead of the "
+                                 "working tree")
+    p.add_argument("--select", help="run these pytest arguments instead of each mutation's own "
+                                    "(e.g. the tests that existed before a change)")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per pytest run")
+    args = p.parse_args()
+    names = [m.name for m in MUTATIONS]
+    assert len(set(names)) == len(names), "duplicate mutation names"
+    todo = _selected(args.only)
+    if args.list:
+        for m in todo:
+            print(f"{m.name:40s} {m.file:28s} {m.select}")
+        return 0
+
+    copy = _copy(args.rev)
+    print(f"copy: {copy}")
+    _check_import(copy)
+    results, t_start = [], time.time()
+    try:
+        if args.baseline:
+            for select in dict.fromkeys(args.select or m.select for m in todo):
+                t0 = time.time()
+                rc, last = _pytest(copy, select, args.timeout)
+                status = "pass" if rc == 0 else f"FAIL (exit {rc})"
+                print(f"{status:14s} {time.time() - t0:6.1f}s  {select}  | {last}", flush=True)
+                results.append(rc == 0)
+            return 0 if all(results) else 1
+        for m in todo:
+            path = os.path.join(copy, m.file)
+            with open(path, encoding="utf-8") as f:
+                original = f.read()
+            t0 = time.time()
+            if original.count(m.old) != 1:
+                status, last = "stale", f"snippet found {original.count(m.old)} times"
+            else:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(original.replace(m.old, m.new))
+                try:
+                    rc, last = _pytest(copy, args.select or m.select, args.timeout)
+                finally:
+                    with open(path, "w", encoding="utf-8") as f:
+                        f.write(original)
+                status = {0: "MISSED", 1: "caught", -1: "timeout"}.get(rc, f"error (exit {rc})")
+            results.append((m.name, status))
+            print(f"{status:16s} {time.time() - t0:6.1f}s  {m.name:38s} | {last}", flush=True)
+    finally:
+        shutil.rmtree(os.path.dirname(copy), ignore_errors=True)
+    if not args.baseline:
+        caught = sum(s == "caught" for _, s in results)
+        print(f"\n{caught}/{len(results)} caught in {time.time() - t_start:.0f}s")
+        for name, s in results:
+            if s != "caught":
+                print(f"  {s}: {name}")
+        return 0 if caught == len(results) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
