@@ -12,8 +12,9 @@ import sacrebleu
 from jaxattn import metrics
 
 # Hypotheses about three times as long as their references: BLEU's brevity penalty and chrF's
-# recall weighting (beta = 2) make both scores depend clearly on the argument order.
-HYPS = ["the cat sat on the mat . it was a warm and sunny day and the cat was happy to sleep",
+# recall weighting (beta = 2) make both scores depend clearly on the argument order; 'The' vs
+# 'the' shows whether scoring is cased.
+HYPS = ["The cat sat on the mat . it was a warm and sunny day and the cat was happy to sleep",
         "a big dog runs in the park with a small ball in its mouth all day long",
         "I am here, ok? yes I am"]
 REFS = ["the cat sat on the mat .", "a dog runs in the park .", "I am here , ok ?"]

@@ -394,6 +394,64 @@ def test_length_penalty_changes_ranking():
     np.testing.assert_allclose(penalized.scores[0, 0], np.log(0.3 * 0.97**3) / 1.5, rtol=1e-5)
 
 
+def test_translate_batches_passes_search_options():
+    """jaxattn.translate (validation, evaluate.py) on the table of
+    test_length_penalty_changes_ranking: beam_size and alpha reach the search, padding rows
+    (src_len 0) are skipped, ids become words up to EOS, weights are cut to the emitted tokens
+    and the real source positions."""
+    from jaxattn.data.vocab import Vocab
+    from jaxattn.translate import translate_batches
+
+    probs = np.full((4, 4, 4), 0.25)
+    probs[0, BOS] = [0.15, 0.4, 0.3, 0.15]
+    probs[1:3, 2] = [0.01, 0.01, 0.97, 0.01]
+    probs[3, 2] = [0.01, 0.97, 0.01, 0.01]
+    variables = table_variables(np.log(probs), 3, bias_scale=0.0)
+    vocab = Vocab(["SOS", "EOS", "a", "b"])  # tutorial layout: BOS 0 and EOS 1, as here
+    batch = {"src": np.zeros((3, 3), np.int32), "src_len": np.array([3, 0, 2], np.int32)}
+    greedy = translate_batches(TableModel(), variables, [batch], vocab, max_len=4)
+    beam = translate_batches(TableModel(), variables, [batch], vocab, max_len=4, beam_size=2,
+                             alpha=1.0)
+    assert len(greedy) == len(beam) == 2  # the padding row is skipped
+    for g, b, n in zip(greedy, beam, (3, 2), strict=True):
+        assert g["tokens"] == [] and b["tokens"] == ["a", "a", "a"]
+        np.testing.assert_allclose(g["score"], np.log(0.4), rtol=1e-5)
+        np.testing.assert_allclose(b["score"], np.log(0.3 * 0.97**3) / 1.5, rtol=1e-5)
+        assert g["weights"].shape == (1, n) and b["weights"].shape == (4, n)
+
+
+def test_length_penalty_does_not_stop_early():
+    """With alpha = 3, [EOS] (0.4, score -0.92) is finished at step 0 and the alive [2] (0.22)
+    scores only -1.51 / lp(2) = -0.95 at the next length, yet [2 2 2 EOS] ends at
+    -1.61 / lp(4) = -0.48: early stopping must bound an alive hypothesis by its best score at
+    any length to come (here the longest), not just the next one."""
+    probs = np.full((4, 4, 4), 0.25)
+    probs[0, BOS] = [0.2, 0.4, 0.22, 0.18]
+    probs[1:3, 2] = [0.01, 0.01, 0.97, 0.01]
+    probs[3, 2] = [0.01, 0.97, 0.01, 0.01]
+    variables = table_variables(np.log(probs), 3, bias_scale=0.0)
+    r = beam_search(TableModel(), variables, np.zeros((1, 3), np.int32), eos_id=EOS, max_len=4,
+                    beam_size=2, n_best=2, alpha=3.0)
+    assert r.tokens[0, 0, : r.lengths[0, 0]].tolist() == [2, 2, 2, EOS]
+    np.testing.assert_allclose(r.scores[0, 0], np.log(0.22 * 0.97**3) / 1.5**3, rtol=1e-5)
+    assert r.tokens[0, 1, : r.lengths[0, 1]].tolist() == [EOS]
+
+
+def test_finished_rank_before_cut_off_greedy():
+    """Greedy never emits EOS here (token 2 at 0.9 each step), so its hypothesis is cut at
+    max_len with a far better log-prob (-0.42) than any finished one; kept alongside the beam
+    (keep_greedy), it still ranks after the finished hypotheses."""
+    probs = np.tile(np.array([0.025, 0.05, 0.9, 0.025]), (4, 4, 1))
+    variables = table_variables(np.log(probs), 3, bias_scale=0.0)
+    src = np.zeros((1, 3), np.int32)
+    g = greedy_search(TableModel(), variables, src, eos_id=EOS, max_len=4)
+    assert not g.finished[0] and g.tokens[0].tolist() == [2, 2, 2, 2]
+    r = beam_search(TableModel(), variables, src, eos_id=EOS, max_len=4, beam_size=2, n_best=2)
+    assert r.finished[0].all()
+    assert r.tokens[0, 0, : r.lengths[0, 0]].tolist() == [EOS]
+    assert (np.asarray(r.log_probs[0]) < float(g.log_probs[0]) - 1).all()
+
+
 def test_keep_greedy_fixes_a_search_error():
     """Greedy: 2 EOS, log(0.4 * 0.34) = -2.00. Beam (k=2) prefers the prefixes 3 2 and 3 3
     (-1.65, -1.89) to 2 EOS, which falls out of the beam; both then continue badly, so textbook

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -151,6 +152,36 @@ def test_train_step_teacher_forcing_ratio_and_dropout():
     ev = forward(dropout=0.5)(batch)
     _, _, md = run_step(make_tc(), batch, dropout=0.5)
     assert abs(float(md["loss"]) - np_token_nll(ev, batch["tgt"])[mask].mean()) > 1e-3
+
+
+def test_teacher_forcing_ratio_is_the_share_of_forced_steps():
+    """Seq2Seq draws teacher forcing per step and sentence with probability `ratio` (not
+    1 - ratio): the mask handed to the decoder is recorded (the decoder itself is skipped)."""
+    model, params = model_and_params()
+    rng = np.random.default_rng(5)
+    src = jnp.asarray(rng.integers(3, V, (64, S)), jnp.int32)
+    tgt = jnp.asarray(rng.integers(3, V, (64, 20)), jnp.int32)
+
+    def forcing_mask(ratio):
+        seen = []
+
+        def skip_decoder(next_fun, args, kwargs, context):
+            if context.method_name == "__call__" and type(context.module) is type(model.decoder):
+                seen.append(kwargs["teacher_forcing"])
+                return jnp.zeros(tgt.shape + (V,)), jnp.zeros(tgt.shape + (S,)), None
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(skip_decoder):
+            model.apply({"params": params}, src, None, tgt, teacher_forcing_ratio=ratio,
+                        rng=jax.random.key(0))
+        return seen[0]
+
+    assert forcing_mask(1.0) is None  # always forced
+    assert not np.asarray(forcing_mask(0.0)).any()
+    for ratio in (0.2, 0.8):
+        mask = np.asarray(forcing_mask(ratio))
+        assert mask.shape == tgt.shape and abs(mask.mean() - ratio) < 0.05
+        assert 0 < mask[:, 5].mean() < 1 and 0 < mask[7].mean() < 1  # per step and sentence
 
 
 def test_eval_step_sums():
