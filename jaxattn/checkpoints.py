@@ -1,38 +1,59 @@
 """Orbax checkpoints: save every N steps, keep the latest and the best, resume exactly.
 
 A checkpoint holds the train state (params, optimizer state, step), the data iterator's state
-(so a resumed run sees the batches an uninterrupted one would) and a small JSON `meta` item
-(the run's config and the metrics at that step). The vocabularies and the config also live as
-plain files in the workdir (`src_vocab.txt`, `tgt_vocab.txt`, `config.json`), so evaluation
-never rebuilds anything from the corpus.
+(so a resumed run sees the batches an uninterrupted one would), a small JSON `meta` item (the
+run's config, the metrics and the vocabulary files' sha256 at that step) and Orbax's `metrics`
+item. The metrics are stored with each checkpoint, so the best one is known again after a
+restart and survives however often a run is stopped, resumed or extended. WORKDIR/best.json
+repeats the best step for people; nothing depends on it.
 
-Layout: WORKDIR/checkpoints/<step>/{state, data_iter, meta}.
+Layout: WORKDIR/checkpoints/<step>/{state, data_iter, meta, metrics}; an unreadable step is
+moved aside to WORKDIR/checkpoints/corrupt-<step>.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
+
+from jaxattn import config as config_lib
+from jaxattn import workdir as workdir_lib
+from jaxattn.errors import CheckpointError, WorkdirError, first_line
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 BEST_FILE = "best.json"
+# Parameters whose first or last axis is a vocabulary size, by the vocabulary file.
+VOCAB_PARAMS = {"encoder/embed": "src_vocab.txt", "decoder/embed": "tgt_vocab.txt",
+                "decoder/out": "tgt_vocab.txt"}
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used: missing, unreadable, or from another model."""
+__all__ = ["BEST_FILE", "CONFIG_FILE", "CheckpointError", "Checkpointer", "checkpoint_dir",
+           "read_json", "resolve_step"]
 
 
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def read_json(path: str):
+    """The JSON content of `path`, or None if it does not exist (WorkdirError if corrupt)."""
+    return workdir_lib.read_json(path)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    """{'a/b/c': shape} for a nested dict of arrays (or of Orbax array metadata)."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        out["/".join(str(getattr(k, "key", k)) for k in path)] = tuple(leaf.shape)
+    return out
 
 
 class Checkpointer:
@@ -44,99 +65,149 @@ class Checkpointer:
 
     def __init__(self, workdir: str, *, keep_latest: int = 2, best_metric: str | None = "bleu",
                  async_save: bool = True, read_only: bool = False):
-        self.workdir = workdir
+        self.workdir, self.best_metric, self.read_only = workdir, best_metric, read_only
+        names = ("state", "data_iter", "meta")
         if read_only:  # evaluation: writes nothing, even beside a running training
             if not os.path.isdir(checkpoint_dir(workdir)):
                 raise CheckpointError(
                     f"No checkpoint in {checkpoint_dir(workdir)}. Train first: python "
                     f"scripts/train.py --config configs/base.py --workdir {workdir}")
             self.manager = ocp.CheckpointManager(
-                checkpoint_dir(workdir), item_names=("state", "data_iter", "meta"),
+                checkpoint_dir(workdir), item_names=names,
                 options=ocp.CheckpointManagerOptions(read_only=True, create=False))
             return
-        self.best_metric = best_metric
         keep = [policies.LatestN(n=max(2, keep_latest))]
+        best_fn = None
         if best_metric:
-            keep.append(
-                policies.BestN(
-                    get_metric_fn=lambda m: m[best_metric],
-                    n=1,
-                    keep_checkpoints_without_metrics=False,
-                )
-            )
+            # Every save passes a metrics dict (empty without validation), which Orbax stores
+            # in the checkpoint, so the ranking is known again after a restart.
+            best_fn = lambda m: m.get(best_metric, float("-inf"))  # noqa: E731
+            keep.append(policies.BestN(get_metric_fn=best_fn, n=1,
+                                       keep_checkpoints_without_metrics=False))
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=policies.AnyPreservationPolicy(keep),
-            enable_async_checkpointing=async_save,
-            create=True,
-        )
-        self.manager = ocp.CheckpointManager(
-            checkpoint_dir(workdir),
-            item_names=("state", "data_iter", "meta"),
-            options=options,
-        )
+            preservation_policy=policies.AnyPreservationPolicy(keep), best_fn=best_fn,
+            enable_async_checkpointing=async_save, create=True,
+            cleanup_tmp_directories=True)  # a save killed midway leaves a tmp dir
+        self.manager = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=names,
+                                             options=options)
+        if best_metric and self._backfill_metrics():
+            self.manager.reload()
 
     # ----------------------------------------------------------------------------- save
     def save(self, step: int, state, data_iter, meta: dict, metrics: dict | None = None,
              force: bool = False) -> bool:
         """Saves state + iterator + meta at `step`; `metrics` (floats) rank the best one."""
-        metrics = None if not metrics else {k: float(v) for k, v in metrics.items()}
-        if (metrics is not None and self.best_metric is not None
-                and self.best_metric not in metrics):
-            metrics = None  # a metric-less checkpoint is kept only while it is among the latest
+        metrics = {k: float(v) for k, v in (metrics or {}).items()}
+        self.wait()  # the previous save is complete: best.json may name it
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data_iter=grain.checkpoint.CheckpointSave(data_iter),
             meta=ocp.args.JsonSave({**meta, "step": int(step), "metrics": metrics}),
         )
-        saved = self.manager.save(step, args=args, metrics=metrics, force=force)
-        if saved and metrics is not None and self.best_metric is not None:
-            self._update_best(step, metrics)
-        return saved
-
-    def _update_best(self, step: int, metrics: dict) -> None:
-        if jax.process_index() != 0:
-            return
-        path = os.path.join(self.workdir, BEST_FILE)
-        best = read_json(path)
-        if best is None or metrics[self.best_metric] > best[self.best_metric]:
-            with open(path, "w") as f:
-                json.dump({"step": int(step), **metrics}, f)
+        return self.manager.save(step, args=args, metrics=metrics if self.best_metric else None,
+                                 force=force)
 
     def wait(self) -> None:
-        """Blocks until an asynchronous save has finished."""
+        """Blocks until an asynchronous save has finished, then updates best.json."""
         self.manager.wait_until_finished()
+        if not self.read_only and self.best_metric and jax.process_index() == 0:
+            step = self.best_step()
+            if step is not None:
+                best = {"step": step, **self.metrics(step)}
+                path = os.path.join(self.workdir, BEST_FILE)
+                try:
+                    if _read_quietly(path) != best:
+                        workdir_lib.write_json(path, best)
+                except OSError as e:
+                    log.warning("Cannot write %s (%s); the best step is also in the checkpoints.",
+                                path, e.strerror or e)
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.wait()
+        finally:
+            self.manager.close()
 
-    # -------------------------------------------------------------------------- restore
+    # ------------------------------------------------------------------------- contents
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
+    def metrics(self, step: int) -> dict:
+        """The metrics saved with `step` ({} if none); older runs kept them in `meta` only."""
+        try:
+            m = self.manager.metrics(step)
+        except Exception:  # noqa: BLE001 - an unreadable metrics file is no metrics
+            m = None
+        if m is None:
+            meta = _read_quietly(os.path.join(checkpoint_dir(self.workdir), str(step), "meta",
+                                              "metadata"))
+            m = (meta or {}).get("metrics") if isinstance(meta, dict) else None
+        return dict(m) if isinstance(m, dict) else {}
+
     def best_step(self) -> int | None:
-        best = read_json(os.path.join(self.workdir, BEST_FILE))
-        if best is not None and best["step"] in self.all_steps():
-            return int(best["step"])
-        return None
+        """The step on disk with the highest `best_metric`, or None if no step has one."""
+        metric = self.best_metric or "bleu"
+        scored = [(m[metric], s) for s in self.all_steps()
+                  if isinstance((m := self.metrics(s)).get(metric), (int, float))]
+        return max(scored)[1] if scored else None
 
+    def meta(self, step: int) -> dict:
+        """The `meta` item of a step ({} if unreadable)."""
+        meta = _read_quietly(os.path.join(checkpoint_dir(self.workdir), str(step), "meta",
+                                          "metadata"))
+        return meta if isinstance(meta, dict) else {}
+
+    def _backfill_metrics(self) -> bool:
+        """Checkpoints of runs from before metrics were stored with them get their metrics
+        from `meta`, so that the keep-best policy sees them. True if anything was written."""
+        wrote = False
+        for step in self.all_steps():
+            path = os.path.join(checkpoint_dir(self.workdir), str(step), "metrics")
+            metrics = self.metrics(step)
+            if os.path.exists(path) or not metrics or jax.process_index() != 0:
+                continue
+            try:
+                os.makedirs(path, exist_ok=True)
+                workdir_lib.write_json(os.path.join(path, "metrics"), metrics)
+                wrote = True
+            except OSError:
+                pass
+        return wrote
+
+    # -------------------------------------------------------------------------- restore
     def restore_latest(self, abstract_state, data_iter):
-        """Restores the newest readable checkpoint into (state, data_iter).
+        """Restores the newest usable checkpoint into (state, data_iter).
 
-        A corrupt or partial checkpoint is skipped with a warning and the previous one is used.
-        Returns (state, step) or (None, None) when the workdir holds no checkpoint.
+        - An unreadable step (corrupt or partial files) is moved aside to corrupt-<step> with
+          a one-line warning, and the previous step is tried; the rerun saves it again.
+        - A model whose parameters differ in names or shapes (another config or vocabulary)
+          raises CheckpointError naming the parameter (and the vocabulary file).
+        - An optimizer state of another shape (train.optimizer, grad_clip, ... changed)
+          restores the parameters and step with a fresh optimizer state, and says so.
+        Returns (state, step), or (None, None) when the workdir holds no checkpoint.
         """
         for step in reversed(self.all_steps()):
             try:
                 return self.restore(step, abstract_state, data_iter), step
-            except Exception as e:  # noqa: BLE001 - any failure means "unreadable"
-                log.warning("Checkpoint at step %d is unreadable (%s: %s); trying the previous "
-                            "one.", step, type(e).__name__, e)
-        if self.all_steps():
-            raise CheckpointError(
-                f"No readable checkpoint in {checkpoint_dir(self.workdir)}: every step "
-                f"{self.all_steps()} failed to restore. Move the directory away to start afresh."
-            )
+            except Exception as e:  # noqa: BLE001 - classified below
+                error = e
+            self._check_params(step, abstract_state.params)  # raises if the model changed
+            try:
+                state = self._restore_params_and_step(step, abstract_state, data_iter)
+            except CheckpointError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the parameters are unreadable too
+                if "structure" in str(e):  # not damage: never move a readable step aside
+                    raise CheckpointError(
+                        f"Cannot restore step {step} in {checkpoint_dir(self.workdir)}: "
+                        f"{first_line(e)}. Resume with the run's {CONFIG_FILE} settings, or "
+                        "use a new --workdir.") from None
+                self.quarantine(step, error)
+                continue
+            log.warning("The optimizer state of step %d does not fit this config's optimizer "
+                        "(train.optimizer, grad_clip or weight_decay changed?); resuming from "
+                        "its parameters and step with a fresh optimizer state.", step)
+            return state, step
         return None, None
 
     def restore(self, step: int, abstract_state, data_iter=None):
@@ -147,34 +218,91 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored["state"]
 
+    def _restore_params_and_step(self, step: int, abstract_state, data_iter):
+        """The parameters, step and iterator of `step` with a fresh optimizer state."""
+        reader = Checkpointer(self.workdir, read_only=True)  # this manager's "state" handler
+        try:                                                 # is the full-state one
+            params = jax.tree.map(jnp.asarray, reader.restore_params(step, abstract_state.params))
+        finally:
+            reader.manager.close()
+        if data_iter is not None:
+            self.manager.restore(step, args=ocp.args.Composite(
+                data_iter=grain.checkpoint.CheckpointRestore(data_iter)))
+        return abstract_state.replace(
+            params=params, step=jnp.asarray(step, jnp.asarray(abstract_state.step).dtype),
+            opt_state=abstract_state.tx.init(params))
+
+    def _check_params(self, step: int, abstract_params) -> None:
+        """CheckpointError if the saved parameters differ from the model's in names or shapes;
+        nothing if they match or the metadata cannot be read (then the data decides)."""
+        try:
+            saved = _shapes(self.manager.item_metadata(step)["state"].tree["params"])
+        except Exception:  # noqa: BLE001 - unreadable metadata: treated as corrupt data
+            return
+        want = _shapes(abstract_params)
+        if saved.keys() != want.keys():
+            extra, missing = sorted(saved.keys() - want.keys()), sorted(want.keys() - saved.keys())
+            raise CheckpointError(
+                f"The checkpoint at step {step} in {checkpoint_dir(self.workdir)} holds another "
+                f"model (only in the checkpoint: {extra[:4]}; only in this config: "
+                f"{missing[:4]}). Use this run's {CONFIG_FILE} (--config.model.* as saved) or "
+                "a new --workdir.")
+        for name, shape in want.items():
+            if saved[name] != shape:
+                raise CheckpointError(self.shape_message(step, name, saved[name], shape))
+
+    def shape_message(self, step: int, name: str, saved: tuple, now: tuple) -> str:
+        vocab = next((f for prefix, f in VOCAB_PARAMS.items() if name.startswith(prefix)), None)
+        why = (f"{os.path.join(self.workdir, vocab)} has changed since the checkpoint was saved "
+               "(restore the original file, or use a new --workdir)" if vocab else
+               f"the model config differs from the run's {CONFIG_FILE}")
+        return (f"Parameter {name} has shape {saved} in the checkpoint at step {step} but "
+                f"{now} in this model: {why}.")
+
+    def quarantine(self, step: int, error: BaseException) -> None:
+        """Moves an unreadable step aside (checkpoints/corrupt-<step>), so that it is saved
+        again and never chosen by evaluation; one warning line."""
+        src = os.path.join(checkpoint_dir(self.workdir), str(step))
+        dst = os.path.join(checkpoint_dir(self.workdir), f"corrupt-{step}")
+        n = 1
+        while os.path.exists(dst):
+            n += 1
+            dst = os.path.join(checkpoint_dir(self.workdir), f"corrupt-{step}.{n}")
+        if jax.process_index() == 0 and not self.read_only:
+            os.replace(src, dst)
+            where = f"moved it to {dst}"
+        else:
+            where = "left it in place"
+        log.warning("Checkpoint at step %d is unreadable (%s); %s and tried the previous one.",
+                    step, first_line(error), where)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"jaxattn_quarantine_{step}")
+        self.manager.reload()
+
     def restore_params(self, step: int, abstract_params):
         """Only the `params` of the train state at `step` (the optimizer state is never read),
         as numpy arrays shaped like `abstract_params`; a shape mismatch is a CheckpointError."""
+        self._check_params(step, abstract_params)
         restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray),
                                     abstract_params)
         args = ocp.args.PyTreeRestore(item={"params": abstract_params},
                                       restore_args={"params": restore_args}, partial_restore=True)
         params = self.manager.restore(step, args=ocp.args.Composite(state=args))["state"]["params"]
-        got = jax.tree_util.tree_flatten_with_path(params)[0]
-        want = jax.tree_util.tree_flatten_with_path(abstract_params)[0]
-        for (path, x), (_, a) in zip(got, want, strict=True):
-            if x.shape != a.shape:
-                raise CheckpointError(
-                    f"parameter {jax.tree_util.keystr(path)} has shape {x.shape} in the "
-                    f"checkpoint but {a.shape} in the model of {CONFIG_FILE}.")
+        got, want = _shapes(params), _shapes(abstract_params)
+        for name, shape in want.items():
+            if got[name] != shape:
+                raise CheckpointError(self.shape_message(step, name, got[name], shape))
         return params
 
-    def restore_meta(self, step: int) -> dict:
-        restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return restored["meta"]
 
-
-def read_json(path: str):
-    """The JSON content of `path`, or None if it does not exist."""
-    if not os.path.exists(path):
+def _read_quietly(path: str):
+    """JSON content, or None if absent or unreadable."""
+    try:
+        return workdir_lib.read_json(path)
+    except WorkdirError:
         return None
-    with open(path) as f:
-        return json.load(f)
 
 
 def resolve_step(ckpt: Checkpointer, which: str | int) -> int:
@@ -190,18 +318,60 @@ def resolve_step(ckpt: Checkpointer, which: str | int) -> int:
     if which == "best":
         step = ckpt.best_step()
         if step is None:
-            best = read_json(os.path.join(ckpt.workdir, BEST_FILE))
-            why = ("no validation BLEU yet" if best is None
-                   else f"its step {best['step']} is no longer on disk")
-            log.warning("No best checkpoint (%s); using the latest, step %d.", why, steps[-1])
+            log.warning("No best checkpoint (no validation BLEU saved with any checkpoint); "
+                        "using the latest, step %d.", steps[-1])
             return steps[-1]
         return step
     try:
         step = int(which)
-    except ValueError:
+    except (TypeError, ValueError):
         raise CheckpointError(
             f"--checkpoint must be 'latest', 'best' or a step number, not {which!r}."
         ) from None
     if step not in steps:
         raise CheckpointError(f"No checkpoint at step {step}; available steps: {steps}.")
     return step
+
+
+# ------------------------------------------------------------------------ resuming a run
+def check_resumable(workdir: str, config, ckpt: Checkpointer) -> None:
+    """A workdir with checkpoints resumes only with the same model, data and vocabulary
+    files; CheckpointError naming what differs (train/eval changes are logged, allowed)."""
+    steps = ckpt.all_steps()
+    if steps:
+        check_workdir(workdir, config,
+                      config_lib.read_config_file(os.path.join(workdir, CONFIG_FILE)))
+        check_vocab_files(workdir, ckpt, steps[-1])
+
+
+def check_workdir(workdir: str, config, saved) -> None:
+    """Refuses a workdir whose checkpoints come from another model or data/vocabulary
+    (`saved`: its config.json); says which train/eval settings a resume changes."""
+    if saved is None:
+        return
+    now, before = config_lib.to_json(config), config_lib.to_json(saved)
+
+    def diffs(sections):
+        return [f"{section}.{k}: saved {before[section].get(k)!r}, now {now[section].get(k)!r}"
+                for section in sections
+                for k in sorted(set(now[section]) | set(before[section]))
+                if before[section].get(k) != now[section].get(k)]
+
+    if bad := diffs(("model", "data")):
+        raise CheckpointError(
+            f"{workdir} holds checkpoints of a different model or data/vocabulary:\n  "
+            + "\n  ".join(bad) + "\nUse a new --workdir, or the same config to resume.")
+    if changed := diffs(("train", "eval")):
+        log.info("Resuming with changed settings: %s.", "; ".join(changed))
+
+
+def check_vocab_files(workdir: str, ckpt: Checkpointer, step: int) -> None:
+    """The vocabulary files must be those the checkpoint was trained with (sha256 in meta)."""
+    saved = ckpt.meta(step).get("vocab_sha256") or {}
+    now = workdir_lib.fingerprints(workdir, saved)
+    for name, digest in saved.items():
+        if now.get(name) != digest:
+            raise CheckpointError(
+                f"{os.path.join(workdir, name)} is {'missing' if name not in now else 'changed'}"
+                f" since the checkpoint at step {step} was saved with it. Restore the original "
+                "file (or use a new --workdir).")

@@ -1,14 +1,29 @@
-"""The complete run config: every option with its default. configs/*.py start from this.
+"""The complete run config: every option with its default, and `validate(config)`.
 
 Sections: `data` (jaxattn.data.default_data_config), `model` (jaxattn.models.
 default_model_config), `train` and `eval` (below). A run's config is saved beside its
 checkpoints (WORKDIR/config.json), so it fully describes the run.
+
+`validate` checks every field (type, range, allowed names: the names come from the registries
+that define them) before a run writes anything, and raises `ConfigError` naming the field.
+`load_config(path)` reads a saved config.json over the defaults.
 """
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
 
 import ml_collections
 
 from jaxattn.data import default_data_config
+from jaxattn.errors import ConfigError
 from jaxattn.models import default_model_config
+from jaxattn.workdir import read_json
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "rsqrt")
 
 
 def default_train_config() -> ml_collections.ConfigDict:
@@ -27,6 +42,9 @@ def default_train_config() -> ml_collections.ConfigDict:
     c.label_smoothing = 0.0
     c.teacher_forcing_ratio = 1.0  # 1.0 = always (the current tutorial)
     c.loss_over_padding = False  # True: the tutorial's loss over all positions
+    # Stop (without saving) when a logged loss exceeds this multiple of the median of the
+    # previous ones (at least 5 of them), or the gradients are not finite; 0 = only NaN/inf.
+    c.divergence_factor = 10.0
     c.log_every = 100
     c.eval_every = 1000
     c.checkpoint_every = 1000
@@ -54,3 +72,251 @@ def default_config() -> ml_collections.ConfigDict:
     config.train = default_train_config()
     config.eval = default_eval_config()
     return config
+
+
+# ---------------------------------------------------------------------------- validation
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def integer(lo: int | None = None, hi: int | None = None):
+    def check(v):
+        if not _is_int(v):
+            return "must be an integer"
+        if lo is not None and v < lo:
+            return f"must be >= {lo}"
+        if hi is not None and v > hi:
+            return f"must be <= {hi}"
+    return check
+
+
+def real(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+         hi_open: bool = False):
+    def check(v):
+        if not _is_real(v) or not math.isfinite(v):
+            return "must be a finite number"
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return f"must be {'>' if lo_open else '>='} {lo}"
+        if hi is not None and (v >= hi if hi_open else v > hi):
+            return f"must be {'<' if hi_open else '<='} {hi}"
+    return check
+
+
+def one_of(*allowed):
+    def check(v):
+        if v not in allowed:
+            return f"is not one of {allowed}"
+    return check
+
+
+def boolean(v):
+    if not isinstance(v, bool):
+        return "must be True or False"
+
+
+def string(v):
+    if not isinstance(v, str):
+        return "must be a string"
+
+
+def nonempty_string(v):
+    if not isinstance(v, str) or not v:
+        return "must be a non-empty string"
+
+
+def ints(n: int | None, lo: int = 0, increasing: bool = False):
+    """A sequence of n (any number if None) integers >= lo."""
+    def check(v):
+        if not isinstance(v, (list, tuple)) or (n is not None and len(v) != n):
+            return f"must be a sequence of {n or 'any number of'} integers"
+        if not all(_is_int(x) and x >= lo for x in v):
+            return f"must hold integers >= {lo}"
+        if increasing and list(v) != sorted(set(v)):
+            return "must be increasing"
+    return check
+
+
+def fractions(v):
+    if not isinstance(v, (list, tuple)) or len(v) != 3:
+        return "must be three numbers (train, validation, test)"
+    if not all(_is_real(x) and math.isfinite(x) and x >= 0 for x in v) or v[0] <= 0:
+        return "must be >= 0 each, with a positive train share"
+
+
+def strings(v):
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+        return "must be a sequence of strings"
+
+
+def _registries() -> dict:
+    """Allowed names, from the modules that define them (one edit adds an option)."""
+    from jaxattn import attention
+    from jaxattn.data.pipeline import DATASETS
+    from jaxattn.data.synthetic import TASKS
+    from jaxattn.data.text import TOKENIZERS
+    from jaxattn.data.vocab import ORDERS
+    from jaxattn.decoders import BRIDGES, DECODERS
+    from jaxattn.rnn import CELLS
+
+    return dict(attentions=tuple(attention._BY_NAME),  # TEMP-REGISTRY
+                kernels=("gaussian", "boxcar", "epanechnikov"), datasets=DATASETS,
+                tasks=TASKS, tokenizers=("auto",) + TOKENIZERS, orders=ORDERS,
+                bridges=BRIDGES, decoders=tuple(DECODERS), cells=tuple(CELLS))
+
+
+def rules() -> dict[str, dict]:
+    """section -> {field: check}; a check returns None or what is wrong with a value."""
+    r = _registries()
+    return {
+        "": {"seed": integer(0, 2**63 - 1)},
+        "data": {
+            "name": one_of(*r["datasets"]), "path": string, "url": string, "sha256": string,
+            "download": boolean, "data_dir": string, "tfds_name": string,
+            "src_lang": nonempty_string, "tgt_lang": nonempty_string,
+            "tsv_columns": ints(2), "split_fractions": fractions, "split_seed": integer(0),
+            "filter": boolean, "prefixes": strings, "max_length": integer(-1),
+            "normalize": one_of("auto", "tutorial", "none"), "lowercase": boolean,
+            "tokenizer": one_of(*r["tokenizers"]), "sp_vocab_size": integer(8),
+            "vocab_min_freq": integer(1), "vocab_max_size": integer(0),
+            "vocab_order": one_of(*r["orders"]), "tutorial_ids": boolean,
+            "pad_to": integer(0), "pad_multiple": integer(1),
+            "bucket_boundaries": ints(None, 1, increasing=True), "bucket_pool": integer(0),
+            "prefetch": integer(0), "synthetic_task": one_of(*r["tasks"]),
+            "synthetic_sizes": ints(3), "synthetic_min_len": integer(1),
+            "synthetic_max_len": integer(1), "synthetic_num_symbols": integer(1, 26),
+        },
+        "model": {
+            "cell": one_of(*r["cells"]), "embed_dim": integer(1), "hidden": integer(1),
+            "encoder_layers": integer(1), "decoder_layers": integer(1),
+            "bidirectional": boolean, "dropout": real(0, 1, hi_open=True),
+            "rnn_dropout": real(0, 1, hi_open=True), "decoder": one_of(*r["decoders"]),
+            "attention": one_of(*r["attentions"]), "attention_bias": boolean,
+            "attention_window": integer(1), "attention_max_length": integer(1),
+            "kernel": one_of(*r["kernels"]), "input_feeding": boolean,
+            "bridge": one_of(*r["bridges"]), "mask_attention": boolean,
+            "encoder_lengths": boolean, "dtype": one_of("float32", "bfloat16"),
+            "unroll": integer(1),
+        },
+        "train": {
+            "batch_size": integer(1), "num_epochs": integer(0), "num_train_steps": integer(-1),
+            "optimizer": one_of(*OPTIMIZERS), "learning_rate": real(0, lo_open=True),
+            "lr_schedule": one_of(*LR_SCHEDULES), "warmup_steps": integer(0),
+            "b1": real(0, 1, hi_open=True), "b2": real(0, 1, hi_open=True),
+            "weight_decay": real(0), "grad_clip": real(0), "label_smoothing": real(0, 1,
+                                                                                   hi_open=True),
+            "teacher_forcing_ratio": real(0, 1), "loss_over_padding": boolean,
+            "divergence_factor": real(0), "log_every": integer(1), "eval_every": integer(1),
+            "checkpoint_every": integer(1), "keep_checkpoints": integer(1),
+            "progress_bar": boolean,
+        },
+        "eval": {
+            "split": nonempty_string, "batch_size": integer(1), "max_decode_len": integer(1),
+            "bleu": boolean, "beam_size": integer(1), "length_penalty": real(0),
+        },
+    }
+
+
+def _fail(section: str, key: str, value, why: str):
+    name = f"config.{section}.{key}" if section else f"config.{key}"
+    flag = f"--{name}"
+    raise ConfigError(f"{name}={value!r} {why}; fix it in the config file or with {flag}=...")
+
+
+def validate_section(section: str, cfg) -> None:
+    """Checks one section ('data', 'model', 'train', 'eval'; '' = top level) field by field:
+    unknown fields, types and ranges. Raises ConfigError naming the first bad field."""
+    checks = rules()[section]
+    for key in cfg.keys():
+        if key not in checks:
+            if section == "" and key in rules():
+                continue
+            if section == "data" and key == "splits":
+                for split, value in cfg.splits.items():
+                    if not isinstance(value, str):
+                        _fail("data", f"splits.{split}", value, "must be a string")
+                continue
+            _fail(section, key, cfg[key], "is not a known option (misspelt?)")
+        why = checks[key](cfg[key])
+        if why:
+            _fail(section, key, cfg[key], why)
+    if section == "data":
+        if cfg.synthetic_max_len < cfg.synthetic_min_len:
+            _fail("data", "synthetic_max_len", cfg.synthetic_max_len,
+                  f"must be >= synthetic_min_len ({cfg.synthetic_min_len})")
+        if cfg.synthetic_sizes[0] < 1:
+            _fail("data", "synthetic_sizes", cfg.synthetic_sizes, "needs a training size >= 1")
+        if cfg.tutorial_ids and (cfg.vocab_min_freq > 1 or cfg.vocab_max_size):
+            raise ConfigError(
+                "config.data.tutorial_ids=True has no UNK id, so every training word needs an "
+                "id: leave vocab_min_freq=1 and vocab_max_size=0, or set tutorial_ids=False.")
+        if 0 < cfg.vocab_max_size < 8:
+            _fail("data", "vocab_max_size", cfg.vocab_max_size,
+                  "leaves no room for words (the 4 special tokens count): use 0 or >= 8")
+
+
+def validate(config: ml_collections.ConfigDict, *, device_count: int | None = None) -> None:
+    """Checks the whole config before any work: every field of every section (see `rules`),
+    then the fields that depend on each other. Raises ConfigError naming the field."""
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"config must be an ml_collections.ConfigDict (from "
+                          f"jaxattn.config.default_config()), not {type(config).__name__}.")
+    for section in rules():
+        if section and section not in config:
+            raise ConfigError(f"config has no '{section}' section; start from "
+                              "jaxattn.config.default_config().")
+        validate_section(section, config[section] if section else config)
+    tc = config.train
+    if tc.num_train_steps <= 0 and tc.num_epochs <= 0:
+        raise ConfigError("Set config.train.num_epochs or config.train.num_train_steps > 0.")
+    if tc.num_train_steps == 0:
+        _fail("train", "num_train_steps", 0, "must be > 0, or -1 to train num_epochs")
+    if device_count and tc.batch_size % device_count:
+        raise ConfigError(
+            f"config.train.batch_size={tc.batch_size} must divide evenly over the "
+            f"{device_count} devices; use a multiple of {device_count}.")
+    if config.eval.beam_size > 1 and config.eval.max_decode_len < 1:
+        _fail("eval", "max_decode_len", config.eval.max_decode_len, "must be >= 1")
+
+
+# ----------------------------------------------------------------------- saved configs
+def to_json(config: ml_collections.ConfigDict) -> dict:
+    """The config as plain JSON data (what config.json holds)."""
+    return json.loads(config.to_json_best_effort())
+
+
+def from_json(saved: dict) -> ml_collections.ConfigDict:
+    """A saved config over the defaults (so that runs from older versions still load)."""
+    return _merge(default_config(), saved)
+
+
+def _merge(default: ml_collections.ConfigDict, saved: dict) -> ml_collections.ConfigDict:
+    """Saved values over `default`; lists become tuples where the default is a tuple."""
+    out = ml_collections.ConfigDict()
+    for key in list(default.keys()) + [k for k in saved if k not in default]:
+        d, s = default.get(key), saved.get(key, default.get(key))
+        if isinstance(d, ml_collections.ConfigDict) and isinstance(s, dict):
+            out[key] = _merge(d, s)
+        elif isinstance(s, ml_collections.ConfigDict):
+            out[key] = ml_collections.ConfigDict(s)
+        else:
+            out[key] = tuple(s) if isinstance(d, tuple) and isinstance(s, list) else s
+    return out
+
+
+def read_config_file(path: str) -> ml_collections.ConfigDict | None:
+    """WORKDIR/config.json over the defaults; None if absent; ConfigError naming the file if
+    it is not a readable JSON object."""
+    saved = read_json(path)
+    if saved is None:
+        return None
+    if not isinstance(saved, dict) or not all(isinstance(saved.get(s, {}), dict)
+                                              for s in ("data", "model", "train", "eval")):
+        raise ConfigError(f"{path} is not a config saved by jaxattn (a JSON object with data, "
+                          "model, train and eval sections). Restore it from a backup, or use "
+                          "a new workdir.")
+    return from_json(saved)
+

@@ -32,19 +32,20 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxattn import config as config_lib
 from jaxattn import metrics as metrics_lib
 from jaxattn import search
 from jaxattn.checkpoints import (
     CONFIG_FILE,
     Checkpointer,
     CheckpointError,
+    check_vocab_files,
     checkpoint_dir,
-    read_json,
     resolve_step,
 )
-from jaxattn.config import default_config
 from jaxattn.data.pipeline import load_text_processing
 from jaxattn.data.text import JOINER, normalize_tutorial, tutorial_filter
+from jaxattn.errors import ConfigError, JaxattnError, WorkdirError
 from jaxattn.models import build_model
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,14 @@ _IN_FLIGHT = 4  # batches dispatched ahead of the one being collected
 EOS_LABEL = "<EOS>"  # the tutorial's label for the end of sentence in attention plots
 
 
-class InferenceError(Exception):
+class InferenceError(JaxattnError):
     """A user mistake (bad workdir, checkpoint, input file or option): a clear message."""
 
     exit_code = 1
 
 
-class UsageError(InferenceError):
-    """Inconsistent command-line options."""
+class UsageError(InferenceError, ValueError):
+    """Inconsistent command-line options, or a bad argument of the Python API."""
 
     exit_code = 2
 
@@ -71,26 +72,15 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     if not os.path.isdir(workdir):
         raise InferenceError(f"No such directory: {workdir} (give the --workdir of a training "
                              "run).")
-    saved = read_json(os.path.join(workdir, CONFIG_FILE))
-    if saved is None:
+    try:
+        config = config_lib.read_config_file(os.path.join(workdir, CONFIG_FILE))
+    except (ConfigError, WorkdirError) as e:
+        raise InferenceError(str(e)) from None
+    if config is None:
         raise InferenceError(
             f"{workdir} holds no training run (no {CONFIG_FILE}). Train first: python "
             f"scripts/train.py --config configs/base.py --workdir {workdir}")
-    return _merge(default_config(), saved)
-
-
-def _merge(default: ml_collections.ConfigDict, saved: dict) -> ml_collections.ConfigDict:
-    """Saved values over `default`; lists become tuples where the default is a tuple."""
-    out = ml_collections.ConfigDict()
-    for key in list(default.keys()) + [k for k in saved if k not in default]:
-        d, s = default.get(key), saved.get(key, default.get(key))
-        if isinstance(d, ml_collections.ConfigDict) and isinstance(s, dict):
-            out[key] = _merge(d, s)
-        elif isinstance(s, ml_collections.ConfigDict):
-            out[key] = ml_collections.ConfigDict(s)
-        else:
-            out[key] = tuple(s) if isinstance(d, tuple) and isinstance(s, list) else s
-    return out
+    return config
 
 
 # --------------------------------------------------------------------------- translation
@@ -143,6 +133,9 @@ class Translator:
     def from_workdir(cls, workdir: str, checkpoint: str | int = "latest") -> Translator:
         """Restores a run's checkpoint ('latest', 'best' or a step) with its own config and
         vocabularies."""
+        if not isinstance(workdir, (str, os.PathLike)):
+            raise UsageError(f"workdir must be a directory path, not {workdir!r}.")
+        workdir = os.fspath(workdir)
         config = load_config(workdir)
         try:
             text = load_text_processing(config.data, workdir)
@@ -157,6 +150,7 @@ class Translator:
         try:
             step = resolve_step(ckpts, checkpoint)
             params = ckpts.restore_params(step, abstract)
+            check_vocab_files(workdir, ckpts, step)
         except CheckpointError as e:
             raise InferenceError(str(e)) from None
         except Exception as e:  # noqa: BLE001 - any failure: this checkpoint is unusable
@@ -237,10 +231,8 @@ class Translator:
         max_len: decoding steps (None: config.eval.max_decode_len, more for long input).
         Sentences with no tokens give an empty translation without running the model.
         """
-        if beam_size < 1:
-            raise UsageError(f"beam_size must be >= 1, got {beam_size}.")
-        if max_len is not None and max_len < 1:
-            raise UsageError(f"max_len must be >= 1, got {max_len}.")
+        check_options(sentences=sentences, beam_size=beam_size, alpha=alpha, max_len=max_len,
+                      batch_size=batch_size)
         alpha = self.config.eval.length_penalty if alpha is None else alpha
         inputs = [self._prepare(s) for s in sentences]
         self._warn_inputs(sentences, inputs)
@@ -327,6 +319,7 @@ class Translator:
         counts decoding only. Returns {'bleu', 'chrf', 'bleu_signature', 'chrf_signature',
         'bleu_detail', 'sentences', 'seconds', 'sentences_per_sec', ..., 'hypotheses'}.
         """
+        check_options(sources=sources, references=references)
         if len(sources) != len(references):
             raise InferenceError(f"{len(sources)} sources but {len(references)} references: "
                                  "they must align, one sentence a line.")
@@ -352,6 +345,24 @@ class Translator:
             includes_compilation=not warmup, hypotheses=hyps,
         )
         return result
+
+
+def check_options(**kwargs) -> None:
+    """UsageError (a ValueError) naming the first argument of a wrong type or range."""
+    for name, v in kwargs.items():
+        if name in ("sentences", "sources", "references"):
+            if isinstance(v, (str, bytes)) or not isinstance(v, Sequence) or not all(
+                    isinstance(s, str) for s in v):
+                raise UsageError(f"{name} must be a list of strings (one sentence each), not "
+                                 f"{type(v).__name__}" + (" (wrap one sentence in a list)"
+                                                          if isinstance(v, str) else "") + ".")
+        elif name == "alpha":
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not v >= 0):
+                raise UsageError(f"alpha must be a number >= 0 or None, got {v!r}.")
+        elif v is not None or name == "beam_size":
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise UsageError(f"{name} must be an integer >= 1, got {v!r}.")
 
 
 def attention_labels(t: Translation) -> tuple[list[str], list[str]]:
@@ -518,46 +529,3 @@ def load_split(config: ml_collections.ConfigDict, workdir: str, split: str,
     if not sources:
         raise InferenceError(f"The {split!r} split is empty; use another --split.")
     return sources, references
-
-
-# ----------------------------------------------------------------------------- scripts
-def setup_logging(verbose: bool = False) -> None:
-    """Plain 'warning: ...' lines on stderr for jaxattn; quiet libraries (absl, orbax)."""
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    logger = logging.getLogger("jaxattn")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LowerLevelFormatter("%(levelname)s: %(message)s"))
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logger.propagate = False
-
-
-class _LowerLevelFormatter(logging.Formatter):
-    def format(self, record):
-        record.levelname = record.levelname.lower()
-        return super().format(record)
-
-
-def parse_flags(argv):
-    """absl's flag parser, but a bad flag is 'error: ...' and exit status 2 (no traceback)."""
-    from absl import flags
-
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}\nPass --help to see the options.", file=sys.stderr)
-        sys.exit(2)
-
-
-def cli_errors(fn):
-    """Runs fn(); InferenceError -> 'error: ...' on stderr and its exit status."""
-    try:
-        return fn()
-    except InferenceError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)

@@ -8,8 +8,8 @@ position is checkpointed, so a resumed run repeats an uninterrupted one exactly.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
 import logging
 import math
 import os
@@ -26,10 +26,13 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
+from jaxattn import config as config_lib
 from jaxattn import data as data_lib
 from jaxattn import metrics as metrics_lib
 from jaxattn import plots
-from jaxattn.checkpoints import CONFIG_FILE, Checkpointer, CheckpointError, read_json
+from jaxattn import workdir as workdir_lib
+from jaxattn.checkpoints import CONFIG_FILE, Checkpointer, check_resumable, checkpoint_dir
+from jaxattn.errors import CheckpointError, ConfigError, TrainingError, first_line
 from jaxattn.models import build_model
 from jaxattn.rnn import valid_mask
 from jaxattn.translate import translate_batches
@@ -37,10 +40,6 @@ from jaxattn.translate import translate_batches
 log = logging.getLogger(__name__)
 
 TrainState = train_state.TrainState
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot go on (bad config, NaN loss, incompatible workdir)."""
 
 
 # ---------------------------------------------------------------------------- optimizer
@@ -152,63 +151,6 @@ def pad_batch(batch: dict, size: int) -> dict:
             for k, v in batch.items()}
 
 
-# -------------------------------------------------------------------------------- config
-CHOICES = {
-    ("model", "cell"): ("gru", "lstm"),
-    ("model", "decoder"): ("bahdanau", "luong", "plain", "legacy"),
-    ("model", "bridge"): ("copy", "dense", "zero"),
-    ("model", "dtype"): ("float32", "bfloat16"),
-    ("train", "optimizer"): ("adam", "adamw", "sgd"),
-    ("train", "lr_schedule"): ("constant", "cosine", "warmup_cosine", "rsqrt"),
-}
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Fails fast, before any work, on values that would break a run later."""
-    for (section, key), allowed in CHOICES.items():
-        value = config[section][key]
-        if value not in allowed:
-            raise TrainingError(f"config.{section}.{key}={value!r} is not one of {allowed}.")
-    tc = config.train
-    for key in ("batch_size", "log_every", "eval_every", "checkpoint_every"):
-        if tc[key] <= 0:
-            raise TrainingError(f"config.train.{key} must be positive, got {tc[key]}.")
-    if not 0.0 <= tc.teacher_forcing_ratio <= 1.0:
-        raise TrainingError("config.train.teacher_forcing_ratio must be in [0, 1].")
-    if tc.num_train_steps <= 0 and tc.num_epochs <= 0:
-        raise TrainingError("Set config.train.num_epochs or config.train.num_train_steps > 0.")
-    n = jax.device_count()
-    if tc.batch_size % n:
-        raise TrainingError(
-            f"config.train.batch_size={tc.batch_size} must divide evenly over the {n} devices; "
-            f"use a multiple of {n}."
-        )
-
-
-def _config_json(config) -> dict:
-    return json.loads(config.to_json_best_effort())
-
-
-def check_workdir(workdir: str, config, has_checkpoints: bool) -> None:
-    """Refuses a workdir whose checkpoints come from another model or data/vocabulary."""
-    saved = read_json(os.path.join(workdir, CONFIG_FILE))
-    if saved is None or not has_checkpoints:
-        return
-    now = _config_json(config)
-    diffs = [
-        f"{section}.{k}: saved {saved.get(section, {}).get(k)!r}, now {now[section].get(k)!r}"
-        for section in ("model", "data")
-        for k in sorted(set(now[section]) | set(saved.get(section, {})))
-        if saved.get(section, {}).get(k) != now[section].get(k)
-    ]
-    if diffs:
-        raise CheckpointError(
-            f"{workdir} holds checkpoints of a different model or data/vocabulary:\n  "
-            + "\n  ".join(diffs)
-            + "\nUse a new --workdir, or the same config to resume."
-        )
-
-
 # ---------------------------------------------------------------------------------- loop
 class _StopFlag:
     """Set by SIGTERM/SIGINT; the loop saves a checkpoint and exits at the next step."""
@@ -254,27 +196,57 @@ def evaluate(model, params, data, split, *, config, p_eval_step, replicated,
     return result
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-    """Trains (or resumes) a model as `config` says.
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike):
+    """Trains (or resumes) a model as `config` says, in `workdir`.
 
-    Returns (final TrainState, last validation metrics dict).
+    The config is validated before anything is written; the workdir is locked against a second
+    training. Returns (final TrainState, last validation metrics dict).
     """
-    validate_config(config)
+    if not isinstance(workdir, (str, os.PathLike)) or not os.fspath(workdir):
+        raise ConfigError(f"workdir must be a directory path, not {workdir!r}.")
+    workdir = os.fspath(workdir)
+    config_lib.validate(config, device_count=jax.device_count())
+    workdir_lib.prepare(workdir)
+    if jax.process_index() != 0:  # process 0 holds the lock for all (a shared filesystem)
+        return _train(config, workdir)
+    with workdir_lib.Lock(workdir):
+        return _train(config, workdir)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str):
     tc = config.train
     is_main = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
     ckpt = Checkpointer(workdir, keep_latest=tc.keep_checkpoints,
                         best_metric="bleu" if config.eval.bleu else None)
-    check_workdir(workdir, config, bool(ckpt.all_steps()))
-
-    # data: vocabularies come from the workdir when it has them (a resumed run)
-    has_vocab = os.path.exists(os.path.join(workdir, data_lib.SRC_VOCAB_FILE))
-    data = data_lib.build(config.data, vocab_dir=workdir if has_vocab else None,
-                          seed=config.seed)
+    try:
+        result = _loop(config, workdir, ckpt)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            ckpt.close()
+        raise
+    ckpt.close()
     if is_main:
-        data.save_vocabs(workdir)
-        with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-            json.dump(_config_json(config), f, indent=2)
+        plots.training_curves(metrics_lib.read_metrics(workdir),
+                              os.path.join(workdir, "curves.png"))
+    return result
+
+
+def _loop(config, workdir: str, ckpt: Checkpointer):
+    tc = config.train
+    is_main = jax.process_index() == 0
+    steps = ckpt.all_steps()
+    # A workdir's files count only once a checkpoint uses them: those of a run that died
+    # before its first checkpoint are rebuilt, never reused.
+    if steps:
+        check_resumable(workdir, config, ckpt)
+    data = data_lib.build(config.data, vocab_dir=workdir if steps else None, seed=config.seed)
+    if config.eval.split not in data.splits or not data.num_examples(config.eval.split):
+        raise ConfigError(
+            f"config.eval.split={config.eval.split!r}: the corpus has no such split or it is "
+            f"empty (it has {', '.join(data.splits)}); set --config.eval.split or "
+            "data.split_fractions.")
+    vocab_files = [f for f in data_lib.VOCAB_FILES if not steps or
+                   os.path.exists(os.path.join(workdir, f))]
 
     mesh = make_mesh()
     replicated = NamedSharding(mesh, P())
@@ -319,71 +291,110 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         out_shardings=replicated,
     )
     writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
-    meta = {"config": _config_json(config)}
-    valid_split = config.eval.split
+    schedule = make_schedule(tc, total_steps)
+    run_files_written = False
+    ckpt_dir = checkpoint_dir(workdir)
 
     def save(step, metrics=None, force=False):
-        ckpt.save(step, state, train_iter, meta, metrics=metrics, force=force)
+        """Writes config.json and the vocabularies (atomically) with the run's first save, so
+        that they exist exactly when a checkpoint uses them, then the checkpoint."""
+        nonlocal run_files_written
+        try:
+            if not run_files_written and is_main:
+                workdir_lib.write_json(os.path.join(workdir, CONFIG_FILE),
+                                       config_lib.to_json(config))
+                if not steps:
+                    data.save_vocabs(workdir)
+            run_files_written = True
+            meta = {"config": config_lib.to_json(config),
+                    "vocab_sha256": workdir_lib.fingerprints(workdir, vocab_files)}
+            ckpt.save(step, state, train_iter, meta, metrics=metrics, force=force)
+            ckpt.wait() if force else None
+        except (OSError, ValueError, RuntimeError) as e:
+            last = [s for s in ckpt.all_steps() if s < step and os.path.isdir(
+                os.path.join(ckpt_dir, str(s)))][-1:] or ["none"]
+            full = any(x in str(e) for x in ("No space left", "RESOURCE_EXHAUSTED"))
+            raise CheckpointError(
+                f"Saving a checkpoint in {ckpt_dir} failed ("
+                + ("the disk is full" if full else first_line(e)) + "). Free disk space or fix "
+                f"the directory, then rerun to resume from the last complete checkpoint (step "
+                f"{last[0]}).") from None
 
     last_valid: dict = {}
     pending: list = []  # device metrics since the last log
-    t_log, tokens_log = time.time(), 0
+    history: list[float] = []  # logged losses, for the divergence guard
+    t_log = time.time()
     bar = tqdm(total=total_steps, initial=start_step, disable=not (is_main and tc.progress_bar),
                dynamic_ncols=True, desc="train")
-    with _StopFlag() as stop:
-        for step in range(start_step, total_steps):
-            batch = next(train_iter)
-            state, m = p_train_step(state, to_global(batch, sharded), base_key)
-            pending.append(m)
-            done = step + 1
-            bar.update(1)
-            is_last = done == total_steps
-            run_eval = done % tc.eval_every == 0 or is_last
-            will_save = run_eval or done % tc.checkpoint_every == 0 or bool(stop.signal)
-            if done % tc.log_every == 0 or will_save:  # also checks for NaN before any save
-                host = jax.device_get(pending)
-                pending = []
-                loss = float(np.mean([h["loss"] for h in host]))
-                if not np.isfinite(loss):
-                    ckpt.wait()
-                    last_good = ckpt.all_steps()[-1] if ckpt.all_steps() else "none"
-                    raise TrainingError(
-                        f"Loss became {loss} at step {done}; stopped without saving. The last "
-                        f"good checkpoint (step {last_good}) is kept. Lower the learning rate "
-                        "or set config.train.grad_clip."
-                    )
-                tokens = sum(int(h["tokens"]) for h in host) * jax.process_count()
-                elapsed = time.time() - t_log
-                tps = tokens / max(elapsed, 1e-9)
-                t_log = time.time()
-                tokens_log += tokens
-                writer.write(done, "train", {
-                    "loss": loss, "grad_norm": float(np.mean([h["grad_norm"] for h in host])),
-                    "tokens_per_sec": tps, "learning_rate": float(
-                        make_schedule(tc, total_steps)(done)),
-                })
-                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}")
-            metrics = None
-            if run_eval:
-                metrics = evaluate(model, state.params, data, valid_split, config=config,
-                                   p_eval_step=p_eval_step, replicated=replicated,
-                                   with_bleu=config.eval.bleu)
-                writer.write(done, "valid", metrics)
-                last_valid = metrics
-                bar.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-            if will_save:
-                save(done, metrics, force=bool(stop.signal))
-            if stop.signal:
-                ckpt.close()
-                bar.close()
-                writer.close()
-                log.warning("Got %s: saved a checkpoint at step %d and stopped. Rerun the same "
-                            "command to resume.", stop.signal, done)
-                raise KeyboardInterrupt(f"{stop.signal} at step {done}")
-    bar.close()
-    ckpt.close()
-    writer.close()
-    if is_main:
-        plots.training_curves(metrics_lib.read_metrics(workdir),
-                              os.path.join(workdir, "curves.png"))
+    try:
+        with _StopFlag() as stop:
+            for step in range(start_step, total_steps):
+                batch = next(train_iter)
+                state, m = p_train_step(state, to_global(batch, sharded), base_key)
+                pending.append(m)
+                done = step + 1
+                bar.update(1)
+                run_eval = done % tc.eval_every == 0 or done == total_steps
+                will_save = run_eval or done % tc.checkpoint_every == 0 or bool(stop.signal)
+                if done % tc.log_every == 0 or will_save:  # checks the loss before any save
+                    host = jax.device_get(pending)
+                    pending = []
+                    loss = check_loss(host, done, history, tc.divergence_factor, ckpt)
+                    tokens = sum(int(h["tokens"]) for h in host) * jax.process_count()
+                    tps = tokens / max(time.time() - t_log, 1e-9)
+                    t_log = time.time()
+                    writer.write(done, "train", {
+                        "loss": loss, "grad_norm": float(np.mean([h["grad_norm"] for h in host])),
+                        "tokens_per_sec": tps, "learning_rate": float(schedule(done))})
+                    bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}")
+                metrics = None
+                if run_eval:
+                    try:
+                        metrics = evaluate(model, state.params, data, config.eval.split,
+                                           config=config, p_eval_step=p_eval_step,
+                                           replicated=replicated, with_bleu=config.eval.bleu)
+                    except Exception as e:  # noqa: BLE001 - keep the work, then report
+                        save(done, force=True)
+                        raise TrainingError(
+                            f"Validation at step {done} failed ({first_line(e)}); the checkpoint"
+                            f" of step {done} is saved. Fix config.eval (e.g. a smaller "
+                            "--config.eval.batch_size) and rerun to resume.") from e
+                    writer.write(done, "valid", metrics)
+                    last_valid = metrics
+                    bar.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}"
+                                                          for k, v in metrics.items()))
+                if will_save:
+                    save(done, metrics, force=bool(stop.signal))
+                if stop.signal:
+                    log.warning("Got %s: saved a checkpoint at step %d and stopped. Rerun the "
+                                "same command to resume.", stop.signal, done)
+                    raise KeyboardInterrupt(f"{stop.signal} at step {done}")
+    finally:
+        bar.close()
+        writer.close()
     return state, last_valid
+
+
+def check_loss(host: list[dict], step: int, history: list[float], factor: float,
+               ckpt: Checkpointer) -> float:
+    """The mean loss of the logged steps; TrainingError (nothing saved) if a loss or gradient
+    is not finite, or the loss is over `factor` times the median of the earlier logged ones."""
+    losses = np.array([h["loss"] for h in host], np.float64)
+    norms = np.array([h["grad_norm"] for h in host], np.float64)
+    loss = float(losses.mean())
+    problem = None
+    if not (np.isfinite(losses).all() and np.isfinite(norms).all()):
+        problem = f"Loss became {loss} (gradient norm {float(norms.max())})"
+    elif factor and len(history) >= 5 and losses.max() > factor * np.median(history[-50:]):
+        problem = (f"Loss {float(losses.max()):.4g} is over {factor:g}x the median "
+                   f"{float(np.median(history[-50:])):.4g} of the earlier logged losses: the run "
+                   "diverged (train.divergence_factor; 0 checks only NaN/inf)")
+    if problem:
+        ckpt.wait()
+        last_good = (ckpt.all_steps() or ["none"])[-1]
+        raise TrainingError(
+            f"{problem} at step {step}; stopped without saving. The last good checkpoint "
+            f"(step {last_good}) is kept. Lower the learning rate or set config.train.grad_clip, "
+            "then rerun to resume from it.")
+    history.append(loss)
+    return loss

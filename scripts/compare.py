@@ -16,7 +16,7 @@ import sys
 
 from absl import app, flags
 
-from jaxattn import inference
+from jaxattn import cli, inference
 from jaxattn.inference import InferenceError, UsageError
 
 _WORKDIRS = flags.DEFINE_list("workdirs", [], "Training runs (comma-separated); positional "
@@ -141,10 +141,5 @@ def table(rows: list[dict]) -> str:
     return "\n".join([line(head), rule] + [line(b) for b in body])
 
 
-def main(argv):
-    inference.setup_logging()
-    inference.cli_errors(lambda: run(argv))
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=inference.parse_flags)
+    app.run(cli.main(run), flags_parser=cli.parse_flags)

@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from jaxattn import inference
+from jaxattn import cli, inference
 from jaxattn.inference import UsageError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
@@ -114,10 +114,5 @@ def run(argv):
         print(f"result: {json_path}")
 
 
-def main(argv):
-    inference.setup_logging()
-    inference.cli_errors(lambda: run(argv))
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=inference.parse_flags)
+    app.run(cli.main(run), flags_parser=cli.parse_flags)

@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from jaxattn import inference, plots
+from jaxattn import cli, inference, plots
 from jaxattn.inference import UsageError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
@@ -87,14 +87,5 @@ def plot_attention(translator, out, path):
     print(f"attention: {path}", file=sys.stderr)
 
 
-def main(argv):
-    inference.setup_logging()
-    try:
-        inference.cli_errors(lambda: run(argv))
-    except BrokenPipeError:  # e.g. | head
-        sys.stderr.close()
-        sys.exit(0)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=inference.parse_flags)
+    app.run(cli.main(run), flags_parser=cli.parse_flags)

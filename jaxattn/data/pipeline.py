@@ -33,15 +33,17 @@ import ml_collections
 import numpy as np
 
 from jaxattn.data.readers import TUTORIAL_SHA256, TUTORIAL_URL
-from jaxattn.data.synthetic import TASKS, synthetic_splits
-from jaxattn.data.text import ENG_PREFIXES, TOKENIZERS, Tokenizer, train_sentencepiece
-from jaxattn.data.vocab import ORDERS, Vocab
+from jaxattn.data.synthetic import synthetic_splits
+from jaxattn.data.text import ENG_PREFIXES, Tokenizer, train_sentencepiece
+from jaxattn.data.vocab import Vocab
+from jaxattn.workdir import write_bytes
 
 log = logging.getLogger(__name__)
 
 DATASETS = ("tutorial", "parallel", "tfds", "synthetic")
 SRC_VOCAB_FILE, TGT_VOCAB_FILE = "src_vocab.txt", "tgt_vocab.txt"
 SRC_SPM_FILE, TGT_SPM_FILE = "src_spm.model", "tgt_spm.model"
+VOCAB_FILES = (SRC_VOCAB_FILE, TGT_VOCAB_FILE, SRC_SPM_FILE, TGT_SPM_FILE)  # what a run reuses
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -110,30 +112,10 @@ def default_data_config() -> ml_collections.ConfigDict:
 
 def _resolved(cfg) -> dict:
     """The 'auto' options made concrete, after checking every option."""
-    def bad(key, allowed):
-        return ValueError(f"config.data.{key}={cfg[key]!r} is not one of {allowed}.")
+    from jaxattn.config import validate_section  # config imports this module
 
-    if cfg.name not in DATASETS:
-        raise bad("name", DATASETS)
-    if cfg.tokenizer not in ("auto",) + TOKENIZERS:
-        raise bad("tokenizer", ("auto",) + TOKENIZERS)
-    if cfg.normalize not in ("auto", "tutorial", "none"):
-        raise bad("normalize", ("auto", "tutorial", "none"))
-    if cfg.vocab_order not in ORDERS:
-        raise bad("vocab_order", ORDERS)
-    if cfg.name == "synthetic" and cfg.synthetic_task not in TASKS:
-        raise bad("synthetic_task", TASKS)
-    for key, low in (("pad_to", 0), ("pad_multiple", 1), ("bucket_pool", 0), ("prefetch", 0),
-                     ("vocab_min_freq", 1), ("vocab_max_size", 0), ("max_length", -1)):
-        if cfg[key] < low:
-            raise ValueError(f"config.data.{key} must be >= {low}, got {cfg[key]}.")
+    validate_section("data", cfg)
     bounds = tuple(cfg.bucket_boundaries)
-    if any(b < 1 for b in bounds) or list(bounds) != sorted(set(bounds)):
-        raise ValueError(f"config.data.bucket_boundaries must increase and be positive, "
-                         f"got {bounds}.")
-    if cfg.tutorial_ids and (cfg.vocab_min_freq > 1 or cfg.vocab_max_size):
-        raise ValueError("tutorial_ids=True has no UNK id, so every training word needs an id: "
-                         "leave vocab_min_freq=1 and vocab_max_size=0, or set tutorial_ids=False.")
     tokenizer = cfg.tokenizer
     if tokenizer == "auto":
         tokenizer = {"tutorial": "space", "synthetic": "space"}.get(cfg.name, "word")
@@ -418,6 +400,10 @@ class Data:
         if self.stats["train_too_long"]:
             log.info("Left out %d of %d training pairs with %d or more tokens a side.",
                      self.stats["train_too_long"], len(fits), limit)
+        # Evaluation sentences are cut to what training saw (so that one long line cannot
+        # blow up an evaluation batch): the training limit, else twice the longest pair.
+        self.eval_cut = limit if limit < 2**31 else 2 * (int(self._train_counts.max()) + 1)
+        self._eval_checked: set[str] = set()
 
     # ------------------------------------------------------------------ information
     @property
@@ -471,15 +457,14 @@ class Data:
         self.tgt_vocab.save(os.path.join(directory, TGT_VOCAB_FILE))
         for tok, name in ((self.src_tokenizer, SRC_SPM_FILE), (self.tgt_tokenizer, TGT_SPM_FILE)):
             if tok.sp_model is not None:
-                with open(os.path.join(directory, name), "wb") as f:
-                    f.write(tok.sp_model)
+                write_bytes(os.path.join(directory, name), tok.sp_model)
 
     # ------------------------------------------------------------------ batches
     def _batch(self, split: str, rows: list[int], src_len: int = 0,
                tgt_len: int = 0) -> dict[str, np.ndarray]:
         """Rows of a split -> padded batch; lengths 0 = the rows' own longest (padded)."""
         src_text, tgt_text = self._texts[split]
-        cut = self.config.pad_to
+        cut = self.config.pad_to if split == "train" else self.eval_cut
         try:
             src = [_encode(self.src_tokenizer, self.src_vocab, src_text[i], cut) for i in rows]
             tgt = [_encode(self.tgt_tokenizer, self.tgt_vocab, tgt_text[i], cut) for i in rows]
@@ -496,6 +481,16 @@ class Data:
         """The split in order, in batches of `batch_size` rows (the last one may be smaller),
         each padded to its own longest row (rounded like training batches)."""
         n = len(self._split(split)[0])
+        if split != "train" and split not in self._eval_checked:
+            self._eval_checked.add(split)
+            sides = zip(self._texts[split], (self.src_tokenizer, self.tgt_tokenizer),
+                        strict=True)
+            long = sum(len(tok.tokenize(t)) >= self.eval_cut for side, tok in sides
+                       for t in side)
+            if long:
+                log.warning("%s: %d sentence(s) of %d or more tokens cut to %d positions for "
+                            "evaluation (the training limit; data.max_length sets it).", split,
+                            long, self.eval_cut, self.eval_cut)
         return [self._batch(split, list(range(i, min(i + batch_size, n))))
                 for i in range(0, n, batch_size)]
 

@@ -122,9 +122,10 @@ class Vocab:
         return out
 
     def save(self, path: str | os.PathLike) -> None:
-        """One token a line, UTF-8, specials first."""
-        with open(path, "w", encoding="utf-8", newline="\n") as f:
-            f.write("\n".join(self.tokens) + "\n")
+        """One token a line, UTF-8, specials first; written atomically (temp file + rename)."""
+        from jaxattn.workdir import write_bytes
+
+        write_bytes(os.fspath(path), ("\n".join(self.tokens) + "\n").encode("utf-8"))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:

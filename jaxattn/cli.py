@@ -1,0 +1,157 @@
+"""What every script shares: logging, flag parsing and one `error: ...` line per user mistake.
+
+    if __name__ == "__main__":
+        app.run(cli.main(run), flags_parser=cli.parse_flags)
+
+A user mistake (a JaxattnError, an unreadable file, a bad flag or --config file) ends in one
+line on stderr and a non-zero exit status: 2 for usage errors, 1 otherwise, 130 when
+interrupted. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+from absl import flags
+
+from jaxattn.errors import ConfigError, JaxattnError, UsageError, first_line
+
+USAGE_EXIT, ERROR_EXIT, INTERRUPTED_EXIT = 2, 1, 130
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Plain 'warning: ...' lines on stderr for jaxattn; quiet libraries (absl, orbax)."""
+    from absl import logging as absl_logging
+
+    # Libraries' own error logs (an Orbax background save that failed, with its traceback)
+    # reach the user as the one error line the failure ends in.
+    absl_logging.set_verbosity(absl_logging.FATAL)
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
+    logger = logging.getLogger("jaxattn")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LowerLevelFormatter("%(levelname)s: %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+class _LowerLevelFormatter(logging.Formatter):
+    def format(self, record):
+        record.levelname = record.levelname.lower()
+        return super().format(record)
+
+
+def fail(message: str, code: int = ERROR_EXIT):
+    """Prints the one error line and exits at once: the interpreter's teardown would print the
+    complaints of library threads still running (asyncio 'Event loop is closed', ...)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _quiet_closed_loops(hook):
+    """An unraisable-exception hook that drops the 'Event loop is closed' complaints of Orbax's
+    and TensorStore's background threads after a failed save; others go to `hook`."""
+    def quiet(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError)
+                and "Event loop is closed" in str(unraisable.exc_value)):
+            hook(unraisable)
+    return quiet
+
+
+def parse_flags(argv):
+    """absl's flag parser, but a bad flag, an unknown --config.* key or an unloadable --config
+    file is one 'error: ...' line and exit status 2 (no traceback)."""
+    try:
+        rest = flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(f"{e}\nPass --help to see the options.", USAGE_EXIT)
+    except (AttributeError, KeyError) as e:  # ml_collections: --config.<unknown key>=...
+        msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
+        fail(f"unknown config key {msg}", USAGE_EXIT)
+    except Exception as e:  # noqa: BLE001 - a --config file that does not load
+        fail(f"cannot load the --config file ({first_line(e)}).", USAGE_EXIT)
+    if "config" in flags.FLAGS:
+        error = getattr(flags.FLAGS["config"].value, "_error", None)  # ml_collections' stand-in
+        if error is not None:
+            fail(f"cannot load --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
+                 f"{first_line(error)}", USAGE_EXIT)
+    return rest
+
+
+def main(run):
+    """Wraps a script's run(argv) for absl's app.run: user mistakes -> one error line."""
+    def wrapped(argv):
+        setup_logging()
+        sys.unraisablehook = _quiet_closed_loops(sys.unraisablehook)
+        try:
+            return run(argv)
+        except ConfigError as e:
+            fail(str(e), USAGE_EXIT)
+        except JaxattnError as e:
+            fail(str(e), getattr(e, "exit_code", ERROR_EXIT))
+        except BrokenPipeError:  # e.g. | head
+            sys.stderr.close()
+            sys.exit(0)
+        except OSError as e:  # disk full, permissions, a vanished file
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            fail(f"{e.strerror or e}{where}.")
+        except KeyboardInterrupt as e:
+            print(f"interrupted ({e}); rerun the same command to resume." if str(e) else
+                  "interrupted", file=sys.stderr, flush=True)
+            os._exit(INTERRUPTED_EXIT)
+    return wrapped
+
+
+def init_distributed(mode: str, coordinator: str | None, num_processes: int | None,
+                     process_id: int | None, timeout: int) -> None:
+    """jax.distributed for --distributed=off|auto|explicit, with the flags checked first and a
+    timeout that names what it waited for (JAX itself aborts with a C++ stack trace)."""
+    given = {name: v for name, v in (("--coordinator_address", coordinator),
+                                     ("--num_processes", num_processes),
+                                     ("--process_id", process_id)) if v is not None}
+    if mode == "off" and len(given) in (1, 2):
+        raise UsageError(f"{', '.join(given)} set without --distributed=explicit; a multi-host "
+                         "run needs --distributed=explicit and all three of --coordinator_address,"
+                         " --num_processes and --process_id.")
+    if mode == "off" and not given:
+        return
+    if mode == "auto" and given:
+        raise UsageError(f"--distributed=auto detects the cluster by itself; drop "
+                         f"{', '.join(given)} or use --distributed=explicit.")
+    if mode != "auto":  # explicit (or off with all three flags, as older versions allowed)
+        missing = sorted({"--coordinator_address", "--num_processes", "--process_id"} - set(given))
+        if missing:
+            raise UsageError(f"--distributed=explicit needs {', '.join(missing)}.")
+        host, _, port = coordinator.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"--coordinator_address={coordinator!r} must be host:port.")
+        if num_processes < 1 or not 0 <= process_id < num_processes:
+            raise UsageError(f"--process_id={process_id} must be in [0, --num_processes="
+                             f"{num_processes}).")
+    if timeout < 1:
+        raise UsageError(f"--distributed_timeout must be >= 1 second, got {timeout}.")
+    import jax
+
+    what = (f"all {num_processes} processes to join the coordinator at {coordinator}"
+            if mode != "auto" else "the cluster's processes to join")
+
+    def give_up():
+        print(f"error: waited {timeout} s for {what}; none or not all came. Start every process "
+              "with the same --coordinator_address and --num_processes and its own --process_id "
+              "(0 first), or raise --distributed_timeout.", file=sys.stderr, flush=True)
+        os._exit(ERROR_EXIT)
+
+    watchdog = threading.Timer(timeout, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        kwargs = {} if mode == "auto" else dict(
+            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+        jax.distributed.initialize(initialization_timeout=timeout + 60, **kwargs)
+    finally:
+        watchdog.cancel()
