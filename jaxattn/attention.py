@@ -42,6 +42,14 @@ def masked_softmax(scores: Array, mask: Array | None, axis: int = -1) -> Array:
     Masked scores are replaced by the dtype's most negative finite value rather than -inf, and
     the result is zeroed again afterwards, so a fully masked row gives all zeros (not NaN), in
     the forward pass and in gradients. mask None is a plain softmax.
+
+    Args:
+        scores: Unnormalized scores, e.g. [batch, src_len].
+        mask: Bool array broadcastable to `scores`, True = a real position; None = no mask.
+        axis: The axis to normalize over.
+
+    Returns:
+        Weights of the shape of `scores`, summing to 1 over `axis` (0 for a fully masked row).
     """
     if mask is None:
         return jax.nn.softmax(scores, axis=axis)
@@ -518,9 +526,23 @@ _BY_NAME: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
 
 
 def make_attention(name: str, **kwargs: Any) -> nn.Module:
-    """Build an attention module by name ('additive'/'bahdanau'/'mlp', 'dot', 'scaled_dot',
-    'general'/'luong', 'location', 'local_m', 'local_p', 'kernel', 'pooling'); kwargs are the
-    module's fields (e.g. hidden=128 for additive, max_length=10 for location)."""
+    """Builds an attention module by name.
+
+    Args:
+        name: 'additive'/'bahdanau'/'mlp', 'dot', 'scaled_dot', 'general'/'luong', 'location',
+            'local_m', 'local_p', 'kernel' or 'pooling' (any case, '-' or '_').
+        **kwargs: The module's fields, e.g. hidden=128 for additive, max_length=10 for
+            location, kernel='epanechnikov' for kernel.
+
+    Returns:
+        The (unbound) Flax module. Called as ``context, weights = attn(query, keys, values,
+        mask)`` with query [batch, q_dim], keys [batch, src_len, k_dim], values [batch,
+        src_len, v_dim] or None (= keys), mask [batch, src_len] bool or None; context
+        [batch, v_dim], weights [batch, src_len].
+
+    Raises:
+        ValueError: For an unknown name. TypeError: For fields the module does not have.
+    """
     key = name.lower().replace("-", "_")
     if key not in _BY_NAME:
         raise ValueError(f"Unknown attention {name!r}; choose one of {sorted(_BY_NAME)}.")

@@ -35,7 +35,16 @@ class Encoder(nn.Module):
 
     @nn.compact
     def __call__(self, src, lengths=None, *, train: bool = False):
-        # src [B, S] int32; lengths [B] int32 or None (None reads every position: the tutorial)
+        """Encodes a batch.
+
+        Args:
+            src: Source ids [B, S] int32.
+            lengths: Lengths [B] int32, or None to read every position (the tutorial).
+            train: Apply dropout (needs a 'dropout' rng).
+
+        Returns:
+            (outputs [B, S, hidden * directions], finals: one carry per layer).
+        """
         x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(src)  # [B, S, E]
         if self.dtype is not None:
             x = x.astype(self.dtype)

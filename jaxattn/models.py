@@ -27,6 +27,13 @@ class Seq2Seq(nn.Module):
 
     mask_attention=False and encoder_lengths=False reproduce two of the tutorial's faults
     (attention over padding; the encoder reading padding); the defaults are correct.
+
+    Attributes:
+        encoder: The `Encoder`.
+        decoder: A decoder (`BahdanauDecoder`, `LuongDecoder`, `PlainDecoder`, `LegacyDecoder`).
+        bos_id: The first decoder input (the tutorial's SOS).
+        mask_attention: Mask padding out of the attention (False: the tutorial).
+        encoder_lengths: Stop the encoder at each sentence's length (False: the tutorial).
     """
 
     encoder: Encoder
@@ -36,7 +43,18 @@ class Seq2Seq(nn.Module):
     encoder_lengths: bool = True
 
     def encode(self, src, src_len=None, *, train: bool = False) -> dict:
-        # src [B, S]; src_len [B] or None (= every position is real)
+        """Runs the encoder once per sentence.
+
+        Args:
+            src: Source ids [B, S] int.
+            src_len: Source lengths [B] int, or None (every position is real).
+            train: Apply dropout (needs a 'dropout' rng).
+
+        Returns:
+            The memory dict: keys [B, S, D_enc] (encoder outputs), mask [B, S] bool or None,
+            finals (the encoder's final carries, one per layer) and cache (the attention's
+            key-only work, see `precompute`).
+        """
         lengths = src_len if self.encoder_lengths else None
         keys, finals = self.encoder(src, lengths, train=train)  # [B, S, D_enc]
         mask = None
@@ -46,10 +64,22 @@ class Seq2Seq(nn.Module):
         return {"keys": keys, "mask": mask, "finals": finals, "cache": cache}
 
     def init_state(self, memory) -> dict:
+        """The decoder's initial state from `encode`'s memory (rnn carries, [B, H] each)."""
         return self.decoder.init_state(memory)
 
     def decode_step(self, memory, state, prev_tokens, t, *, train: bool = False):
-        """One step: (state, prev_tokens [B], t) -> (state, logits [B, V], weights [B, S])."""
+        """One decoder step, as search code drives it.
+
+        Args:
+            memory: `encode`'s output.
+            state: The decoder state (`init_state`, then this method's).
+            prev_tokens: The previous output ids [B] (BOS first).
+            t: The step index (int or [B] int; local-m attention uses it).
+            train: Apply dropout.
+
+        Returns:
+            (state, logits [B, V] float32, attention weights [B, S]).
+        """
         return self.decoder.step(memory, state, prev_tokens, t, train=train)
 
     def __call__(
@@ -63,10 +93,21 @@ class Seq2Seq(nn.Module):
         max_len: int | None = None,
         train: bool = False,
     ):
-        """Returns logits [B, T, V] and attention weights [B, T, S].
+        """Encodes and decodes a batch in one scanned loop.
 
-        targets [B, T] (EOS-terminated, no BOS) or None for free-running greedy decoding of
-        `max_len` steps. teacher_forcing_ratio < 1 needs `rng` (a PRNG key).
+        Args:
+            src: Source ids [B, S] int.
+            src_len: Source lengths [B] int, or None (every position is real).
+            targets: Target ids [B, T] (EOS-terminated, no BOS), or None for free-running
+                greedy decoding of `max_len` steps.
+            teacher_forcing_ratio: 1.0 feeds the targets at every step; 0.0 feeds the model's
+                own argmax; in between, a per-step, per-sentence coin drawn from `rng`.
+            rng: A PRNG key, needed when 0 < teacher_forcing_ratio < 1.
+            max_len: Steps to decode when targets is None.
+            train: Apply dropout (pass ``rngs={'dropout': key}`` to `apply`).
+
+        Returns:
+            (logits [B, T, V] float32, attention weights [B, T, S]).
         """
         memory = self.encode(src, src_len, train=train)
         batch = src.shape[0]
@@ -89,7 +130,12 @@ class Seq2Seq(nn.Module):
 
 
 def default_model_config() -> ml_collections.ConfigDict:
-    """Every model option, with the tutorial's values."""
+    """Every model option, with the tutorial's values.
+
+    Returns:
+        An `ml_collections.ConfigDict` (cell, embed_dim, hidden, layers, decoder, attention,
+        masking switches, dtype, ...), the input of `build_model`.
+    """
     c = ml_collections.ConfigDict()
     c.cell = "gru"  # gru | lstm
     c.embed_dim = 128
@@ -138,7 +184,20 @@ def _attention_from_config(c, query_dim: int, key_dim: int) -> nn.Module:
 
 def build_model(c: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_size: int,
                 bos_id: int) -> Seq2Seq:
-    """Builds a Seq2Seq from a model config (see `default_model_config`)."""
+    """Builds a Seq2Seq from a model config.
+
+    Args:
+        c: A model config (see `default_model_config`).
+        src_vocab_size: Source vocabulary size.
+        tgt_vocab_size: Target vocabulary size (the logits' last axis).
+        bos_id: The decoder's first input id.
+
+    Returns:
+        The `Seq2Seq` module (initialise it with ``model.init(key, src, src_len, tgt)``).
+
+    Raises:
+        ValueError: For an unknown decoder or attention, or sizes that cannot match.
+    """
     dtype = jnp.dtype(c.dtype) if c.dtype != "float32" else None
     encoder = Encoder(
         vocab_size=src_vocab_size,

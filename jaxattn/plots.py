@@ -22,9 +22,17 @@ def _draw_attention(ax, weights, input_words, output_words):
 
 
 def show_attention(input_words, output_words, weights, path: str, title: str | None = None):
-    """Saves the tutorial's heatmap: input words (+ '<EOS>') on x, output words on y.
+    """Saves the tutorial's showAttention heatmap: input words on x, output words on y.
 
-    weights [len(output_words), len(input_words)]; rows/columns beyond the word lists are cut.
+    Args:
+        input_words: Source tokens, usually ending in '<EOS>'.
+        output_words: Output tokens (the tutorial ends them with '<EOS>').
+        weights: [len(output_words), len(input_words)] (or larger: the rest is cut).
+        path: The PNG file to write.
+        title: An optional title.
+
+    Returns:
+        path.
     """
     weights = np.asarray(weights)[: len(output_words), : len(input_words)]
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(input_words) + 2),
@@ -40,7 +48,16 @@ def show_attention(input_words, output_words, weights, path: str, title: str | N
 
 
 def attention_grid(examples, path: str, cols: int = 2):
-    """Saves several heatmaps in one PNG; examples: list of (input_words, output_words, weights)."""
+    """Saves several attention heatmaps in one PNG.
+
+    Args:
+        examples: (input_words, output_words, weights [out, in]) per heatmap.
+        path: The PNG file to write.
+        cols: Heatmaps per row.
+
+    Returns:
+        path.
+    """
     rows = math.ceil(len(examples) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 5 * rows), squeeze=False)
     for ax, (inp, out, w) in zip(axes.flat, examples, strict=False):
@@ -56,7 +73,15 @@ def attention_grid(examples, path: str, cols: int = 2):
 
 
 def training_curves(records: list[dict], path: str):
-    """Loss (train, valid) and validation BLEU against step, from metrics.jsonl records."""
+    """Plots loss (train, valid) and validation BLEU against step.
+
+    Args:
+        records: metrics.jsonl records ({'step', 'split', 'loss', 'bleu', ...}).
+        path: The PNG file to write.
+
+    Returns:
+        path.
+    """
     def series(split, key):
         pts = {r["step"]: r[key] for r in records if r.get("split") == split and key in r}
         steps = sorted(pts)

@@ -94,7 +94,15 @@ def make_cell(cell: str, features: int, dtype=None, name: str | None = None) -> 
 
 
 def valid_mask(lengths, max_len: int):
-    """[B] lengths -> [B, T] bool, True on the first `length` positions."""
+    """Padding mask from lengths.
+
+    Args:
+        lengths: [B] int.
+        max_len: T, the padded length.
+
+    Returns:
+        [B, T] bool, True on the first `lengths[b]` positions.
+    """
     return jnp.arange(max_len)[None, :] < lengths[:, None]
 
 
@@ -122,7 +130,16 @@ class RNN(nn.Module):
 
     @nn.compact
     def __call__(self, inputs, lengths=None, initial_carry: Carry | None = None):
-        # inputs [B, T, D]; lengths [B] int or None (= all T steps valid)
+        """Runs the layer over a batch.
+
+        Args:
+            inputs: [B, T, D].
+            lengths: [B] int, or None (all T steps valid).
+            initial_carry: A carry (`(h,)` or `(h, c)`, [B, features] each); None = zeros.
+
+        Returns:
+            (outputs [B, T, features], zero past each length; the final carry).
+        """
         batch, steps = inputs.shape[:2]
         if lengths is None:
             lengths = jnp.full((batch,), steps, jnp.int32)

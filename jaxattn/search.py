@@ -55,7 +55,15 @@ class SearchResult(NamedTuple):
 
 
 def length_penalty(length, alpha):
-    """Wu et al. (2016): ((5 + length) / 6) ** alpha; 1 for alpha = 0."""
+    """The length penalty of Wu et al. (2016).
+
+    Args:
+        length: Hypothesis lengths (any shape), EOS included.
+        alpha: The exponent; 0 = no penalty.
+
+    Returns:
+        ((5 + length) / 6) ** alpha, float32 of length's shape (1 for alpha = 0).
+    """
     return ((5.0 + jnp.asarray(length, jnp.float32)) / 6.0) ** alpha
 
 
@@ -152,12 +160,23 @@ def greedy_search(
     bos_id: int | None = None,
     pad_id: int | None = None,
 ) -> SearchResult:
-    """Greedy decoding of src [B, S] int (src_len [B] or None = no padding).
+    """Greedy decoding, jitted, stopping once every sentence has emitted EOS.
 
-    Picks argmax(logits) each step, as the model's free-running `__call__`; stops once every
-    sentence has emitted EOS or after max_len steps. bos_id None: the model's `bos_id`;
-    pad_id None: eos_id. Returns a SearchResult with tokens [B, max_len], weights
-    [B, max_len, S], lengths/scores/log_probs/finished [B].
+    Picks argmax(logits) each step, as the model's free-running `__call__`.
+
+    Args:
+        model: A `Seq2Seq` (any module with encode / init_state / decode_step methods).
+        variables: Its variables, ``{'params': params}``.
+        src: Source ids [B, S] int.
+        src_len: Source lengths [B] int, or None (no padding).
+        eos_id: The end-of-sentence id.
+        max_len: At most this many steps.
+        bos_id: The first input; None = the model's `bos_id`.
+        pad_id: The id after a sentence's end; None = eos_id.
+
+    Returns:
+        A `SearchResult`: tokens [B, max_len], weights [B, max_len, S], lengths, scores,
+        log_probs and finished [B], steps [].
     """
     src = jnp.asarray(src, jnp.int32)
     src_len = None if src_len is None else jnp.asarray(src_len, jnp.int32)
@@ -386,14 +405,28 @@ def beam_search(
     pad_id: int | None = None,
     keep_greedy: bool = True,
 ) -> SearchResult:
-    """Beam search over src [B, S] int (src_len [B] or None = no padding).
+    """Beam search with a length penalty, jitted, stopping early.
 
-    beam_size k alive hypotheses; alpha the length penalty exponent (0 = none, scores are
-    then raw log-probs); n_best <= beam_size hypotheses per sentence, best first. bos_id None:
-    the model's `bos_id`; pad_id None: eos_id. Returns a SearchResult with tokens
-    [B, n_best, max_len], weights [B, n_best, max_len, S], the rest [B, n_best]. Slots no
-    hypothesis reached (tiny vocabularies only) have score -inf. keep_greedy: also rank the
-    greedy hypothesis (see the module docstring). beam_size=1 gives exactly `greedy_search`.
+    Slots no hypothesis reached (tiny vocabularies only) have score -inf. beam_size=1 gives
+    exactly `greedy_search`.
+
+    Args:
+        model: A `Seq2Seq` (any module with encode / init_state / decode_step methods).
+        variables: Its variables, ``{'params': params}``.
+        src: Source ids [B, S] int.
+        src_len: Source lengths [B] int, or None (no padding).
+        eos_id: The end-of-sentence id.
+        max_len: At most this many steps.
+        beam_size: Alive hypotheses per sentence (k).
+        alpha: Length penalty exponent (0 = none: scores are raw log-probs).
+        n_best: Hypotheses returned per sentence, best first (<= beam_size).
+        bos_id: The first input; None = the model's `bos_id`.
+        pad_id: The id after a hypothesis's end; None = eos_id.
+        keep_greedy: Also rank the greedy hypothesis (see the module docstring).
+
+    Returns:
+        A `SearchResult` with an n_best axis: tokens [B, n_best, max_len], weights
+        [B, n_best, max_len, S], lengths/scores/log_probs/finished [B, n_best], steps [].
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(

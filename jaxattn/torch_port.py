@@ -115,7 +115,18 @@ def _rnn(r: _Reader, input_size: int) -> dict:
 
 
 def convert_encoder_state_dict(state_dict: Mapping[str, Any]) -> dict:
-    """Embedding + one torch GRU/LSTM (any name, layers, directions) -> `Encoder` params."""
+    """Converts a tutorial EncoderRNN state dict into `Encoder` params.
+
+    Args:
+        state_dict: ``embedding.weight`` [V, E] and one torch GRU/LSTM (any name, layers,
+            directions); torch tensors or NumPy arrays.
+
+    Returns:
+        `Encoder` params (float32 NumPy arrays).
+
+    Raises:
+        StateDictError: On a missing or unexpected key or a wrong shape.
+    """
     r = _Reader(state_dict, "encoder")
     vocab, embed_dim = r.shape("embedding.weight")
     params = {"embed": {"embedding": r.get("embedding.weight", (vocab, embed_dim))}}
@@ -126,9 +137,20 @@ def convert_encoder_state_dict(state_dict: Mapping[str, Any]) -> dict:
 
 
 def convert_decoder_state_dict(state_dict: Mapping[str, Any], *, decoder: str = "bahdanau") -> dict:
-    """A tutorial decoder's state dict -> params of jaxattn's BahdanauDecoder (AttnDecoderRNN
-    with AdditiveAttention), PlainDecoder (DecoderRNN) or LegacyDecoder (the old
-    AttnDecoderRNN with LocationAttention)."""
+    """Converts a tutorial decoder's state dict into jaxattn decoder params.
+
+    Args:
+        state_dict: The decoder's state dict (torch tensors or NumPy arrays).
+        decoder: 'bahdanau' (AttnDecoderRNN -> BahdanauDecoder with AdditiveAttention),
+            'plain' (DecoderRNN -> PlainDecoder) or 'legacy' (the pre-2023 AttnDecoderRNN ->
+            LegacyDecoder with LocationAttention).
+
+    Returns:
+        The decoder's params (float32 NumPy arrays).
+
+    Raises:
+        StateDictError: On a missing or unexpected key or a wrong shape.
+    """
     if decoder not in DECODER_KINDS:
         raise ValueError(f"Unknown decoder {decoder!r}; choose one of {DECODER_KINDS}.")
     r = _Reader(state_dict, f"{decoder} decoder")
@@ -167,11 +189,21 @@ def convert_tutorial_state_dicts(
     decoder: str = "bahdanau",
     like: Mapping | None = None,
 ) -> dict:
-    """The tutorial's (encoder.state_dict(), decoder.state_dict()) -> Seq2Seq params
-    {'encoder': ..., 'decoder': ...} (float32 NumPy arrays; apply with {'params': params}).
+    """Converts the tutorial's two state dicts into `Seq2Seq` params.
 
-    `like`: optional params (or variables) of the target model, e.g. from `model.init`; the
-    result is checked against its tree and shapes, naming any path that differs.
+    Args:
+        encoder_sd: ``encoder.state_dict()`` of the tutorial's EncoderRNN.
+        decoder_sd: ``decoder.state_dict()`` of its decoder.
+        decoder: The decoder kind, see `convert_decoder_state_dict`.
+        like: Optional params (or variables) of the target model, e.g. from `model.init` or
+            `jax.eval_shape`; the result is checked against its tree and shapes.
+
+    Returns:
+        {'encoder': ..., 'decoder': ...} (float32 NumPy arrays; apply with
+        ``{'params': params}``).
+
+    Raises:
+        StateDictError: On a key or shape that does not fit (naming the path).
     """
     params = {
         "encoder": convert_encoder_state_dict(encoder_sd),
@@ -213,9 +245,17 @@ def check_params_like(params: Mapping, like: Mapping) -> None:
 def tutorial_config(
     hidden_size: int = 128, *, decoder: str = "bahdanau", max_length: int = 10
 ) -> ml_collections.ConfigDict:
-    """`default_model_config` set up as the tutorial: embed = hidden = hidden_size, no
-    attention mask, the encoder reads padding (pass src_len=None); 'legacy' uses location
-    attention over `max_length` positions."""
+    """A model config that builds the tutorial's model.
+
+    Args:
+        hidden_size: The tutorial's hidden_size (embedding = GRU size).
+        decoder: 'bahdanau', 'plain' or 'legacy' (location attention).
+        max_length: The legacy decoder's attention length (the tutorial's MAX_LENGTH).
+
+    Returns:
+        `default_model_config` with embed = hidden = hidden_size, no attention mask and an
+        encoder that reads padding (pass src_len=None), as the tutorial.
+    """
     if decoder not in DECODER_KINDS:
         raise ValueError(f"Unknown decoder {decoder!r}; choose one of {DECODER_KINDS}.")
     c = default_model_config()
