@@ -187,7 +187,7 @@ def rules() -> dict[str, dict]:
             "bucket_boundaries": ints(None, 1, increasing=True), "bucket_pool": integer(0),
             "prefetch": integer(0), "synthetic_task": one_of(*r["tasks"]),
             "synthetic_sizes": ints(3), "synthetic_min_len": integer(1),
-            "synthetic_max_len": integer(1), "synthetic_num_symbols": integer(1, 26),
+            "synthetic_max_len": integer(1), "synthetic_num_symbols": integer(1),
         },
         "model": {
             "cell": one_of(*r["cells"]), "embed_dim": integer(1), "hidden": integer(1),

@@ -501,7 +501,7 @@ def test_disk_full_is_one_line_and_best_json_stays_true(tmp_path):
         cfg = os.path.join(ROOT, "configs", "synthetic.py")
         filler = disk / "filler"
         args = [f"--config={cfg}", f"--workdir={w}"] + [
-            f"--config.{k}={v}" for k, v in {**TINY, "train.num_train_steps": 200}.items()]
+            f"--config.{k}={v}" for k, v in {**TINY, "train.num_train_steps": 100}.items()]
         with open(filler, "wb") as f:  # leave room for about two checkpoints
             f.write(b"\0" * (3 * 2**20 - 700 * 2**10))
         r = run_script("train.py", *args)
@@ -512,7 +512,7 @@ def test_disk_full_is_one_line_and_best_json_stays_true(tmp_path):
         filler.unlink()
         r = run_script("train.py", *args)  # space again: resumes and finishes
         assert r.returncode == 0, r.stderr[-2000:]
-        assert Checkpointer(str(w), read_only=True).all_steps()[-1] == 200
+        assert Checkpointer(str(w), read_only=True).all_steps()[-1] == 100
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
 
@@ -521,7 +521,7 @@ def test_kill_9_during_saves_then_resume(tmp_path):
     w = tmp_path / "w"
     cfg = os.path.join(ROOT, "configs", "synthetic.py")
     args = [f"--config={cfg}", f"--workdir={w}"] + [
-        f"--config.{k}={v}" for k, v in {**TINY, "train.num_train_steps": 60,
+        f"--config.{k}={v}" for k, v in {**TINY, "train.num_train_steps": 25,
                                          "train.checkpoint_every": 1,
                                          "train.eval_every": 1000}.items()]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -536,6 +536,6 @@ def test_kill_9_during_saves_then_resume(tmp_path):
     r = run_script("train.py", *args)
     assert r.returncode == 0, r.stderr[-2000:]
     steps = Checkpointer(str(w), read_only=True).all_steps()
-    assert steps[-1] == 60
+    assert steps[-1] == 25
     assert not [d for d in os.listdir(w / "checkpoints") if "tmp" in d]
-    assert inference.Translator.from_workdir(str(w)).step == 60
+    assert inference.Translator.from_workdir(str(w)).step == 25
