@@ -358,8 +358,8 @@ def check_options(**kwargs) -> None:
                                                           if isinstance(v, str) else "") + ".")
         elif name == "alpha":
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                  or not v >= 0):
-                raise UsageError(f"alpha must be a number >= 0 or None, got {v!r}.")
+                                  or not np.isfinite(v)):
+                raise UsageError(f"alpha must be a finite number or None, got {v!r}.")
         elif v is not None or name == "beam_size":
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise UsageError(f"{name} must be an integer >= 1, got {v!r}.")

@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 
@@ -52,6 +53,33 @@ class SearchResult(NamedTuple):
     weights: jax.Array
     finished: jax.Array
     steps: jax.Array
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def check_inputs(src, src_len, *, eos_id, max_len, beam_size=1, alpha=0.0):
+    """(src int32 [B, S], src_len int32 [B] or None) after checking the search arguments;
+    ValueError naming the first bad one."""
+    for name, v in (("max_len", max_len), ("beam_size", beam_size)):
+        if not _is_int(v) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
+    if not _is_int(eos_id) or eos_id < 0:
+        raise ValueError(f"eos_id must be a token id (an integer >= 0), got {eos_id!r}.")
+    if isinstance(alpha, (int, float)) and not np.isfinite(alpha):
+        raise ValueError(f"alpha (the length penalty) must be a finite number, got {alpha!r}.")
+    src = jnp.asarray(src)
+    if src.ndim != 2 or not jnp.issubdtype(src.dtype, jnp.integer):
+        raise ValueError(f"src must be integer token ids shaped [batch, length], got "
+                         f"{src.dtype}{list(src.shape)}.")
+    if src_len is not None:
+        src_len = jnp.asarray(src_len)
+        if src_len.shape != src.shape[:1] or not jnp.issubdtype(src_len.dtype, jnp.integer):
+            raise ValueError(f"src_len must be integer lengths shaped [{src.shape[0]}], got "
+                             f"{src_len.dtype}{list(src_len.shape)}.")
+        src_len = src_len.astype(jnp.int32)
+    return src.astype(jnp.int32), src_len
 
 
 def length_penalty(length, alpha):
@@ -178,8 +206,7 @@ def greedy_search(
         A `SearchResult`: tokens [B, max_len], weights [B, max_len, S], lengths, scores,
         log_probs and finished [B], steps [].
     """
-    src = jnp.asarray(src, jnp.int32)
-    src_len = None if src_len is None else jnp.asarray(src_len, jnp.int32)
+    src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len)
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
     return _greedy(
@@ -428,12 +455,12 @@ def beam_search(
         A `SearchResult` with an n_best axis: tokens [B, n_best, max_len], weights
         [B, n_best, max_len, S], lengths/scores/log_probs/finished [B, n_best], steps [].
     """
-    if not 1 <= n_best <= beam_size:
+    src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len,
+                                beam_size=beam_size, alpha=alpha)
+    if not _is_int(n_best) or not 1 <= n_best <= beam_size:
         raise ValueError(
             f"Need 1 <= n_best <= beam_size, got n_best={n_best}, beam_size={beam_size}."
         )
-    src = jnp.asarray(src, jnp.int32)
-    src_len = None if src_len is None else jnp.asarray(src_len, jnp.int32)
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
     return _beam(

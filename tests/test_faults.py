@@ -414,7 +414,7 @@ def test_python_api_checks_arguments(trained, tmp_path):
                            (dict(sentences=[1, 2]), "sentences"),
                            (dict(sentences=["a"], beam_size=0), "beam_size"),
                            (dict(sentences=["a"], beam_size=2.5), "beam_size"),
-                           (dict(sentences=["a"], alpha=-1.0), "alpha"),
+                           (dict(sentences=["a"], alpha=float("nan")), "alpha"),
                            (dict(sentences=["a"], max_len=0), "max_len"),
                            (dict(sentences=["a"], batch_size=0), "batch_size")]:
         sentences = kwargs.pop("sentences")
@@ -422,6 +422,29 @@ def test_python_api_checks_arguments(trained, tmp_path):
             tr.translate(sentences, **kwargs)
     with pytest.raises(ValueError, match="references"):
         tr.evaluate(["a b"], "a b")
+
+
+def test_search_entry_points_check_arguments(trained):
+    """Every public search function names its bad argument (ValueError), before tracing."""
+    from jaxattn import search
+
+    tr = inference.Translator.from_workdir(str(trained))
+    src, src_len = np.ones((2, 4), np.int32), np.array([4, 3])
+    ok = dict(eos_id=tr.tgt_vocab.eos_id, max_len=5)
+    cases = [(dict(max_len=0), "max_len"), (dict(max_len=2.5), "max_len"),
+             (dict(eos_id=-1), "eos_id"), (dict(src=np.ones(4, np.int32)), "src must"),
+             (dict(src=np.ones((2, 4), np.float32)), "src must"),
+             (dict(src_len=np.array([4])), "src_len"), (dict(beam_size=0), "beam_size"),
+             (dict(alpha=float("inf")), "alpha"), (dict(n_best=3, beam_size=2), "n_best")]
+    for bad, needle in cases:
+        for fn in (search.greedy_search, search.beam_search):
+            kw = {**ok, **({"beam_size": 2} if fn is search.beam_search else {}), **bad}
+            beam_only = {"beam_size", "alpha", "n_best"} & bad.keys()
+            if fn is search.greedy_search and beam_only:
+                continue
+            args = (kw.pop("src", src), kw.pop("src_len", src_len))
+            with pytest.raises(ValueError, match=needle):
+                fn(tr.model, tr.variables, *args, **kw)
 
 
 # ------------------------------------------------------------ 10. corrupt config.json
