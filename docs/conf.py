@@ -30,6 +30,7 @@ nb_execution_timeout = 300  # seconds per cell
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # Markdown outputs (tables) rendered as MyST
 myst_enable_extensions = ["colon_fence", "dollarmath", "amsmath"]
 myst_heading_anchors = 3
 
@@ -46,6 +47,8 @@ autodoc_default_options = {"members": True, "show-inheritance": False}
 autodoc_mock_imports: list[str] = []
 
 html_theme = "sphinx_book_theme"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_title = "jaxattn"
 html_theme_options = {
     "show_toc_level": 2,
