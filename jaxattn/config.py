@@ -226,11 +226,14 @@ def _fail(section: str, key: str, value, why: str):
     raise ConfigError(f"{name}={value!r} {why}; fix it in the config file or with {flag}=...")
 
 
-def validate_section(section: str, cfg) -> None:
+def validate_section(section: str, cfg, *, allow_unknown: bool = False) -> None:
     """Checks one section ('data', 'model', 'train', 'eval'; '' = top level) field by field:
-    unknown fields, types and ranges. Raises ConfigError naming the first bad field."""
+    unknown fields (unless allow_unknown), types and ranges. Raises ConfigError naming the
+    first bad field."""
     checks = rules()[section]
     for key in cfg.keys():
+        if key not in checks and allow_unknown:
+            continue
         if key not in checks:
             if section == "" and key in rules():
                 continue
@@ -318,5 +321,12 @@ def read_config_file(path: str) -> ml_collections.ConfigDict | None:
         raise ConfigError(f"{path} is not a config saved by jaxattn (a JSON object with data, "
                           "model, train and eval sections). Restore it from a backup, or use "
                           "a new workdir.")
-    return from_json(saved)
+    config = from_json(saved)
+    try:  # fields of older versions are kept as they are; known ones must be valid
+        for section in rules():
+            validate_section(section, config[section] if section else config,
+                             allow_unknown=True)
+    except ConfigError as e:
+        raise ConfigError(f"{path} holds an invalid value: {e}") from None
+    return config
 

@@ -460,6 +460,15 @@ def test_corrupt_config_json_is_named(trained, tmp_path):
     (w / "config.json").write_text("[1, 2]")
     with pytest.raises(inference.InferenceError, match="config.json"):
         inference.Translator.from_workdir(str(w))
+    saved = json.loads((trained / "config.json").read_text())
+    saved["model"]["hidden"] = "sixteen"  # valid JSON, invalid value
+    saved["model"]["from_a_later_version"] = 1  # unknown fields are kept, not refused
+    (w / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(inference.InferenceError, match="config.json.*config.model.hidden"):
+        inference.Translator.from_workdir(str(w))
+    saved["model"]["hidden"] = 16
+    (w / "config.json").write_text(json.dumps(saved))
+    assert inference.Translator.from_workdir(str(w)).step == 20
 
 
 # ---------------------------------------------------- 11-12. the command line, quietly
