@@ -525,6 +525,11 @@ _BY_NAME: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
 }
 
 
+# The scoring functions a decoder can use (config.model.attention); 'pooling' summarizes a
+# sequence without a query.
+ATTENTIONS = tuple(name for name in _BY_NAME if name != "pooling")
+
+
 def make_attention(name: str, **kwargs: Any) -> nn.Module:
     """Builds an attention module by name.
 

@@ -113,6 +113,16 @@ def one_of(*allowed):
     return check
 
 
+def by_function(normalize):
+    """Valid when `normalize(v)` (a registry's own name check) accepts it."""
+    def check(v):
+        try:
+            normalize(v)
+        except (ValueError, TypeError, AttributeError) as e:
+            return f"is not valid ({e})"
+    return check
+
+
 def boolean(v):
     if not isinstance(v, bool):
         return "must be True or False"
@@ -162,8 +172,7 @@ def _registries() -> dict:
     from jaxattn.decoders import BRIDGES, DECODERS
     from jaxattn.rnn import CELLS
 
-    return dict(attentions=tuple(attention._BY_NAME),  # TEMP-REGISTRY
-                kernels=("gaussian", "boxcar", "epanechnikov"), datasets=DATASETS,
+    return dict(attentions=attention.ATTENTIONS, kernels=attention.kernel_name, datasets=DATASETS,
                 tasks=TASKS, tokenizers=("auto",) + TOKENIZERS, orders=ORDERS,
                 bridges=BRIDGES, decoders=tuple(DECODERS), cells=tuple(CELLS))
 
@@ -196,7 +205,7 @@ def rules() -> dict[str, dict]:
             "rnn_dropout": real(0, 1, hi_open=True), "decoder": one_of(*r["decoders"]),
             "attention": one_of(*r["attentions"]), "attention_bias": boolean,
             "attention_window": integer(1), "attention_max_length": integer(1),
-            "kernel": one_of(*r["kernels"]), "input_feeding": boolean,
+            "kernel": by_function(r["kernels"]), "input_feeding": boolean,
             "bridge": one_of(*r["bridges"]), "mask_attention": boolean,
             "encoder_lengths": boolean, "dtype": one_of("float32", "bfloat16"),
             "unroll": integer(1),
