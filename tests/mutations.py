@@ -92,7 +92,7 @@ MUTATIONS = [
     M("eval_cut_drops_eos", "jaxattn/data/pipeline.py",
       "del ids[max_len - 1:]",
       "del ids[max_len:]",
-      "tests/test_data_pipeline.py -k bucket_boundaries_and_max_length"),
+      "tests/test_data_eval_cut.py"),
     M("reverse_padded_moves_padding", "jaxattn/rnn.py",
       "idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # [B, T]",
       "idx = x.shape[1] - 1 - t + 0 * lengths[:, None]  # [B, T]",
