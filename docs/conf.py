@@ -43,7 +43,12 @@ napoleon_use_rtype = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
-autodoc_default_options = {"members": True, "show-inheritance": False}
+autodoc_default_options = {
+    "members": True,
+    # Flax's own Module attributes and setup() docstring are not jaxattn's API.
+    "exclude-members": "setup, parent, name, param_dtype, dtype, scope",
+}
+autodoc_inherit_docstrings = False
 autodoc_mock_imports: list[str] = []
 
 html_theme = "sphinx_book_theme"
