@@ -127,31 +127,26 @@ def test_train_step_loss_is_masked_mean_and_ignores_padding():
     tree_close(new2.params, new.params, rtol=1e-6, atol=1e-7)
 
 
-def test_train_step_loss_over_padding_and_label_smoothing():
-    """loss_over_padding=True averages over every position, and label_smoothing reaches the
-    loss (one config for both: one compilation)."""
+def test_train_step_loss_over_padding_label_smoothing_and_free_running():
+    """loss_over_padding=True averages over every position, label_smoothing reaches the loss,
+    and teacher_forcing_ratio=0 trains on the model's own (free-running) predictions (one
+    config for all three: one compilation)."""
     batch = make_batch(pad_fill=0)
-    logits = forward()(batch)
-    _, _, m = run_step(make_tc(loss_over_padding=True, label_smoothing=0.2), batch)
-    want = np_token_nll(logits, batch["tgt"], 0.2).mean()
+    tc = make_tc(loss_over_padding=True, label_smoothing=0.2, teacher_forcing_ratio=0.0)
+    _, _, m = run_step(tc, batch)
+    want = np_token_nll(forward(teacher_forcing_ratio=0.0)(batch), batch["tgt"], 0.2).mean()
     assert float(m["loss"]) == pytest.approx(want, rel=1e-5)
+    forced = np_token_nll(forward()(batch), batch["tgt"], 0.2).mean()
+    assert abs(forced - want) > 1e-3  # free running made a difference here
 
 
-def test_train_step_teacher_forcing_ratio_and_dropout():
-    """teacher_forcing_ratio=0 trains on the model's own (free-running) predictions, and the
-    step runs in training mode (dropout on)."""
+def test_train_step_runs_in_training_mode():
+    """The step's forward pass has dropout on (its loss differs from the eval-mode one)."""
     batch = make_batch()
-    logits = forward(teacher_forcing_ratio=0.0)(batch)
     mask = np.arange(T)[None] < TGT_LEN[:, None]
-    _, _, m = run_step(make_tc(teacher_forcing_ratio=0.0), batch)
-    assert float(m["loss"]) == pytest.approx(np_token_nll(logits, batch["tgt"])[mask].mean(),
-                                             rel=1e-5)
-    _, _, forced = run_step(make_tc(), batch)
-    assert abs(float(forced["loss"]) - float(m["loss"])) > 1e-3
-
     ev = forward(dropout=0.5)(batch)
-    _, _, md = run_step(make_tc(), batch, dropout=0.5)
-    assert abs(float(md["loss"]) - np_token_nll(ev, batch["tgt"])[mask].mean()) > 1e-3
+    _, _, m = run_step(make_tc(), batch, dropout=0.5)
+    assert abs(float(m["loss"]) - np_token_nll(ev, batch["tgt"])[mask].mean()) > 1e-3
 
 
 def test_teacher_forcing_ratio_is_the_share_of_forced_steps():
