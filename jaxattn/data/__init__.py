@@ -5,6 +5,7 @@
     data.eval_batches('validation', 128); data.references('validation')
 
 Recipes (fields of `default_data_config()`; see pipeline.py for all of them):
+
 - The tutorial mirror: name='tutorial', path='../shared/data/eng-fra/eng-fra.txt' (or ''
   to download data.zip), tutorial_ids=True, pad_to=10, split_fractions=(1, 0, 0).
   The default instead holds out 5% + 5% (keyed by normalized text) and uses PAD/UNK ids.
