@@ -216,8 +216,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 def _train(config: ml_collections.ConfigDict, workdir: str):
     tc = config.train
     is_main = jax.process_index() == 0
-    ckpt = Checkpointer(workdir, keep_latest=tc.keep_checkpoints,
-                        best_metric="bleu" if config.eval.bleu else None)
+    # Ranked by BLEU even with eval.bleu=False, so that an earlier best survives such a resume.
+    ckpt = Checkpointer(workdir, keep_latest=tc.keep_checkpoints, best_metric="bleu")
     try:
         result = _loop(config, workdir, ckpt)
     except BaseException:

@@ -88,12 +88,13 @@ def test_best_checkpoint_survives_resumes_past_the_keep_window(tmp_path, monkeyp
     train(w)
     best = Checkpointer(str(w), read_only=True).best_step()
     assert best in (10, 20)
-    # Resumed and extended twice, each time with a validation worse than before.
+    # Resumed and extended twice: with a worse validation, then with no BLEU at all.
     real = train_lib.evaluate
     monkeypatch.setattr(train_lib, "evaluate",
                         lambda *a, **k: {**real(*a, **k), "bleu": -1.0})
     train(w, **{"train.num_train_steps": 40})
-    train(w, **{"train.num_train_steps": 60})
+    monkeypatch.undo()
+    train(w, **{"train.num_train_steps": 60, "eval.bleu": False})  # a resume without BLEU
     ckpt = Checkpointer(str(w), read_only=True)
     assert ckpt.all_steps() == sorted({best, 50, 60}), ckpt.all_steps()
     assert ckpt.best_step() == best
