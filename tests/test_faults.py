@@ -264,20 +264,8 @@ def test_divergence_guard_stops_without_saving(tmp_path, loss, norm, needle):
     ck.close()
 
 
-def nan_loss_from(step: int):
-    """A train_step that reports a NaN loss from `step` on (a config cannot ask for one)."""
-    import jax.numpy as jnp
-
-    real = train_lib.train_step
-
-    def train_step(state, batch, key, **kw):
-        new, m = real(state, batch, key, **kw)
-        return new, {**m, "loss": jnp.where(state.step >= step, jnp.nan, m["loss"])}
-
-    return train_step
-
-
-def test_diverging_run_keeps_its_good_checkpoints(trained, tmp_path, monkeypatch):
+def test_diverging_run_keeps_its_good_checkpoints(trained, tmp_path, monkeypatch,
+                                                  nan_loss_from):
     w = copy_run(trained, tmp_path)
     monkeypatch.setattr(train_lib, "train_step", nan_loss_from(23))
     with pytest.raises(TrainingError, match="stopped without saving"):
@@ -286,7 +274,8 @@ def test_diverging_run_keeps_its_good_checkpoints(trained, tmp_path, monkeypatch
 
 
 # -------------------------------------------------------------- 6. stale vocabulary
-def test_files_of_a_run_without_checkpoints_are_not_reused(tmp_path, monkeypatch):
+def test_files_of_a_run_without_checkpoints_are_not_reused(tmp_path, monkeypatch,
+                                                           nan_loss_from):
     w = tmp_path / "w"
     monkeypatch.setattr(train_lib, "train_step", nan_loss_from(0))
     with pytest.raises(TrainingError):  # dies at its first log, before any checkpoint

@@ -184,20 +184,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
     _assert_equal_params(_params(state), _params(ref))
 
 
-def nan_loss_from(step: int):
-    """A train_step that reports a NaN loss from `step` on (a config cannot ask for one)."""
-    import jax.numpy as jnp
-
-    real = train_lib.train_step
-
-    def train_step(state, batch, key, **kw):
-        new, m = real(state, batch, key, **kw)
-        return new, {**m, "loss": jnp.where(state.step >= step, jnp.nan, m["loss"])}
-
-    return train_step
-
-
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, nan_loss_from):
     workdir = str(tmp_path / "w")
     train_lib.train_and_evaluate(_config(**{"train.num_train_steps": 10}), workdir)
     monkeypatch.setattr(train_lib, "train_step", nan_loss_from(10))
