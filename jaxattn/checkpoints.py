@@ -36,16 +36,11 @@ VOCAB_PARAMS = {"encoder/embed": "src_vocab.txt", "decoder/embed": "tgt_vocab.tx
                 "decoder/out": "tgt_vocab.txt"}
 
 __all__ = ["BEST_FILE", "CONFIG_FILE", "CheckpointError", "Checkpointer", "checkpoint_dir",
-           "read_json", "resolve_step"]
+           "check_resumable", "check_vocab_files", "resolve_step"]
 
 
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
-
-
-def read_json(path: str):
-    """The JSON content of `path`, or None if it does not exist (WorkdirError if corrupt)."""
-    return workdir_lib.read_json(path)
 
 
 def _shapes(tree) -> dict[str, tuple]:
@@ -139,9 +134,7 @@ class Checkpointer:
         except Exception:  # noqa: BLE001 - an unreadable metrics file is no metrics
             m = None
         if m is None:
-            meta = _read_quietly(os.path.join(checkpoint_dir(self.workdir), str(step), "meta",
-                                              "metadata"))
-            m = (meta or {}).get("metrics") if isinstance(meta, dict) else None
+            m = self.meta(step).get("metrics")
         return dict(m) if isinstance(m, dict) else {}
 
     def best_step(self) -> int | None:
