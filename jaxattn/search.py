@@ -59,12 +59,15 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def check_inputs(src, src_len, *, eos_id, max_len, beam_size=1, alpha=0.0):
+def check_inputs(src, src_len, *, eos_id, max_len, beam_size=1, alpha=0.0, n_best=1):
     """(src int32 [B, S], src_len int32 [B] or None) after checking the search arguments;
     ValueError naming the first bad one."""
     for name, v in (("max_len", max_len), ("beam_size", beam_size)):
         if not _is_int(v) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
+    if not _is_int(n_best) or not 1 <= n_best <= beam_size:
+        raise ValueError(
+            f"Need 1 <= n_best <= beam_size, got n_best={n_best}, beam_size={beam_size}.")
     if not _is_int(eos_id) or eos_id < 0:
         raise ValueError(f"eos_id must be a token id (an integer >= 0), got {eos_id!r}.")
     if isinstance(alpha, (int, float)) and not np.isfinite(alpha):
@@ -438,16 +441,10 @@ def beam_search(
     exactly `greedy_search`.
 
     Args:
-        model: A `Seq2Seq` (any module with encode / init_state / decode_step methods).
-        variables: Its variables, ``{'params': params}``.
-        src: Source ids [B, S] int.
-        src_len: Source lengths [B] int, or None (no padding).
-        eos_id: The end-of-sentence id.
-        max_len: At most this many steps.
+        model, variables, src, src_len, eos_id, max_len, bos_id: As in `greedy_search`.
         beam_size: Alive hypotheses per sentence (k).
         alpha: Length penalty exponent (0 = none: scores are raw log-probs).
         n_best: Hypotheses returned per sentence, best first (<= beam_size).
-        bos_id: The first input; None = the model's `bos_id`.
         pad_id: The id after a hypothesis's end; None = eos_id.
         keep_greedy: Also rank the greedy hypothesis (see the module docstring).
 
@@ -456,11 +453,7 @@ def beam_search(
         [B, n_best, max_len, S], lengths/scores/log_probs/finished [B, n_best], steps [].
     """
     src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len,
-                                beam_size=beam_size, alpha=alpha)
-    if not _is_int(n_best) or not 1 <= n_best <= beam_size:
-        raise ValueError(
-            f"Need 1 <= n_best <= beam_size, got n_best={n_best}, beam_size={beam_size}."
-        )
+                                beam_size=beam_size, alpha=alpha, n_best=n_best)
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
     return _beam(
