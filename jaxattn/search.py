@@ -54,6 +54,10 @@ class SearchResult(NamedTuple):
     finished: jax.Array
     steps: jax.Array
 
+    def top(self) -> SearchResult:
+        """The best hypothesis of each sentence: drops the n_best axis of `decode`'s result."""
+        return SearchResult(*(x[:, 0] for x in self[:-1]), self.steps)
+
 
 def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -470,3 +474,48 @@ def beam_search(
         n_best=n_best,
         keep_greedy=keep_greedy and beam_size > 1,  # one compilation for beam_size=1
     )
+
+
+METHODS = ("greedy", "beam")  # decode(method=...)
+
+
+def decode(
+    model,
+    variables,
+    src,
+    src_len=None,
+    *,
+    eos_id: int,
+    max_len: int,
+    method: str = "greedy",
+    beam_size: int = 1,
+    alpha: float = 0.0,
+    n_best: int = 1,
+    keep_greedy: bool = True,
+    bos_id: int | None = None,
+    pad_id: int | None = None,
+) -> SearchResult:
+    """THE decoding entry: training validation, `Translator`, the benchmarks, the experiments
+    and export all decode through here, so a decoding option is added once, here.
+
+    Args:
+        model, variables, src, src_len, eos_id, max_len, bos_id, pad_id: As in `greedy_search`.
+        method: One of `METHODS`: 'greedy' (beam_size, n_best must be 1) or 'beam'.
+        beam_size, alpha, n_best, keep_greedy: As in `beam_search` (method 'beam').
+
+    Returns:
+        A `SearchResult` that always has the n_best axis (greedy: n_best = 1): tokens
+        [B, N, max_len], weights [B, N, max_len, S], lengths/scores/log_probs/finished [B, N],
+        steps []. `result.top()` drops the axis.
+    """
+    if method not in METHODS:
+        raise ValueError(f"Unknown decoding method {method!r}; choose one of {METHODS}.")
+    ids = dict(eos_id=eos_id, max_len=max_len, bos_id=bos_id, pad_id=pad_id)
+    if method == "greedy":
+        if beam_size != 1 or n_best != 1:
+            raise ValueError(f"method='greedy' keeps one hypothesis: got beam_size={beam_size}, "
+                             f"n_best={n_best}; use method='beam' for more.")
+        r = greedy_search(model, variables, src, src_len, **ids)
+        return SearchResult(*(x[:, None] for x in r[:-1]), r.steps)
+    return beam_search(model, variables, src, src_len, beam_size=beam_size, alpha=alpha,
+                       n_best=n_best, keep_greedy=keep_greedy, **ids)

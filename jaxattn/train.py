@@ -101,6 +101,18 @@ def loss_mask(batch, loss_over_padding: bool):
 
 
 # ------------------------------------------------------------------------ train / eval step
+def create_train_state(model, tx, key, example: dict, *, sharding=None) -> TrainState:
+    """A fresh TrainState: `model` initialized from `key` on an example batch (any batch size;
+    {'src', 'src_len', 'tgt'} arrays), with optimizer `tx`; jitted, placed by `sharding`."""
+
+    @functools.partial(jax.jit, out_shardings=sharding)
+    def init(key, src, src_len, tgt):
+        params = model.init({"params": key}, src, src_len, tgt)["params"]
+        return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    return init(key, *(jnp.asarray(example[k]) for k in ("src", "src_len", "tgt")))
+
+
 def train_step(state: TrainState, batch, base_key, *, model, tc):
     """One optimizer step on a global batch; returns (state, metrics of this step)."""
     step_key = jax.random.fold_in(base_key, state.step)
@@ -262,15 +274,8 @@ def _loop(config, workdir: str, ckpt: Checkpointer):
                                      shard_index=jax.process_index(),
                                      shard_count=jax.process_count())
     init_key, base_key = jax.random.split(jax.random.PRNGKey(config.seed))
-
-    @functools.partial(jax.jit, out_shardings=replicated)
-    def init_state(key, example):
-        params = model.init({"params": key}, example["src"], example["src_len"],
-                            example["tgt"])["params"]
-        return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
-    example = data.eval_batches("train", 2)[0]
-    state = init_state(init_key, {k: jnp.asarray(v) for k, v in example.items()})
+    state = create_train_state(model, tx, init_key, data.eval_batches("train", 2)[0],
+                               sharding=replicated)
     restored, start_step = ckpt.restore_latest(state, train_iter)
     if restored is not None:
         state = jax.device_put(restored, replicated)
