@@ -1,12 +1,16 @@
-"""The complete run config: every option with its default, and `validate(config)`.
+"""The run config: every option with its default and comment (sections data, model, train,
+eval), the one `validate(config)`, and `load_config(workdir)`: a saved run's config.json over
+the defaults, so runs from older versions still load.
 
-Sections: `data` (jaxattn.data.default_data_config), `model` (jaxattn.models.
-default_model_config), `train` and `eval` (below). A run's config is saved beside its
-checkpoints (WORKDIR/config.json), so it fully describes the run.
+`validate` checks every field (type, range, allowed names) before a run writes anything and
+raises `ConfigError` naming the field; allowed names come from the registries that define
+them (`_registries`), so adding an option is one edit, in its own module.
 
-`validate` checks every field (type, range, allowed names: the names come from the registries
-that define them) before a run writes anything, and raises `ConfigError` naming the field.
-`load_config(path)` reads a saved config.json over the defaults.
+Lengths, one name each (config fields keep their saved names):
+  data.max_length      the corpus filter: pairs with fewer tokens a side (EOS not counted)
+  eval.max_decode_len  decoding steps by default; `max_len` in search and inference calls
+  src_len / tgt_len    [B] int arrays of sentence lengths (EOS counted), never an int
+  padded_len           an int: the padded width S (or T) of a batch
 """
 
 from __future__ import annotations
@@ -14,16 +18,113 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 
 import ml_collections
 
-from jaxattn.data import default_data_config
-from jaxattn.errors import ConfigError
-from jaxattn.models import default_model_config
+from jaxattn.data.readers import TUTORIAL_SHA256, TUTORIAL_URL
+from jaxattn.data.text import ENG_PREFIXES
+from jaxattn.errors import ConfigError, WorkdirError
 from jaxattn.workdir import read_json
 
+CONFIG_FILE = "config.json"  # WORKDIR/config.json: the run's config
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "rsqrt")
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+    """Every data option with its default ('auto' values depend on `name`)."""
+    c = ml_collections.ConfigDict()
+    c.name = "tutorial"  # tutorial | parallel | tfds | synthetic (jaxattn.data.DATASETS)
+    # --- where the text comes from
+    # tutorial: eng-fra.txt, a folder holding it, or data.zip; '' = download `url`.
+    # parallel: a folder of {prefix}.{src_lang} + {prefix}.{tgt_lang} (or {prefix}.tsv)
+    #           files, one per split in `splits`; or one TSV file, split by fractions.
+    c.path = ""
+    c.url = TUTORIAL_URL
+    c.sha256 = TUTORIAL_SHA256  # of eng-fra.txt in the download; '' = unchecked
+    c.download = True  # allow network downloads (tutorial zip, TFDS catalog)
+    c.data_dir = ""  # TFDS's prepared datasets; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
+    c.tfds_name = ""  # name='tfds': a catalog dataset, e.g. 'wmt14_translate/fr-en'
+    # Languages: the tutorial's fra/eng (fra->eng as in the tutorial; eng->fra also works);
+    # file suffixes for 'parallel' (multi30k: de, en); feature names for 'tfds'.
+    c.src_lang = "fra"
+    c.tgt_lang = "eng"
+    # Split -> file prefix ('parallel' folder) or TFDS split, e.g. 'train[:10%]'; '' = none.
+    c.splits = ml_collections.ConfigDict(
+        {"train": "train", "validation": "validation", "test": "test"})
+    c.tsv_columns = (0, 1)  # TSV (parallel): source column, target column
+    # Corpora without given splits (tutorial, one TSV file): (train, validation, test)
+    # shares, by hashed normalized text; (1, 0, 0) trains on all, as the tutorial does.
+    c.split_fractions = (0.9, 0.05, 0.05)
+    c.split_seed = 0
+    # --- filter
+    c.filter = True  # tutorial: keep only pairs that pass the tutorial's filter
+    c.prefixes = ENG_PREFIXES  # tutorial filter: English side starts with one; () = any
+    # Keep pairs with fewer than max_length tokens a side (each fits max_length with EOS):
+    # tutorial: part of its filter (all splits); others: training pairs only.
+    # -1 = auto: 10 for the tutorial, no limit otherwise; 0 = no limit.
+    c.max_length = -1
+    # --- text -> tokens
+    c.normalize = "auto"  # auto | tutorial | none  (auto: tutorial for the tutorial corpus)
+    c.lowercase = False
+    # auto | space | word | char | sentencepiece. auto: space for the tutorial (after its
+    # normalization) and copy/reverse/sort, char for dates, word for cased corpora.
+    c.tokenizer = "auto"
+    c.sp_vocab_size = 8000  # sentencepiece: pieces per side
+    # --- vocabulary (built from the training split)
+    c.vocab_min_freq = 1
+    c.vocab_max_size = 0  # 0 = no cap (specials count)
+    c.vocab_order = "first"  # first (appearance, as the tutorial) | freq
+    c.tutorial_ids = False  # True: SOS=0, EOS=1, pad=0, no PAD/UNK (the tutorial's ids)
+    # --- batches
+    c.pad_to = 0  # > 0: every batch padded to this length (the tutorial: 10); longer
+    # training pairs are dropped, longer evaluation sentences cut (EOS kept).
+    c.pad_multiple = 8  # else pad to the batch's longest, rounded up to this multiple
+    c.bucket_boundaries = ()  # e.g. (8, 16, 32): pad up to the next boundary first
+    c.bucket_pool = 0  # > 1: sort pools of this many batches by length (less padding)
+    # > 0: batches made ahead in a background thread (close() the iterator when done). 0 (the
+    # default) is enough under JAX's asynchronous dispatch: the next batch is made while the
+    # device runs the step.
+    c.prefetch = 0
+    # --- synthetic tasks (name='synthetic')
+    c.synthetic_task = "copy"  # copy | reverse | sort | dates
+    c.synthetic_sizes = (10000, 500, 500)  # train, validation, test
+    c.synthetic_min_len = 3  # symbols a sentence, at least
+    c.synthetic_max_len = 8  # symbols a sentence, at most
+    c.synthetic_num_symbols = 20
+    return c
+
+
+def default_model_config() -> ml_collections.ConfigDict:
+    """Every model option, with the tutorial's values.
+
+    Returns:
+        An `ml_collections.ConfigDict` (cell, embed_dim, hidden, layers, decoder, attention,
+        masking switches, dtype, ...), the input of `jaxattn.models.build_model`.
+    """
+    c = ml_collections.ConfigDict()
+    c.cell = "gru"  # gru | lstm
+    c.embed_dim = 128
+    c.hidden = 128
+    c.encoder_layers = 1
+    c.decoder_layers = 1
+    c.bidirectional = False
+    c.dropout = 0.1  # on embeddings (and Luong's attentional vector)
+    c.rnn_dropout = 0.0  # between stacked RNN layers
+    c.decoder = "bahdanau"  # bahdanau | luong | plain | legacy
+    c.attention = "additive"  # see jaxattn.attention.make_attention
+    c.attention_bias = True  # the tutorial's Linear layers have biases
+    c.attention_window = 5  # local attention half-width D
+    c.attention_max_length = 10  # location attention's Linear(., max_length)
+    c.kernel = "gaussian"  # kernel attention
+    c.input_feeding = True  # Luong decoder
+    c.bridge = "copy"  # copy | dense | zero
+    c.mask_attention = True  # False: the tutorial's unmasked attention
+    c.encoder_lengths = True  # False: the tutorial's encoder reads padding
+    c.dtype = "float32"  # float32 | bfloat16 (compute dtype; params stay float32)
+    c.unroll = 1  # scan unroll factor
+    return c
 
 
 def default_train_config() -> ml_collections.ConfigDict:
@@ -57,7 +158,7 @@ def default_eval_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.split = "validation"  # validated during training
     c.batch_size = 128
-    c.max_decode_len = 20  # decoding steps (the tutorial: MAX_LENGTH)
+    c.max_decode_len = 20  # decoding steps (the tutorial: MAX_LENGTH); more for long input
     c.bleu = True  # greedy sacreBLEU during validation (also ranks the best checkpoint)
     c.beam_size = 1  # for scripts/evaluate.py
     c.length_penalty = 0.0  # alpha of ((5 + len) / 6) ** alpha
@@ -123,19 +224,16 @@ def by_function(normalize):
     return check
 
 
-def boolean(v):
-    if not isinstance(v, bool):
-        return "must be True or False"
+def _check(ok, why: str):
+    """A check from a predicate: None when ok(v), else `why`."""
+    return lambda v: None if ok(v) else why
 
 
-def string(v):
-    if not isinstance(v, str):
-        return "must be a string"
-
-
-def nonempty_string(v):
-    if not isinstance(v, str) or not v:
-        return "must be a non-empty string"
+boolean = _check(lambda v: isinstance(v, bool), "must be True or False")
+string = _check(lambda v: isinstance(v, str), "must be a string")
+nonempty_string = _check(lambda v: isinstance(v, str) and bool(v), "must be a non-empty string")
+strings = _check(lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+                 "must be a sequence of strings")
 
 
 def ints(n: int | None, lo: int = 0, increasing: bool = False):
@@ -157,23 +255,19 @@ def fractions(v):
         return "must be >= 0 each, with a positive train share"
 
 
-def strings(v):
-    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
-        return "must be a sequence of strings"
-
-
 def _registries() -> dict:
     """Allowed names, from the modules that define them (one edit adds an option)."""
     from jaxattn import attention
-    from jaxattn.data.pipeline import DATASETS
+    from jaxattn.data.corpus import DATASETS
     from jaxattn.data.synthetic import TASKS
-    from jaxattn.data.text import TOKENIZERS
+    from jaxattn.data.text import NORMALIZATIONS, TOKENIZERS
     from jaxattn.data.vocab import ORDERS
     from jaxattn.decoders import BRIDGES, DECODERS
     from jaxattn.rnn import CELLS
 
     return dict(attentions=attention.ATTENTIONS, kernels=attention.kernel_name, datasets=DATASETS,
                 tasks=TASKS, tokenizers=("auto",) + TOKENIZERS, orders=ORDERS,
+                normalizations=("auto",) + NORMALIZATIONS,
                 bridges=BRIDGES, decoders=tuple(DECODERS), cells=tuple(CELLS))
 
 
@@ -188,7 +282,7 @@ def rules() -> dict[str, dict]:
             "src_lang": nonempty_string, "tgt_lang": nonempty_string,
             "tsv_columns": ints(2), "split_fractions": fractions, "split_seed": integer(0),
             "filter": boolean, "prefixes": strings, "max_length": integer(-1),
-            "normalize": one_of("auto", "tutorial", "none"), "lowercase": boolean,
+            "normalize": one_of(*r["normalizations"]), "lowercase": boolean,
             "tokenizer": one_of(*r["tokenizers"]), "sp_vocab_size": integer(8),
             "vocab_min_freq": integer(1), "vocab_max_size": integer(0),
             "vocab_order": one_of(*r["orders"]), "tutorial_ids": boolean,
@@ -215,8 +309,8 @@ def rules() -> dict[str, dict]:
             "optimizer": one_of(*OPTIMIZERS), "learning_rate": real(0, lo_open=True),
             "lr_schedule": one_of(*LR_SCHEDULES), "warmup_steps": integer(0),
             "b1": real(0, 1, hi_open=True), "b2": real(0, 1, hi_open=True),
-            "weight_decay": real(0), "grad_clip": real(0), "label_smoothing": real(0, 1,
-                                                                                   hi_open=True),
+            "weight_decay": real(0), "grad_clip": real(0),
+            "label_smoothing": real(0, 1, hi_open=True),
             "teacher_forcing_ratio": real(0, 1), "loss_over_padding": boolean,
             "divergence_factor": real(0), "log_every": integer(1), "eval_every": integer(1),
             "checkpoint_every": integer(1), "keep_checkpoints": integer(1),
@@ -231,8 +325,7 @@ def rules() -> dict[str, dict]:
 
 def _fail(section: str, key: str, value, why: str):
     name = f"config.{section}.{key}" if section else f"config.{key}"
-    flag = f"--{name}"
-    raise ConfigError(f"{name}={value!r} {why}; fix it in the config file or with {flag}=...")
+    raise ConfigError(f"{name}={value!r} {why}; fix it in the config file or with --{name}=...")
 
 
 def validate_section(section: str, cfg, *, allow_unknown: bool = False) -> None:
@@ -300,11 +393,6 @@ def to_json(config: ml_collections.ConfigDict) -> dict:
     return json.loads(config.to_json_best_effort())
 
 
-def from_json(saved: dict) -> ml_collections.ConfigDict:
-    """A saved config over the defaults (so that runs from older versions still load)."""
-    return _merge(default_config(), saved)
-
-
 def _merge(default: ml_collections.ConfigDict, saved: dict) -> ml_collections.ConfigDict:
     """Saved values over `default`; lists become tuples where the default is a tuple."""
     out = ml_collections.ConfigDict()
@@ -319,6 +407,20 @@ def _merge(default: ml_collections.ConfigDict, saved: dict) -> ml_collections.Co
     return out
 
 
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """A run's WORKDIR/config.json over the defaults; WorkdirError if there is no run there,
+    ConfigError (naming the file and field) if it holds an invalid value."""
+    if not os.path.isdir(workdir):
+        raise WorkdirError(f"No such directory: {workdir} (give the --workdir of a training "
+                           "run).")
+    config = read_config_file(os.path.join(workdir, CONFIG_FILE))
+    if config is None:
+        raise WorkdirError(
+            f"{workdir} holds no training run (no {CONFIG_FILE}). Train first: python "
+            f"scripts/train.py --config configs/base.py --workdir {workdir}")
+    return config
+
+
 def read_config_file(path: str) -> ml_collections.ConfigDict | None:
     """WORKDIR/config.json over the defaults; None if absent; ConfigError naming the file if
     it is not a readable JSON object."""
@@ -330,7 +432,7 @@ def read_config_file(path: str) -> ml_collections.ConfigDict | None:
         raise ConfigError(f"{path} is not a config saved by jaxattn (a JSON object with data, "
                           "model, train and eval sections). Restore it from a backup, or use "
                           "a new workdir.")
-    config = from_json(saved)
+    config = _merge(default_config(), saved)  # older runs lack newer fields
     try:  # fields of older versions are kept as they are; known ones must be valid
         for section in rules():
             validate_section(section, config[section] if section else config,

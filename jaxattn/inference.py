@@ -43,7 +43,7 @@ from jaxattn.checkpoints import (
     checkpoint_dir,
     resolve_step,
 )
-from jaxattn.data.pipeline import load_text_processing
+from jaxattn.data.processing import load_text_processing
 from jaxattn.data.text import JOINER, normalize_tutorial, tutorial_filter
 from jaxattn.errors import ConfigError, JaxattnError, WorkdirError
 from jaxattn.models import build_model

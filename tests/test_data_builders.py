@@ -6,7 +6,8 @@ import zipfile
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxattn.data import builders
+from jaxattn.data import builders, download, readers
+from jaxattn.data import splits as splits_lib
 from jaxattn.data.text import normalize_tutorial
 
 SUBJECTS = [("I am", "Je suis"), ("He is", "Il est"), ("She's", "Elle est"),
@@ -64,11 +65,11 @@ def test_tutorial_builder_filters_reverses_and_splits(tmp_path):
 def test_assign_splits_groups_shared_sentences():
     keys = [("a", "x"), ("b", "x"), ("b", "y"), ("c", "z")]  # a-x-b-y is one group
     for seed in range(20):
-        s = builders.assign_splits(keys, (0.34, 0.33, 0.33), seed)
+        s = splits_lib.assign_splits(keys, (0.34, 0.33, 0.33), seed)
         assert s[0] == s[1] == s[2]
-    assert set(builders.assign_splits(keys, (1, 0, 0), 0)) == {0}
+    assert set(splits_lib.assign_splits(keys, (1, 0, 0), 0)) == {0}
     with pytest.raises(ValueError, match="split_fractions"):
-        builders.check_fractions((0, 0.5, 0.5))
+        splits_lib.check_fractions((0, 0.5, 0.5))
 
 
 def test_tutorial_builder_reads_zip_and_folder(tmp_path):
@@ -94,10 +95,10 @@ def test_tutorial_download_path(tmp_path):
     url = (tmp_path / "data.zip").as_uri()
     with pytest.raises(ValueError, match="sha256"):
         builders.tutorial_builder(url=url, data_dir=str(tmp_path / "bad"))  # the real checksum
-    b = builders.tutorial_builder(url=url, sha256_check=builders.sha256(text),
+    b = builders.tutorial_builder(url=url, sha256_check=readers.sha256(text),
                                   data_dir=str(tmp_path / "tfds"), split_fractions=(1, 0, 0))
     assert b.info.metadata["kept"] == 72
-    assert (tmp_path / "tfds" / "downloads" / builders.TUTORIAL_ZIP).exists()
+    assert (tmp_path / "tfds" / "downloads" / download.TUTORIAL_ZIP).exists()
     # Downloaded once: later builds need no network.
     again = builders.tutorial_builder(url="http://127.0.0.1:9/data.zip",
                                       data_dir=str(tmp_path / "tfds"), split_fractions=(1, 0, 0))

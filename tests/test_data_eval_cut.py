@@ -1,4 +1,4 @@
-"""jaxattn.data.pipeline: evaluation sentences longer than training allowed are cut to the
+"""jaxattn.data (pipeline, batching): evaluation sentences longer than training allowed are cut to the
 training limit with their EOS kept (lengths, ids and the EOS position checked row by row)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxattn import data as data_lib
+from jaxattn.data.batching import encode
 
 
 def test_eval_sentences_cut_to_the_training_limit_keeping_eos():
@@ -22,7 +23,7 @@ def test_eval_sentences_cut_to_the_training_limit_keeping_eos():
     assert len(rows) == len(refs) == 20
     cut = 0
     for (tgt, tgt_len, src, src_len), ref in zip(rows, refs, strict=True):
-        full = data.encode_target(ref)  # no cut outside evaluation batches (pad_to 0)
+        full = encode(data.tgt_tokenizer, data.tgt_vocab, ref)  # uncut
         want = full if len(full) <= 9 else full[:8] + [eos]
         cut += len(full) > 9
         assert tgt[:tgt_len].tolist() == want

@@ -4,7 +4,7 @@
     it = data.train_iterator(32, seed=0)            # {'src', 'src_len', 'tgt', 'tgt_len'}
     data.eval_batches('validation', 128); data.references('validation')
 
-Recipes (fields of `default_data_config()`; see pipeline.py for all of them):
+Recipes (fields of `default_data_config()`; see jaxattn/config.py for all of them):
 
 - The tutorial mirror: name='tutorial', path='../shared/data/eng-fra/eng-fra.txt' (or ''
   to download data.zip), tutorial_ids=True, pad_to=10, split_fractions=(1, 0, 0).
@@ -23,21 +23,24 @@ Recipes (fields of `default_data_config()`; see pipeline.py for all of them):
 - Synthetic tasks, offline: name='synthetic', synthetic_task='copy' | 'reverse' | 'sort' |
   'dates'.
 
-Modules: text (normalization, filter, tokenizers), vocab (Vocab), readers (robust file
-reading), builders (TFDS builders; imports tensorflow_datasets), synthetic (offline tasks),
-pipeline (config, build, Data, grain batching).
+Modules: readers (every file format, read once for training and evaluation), text
+(normalization, the tutorial's filter, tokenizers), vocab (Vocab), splits (held-out splits by
+hashed text), download (the tutorial's data.zip), builders (TFDS builders; imports
+tensorflow_datasets), synthetic (offline tasks), corpus (config -> text of every split;
+evaluation TSV files read the same way), processing (tokenizers + vocabularies of a run),
+batching (ids, padding, bucket widths), pipeline (build, Data, grain batching).
 """
 
-from jaxattn.data.pipeline import (
-    DATASETS,
+from jaxattn.data.corpus import DATASETS, read_tsv
+from jaxattn.data.pipeline import Data, build
+from jaxattn.data.processing import (
     SRC_SPM_FILE,
     SRC_VOCAB_FILE,
     TGT_SPM_FILE,
     TGT_VOCAB_FILE,
     VOCAB_FILES,
-    Data,
-    build,
-    default_data_config,
+    TextProcessing,
+    load_text_processing,
 )
 from jaxattn.data.synthetic import TASKS, synthetic_splits
 from jaxattn.data.text import (
@@ -50,6 +53,17 @@ from jaxattn.data.text import (
 )
 from jaxattn.data.vocab import Vocab
 
+
+def __getattr__(name: str):
+    """`default_data_config` lives in jaxattn.config (every default in one place), which
+    imports this package's readers, so it is looked up on first use."""
+    if name == "default_data_config":
+        from jaxattn.config import default_data_config
+
+        return default_data_config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DATASETS",
     "ENG_PREFIXES",
@@ -60,11 +74,14 @@ __all__ = [
     "TGT_VOCAB_FILE",
     "VOCAB_FILES",
     "Data",
+    "TextProcessing",
     "Tokenizer",
     "Vocab",
     "build",
     "default_data_config",
+    "load_text_processing",
     "normalize_tutorial",
+    "read_tsv",
     "synthetic_splits",
     "tutorial_filter",
     "word_detokenize",

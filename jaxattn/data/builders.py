@@ -9,8 +9,7 @@ Every example is {'src': bytes, 'tgt': bytes}, raw UTF-8 text in the translation
 - `catalog_builder`: a catalog dataset such as 'wmt14_translate/fr-en', downloaded and prepared
   as array_record (needs network the first time).
 
-Splits by fraction are keyed by hashing normalized text: pairs that share a source or a target
-sentence form a group, and a group lies in one split, so no sentence is on both sides. Each
+Splits by fraction come from `jaxattn.data.splits` (hashed normalized text). Each
 builder's config name is a digest of its options and of the input files' contents, so a
 changed option or file prepares a new dataset instead of reusing a stale one.
 """
@@ -22,12 +21,11 @@ import hashlib
 import json
 import logging
 import os
-import urllib.request
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import tensorflow_datasets as tfds
 
+from jaxattn.data.download import default_data_dir, tutorial_source
 from jaxattn.data.readers import (
     TUTORIAL_SHA256,
     TUTORIAL_URL,
@@ -36,13 +34,11 @@ from jaxattn.data.readers import (
     read_tsv_pairs,
     sha256,
 )
-from jaxattn.data.text import ENG_PREFIXES, normalize_tutorial, tutorial_filter
+from jaxattn.data.splits import SPLITS, assign_splits, check_fractions, split_rows
+from jaxattn.data.text import ENG_PREFIXES, tutorial_pairs, tutorial_reverse
 
 log = logging.getLogger(__name__)
 
-TUTORIAL_ZIP = "jaxattn_tutorial_data.zip"  # the download, under DATA_DIR/downloads
-SPLITS = ("train", "validation", "test")
-LANG_CODES = {"fra": "fra", "fr": "fra", "eng": "eng", "en": "eng"}
 CITATION = "Tatoeba (tatoeba.org) and manythings.org/anki, CC-BY 2.0 FR."
 
 
@@ -52,65 +48,6 @@ def _features() -> tfds.features.FeaturesDict:
 
 def _digest(params: dict) -> str:
     return "c" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def default_data_dir(data_dir: str = "") -> str:
-    """Where TFDS keeps prepared datasets: `data_dir`, else $TFDS_DATA_DIR, else
-    ~/tensorflow_datasets."""
-    return os.path.expanduser(
-        data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
-
-
-# --------------------------------------------------------------------------------- splits
-def _unit_hash(seed: int, key: str) -> float:
-    h = hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") / 2.0**64
-
-
-def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
-    if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0:
-        raise ValueError(
-            f"split_fractions must be 3 numbers >= 0 for (train, validation, test) with a "
-            f"positive train share, got {tuple(fractions)}."
-        )
-    total = float(sum(fractions))
-    return tuple(f / total for f in fractions)
-
-
-def assign_splits(keys: Sequence[tuple[str, str]], fractions: Sequence[float],
-                  seed: int) -> np.ndarray:
-    """Index into SPLITS for each (source key, target key) pair.
-
-    Pairs sharing a source or a target key are grouped (union-find); a group's split comes
-    from a hash of its smallest source key and `seed`, so it does not depend on file order.
-    """
-    parent: dict = {}
-
-    def find(x):
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for s, t in keys:
-        a, b = find(("s", s)), find(("t", t))
-        if a != b:
-            parent[a] = b
-    smallest: dict = {}
-    for s, _ in keys:
-        root = find(("s", s))
-        smallest[root] = min(smallest.get(root, s), s)
-    cum = np.cumsum(check_fractions(fractions))
-    cum[-1] = 1.0
-    return np.array(
-        [np.searchsorted(cum, _unit_hash(seed, smallest[find(("s", s))]), side="right")
-         for s, _ in keys], dtype=np.int64).reshape(-1)
-
-
-def _split_rows(rows: list, split_of: np.ndarray) -> dict[str, list]:
-    return {name: [r for r, k in zip(rows, split_of, strict=True) if k == i]
-            for i, name in enumerate(SPLITS)}
 
 
 # -------------------------------------------------------------------------------- tutorial
@@ -142,21 +79,16 @@ class JaxattnEngFra(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         c = self.builder_config
         pairs, counts = read_tsv_pairs(read_bytes(c.source), c.source)  # (eng, fra)
-        rows, keys = [], []
-        for i, (eng, fra) in enumerate(pairs):
-            neng, nfra = normalize_tutorial(eng), normalize_tutorial(fra)
-            src, tgt, nsrc, ntgt = (fra, eng, nfra, neng) if c.reverse else (eng, fra, neng, nfra)
-            if c.apply_filter and not tutorial_filter(
-                    nsrc, ntgt, max_length=c.max_length, prefixes=c.prefixes, eng=neng):
-                continue
-            rows.append((i, src, tgt))
-            keys.append((nsrc, ntgt))
+        kept = list(tutorial_pairs(pairs, reverse=c.reverse, apply_filter=c.apply_filter,
+                                   max_length=c.max_length, prefixes=c.prefixes))
+        rows = [(i, src, tgt) for i, src, tgt, _, _ in kept]
+        keys = [(nsrc, ntgt) for _, _, _, nsrc, ntgt in kept]
         counts["filtered"] = len(pairs) - len(rows)
         counts["kept"] = len(rows)
         if not rows:
             raise ValueError(f"The tutorial filter kept no pairs of {c.source} ({counts}); "
                              "check max_length/prefixes or set filter=False.")
-        by_split = _split_rows(rows, assign_splits(keys, c.split_fractions, c.split_seed))
+        by_split = split_rows(rows, assign_splits(keys, c.split_fractions, c.split_seed))
         counts.update({f"split_{k}": len(v) for k, v in by_split.items()})
         self.info.metadata.update(counts, source_sha256=c.source_sha256)
         return {k: self._generate_examples(v) for k, v in by_split.items() if v}
@@ -164,59 +96,6 @@ class JaxattnEngFra(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, rows):
         for key, src, tgt in rows:
             yield key, {"src": src, "tgt": tgt}
-
-
-def download_tutorial_zip(url: str, dest: str, expected_sha256: str = TUTORIAL_SHA256,
-                          timeout: float = 60.0) -> str:
-    """Downloads the tutorial's data.zip to `dest` (once) and checks eng-fra.txt's sha256."""
-    if os.path.exists(dest):
-        return dest
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = dest + ".part"
-    with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-        f.write(r.read())
-    got = sha256(read_bytes(tmp))
-    if expected_sha256 and got != expected_sha256:
-        os.remove(tmp)
-        raise ValueError(
-            f"eng-fra.txt downloaded from {url} has sha256 {got}, expected {expected_sha256}. "
-            "Check the download, or give a file you trust with config.data.path."
-        )
-    os.replace(tmp, dest)
-    return dest
-
-
-def _tutorial_source(path: str, url: str, expected_sha256: str, download: bool,
-                     data_dir: str) -> str:
-    """The local file to read: `path` (a file, a zip, or a folder holding either), else the
-    downloaded zip."""
-    options = ("set config.data.path to the tutorial's eng-fra.txt, a folder holding it, or "
-               f"its data.zip (from {url})")
-    if path:
-        path = os.path.expanduser(path)
-        if os.path.isdir(path):
-            for name in ("eng-fra.txt", "data/eng-fra.txt", "data.zip"):
-                if os.path.isfile(os.path.join(path, name)):
-                    return os.path.join(path, name)
-            raise FileNotFoundError(f"No eng-fra.txt, data/eng-fra.txt or data.zip in {path}: "
-                                    f"{options}.")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"config.data.path={path} does not exist: {options}, or "
-                                    "leave it empty to download.")
-        return path
-    dest = os.path.join(default_data_dir(data_dir), "downloads", TUTORIAL_ZIP)
-    if os.path.exists(dest):
-        return dest
-    if not download:
-        raise FileNotFoundError(f"The tutorial data is not here and download=False: {options}, "
-                                "or set config.data.download=True with network access.")
-    try:
-        return download_tutorial_zip(url, dest, expected_sha256)
-    except OSError as e:  # URLError, timeouts, refused connections
-        raise FileNotFoundError(
-            f"Could not download the tutorial data from {url} ({e}). Either allow network "
-            f"access, or {options}."
-        ) from e
 
 
 def tutorial_builder(*, path: str = "", url: str = TUTORIAL_URL,
@@ -227,13 +106,10 @@ def tutorial_builder(*, path: str = "", url: str = TUTORIAL_URL,
                      split_fractions: Sequence[float] = (0.9, 0.05, 0.05),
                      split_seed: int = 0) -> JaxattnEngFra:
     """A prepared `JaxattnEngFra` builder (prepares it on first use)."""
-    langs = (LANG_CODES.get(src_lang), LANG_CODES.get(tgt_lang))
-    if langs not in (("fra", "eng"), ("eng", "fra")):
-        raise ValueError(f"The tutorial corpus translates between fra and eng; got "
-                         f"src_lang={src_lang!r}, tgt_lang={tgt_lang!r}.")
-    source = _tutorial_source(path, url, sha256_check, download, data_dir)
+    reverse = tutorial_reverse(src_lang, tgt_lang)
+    source = tutorial_source(path, url, sha256_check, download, data_dir)
     params = dict(
-        source_sha256=sha256(read_bytes(source)), reverse=langs[0] == "fra",
+        source_sha256=sha256(read_bytes(source)), reverse=reverse,
         apply_filter=bool(apply_filter), max_length=int(max_length),
         prefixes=tuple(prefixes), split_fractions=check_fractions(split_fractions),
         split_seed=int(split_seed),
@@ -280,7 +156,7 @@ class JaxattnParallelText(tfds.core.GeneratorBasedBuilder):
             if split == "*":
                 keys = [(" ".join(s.lower().split()), " ".join(t.lower().split()))
                         for s, t in pairs]
-                by_split = _split_rows(rows, assign_splits(keys, c.split_fractions,
+                by_split = split_rows(rows, assign_splits(keys, c.split_fractions,
                                                            c.split_seed))
             else:
                 by_split[split] = rows

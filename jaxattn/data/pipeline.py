@@ -1,8 +1,10 @@
 """The data pipeline: config -> text splits -> tokenizers and vocabularies -> grain batches.
 
-`build(config.data)` is the one entry point. Text is read once into memory (fine up to a few
-million pairs; slice bigger TFDS splits, e.g. splits.train='train[:2000000]'); tokenization
-and id lookup run inside the grain pipeline, one call per batch.
+`build(config.data)` is the one entry point; its steps are modules of their own: corpus (the
+text of every split), processing (tokenizers, vocabularies), batching (ids, padding). Text is
+read once into memory (fine up to a few million pairs; slice bigger TFDS splits, e.g.
+splits.train='train[:2000000]'); tokenization and id lookup run inside the grain pipeline, one
+call per batch.
 
 Batches are dicts of numpy arrays (B = rows, S/T = padded lengths):
   src int32[B, S]: source ids then EOS, padded with pad_id;  src_len int32[B] (EOS counted)
@@ -26,192 +28,25 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import grain
 import ml_collections
 import numpy as np
 
-from jaxattn.data.readers import TUTORIAL_SHA256, TUTORIAL_URL
-from jaxattn.data.synthetic import synthetic_splits
-from jaxattn.data.text import ENG_PREFIXES, Tokenizer, train_sentencepiece
+from jaxattn.data.batching import PadLength, encode, pad
+from jaxattn.data.corpus import load_texts, resolve
+from jaxattn.data.processing import (
+    SRC_SPM_FILE,
+    SRC_VOCAB_FILE,
+    TGT_SPM_FILE,
+    TGT_VOCAB_FILE,
+    side_processing,
+)
+from jaxattn.data.text import Tokenizer
 from jaxattn.data.vocab import Vocab
 from jaxattn.workdir import write_bytes
 
 log = logging.getLogger(__name__)
-
-DATASETS = ("tutorial", "parallel", "tfds", "synthetic")
-SRC_VOCAB_FILE, TGT_VOCAB_FILE = "src_vocab.txt", "tgt_vocab.txt"
-SRC_SPM_FILE, TGT_SPM_FILE = "src_spm.model", "tgt_spm.model"
-VOCAB_FILES = (SRC_VOCAB_FILE, TGT_VOCAB_FILE, SRC_SPM_FILE, TGT_SPM_FILE)  # what a run reuses
-
-
-def default_data_config() -> ml_collections.ConfigDict:
-    """Every data option with its default ('auto' values depend on `name`)."""
-    c = ml_collections.ConfigDict()
-    c.name = "tutorial"  # tutorial | parallel | tfds | synthetic
-    # --- where the text comes from
-    # tutorial: eng-fra.txt, a folder holding it, or data.zip; '' = download `url`.
-    # parallel: a folder of {prefix}.{src_lang} + {prefix}.{tgt_lang} (or {prefix}.tsv)
-    #           files, one per split in `splits`; or one TSV file, split by fractions.
-    c.path = ""
-    c.url = TUTORIAL_URL
-    c.sha256 = TUTORIAL_SHA256  # of eng-fra.txt in the download; '' = unchecked
-    c.download = True  # allow network downloads (tutorial zip, TFDS catalog)
-    c.data_dir = ""  # TFDS's prepared datasets; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
-    c.tfds_name = ""  # name='tfds': a catalog dataset, e.g. 'wmt14_translate/fr-en'
-    # Languages: the tutorial's fra/eng (fra->eng as in the tutorial; eng->fra also works);
-    # file suffixes for 'parallel' (multi30k: de, en); feature names for 'tfds'.
-    c.src_lang = "fra"
-    c.tgt_lang = "eng"
-    # Split -> file prefix ('parallel' folder) or TFDS split, e.g. 'train[:10%]'; '' = none.
-    c.splits = ml_collections.ConfigDict(
-        {"train": "train", "validation": "validation", "test": "test"})
-    c.tsv_columns = (0, 1)  # TSV (parallel): source column, target column
-    # Corpora without given splits (tutorial, one TSV file): (train, validation, test)
-    # shares, by hashed normalized text; (1, 0, 0) trains on all, as the tutorial does.
-    c.split_fractions = (0.9, 0.05, 0.05)
-    c.split_seed = 0
-    # --- filter
-    c.filter = True  # tutorial: keep only pairs that pass the tutorial's filter
-    c.prefixes = ENG_PREFIXES  # tutorial filter: English side starts with one; () = any
-    # Keep pairs with fewer than max_length tokens a side (each fits max_length with EOS):
-    # tutorial: part of its filter (all splits); others: training pairs only.
-    # -1 = auto: 10 for the tutorial, no limit otherwise; 0 = no limit.
-    c.max_length = -1
-    # --- text -> tokens
-    c.normalize = "auto"  # auto | tutorial | none  (auto: tutorial for the tutorial corpus)
-    c.lowercase = False
-    # auto | space | word | char | sentencepiece. auto: space for the tutorial (after its
-    # normalization) and copy/reverse/sort, char for dates, word for cased corpora.
-    c.tokenizer = "auto"
-    c.sp_vocab_size = 8000  # sentencepiece: pieces per side
-    # --- vocabulary (built from the training split)
-    c.vocab_min_freq = 1
-    c.vocab_max_size = 0  # 0 = no cap (specials count)
-    c.vocab_order = "first"  # first (appearance, as the tutorial) | freq
-    c.tutorial_ids = False  # True: SOS=0, EOS=1, pad=0, no PAD/UNK (the tutorial's ids)
-    # --- batches
-    c.pad_to = 0  # > 0: every batch padded to this length (the tutorial: 10); longer
-    # training pairs are dropped, longer evaluation sentences cut (EOS kept).
-    c.pad_multiple = 8  # else pad to the batch's longest, rounded up to this multiple
-    c.bucket_boundaries = ()  # e.g. (8, 16, 32): pad up to the next boundary first
-    c.bucket_pool = 0  # > 1: sort pools of this many batches by length (less padding)
-    # > 0: batches made ahead in a background thread (close() the iterator when done). 0 (the
-    # default) is enough under JAX's asynchronous dispatch: the next batch is made while the
-    # device runs the step.
-    c.prefetch = 0
-    # --- synthetic tasks (name='synthetic')
-    c.synthetic_task = "copy"  # copy | reverse | sort | dates
-    c.synthetic_sizes = (10000, 500, 500)  # train, validation, test
-    c.synthetic_min_len = 3
-    c.synthetic_max_len = 8
-    c.synthetic_num_symbols = 20
-    return c
-
-
-def _resolved(cfg) -> dict:
-    """The 'auto' options made concrete, after checking every option."""
-    from jaxattn.config import validate_section  # config imports this module
-
-    validate_section("data", cfg)
-    bounds = tuple(cfg.bucket_boundaries)
-    tokenizer = cfg.tokenizer
-    if tokenizer == "auto":
-        tokenizer = {"tutorial": "space", "synthetic": "space"}.get(cfg.name, "word")
-        if cfg.name == "synthetic" and cfg.synthetic_task == "dates":
-            tokenizer = "char"
-    normalize = cfg.normalize
-    if normalize == "auto":
-        normalize = "tutorial" if cfg.name == "tutorial" else "none"
-    max_length = cfg.max_length
-    if max_length == -1:
-        max_length = 10 if cfg.name == "tutorial" else 0
-    return dict(tokenizer=tokenizer, normalize=normalize, max_length=max_length,
-                boundaries=bounds)
-
-
-# ----------------------------------------------------------------------------- loading text
-def _load_texts(cfg, max_length: int) -> tuple[dict, dict]:
-    """{split: (sources, targets)} for the splits that exist, and reading statistics."""
-    if cfg.name == "synthetic":
-        texts = synthetic_splits(
-            cfg.synthetic_task, tuple(cfg.synthetic_sizes), seed=cfg.split_seed,
-            min_len=cfg.synthetic_min_len, max_len=cfg.synthetic_max_len,
-            num_symbols=cfg.synthetic_num_symbols)
-        return texts, {}
-    from jaxattn.data import builders  # TFDS: imported only when needed
-
-    src_key, tgt_key, splits = "src", "tgt", None
-    if cfg.name == "tutorial":
-        builder = builders.tutorial_builder(
-            path=cfg.path, url=cfg.url, sha256_check=cfg.sha256, download=cfg.download,
-            data_dir=cfg.data_dir, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang,
-            apply_filter=cfg.filter, max_length=max_length, prefixes=tuple(cfg.prefixes),
-            split_fractions=tuple(cfg.split_fractions), split_seed=cfg.split_seed)
-    elif cfg.name == "parallel":
-        builder = builders.parallel_builder(
-            cfg.path, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang, splits=dict(cfg.splits),
-            tsv_columns=tuple(cfg.tsv_columns), split_fractions=tuple(cfg.split_fractions),
-            split_seed=cfg.split_seed, data_dir=cfg.data_dir)
-    else:
-        if not cfg.tfds_name:
-            raise ValueError("name='tfds' needs config.data.tfds_name, e.g. "
-                             "'wmt14_translate/fr-en'.")
-        builder = builders.catalog_builder(cfg.tfds_name, data_dir=cfg.data_dir,
-                                           download=cfg.download)
-        src_key, tgt_key, splits = cfg.src_lang, cfg.tgt_lang, dict(cfg.splits)
-    sources = builders.data_sources(builder, splits)
-    if "train" not in sources:
-        raise ValueError(f"{builder.name} has no training split (it has "
-                         f"{list(builder.info.splits.keys())}); set config.data.splits.train.")
-    texts = {k: builders.read_texts(v, src_key, tgt_key, builder.name)
-             for k, v in sources.items()}
-    return texts, dict(builder.info.metadata or {})
-
-
-# ----------------------------------------------------------------- tokenizers + vocabularies
-def _side(cfg, r, texts: list[str], side: str, vocab_dir: str | None):
-    """(tokenizer, vocab, token counts of `texts`) for one side ('src' or 'tgt')."""
-    names = (SRC_VOCAB_FILE, SRC_SPM_FILE) if side == "src" else (TGT_VOCAB_FILE, TGT_SPM_FILE)
-    vocab_file, spm_file = (os.path.join(vocab_dir or "", name) for name in names)
-    saved = bool(vocab_dir) and os.path.exists(vocab_file)
-    kw = dict(normalize=r["normalize"], lowercase=cfg.lowercase)
-    sp_model = None
-    if r["tokenizer"] == "sentencepiece":
-        if saved:
-            if not os.path.exists(spm_file):
-                raise FileNotFoundError(f"{vocab_dir} has {os.path.basename(vocab_file)} but "
-                                        f"not {os.path.basename(spm_file)}, which "
-                                        "tokenizer='sentencepiece' needs.")
-            with open(spm_file, "rb") as f:
-                sp_model = f.read()
-        else:
-            plain = Tokenizer("space", **kw)
-            sp_model = train_sentencepiece((plain.preprocess(t) for t in texts),
-                                           cfg.sp_vocab_size)
-    tok = Tokenizer(r["tokenizer"], sp_model=sp_model, **kw)
-    counts = np.empty(len(texts), np.int64)
-
-    def token_lists():
-        for i, t in enumerate(texts):
-            tokens = tok.tokenize(t)
-            counts[i] = len(tokens)
-            yield tokens
-
-    if saved:
-        vocab = Vocab.load(vocab_file)
-        if vocab.tutorial_ids != cfg.tutorial_ids:
-            layout = "tutorial" if vocab.tutorial_ids else "default"
-            raise ValueError(f"{vocab_file} has the {layout} id layout but "
-                             f"config.data.tutorial_ids={cfg.tutorial_ids}.")
-        for _ in token_lists():
-            pass
-    else:
-        vocab = Vocab.build(token_lists(), min_freq=cfg.vocab_min_freq,
-                            max_size=cfg.vocab_max_size or None, order=cfg.vocab_order,
-                            tutorial_ids=cfg.tutorial_ids)
-    return tok, vocab, counts
 
 
 def build(data_cfg: ml_collections.ConfigDict, *, vocab_dir: str | None = None,
@@ -222,91 +57,19 @@ def build(data_cfg: ml_collections.ConfigDict, *, vocab_dir: str | None = None,
     `Data.save_vocabs`), else from the training split. `seed` is the default shuffling seed
     of `Data.train_iterator`; the split assignment and synthetic data use data_cfg.split_seed.
     """
-    r = _resolved(data_cfg)
+    resolved = resolve(data_cfg)
     if vocab_dir and (os.path.exists(os.path.join(vocab_dir, SRC_VOCAB_FILE))
                       != os.path.exists(os.path.join(vocab_dir, TGT_VOCAB_FILE))):
         raise FileNotFoundError(f"{vocab_dir} holds only one of {SRC_VOCAB_FILE}, "
                                 f"{TGT_VOCAB_FILE}; both or neither are needed.")
-    texts, read_stats = _load_texts(data_cfg, r["max_length"])
+    texts, read_stats = load_texts(data_cfg, resolved["max_length"])
     src, tgt = texts["train"]
-    src_tok, src_vocab, src_counts = _side(data_cfg, r, src, "src", vocab_dir)
-    tgt_tok, tgt_vocab, tgt_counts = _side(data_cfg, r, tgt, "tgt", vocab_dir)
+    src_tok, src_vocab, src_counts = side_processing(data_cfg, resolved, src, "src", vocab_dir)
+    tgt_tok, tgt_vocab, tgt_counts = side_processing(data_cfg, resolved, tgt, "tgt", vocab_dir)
     return Data(data_cfg, texts, src_tokenizer=src_tok, tgt_tokenizer=tgt_tok,
                 src_vocab=src_vocab, tgt_vocab=tgt_vocab,
                 train_counts=np.stack([src_counts, tgt_counts], 1), read_stats=read_stats,
-                max_length=r["max_length"], boundaries=r["boundaries"], seed=seed)
-
-
-class TextProcessing(NamedTuple):
-    """A run's text <-> ids for new input, from its data config and saved vocabularies."""
-
-    src_tokenizer: Tokenizer
-    tgt_tokenizer: Tokenizer
-    src_vocab: Vocab
-    tgt_vocab: Vocab
-    max_length: int  # the corpus filter's limit (config.data.max_length resolved; 0 = none)
-
-
-def load_text_processing(data_cfg: ml_collections.ConfigDict, vocab_dir: str) -> TextProcessing:
-    """The tokenizers and vocabularies `build(data_cfg, vocab_dir=vocab_dir)` would use, made
-    from the files `Data.save_vocabs` wrote there, without reading the corpus (for inference).
-    """
-    r = _resolved(data_cfg)
-    sides = []
-    for vocab_name, spm_name in ((SRC_VOCAB_FILE, SRC_SPM_FILE), (TGT_VOCAB_FILE, TGT_SPM_FILE)):
-        sp_model = None
-        if r["tokenizer"] == "sentencepiece":
-            spm_file = os.path.join(vocab_dir, spm_name)
-            if not os.path.exists(spm_file):
-                raise FileNotFoundError(f"No {spm_name} in {vocab_dir}, which "
-                                        "tokenizer='sentencepiece' needs.")
-            with open(spm_file, "rb") as f:
-                sp_model = f.read()
-        tok = Tokenizer(r["tokenizer"], normalize=r["normalize"], lowercase=data_cfg.lowercase,
-                        sp_model=sp_model)
-        vocab_file = os.path.join(vocab_dir, vocab_name)
-        vocab = Vocab.load(vocab_file)
-        if vocab.tutorial_ids != data_cfg.tutorial_ids:
-            layout = "tutorial" if vocab.tutorial_ids else "default"
-            raise ValueError(f"{vocab_file} has the {layout} id layout but "
-                             f"config.data.tutorial_ids={data_cfg.tutorial_ids}.")
-        sides.append((tok, vocab))
-    (src_tok, src_vocab), (tgt_tok, tgt_vocab) = sides
-    return TextProcessing(src_tok, tgt_tok, src_vocab, tgt_vocab, r["max_length"])
-
-
-# -------------------------------------------------------------------------------- batching
-def _encode(tok: Tokenizer, vocab: Vocab, text: str, max_len: int = 0) -> list[int]:
-    """Ids of `text` then EOS; with max_len > 0, cut to max_len positions (EOS kept)."""
-    ids = vocab.encode(tok.tokenize(text))
-    if max_len and len(ids) >= max_len:
-        del ids[max_len - 1:]
-    ids.append(vocab.eos_id)
-    return ids
-
-
-def _pad(rows: Sequence[list[int]], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """-> (int32[len(rows), length] padded with pad_id, int32[len(rows)] lengths)."""
-    out = np.full((len(rows), length), pad_id, np.int32)
-    lens = np.fromiter(map(len, rows), np.int32, len(rows))
-    for r, ids in enumerate(rows):
-        out[r, : len(ids)] = ids
-    return out, lens
-
-
-class _PadLength:
-    """Padded length for a batch whose longest row has `n` positions."""
-
-    def __init__(self, pad_to: int, multiple: int, boundaries: tuple[int, ...]):
-        self.pad_to, self.multiple, self.boundaries = pad_to, multiple, boundaries
-
-    def __call__(self, n: int) -> int:
-        if self.pad_to:
-            return self.pad_to
-        for b in self.boundaries:
-            if n <= b:
-                return b
-        return -(-n // self.multiple) * self.multiple
+                max_length=resolved["max_length"], seed=seed)
 
 
 class _TrainBatches:
@@ -377,12 +140,12 @@ class Data:
     def __init__(self, config, texts: dict[str, tuple[list[str], list[str]]], *,
                  src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, src_vocab: Vocab,
                  tgt_vocab: Vocab, train_counts: np.ndarray, read_stats: dict,
-                 max_length: int, boundaries: tuple[int, ...], seed: int = 0):
+                 max_length: int, seed: int = 0):
         self.config, self.seed = config, seed
         self.src_tokenizer, self.tgt_tokenizer = src_tokenizer, tgt_tokenizer
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self._texts = texts
-        self._pad_length = _PadLength(config.pad_to, config.pad_multiple, boundaries)
+        self._pad_length = PadLength.from_config(config)
         # Training pairs: those that fit max_length and pad_to positions (EOS included).
         limit = min(x for x in (max_length, config.pad_to, 2**31) if x > 0)
         fits = (train_counts < limit).all(1)
@@ -436,10 +199,7 @@ class Data:
     def encode_source(self, text: str) -> list[int]:
         """A new source sentence's ids, as training encodes it (normalization, EOS; cut to
         pad_to if set)."""
-        return _encode(self.src_tokenizer, self.src_vocab, text, self.config.pad_to)
-
-    def encode_target(self, text: str) -> list[int]:
-        return _encode(self.tgt_tokenizer, self.tgt_vocab, text, self.config.pad_to)
+        return encode(self.src_tokenizer, self.src_vocab, text, self.config.pad_to)
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         """Target tokens -> text (the form of `references`)."""
@@ -460,21 +220,21 @@ class Data:
                 write_bytes(os.path.join(directory, name), tok.sp_model)
 
     # ------------------------------------------------------------------ batches
-    def _batch(self, split: str, rows: list[int], src_len: int = 0,
-               tgt_len: int = 0) -> dict[str, np.ndarray]:
-        """Rows of a split -> padded batch; lengths 0 = the rows' own longest (padded)."""
+    def _batch(self, split: str, rows: list[int], src_padded_len: int = 0,
+               tgt_padded_len: int = 0) -> dict[str, np.ndarray]:
+        """Rows of a split -> padded batch; widths 0 = the rows' own longest (padded)."""
         src_text, tgt_text = self._texts[split]
         cut = self.config.pad_to if split == "train" else self.eval_cut
         try:
-            src = [_encode(self.src_tokenizer, self.src_vocab, src_text[i], cut) for i in rows]
-            tgt = [_encode(self.tgt_tokenizer, self.tgt_vocab, tgt_text[i], cut) for i in rows]
+            src = [encode(self.src_tokenizer, self.src_vocab, src_text[i], cut) for i in rows]
+            tgt = [encode(self.tgt_tokenizer, self.tgt_vocab, tgt_text[i], cut) for i in rows]
         except ValueError as e:  # unknown word with tutorial_ids
             raise ValueError(f"In the {split!r} split: {e} Or train on every pair "
                              "(split_fractions=(1, 0, 0)), as the tutorial does.") from None
-        src_len = src_len or self._pad_length(max(map(len, src)))
-        tgt_len = tgt_len or self._pad_length(max(map(len, tgt)))
-        s, sl = _pad(src, src_len, self.src_vocab.pad_id)
-        t, tl = _pad(tgt, tgt_len, self.tgt_vocab.pad_id)
+        s, sl = pad(src, src_padded_len or self._pad_length(max(map(len, src))),
+                    self.src_vocab.pad_id)  # [B, S], [B]
+        t, tl = pad(tgt, tgt_padded_len or self._pad_length(max(map(len, tgt))),
+                    self.tgt_vocab.pad_id)  # [B, T], [B]
         return {"src": s, "src_len": sl, "tgt": t, "tgt_len": tl}
 
     def eval_batches(self, split: str, batch_size: int) -> list[dict[str, np.ndarray]]:

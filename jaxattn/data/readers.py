@@ -1,8 +1,11 @@
-"""Reading parallel text robustly: bad lines are skipped and counted, hopeless input is a clear
-error (ValueError / FileNotFoundError saying what is wrong and what to do).
+"""Reading text files, once for every use: training corpora (TSV and line-aligned files) and
+evaluation input (source/reference files, stdin) go through the same functions.
 
-Both readers return `(pairs, counts)`: pairs of stripped str, in file order, and a dict of
-counts: 'lines' read, 'pairs' kept, and one 'skipped_*' entry per reason.
+Bad lines are skipped and counted where a corpus is read (`read_tsv_pairs`,
+`read_aligned_pairs`: `(pairs, counts)`, pairs of stripped text in file order, counts 'lines'
+read, 'pairs' kept and one 'skipped_*' entry per reason), and named where every line counts
+(`read_lines`, `read_parallel`). Hopeless input is a clear error: ValueError or
+FileNotFoundError saying what is wrong and what to do.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import zipfile
 
 log = logging.getLogger(__name__)
@@ -21,11 +25,15 @@ TUTORIAL_MEMBER = "eng-fra.txt"
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    """A file's bytes; `archive.zip` finds TUTORIAL_MEMBER inside (as in the tutorial's
-    data.zip, data/eng-fra.txt)."""
+    """A file's bytes; '-' reads stdin; `archive.zip` finds TUTORIAL_MEMBER inside (as in the
+    tutorial's data.zip, data/eng-fra.txt)."""
     path = os.fspath(path)
+    if path == "-":
+        return sys.stdin.buffer.read()
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such file: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a directory, not a text file")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             names = [n for n in z.namelist() if os.path.basename(n) == TUTORIAL_MEMBER]
@@ -43,24 +51,70 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _lines(data: bytes, name: str) -> list[bytes]:
-    """Lines without line ends; a final newline does not make an empty last line."""
+def decode_lines(data: bytes, name: str) -> tuple[list[str | None], list[int]]:
+    """UTF-8 lines (no line ends, no byte order mark; a final newline adds no line), None for
+    each undecodable one. Returns (lines, 1-based numbers of the undecodable lines)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    raw = data.split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()
+    lines, bad = [], []
+    for n, line in enumerate(raw, 1):
+        try:
+            lines.append(line.decode("utf-8").removesuffix("\r"))
+        except UnicodeDecodeError as e:
+            lines.append(None)
+            bad.append(n)
+            log.debug("%s line %d: %s", name, n, e)
+    return lines, bad
+
+
+def bad_lines_message(name: str, bad: list[int]) -> str:
+    """'NAME: 2 line(s) are not valid UTF-8 (line 3, 9); convert the file ...'."""
+    shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+    return (f"{name}: {len(bad)} line(s) are not valid UTF-8 (line {shown}); convert the file "
+            "to UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+
+
+def summary(counts: dict) -> str:
+    """'7 lines, 2 pairs kept, skipped 1 undecodable, 1 no tab' from reading counts."""
+    skipped = {k[8:]: v for k, v in counts.items() if k.startswith("skipped_") and v}
+    kept = counts.get("kept", counts.get("pairs"))
+    text = f"{counts['lines']} lines, {kept} pairs kept"
+    if skipped:
+        text += ", skipped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items())
+    return text
+
+
+# ------------------------------------------------------------ every line counts (evaluation)
+def read_lines(path: str) -> list[str]:
+    """A UTF-8 text file's lines ('-' = stdin); ValueError naming the undecodable lines."""
+    lines, bad = decode_lines(read_bytes(path), path)
+    if bad:
+        raise ValueError(bad_lines_message(path, bad) + ".")
+    return lines
+
+
+def read_parallel(src_path: str, ref_path: str) -> tuple[list[str], list[str]]:
+    """Line-aligned source and reference files, every line kept (empty ones too)."""
+    sources, references = read_lines(src_path), read_lines(ref_path)
+    if len(sources) != len(references):
+        raise ValueError(f"{src_path} has {len(sources)} lines but {ref_path} has "
+                         f"{len(references)}: they must align, one sentence a line.")
+    if not sources:
+        raise ValueError(f"{src_path} is empty: nothing to evaluate.")
+    return sources, references
+
+
+# ------------------------------------------------------- skipped and counted (corpora)
+def _decoded(data: bytes, name: str) -> tuple[list[str | None], list[int]]:
     if not data.strip():
         raise ValueError(f"{name} is empty: there is no text to read.")
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+    return decode_lines(data, name)
 
 
-def _decode(line: bytes) -> str | None:
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def _report(counts: dict, name: str) -> dict:
+def _report(counts: dict, name: str, bad: list[int]) -> dict:
     skipped = {k: v for k, v in counts.items() if k.startswith("skipped_") and v}
     if not counts["pairs"]:
         raise ValueError(
@@ -68,49 +122,46 @@ def _report(counts: dict, name: str) -> dict:
             "Expected UTF-8 text, one sentence pair a line."
         )
     if skipped:
-        log.warning("%s: skipped %s of %d lines (%s).", name, sum(skipped.values()),
-                    counts["lines"], ", ".join(f"{k[8:]}: {v}" for k, v in skipped.items()))
+        log.warning("%s: skipped %s of %d lines (%s)%s.", name, sum(skipped.values()),
+                    counts["lines"], ", ".join(f"{k[8:]}: {v}" for k, v in skipped.items()),
+                    "; " + bad_lines_message(name, bad) if bad else "")
     return counts
 
 
 def read_tsv_pairs(data: bytes, name: str, columns: tuple[int, int] = (0, 1)):
-    """Tab-separated lines -> (column columns[0], column columns[1]) pairs.
+    """Tab-separated lines -> (column columns[0], column columns[1]) pairs, and counts.
 
     Skipped and counted: lines with too few tab-separated fields ('no_tab'), undecodable
     bytes ('undecodable'), an empty sentence on either side ('empty').
     """
-    counts = dict(lines=0, pairs=0, skipped_no_tab=0, skipped_undecodable=0, skipped_empty=0)
+    lines, bad = _decoded(data, name)
+    counts = dict(lines=len(lines), pairs=0, skipped_no_tab=0, skipped_undecodable=len(bad),
+                  skipped_empty=0)
     pairs = []
-    need = max(columns) + 1
-    for raw in _lines(data, name):
-        counts["lines"] += 1
-        line = _decode(raw)
+    for line in lines:
         if line is None:
-            counts["skipped_undecodable"] += 1
-            continue
-        if not line.strip():
-            counts["skipped_empty"] += 1
             continue
         fields = line.split("\t")
-        if len(fields) < need:
-            counts["skipped_no_tab"] += 1
-            continue
-        src, tgt = fields[columns[0]].strip(), fields[columns[1]].strip()
-        if not src or not tgt:
+        if not line.strip():
             counts["skipped_empty"] += 1
-            continue
-        pairs.append((src, tgt))
+        elif len(fields) <= max(columns):
+            counts["skipped_no_tab"] += 1
+        elif not (src := fields[columns[0]].strip()) or not (tgt := fields[columns[1]].strip()):
+            counts["skipped_empty"] += 1
+        else:
+            pairs.append((src, tgt))
     counts["pairs"] = len(pairs)
-    return pairs, _report(counts, name)
+    return pairs, _report(counts, name, bad)
 
 
 def read_aligned_pairs(src_data: bytes, tgt_data: bytes, src_name: str, tgt_name: str):
-    """Two line-aligned files -> pairs of line i of each.
+    """Two line-aligned files -> pairs of line i of each, and counts.
 
     Different line counts mean the alignment is unknown: a ValueError, naming both files.
     Skipped and counted: pairs with undecodable bytes or an empty line on either side.
     """
-    src_lines, tgt_lines = _lines(src_data, src_name), _lines(tgt_data, tgt_name)
+    (src_lines, src_bad), (tgt_lines, tgt_bad) = (_decoded(src_data, src_name),
+                                                  _decoded(tgt_data, tgt_name))
     if len(src_lines) != len(tgt_lines):
         raise ValueError(
             f"{src_name} has {len(src_lines)} lines but {tgt_name} has {len(tgt_lines)}: "
@@ -119,15 +170,13 @@ def read_aligned_pairs(src_data: bytes, tgt_data: bytes, src_name: str, tgt_name
         )
     counts = dict(lines=len(src_lines), pairs=0, skipped_undecodable=0, skipped_empty=0)
     pairs = []
-    for s, t in zip(src_lines, tgt_lines, strict=True):
-        src, tgt = _decode(s), _decode(t)
+    for src, tgt in zip(src_lines, tgt_lines, strict=True):
         if src is None or tgt is None:
             counts["skipped_undecodable"] += 1
-            continue
-        src, tgt = src.strip(), tgt.strip()
-        if not src or not tgt:
+        elif not src.strip() or not tgt.strip():
             counts["skipped_empty"] += 1
         else:
-            pairs.append((src, tgt))
+            pairs.append((src.strip(), tgt.strip()))
     counts["pairs"] = len(pairs)
-    return pairs, _report(counts, f"{src_name} + {tgt_name}")
+    bad = sorted(set(src_bad) | set(tgt_bad))
+    return pairs, _report(counts, f"{src_name} + {tgt_name}", bad)

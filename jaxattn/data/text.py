@@ -27,6 +27,7 @@ ENG_PREFIXES = (
     "we are", "we re ",
     "they are", "they re ",
 )
+LANG_CODES = {"fra": "fra", "fr": "fra", "eng": "eng", "en": "eng"}  # the tutorial's languages
 JOINER = "\uffed"  # '￭': "no space before this token" (OpenNMT's joiner)
 SPACE_MARK = "\u2581"  # '▁': a space, in character tokens (SentencePiece's mark)
 TOKENIZERS = ("space", "word", "char", "sentencepiece")
@@ -72,6 +73,34 @@ def tutorial_filter(
     if max_length > 0 and (len(src.split(" ")) >= max_length or len(tgt.split(" ")) >= max_length):
         return False
     return not prefixes or eng.startswith(tuple(prefixes))
+
+
+def tutorial_reverse(src_lang: str, tgt_lang: str) -> bool:
+    """True for fra->eng (the tutorial's direction: the file's columns turned around), False
+    for eng->fra; ValueError for other languages."""
+    langs = (LANG_CODES.get(src_lang), LANG_CODES.get(tgt_lang))
+    if langs not in (("fra", "eng"), ("eng", "fra")):
+        raise ValueError(f"The tutorial corpus translates between fra and eng; got "
+                         f"src_lang={src_lang!r}, tgt_lang={tgt_lang!r}.")
+    return langs[0] == "fra"
+
+
+def tutorial_pairs(pairs: Iterable[tuple[str, str]], *, reverse: bool, apply_filter: bool,
+                   max_length: int, prefixes: Sequence[str] = ENG_PREFIXES):
+    """The tutorial's prepareData on (English, French) pairs, for the training corpus and for
+    evaluation files alike: each pair turned around if `reverse` (fra->eng), normalized, and
+    kept if it passes `tutorial_filter` (when `apply_filter`).
+
+    Yields (index, src, tgt, normalized src, normalized tgt) of the kept pairs; src and tgt
+    are the raw text (the model's tokenizer normalizes them again).
+    """
+    for i, (eng, fra) in enumerate(pairs):
+        neng, nfra = normalize_tutorial(eng), normalize_tutorial(fra)
+        src, tgt, nsrc, ntgt = (fra, eng, nfra, neng) if reverse else (eng, fra, neng, nfra)
+        if apply_filter and not tutorial_filter(nsrc, ntgt, max_length=max_length,
+                                                prefixes=tuple(prefixes), eng=neng):
+            continue
+        yield i, src, tgt, nsrc, ntgt
 
 
 def word_tokenize(text: str) -> list[str]:

@@ -1,0 +1,103 @@
+"""A run's corpus as text: config.data -> {split: (sources, targets)}, and evaluation files read
+the way that corpus was read.
+
+`resolve(cfg)` makes the 'auto' options concrete; `load_texts` reads every split (TFDS
+builders, or the offline synthetic tasks); `read_tsv` reads a TSV file for evaluation with the
+corpus's columns, direction, normalization and filter, through the same readers.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxattn import config as config_lib  # a module: config imports jaxattn.data too
+from jaxattn.data.readers import read_bytes, read_tsv_pairs, summary
+from jaxattn.data.synthetic import synthetic_splits
+from jaxattn.data.text import tutorial_pairs, tutorial_reverse
+
+DATASETS = ("tutorial", "parallel", "tfds", "synthetic")  # config.data.name
+
+
+def resolve(cfg: ml_collections.ConfigDict) -> dict:
+    """The 'auto' options made concrete (tokenizer, normalize, max_length), after checking
+    every option of the data config."""
+    config_lib.validate_section("data", cfg)
+    tokenizer = cfg.tokenizer
+    if tokenizer == "auto":
+        tokenizer = {"tutorial": "space", "synthetic": "space"}.get(cfg.name, "word")
+        if cfg.name == "synthetic" and cfg.synthetic_task == "dates":
+            tokenizer = "char"
+    normalize = cfg.normalize
+    if normalize == "auto":
+        normalize = "tutorial" if cfg.name == "tutorial" else "none"
+    max_length = cfg.max_length
+    if max_length == -1:
+        max_length = 10 if cfg.name == "tutorial" else 0
+    return dict(tokenizer=tokenizer, normalize=normalize, max_length=max_length)
+
+
+def load_texts(cfg: ml_collections.ConfigDict, max_length: int) -> tuple[dict, dict]:
+    """{split: (sources, targets)} for the splits that exist, and reading statistics."""
+    if cfg.name == "synthetic":
+        texts = synthetic_splits(
+            cfg.synthetic_task, tuple(cfg.synthetic_sizes), seed=cfg.split_seed,
+            min_len=cfg.synthetic_min_len, max_len=cfg.synthetic_max_len,
+            num_symbols=cfg.synthetic_num_symbols)
+        return texts, {}
+    from jaxattn.data import builders  # imports tensorflow_datasets: only when needed
+
+    src_key, tgt_key, splits = "src", "tgt", None
+    if cfg.name == "tutorial":
+        builder = builders.tutorial_builder(
+            path=cfg.path, url=cfg.url, sha256_check=cfg.sha256, download=cfg.download,
+            data_dir=cfg.data_dir, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang,
+            apply_filter=cfg.filter, max_length=max_length, prefixes=tuple(cfg.prefixes),
+            split_fractions=tuple(cfg.split_fractions), split_seed=cfg.split_seed)
+    elif cfg.name == "parallel":
+        builder = builders.parallel_builder(
+            cfg.path, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang, splits=dict(cfg.splits),
+            tsv_columns=tuple(cfg.tsv_columns), split_fractions=tuple(cfg.split_fractions),
+            split_seed=cfg.split_seed, data_dir=cfg.data_dir)
+    else:
+        if not cfg.tfds_name:
+            raise ValueError("name='tfds' needs config.data.tfds_name, e.g. "
+                             "'wmt14_translate/fr-en'.")
+        builder = builders.catalog_builder(cfg.tfds_name, data_dir=cfg.data_dir,
+                                           download=cfg.download)
+        src_key, tgt_key, splits = cfg.src_lang, cfg.tgt_lang, dict(cfg.splits)
+    sources = builders.data_sources(builder, splits)
+    if "train" not in sources:
+        raise ValueError(f"{builder.name} has no training split (it has "
+                         f"{list(builder.info.splits.keys())}); set config.data.splits.train.")
+    texts = {k: builders.read_texts(v, src_key, tgt_key, builder.name)
+             for k, v in sources.items()}
+    return texts, dict(builder.info.metadata or {})
+
+
+def read_tsv(path: str, cfg: ml_collections.ConfigDict,
+             max_length: int) -> tuple[list[str], list[str], dict]:
+    """Source and reference sentences of a TSV file, prepared as the run's corpus was.
+
+    The tutorial's format (English<TAB>French, further columns ignored): the direction is the
+    run's (fra->eng: the source is column 2), and pairs are normalized and filtered exactly as
+    the training corpus was (config.data.filter, `max_length` resolved, prefixes). Other
+    corpora: the columns config.data.tsv_columns, no filter. Returns (sources, references,
+    counts): lines, kept, and one skipped_* entry per reason (skipped_filter included).
+    """
+    tutorial = cfg.name == "tutorial"
+    columns = (0, 1) if tutorial else tuple(cfg.tsv_columns)
+    pairs, counts = read_tsv_pairs(read_bytes(path), path, columns)
+    if tutorial:
+        kept = [(src, tgt) for _, src, tgt, _, _ in tutorial_pairs(
+            pairs, reverse=tutorial_reverse(cfg.src_lang, cfg.tgt_lang),
+            apply_filter=cfg.filter, max_length=max_length, prefixes=tuple(cfg.prefixes))]
+    else:
+        kept = pairs
+    counts = {"lines": counts["lines"], "kept": len(kept),
+              **{k: v for k, v in counts.items() if k.startswith("skipped_")},
+              "skipped_filter": len(pairs) - len(kept)}
+    if not kept:
+        raise ValueError(f"No usable sentence pairs in {path} ({summary(counts)}): the "
+                         "tutorial filter kept none. Expected the tutorial's English<TAB>French "
+                         "lines, as the run was trained on.")
+    return [s for s, _ in kept], [t for _, t in kept], counts
