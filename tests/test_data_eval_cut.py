@@ -1,5 +1,6 @@
-"""jaxattn.data (pipeline, batching): evaluation sentences longer than training allowed are cut to the
-training limit with their EOS kept (lengths, ids and the EOS position checked row by row)."""
+"""jaxattn.data (pipeline, batching): evaluation sentences longer than training allowed are
+cut to the training limit with their EOS kept (lengths, ids and the EOS position checked row by
+row)."""
 
 from __future__ import annotations
 
