@@ -7,9 +7,8 @@ of them alike:
     state  = decoder.init_state(memory)                  # from the encoder's final carries
     state, logits, weights = decoder.step(memory, state, prev_tokens, t, train=...)
 
-`memory` is a dict: `keys` [B, S, D_enc] (encoder outputs), `mask` [B, S] bool or None,
-`finals` (the encoder's per-layer carries) and `cache` (from `precompute`). Every array in
-`memory` and in a decoder state has the batch first, so search code can tile and gather them.
+`memory` is a `Memory` and a state a `DecoderState` (typed pytrees, shapes below). Every array
+in them has the batch first, so search code can tile and gather them.
 
 - `BahdanauDecoder`: the tutorial's AttnDecoderRNN. Query = previous hidden state; the RNN
   reads concat(embedding, context); logits = Linear(hidden state). Any attention plugs in.
@@ -22,9 +21,12 @@ of them alike:
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from jaxattn.rnn import make_cell
 
@@ -48,10 +50,47 @@ def _dense_part(dense: nn.Dense, x, start: int, stop: int | None, bias: bool):
     return y
 
 
-class _DecoderBase(nn.Module):
-    """The shared parts: RNN stack, bridge from the encoder, and the scanned loop."""
+@struct.dataclass
+class Memory:
+    """What the encoder hands the decoder (`Seq2Seq.encode`'s output)."""
 
-    def _setup_common(self):
+    keys: jax.Array  # [B, S, D_enc] encoder outputs (zero on padding)
+    mask: jax.Array | None  # [B, S] bool, True on real tokens; None: attend everywhere
+    finals: tuple  # one final carry per encoder layer: (h [B, H_enc],) or LSTM (h, c)
+    cache: Any = None  # the attention's key-only work (`precompute`), e.g. [B, S, A]; or None
+
+
+@struct.dataclass
+class DecoderState:
+    """The decoder's recurrent state between steps."""
+
+    rnn: tuple  # one carry per decoder layer: (h [B, H],) or LSTM (h [B, H], c [B, H])
+    feed: jax.Array | None = None  # [B, H] Luong input feeding: the last attentional vector
+
+
+class Decoder(nn.Module):
+    """The shared fields and parts: RNN stack, bridge from the encoder, the scanned loop.
+
+    A subclass provides `_features(memory, state, emb, t, *, train) -> (state, features [B, H],
+    weights [B, S])`; it may override `_embed_tokens`, `_project_embedded` (the teacher-forced
+    fast path) and `init_state` (extra state).
+    """
+
+    vocab_size: int  # target vocabulary (the logits' size)
+    embed_dim: int
+    hidden: int  # RNN size
+    attention: nn.Module | None = None  # the scoring module; None: no attention (plain)
+    cell: str = "gru"  # gru | lstm
+    num_layers: int = 1
+    dropout: float = 0.1  # on embeddings (and between RNN layers)
+    bridge: str = "copy"  # copy | dense | zero: how the encoder's final state starts the RNN
+    unroll: int = 1  # scan unroll factor
+    dtype: jnp.dtype | None = None  # compute dtype (params stay float32)
+    needs_attention: ClassVar[bool] = True  # False: the subclass reads no `attention`
+
+    def setup(self):
+        if self.needs_attention and self.attention is None:
+            raise ValueError(f"{type(self).__name__} needs an attention module.")
         self.embed = nn.Embed(self.vocab_size, self.embed_dim)
         self.cells = [
             make_cell(self.cell, self.hidden, self.dtype, name=f"rnn_{i}")
@@ -66,13 +105,12 @@ class _DecoderBase(nn.Module):
 
     def precompute(self, keys):
         """Attention work that depends only on the keys (done once per sentence)."""
-        attention = getattr(self, "attention", None)
-        return None if attention is None else attention.precompute(keys)
+        return None if self.attention is None else self.attention.precompute(keys)
 
-    def init_state(self, memory) -> dict:
+    def init_state(self, memory: Memory) -> DecoderState:
         """Initial decoder state from the encoder's final carries (the 'bridge')."""
-        finals = memory["finals"]
-        batch = memory["keys"].shape[0]
+        finals = memory.finals
+        batch = memory.keys.shape[0]
         rnn = []
         for i, cell in enumerate(self.cells):
             zero = cell.initial_carry(batch)
@@ -95,10 +133,11 @@ class _DecoderBase(nn.Module):
                 c = src[1] if (self.bridge == "copy" and len(src) == 2) else zero[1]
                 carry = (carry[0], c)
             rnn.append(carry)
-        state = {"rnn": tuple(rnn)}
-        if getattr(self, "input_feeding", False):
-            state["feed"] = jnp.zeros((batch, self.hidden), jnp.float32)
-        return state
+        return DecoderState(rnn=tuple(rnn))
+
+    def _features(self, memory: Memory, state: DecoderState, emb, t, *, train: bool = False):
+        """One step's (state, features [B, H] for the output layer, weights [B, S])."""
+        raise NotImplementedError(f"{type(self).__name__} must define _features")
 
     def _run_rnn(self, rnn_state, x, train: bool, first_projected=None):
         """Runs the stacked cells one step; returns (new carries, top hidden state).
@@ -130,7 +169,7 @@ class _DecoderBase(nn.Module):
         the loop; `_features(..., projected=True)` takes a step of the result. None: none."""
         return None
 
-    def step(self, memory, state, prev_tokens, t, *, train: bool = False):
+    def step(self, memory: Memory, state: DecoderState, prev_tokens, t, *, train: bool = False):
         """One step: (state, prev_tokens [B], t) -> (state, logits [B, V], weights [B, S])."""
         emb = self._embed_tokens(prev_tokens, train=train)
         state, features, weights = self._features(memory, state, emb, t, train=train)
@@ -153,7 +192,7 @@ class _DecoderBase(nn.Module):
             split_rngs={"params": False, "dropout": True},
             in_axes=1,
             out_axes=1,
-            unroll=getattr(self, "unroll", 1),
+            unroll=self.unroll,
         )
         state0 = self.init_state(memory)
         if teacher_forcing is None and not self.is_initializing():
@@ -171,7 +210,7 @@ class _DecoderBase(nn.Module):
                 state, features, weights = dec._features(memory, state, emb, t, **kw)
                 return state, (features, weights)
 
-            if steps * memory["keys"].size * 4 > REMAT_BYTES:
+            if steps * memory.keys.size * 4 > REMAT_BYTES:
                 # Saving every step's attention energies ([B, S, D] each) for the backward pass
                 # costs more memory traffic than recomputing them: keep only matmul results.
                 forced = nn.remat(forced, prevent_cse=False,
@@ -198,135 +237,106 @@ class _DecoderBase(nn.Module):
         return logits, weights, state
 
 
-class BahdanauDecoder(_DecoderBase):
-    """The tutorial's AttnDecoderRNN with a pluggable scoring function."""
+def _attend(attention, query, memory: Memory, t):
+    """(context [B, D_enc], weights [B, S]) of `attention` for query [B, Q] at step t."""
+    return attention(query, memory.keys, mask=memory.mask, step=t, cache=memory.cache)
 
-    vocab_size: int
-    embed_dim: int
-    hidden: int
-    attention: nn.Module
-    cell: str = "gru"
-    num_layers: int = 1
-    dropout: float = 0.1
-    bridge: str = "copy"
-    unroll: int = 1
-    dtype: jnp.dtype | None = None
 
-    def setup(self):
-        self._setup_common()
+class BahdanauDecoder(Decoder):
+    """The tutorial's AttnDecoderRNN with a pluggable scoring function.
+
+    Query = the previous top hidden state; the first RNN layer reads [embedding; context] (in
+    this order: the teacher-forced fast path splits the layer's kernel rows by it).
+    """
+
+    def _input_rows(self, context_dim: int):
+        """The first cell's input projection and its kernel rows for the embedding ([:E]) and
+        the context ([E:]); checks the layout the fast path relies on."""
+        dense = self.cells[0].input_proj
+        rows = dense.variables["params"]["kernel"].shape[0]
+        if rows != self.embed_dim + context_dim:
+            raise AssertionError(f"the first RNN layer reads {rows} inputs, not "
+                                 f"[embedding {self.embed_dim}; context {context_dim}]")
+        return dense
 
     def _project_embedded(self, embedded):
-        # The first cell reads concat(embedding, context): project the embedding part of every
-        # step at once ([B * T, E] x [E, G*H], bias included); the loop adds the context part.
-        dense = self.cells[0].input_proj
-        return _dense_part(dense, embedded, 0, embedded.shape[-1], bias=True)
+        # Every step's embedding part of the first cell's input projection at once
+        # ([B * T, E] x [E, G*H], bias included); the loop adds the context part.
+        return _dense_part(self.cells[0].input_proj, embedded, 0, self.embed_dim, bias=True)
 
     def _features(self, memory, state, emb, t, *, train: bool = False, projected=False):
         # emb [B, E] embedded previous tokens (projected: [B, G*H], `_project_embedded`'s);
         # t [B] or scalar int step index
-        query = state["rnn"][-1][0]  # [B, H] previous top hidden state
-        context, weights = self.attention(
-            query, memory["keys"], mask=memory["mask"], step=t, cache=memory["cache"]
-        )  # [B, D_enc], [B, S]
+        query = state.rnn[-1][0]  # [B, H] previous top hidden state
+        context, weights = _attend(self.attention, query, memory, t)  # [B, D_enc], [B, S]
         if projected:
-            dense = self.cells[0].input_proj
+            dense = self._input_rows(context.shape[-1])
             xp = emb + _dense_part(dense, context, self.embed_dim, None, bias=False)
             dtype = dense.dtype or jnp.result_type(context, dense.variables["params"]["kernel"])
-            rnn, h = self._run_rnn(state["rnn"], None, train, first_projected=xp.astype(dtype))
+            rnn, h = self._run_rnn(state.rnn, None, train, first_projected=xp.astype(dtype))
         else:
-            x = jnp.concatenate([emb.astype(context.dtype), context], axis=-1)
-            rnn, h = self._run_rnn(state["rnn"], x, train)
-        return {**state, "rnn": rnn}, h, weights
+            x = jnp.concatenate([emb.astype(context.dtype), context], axis=-1)  # [B, E + D_enc]
+            rnn, h = self._run_rnn(state.rnn, x, train)
+        return state.replace(rnn=rnn), h, weights
 
 
-class LuongDecoder(_DecoderBase):
+class LuongDecoder(Decoder):
     """Luong et al. (2015): attention on the new state, tanh(W_c [c; h]), input feeding."""
 
-    vocab_size: int
-    embed_dim: int
-    hidden: int
-    attention: nn.Module
-    cell: str = "gru"
-    num_layers: int = 1
-    dropout: float = 0.1
-    bridge: str = "copy"
-    input_feeding: bool = True
-    unroll: int = 1
-    dtype: jnp.dtype | None = None
+    input_feeding: bool = True  # the RNN also reads the previous attentional vector
 
     def setup(self):
-        self._setup_common()
+        super().setup()
         self.combine = nn.Dense(self.hidden, use_bias=False)  # W_c
 
+    def init_state(self, memory: Memory) -> DecoderState:
+        state = super().init_state(memory)
+        if not self.input_feeding:
+            return state
+        return state.replace(feed=jnp.zeros((memory.keys.shape[0], self.hidden), jnp.float32))
+
     def _features(self, memory, state, emb, t, *, train: bool = False):
-        x = jnp.concatenate([emb, state["feed"]], axis=-1) if self.input_feeding else emb
-        rnn, h = self._run_rnn(state["rnn"], x, train)  # h [B, H]
-        context, weights = self.attention(
-            h, memory["keys"], mask=memory["mask"], step=t, cache=memory["cache"]
-        )
+        x = jnp.concatenate([emb, state.feed], axis=-1) if self.input_feeding else emb
+        rnn, h = self._run_rnn(state.rnn, x, train)  # h [B, H]
+        context, weights = _attend(self.attention, h, memory, t)
         attentional = jnp.tanh(self.combine(jnp.concatenate([context, h], axis=-1)))  # [B, H]
         attentional = self.drop(attentional, deterministic=not train)
-        new_state = {**state, "rnn": rnn}
-        if self.input_feeding:
-            new_state["feed"] = attentional.astype(state["feed"].dtype)
-        return new_state, attentional, weights
+        feed = attentional.astype(state.feed.dtype) if self.input_feeding else None
+        return state.replace(rnn=rnn, feed=feed), attentional, weights
 
 
-class PlainDecoder(_DecoderBase):
+class PlainDecoder(Decoder):
     """The tutorial's DecoderRNN: Embedding -> ReLU -> RNN -> Linear; weights are all zero."""
 
-    vocab_size: int
-    embed_dim: int
-    hidden: int
-    cell: str = "gru"
-    num_layers: int = 1
     dropout: float = 0.0  # the tutorial's DecoderRNN has none (used between layers only)
-    bridge: str = "copy"
-    unroll: int = 1
-    dtype: jnp.dtype | None = None
-
-    def setup(self):
-        self._setup_common()
+    needs_attention: ClassVar[bool] = False
 
     def _embed_tokens(self, tokens, *, train: bool):
         return jax.nn.relu(self.embed(tokens))  # no dropout
 
     def _features(self, memory, state, emb, t, *, train: bool = False):
-        rnn, h = self._run_rnn(state["rnn"], emb, train)
-        weights = jnp.zeros(memory["keys"].shape[:2], jnp.float32)  # [B, S]
-        return {**state, "rnn": rnn}, h, weights
+        rnn, h = self._run_rnn(state.rnn, emb, train)
+        weights = jnp.zeros(memory.keys.shape[:2], jnp.float32)  # [B, S]
+        return state.replace(rnn=rnn), h, weights
 
 
-class LegacyDecoder(_DecoderBase):
+class LegacyDecoder(Decoder):
     """The pre-June-2023 tutorial's AttnDecoderRNN ("location" attention).
 
     weights = softmax(Linear(E+H -> max_length)([embedded; hidden])); context = weights @ keys;
     RNN input = ReLU(attn_combine([embedded; context])). Use with `LocationAttention`.
     """
 
-    vocab_size: int
-    embed_dim: int
-    hidden: int
-    attention: nn.Module
-    cell: str = "gru"
-    num_layers: int = 1
-    dropout: float = 0.1
-    bridge: str = "copy"
-    unroll: int = 1
-    dtype: jnp.dtype | None = None
-
     def setup(self):
-        self._setup_common()
+        super().setup()
         self.attn_combine = nn.Dense(self.hidden)
 
     def _features(self, memory, state, emb, t, *, train: bool = False):
-        query = jnp.concatenate([emb, state["rnn"][-1][0]], axis=-1)  # [B, E + H]
-        context, weights = self.attention(
-            query, memory["keys"], mask=memory["mask"], step=t, cache=memory["cache"]
-        )
+        query = jnp.concatenate([emb, state.rnn[-1][0]], axis=-1)  # [B, E + H]
+        context, weights = _attend(self.attention, query, memory, t)
         x = jax.nn.relu(self.attn_combine(jnp.concatenate([emb, context], axis=-1)))  # [B, H]
-        rnn, h = self._run_rnn(state["rnn"], x, train)
-        return {**state, "rnn": rnn}, h, weights
+        rnn, h = self._run_rnn(state.rnn, x, train)
+        return state.replace(rnn=rnn), h, weights
 
 
 DECODERS = {

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxattn import attention as attention_lib
-from jaxattn.decoders import DECODERS
+from jaxattn.decoders import DECODERS, DecoderState, Memory
 from jaxattn.encoders import Encoder
 from jaxattn.rnn import valid_mask
 
@@ -42,7 +42,7 @@ class Seq2Seq(nn.Module):
     mask_attention: bool = True
     encoder_lengths: bool = True
 
-    def encode(self, src, src_len=None, *, train: bool = False) -> dict:
+    def encode(self, src, src_len=None, *, train: bool = False) -> Memory:
         """Runs the encoder once per sentence.
 
         Args:
@@ -51,9 +51,9 @@ class Seq2Seq(nn.Module):
             train: Apply dropout (needs a 'dropout' rng).
 
         Returns:
-            The memory dict: keys [B, S, D_enc] (encoder outputs), mask [B, S] bool or None,
-            finals (the encoder's final carries, one per layer) and cache (the attention's
-            key-only work, see `precompute`).
+            A `Memory`: keys [B, S, D_enc] (encoder outputs), mask [B, S] bool or None, finals
+            (the encoder's final carries, one per layer) and cache (the attention's key-only
+            work, see `precompute`).
         """
         lengths = src_len if self.encoder_lengths else None
         keys, finals = self.encoder(src, lengths, train=train)  # [B, S, D_enc]
@@ -61,9 +61,9 @@ class Seq2Seq(nn.Module):
         if self.mask_attention and src_len is not None:
             mask = valid_mask(src_len, src.shape[1])  # [B, S]
         cache = self.decoder.precompute(keys)
-        return {"keys": keys, "mask": mask, "finals": finals, "cache": cache}
+        return Memory(keys=keys, mask=mask, finals=tuple(finals), cache=cache)
 
-    def init_state(self, memory) -> dict:
+    def init_state(self, memory: Memory) -> DecoderState:
         """The decoder's initial state from `encode`'s memory (rnn carries, [B, H] each)."""
         return self.decoder.init_state(memory)
 

@@ -29,13 +29,12 @@ from tqdm import tqdm
 from jaxattn import config as config_lib
 from jaxattn import data as data_lib
 from jaxattn import metrics as metrics_lib
-from jaxattn import plots
+from jaxattn import plots, search
 from jaxattn import workdir as workdir_lib
 from jaxattn.checkpoints import CONFIG_FILE, Checkpointer, check_resumable, checkpoint_dir
 from jaxattn.errors import CheckpointError, ConfigError, TrainingError, first_line
 from jaxattn.models import build_model
 from jaxattn.rnn import valid_mask
-from jaxattn.translate import translate_batches
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +186,23 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def evaluate(model, params, data, split, *, config, p_eval_step, replicated,
+def greedy_texts(model, params, batches, data, *, max_len: int) -> list[str]:
+    """Greedy translations (text) of the real rows of `batches` (src_len 0 rows are padding),
+    decoded through the one decoding path, `search.decode`."""
+    texts = []
+    for b in batches:
+        r = search.decode(model, {"params": params}, b["src"], b["src_len"],
+                          eos_id=data.tgt_vocab.eos_id, max_len=max_len).top()
+        tokens, lengths = np.asarray(r.tokens), np.asarray(r.lengths)  # [B, T], [B]
+        texts += [data.decode_target(tokens[i, : lengths[i]])
+                  for i in np.flatnonzero(np.asarray(b["src_len"]))]
+    return texts
+
+
+def validate(model, params, data, split, *, config, p_eval_step, replicated,
              with_bleu: bool = True) -> dict:
-    """Validation loss/perplexity (teacher forced) and greedy sacreBLEU on a split."""
+    """Training-time validation on a split: teacher-forced loss/perplexity, and sacreBLEU/chrF
+    of greedy translations (the ones `Translator` and scripts/evaluate.py produce)."""
     ec = config.eval
     batches = [pad_batch(b, ec.batch_size) for b in data.eval_batches(split, ec.batch_size)]
     loss_sum, tokens = 0.0, 0.0
@@ -200,10 +213,8 @@ def evaluate(model, params, data, split, *, config, p_eval_step, replicated,
     loss = loss_sum / max(tokens, 1.0)
     result = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
     if with_bleu:
-        hyps = translate_batches(model, {"params": params}, batches, data.tgt_vocab,
-                                 max_len=ec.max_decode_len)
-        hyp_text = [data.detokenize(h["tokens"]) for h in hyps]
-        scores = metrics_lib.corpus_scores(hyp_text, data.references(split))
+        hyps = greedy_texts(model, params, batches, data, max_len=ec.max_decode_len)
+        scores = metrics_lib.corpus_scores(hyps, data.references(split))
         result.update(bleu=scores["bleu"], chrf=scores["chrf"])
     return result
 
@@ -355,7 +366,7 @@ def _loop(config, workdir: str, ckpt: Checkpointer):
                 metrics = None
                 if run_eval:
                     try:
-                        metrics = evaluate(model, state.params, data, config.eval.split,
+                        metrics = validate(model, state.params, data, config.eval.split,
                                            config=config, p_eval_step=p_eval_step,
                                            replicated=replicated, with_bleu=config.eval.bleu)
                     except Exception as e:  # noqa: BLE001 - keep the work, then report

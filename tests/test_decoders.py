@@ -19,6 +19,7 @@ from jaxattn.decoders import (
     BahdanauDecoder,
     LegacyDecoder,
     LuongDecoder,
+    Memory,
     PlainDecoder,
 )
 from jaxattn.rnn import valid_mask
@@ -116,11 +117,11 @@ def make_targets(seed=0, steps=T):
 
 def memory_of_apply(keys, mask, finals):
     """A memory for calling init_state directly (no attention cache needed)."""
-    return {"keys": keys, "mask": mask, "finals": finals, "cache": None}
+    return Memory(keys=keys, mask=mask, finals=tuple(finals))
 
 
 def memory_of(m, keys, mask, finals):
-    return {"keys": keys, "mask": mask, "finals": finals, "cache": m.precompute(keys)}
+    return Memory(keys=keys, mask=mask, finals=tuple(finals), cache=m.precompute(keys))
 
 
 def decode(m, keys, mask, finals, targets, teacher_forcing=None, train=False):
@@ -179,8 +180,8 @@ def test_decoder_forward_masking_padding_and_grads(spec, cell):
     # Shapes and dtypes.
     assert logits.shape == (B, T, V) and logits.dtype == jnp.float32
     assert weights.shape == (B, T, S)
-    assert len(state["rnn"]) == 1 and len(state["rnn"][0]) == (1 if cell == "gru" else 2)
-    assert ("feed" in state) == (spec.kind == "luong" and spec.input_feeding)
+    assert len(state.rnn) == 1 and len(state.rnn[0]) == (1 if cell == "gru" else 2)
+    assert (state.feed is not None) == (spec.kind == "luong" and spec.input_feeding)
     assert np.all(np.isfinite(logits))
 
     # Attention weights: exactly 0 on padding; sum to 1 over valid positions (<= 1 for local).
@@ -306,15 +307,15 @@ def test_luong_input_feeding():
         )(variables)
         if feed:
             # The fed vector is the last attentional vector tanh(W_c [c; h]) (no dropout in eval).
-            feed_vec = np.asarray(state["feed"])
+            feed_vec = np.asarray(state.feed)
             assert feed_vec.shape == (B, H) and np.all(np.abs(feed_vec) < 1) and feed_vec.any()
             last_logits = feed_vec @ np.asarray(variables["params"]["out"]["kernel"])
             last_logits += np.asarray(variables["params"]["out"]["bias"])
             np.testing.assert_allclose(logits[:, -1], last_logits, rtol=1e-5, atol=1e-5)
             init = dec.apply(variables, memory_of_apply(keys, mask, finals), method="init_state")
-            assert not np.any(np.asarray(init["feed"]))  # starts at zero
+            assert not np.any(np.asarray(init.feed))  # starts at zero
         else:
-            assert "feed" not in state
+            assert state.feed is None
         out[feed] = logits
     assert out[True].shape == out[False].shape == (B, T, V)
 
@@ -324,7 +325,7 @@ def feed_two_steps(m, keys, mask, finals, tokens, delta):
     `delta`. Returns (state after step 0, step-1 logits, step-1 logits from the moved feed)."""
     memory = memory_of(m, keys, mask, finals)
     state, _, _ = m.step(memory, m.init_state(memory), tokens[:, 0], 0)
-    moved = {**state, "feed": state["feed"] + delta}
+    moved = state.replace(feed=state.feed + delta)
     _, logits, _ = m.step(memory, state, tokens[:, 1], 1)
     _, logits_moved, _ = m.step(memory, moved, tokens[:, 1], 1)
     return state, logits, logits_moved
@@ -340,7 +341,7 @@ def test_luong_fed_vector_reaches_next_step():
     state, logits, moved = jax.jit(
         lambda v: dec.apply(v, keys, mask, finals, make_targets(), delta, method=feed_two_steps)
     )(variables)
-    assert np.all(np.abs(np.asarray(state["feed"])).sum(-1) > 0.1)  # a real vector was fed
+    assert np.all(np.abs(np.asarray(state.feed)).sum(-1) > 0.1)  # a real vector was fed
     diff = np.abs(np.asarray(moved) - np.asarray(logits)).max(-1)
     assert diff[1] > 1e-3
     np.testing.assert_array_equal(diff[[0, 2]], 0.0)
@@ -365,7 +366,7 @@ def test_bridge_copy(enc_cell, dec_cell):
     variables = init_decoder(dec, dec_cell, num_layers=2)
     # One encoder carry per decoder layer: layer i gets carry i.
     _, _, finals = make_memory_inputs(enc_cell, num_layers=2, seed=4)
-    state = bridge_state(dec, variables, finals)["rnn"]
+    state = bridge_state(dec, variables, finals).rnn
     assert len(state) == 2
     for layer in range(2):
         np.testing.assert_array_equal(state[layer][0], finals[layer][0])
@@ -376,7 +377,7 @@ def test_bridge_copy(enc_cell, dec_cell):
             assert len(state[layer]) == 1
     # A one-layer encoder feeds its (top) carry to every decoder layer.
     _, _, finals1 = make_memory_inputs(enc_cell, num_layers=1, seed=5)
-    state1 = bridge_state(dec, variables, finals1)["rnn"]
+    state1 = bridge_state(dec, variables, finals1).rnn
     for layer in range(2):
         np.testing.assert_array_equal(state1[layer][0], finals1[0][0])
 
@@ -389,7 +390,7 @@ def test_bridge_dense_and_zero(cell):
     wide = ((rand(1, B, 2 * H), rand(2, B, 2 * H)),)
     keys = rand(0, B, S, 2 * H)
     variables = random_init(dec, keys, None, wide, make_targets(), method=decode)
-    state = bridge_state(dec, variables, wide, keys)["rnn"]
+    state = bridge_state(dec, variables, wide, keys).rnn
     p = variables["params"]["bridge_proj"]
     want = np.tanh(np.asarray(wide[0][0]) @ np.asarray(p["kernel"]) + np.asarray(p["bias"]))
     np.testing.assert_allclose(state[0][0], want, rtol=1e-5, atol=1e-6)
@@ -399,7 +400,7 @@ def test_bridge_dense_and_zero(cell):
     dec0 = BahdanauDecoder(V, E, H, attn, cell=cell, bridge="zero")
     variables0 = init_decoder(dec0, cell)
     _, _, finals = make_memory_inputs(cell)
-    state0 = bridge_state(dec0, variables0, finals)["rnn"]
+    state0 = bridge_state(dec0, variables0, finals).rnn
     assert all(not np.any(np.asarray(c)) for c in state0[0])
     assert "bridge_proj" not in variables0["params"]
 

@@ -394,30 +394,38 @@ def test_length_penalty_changes_ranking():
     np.testing.assert_allclose(penalized.scores[0, 0], np.log(0.3 * 0.97**3) / 1.5, rtol=1e-5)
 
 
-def test_translate_batches_passes_search_options():
-    """jaxattn.translate (validation, evaluate.py) on the table of
-    test_length_penalty_changes_ranking: beam_size and alpha reach the search, padding rows
-    (src_len 0) are skipped, ids become words up to EOS, weights are cut to the emitted tokens
-    and the real source positions."""
-    from jaxattn.data.vocab import Vocab
-    from jaxattn.translate import translate_batches
+def test_decode_passes_search_options():
+    """search.decode (validation, Translator, benchmarks) on the table of
+    test_length_penalty_changes_ranking: the method, beam_size and alpha reach the search,
+    greedy gets the n_best axis too, and `top()` drops it."""
+    from jaxattn.search import decode
 
     probs = np.full((4, 4, 4), 0.25)
     probs[0, BOS] = [0.15, 0.4, 0.3, 0.15]
     probs[1:3, 2] = [0.01, 0.01, 0.97, 0.01]
     probs[3, 2] = [0.01, 0.97, 0.01, 0.01]
     variables = table_variables(np.log(probs), 3, bias_scale=0.0)
-    vocab = Vocab(["SOS", "EOS", "a", "b"])  # tutorial layout: BOS 0 and EOS 1, as here
-    batch = {"src": np.zeros((3, 3), np.int32), "src_len": np.array([3, 0, 2], np.int32)}
-    greedy = translate_batches(TableModel(), variables, [batch], vocab, max_len=4)
-    beam = translate_batches(TableModel(), variables, [batch], vocab, max_len=4, beam_size=2,
-                             alpha=1.0)
-    assert len(greedy) == len(beam) == 2  # the padding row is skipped
-    for g, b, n in zip(greedy, beam, (3, 2), strict=True):
-        assert g["tokens"] == [] and b["tokens"] == ["a", "a", "a"]
-        np.testing.assert_allclose(g["score"], np.log(0.4), rtol=1e-5)
-        np.testing.assert_allclose(b["score"], np.log(0.3 * 0.97**3) / 1.5, rtol=1e-5)
-        assert g["weights"].shape == (1, n) and b["weights"].shape == (4, n)
+    src = np.zeros((3, 3), np.int32)
+    kw = dict(eos_id=EOS, max_len=4)
+    greedy = decode(TableModel(), variables, src, **kw)
+    beam = decode(TableModel(), variables, src, method="beam", beam_size=2, alpha=1.0, **kw)
+    two = decode(TableModel(), variables, src, method="beam", beam_size=2, n_best=2, **kw)
+    assert greedy.tokens.shape == (3, 1, 4) and greedy.weights.shape == (3, 1, 4, 3)
+    assert two.tokens.shape == (3, 2, 4) and two.scores.shape == (3, 2)
+    g, b = greedy.top(), beam.top()
+    assert g.tokens.shape == (3, 4) and b.lengths.shape == (3,)
+    for i in range(3):
+        assert g.tokens[i, : g.lengths[i]].tolist() == [EOS]
+        assert b.tokens[i, : b.lengths[i]].tolist() == [2, 2, 2, EOS]
+    np.testing.assert_allclose(g.scores, np.log(0.4), rtol=1e-5)
+    np.testing.assert_allclose(b.scores, np.log(0.3 * 0.97**3) / 1.5, rtol=1e-5)
+    ref = greedy_search(TableModel(), variables, src, **kw)
+    for x, y in zip(g, ref, strict=True):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="method"):
+        decode(TableModel(), variables, src, method="sample", **kw)
+    with pytest.raises(ValueError, match="beam"):
+        decode(TableModel(), variables, src, beam_size=2, **kw)
 
 
 def test_length_penalty_does_not_stop_early():
@@ -480,18 +488,18 @@ def test_keep_greedy_fixes_a_search_error():
 
 def test_compiles_once_per_shape():
     """New inputs, weights or alpha of the same shapes reuse the compiled search."""
-    from jaxattn import search
+    from jaxattn.search import beam, greedy
 
     model, variables = init_model(make_config())
     _, other = init_model(make_config(), seed=7)
     greedy_search(model, variables, *make_batch(0), **KW)
     beam_search(model, variables, *make_batch(0), beam_size=4, **KW)
-    sizes = search._greedy._cache_size(), search._beam._cache_size()
+    sizes = greedy._greedy._cache_size(), beam._beam._cache_size()
     for i, v in enumerate([variables, other, variables]):
         src, src_len = make_batch(10 + i)
         greedy_search(model, v, src, src_len, **KW)
         beam_search(model, v, src, src_len, beam_size=4, alpha=0.3 * i, **KW)  # alpha is traced
-    assert (search._greedy._cache_size(), search._beam._cache_size()) == sizes
+    assert (greedy._greedy._cache_size(), beam._beam._cache_size()) == sizes
 
 
 def test_rejects_bad_n_best():

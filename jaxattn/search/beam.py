@@ -1,0 +1,220 @@
+"""Beam search with the length penalty of Wu et al. (2016), in a `lax.while_loop`.
+
+Keeps `beam_size` alive hypotheses and a pool of the `n_best` best finished ones. Each step
+takes the top `beam_size` of all (alive hypothesis, next token) extensions; those that end in
+EOS move to the pool (normalized by ((5 + len) / 6) ** alpha) and free their slot, which the
+next step refills, so beam_size=1 is exactly greedy. A sentence is done when no hypothesis is
+alive or when no alive one can still beat the worst of the pool. Finished hypotheses rank
+before ones cut off at `max_len`.
+
+Beam search can end worse than greedy (the greedy prefix may fall out of the beam). With
+keep_greedy=True (the default) the greedy hypothesis, decoded alongside, joins the n-best list
+too, so beam search never scores below greedy; keep_greedy=False is textbook beam search.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax import lax
+
+from jaxattn.search.core import SearchResult, check_inputs, gather, length_penalty, start, step
+from jaxattn.search.greedy import greedy_loop
+
+
+@struct.dataclass
+class BeamState:
+    """The beam loop's carry (K = beam_size, N = n_best, T = max_len)."""
+
+    t: jax.Array  # [] int32: steps taken
+    state: Any  # the decoder state, leaves [B * K, ...]
+    prev: jax.Array  # [B * K] int32: each alive hypothesis's last token
+    alive_logp: jax.Array  # [B, K] float32: alive log-probs; -inf = an empty slot
+    alive_tokens: jax.Array  # [B, K, T] int32
+    alive_weights: jax.Array  # [B, K, T, S] float32
+    fin_scores: jax.Array  # [B, N] float32: the finished pool, sorted; -inf = empty
+    fin_logp: jax.Array  # [B, N] float32
+    fin_lengths: jax.Array  # [B, N] int32
+    fin_tokens: jax.Array  # [B, N, T] int32
+    fin_weights: jax.Array  # [B, N, T, S] float32
+    done: jax.Array  # [B] bool: nothing alive can still enter the pool
+
+
+def beam_loop(model, variables, memory, state, src_steps, alpha, *, bos_id, eos_id, pad_id,
+              max_len, beam_size, n_best):
+    """Beam search from an encoded batch (leaves [B, ...]) -> SearchResult with [B, N, ...]."""
+    batch = jax.tree.leaves(state)[0].shape[0]
+    k, n, steps = beam_size, n_best, max_len
+    tile = functools.partial(jnp.repeat, repeats=k, axis=0)  # [B, ...] -> [B * K, ...]
+    memory, state = jax.tree.map(tile, memory), jax.tree.map(tile, state)
+    neg_inf = jnp.float32(-jnp.inf)
+    init = BeamState(
+        t=jnp.int32(0),
+        state=state,
+        prev=jnp.full((batch * k,), bos_id, jnp.int32),
+        # only beam 0 is live at first (all beams start identical)
+        alive_logp=jnp.full((batch, k), neg_inf).at[:, 0].set(0.0),
+        alive_tokens=jnp.full((batch, k, steps), pad_id, jnp.int32),
+        alive_weights=jnp.zeros((batch, k, steps, src_steps), jnp.float32),
+        fin_scores=jnp.full((batch, n), neg_inf),
+        fin_logp=jnp.full((batch, n), neg_inf),
+        fin_lengths=jnp.zeros((batch, n), jnp.int32),
+        fin_tokens=jnp.full((batch, n, steps), pad_id, jnp.int32),
+        fin_weights=jnp.zeros((batch, n, steps, src_steps), jnp.float32),
+        done=jnp.zeros((batch,), bool),
+    )
+
+    def cond(c: BeamState):
+        return (c.t < steps) & ~jnp.all(c.done)
+
+    def body(c: BeamState) -> BeamState:
+        t = c.t
+        dec_state, logp, _, w = step(model, variables, memory, c.state, c.prev, t)
+        vocab = logp.shape[-1]
+        cand = c.alive_logp[:, :, None] + logp.reshape(batch, k, vocab)  # [B, K, V]
+        top_logp, idx = lax.top_k(cand.reshape(batch, k * vocab), k)  # [B, K] best extensions
+        parent, tok = idx // vocab, (idx % vocab).astype(jnp.int32)  # [B, K]
+
+        tokens = gather(c.alive_tokens, parent).at[:, :, t].set(tok)  # [B, K, T]
+        weights = gather(c.alive_weights, parent)  # [B, K, T, S]
+        weights = weights.at[:, :, t].set(gather(w.reshape(batch, k, src_steps), parent))
+        flat = (jnp.arange(batch)[:, None] * k + parent).reshape(-1)  # [B * K]
+        dec_state = jax.tree.map(lambda x: x[flat], dec_state)
+
+        # extensions ending in EOS join the pool (kept sorted; ties keep the older entry)
+        ended = (tok == eos_id) & (top_logp > neg_inf)  # [B, K]
+        length = t + 1
+        new_scores = jnp.where(ended, top_logp / length_penalty(length, alpha), neg_inf)
+        scores = jnp.concatenate([c.fin_scores, new_scores], axis=1)  # [B, N + K]
+        fin_scores, sel = lax.top_k(scores, n)  # [B, N]
+
+        def pick(old, new):  # old [B, N, ...], new [B, K, ...] -> the selected [B, N, ...]
+            return gather(jnp.concatenate([old, new], axis=1), sel)
+
+        # the rest stay alive; a sentence is done when none is alive or none can still beat
+        # the pool's worst: the best alive log-prob over the best length penalty to come
+        alive_logp = jnp.where(ended, neg_inf, top_logp)  # [B, K]
+        best = alive_logp.max(axis=1)  # [B]
+        lp_next = length_penalty(jnp.minimum(length + 1, steps), alpha)
+        bound = jnp.maximum(best / lp_next, best / length_penalty(steps, alpha))
+        done = c.done | (best == neg_inf) | (bound < fin_scores[:, -1])
+        return BeamState(
+            t=t + 1,
+            state=dec_state,
+            prev=tok.reshape(-1),
+            alive_logp=jnp.where(done[:, None], neg_inf, alive_logp),
+            alive_tokens=tokens,
+            alive_weights=weights,
+            fin_scores=fin_scores,
+            fin_logp=pick(c.fin_logp, top_logp),
+            fin_lengths=pick(c.fin_lengths, jnp.full((batch, k), length, jnp.int32)),
+            fin_tokens=pick(c.fin_tokens, tokens),
+            fin_weights=pick(c.fin_weights, weights),
+            done=done,
+        )
+
+    return _n_best(lax.while_loop(cond, body, init), n, k, alpha)
+
+
+def _n_best(c: BeamState, n: int, k: int, alpha) -> SearchResult:
+    """The n-best list: finished hypotheses first, then the best alive ones (cut at max_len;
+    there are alive ones only if the loop hit max_len)."""
+    neg_inf = jnp.float32(-jnp.inf)
+    alive_logp, order = lax.top_k(c.alive_logp, min(n, k))  # [B, min(N, K)]
+    n_fin = jnp.sum(c.fin_scores > neg_inf, axis=1, keepdims=True)  # [B, 1]
+    slot = jnp.arange(n)[None, :]  # [1, N]
+    from_fin = slot < n_fin  # [B, N]
+    alive_slot = jnp.clip(slot - n_fin, 0, order.shape[1] - 1)  # [B, N]
+
+    def fill(fin, alive):  # fin [B, N, ...], alive [B, min(N, K), ...] (sorted) -> [B, N, ...]
+        a = gather(alive, alive_slot)
+        m = from_fin.reshape(from_fin.shape + (1,) * (fin.ndim - 2))
+        return jnp.where(m, fin, a)
+
+    alive_logp_n = gather(alive_logp, alive_slot)  # [B, N]
+    return SearchResult(
+        tokens=fill(c.fin_tokens, gather(c.alive_tokens, order)),
+        lengths=jnp.where(from_fin, c.fin_lengths, c.t),
+        scores=jnp.where(from_fin, c.fin_scores, alive_logp_n / length_penalty(c.t, alpha)),
+        log_probs=jnp.where(from_fin, c.fin_logp, alive_logp_n),
+        weights=fill(c.fin_weights, gather(c.alive_weights, order)),
+        finished=from_fin,
+        steps=c.t,
+    )
+
+
+def add_greedy(beam: SearchResult, greedy: SearchResult, alpha) -> SearchResult:
+    """Puts the greedy hypothesis into each n-best list (unless already there) and re-ranks:
+    finished before cut-off ones, then by score. So beam search never does worse than greedy."""
+    n = beam.tokens.shape[1]
+    g = greedy._replace(scores=greedy.log_probs / length_penalty(greedy.lengths, alpha))
+    g = jax.tree.map(lambda x: x[:, None], g._replace(steps=None))  # [B, 1, ...]
+    dup = jnp.all(beam.tokens == g.tokens, axis=-1) & (beam.lengths == g.lengths)  # [B, N]
+    dup = jnp.any(dup & (beam.finished == g.finished) & (beam.scores > -jnp.inf), axis=1)
+    g = g._replace(  # a duplicate ranks last, so it is dropped
+        scores=jnp.where(dup[:, None], -jnp.inf, g.scores),
+        finished=g.finished & ~dup[:, None],
+    )
+    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), beam._replace(steps=None), g)
+    order = jnp.lexsort((-both.scores, ~both.finished), axis=-1)[:, :n]  # [B, N]
+    best = jax.tree.map(lambda x: gather(x, order), both)
+    return best._replace(steps=beam.steps)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "bos_id", "eos_id", "pad_id", "max_len",
+                                             "beam_size", "n_best", "keep_greedy"))
+def _beam(model, variables, src, src_len, alpha, *, bos_id, eos_id, pad_id, max_len, beam_size,
+          n_best, keep_greedy):
+    memory, state = start(model, variables, src, src_len)
+    ids = dict(bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, max_len=max_len)
+    result = beam_loop(model, variables, memory, state, src.shape[1], alpha,
+                       beam_size=beam_size, n_best=n_best, **ids)
+    if keep_greedy and beam_size > 1:
+        greedy = greedy_loop(model, variables, memory, state, src.shape[1], **ids)
+        result = add_greedy(result, greedy, alpha)
+    return result
+
+
+def beam_search(
+    model,
+    variables,
+    src,
+    src_len=None,
+    *,
+    eos_id: int,
+    max_len: int,
+    beam_size: int,
+    alpha: float = 0.0,
+    n_best: int = 1,
+    bos_id: int | None = None,
+    pad_id: int | None = None,
+    keep_greedy: bool = True,
+) -> SearchResult:
+    """Beam search with a length penalty, jitted, stopping early.
+
+    Slots no hypothesis reached (tiny vocabularies only) have score -inf. beam_size=1 gives
+    exactly `greedy_search`.
+
+    Args:
+        model, variables, src, src_len, eos_id, max_len, bos_id: As in `greedy_search`.
+        beam_size: Alive hypotheses per sentence (k).
+        alpha: Length penalty exponent (0 = none: scores are raw log-probs).
+        n_best: Hypotheses returned per sentence, best first (<= beam_size).
+        pad_id: The id after a hypothesis's end; None = eos_id.
+        keep_greedy: Also rank the greedy hypothesis (see the module docstring).
+
+    Returns:
+        A `SearchResult` with an n_best axis: tokens [B, n_best, max_len], weights
+        [B, n_best, max_len, S], lengths/scores/log_probs/finished [B, n_best], steps [].
+    """
+    src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len,
+                                beam_size=beam_size, alpha=alpha, n_best=n_best)
+    bos_id = model.bos_id if bos_id is None else bos_id
+    pad_id = eos_id if pad_id is None else pad_id
+    return _beam(model, variables, src, src_len, jnp.float32(alpha), bos_id=bos_id,
+                 eos_id=eos_id, pad_id=pad_id, max_len=max_len, beam_size=beam_size,
+                 n_best=n_best, keep_greedy=keep_greedy and beam_size > 1)

@@ -1,0 +1,108 @@
+"""Greedy decoding: the argmax token each step, in a `lax.while_loop` that stops once every
+sentence has emitted EOS."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax import lax
+
+from jaxattn.search.core import SearchResult, argmax, check_inputs, start, step
+
+
+@struct.dataclass
+class GreedyState:
+    """The greedy loop's carry."""
+
+    t: jax.Array  # [] int32: steps taken
+    state: Any  # the decoder state, leaves [B, ...]
+    prev: jax.Array  # [B] int32: the last emitted token (BOS first)
+    done: jax.Array  # [B] bool: has emitted EOS
+    tokens: jax.Array  # [B, T] int32: emitted ids, pad_id after the end
+    weights: jax.Array  # [B, T, S] float32: attention of each emitted token, zero after the end
+    log_probs: jax.Array  # [B] float32: sum of the emitted tokens' log-probs
+    lengths: jax.Array  # [B] int32: tokens emitted, EOS included
+
+
+def greedy_loop(model, variables, memory, state, src_steps, *, bos_id, eos_id, pad_id, max_len):
+    """Greedy decoding from an encoded batch (state leaves [B, ...]) -> SearchResult."""
+    batch = jax.tree.leaves(state)[0].shape[0]
+    init = GreedyState(
+        t=jnp.int32(0),
+        state=state,
+        prev=jnp.full((batch,), bos_id, jnp.int32),
+        done=jnp.zeros((batch,), bool),
+        tokens=jnp.full((batch, max_len), pad_id, jnp.int32),
+        weights=jnp.zeros((batch, max_len, src_steps), jnp.float32),
+        log_probs=jnp.zeros((batch,), jnp.float32),
+        lengths=jnp.zeros((batch,), jnp.int32),
+    )
+
+    def cond(c: GreedyState):
+        return (c.t < max_len) & ~jnp.all(c.done)
+
+    def body(c: GreedyState) -> GreedyState:
+        live = ~c.done  # [B]: still emitting
+        dec_state, logp, logits, w = step(model, variables, memory, c.state, c.prev, c.t)
+        tok = argmax(logits)  # [B] int32, as the model's own loop (jnp.argmax)
+        tok_logp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]  # [B]
+        return GreedyState(
+            t=c.t + 1,
+            state=dec_state,
+            prev=tok,
+            done=c.done | (tok == eos_id),
+            tokens=c.tokens.at[:, c.t].set(jnp.where(live, tok, pad_id)),
+            weights=c.weights.at[:, c.t].set(jnp.where(live[:, None], w, 0.0)),
+            log_probs=jnp.where(live, c.log_probs + tok_logp, c.log_probs),
+            lengths=c.lengths + live.astype(jnp.int32),
+        )
+
+    c = lax.while_loop(cond, body, init)
+    return SearchResult(c.tokens, c.lengths, c.log_probs, c.log_probs, c.weights, c.done, c.t)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "bos_id", "eos_id", "pad_id", "max_len"))
+def _greedy(model, variables, src, src_len, *, bos_id, eos_id, pad_id, max_len):
+    memory, state = start(model, variables, src, src_len)
+    return greedy_loop(model, variables, memory, state, src.shape[1], bos_id=bos_id,
+                       eos_id=eos_id, pad_id=pad_id, max_len=max_len)
+
+
+def greedy_search(
+    model,
+    variables,
+    src,
+    src_len=None,
+    *,
+    eos_id: int,
+    max_len: int,
+    bos_id: int | None = None,
+    pad_id: int | None = None,
+) -> SearchResult:
+    """Greedy decoding, jitted, stopping once every sentence has emitted EOS.
+
+    Picks argmax(logits) each step, as the model's free-running `__call__`.
+
+    Args:
+        model: A `Seq2Seq` (any module with encode / init_state / decode_step methods).
+        variables: Its variables, ``{'params': params}``.
+        src: Source ids [B, S] int.
+        src_len: Source lengths [B] int, or None (no padding).
+        eos_id: The end-of-sentence id.
+        max_len: At most this many steps.
+        bos_id: The first input; None = the model's `bos_id`.
+        pad_id: The id after a sentence's end; None = eos_id.
+
+    Returns:
+        A `SearchResult`: tokens [B, max_len], weights [B, max_len, S], lengths, scores,
+        log_probs and finished [B], steps [].
+    """
+    src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len)
+    bos_id = model.bos_id if bos_id is None else bos_id
+    pad_id = eos_id if pad_id is None else pad_id
+    return _greedy(model, variables, src, src_len, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id,
+                   max_len=max_len)
