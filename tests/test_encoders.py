@@ -37,18 +37,6 @@ def garbage_padding(src, extra, seed=1):
     return jnp.asarray(np.where(valid, src, junk))
 
 
-def random_init(module, *args, seed=0, scale=0.3, **kwargs):
-    """Variables of `module.init(key, *args, **kwargs)` filled with N(0, scale^2) values.
-
-    Traces init with jax.eval_shape instead of running it: no compilation, so tests stay fast.
-    """
-    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), shapes
-    )
-
-
 def assert_finals_close(a, b, **kw):
     assert len(a) == len(b)
     for carry_a, carry_b in zip(a, b, strict=True):
@@ -58,7 +46,9 @@ def assert_finals_close(a, b, **kw):
 
 
 @pytest.mark.parametrize("cell,bidirectional,num_layers", CONFIGS, ids=CONFIG_IDS)
-def test_encoder_shapes_finals_and_padding_invariance(cell, bidirectional, num_layers):
+def test_encoder_shapes_finals_and_padding_invariance(
+    cell, bidirectional, num_layers, random_init
+):
     enc = Encoder(V, E, H, cell=cell, num_layers=num_layers, bidirectional=bidirectional)
     src = make_src()
     lengths = jnp.asarray(LENGTHS)
@@ -110,7 +100,7 @@ def test_encoder_shapes_finals_and_padding_invariance(cell, bidirectional, num_l
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-def test_encoder_without_lengths_reads_padding(bidirectional):
+def test_encoder_without_lengths_reads_padding(bidirectional, random_init):
     """lengths=None is the tutorial: padding is read, so the final state depends on it."""
     enc = Encoder(V, E, H, bidirectional=bidirectional)
     src = make_src()
@@ -133,7 +123,7 @@ def test_encoder_without_lengths_reads_padding(bidirectional):
     assert_finals_close(with_len[0][1], with_len[1][1], rtol=1e-6, atol=1e-6)
 
 
-def test_encoder_embedding_dropout():
+def test_encoder_embedding_dropout(random_init):
     enc = Encoder(V, E, H, cell="lstm", dropout=0.5)
     src, lengths = make_src(), jnp.asarray(LENGTHS)
     variables = random_init(enc, src, lengths)
@@ -160,7 +150,7 @@ def test_encoder_embedding_dropout():
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_encoder_inter_layer_dropout(num_layers):
+def test_encoder_inter_layer_dropout(num_layers, random_init):
     """rnn_dropout acts only between stacked layers (as torch.nn.GRU(dropout=...))."""
     enc = Encoder(V, E, H, num_layers=num_layers, dropout=0.0, rnn_dropout=0.5)
     src, lengths = make_src(), jnp.asarray(LENGTHS)
@@ -212,7 +202,7 @@ def test_encoder_grad_and_vmap():
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_encoder_bfloat16(cell):
+def test_encoder_bfloat16(cell, random_init):
     enc = Encoder(V, E, H, cell=cell, bidirectional=True, dtype=jnp.bfloat16)
     src, lengths = make_src(), jnp.asarray(LENGTHS)
     variables = random_init(enc, src, lengths)

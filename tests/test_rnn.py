@@ -60,18 +60,6 @@ def rand(seed, *shape):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
-def random_init(module, *args, seed=0, scale=0.3, **kwargs):
-    """Variables of `module.init(key, *args, **kwargs)` filled with N(0, scale^2) values.
-
-    Traces init with jax.eval_shape instead of running it: no compilation, so tests stay fast.
-    """
-    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), shapes
-    )
-
-
 def init_carry(cell, seed, batch=B, scale=0.5):
     n = 1 if cell == "gru" else 2
     return tuple(jnp.asarray(scale * rand(seed + i, batch, H)) for i in range(n))
@@ -114,7 +102,7 @@ def test_cell_matches_numpy_reference(cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_cell_gate_order(cell):
+def test_cell_gate_order(cell, random_init):
     """Drive one gate block at a time to saturation and check the textbook effect."""
     mod = make_cell(cell, H)
     carry = init_carry(cell, 3)
@@ -205,20 +193,26 @@ def test_valid_mask_and_reverse_padded():
 # ---------------------------------------------------------------------------------------------
 
 
-def _rnn_setup(cell, reverse=False, seed=0):
-    layer = RNN(cell, H, reverse=reverse)
-    x = jnp.asarray(rand(seed, B, T, D))
-    variables = random_init(layer, x, jnp.asarray(LENGTHS), seed=seed)
-    return layer, variables, x
+@pytest.fixture
+def rnn_setup(random_init):
+    """make(cell, reverse=False, seed=0) -> (layer, random variables, x [B, T, D])."""
+
+    def make(cell, reverse=False, seed=0):
+        layer = RNN(cell, H, reverse=reverse)
+        x = jnp.asarray(rand(seed, B, T, D))
+        variables = random_init(layer, x, jnp.asarray(LENGTHS), seed=seed)
+        return layer, variables, x
+
+    return make
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "bwd"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_rnn_lengths(cell, reverse):
+def test_rnn_lengths(cell, reverse, rnn_setup):
     """Padded batch == each sequence run alone without padding (NumPy reference): outputs at
     valid positions, zeros on padding, and the final carry is the state after the last valid
     step (forward) or after the first token (backward: the unpadded x[:L] read reversed)."""
-    layer, variables, x = _rnn_setup(cell, reverse)
+    layer, variables, x = rnn_setup(cell, reverse)
     # Garbage in the padding: it must never be read.
     x = jnp.where(valid_mask(jnp.asarray(LENGTHS), T)[..., None], x, 1e3)
     outputs, carry = jax.jit(layer.apply)(variables, x, jnp.asarray(LENGTHS))
@@ -248,10 +242,10 @@ def test_rnn_lengths(cell, reverse):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_rnn_initial_carry_and_reverse_without_lengths(cell):
+def test_rnn_initial_carry_and_reverse_without_lengths(cell, rnn_setup):
     """A given initial carry is where each (reversed) sequence starts; an empty sequence keeps
     it. Without lengths, reverse=True reads every full row backwards. NumPy references."""
-    layer, variables, x = _rnn_setup(cell, reverse=True)
+    layer, variables, x = rnn_setup(cell, reverse=True)
     carry0 = init_carry(cell, 11)
     np_p = jax.tree.map(np.asarray, variables["params"]["cell"])
     np_x = np.asarray(x, np.float64)
@@ -274,9 +268,9 @@ def test_rnn_initial_carry_and_reverse_without_lengths(cell):
             np.testing.assert_allclose(got[b], want, rtol=1e-5, atol=1e-5)
 
 
-def test_rnn_unroll_same_result():
+def test_rnn_unroll_same_result(rnn_setup):
     cell = "lstm"
-    layer, variables, x = _rnn_setup(cell)
+    layer, variables, x = rnn_setup(cell)
     lengths = jnp.asarray(LENGTHS)
     out1, c1 = jax.jit(layer.apply)(variables, x, lengths)
     out3, c3 = jax.jit(RNN(cell, H, unroll=3).apply)(variables, x, lengths)
@@ -287,9 +281,9 @@ def test_rnn_unroll_same_result():
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "bwd"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_rnn_grad_ignores_padding(cell, reverse):
+def test_rnn_grad_ignores_padding(cell, reverse, rnn_setup):
     """Gradients are finite and exactly zero with respect to padded inputs."""
-    layer, variables, x = _rnn_setup(cell, reverse)
+    layer, variables, x = rnn_setup(cell, reverse)
     lengths = jnp.asarray(LENGTHS)
 
     def loss(params, x):
@@ -307,9 +301,9 @@ def test_rnn_grad_ignores_padding(cell, reverse):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_rnn_vmap(cell):
+def test_rnn_vmap(cell, rnn_setup):
     """vmap over an extra leading axis (two batches) == applying to each batch."""
-    layer, variables, x = _rnn_setup(cell, reverse=True)
+    layer, variables, x = rnn_setup(cell, reverse=True)
     xs = jnp.stack([x, jnp.asarray(rand(9, B, T, D))])
     lengths = jnp.stack([jnp.asarray(LENGTHS), jnp.asarray([2, 6, 3, 5], jnp.int32)])
     out, carry = jax.jit(jax.vmap(layer.apply, in_axes=(None, 0, 0)))(variables, xs, lengths)
