@@ -1,4 +1,4 @@
-"""scripts/benchmark.py runs on tiny sizes and prints valid JSON (a smoke test, not a benchmark)."""
+"""benchmarks/ runs on tiny sizes and prints valid JSON (a smoke test, not a benchmark)."""
 
 import json
 import os
@@ -17,7 +17,7 @@ TINY = ["--steps", "1", "--large-steps", "1", "--repeats", "1", "--warmup", "0",
 
 def run(*args):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), *args],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", *args], cwd=ROOT,
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
@@ -41,12 +41,10 @@ def test_train_mode_tiny(tmp_path):
         assert r["jax"]["compile_s"] > 0 and r["jax"]["memory"]
 
 
-def test_train_flops_counts_matmuls():
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    try:
-        from benchmark import train_flops
-    finally:
-        sys.path.pop(0)
+def test_train_flops_counts_matmuls(monkeypatch):
+    monkeypatch.syspath_prepend(ROOT)
+    from benchmarks.train import train_flops
+
     b, s, e, h, v = 2, 3, 4, 5, 7
     flops = train_flops(batch=b, src_len=s, tgt_len=1, embed=e, hidden=h, directions=1,
                         tgt_vocab=v)

@@ -1,4 +1,4 @@
-"""Parity with the PyTorch tutorial (tests/torch_tutorial.py): the same weights, converted by
+"""Parity with the PyTorch tutorial (jaxattn.torch_tutorial): the same weights, converted by
 jaxattn.torch_port, give the same log-probabilities, attention weights and hidden states (float32,
 atol 1e-5), teacher forced and greedy, and the same training loss, gradients and Adam step."""
 
@@ -24,7 +24,7 @@ from jaxattn.torch_port import (
 )
 
 torch = pytest.importorskip("torch")
-import torch_tutorial as tt  # noqa: E402  (needs torch)
+from jaxattn import torch_tutorial as tt  # noqa: E402  (needs torch)
 
 ATOL = 1e-5
 V_SRC, V_TGT, H = 13, 11, 16
@@ -76,7 +76,7 @@ def jax_run(model, params, src, tgt, greedy):
         else:
             api = model.apply(v, src, None, tgt)
         logp = jax.nn.log_softmax(logits)
-        return memory["keys"], memory["finals"], logp, weights, state["rnn"][0][0], api
+        return memory.keys, memory.finals, logp, weights, state.rnn[0][0], api
 
     return jax.jit(run)(params, src, tgt)
 

@@ -2,10 +2,14 @@
 Sequence to Sequence Network and Attention" (pytorch/tutorials,
 intermediate_source/seq2seq_translation_tutorial.py, the version since June 2023).
 
-The reference side of the parity tests and of the speed comparisons. Models, the training step
-and greedy evaluation follow the tutorial line by line (batch first; SOS = 0 is also the
-padding id, EOS = 1); the only changes are explicit `max_length` / `device` arguments instead
-of globals. `LegacyAttnDecoderRNN` is the pre-2023 tutorial's decoder, batched.
+The reference side of the parity tests (tests/test_parity.py), the benchmarks (benchmarks/) and
+the tutorial's weight-loading section, kept independent of jaxattn's own modules so that it can
+check them. Models, the training step and greedy evaluation follow the tutorial line by line
+(batch first; SOS = 0 is also the padding id, EOS = 1); the only changes are explicit
+`max_length` / `device` arguments instead of globals. `LegacyAttnDecoderRNN` is the pre-2023
+tutorial's decoder, batched.
+
+Needs PyTorch (`pip install -e ".[torch]"`); `import jaxattn` does not import this module.
 
     encoder, decoder = EncoderRNN(n_src, 128), AttnDecoderRNN(128, n_tgt)
     losses = train(make_dataloader(src_ids, tgt_ids), encoder, decoder, n_epochs=80)

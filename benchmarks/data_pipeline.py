@@ -1,6 +1,6 @@
 """Benchmarks the data pipeline on the tutorial's eng-fra corpus; prints JSON.
 
-    python scripts/benchmark_data.py --path ../shared/data/eng-fra/eng-fra.txt
+    python -m benchmarks.data_pipeline --path ../shared/data/eng-fra/eng-fra.txt
 
 Reports pairs read and kept by the tutorial filter, split and vocabulary sizes, build times
 (TFDS preparation, then loading the prepared dataset), and sentences/s of training-batch
@@ -37,14 +37,14 @@ def throughput(data, batch_size: int, batches: int) -> float:
     return batch_size * batches / seconds
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--path", required=True, help="eng-fra.txt, a folder holding it, or data.zip")
     p.add_argument("--data-dir", default="", help="TFDS data_dir (default: a temporary one)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--batches", type=int, default=2000)
     p.add_argument("--all-cores", action="store_true", help="do not pin to one CPU core")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if not args.all_cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="jaxattn_bench_")
