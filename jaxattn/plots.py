@@ -1,4 +1,5 @@
-"""Attention heatmaps (the tutorial's showAttention) and training curves, as PNG files."""
+"""Attention heatmaps (the tutorial's showAttention), training curves and experiment plots, as
+PNG files (matplotlib's file backend: no display needed)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+
+def _save(fig, path: str, dpi: int) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 def _draw_attention(ax, weights, input_words, output_words):
@@ -41,10 +49,7 @@ def show_attention(input_words, output_words, weights, path: str, title: str | N
     fig.colorbar(im, ax=ax)
     if title:
         ax.set_title(title, pad=40)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 100)
 
 
 def attention_grid(examples, path: str, cols: int = 2):
@@ -66,10 +71,15 @@ def attention_grid(examples, path: str, cols: int = 2):
         fig.colorbar(im, ax=ax)
     for ax in list(axes.flat)[len(examples):]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 100)
+
+
+def metric_series(records: list[dict], split: str, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of `key` in the `split` records of metrics.jsonl, by step; the last
+    record of a step wins (a resumed run may log a step twice)."""
+    points = {r["step"]: r[key] for r in records if r.get("split") == split and key in r}
+    steps = sorted(points)
+    return steps, [points[s] for s in steps]
 
 
 def training_curves(records: list[dict], path: str):
@@ -82,26 +92,81 @@ def training_curves(records: list[dict], path: str):
     Returns:
         path.
     """
-    def series(split, key):
-        pts = {r["step"]: r[key] for r in records if r.get("split") == split and key in r}
-        steps = sorted(pts)
-        return steps, [pts[s] for s in steps]
-
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for split in ("train", "valid"):
-        steps, vals = series(split, "loss")
+        steps, vals = metric_series(records, split, "loss")
         if steps:
             ax1.plot(steps, vals, label=f"{split} loss")
     ax1.set_xlabel("step")
     ax1.set_ylabel("cross-entropy")
     ax1.legend()
-    steps, vals = series("valid", "bleu")
+    steps, vals = metric_series(records, "valid", "bleu")
     if steps:
         ax2.plot(steps, vals, marker="o", label="valid BLEU")
         ax2.legend()
     ax2.set_xlabel("step")
     ax2.set_ylabel("BLEU")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 100)
+
+
+def runs_curves(runs: list[tuple[str, dict]], title: str, path: str):
+    """Several runs' training curves side by side: loss (train solid, valid dashed) and
+    validation BLEU against step, one color a run.
+
+    Args:
+        runs: (label, curves) per run; curves {'train_loss', 'valid_loss', 'valid_bleu'}, each
+            a list of (step, value).
+        title: The group's title.
+        path: The PNG file to write.
+
+    Returns:
+        path.
+    """
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, (label, c) in enumerate(runs):
+        color = f"C{i % 10}"
+        if c["train_loss"]:
+            ax1.plot(*zip(*c["train_loss"], strict=True), color=color, alpha=0.8,
+                     label=f"{label} (train)")
+        if c["valid_loss"]:
+            ax1.plot(*zip(*c["valid_loss"], strict=True), color=color, ls="--", marker="o",
+                     ms=3, label=f"{label} (valid)")
+        if c["valid_bleu"]:
+            ax2.plot(*zip(*c["valid_bleu"], strict=True), color=color, marker="o", label=label)
+    ax1.set(xlabel="step", ylabel="cross-entropy", title=f"{title}: loss")
+    ax2.set(xlabel="step", ylabel="validation BLEU (greedy)", title=f"{title}: validation BLEU")
+    ax1.legend(fontsize=7)
+    ax2.legend(fontsize=7)
+    return _save(fig, path, 90)
+
+
+def sweep_bleu(points: list[tuple], title: str, x_label: str, path: str, *,
+               log_x: bool = False):
+    """BLEU against a swept setting (learning rate, hidden size, ...).
+
+    Args:
+        points: (x, test BLEU of the best checkpoint, of the last, best validation BLEU or
+            None) per run.
+        title: The group's title.
+        x_label: What x is.
+        path: The PNG file to write.
+        log_x: A logarithmic x axis.
+
+    Returns:
+        path.
+    """
+    points = sorted(points)
+    xs = [p[0] for p in points]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(xs, [p[1] for p in points], marker="o", label="test BLEU (best checkpoint)")
+    ax.plot(xs, [p[2] for p in points], marker="s", ls="--", label="test BLEU (last checkpoint)")
+    if all(p[3] is not None for p in points):
+        ax.plot(xs, [p[3] for p in points], marker="^", ls=":", label="best validation BLEU")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{x:g}" if isinstance(x, float) else str(x) for x in xs])
+    ax.minorticks_off()
+    ax.set(xlabel=x_label, ylabel="BLEU", title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path, 90)

@@ -1,5 +1,6 @@
-"""The experiment runner (jaxattn/experiments.py, scripts/experiments.py) on tiny synthetic runs:
-tables and plots are written, their numbers parse, and a rerun trains and decodes nothing."""
+"""The experiment runner (scripts/experiments.py over jaxattn.experiments and
+jaxattn.experiment_report) on tiny synthetic runs: tables and plots are written, their numbers
+parse, and a rerun trains and decodes nothing."""
 
 import json
 import os
@@ -8,15 +9,18 @@ import runpy
 
 import pytest
 
+from jaxattn import experiment_report as report
 from jaxattn import experiments as ex
 from jaxattn import inference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "experiments.py")
+RUNNER = runpy.run_path(SCRIPT)  # the script's functions (its main() is not called)
 
 # tiny runs: 2 groups x 2 runs, 2 distinct (the search group reuses the sweep's runs)
 TINY = {"model.hidden": 16, "model.embed_dim": 16, "data.synthetic_sizes": (600, 40, 40)}
-RUNS = ex._runs(("3e-3", {"train.learning_rate": 3e-3}), ("1e-2", {"train.learning_rate": 1e-2}))
+RUNS = ex.make_runs(("3e-3", {"train.learning_rate": 3e-3}),
+                    ("1e-2", {"train.learning_rate": 1e-2}))
 GROUPS = [
     ex.Group("rates", "Learning rates", "Tiny question one.", RUNS,
              sweep="train.learning_rate", sweep_label="learning rate", log_x=True),
@@ -30,10 +34,10 @@ def _base():
 
 
 def _run(tmp_path, **kw):
-    return ex.run_experiments(GROUPS, base_config=_base(), workroot=str(tmp_path / "runs"),
-                              out_dir=str(tmp_path / "docs"), budget=ex.cpu_budget(20, 20, 5),
-                              extra=TINY, config_path="configs/synthetic.py",
-                              command="python scripts/experiments.py --tiny", **kw)
+    return RUNNER["run_experiments"](
+        GROUPS, base_config=_base(), workroot=str(tmp_path / "runs"),
+        out_dir=str(tmp_path / "docs"), budget=ex.cpu_budget(20, 20, 5), extra=TINY,
+        config_path="configs/synthetic.py", command="python scripts/experiments.py --tiny", **kw)
 
 
 def _table_rows(md: str, title: str) -> list[list[str]]:
@@ -46,7 +50,7 @@ def test_runner_writes_tables_and_plots_and_reruns_nothing(tmp_path, monkeypatch
     records = _run(tmp_path)
     docs = tmp_path / "docs"
     md = (docs / "experiments.md").read_text()
-    assert ex.BEGIN in md and ex.END in md
+    assert report.BEGIN in md and report.END in md
     assert "python scripts/experiments.py --tiny" in md
     assert "nrefs:1|case:mixed|eff:no|tok:13a" in md
 
@@ -93,7 +97,7 @@ def test_runner_writes_tables_and_plots_and_reruns_nothing(tmp_path, monkeypatch
             assert a["train_seconds"] == b["train_seconds"]
     new_md = (docs / "experiments.md").read_text()
     assert new_md.startswith("# Mine\n\nnotes above\n") and new_md.endswith("notes below\n")
-    assert new_md.count(ex.BEGIN) == 1
+    assert new_md.count(report.BEGIN) == 1
 
 
 def test_finished_means_final_step_on_disk(tmp_path):
@@ -121,12 +125,11 @@ def test_run_keys_share_equal_runs():
 
 
 def test_cli_lists_and_rejects_unknown_groups(capsys):
-    mod = runpy.run_path(SCRIPT)
-    mod["main"](["--list"])
+    RUNNER["main"](["--list"])
     out = capsys.readouterr().out
     for name in ("attention", "scoring", "teacher_forcing", "lr", "hidden", "search"):
         assert name in out
     with pytest.raises(SystemExit, match="unknown group"):
-        mod["main"](["--only", "attention,nope"])
-    assert mod["parse_sets"](["model.hidden=32", "train.learning_rate=3e-4"]) == {
+        RUNNER["main"](["--only", "attention,nope"])
+    assert RUNNER["parse_sets"](["model.hidden=32", "train.learning_rate=3e-4"]) == {
         "model.hidden": 32, "train.learning_rate": 3e-4}
