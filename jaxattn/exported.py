@@ -1,0 +1,386 @@
+"""A trained translator shipped as `jax.export` artifacts: it runs without jaxattn's model code.
+
+    from jaxattn import exported
+    exported.export_workdir("runs/base", "runs/base-export", checkpoint="best", beam_size=5)
+    tr = exported.load("runs/base-export")      # checks manifest.json and every file's sha256
+    tr.translate(["je suis content ."])         # -> ['i m happy .'] (default: the exported beam)
+    tr.translate(sentences, beam_size=1)        # greedy; .translations(...): Translation objects
+
+The directory holds manifest.json (format version, versions, config summary, shapes, decoding
+length rule, the checkpoint's validation BLEU, sha256 and size of every file), params.npz (the
+parameters once, flattened by their tree paths 'decoder/out/kernel'), the run's config.json
+and vocabularies (and SentencePiece models), and one serialized artifact per (search, decoding
+length): `greedy_T32.bin`, `beam5_T32.bin`, ... Each is `search.decode` (the one decoding path)
+traced with a symbolic batch and source width, `(params, src int32[b, s], src_len int32[b]) ->
+(tokens int32[b, T], lengths int32[b], scores float32[b], weights float32[b, T, s],
+finished bool[b])`. The decoding length T is static in `search.decode`, and `Translator` picks
+it from the padded source width S (T = round_up(max(eval.max_decode_len, 2 S + 10), 8)), so the
+manifest lists for each artifact the source widths it serves. Parameters are an input rather
+than baked-in constants: one copy on disk for all artifacts instead of one per artifact.
+
+`load` reuses `Translator`'s text handling (normalization, tokenizer, UNK, sorting, bucketing,
+decode lengths, detokenization) with the decoding swapped for the artifacts, so its output is
+`Translator`'s token for token; no flax model is built.
+
+From plain JAX (no jaxattn), with src = the source ids (src_vocab.txt line numbers) then EOS,
+padded with pad_id to a width the artifact serves:
+
+    import json, jax, numpy as np
+    m = json.load(open("DIR/manifest.json"))
+    flat, params = np.load("DIR/params.npz"), {}
+    for path in flat.files:                  # 'decoder/out/kernel' -> nested dicts
+        *parents, leaf = path.split("/")
+        node = params
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = flat[path]
+    art = m["artifacts"][0]   # {'file', 'method', 'beam_size', 'max_len', 'src_widths'}
+    exp = jax.export.deserialize(bytearray(open("DIR/" + art["file"], "rb").read()))
+    tokens, lengths, scores, weights, finished = exp.call(params, src, src_len)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxattn
+from jaxattn import config as config_lib
+from jaxattn import data as data_lib
+from jaxattn import inference, search
+from jaxattn import workdir as workdir_lib
+from jaxattn.checkpoints import Checkpointer
+from jaxattn.data.batching import PadLength, pad
+from jaxattn.errors import JaxattnError, first_line
+
+FORMAT, FORMAT_VERSION = "jaxattn-export", 1
+MANIFEST_FILE, PARAMS_FILE = "manifest.json", "params.npz"
+DEFAULT_MAX_SOURCE_LEN = 64  # tokens covered at least (more if the run's corpus filter allows)
+DECODE_LENGTH_RULE = "max_len = round_up(max(eval.max_decode_len, 2 * S + 10), 8); S = src width"
+
+
+class ExportError(JaxattnError):
+    """An export directory that cannot be written or used; the message names the file."""
+
+    exit_code = 1
+
+
+class Decoded(NamedTuple):
+    """An artifact's outputs for a batch (the best hypothesis of each row)."""
+
+    tokens: jax.Array  # int32 [B, T]: ids, EOS included, then padding
+    lengths: jax.Array  # int32 [B]
+    scores: jax.Array  # float32 [B]
+    weights: jax.Array  # float32 [B, T, S]
+    finished: jax.Array  # bool [B]
+
+    def top(self) -> Decoded:  # as search.SearchResult.top(), which Translator calls
+        return self
+
+
+# --------------------------------------------------------------------------------- export
+def export_workdir(workdir: str, out: str, *, checkpoint: str | int = "latest",
+                   **kwargs) -> dict:
+    """Exports a run's checkpoint ('latest', 'best' or a step) to `out`; kwargs as
+    `export_translator`. InferenceError if the run has no usable checkpoint."""
+    translator = inference.Translator.from_workdir(workdir, checkpoint)
+    return export_translator(translator, out, checkpoint=checkpoint, **kwargs)
+
+
+def export_translator(translator: inference.Translator, out: str, *, beam_size: int = 5,
+                      platforms: Sequence[str] = ("cpu",), max_source_len: int | None = None,
+                      overwrite: bool = False, checkpoint: str | int | None = None) -> dict:
+    """Writes the export directory of `translator` and returns its manifest.
+
+    beam_size: the beam artifacts' k (0 or 1: greedy only); alpha is the run's
+    eval.length_penalty. platforms: jax.export lowering targets ('cpu', 'cuda', ...).
+    max_source_len: longest input (tokens) served; None: max(64, the corpus filter's limit).
+    The directory is built beside `out` and renamed into place, so `out` is never half written.
+    """
+    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 0:
+        raise ExportError(f"beam_size must be an integer >= 0, got {beam_size!r}.")
+    _check_out(out, overwrite)
+    max_source_len = max_source_len or max(DEFAULT_MAX_SOURCE_LEN, translator.max_length)
+    params = jax.tree.map(np.asarray, translator.variables["params"])
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.",
+                           dir=os.path.dirname(os.path.abspath(out)))
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the export from its users
+    try:
+        leaves = _save_params(params, os.path.join(tmp, PARAMS_FILE))
+        for name in _text_files(translator.workdir):
+            shutil.copyfile(os.path.join(translator.workdir, name), os.path.join(tmp, name))
+        searches = [("greedy", 1)] + ([("beam", beam_size)] if beam_size > 1 else [])
+        alpha = float(translator.config.eval.length_penalty)
+        artifacts = []
+        for max_len, widths in _length_table(translator, max_source_len + 1).items():
+            for method, k in searches:
+                name = f"{'greedy' if k == 1 else f'beam{k}'}_T{max_len}.bin"
+                blob = _export(translator, params, method, k, alpha, max_len, tuple(platforms))
+                workdir_lib.write_bytes(os.path.join(tmp, name), blob)
+                artifacts.append(dict(file=name, method=method, beam_size=k, alpha=alpha,
+                                      max_len=max_len, src_widths=widths))
+        manifest = _manifest(translator, checkpoint, platforms, max_source_len, leaves,
+                             artifacts, default_beam_size=max(beam_size, 1))
+        manifest["files"] = {n: dict(sha256=workdir_lib.sha256_file(os.path.join(tmp, n)),
+                                     bytes=os.path.getsize(os.path.join(tmp, n)))
+                             for n in sorted(os.listdir(tmp))}
+        workdir_lib.write_json(os.path.join(tmp, MANIFEST_FILE), manifest)
+        _move_into_place(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _check_out(out: str, overwrite: bool) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ExportError(f"--out {out} is a file; give a directory.")
+    if os.path.isdir(out) and os.listdir(out) and not overwrite:
+        raise ExportError(f"--out {out} is not empty; choose a new directory or pass "
+                          "--overwrite to replace it.")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise ExportError(f"Cannot write {out}: no such directory {parent}.")
+
+
+def _move_into_place(tmp: str, out: str) -> None:
+    """Renames the finished directory to `out`; an old `out` is removed only after."""
+    old = None
+    if os.path.isdir(out) and os.listdir(out):
+        old = tempfile.mkdtemp(prefix=".old.", dir=os.path.dirname(os.path.abspath(out)))
+        os.replace(out, os.path.join(old, "out"))
+    os.replace(tmp, out)  # an empty `out` is replaced too
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _text_files(workdir: str) -> list[str]:
+    """The run's config.json and the vocabulary/SentencePiece files it has."""
+    names = [config_lib.CONFIG_FILE] + list(data_lib.VOCAB_FILES)
+    return [n for n in names if os.path.exists(os.path.join(workdir, n))]
+
+
+def _length_table(translator: inference.Translator, max_positions: int) -> dict[int, list[int]]:
+    """{decoding length T: [padded source widths S it serves]} for inputs of 2..max_positions
+    positions (EOS included), by Translator's own padding and length rules."""
+    table: dict[int, list[int]] = {}
+    for n in range(2, max_positions + 1):
+        width = translator._padded_len(n)
+        widths = table.setdefault(translator._decode_len(width, None), [])
+        if width not in widths:
+            widths.append(width)
+    return table
+
+
+def _decoder(translator, method: str, beam_size: int, alpha: float, max_len: int):
+    """(params, src, src_len) -> Decoded: the call `Translator._search` makes."""
+    def decode(params, src, src_len):
+        r = search.decode(translator.model, {"params": params}, src, src_len,
+                          eos_id=translator.tgt_vocab.eos_id, max_len=max_len, method=method,
+                          beam_size=beam_size, alpha=alpha, bos_id=translator.tgt_vocab.bos_id)
+        return tuple(Decoded(*(getattr(r.top(), f) for f in Decoded._fields)))
+    return decode
+
+
+def _export(translator, params, method, beam_size, alpha, max_len, platforms) -> bytes:
+    """A serialized artifact, symbolic in batch b and source width s."""
+    b, s = jax.export.symbolic_shape("b, s")
+    specs = (jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params),
+             jax.ShapeDtypeStruct((b, s), np.int32), jax.ShapeDtypeStruct((b,), np.int32))
+    fn = jax.jit(_decoder(translator, method, beam_size, alpha, max_len))
+    try:
+        exp = jax.export.export(fn, platforms=platforms)(*specs)
+        return bytes(exp.serialize())
+    except ImportError as e:  # jax serializes with the flatbuffers package
+        raise ExportError(f"Cannot serialize: {e} (pip install flatbuffers).") from None
+    except Exception as e:  # noqa: BLE001 - a platform jax cannot lower for, here
+        raise ExportError(f"jax.export cannot lower {method} search for platforms "
+                          f"{list(platforms)} ({first_line(e)}); try --platforms=cpu.") from None
+
+
+def _save_params(params, path: str) -> list[dict]:
+    """params.npz of the leaves by '/'-joined tree path; their [{path, shape, dtype}]."""
+    flat = {"/".join(str(k.key) for k in p): np.asarray(x)
+            for p, x in jax.tree_util.tree_flatten_with_path(params)[0]}
+    with open(path, "wb") as f:
+        np.savez(f, **flat)
+    return [dict(path=k, shape=list(v.shape), dtype=str(v.dtype)) for k, v in flat.items()]
+
+
+def _manifest(translator, checkpoint, platforms, max_source_len, leaves, artifacts,
+              default_beam_size) -> dict:
+    c = translator.config
+    metrics = {}
+    if translator.workdir and translator.step is not None:
+        try:
+            with Checkpointer(translator.workdir, read_only=True) as ckpts:
+                metrics = ckpts.metrics(translator.step)
+        except Exception:  # noqa: BLE001 - the figure is optional
+            metrics = {}
+    return dict(
+        format=FORMAT, format_version=FORMAT_VERSION, created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        versions=dict(jaxattn=jaxattn.__version__, jax=jax.__version__,
+                      jaxlib=jax.lib.__version__),
+        source=dict(workdir=translator.workdir and os.path.abspath(translator.workdir),
+                    checkpoint=checkpoint, step=translator.step),
+        config=dict(model=c.model.to_dict(), data={k: c.data[k] for k in (
+            "name", "src_lang", "tgt_lang", "tokenizer", "normalize", "lowercase",
+            "tutorial_ids", "pad_to", "pad_multiple", "bucket_boundaries")},
+            eval=c.eval.to_dict()),
+        validation=dict(bleu=metrics.get("bleu"), chrf=metrics.get("chrf"),
+                        note="greedy validation scores saved with this checkpoint (sacreBLEU)"),
+        platforms=list(platforms), default_beam_size=default_beam_size,
+        inputs=dict(params=PARAMS_FILE, src="int32[b, s]", src_len="int32[b]"),
+        outputs="tokens int32[b, max_len], lengths int32[b], scores float32[b], "
+                "weights float32[b, max_len, s], finished bool[b]",
+        symbolic_dims=["b (batch)", "s (padded source width)"],
+        decode_length=dict(rule=DECODE_LENGTH_RULE, max_source_len=max_source_len),
+        params=dict(count=int(sum(np.prod(x["shape"]) for x in leaves)), leaves=leaves),
+        artifacts=artifacts)
+
+
+# ----------------------------------------------------------------------------------- load
+def load(directory: str) -> ExportedTranslator:
+    """An export directory -> ExportedTranslator, after checking its manifest (format
+    version, every file present with its size and sha256); ExportError naming the file."""
+    manifest = read_manifest(directory)
+    return ExportedTranslator(directory, manifest)
+
+
+def read_manifest(directory: str) -> dict:
+    """The verified manifest of an export directory."""
+    path = os.path.join(directory, MANIFEST_FILE)
+    if not os.path.isdir(directory):
+        raise ExportError(f"No such export directory: {directory}.")
+    try:
+        manifest = workdir_lib.read_json(path)
+    except JaxattnError as e:
+        raise ExportError(str(e)) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ExportError(f"{path} is missing or not a jaxattn export manifest; export again: "
+                          "python scripts/export.py --workdir RUN --out DIR.")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ExportError(
+            f"{path} has format version {manifest.get('format_version')!r}, written by jaxattn "
+            f"{manifest.get('versions', {}).get('jaxattn')}; this jaxattn "
+            f"({jaxattn.__version__}) reads version {FORMAT_VERSION}. Export the run again with "
+            "this version, or load it with the jaxattn that wrote it.")
+    for name, want in manifest.get("files", {}).items():
+        _check_file(os.path.join(directory, name), want)
+    return manifest
+
+
+def _check_file(path: str, want: dict) -> None:
+    what = ("vocabulary file" if path.endswith((".txt", ".model")) else "file")
+    fix = "copy it again from the original export, or export the run again."
+    if not os.path.isfile(path):
+        raise ExportError(f"The {what} {path} is missing (listed in {MANIFEST_FILE}); {fix}")
+    size = os.path.getsize(path)
+    if size != want["bytes"]:
+        raise ExportError(f"{path} is truncated or changed: {size} bytes, {want['bytes']} "
+                          f"expected ({MANIFEST_FILE}); {fix}")
+    if workdir_lib.sha256_file(path) != want["sha256"]:
+        raise ExportError(f"{path} is corrupted: its sha256 differs from {MANIFEST_FILE}; {fix}")
+
+
+class ExportedTranslator:
+    """Translates with an export directory's artifacts, as `Translator` would (see `load`)."""
+
+    def __init__(self, directory: str, manifest: dict):
+        self.directory, self.manifest = directory, manifest
+        self.default_beam_size = manifest["default_beam_size"]
+        self.beam_sizes = sorted({a["beam_size"] for a in manifest["artifacts"]})
+        self._text = _ArtifactTranslator(directory, manifest)
+
+    def translate(self, sentences: Sequence[str], beam_size: int | None = None, *,
+                  batch_size: int | None = None) -> list[str]:
+        """Detokenized translations of raw sentences; beam_size None: the exported default
+        (manifest default_beam_size), 1: greedy."""
+        return [t.text for t in self.translations(sentences, beam_size, batch_size=batch_size)]
+
+    def translations(self, sentences: Sequence[str], beam_size: int | None = None, *,
+                     batch_size: int | None = None) -> list[inference.Translation]:
+        """`Translator.translate`'s Translation objects (tokens, score, attention weights)."""
+        beam_size = self.default_beam_size if beam_size is None else beam_size
+        if beam_size not in self.beam_sizes:
+            raise ExportError(f"{self.directory} has no beam_size={beam_size!r} search; it has "
+                              f"{self.beam_sizes} (export again with --beam_size).")
+        return self._text.translate(sentences, beam_size=beam_size, batch_size=batch_size)
+
+
+class _ArtifactTranslator(inference.Translator):
+    """Translator's text handling and batching; decoding by the artifacts (no model)."""
+
+    def __init__(self, directory: str, manifest: dict):  # noqa: D107 - no Translator.__init__
+        try:
+            config = config_lib.load_config(directory)
+            text = data_lib.load_text_processing(config.data, directory)
+        except (JaxattnError, FileNotFoundError, ValueError) as e:
+            raise ExportError(f"Cannot load the text processing of {directory}: {e}") from None
+        self.config, self.step, self.workdir = config, manifest["source"]["step"], None
+        self.src_tokenizer, self.tgt_tokenizer = text.src_tokenizer, text.tgt_tokenizer
+        self.src_vocab, self.tgt_vocab = text.src_vocab, text.tgt_vocab
+        self.max_length, self.model = text.max_length, None
+        self.max_src_positions = (config.model.attention_max_length
+                                  if config.model.attention == "location" else 0)
+        self._pad_length = PadLength.from_config(config.data)
+        self.max_source_len = manifest["decode_length"]["max_source_len"]
+        self.device = _device(manifest["platforms"])
+        leaves = np.load(os.path.join(directory, PARAMS_FILE), allow_pickle=False)
+        self.variables = jax.device_put(_unflatten({
+            x["path"]: leaves[x["path"]].view(jnp.dtype(x["dtype"]))
+            for x in manifest["params"]["leaves"]}), self.device)
+        self.artifacts = {}  # (beam_size, max_len) -> (jitted call, manifest entry)
+        for a in manifest["artifacts"]:
+            path = os.path.join(directory, a["file"])
+            try:
+                with open(path, "rb") as f:
+                    exp = jax.export.deserialize(bytearray(f.read()))
+            except Exception as e:  # noqa: BLE001 - any failure: this file is unusable
+                raise ExportError(f"Cannot deserialize {path} ({first_line(e)}); it was written "
+                                  f"by jax {manifest['versions']['jax']}, this is jax "
+                                  f"{jax.__version__}. Export the run again.") from None
+            self.artifacts[a["beam_size"], a["max_len"]] = (jax.jit(exp.call), a)
+
+    def _search(self, inputs, idx, rows, padded_len, max_len, beam_size, alpha):
+        """Starts one batch on the artifact serving (beam_size, max_len, padded_len)."""
+        call, a = self.artifacts.get((max(beam_size, 1), max_len), (None, None))
+        if a is None or padded_len not in a["src_widths"] or alpha != a["alpha"]:
+            raise ExportError(
+                f"No artifact of this export serves a source of {len(inputs[idx[-1]].ids) - 1} "
+                f"tokens ({max_len} decoding steps, alpha {alpha}): it serves up to "
+                f"{self.max_source_len} tokens, alpha {self.config.eval.length_penalty}. "
+                "Export again with a larger --max_source_len.")
+        src, src_len = pad([inputs[idx[min(r, len(idx) - 1)]].ids for r in range(rows)],
+                                     padded_len, self.src_vocab.pad_id)  # [B, S], [B]
+        return Decoded(*call(self.variables, *jax.device_put((src, src_len), self.device)))
+
+
+def _unflatten(flat: dict) -> dict:
+    """{'a/b/c': x} -> {'a': {'b': {'c': x}}}."""
+    tree: dict = {}
+    for path, x in flat.items():
+        *parents, leaf = path.split("/")
+        node = tree
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = x
+    return tree
+
+
+def _device(platforms: Sequence[str]):
+    """The first device of an exported platform, accelerators first."""
+    for p in sorted(platforms, key=lambda p: p == "cpu"):
+        try:
+            return jax.devices(p)[0]
+        except RuntimeError:
+            continue
+    raise ExportError(f"This export runs on {list(platforms)}, none of which this machine has; "
+                      "export again with --platforms=cpu.")
