@@ -25,11 +25,11 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxattn import config as config_lib
 from jaxattn import workdir as workdir_lib
+from jaxattn.config import CONFIG_FILE
 from jaxattn.errors import CheckpointError, WorkdirError, first_line
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 BEST_FILE = "best.json"
 # Parameters whose first or last axis is a vocabulary size, by the vocabulary file.
 VOCAB_PARAMS = {"encoder/embed": "src_vocab.txt", "decoder/embed": "tgt_vocab.txt",
@@ -55,7 +55,8 @@ class Checkpointer:
     """Wraps an `ocp.CheckpointManager` with the project's keep/restore policy.
 
     Keeps the `keep_latest` newest checkpoints (at least 2, so that a corrupt latest one has a
-    fallback) and the best one by `best_metric` (higher is better, e.g. BLEU).
+    fallback) and the best one by `best_metric` (higher is better, e.g. BLEU). A context
+    manager: `with Checkpointer(workdir, read_only=True) as ckpt: ...` closes it.
     """
 
     def __init__(self, workdir: str, *, keep_latest: int = 2, best_metric: str | None = "bleu",
@@ -118,10 +119,17 @@ class Checkpointer:
                                 path, e.strerror or e)
 
     def close(self) -> None:
+        """Waits for a pending save, then releases Orbax's manager (and its threads)."""
         try:
             self.wait()
         finally:
             self.manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # ------------------------------------------------------------------------- contents
     def all_steps(self) -> list[int]:
@@ -213,11 +221,9 @@ class Checkpointer:
 
     def _restore_params_and_step(self, step: int, abstract_state, data_iter):
         """The parameters, step and iterator of `step` with a fresh optimizer state."""
-        reader = Checkpointer(self.workdir, read_only=True)  # this manager's "state" handler
-        try:                                                 # is the full-state one
+        # a reader of its own: this manager's "state" handler is the full-state one
+        with Checkpointer(self.workdir, read_only=True) as reader:
             params = jax.tree.map(jnp.asarray, reader.restore_params(step, abstract_state.params))
-        finally:
-            reader.manager.close()
         if data_iter is not None:
             self.manager.restore(step, args=ocp.args.Composite(
                 data_iter=grain.checkpoint.CheckpointRestore(data_iter)))

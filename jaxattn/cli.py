@@ -1,5 +1,7 @@
-"""What every script shares: logging, flag parsing and one `error: ...` line per user mistake.
+"""What every script shares: logging, flag parsing, the shared flags (each defined once, here)
+and one `error: ...` line per user mistake.
 
+    cli.define_run_flags(); cli.define_decoding_flags()   # at import: the flags a script takes
     if __name__ == "__main__":
         app.run(cli.main(run), flags_parser=cli.parse_flags)
 
@@ -22,6 +24,84 @@ from jaxattn.errors import ConfigError, JaxattnError, UsageError, first_line
 USAGE_EXIT, ERROR_EXIT, INTERRUPTED_EXIT = 2, 1, 130
 
 
+# ------------------------------------------------------------------------ shared flags
+FLAGS = flags.FLAGS
+
+
+def define_run_flags(*, workdir: bool = True) -> None:
+    """--workdir (required; `workdir=False`: the script names its runs otherwise) and
+    --checkpoint."""
+    if workdir:
+        flags.DEFINE_string("workdir", None, "A training run's directory.")
+        flags.mark_flag_as_required("workdir")
+    flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' or a step number.")
+
+
+def define_decoding_flags() -> None:
+    """--beam_size, --alpha, --max_len, --batch_size; unset: the run's config.eval values."""
+    flags.DEFINE_integer("beam_size", None, "Beam size (1: greedy); default: the run's "
+                         "config.eval.beam_size.")
+    flags.DEFINE_float("alpha", None, "Length penalty exponent; default: the run's "
+                       "config.eval.length_penalty.")
+    flags.DEFINE_integer("max_len", None, "Decoding steps; default: the run's "
+                         "config.eval.max_decode_len, more for long sentences.")
+    flags.DEFINE_integer("batch_size", None, "Sentences a batch; default: the run's "
+                         "config.eval.batch_size.")
+
+
+def define_eval_data_flags() -> None:
+    """Where evaluation sentences come from (--split | --src/--ref | --tsv, --data_path), and
+    --json, --warmup."""
+    flags.DEFINE_string("split", None, "A split of the run's corpus: test (the default "
+                        "without --src/--tsv), validation or train.")
+    flags.DEFINE_string("src", None, "Source sentences, one a line (UTF-8).")
+    flags.DEFINE_string("ref", None, "Reference translations, aligned with --src.")
+    flags.DEFINE_string("tsv", None, "Sentence pairs, 'source<TAB>target' a line; for the "
+                        "tutorial corpus its own format, English<TAB>French.")
+    flags.DEFINE_string("data_path", None, "With --split: the corpus, if it is no longer at "
+                        "the run's config.data.path.")
+    flags.DEFINE_string("json", None, "Write the JSON result here.")
+    flags.DEFINE_bool("warmup", True, "Compile before timing (sentences/s without "
+                      "compilation).")
+
+
+def check_positive(*names: str) -> None:
+    """UsageError for an integer flag among `names` set below 1."""
+    for name in names:
+        if FLAGS[name].value is not None and FLAGS[name].value < 1:
+            raise UsageError(f"--{name} must be >= 1, got {FLAGS[name].value}.")
+
+
+def no_arguments(argv) -> None:
+    if len(argv) > 1:
+        raise UsageError(f"Unexpected arguments: {argv[1:]} (options are --name=value).")
+
+
+def decoding_options(default_beam_size: int) -> dict:
+    """translate()/evaluate() keyword arguments from the decoding flags (checked)."""
+    check_positive("beam_size", "max_len", "batch_size")
+    return dict(beam_size=FLAGS.beam_size or default_beam_size, alpha=FLAGS.alpha,
+                max_len=FLAGS.max_len, batch_size=FLAGS.batch_size)
+
+
+def eval_data_options() -> dict:
+    """inference.load_pairs keyword arguments from the evaluation data flags (checked)."""
+    split, src, ref, tsv = FLAGS.split, FLAGS.src, FLAGS.ref, FLAGS.tsv
+    given = [name for name, v in (("--split", split), ("--src/--ref", src), ("--tsv", tsv))
+             if v is not None]
+    if ref is not None and src is None:
+        raise UsageError("--ref needs --src (the sentences to translate).")
+    if src is not None and ref is None:
+        raise UsageError("--src needs --ref (to translate without references, use "
+                         "scripts/translate.py).")
+    if len(given) > 1:
+        raise UsageError(f"Give one of --split, --src/--ref and --tsv, not {' and '.join(given)}.")
+    if FLAGS.data_path and (src or tsv):
+        raise UsageError("--data_path goes with --split (the run's corpus).")
+    return dict(split=split, src=src, ref=ref, tsv=tsv, data_path=FLAGS.data_path or "")
+
+
+# ----------------------------------------------------------------------- errors, logging
 def setup_logging(verbose: bool = False) -> None:
     """Plain 'warning: ...' lines on stderr for jaxattn; quiet libraries (absl, orbax)."""
     from absl import logging as absl_logging

@@ -14,7 +14,8 @@ decoded in batches whose shapes come from a few buckets (rows: powers of two up 
 config.eval.batch_size; source length: padded as in training), so compilations are few.
 
 User mistakes (missing workdir or checkpoint, unreadable input) raise `InferenceError` with a
-message meant for the command line; the scripts print it and exit with `exit_code`.
+message meant for the command line; the scripts print it and exit with `exit_code`. Lengths:
+`max_len` is decoding steps, `padded_len` an int source width S (see jaxattn.config).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import collections
 import dataclasses
 import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 
@@ -33,6 +33,7 @@ import ml_collections
 import numpy as np
 
 from jaxattn import config as config_lib
+from jaxattn import data as data_lib
 from jaxattn import metrics as metrics_lib
 from jaxattn import search
 from jaxattn.checkpoints import (
@@ -43,8 +44,9 @@ from jaxattn.checkpoints import (
     checkpoint_dir,
     resolve_step,
 )
-from jaxattn.data.processing import load_text_processing
-from jaxattn.data.text import JOINER, normalize_tutorial, tutorial_filter
+from jaxattn.data.batching import PadLength, encode_tokens, pad
+from jaxattn.data.readers import read_parallel
+from jaxattn.data.text import JOINER
 from jaxattn.errors import ConfigError, JaxattnError, WorkdirError
 from jaxattn.models import build_model
 
@@ -64,23 +66,6 @@ class UsageError(InferenceError, ValueError):
     """Inconsistent command-line options, or a bad argument of the Python API."""
 
     exit_code = 2
-
-
-# ------------------------------------------------------------------------------ the run
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """WORKDIR/config.json as a ConfigDict, over the defaults (so older runs still load)."""
-    if not os.path.isdir(workdir):
-        raise InferenceError(f"No such directory: {workdir} (give the --workdir of a training "
-                             "run).")
-    try:
-        config = config_lib.read_config_file(os.path.join(workdir, CONFIG_FILE))
-    except (ConfigError, WorkdirError) as e:
-        raise InferenceError(str(e)) from None
-    if config is None:
-        raise InferenceError(
-            f"{workdir} holds no training run (no {CONFIG_FILE}). Train first: python "
-            f"scripts/train.py --config configs/base.py --workdir {workdir}")
-    return config
 
 
 # --------------------------------------------------------------------------- translation
@@ -121,13 +106,14 @@ class Translator:
         self.config, self.step, self.workdir = config, step, workdir
         self.src_tokenizer, self.tgt_tokenizer = text.src_tokenizer, text.tgt_tokenizer
         self.src_vocab, self.tgt_vocab = text.src_vocab, text.tgt_vocab
-        self.max_length = text.max_length
+        self.max_length = text.max_length  # the corpus filter's limit (read_tsv filters by it)
         self.model = build_model(config.model, len(self.src_vocab), len(self.tgt_vocab),
                                  bos_id=self.tgt_vocab.bos_id)
         self.variables = {"params": jax.device_put(params)}
-        # location attention scores a fixed number of source positions (EOS included)
-        self.max_src_len = (config.model.attention_max_length
-                            if config.model.attention == "location" else 0)
+        # location attention scores a fixed number of source positions (EOS included); 0 = any
+        self.max_src_positions = (config.model.attention_max_length
+                                  if config.model.attention == "location" else 0)
+        self._pad_length = PadLength.from_config(config.data)  # source widths as in training
 
     @classmethod
     def from_workdir(cls, workdir: str, checkpoint: str | int = "latest") -> Translator:
@@ -136,9 +122,12 @@ class Translator:
         if not isinstance(workdir, (str, os.PathLike)):
             raise UsageError(f"workdir must be a directory path, not {workdir!r}.")
         workdir = os.fspath(workdir)
-        config = load_config(workdir)
         try:
-            text = load_text_processing(config.data, workdir)
+            config = config_lib.load_config(workdir)
+        except (ConfigError, WorkdirError) as e:
+            raise InferenceError(str(e)) from None
+        try:
+            text = data_lib.load_text_processing(config.data, workdir)
         except (FileNotFoundError, ValueError) as e:
             raise InferenceError(f"Cannot load the vocabularies of {workdir}: {e}") from None
         model = build_model(config.model, len(text.src_vocab), len(text.tgt_vocab),
@@ -146,11 +135,12 @@ class Translator:
         example = jnp.zeros((1, 2), jnp.int32)
         abstract = jax.eval_shape(
             lambda: model.init(jax.random.PRNGKey(0), example, jnp.array([2]), example))["params"]
-        ckpts, step = Checkpointer(workdir, read_only=True), checkpoint
+        step = checkpoint
         try:
-            step = resolve_step(ckpts, checkpoint)
-            params = ckpts.restore_params(step, abstract)
-            check_vocab_files(workdir, ckpts, step)
+            with Checkpointer(workdir, read_only=True) as ckpts:
+                step = resolve_step(ckpts, checkpoint)
+                params = ckpts.restore_params(step, abstract)
+                check_vocab_files(workdir, ckpts, step)
         except CheckpointError as e:
             raise InferenceError(str(e)) from None
         except Exception as e:  # noqa: BLE001 - any failure: this checkpoint is unusable
@@ -159,8 +149,6 @@ class Translator:
                 f"Cannot restore the parameters of step {step} in {checkpoint_dir(workdir)} "
                 f"({type(e).__name__}: {why}). Is it complete, and from this run's "
                 f"{CONFIG_FILE}? Try another --checkpoint.") from None
-        finally:
-            ckpts.manager.close()
         return cls(config, params, text, step=step, workdir=workdir)
 
     @property
@@ -169,35 +157,30 @@ class Translator:
 
     # ------------------------------------------------------------------ text -> ids
     def _prepare(self, sentence: str) -> _Input:
+        """A sentence's tokens and ids, encoded as training encodes (jaxattn.data.batching);
+        unknown words of the tutorial id layout (no UNK) are dropped."""
         tokens = self.src_tokenizer.tokenize(sentence)
         vocab = self.src_vocab
         unknown = [t for t in tokens if t not in vocab]
         if unknown and vocab.unk_id is None:  # tutorial ids: no UNK, drop the word
             tokens = [t for t in tokens if t in vocab]
-        truncated = bool(self.max_src_len) and len(tokens) >= self.max_src_len
-        if truncated:
-            tokens = tokens[: self.max_src_len - 1]
-        return _Input(tokens, vocab.encode(tokens) + [vocab.eos_id], unknown, truncated)
+        ids = encode_tokens(vocab, tokens, self.max_src_positions)
+        return _Input(tokens[: len(ids) - 1], ids, unknown, len(ids) <= len(tokens))
 
-    def _src_bucket(self, n: int) -> int:
-        """Padded source length for a batch whose longest row has n positions (as training
-        pads, so that models trained without masks see the padding they were trained on)."""
-        d = self.config.data
-        if d.pad_to and n <= d.pad_to:
-            length = d.pad_to
-        else:
-            length = next((b for b in d.bucket_boundaries if n <= b),
-                          _round_up(n, max(d.pad_multiple, 1)))
-        return min(length, self.max_src_len) if self.max_src_len else length
+    def _padded_len(self, n: int) -> int:
+        """The padded source width S of a batch whose longest row has n positions: as training
+        pads (models trained without masks see the padding they were trained on)."""
+        padded_len = self._pad_length(n)
+        return min(padded_len, self.max_src_positions) if self.max_src_positions else padded_len
 
-    def _decode_len(self, src_bucket: int, max_len: int | None) -> int:
+    def _decode_len(self, padded_len: int, max_len: int | None) -> int:
         """Decoding steps: max_len, else config.eval.max_decode_len, raised for long input."""
         if max_len:
             return max_len
-        return _round_up(max(self.config.eval.max_decode_len, 2 * src_bucket + 10), 8)
+        return _round_up(max(self.config.eval.max_decode_len, 2 * padded_len + 10), 8)
 
     def _plan(self, inputs: list[_Input], batch_size: int | None, max_len: int | None):
-        """Batches [(indices, rows, src_len, steps)] of the non-empty inputs, by length."""
+        """Batches [(indices, rows, padded_len, max_len)] of the non-empty inputs, by length."""
         batch_size = batch_size or self.config.eval.batch_size
         todo = sorted((i for i, x in enumerate(inputs) if len(x.ids) > 1),
                       key=lambda i: len(inputs[i].ids))
@@ -205,22 +188,18 @@ class Translator:
         for start in range(0, len(todo), batch_size):
             idx = todo[start: start + batch_size]
             rows = min(batch_size, 1 << (len(idx) - 1).bit_length())
-            src_len = self._src_bucket(len(inputs[idx[-1]].ids))
-            plan.append((idx, rows, src_len, self._decode_len(src_len, max_len)))
+            padded_len = self._padded_len(len(inputs[idx[-1]].ids))
+            plan.append((idx, rows, padded_len, self._decode_len(padded_len, max_len)))
         return plan
 
-    def _search(self, inputs, idx, rows, src_len, steps, beam_size, alpha):
+    def _search(self, inputs, idx, rows, padded_len, max_len, beam_size, alpha):
         """Starts decoding one batch (asynchronously); rows past len(idx) repeat the last."""
-        src = np.full((rows, src_len), self.src_vocab.pad_id, np.int32)
-        lens = np.zeros((rows,), np.int32)
-        for r in range(rows):
-            ids = inputs[idx[min(r, len(idx) - 1)]].ids
-            src[r, : len(ids)], lens[r] = ids, len(ids)
-        common = dict(bos_id=self.tgt_vocab.bos_id, eos_id=self.tgt_vocab.eos_id, max_len=steps)
-        if beam_size <= 1:
-            return search.greedy_search(self.model, self.variables, src, lens, **common)
-        return search.beam_search(self.model, self.variables, src, lens, beam_size=beam_size,
-                                  alpha=alpha, n_best=1, **common)
+        src, src_len = pad([inputs[idx[min(r, len(idx) - 1)]].ids for r in range(rows)],
+                           padded_len, self.src_vocab.pad_id)  # [B, S], [B]
+        return search.decode(
+            self.model, self.variables, src, src_len, eos_id=self.tgt_vocab.eos_id,
+            max_len=max_len, method="greedy" if beam_size <= 1 else "beam",
+            beam_size=max(beam_size, 1), alpha=alpha, bos_id=self.tgt_vocab.bos_id)
 
     def translate(self, sentences: Sequence[str], *, beam_size: int = 1,
                   alpha: float | None = None, max_len: int | None = None,
@@ -250,10 +229,8 @@ class Translator:
                                      unknown=x.unknown, truncated=x.truncated)
         return out
 
-    def _collect(self, inputs, idx, result, out) -> None:
-        r = jax.tree.map(np.asarray, result)
-        if r.tokens.ndim == 3:  # beam search: [B, n_best=1, ...] -> [B, ...]
-            r = jax.tree.map(lambda x: x[:, 0] if x.ndim else x, r)
+    def _collect(self, inputs, idx, result: search.SearchResult, out) -> None:
+        r = jax.tree.map(np.asarray, result.top())  # the best hypothesis: tokens [B, T], ...
         for row, i in enumerate(idx):
             out[i] = self._translation(inputs[i], r, row)
 
@@ -284,8 +261,8 @@ class Translator:
         cut = sum(x.truncated for x in inputs)
         if cut:
             log.warning("%d sentence(s) cut to %d tokens: location attention scores at most "
-                        "%d source positions (EOS included).", cut, self.max_src_len - 1,
-                        self.max_src_len)
+                        "%d source positions (EOS included).", cut, self.max_src_positions - 1,
+                        self.max_src_positions)
 
     def warmup(self, sentences: Sequence[str], *, beam_size: int = 1, alpha: float | None = None,
                max_len: int | None = None, batch_size: int | None = None) -> None:
@@ -293,11 +270,11 @@ class Translator:
         alpha = self.config.eval.length_penalty if alpha is None else alpha
         inputs = [self._prepare(s) for s in sentences]
         seen = {}
-        for idx, rows, src_len, steps in self._plan(inputs, batch_size, max_len):
-            seen.setdefault((rows, src_len, steps), idx)
-        for (rows, src_len, steps), idx in seen.items():
+        for idx, rows, padded_len, steps in self._plan(inputs, batch_size, max_len):
+            seen.setdefault((rows, padded_len, steps), idx)
+        for (rows, padded_len, steps), idx in seen.items():
             jax.block_until_ready(
-                self._search(inputs, idx, rows, src_len, steps, beam_size, alpha))
+                self._search(inputs, idx, rows, padded_len, steps, beam_size, alpha))
 
     # ------------------------------------------------------------------ notebooks
     def attention(self, sentence: str, **kwargs) -> tuple[list[str], list[str], np.ndarray]:
@@ -382,136 +359,28 @@ def format_scores(result: dict) -> str:
             f"chrF2|{result['chrf_signature']} = {result['chrf']:.2f}")
 
 
-# --------------------------------------------------------------------------------- input
-def decode_lines(data: bytes, name: str) -> tuple[list[str | None], list[int]]:
-    """UTF-8 lines (no line ends; a final newline adds no line); undecodable ones are None.
-    Returns (lines, 1-based numbers of the undecodable lines)."""
-    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark
-        data = data[3:]
-    raw = data.split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()
-    lines, bad = [], []
-    for n, line in enumerate(raw, 1):
-        try:
-            lines.append(line.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as e:
-            lines.append(None)
-            bad.append(n)
-            log.debug("%s line %d: %s", name, n, e)
-    return lines, bad
-
-
-def _read_bytes(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    if not os.path.exists(path):
-        raise InferenceError(f"No such file: {path}")
-    if os.path.isdir(path):
-        raise InferenceError(f"{path} is a directory, not a text file.")
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def bad_lines_message(name: str, bad: list[int]) -> str:
-    shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
-    return (f"{name}: {len(bad)} line(s) are not valid UTF-8 (line {shown}); convert the file "
-            "to UTF-8 (e.g. iconv -f latin1 -t utf-8)")
-
-
-def read_lines(path: str) -> list[str]:
-    """A UTF-8 text file's lines ('-' = stdin); InferenceError naming undecodable lines."""
-    lines, bad = decode_lines(_read_bytes(path), path)
-    if bad:
-        raise InferenceError(bad_lines_message(path, bad) + ".")
-    return lines
-
-
-def read_parallel(src_path: str, ref_path: str) -> tuple[list[str], list[str]]:
-    """Line-aligned source and reference files."""
-    sources, references = read_lines(src_path), read_lines(ref_path)
-    if len(sources) != len(references):
-        raise InferenceError(f"{src_path} has {len(sources)} lines but {ref_path} has "
-                             f"{len(references)}: they must align, one sentence a line.")
-    if not sources:
-        raise InferenceError(f"{src_path} is empty: nothing to evaluate.")
-    return sources, references
-
-
-def read_tsv(path: str, data_cfg: ml_collections.ConfigDict,
-             max_length: int) -> tuple[list[str], list[str], dict]:
-    """Source and reference sentences of a TSV file, prepared as training prepared its corpus.
-
-    The tutorial's format (English<TAB>French, further columns ignored): the direction is the
-    run's (fra->eng: the source is column 2), and pairs are normalized and filtered exactly as
-    the training corpus was (config.data.filter, max_length, prefixes). Other corpora: the
-    columns config.data.tsv_columns, no filter. Returns (sources, references, counts).
+# ------------------------------------------------------------------- evaluation input
+def load_pairs(translator: Translator, *, split: str | None = None, src: str | None = None,
+               ref: str | None = None, tsv: str | None = None,
+               data_path: str = "") -> tuple[list[str], list[str], dict | None]:
+    """(sources, references, TSV reading counts or None) to evaluate a run on: line-aligned
+    `src` + `ref` files, a `tsv` file (read as the run's corpus was: columns, direction,
+    filter), or a `split` of the run's corpus (default 'test'). InferenceError if unreadable.
     """
-    lines, bad = decode_lines(_read_bytes(path), path)
-    tutorial = data_cfg.name == "tutorial"
-    if tutorial:
-        cols = (1, 0) if data_cfg.src_lang in ("fra", "fr") else (0, 1)
-    else:
-        cols = tuple(data_cfg.tsv_columns)
-    counts = dict(lines=len(lines), kept=0, skipped_undecodable=len(bad), skipped_empty=0,
-                  skipped_no_tab=0, skipped_filter=0)
-    sources, references = [], []
-    for line in lines:
-        if line is None:
-            continue
-        if not line.strip():
-            counts["skipped_empty"] += 1
-            continue
-        fields = line.split("\t")
-        if len(fields) <= max(cols):
-            counts["skipped_no_tab"] += 1
-            continue
-        src, tgt = fields[cols[0]].strip(), fields[cols[1]].strip()
-        if not src or not tgt:
-            counts["skipped_empty"] += 1
-            continue
-        if tutorial and data_cfg.filter:
-            nsrc, ntgt = normalize_tutorial(src), normalize_tutorial(tgt)
-            eng = ntgt if cols == (1, 0) else nsrc
-            if not tutorial_filter(nsrc, ntgt, max_length=max_length,
-                                   prefixes=tuple(data_cfg.prefixes), eng=eng):
-                counts["skipped_filter"] += 1
-                continue
-        sources.append(src)
-        references.append(tgt)
-    counts["kept"] = len(sources)
-    if bad:
-        log.warning("%s; skipped them.", bad_lines_message(path, bad))
-    if not sources:
-        raise InferenceError(f"No usable sentence pairs in {path} ({tsv_summary(counts)}). "
-                             "Expected UTF-8 lines 'source<TAB>target'"
-                             + (" (the tutorial's English<TAB>French)" if tutorial else "") + ".")
-    return sources, references, counts
-
-
-def write_text(path: str, text: str) -> None:
-    """Writes a UTF-8 file; InferenceError if it cannot."""
     try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise InferenceError(f"Cannot write {path}: {e.strerror or e}.") from None
-
-
-def tsv_summary(counts: dict) -> str:
-    skipped = {k[8:]: v for k, v in counts.items() if k.startswith("skipped_") and v}
-    text = f"{counts['lines']} lines, {counts['kept']} pairs kept"
-    if skipped:
-        text += ", skipped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items())
-    return text
+        if src is not None:
+            return *read_parallel(src, ref), None
+        if tsv is not None:
+            return data_lib.read_tsv(tsv, translator.config.data, translator.max_length)
+    except (OSError, ValueError) as e:
+        raise InferenceError(str(e)) from None
+    return *load_split(translator.config, translator.workdir, split or "test", data_path), None
 
 
 def load_split(config: ml_collections.ConfigDict, workdir: str, split: str,
                data_path: str = "") -> tuple[list[str], list[str]]:
     """(sources, references) of a split of the run's corpus, built with the run's own
     vocabularies (nothing is retrained; a prepared TFDS dataset is reused)."""
-    from jaxattn import data as data_lib
-
     data_cfg = ml_collections.ConfigDict(config.data.to_dict())
     if data_path:
         data_cfg.path = data_path

@@ -65,6 +65,15 @@ def write_json(path: str, obj) -> None:
     write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def write_text(path: str, text: str) -> None:
+    """Writes a UTF-8 text file atomically (hypotheses, results); WorkdirError naming it if it
+    cannot."""
+    try:
+        write_bytes(path, text.encode("utf-8"))
+    except OSError as e:
+        raise WorkdirError(f"Cannot write {path}: {e.strerror or e}.") from None
+
+
 def sha256_file(path: str) -> str | None:
     if not os.path.exists(path):
         return None

@@ -17,75 +17,58 @@ import sys
 from absl import app, flags
 
 from jaxattn import cli, inference
+from jaxattn.data.readers import summary
 from jaxattn.inference import InferenceError, UsageError
+from jaxattn.workdir import write_text
 
 _WORKDIRS = flags.DEFINE_list("workdirs", [], "Training runs (comma-separated); positional "
                               "arguments are added to these.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' or a step number, "
-                                  "for workdirs without @CHECKPOINT.")
-_SPLIT = flags.DEFINE_string("split", None, "A split of each run's corpus (default: test).")
-_SRC = flags.DEFINE_string("src", None, "Source sentences, one a line (UTF-8).")
-_REF = flags.DEFINE_string("ref", None, "Reference translations, aligned with --src.")
-_TSV = flags.DEFINE_string("tsv", None, "Sentence pairs, 'source<TAB>target' a line (the "
-                           "tutorial's English<TAB>French for tutorial runs).")
-_DATA_PATH = flags.DEFINE_string("data_path", None, "With --split: the corpus, if it is no "
-                                 "longer at the runs' config.data.path.")
-_BEAM = flags.DEFINE_integer("beam_size", 1, "Beam size (1: greedy).")
-_ALPHA = flags.DEFINE_float("alpha", None, "Length penalty; default: each run's config.")
-_MAX_LEN = flags.DEFINE_integer("max_len", None, "Decoding steps; default: each run's config.")
-_JSON = flags.DEFINE_string("json", None, "Also write the rows as JSON here.")
-_WARMUP = flags.DEFINE_bool("warmup", True, "Compile before timing.")
+cli.define_run_flags(workdir=False)
+cli.define_decoding_flags()
+cli.define_eval_data_flags()
+FLAGS = flags.FLAGS
 
 
 def _names(specs: list[tuple[str, str]]) -> list[str]:
     """Short row names: the directory's base name (+ @checkpoint), unique."""
-    names = [os.path.basename(os.path.normpath(d)) + ("" if c == _CHECKPOINT.value else f"@{c}")
+    names = [os.path.basename(os.path.normpath(d)) + ("" if c == FLAGS.checkpoint else f"@{c}")
              for d, c in specs]
     if len(set(names)) < len(names):
-        names = [d + ("" if c == _CHECKPOINT.value else f"@{c}") for d, c in specs]
+        names = [d + ("" if c == FLAGS.checkpoint else f"@{c}") for d, c in specs]
     return names
 
 
 def _parse_specs(argv) -> list[tuple[str, str]]:
+    """(workdir, checkpoint) of each run: DIR, DIR@latest, DIR@best or DIR@STEP."""
     specs = []
     for spec in list(_WORKDIRS.value) + list(argv[1:]):
         workdir, _, ckpt = spec.rpartition("@") if "@" in spec else (spec, "", "")
-        specs.append((workdir, ckpt or _CHECKPOINT.value))
+        specs.append((workdir, ckpt or FLAGS.checkpoint))
     if not specs:
         raise UsageError("Give the runs to compare: compare.py DIR [DIR ...] "
                          "(or --workdirs=A,B).")
-    if _SRC.value is not None or _REF.value is not None:
-        if _SRC.value is None or _REF.value is None:
-            raise UsageError("--src and --ref go together.")
-    given = [n for n, v in (("--split", _SPLIT.value), ("--src/--ref", _SRC.value),
-                            ("--tsv", _TSV.value)) if v is not None]
-    if len(given) > 1:
-        raise UsageError(f"Give one of --split, --src/--ref and --tsv, not {' and '.join(given)}.")
-    if _BEAM.value < 1:
-        raise UsageError(f"--beam_size must be >= 1, got {_BEAM.value}.")
     return specs
 
 
-_SPLITS: dict = {}  # (data config, split) -> (sources, references): read once
+_PAIRS: dict = {}  # (data config, split) -> (sources, references, counts): read once
 
 
-def _pairs(translator, workdir):
-    if _SRC.value is not None:
-        return ("src/ref", *inference.read_parallel(_SRC.value, _REF.value))
-    if _TSV.value is not None:
-        sources, refs, counts = inference.read_tsv(_TSV.value, translator.config.data,
-                                                   translator.max_length)
-        return (f"tsv ({inference.tsv_summary(counts)})", sources, refs)
-    split = _SPLIT.value or "test"
-    key = (translator.config.data.to_json(), split)
-    if key not in _SPLITS:
-        _SPLITS[key] = inference.load_split(translator.config, workdir, split,
-                                            _DATA_PATH.value or "")
-    return (split, *_SPLITS[key])
+def _pairs(translator, options: dict) -> tuple[str, list[str], list[str]]:
+    """(description, sources, references) for one run."""
+    if options["src"] is None and options["tsv"] is None:
+        split = options["split"] or "test"
+        key = (translator.config.data.to_json(), split)
+        if key not in _PAIRS:
+            _PAIRS[key] = inference.load_pairs(translator, **options)
+        return (split, *_PAIRS[key][:2])
+    sources, refs, counts = inference.load_pairs(translator, **options)
+    return ("src/ref" if counts is None else f"tsv ({summary(counts)})", sources, refs)
 
 
 def run(argv):
     specs = _parse_specs(argv)
+    options = cli.eval_data_options()
+    cli.check_positive("beam_size", "max_len", "batch_size")
     names = _names(specs)
     translators = []  # all restored first: a wrong workdir or step fails before any work
     for name, (workdir, ckpt) in zip(names, specs, strict=True):
@@ -93,10 +76,11 @@ def run(argv):
             translators.append(inference.Translator.from_workdir(workdir, ckpt))
         except InferenceError as e:
             raise InferenceError(f"{name}: {e}") from None
+    decoding = cli.decoding_options(1)  # one search for every run (default: greedy)
     rows, first_sources = [], None
     for name, (workdir, _), translator in zip(names, specs, translators, strict=True):
         try:
-            data, sources, refs = _pairs(translator, workdir)
+            data, sources, refs = _pairs(translator, options)
         except InferenceError as e:
             raise InferenceError(f"{name}: {e}") from None
         same = first_sources is None or sources == first_sources
@@ -104,8 +88,7 @@ def run(argv):
         if not same:
             print(f"warning: {name} has other {data} sentences than {rows[0]['name']}: its "
                   "scores are not comparable.", file=sys.stderr)
-        r = translator.evaluate(sources, refs, beam_size=_BEAM.value, alpha=_ALPHA.value,
-                                max_len=_MAX_LEN.value, warmup=_WARMUP.value)
+        r = translator.evaluate(sources, refs, warmup=FLAGS.warmup, **decoding)
         m = translator.config.model
         rows.append(dict(
             name=name + ("" if same else " (other data)"), workdir=os.path.abspath(workdir),
@@ -117,11 +100,12 @@ def run(argv):
         ))
         print(f"{name}: BLEU {r['bleu']:.2f}, chrF {r['chrf']:.2f}", file=sys.stderr)
     print(table(rows))
-    search = "greedy" if _BEAM.value == 1 else f"beam {_BEAM.value}"
+    beam = decoding["beam_size"]
+    search = "greedy" if beam == 1 else f"beam {beam}"
     print(f"\n{rows[0]['data']}, {rows[0]['sentences']} sentences, {search}; "
           f"BLEU|{rows[0]['bleu_signature']}; chrF2|{rows[0]['chrf_signature']}")
-    if _JSON.value:
-        inference.write_text(_JSON.value, json.dumps(rows, indent=2) + "\n")
+    if FLAGS.json:
+        write_text(FLAGS.json, json.dumps(rows, indent=2) + "\n")
 
 
 def table(rows: list[dict]) -> str:

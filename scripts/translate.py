@@ -15,23 +15,17 @@ import sys
 from absl import app, flags
 
 from jaxattn import cli, inference, plots
-from jaxattn.inference import UsageError
+from jaxattn.data.readers import bad_lines_message, decode_lines
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' or a step number.")
-_BEAM = flags.DEFINE_integer("beam_size", None, "Beam size (1: greedy); default: the run's "
-                             "config.eval.beam_size.")
-_ALPHA = flags.DEFINE_float("alpha", None, "Length penalty exponent; default: the run's "
-                            "config.eval.length_penalty.")
-_MAX_LEN = flags.DEFINE_integer("max_len", None, "Decoding steps; default: the run's "
-                                "config.eval.max_decode_len, more for long sentences.")
+cli.define_run_flags()
+cli.define_decoding_flags()
 _ATTENTION_PNG = flags.DEFINE_string("attention_png", None, "Save the attention heatmap(s) "
                                      "to this PNG file.")
 _MAX_PLOTS = flags.DEFINE_integer("max_plots", 12, "At most this many sentences in the "
                                   "--attention_png grid.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print the model's input tokens and the "
                              "score (tab-separated: input, translation, score).")
-flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
 
 
 def read_input(argv) -> tuple[list[str], list[int]]:
@@ -40,22 +34,18 @@ def read_input(argv) -> tuple[list[str], list[int]]:
         return list(argv[1:]), []
     if sys.stdin.isatty():
         print("Reading sentences from stdin, one a line (Ctrl-D to end).", file=sys.stderr)
-    lines, bad = inference.decode_lines(sys.stdin.buffer.read(), "stdin")
+    lines, bad = decode_lines(sys.stdin.buffer.read(), "stdin")
     return [line if line is not None else "" for line in lines], bad
 
 
 def run(argv):
-    for name, flag in (("beam_size", _BEAM), ("max_len", _MAX_LEN), ("max_plots", _MAX_PLOTS)):
-        if flag.value is not None and flag.value < 1:
-            raise UsageError(f"--{name} must be >= 1, got {flag.value}.")
-    translator = inference.Translator.from_workdir(_WORKDIR.value, _CHECKPOINT.value)
+    cli.check_positive("beam_size", "max_len", "batch_size", "max_plots")
+    translator = inference.Translator.from_workdir(FLAGS.workdir, FLAGS.checkpoint)
     sentences, bad = read_input(argv)
     if bad:
-        print("error: " + inference.bad_lines_message("stdin", bad)
-              + "; their output lines are empty.", file=sys.stderr)
-    beam = _BEAM.value or translator.config.eval.beam_size
-    out = translator.translate(sentences, beam_size=beam, alpha=_ALPHA.value,
-                               max_len=_MAX_LEN.value)
+        print("error: " + bad_lines_message("stdin", bad) + "; their output lines are empty.",
+              file=sys.stderr)
+    out = translator.translate(sentences, **cli.decoding_options(translator.config.eval.beam_size))
     for t in out:
         line = t.text
         if _VERBOSE.value:

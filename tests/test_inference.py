@@ -1,5 +1,6 @@
 """Inference library: restoring a run, translating, beam vs greedy, attention, heatmaps, scores,
-input readers. One tiny synthetic run (reverse the symbols), trained once per session."""
+evaluation input (jaxattn.data.readers, data.read_tsv, inference.load_pairs). One tiny
+synthetic run (reverse the symbols), trained once per session."""
 
 import os
 import runpy
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 
 from jaxattn import inference, plots
-from jaxattn.data import default_data_config
-from jaxattn.data.pipeline import load_text_processing
+from jaxattn.config import default_data_config, load_config
+from jaxattn.data import load_text_processing, read_tsv, readers
 from jaxattn.inference import InferenceError, Translator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,7 +73,7 @@ def test_empty_unknown_and_long_input(translator):
     assert unknown.unknown == ["zz"] and unknown.input_tokens == ["1", "2", "zz", "3"]
     assert unknown.weights.shape[1] == 5
     assert far.weights.shape[1] == 49  # no cut, no crash; decoding length adapts
-    assert len(far.tokens) <= translator._decode_len(translator._src_bucket(49), None)
+    assert len(far.tokens) <= translator._decode_len(translator._padded_len(49), None)
 
 
 def test_beam_search_through_library(translator):
@@ -136,12 +137,12 @@ def test_params_only_and_config_defaults(run, translator):
     # the restored tree is the parameters alone; config.json fills in over the defaults
     assert set(translator.variables) == {"params"}
     assert translator.num_params == sum(x.size for x in jax.tree.leaves(translator.variables))
-    cfg = inference.load_config(run)
+    cfg = load_config(run)
     assert isinstance(cfg.data.prefixes, tuple) and cfg.model.hidden == 32
 
 
 def test_location_attention_cuts_long_input(run):
-    config = inference.load_config(run)
+    config = load_config(run)
     config.model.decoder, config.model.attention = "legacy", "location"
     config.model.attention_max_length = 6
     text = load_text_processing(config.data, run)
@@ -164,9 +165,9 @@ def test_location_attention_cuts_long_input(run):
 
 
 def test_decode_lines():
-    lines, bad = inference.decode_lines(b"\xef\xbb\xbfone\r\n\xff\xfe\n\nfour", "x")
+    lines, bad = readers.decode_lines(b"\xef\xbb\xbfone\r\n\xff\xfe\n\nfour", "x")
     assert lines == ["one", None, "", "four"] and bad == [2]
-    assert inference.decode_lines(b"a\n", "x") == (["a"], [])
+    assert readers.decode_lines(b"a\n", "x") == (["a"], [])
 
 
 def test_read_tsv_as_training(tmp_path):
@@ -180,28 +181,33 @@ def test_read_tsv_as_training(tmp_path):
         b"She is \xe9 here.\tElle est l\xe0.\n"  # Latin-1: not UTF-8
         b"\n"
         b"You're late.\tTu es en retard.\n")
-    sources, refs, counts = inference.read_tsv(str(path), cfg, max_length=10)
+    sources, refs, counts = read_tsv(str(path), cfg, max_length=10)
     assert sources == ["J'ai froid.", "Tu es en retard."]
     assert refs == ["I am cold.", "You're late."]
     assert counts == dict(
         lines=7, kept=2, skipped_undecodable=1, skipped_empty=1, skipped_no_tab=1, skipped_filter=2
     )
-    assert "2 pairs kept" in inference.tsv_summary(counts)
+    assert "2 pairs kept" in readers.summary(counts)
     eng_fra = ml_collections.ConfigDict(cfg.to_dict())
     eng_fra.src_lang, eng_fra.tgt_lang = "eng", "fra"
-    assert inference.read_tsv(str(path), eng_fra, 10)[0] == ["I am cold.", "You're late."]
+    assert read_tsv(str(path), eng_fra, 10)[0] == ["I am cold.", "You're late."]
     path.write_bytes(b"\xff\n")
-    with pytest.raises(InferenceError, match="No usable sentence pairs"):
-        inference.read_tsv(str(path), cfg, 10)
+    with pytest.raises(ValueError, match="No usable sentence pairs"):
+        read_tsv(str(path), cfg, 10)
 
 
 def test_read_parallel_errors(tmp_path):
     (tmp_path / "s").write_bytes(b"a\n\xe9\n")
     (tmp_path / "r").write_text("a\nb\n")
     (tmp_path / "short").write_text("a\n")
+    with pytest.raises(ValueError, match=r"not valid UTF-8 \(line 2\)"):
+        readers.read_parallel(str(tmp_path / "s"), str(tmp_path / "r"))
+    with pytest.raises(ValueError, match="has 2 lines but .* has 1"):
+        readers.read_parallel(str(tmp_path / "r"), str(tmp_path / "short"))
+    with pytest.raises(FileNotFoundError, match="No such file"):
+        readers.read_lines(str(tmp_path / "nothing"))
+    run = type("Run", (), {})()  # evaluation input through the Translator-side loader
     with pytest.raises(InferenceError, match=r"not valid UTF-8 \(line 2\)"):
-        inference.read_parallel(str(tmp_path / "s"), str(tmp_path / "r"))
-    with pytest.raises(InferenceError, match="has 2 lines but .* has 1"):
-        inference.read_parallel(str(tmp_path / "r"), str(tmp_path / "short"))
+        inference.load_pairs(run, src=str(tmp_path / "s"), ref=str(tmp_path / "r"))
     with pytest.raises(InferenceError, match="No such file"):
-        inference.read_lines(str(tmp_path / "nothing"))
+        inference.load_pairs(run, src=str(tmp_path / "nothing"), ref=str(tmp_path / "r"))

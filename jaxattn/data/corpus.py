@@ -93,9 +93,10 @@ def read_tsv(path: str, cfg: ml_collections.ConfigDict,
             apply_filter=cfg.filter, max_length=max_length, prefixes=tuple(cfg.prefixes))]
     else:
         kept = pairs
-    counts = {"lines": counts["lines"], "kept": len(kept),
-              **{k: v for k, v in counts.items() if k.startswith("skipped_")},
-              "skipped_filter": len(pairs) - len(kept)}
+    counts = dict(lines=counts["lines"], kept=len(kept),
+                  **{k: counts[k] for k in ("skipped_undecodable", "skipped_empty",
+                                            "skipped_no_tab")},
+                  skipped_filter=len(pairs) - len(kept))
     if not kept:
         raise ValueError(f"No usable sentence pairs in {path} ({summary(counts)}): the "
                          "tutorial filter kept none. Expected the tutorial's English<TAB>French "
