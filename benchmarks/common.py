@@ -47,6 +47,7 @@ def max_rss_mb() -> float:
 
 
 def med(xs):
+    """The median (NaN for no values)."""
     return statistics.median(xs) if xs else float("nan")
 
 

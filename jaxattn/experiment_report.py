@@ -147,6 +147,7 @@ def render_group(name: str, rec: dict) -> str:
 
 
 def render(records: dict, order: Sequence[str]) -> str:
+    """The generated block: the sections of the groups named in `order`, in that order."""
     return "\n".join(render_group(n, records[n]) for n in order if n in records)
 
 

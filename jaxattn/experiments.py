@@ -45,6 +45,8 @@ HYPOTHESES_DIR = "test_hypotheses"  # per run: the test translations behind each
 # ------------------------------------------------------------------------------ the types
 @dataclasses.dataclass(frozen=True)
 class Run:
+    """A training run: a name for tables and its config overrides."""
+
     name: str
     overrides: tuple[tuple[str, object], ...] = ()  # (dotted key, value), e.g. ("model.hidden", 64)
 
