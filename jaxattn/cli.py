@@ -65,6 +65,19 @@ def define_eval_data_flags() -> None:
                       "compilation).")
 
 
+def define_distributed_flags() -> None:
+    """--distributed=off|auto|explicit and its --coordinator_address, --num_processes,
+    --process_id, --distributed_timeout (see `init_distributed`)."""
+    flags.DEFINE_enum("distributed", "off", ["off", "auto", "explicit"], "Multi-host: 'auto' "
+                      "lets jax.distributed detect the cluster; 'explicit' uses the three flags "
+                      "below.")
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+    flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
+    flags.DEFINE_integer("process_id", None, "This process's index.")
+    flags.DEFINE_integer("distributed_timeout", 300, "Seconds to wait for every process to "
+                         "join the coordinator.")
+
+
 def check_positive(*names: str) -> None:
     """UsageError for an integer flag among `names` set below 1."""
     for name in names:
@@ -185,6 +198,12 @@ def main(run):
                   "interrupted", file=sys.stderr, flush=True)
             os._exit(INTERRUPTED_EXIT)
     return wrapped
+
+
+def init_distributed_from_flags() -> None:
+    """`init_distributed` with the values of `define_distributed_flags`' flags."""
+    init_distributed(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
+                     FLAGS.process_id, FLAGS.distributed_timeout)
 
 
 def init_distributed(mode: str, coordinator: str | None, num_processes: int | None,

@@ -15,23 +15,14 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, vocabularies, "
                                "metrics and plots.")
-_DISTRIBUTED = flags.DEFINE_enum("distributed", "off", ["off", "auto", "explicit"],
-                                 "Multi-host: 'auto' lets jax.distributed detect the cluster; "
-                                 "'explicit' uses the three flags below.")
-_COORD = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-_NPROC = flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
-_PID = flags.DEFINE_integer("process_id", None, "This process's index.")
-_TIMEOUT = flags.DEFINE_integer("distributed_timeout", 300, "Seconds to wait for every process "
-                                "to join the coordinator.")
+cli.define_distributed_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(argv):
-    if len(argv) > 1:
-        raise cli.UsageError(f"Unexpected arguments: {argv[1:]} (options are --name=value).")
-    cli.init_distributed(_DISTRIBUTED.value, _COORD.value, _NPROC.value, _PID.value,
-                         _TIMEOUT.value)
-    from jaxattn.train import train_and_evaluate
+    cli.no_arguments(argv)
+    cli.init_distributed_from_flags()
+    from jaxattn.train import train_and_evaluate  # after jax.distributed is set up
 
     _, result = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     if result:
