@@ -16,19 +16,32 @@ EOS included. Everything is ids only (no vocabulary or text). The jitted cores a
 
 - core.py: `SearchResult`, argument checks, `length_penalty`, `start`/`step`;
 - greedy.py: `greedy_search` and its typed loop carry `GreedyState`;
-- beam.py: `beam_search` (n-best, length penalty, keep_greedy) and `BeamState`.
+- beam.py: `beam_search` (n-best, length and coverage penalties, keep_greedy), `BeamState`;
+- sample.py: `sample` (temperature, top-k, top-p, from a PRNG key; several per sentence);
+- force.py: `force_decode`, the log-probability of given targets (scoring mode).
+
+Every method takes one model or an `Ensemble` of models with the same vocabularies.
 """
 
 from __future__ import annotations
 
 from jaxattn.search.beam import beam_search
-from jaxattn.search.core import SearchResult, check_inputs, length_penalty
+from jaxattn.search.core import (
+    Ensemble,
+    SearchResult,
+    check_inputs,
+    coverage_penalty,
+    length_penalty,
+)
+from jaxattn.search.force import Forced, force_decode
 from jaxattn.search.greedy import greedy_search
+from jaxattn.search.sample import filter_logits, sample
 
-__all__ = ["METHODS", "SearchResult", "beam_search", "check_inputs", "decode", "greedy_search",
-           "length_penalty"]
+__all__ = ["METHODS", "Ensemble", "Forced", "SearchResult", "beam_search", "check_inputs",
+           "coverage_penalty", "decode", "filter_logits", "force_decode", "greedy_search",
+           "length_penalty", "sample"]
 
-METHODS = ("greedy", "beam")  # decode(method=...)
+METHODS = ("greedy", "beam", "sample")  # decode(method=...)
 
 
 def decode(
@@ -42,18 +55,23 @@ def decode(
     method: str = "greedy",
     beam_size: int = 1,
     alpha: float = 0.0,
+    beta: float = 0.0,
     n_best: int = 1,
     keep_greedy: bool = True,
+    rng=None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
     bos_id: int | None = None,
     pad_id: int | None = None,
 ) -> SearchResult:
-    """THE decoding entry: training validation, `Translator`, the benchmarks, the experiments
-    and export all decode through here, so a decoding option is added once, here.
+    """Decodes a batch of source ids with one model or an `Ensemble` (variables: a tuple).
 
     Args:
         model, variables, src, src_len, eos_id, max_len, bos_id, pad_id: As in `greedy_search`.
-        method: One of `METHODS`: 'greedy' (beam_size, n_best must be 1) or 'beam'.
-        beam_size, alpha, n_best, keep_greedy: As in `beam_search` (method 'beam').
+        method: One of `METHODS`: 'greedy' (beam_size and n_best 1), 'beam' or 'sample'.
+        beam_size, alpha, beta, n_best, keep_greedy: As in `beam_search` (method 'beam').
+        rng, temperature, top_k, top_p: As in `sample`; n_best samples per sentence.
 
     Returns:
         A `SearchResult` that always has the n_best axis (greedy: n_best = 1): tokens
@@ -63,6 +81,9 @@ def decode(
     if method not in METHODS:
         raise ValueError(f"Unknown decoding method {method!r}; choose one of {METHODS}.")
     ids = dict(eos_id=eos_id, max_len=max_len, bos_id=bos_id, pad_id=pad_id)
+    if method == "sample":
+        return sample(model, variables, src, src_len, rng=rng, num_samples=n_best,
+                      temperature=temperature, top_k=top_k, top_p=top_p, **ids)
     if method == "greedy":
         if beam_size != 1 or n_best != 1:
             raise ValueError(f"method='greedy' keeps one hypothesis: got beam_size={beam_size}, "
@@ -70,4 +91,4 @@ def decode(
         r = greedy_search(model, variables, src, src_len, **ids)
         return SearchResult(*(x[:, None] for x in r[:-1]), r.steps)
     return beam_search(model, variables, src, src_len, beam_size=beam_size, alpha=alpha,
-                       n_best=n_best, keep_greedy=keep_greedy, **ids)
+                       beta=beta, n_best=n_best, keep_greedy=keep_greedy, **ids)

@@ -19,10 +19,19 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from jax import lax
 
-from jaxattn.search.core import SearchResult, check_inputs, gather, length_penalty, start, step
+from jaxattn.search.core import (
+    SearchResult,
+    check_inputs,
+    coverage_penalty,
+    gather,
+    length_penalty,
+    start,
+    step,
+)
 from jaxattn.search.greedy import greedy_loop
 
 
@@ -44,9 +53,12 @@ class BeamState:
     done: jax.Array  # [B] bool: nothing alive can still enter the pool
 
 
-def beam_loop(model, variables, memory, state, src_steps, alpha, *, bos_id, eos_id, pad_id,
-              max_len, beam_size, n_best):
-    """Beam search from an encoded batch (leaves [B, ...]) -> SearchResult with [B, N, ...]."""
+def beam_loop(model, variables, memory, state, src_steps, alpha, beta=0.0, src_len=None, *,
+              bos_id, eos_id, pad_id, max_len, beam_size, n_best):
+    """Beam search from an encoded batch (leaves [B, ...]) -> SearchResult with [B, N, ...].
+
+    A finished hypothesis scores log_prob / length_penalty(len, alpha) + coverage_penalty
+    (of its attention over the src_len [B] real positions, beta)."""
     batch = jax.tree.leaves(state)[0].shape[0]
     k, n, steps = beam_size, n_best, max_len
     tile = functools.partial(jnp.repeat, repeats=k, axis=0)  # [B, ...] -> [B * K, ...]
@@ -88,7 +100,8 @@ def beam_loop(model, variables, memory, state, src_steps, alpha, *, bos_id, eos_
         # extensions ending in EOS join the pool (kept sorted; ties keep the older entry)
         ended = (tok == eos_id) & (top_logp > neg_inf)  # [B, K]
         length = t + 1
-        new_scores = jnp.where(ended, top_logp / length_penalty(length, alpha), neg_inf)
+        cp = coverage_penalty(weights, None if src_len is None else src_len[:, None], beta)
+        new_scores = jnp.where(ended, top_logp / length_penalty(length, alpha) + cp, neg_inf)
         scores = jnp.concatenate([c.fin_scores, new_scores], axis=1)  # [B, N + K]
         fin_scores, sel = lax.top_k(scores, n)  # [B, N]
 
@@ -117,10 +130,11 @@ def beam_loop(model, variables, memory, state, src_steps, alpha, *, bos_id, eos_
             done=done,
         )
 
-    return _n_best(lax.while_loop(cond, body, init), n, k, alpha)
+    # (coverage penalties are <= 0, so the bound above holds with them too)
+    return _n_best(lax.while_loop(cond, body, init), n, k, alpha, beta, src_len)
 
 
-def _n_best(c: BeamState, n: int, k: int, alpha) -> SearchResult:
+def _n_best(c: BeamState, n: int, k: int, alpha, beta, src_len) -> SearchResult:
     """The n-best list: finished hypotheses first, then the best alive ones (cut at max_len;
     there are alive ones only if the loop hit max_len)."""
     neg_inf = jnp.float32(-jnp.inf)
@@ -136,22 +150,28 @@ def _n_best(c: BeamState, n: int, k: int, alpha) -> SearchResult:
         return jnp.where(m, fin, a)
 
     alive_logp_n = gather(alive_logp, alive_slot)  # [B, N]
+    alive_weights = gather(c.alive_weights, order)  # [B, min(N, K), T, S]
+    cp = coverage_penalty(gather(alive_weights, alive_slot),
+                          None if src_len is None else src_len[:, None], beta)  # [B, N]
     return SearchResult(
         tokens=fill(c.fin_tokens, gather(c.alive_tokens, order)),
         lengths=jnp.where(from_fin, c.fin_lengths, c.t),
-        scores=jnp.where(from_fin, c.fin_scores, alive_logp_n / length_penalty(c.t, alpha)),
+        scores=jnp.where(from_fin, c.fin_scores,
+                         alive_logp_n / length_penalty(c.t, alpha) + cp),
         log_probs=jnp.where(from_fin, c.fin_logp, alive_logp_n),
-        weights=fill(c.fin_weights, gather(c.alive_weights, order)),
+        weights=fill(c.fin_weights, alive_weights),
         finished=from_fin,
         steps=c.t,
     )
 
 
-def add_greedy(beam: SearchResult, greedy: SearchResult, alpha) -> SearchResult:
+def add_greedy(beam: SearchResult, greedy: SearchResult, alpha, beta=0.0, src_len=None
+               ) -> SearchResult:
     """Puts the greedy hypothesis into each n-best list (unless already there) and re-ranks:
     finished before cut-off ones, then by score. So beam search never does worse than greedy."""
     n = beam.tokens.shape[1]
-    g = greedy._replace(scores=greedy.log_probs / length_penalty(greedy.lengths, alpha))
+    cp = coverage_penalty(greedy.weights, src_len, beta)  # [B]
+    g = greedy._replace(scores=greedy.log_probs / length_penalty(greedy.lengths, alpha) + cp)
     g = jax.tree.map(lambda x: x[:, None], g._replace(steps=None))  # [B, 1, ...]
     dup = jnp.all(beam.tokens == g.tokens, axis=-1) & (beam.lengths == g.lengths)  # [B, N]
     dup = jnp.any(dup & (beam.finished == g.finished) & (beam.scores > -jnp.inf), axis=1)
@@ -167,15 +187,15 @@ def add_greedy(beam: SearchResult, greedy: SearchResult, alpha) -> SearchResult:
 
 @functools.partial(jax.jit, static_argnames=("model", "bos_id", "eos_id", "pad_id", "max_len",
                                              "beam_size", "n_best", "keep_greedy"))
-def _beam(model, variables, src, src_len, alpha, *, bos_id, eos_id, pad_id, max_len, beam_size,
-          n_best, keep_greedy):
+def _beam(model, variables, src, src_len, alpha, beta, *, bos_id, eos_id, pad_id, max_len,
+          beam_size, n_best, keep_greedy):
     memory, state = start(model, variables, src, src_len)
     ids = dict(bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, max_len=max_len)
-    result = beam_loop(model, variables, memory, state, src.shape[1], alpha,
+    result = beam_loop(model, variables, memory, state, src.shape[1], alpha, beta, src_len,
                        beam_size=beam_size, n_best=n_best, **ids)
     if keep_greedy and beam_size > 1:
         greedy = greedy_loop(model, variables, memory, state, src.shape[1], **ids)
-        result = add_greedy(result, greedy, alpha)
+        result = add_greedy(result, greedy, alpha, beta, src_len)
     return result
 
 
@@ -189,6 +209,7 @@ def beam_search(
     max_len: int,
     beam_size: int,
     alpha: float = 0.0,
+    beta: float = 0.0,
     n_best: int = 1,
     bos_id: int | None = None,
     pad_id: int | None = None,
@@ -203,6 +224,7 @@ def beam_search(
         model, variables, src, src_len, eos_id, max_len, bos_id: As in `greedy_search`.
         beam_size: Alive hypotheses per sentence (k).
         alpha: Length penalty exponent (0 = none: scores are raw log-probs).
+        beta: Coverage penalty weight (Wu et al. 2016; 0 = none), see `coverage_penalty`.
         n_best: Hypotheses returned per sentence, best first (<= beam_size).
         pad_id: The id after a hypothesis's end; None = eos_id.
         keep_greedy: Also rank the greedy hypothesis (see the module docstring).
@@ -213,8 +235,12 @@ def beam_search(
     """
     src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len,
                                 beam_size=beam_size, alpha=alpha, n_best=n_best)
+    if isinstance(beta, (int, float)) and not (np.isfinite(beta) and beta >= 0):
+        raise ValueError(f"beta (the coverage penalty) must be a finite number >= 0, got "
+                         f"{beta!r}.")
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
-    return _beam(model, variables, src, src_len, jnp.float32(alpha), bos_id=bos_id,
+    return _beam(model, variables, src, src_len, jnp.float32(alpha), jnp.float32(beta),
+                 bos_id=bos_id,
                  eos_id=eos_id, pad_id=pad_id, max_len=max_len, beam_size=beam_size,
                  n_best=n_best, keep_greedy=keep_greedy and beam_size > 1)

@@ -1,10 +1,13 @@
-"""What every search method shares: the result type, argument checks, the length penalty, and
-the two calls that drive a model (`start`: encode + initial state; `step`: one decoder step to
-log-probabilities). A new way to score a step (several models, a coverage term) goes here once.
+"""What every search method shares: the result type, argument checks, the length and coverage
+penalties, and the two calls that drive a model (`start`: encode + initial state; `step`: one
+decoder step to log-probabilities), for one model or an `Ensemble`. A new way to score a step
+goes here once, and greedy, beam, sampling and forced decoding all get it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import NamedTuple
 
 import jax
@@ -78,15 +81,73 @@ def length_penalty(length, alpha):
     return ((5.0 + jnp.asarray(length, jnp.float32)) / 6.0) ** alpha
 
 
+def coverage_penalty(weights, src_len, beta):
+    """The coverage penalty of Wu et al. (2016): beta * sum_i log(min(sum_j a_ji, 1)) over the
+    real source positions i (j: emitted tokens). <= 0; 0 when every position got attention 1.
+
+    Args:
+        weights: Attention of each emitted token [..., T, S] (zero after the end).
+        src_len: Source lengths broadcastable to weights[..., 0, 0], or None (all real).
+        beta: The weight; 0 = no penalty.
+    """
+    coverage = jnp.minimum(weights.sum(axis=-2), 1.0)  # [..., S]
+    if src_len is not None:
+        real = jnp.arange(weights.shape[-1]) < jnp.asarray(src_len)[..., None]
+        coverage = jnp.where(real, coverage, 1.0)
+    return beta * jnp.log(jnp.maximum(coverage, 1e-10)).sum(axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ensemble:
+    """Several models decoded as one (pass a tuple of their variables): each step, the mean of
+    their next-token probabilities (fairseq's rule, in log space) and of their attention
+    weights. The members must share the source and target vocabularies."""
+
+    models: tuple
+
+    def __post_init__(self):
+        if not self.models:
+            raise ValueError("An Ensemble needs at least one model.")
+        if len({m.bos_id for m in self.models}) > 1:
+            raise ValueError("The ensemble's models start from different BOS ids: their "
+                             "target vocabularies differ.")
+
+    @property
+    def bos_id(self) -> int:
+        return self.models[0].bos_id
+
+
+def _members(model, variables):
+    if not isinstance(model, Ensemble):
+        return None
+    if not isinstance(variables, (tuple, list)) or len(variables) != len(model.models):
+        raise ValueError(f"An Ensemble of {len(model.models)} models needs a tuple of as many "
+                         "variable dicts.")
+    return tuple(zip(model.models, variables, strict=True))
+
+
 def start(model, variables, src, src_len):
-    """Encodes a batch: (memory, initial decoder state), every leaf batch first [B, ...]."""
+    """Encodes a batch: (memory, initial decoder state), every leaf batch first [B, ...]
+    (an Ensemble: tuples of its members')."""
+    members = _members(model, variables)
+    if members is not None:
+        pairs = [start(m, v, src, src_len) for m, v in members]
+        return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
     memory = model.apply(variables, src, src_len, method="encode")
     state = model.apply(variables, memory, method="init_state")
     return memory, state
 
 
 def step(model, variables, memory, state, prev, t):
-    """One decoder step -> (state, log-probs [N, V] float32, logits, weights [N, S] float32)."""
+    """One decoder step -> (state, log-probs [N, V] float32, logits [N, V] (an Ensemble: its
+    combined log-probs), attention weights [N, S] float32)."""
+    members = _members(model, variables)
+    if members is not None:
+        out = [step(m, v, mem, st, prev, t)
+               for (m, v), mem, st in zip(members, memory, state, strict=True)]
+        logp = jax.nn.logsumexp(jnp.stack([o[1] for o in out]), axis=0) - math.log(len(out))
+        weights = jnp.mean(jnp.stack([o[3] for o in out]), axis=0)
+        return tuple(o[0] for o in out), logp, logp, weights
     state, logits, weights = model.apply(variables, memory, state, prev, t, method="decode_step")
     logits = logits.astype(jnp.float32)
     return state, jax.nn.log_softmax(logits), logits, weights.astype(jnp.float32)

@@ -1,5 +1,5 @@
 """Greedy decoding: the argmax token each step, in a `lax.while_loop` that stops once every
-sentence has emitted EOS."""
+sentence has emitted EOS. The same loop samples (sample.py) with another `pick`."""
 
 from __future__ import annotations
 
@@ -28,8 +28,11 @@ class GreedyState:
     lengths: jax.Array  # [B] int32: tokens emitted, EOS included
 
 
-def greedy_loop(model, variables, memory, state, src_steps, *, bos_id, eos_id, pad_id, max_len):
-    """Greedy decoding from an encoded batch (state leaves [B, ...]) -> SearchResult."""
+def greedy_loop(model, variables, memory, state, src_steps, *, bos_id, eos_id, pad_id, max_len,
+                pick=None):
+    """Greedy decoding from an encoded batch (state leaves [B, ...]) -> SearchResult.
+
+    pick(logits [B, V], t) -> tokens [B] int32 replaces the argmax (e.g. to sample)."""
     batch = jax.tree.leaves(state)[0].shape[0]
     init = GreedyState(
         t=jnp.int32(0),
@@ -48,7 +51,7 @@ def greedy_loop(model, variables, memory, state, src_steps, *, bos_id, eos_id, p
     def body(c: GreedyState) -> GreedyState:
         live = ~c.done  # [B]: still emitting
         dec_state, logp, logits, w = step(model, variables, memory, c.state, c.prev, c.t)
-        tok = argmax(logits)  # [B] int32, as the model's own loop (jnp.argmax)
+        tok = argmax(logits) if pick is None else pick(logits, c.t)  # [B] int32
         tok_logp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]  # [B]
         return GreedyState(
             t=c.t + 1,

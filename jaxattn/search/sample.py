@@ -1,0 +1,107 @@
+"""Sampling: each sentence's next token drawn from the model's distribution, reshaped by a
+temperature, top-k and nucleus (top-p) filtering, from an explicit PRNG key; several samples
+per sentence, batched and jitted in the greedy loop (greedy.py) with a sampling `pick`.
+
+temperature 0 is greedy exactly (argmax), and so is top_k 1. Scores are the model's own
+log-probabilities of the sampled tokens (not the filtered distribution's).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxattn.search.core import SearchResult, argmax, check_inputs, start
+from jaxattn.search.greedy import greedy_loop
+
+
+def filter_logits(logits, temperature, top_k: int = 0, top_p: float = 1.0):
+    """The sampling distribution's logits [N, V] from the model's: over the temperature, then
+    only the top_k best (0: all) and the smallest set of best tokens whose probability reaches
+    top_p (1.0: all); the rest -inf. The best token is always kept."""
+    x = logits / jnp.maximum(temperature, 1e-6)  # [N, V]
+    top_k = min(top_k, x.shape[-1])
+    if top_k:
+        kth = lax.top_k(x, top_k)[0][:, -1:]  # [N, 1]
+        x = jnp.where(x < kth, -jnp.inf, x)
+    if top_p < 1.0:
+        desc = -jnp.sort(-x, axis=-1)  # [N, V] best first
+        probs = jax.nn.softmax(desc, axis=-1)
+        keep = (jnp.cumsum(probs, axis=-1) - probs) < top_p  # mass before it < top_p
+        cutoff = jnp.min(jnp.where(keep, desc, jnp.inf), axis=-1, keepdims=True)  # [N, 1]
+        x = jnp.where(x < cutoff, -jnp.inf, x)
+    return x
+
+
+@functools.partial(jax.jit, static_argnames=("model", "bos_id", "eos_id", "pad_id", "max_len",
+                                             "num_samples", "top_k", "top_p"))
+def _sample(model, variables, src, src_len, rng, temperature, *, bos_id, eos_id, pad_id, max_len,
+            num_samples, top_k, top_p):
+    batch, n = src.shape[0], num_samples
+    memory, state = start(model, variables, src, src_len)
+    tile = functools.partial(jnp.repeat, repeats=n, axis=0)  # [B, ...] -> [B * N, ...]
+    memory, state = jax.tree.map(tile, memory), jax.tree.map(tile, state)
+
+    def pick(logits, t):  # logits [B * N, V] -> [B * N] int32
+        x = filter_logits(logits, temperature, top_k, top_p)
+        drawn = jax.random.categorical(jax.random.fold_in(rng, t), x).astype(jnp.int32)
+        return jnp.where(temperature > 0, drawn, argmax(logits))
+
+    r = greedy_loop(model, variables, memory, state, src.shape[1], bos_id=bos_id, eos_id=eos_id,
+                    pad_id=pad_id, max_len=max_len, pick=pick)
+    split = lambda x: x.reshape((batch, n) + x.shape[1:])  # noqa: E731 - [B * N, ...] -> [B, N, ...]
+    return SearchResult(*(split(x) for x in r[:-1]), r.steps)
+
+
+def sample(
+    model,
+    variables,
+    src,
+    src_len=None,
+    *,
+    rng,
+    eos_id: int,
+    max_len: int,
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    bos_id: int | None = None,
+    pad_id: int | None = None,
+) -> SearchResult:
+    """Samples `num_samples` translations per sentence, jitted, stopping once all have ended.
+
+    Args:
+        model, variables, src, src_len, eos_id, max_len, bos_id, pad_id: As in `greedy_search`.
+        rng: A PRNG key (`jax.random.key(0)`); the same key gives the same samples.
+        num_samples: Samples per sentence (N).
+        temperature: Divides the logits; 0 = greedy, < 1 sharper, > 1 flatter.
+        top_k: Sample among the k most likely tokens only (0: all).
+        top_p: Nucleus sampling: among the fewest most likely tokens with total probability
+            >= top_p (1.0: all).
+
+    Returns:
+        A `SearchResult` with a samples axis: tokens [B, N, max_len], weights
+        [B, N, max_len, S], lengths/scores/log_probs/finished [B, N] (scores = log_probs).
+    """
+    if not isinstance(num_samples, (int, np.integer)) or isinstance(num_samples, bool) \
+            or num_samples < 1:
+        raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}.")
+    src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len)
+    if rng is None:
+        raise ValueError("Sampling needs a PRNG key: pass rng=jax.random.key(seed).")
+    if not isinstance(temperature, (int, float)) or not 0 <= temperature < np.inf:
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}.")
+    if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0 = no limit), got {top_k!r}.")
+    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (1 = no nucleus filter), got {top_p!r}.")
+    bos_id = model.bos_id if bos_id is None else bos_id
+    pad_id = eos_id if pad_id is None else pad_id
+    return _sample(model, variables, src, src_len, rng, jnp.float32(temperature), bos_id=bos_id,
+                   eos_id=eos_id, pad_id=pad_id, max_len=max_len, num_samples=num_samples,
+                   top_k=int(top_k), top_p=float(top_p))
