@@ -63,6 +63,7 @@ from jaxattn.errors import JaxattnError, first_line
 
 FORMAT, FORMAT_VERSION = "jaxattn-export", 1
 MANIFEST_FILE, PARAMS_FILE = "manifest.json", "params.npz"
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # jax.export's lowering targets
 DEFAULT_MAX_SOURCE_LEN = 64  # tokens covered at least (more if the run's corpus filter allows)
 DECODE_LENGTH_RULE = "max_len = round_up(max(eval.max_decode_len, 2 * S + 10), 8); S = src width"
 
@@ -107,6 +108,9 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
     """
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 0:
         raise ExportError(f"beam_size must be an integer >= 0, got {beam_size!r}.")
+    unknown = [p for p in platforms if p not in PLATFORMS]
+    if unknown or not platforms:
+        raise ExportError(f"Unknown platform(s) {unknown}: choose among {list(PLATFORMS)}.")
     _check_out(out, overwrite)
     max_source_len = max_source_len or max(DEFAULT_MAX_SOURCE_LEN, translator.max_length)
     params = jax.tree.map(np.asarray, translator.variables["params"])
