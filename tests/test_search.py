@@ -423,7 +423,7 @@ def test_decode_passes_search_options():
     for x, y in zip(g, ref, strict=True):
         np.testing.assert_array_equal(x, y)
     with pytest.raises(ValueError, match="method"):
-        decode(TableModel(), variables, src, method="sample", **kw)
+        decode(TableModel(), variables, src, method="nucleus", **kw)
     with pytest.raises(ValueError, match="beam"):
         decode(TableModel(), variables, src, beam_size=2, **kw)
 
