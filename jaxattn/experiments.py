@@ -167,11 +167,8 @@ def checkpoint_steps(workdir: str) -> list[int]:
     """The steps saved in a run's checkpoint directory ([] if none)."""
     if not os.path.isdir(checkpoint_dir(workdir)):
         return []
-    ckpt = Checkpointer(workdir, read_only=True)
-    try:
+    with Checkpointer(workdir, read_only=True) as ckpt:
         return ckpt.all_steps()
-    finally:
-        ckpt.close()
 
 
 def is_finished(workdir: str) -> bool:
@@ -287,11 +284,8 @@ def evaluate_run(config, workdir: str, searches: Sequence[Search]) -> dict:
     path = os.path.join(workdir, RESULT_FILE)
     rec = _read(path)
     cache = rec.setdefault("test", {})
-    ckpt = Checkpointer(workdir, read_only=True)
-    try:
+    with Checkpointer(workdir, read_only=True) as ckpt:
         steps = {"best": resolve_step(ckpt, "best"), "last": resolve_step(ckpt, "latest")}
-    finally:
-        ckpt.close()
     max_len = int(config.eval.max_decode_len)
     out: dict = {"best_step": steps["best"], "last_step": steps["last"]}
     translators: dict = {}
