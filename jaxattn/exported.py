@@ -6,21 +6,16 @@
     tr.translate(["je suis content ."])         # -> ['i m happy .'] (default: the exported beam)
     tr.translate(sentences, beam_size=1)        # greedy; .translations(...): Translation objects
 
-The directory holds manifest.json (format version, versions, config summary, shapes, decoding
-length rule, the checkpoint's validation BLEU, sha256 and size of every file), params.npz (the
-parameters once, flattened by their tree paths 'decoder/out/kernel'), the run's config.json
-and vocabularies (and SentencePiece models), and one serialized artifact per (search, decoding
-length): `greedy_T32.bin`, `beam5_T32.bin`, ... Each is `search.decode` (the one decoding path)
-traced with a symbolic batch and source width, `(params, src int32[b, s], src_len int32[b]) ->
-(tokens int32[b, T], lengths int32[b], scores float32[b], weights float32[b, T, s],
-finished bool[b])`. The decoding length T is static in `search.decode`, and `Translator` picks
-it from the padded source width S (T = round_up(max(eval.max_decode_len, 2 S + 10), 8)), so the
-manifest lists for each artifact the source widths it serves. Parameters are an input rather
-than baked-in constants: one copy on disk for all artifacts instead of one per artifact.
-
-`load` reuses `Translator`'s text handling (normalization, tokenizer, UNK, sorting, bucketing,
-decode lengths, detokenization) with the decoding swapped for the artifacts, so its output is
-`Translator`'s token for token; no flax model is built.
+The directory: manifest.json (format version, versions, config summary, shapes, decoding
+length rule, validation BLEU, sha256 and size of every file), params.npz (the parameters once,
+by tree path 'decoder/out/kernel': an input, not constants baked into each artifact), the run's
+config.json and vocabularies, and one artifact per (search, decoding length T): greedy_T32.bin,
+beam5_T32.bin, ... Each is `search.decode` traced with symbolic batch b and source width s,
+(params, src int32[b, s], src_len int32[b]) -> (tokens int32[b, T], lengths int32[b], scores
+float32[b], weights float32[b, T, s], finished bool[b]). T is static in `search.decode` and
+Translator derives it from the padded width (DECODE_LENGTH_RULE), so each artifact lists the
+widths it serves. `load` reuses Translator's text handling and batching with the decoding
+swapped for the artifacts: its output is Translator's token for token; no model is built.
 
 From plain JAX (no jaxattn), with src = the source ids (src_vocab.txt line numbers) then EOS,
 padded with pad_id to a width the artifact serves:
@@ -83,7 +78,7 @@ class Decoded(NamedTuple):
     weights: jax.Array  # float32 [B, T, S]
     finished: jax.Array  # bool [B]
 
-    def top(self) -> Decoded:  # as search.SearchResult.top(), which Translator calls
+    def top(self) -> Decoded:  # Translator._collect calls SearchResult.top()
         return self
 
 
@@ -111,6 +106,9 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
     unknown = [p for p in platforms if p not in PLATFORMS]
     if unknown or not platforms:
         raise ExportError(f"Unknown platform(s) {unknown}: choose among {list(PLATFORMS)}.")
+    if not translator.workdir:
+        raise ExportError("Export needs a Translator from a workdir (Translator.from_workdir): "
+                          "its config.json and vocabulary files are copied as they are.")
     _check_out(out, overwrite)
     max_source_len = max_source_len or max(DEFAULT_MAX_SOURCE_LEN, translator.max_length)
     params = jax.tree.map(np.asarray, translator.variables["params"])
@@ -119,8 +117,9 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
     os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the export from its users
     try:
         leaves = _save_params(params, os.path.join(tmp, PARAMS_FILE))
-        for name in _text_files(translator.workdir):
-            shutil.copyfile(os.path.join(translator.workdir, name), os.path.join(tmp, name))
+        for name in [config_lib.CONFIG_FILE, *data_lib.VOCAB_FILES]:  # those the run has
+            if os.path.exists(os.path.join(translator.workdir, name)):
+                shutil.copyfile(os.path.join(translator.workdir, name), os.path.join(tmp, name))
         searches = [("greedy", 1)] + ([("beam", beam_size)] if beam_size > 1 else [])
         alpha = float(translator.config.eval.length_penalty)
         artifacts = []
@@ -144,14 +143,12 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
 
 
 def _check_out(out: str, overwrite: bool) -> None:
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ExportError(f"--out {out} is a file; give a directory.")
+    if os.path.exists(out) and not os.path.isdir(out) or not os.path.isdir(
+            os.path.dirname(os.path.abspath(out))):
+        raise ExportError(f"Cannot write the directory {out}: a file, or its parent is missing.")
     if os.path.isdir(out) and os.listdir(out) and not overwrite:
         raise ExportError(f"--out {out} is not empty; choose a new directory or pass "
                           "--overwrite to replace it.")
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        raise ExportError(f"Cannot write {out}: no such directory {parent}.")
 
 
 def _move_into_place(tmp: str, out: str) -> None:
@@ -163,12 +160,6 @@ def _move_into_place(tmp: str, out: str) -> None:
     os.replace(tmp, out)  # an empty `out` is replaced too
     if old:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _text_files(workdir: str) -> list[str]:
-    """The run's config.json and the vocabulary/SentencePiece files it has."""
-    names = [config_lib.CONFIG_FILE] + list(data_lib.VOCAB_FILES)
-    return [n for n in names if os.path.exists(os.path.join(workdir, n))]
 
 
 def _length_table(translator: inference.Translator, max_positions: int) -> dict[int, list[int]]:
@@ -183,24 +174,20 @@ def _length_table(translator: inference.Translator, max_positions: int) -> dict[
     return table
 
 
-def _decoder(translator, method: str, beam_size: int, alpha: float, max_len: int):
-    """(params, src, src_len) -> Decoded: the call `Translator._search` makes."""
+def _export(translator, params, method, beam_size, alpha, max_len, platforms) -> bytes:
+    """A serialized artifact of the call `Translator._search` makes, symbolic in batch b and
+    source width s: (params, src, src_len) -> Decoded's fields."""
     def decode(params, src, src_len):
         r = search.decode(translator.model, {"params": params}, src, src_len,
                           eos_id=translator.tgt_vocab.eos_id, max_len=max_len, method=method,
                           beam_size=beam_size, alpha=alpha, bos_id=translator.tgt_vocab.bos_id)
-        return tuple(Decoded(*(getattr(r.top(), f) for f in Decoded._fields)))
-    return decode
+        return tuple(getattr(r.top(), f) for f in Decoded._fields)
 
-
-def _export(translator, params, method, beam_size, alpha, max_len, platforms) -> bytes:
-    """A serialized artifact, symbolic in batch b and source width s."""
     b, s = jax.export.symbolic_shape("b, s")
     specs = (jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params),
              jax.ShapeDtypeStruct((b, s), np.int32), jax.ShapeDtypeStruct((b,), np.int32))
-    fn = jax.jit(_decoder(translator, method, beam_size, alpha, max_len))
     try:
-        exp = jax.export.export(fn, platforms=platforms)(*specs)
+        exp = jax.export.export(jax.jit(decode), platforms=platforms)(*specs)
         return bytes(exp.serialize())
     except ImportError as e:  # jax serializes with the flatbuffers package
         raise ExportError(f"Cannot serialize: {e} (pip install flatbuffers).") from None
@@ -234,17 +221,14 @@ def _manifest(translator, checkpoint, platforms, max_source_len, leaves, artifac
                       jaxlib=jax.lib.__version__),
         source=dict(workdir=translator.workdir and os.path.abspath(translator.workdir),
                     checkpoint=checkpoint, step=translator.step),
-        config=dict(model=c.model.to_dict(), data={k: c.data[k] for k in (
-            "name", "src_lang", "tgt_lang", "tokenizer", "normalize", "lowercase",
-            "tutorial_ids", "pad_to", "pad_multiple", "bucket_boundaries")},
-            eval=c.eval.to_dict()),
+        config=dict(model=c.model.to_dict(), eval=c.eval.to_dict(), data=dict(
+            name=c.data.name, src_lang=c.data.src_lang, tgt_lang=c.data.tgt_lang)),
         validation=dict(bleu=metrics.get("bleu"), chrf=metrics.get("chrf"),
                         note="greedy validation scores saved with this checkpoint (sacreBLEU)"),
         platforms=list(platforms), default_beam_size=default_beam_size,
         inputs=dict(params=PARAMS_FILE, src="int32[b, s]", src_len="int32[b]"),
         outputs="tokens int32[b, max_len], lengths int32[b], scores float32[b], "
                 "weights float32[b, max_len, s], finished bool[b]",
-        symbolic_dims=["b (batch)", "s (padded source width)"],
         decode_length=dict(rule=DECODE_LENGTH_RULE, max_source_len=max_source_len),
         params=dict(count=int(sum(np.prod(x["shape"]) for x in leaves)), leaves=leaves),
         artifacts=artifacts)
@@ -271,11 +255,9 @@ def read_manifest(directory: str) -> dict:
         raise ExportError(f"{path} is missing or not a jaxattn export manifest; export again: "
                           "python scripts/export.py --workdir RUN --out DIR.")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise ExportError(
-            f"{path} has format version {manifest.get('format_version')!r}, written by jaxattn "
-            f"{manifest.get('versions', {}).get('jaxattn')}; this jaxattn "
-            f"({jaxattn.__version__}) reads version {FORMAT_VERSION}. Export the run again with "
-            "this version, or load it with the jaxattn that wrote it.")
+        raise ExportError(f"{path} has format version {manifest.get('format_version')!r}; this "
+                          f"jaxattn reads version {FORMAT_VERSION}. Export the run again, or "
+                          "load it with the jaxattn version that wrote it.")
     for name, want in manifest.get("files", {}).items():
         _check_file(os.path.join(directory, name), want)
     return manifest
@@ -301,7 +283,8 @@ class ExportedTranslator:
         self.directory, self.manifest = directory, manifest
         self.default_beam_size = manifest["default_beam_size"]
         self.beam_sizes = sorted({a["beam_size"] for a in manifest["artifacts"]})
-        self._text = _ArtifactTranslator(directory, manifest)
+        # A Translator over the artifacts: .evaluate(sources, references), .attention(s) too
+        self.translator = _ArtifactTranslator(directory, manifest)
 
     def translate(self, sentences: Sequence[str], beam_size: int | None = None, *,
                   batch_size: int | None = None) -> list[str]:
@@ -316,7 +299,7 @@ class ExportedTranslator:
         if beam_size not in self.beam_sizes:
             raise ExportError(f"{self.directory} has no beam_size={beam_size!r} search; it has "
                               f"{self.beam_sizes} (export again with --beam_size).")
-        return self._text.translate(sentences, beam_size=beam_size, batch_size=batch_size)
+        return self.translator.translate(sentences, beam_size=beam_size, batch_size=batch_size)
 
 
 class _ArtifactTranslator(inference.Translator):
@@ -363,7 +346,7 @@ class _ArtifactTranslator(inference.Translator):
                 f"{self.max_source_len} tokens, alpha {self.config.eval.length_penalty}. "
                 "Export again with a larger --max_source_len.")
         src, src_len = pad([inputs[idx[min(r, len(idx) - 1)]].ids for r in range(rows)],
-                                     padded_len, self.src_vocab.pad_id)  # [B, S], [B]
+                           padded_len, self.src_vocab.pad_id)  # [B, S], [B]
         return Decoded(*call(self.variables, *jax.device_put((src, src_len), self.device)))
 
 

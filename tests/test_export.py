@@ -172,6 +172,11 @@ def test_no_checkpoint_and_busy_out(run, export_dir, tmp_path):
         exported.export_workdir(str(empty), str(tmp_path / "out"))
     with pytest.raises(ExportError, match="not empty.*--overwrite"):
         exported.export_workdir(run, export_dir)
+    again = tmp_path / "again"
+    shutil.copytree(export_dir, again)
+    exported.export_workdir(run, str(again), beam_size=0, max_source_len=6, overwrite=True)
+    assert exported.load(str(again)).beam_sizes == [1] and len(os.listdir(again)) == 6
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # no temporary left
     with pytest.raises(ExportError, match="Unknown platform"):
         exported.export_workdir(run, str(tmp_path / "out"), platforms=("tpux",))
     assert not (tmp_path / "out").exists()
