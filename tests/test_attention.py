@@ -13,17 +13,15 @@ import numpy as np
 import optax
 import pytest
 
-from jaxattn.attention import (
-    ATTENTION_TYPES,
+from jaxattn.attention import ATTENTION_TYPES, make_attention
+from jaxattn.local_attention import LocalAttention
+from jaxattn.pooling import AttentionPooling, KernelAttention
+from jaxattn.scoring import (
     AdditiveAttention,
-    AttentionPooling,
     DotAttention,
     GeneralAttention,
-    KernelAttention,
-    LocalAttention,
     LocationAttention,
     ScaledDotAttention,
-    make_attention,
     masked_softmax,
 )
 
@@ -169,26 +167,27 @@ CASES = [
         local_ref(ref_dot, 3, False),
         partial_sum=True,
     ),
-    Case(
-        "kernel_gaussian",
-        lambda: KernelAttention("gaussian", width=0.7, learnable_width=True),
-        kernel_ref("gaussian", 0.7),
-        dq=1,
-        dk=1,
+    Case(  # use_bias reaches the base score only; W_p and v_p stay bias-free
+        "local_p_bias",
+        lambda: LocalAttention(window=2, predictive=True, hidden=5, use_bias=True),
+        local_ref(ref_general, 2, True),
+        partial_sum=True,
     ),
-    Case(
-        "kernel_boxcar",
-        lambda: KernelAttention("boxcar", width=1.5),
-        kernel_ref("boxcar", 1.5),
-        dq=1,
-        dk=1,
-    ),
-    Case(
-        "kernel_epanechnikov_2d",
-        lambda: KernelAttention("epanechnikov", width=2.0),
-        kernel_ref("epanechnikov", 2.0),
-        dq=2,
-        dk=2,
+    *(
+        Case(
+            case_id,
+            lambda kernel=kernel, width=width, learn=learn: KernelAttention(
+                kernel, width=width, learnable_width=learn
+            ),
+            kernel_ref(kernel, width),
+            dq=dim,
+            dk=dim,
+        )
+        for case_id, kernel, width, learn, dim in [
+            ("kernel_gaussian", "gaussian", 0.7, True, 1),
+            ("kernel_boxcar", "boxcar", 1.5, False, 1),
+            ("kernel_epanechnikov_2d", "epanechnikov", 2.0, False, 2),
+        ]
     ),
     Case("pooling", lambda: AttentionPooling(), softmax_ref(ref_pooling)),
     Case("pooling_hidden", lambda: AttentionPooling(hidden=6), softmax_ref(ref_pooling)),

@@ -54,7 +54,7 @@ def test_lazy_init_matches_linen_tree_and_outputs():
     state = m.init_state(memory)
     state, step_logits, step_weights = m.decode_step(memory, state, jnp.full((B,), BOS), 0)
     ref_memory = model.apply(variables, src, src_len, method="encode")
-    np.testing.assert_allclose(memory["keys"], ref_memory["keys"], atol=1e-6)
+    np.testing.assert_allclose(memory.keys, ref_memory.keys, atol=1e-6)
     np.testing.assert_allclose(step_logits, logits[:, 0], atol=1e-5)
     np.testing.assert_allclose(step_weights, weights[:, 0], atol=1e-6)
 
