@@ -1,6 +1,7 @@
 """Fixtures shared by the test modules (tests never import each other; they ask for these).
 
 - `random_init`: random variables for any Flax module, without compiling its init.
+- `synthetic_config`: configs/synthetic.py with overrides, for tests that train small runs.
 - `tiny_run`: one trained synthetic run per session, for the tests of restoring, translating,
   evaluating and exporting.
 - `nan_loss_from`: a train_step stand-in whose loss turns NaN from a given step on.
@@ -58,15 +59,28 @@ class TinyRun(NamedTuple):
     config: Any  # the ml_collections.ConfigDict it was trained with
 
 
-def tiny_run_config():
-    """configs/synthetic.py (reverse 3..8 symbols out of 12), shrunk: hidden 32, 300 steps."""
+def _synthetic_config(overrides: dict | None = None):
+    """configs/synthetic.py (reverse 3..8 symbols out of 12) with {"section.field": value}."""
     config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
-    config.model.hidden = config.model.embed_dim = 32
-    config.data.synthetic_sizes = (2000, 100, 100)
-    t = config.train
-    t.num_train_steps, t.eval_every, t.checkpoint_every = 300, 300, 150
-    t.progress_bar = False
+    for key, value in (overrides or {}).items():
+        section, name = key.split(".")
+        config[section][name] = value
     return config
+
+
+@pytest.fixture(scope="session")
+def synthetic_config():
+    """The function `synthetic_config({"model.hidden": 16, ...})`: configs/synthetic.py with
+    dotted overrides, the base of every small training run in the tests (offline, seconds)."""
+    return _synthetic_config
+
+
+# The tiny run: big and long enough to learn its task, small enough for a CPU test session.
+TINY_RUN = {
+    "model.hidden": 32, "model.embed_dim": 32, "data.synthetic_sizes": (2000, 100, 100),
+    "train.num_train_steps": 300, "train.eval_every": 300, "train.checkpoint_every": 150,
+    "train.progress_bar": False,
+}
 
 
 def train_tiny_run(workdir: Path) -> TinyRun:
@@ -75,7 +89,7 @@ def train_tiny_run(workdir: Path) -> TinyRun:
     The run learns its task (validation BLEU > 90), so tests may check translations, not just
     that something came out. Offline: the synthetic corpus needs no download.
     """
-    config = tiny_run_config()
+    config = _synthetic_config(TINY_RUN)
     if not (workdir / "done").exists():
         from jaxattn.train import train_and_evaluate  # orbax, grain: only for sessions that train
 
