@@ -282,7 +282,6 @@ class ExportedTranslator:
     def __init__(self, directory: str, manifest: dict):
         self.directory, self.manifest = directory, manifest
         self.default_beam_size = manifest["default_beam_size"]
-        self.beam_sizes = sorted({a["beam_size"] for a in manifest["artifacts"]})
         # A Translator over the artifacts: .evaluate(sources, references), .attention(s) too
         self.translator = _ArtifactTranslator(directory, manifest)
 
@@ -296,10 +295,11 @@ class ExportedTranslator:
                      batch_size: int | None = None) -> list[inference.Translation]:
         """`Translator.translate`'s Translation objects (tokens, score, attention weights)."""
         beam_size = self.default_beam_size if beam_size is None else beam_size
-        if beam_size not in self.beam_sizes:
-            raise ExportError(f"{self.directory} has no beam_size={beam_size!r} search; it has "
-                              f"{self.beam_sizes} (export again with --beam_size).")
         return self.translator.translate(sentences, beam_size=beam_size, batch_size=batch_size)
+
+    @property
+    def beam_sizes(self) -> list[int]:
+        return self.translator.beam_sizes
 
 
 class _ArtifactTranslator(inference.Translator):
@@ -318,7 +318,8 @@ class _ArtifactTranslator(inference.Translator):
         self.max_src_positions = (config.model.attention_max_length
                                   if config.model.attention == "location" else 0)
         self._pad_length = PadLength.from_config(config.data)
-        self.max_source_len = manifest["decode_length"]["max_source_len"]
+        self.directory, self.max_source_len = directory, manifest["decode_length"]["max_source_len"]
+        self.beam_sizes = sorted({a["beam_size"] for a in manifest["artifacts"]})
         self.device = _device(manifest["platforms"])
         leaves = np.load(os.path.join(directory, PARAMS_FILE), allow_pickle=False)
         self.variables = jax.device_put(_unflatten({
@@ -341,10 +342,12 @@ class _ArtifactTranslator(inference.Translator):
         call, a = self.artifacts.get((max(beam_size, 1), max_len), (None, None))
         if a is None or padded_len not in a["src_widths"] or alpha != a["alpha"]:
             raise ExportError(
-                f"No artifact of this export serves a source of {len(inputs[idx[-1]].ids) - 1} "
-                f"tokens ({max_len} decoding steps, alpha {alpha}): it serves up to "
-                f"{self.max_source_len} tokens, alpha {self.config.eval.length_penalty}. "
-                "Export again with a larger --max_source_len.")
+                f"{self.directory} has no artifact for beam_size {beam_size}, alpha {alpha}, "
+                f"{max_len} decoding steps and a source of {len(inputs[idx[-1]].ids) - 1} "
+                f"tokens. It serves beam sizes {self.beam_sizes}, alpha "
+                f"{self.config.eval.length_penalty}, the run's decoding lengths (no max_len) and "
+                f"up to {self.max_source_len} tokens: export again with the --beam_size or "
+                "--max_source_len you need.")
         src, src_len = pad([inputs[idx[min(r, len(idx) - 1)]].ids for r in range(rows)],
                            padded_len, self.src_vocab.pad_id)  # [B, S], [B]
         return Decoded(*call(self.variables, *jax.device_put((src, src_len), self.device)))

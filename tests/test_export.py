@@ -79,8 +79,10 @@ def test_default_beam_and_unknown_beam(export_dir, translator):
     sentences = ["1 2 3", "4 5 6 7"]
     assert loaded.translate(sentences) == [
         t.text for t in translator.translate(sentences, beam_size=BEAM)]
-    with pytest.raises(ExportError, match="no beam_size=4"):
+    with pytest.raises(ExportError, match="beam_size 4.*beam sizes \\[1, 3\\]"):
         loaded.translate(sentences, beam_size=4)
+    with pytest.raises(ExportError, match="max_len"):
+        loaded.translator.translate(sentences, max_len=7)
 
 
 def test_too_long_input_is_refused(export_dir):
