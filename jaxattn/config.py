@@ -28,8 +28,6 @@ from jaxattn.errors import ConfigError, WorkdirError
 from jaxattn.workdir import read_json
 
 CONFIG_FILE = "config.json"  # WORKDIR/config.json: the run's config
-OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "rsqrt")
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -263,12 +261,14 @@ def _registries() -> dict:
     from jaxattn.data.text import NORMALIZATIONS, TOKENIZERS
     from jaxattn.data.vocab import ORDERS
     from jaxattn.decoders import BRIDGES, DECODERS
+    from jaxattn.optim import LR_SCHEDULES, OPTIMIZERS
     from jaxattn.rnn import CELLS
 
     return dict(attentions=attention.ATTENTIONS, kernels=attention.kernel_name, datasets=DATASETS,
                 tasks=TASKS, tokenizers=("auto",) + TOKENIZERS, orders=ORDERS,
                 normalizations=("auto",) + NORMALIZATIONS,
-                bridges=BRIDGES, decoders=tuple(DECODERS), cells=tuple(CELLS))
+                bridges=BRIDGES, decoders=tuple(DECODERS), cells=tuple(CELLS),
+                optimizers=tuple(OPTIMIZERS), schedules=tuple(LR_SCHEDULES))
 
 
 def rules() -> dict[str, dict]:
@@ -306,8 +306,8 @@ def rules() -> dict[str, dict]:
         },
         "train": {
             "batch_size": integer(1), "num_epochs": integer(0), "num_train_steps": integer(-1),
-            "optimizer": one_of(*OPTIMIZERS), "learning_rate": real(0, lo_open=True),
-            "lr_schedule": one_of(*LR_SCHEDULES), "warmup_steps": integer(0),
+            "optimizer": one_of(*r["optimizers"]), "learning_rate": real(0, lo_open=True),
+            "lr_schedule": one_of(*r["schedules"]), "warmup_steps": integer(0),
             "b1": real(0, 1, hi_open=True), "b2": real(0, 1, hi_open=True),
             "weight_decay": real(0), "grad_clip": real(0),
             "label_smoothing": real(0, 1, hi_open=True),

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxattn import attention as attention_lib
+from jaxattn.config import default_model_config  # noqa: F401 - models.default_model_config
 from jaxattn.decoders import DECODERS, DecoderState, Memory
 from jaxattn.encoders import Encoder
 from jaxattn.rnn import valid_mask
@@ -127,37 +128,6 @@ class Seq2Seq(nn.Module):
             memory, targets, bos_id=self.bos_id, teacher_forcing=teacher_forcing, train=train
         )
         return logits, weights
-
-
-def default_model_config() -> ml_collections.ConfigDict:
-    """Every model option, with the tutorial's values.
-
-    Returns:
-        An `ml_collections.ConfigDict` (cell, embed_dim, hidden, layers, decoder, attention,
-        masking switches, dtype, ...), the input of `build_model`.
-    """
-    c = ml_collections.ConfigDict()
-    c.cell = "gru"  # gru | lstm
-    c.embed_dim = 128
-    c.hidden = 128
-    c.encoder_layers = 1
-    c.decoder_layers = 1
-    c.bidirectional = False
-    c.dropout = 0.1  # on embeddings (and Luong's attentional vector)
-    c.rnn_dropout = 0.0  # between stacked RNN layers
-    c.decoder = "bahdanau"  # bahdanau | luong | plain | legacy
-    c.attention = "additive"  # see jaxattn.attention.make_attention
-    c.attention_bias = True  # the tutorial's Linear layers have biases
-    c.attention_window = 5  # local attention half-width D
-    c.attention_max_length = 10  # location attention's Linear(., max_length)
-    c.kernel = "gaussian"  # kernel attention
-    c.input_feeding = True  # Luong decoder
-    c.bridge = "copy"  # copy | dense | zero
-    c.mask_attention = True  # False: the tutorial's unmasked attention
-    c.encoder_lengths = True  # False: the tutorial's encoder reads padding
-    c.dtype = "float32"  # float32 | bfloat16 (compute dtype; params stay float32)
-    c.unroll = 1  # scan unroll factor
-    return c
 
 
 def _attention_from_config(c, query_dim: int, key_dim: int) -> nn.Module:

@@ -34,52 +34,12 @@ from jaxattn import workdir as workdir_lib
 from jaxattn.checkpoints import CONFIG_FILE, Checkpointer, check_resumable, checkpoint_dir
 from jaxattn.errors import CheckpointError, ConfigError, TrainingError, first_line
 from jaxattn.models import build_model
+from jaxattn.optim import make_optimizer, make_schedule  # noqa: F401 - train.make_optimizer
 from jaxattn.rnn import valid_mask
 
 log = logging.getLogger(__name__)
 
 TrainState = train_state.TrainState
-
-
-# ---------------------------------------------------------------------------- optimizer
-def make_schedule(tc: ml_collections.ConfigDict, total_steps: int):
-    """Learning-rate schedule by name: constant | cosine | warmup_cosine | rsqrt."""
-    lr, warmup = tc.learning_rate, tc.warmup_steps
-    if tc.lr_schedule == "constant":
-        return optax.constant_schedule(lr)
-    if tc.lr_schedule == "cosine":
-        return optax.cosine_decay_schedule(lr, max(total_steps, 1))
-    if tc.lr_schedule == "warmup_cosine":
-        if warmup >= total_steps:
-            raise TrainingError(
-                f"train.warmup_steps ({warmup}) must be smaller than the run's {total_steps} "
-                "training steps for lr_schedule='warmup_cosine'; lower --config.train.warmup_steps "
-                "or train longer.")
-        return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total_steps, 2))
-    if tc.lr_schedule == "rsqrt":  # linear warmup, then lr * sqrt(warmup / step)
-        w = max(warmup, 1)
-        return lambda s: lr * jnp.minimum((s + 1) / w, jnp.sqrt(w / jnp.maximum(s + 1, w)))
-    raise TrainingError(f"Unknown lr_schedule {tc.lr_schedule!r}.")
-
-
-def make_optimizer(tc: ml_collections.ConfigDict, total_steps: int):
-    """adam | adamw | sgd, with optional global-norm clipping.
-
-    The tutorial's two Adam optimizers (encoder, decoder) equal one Adam over all parameters,
-    since Adam's update is per parameter.
-    """
-    schedule = make_schedule(tc, total_steps)
-    if tc.optimizer == "adam":
-        opt = optax.adam(schedule, b1=tc.b1, b2=tc.b2)
-    elif tc.optimizer == "adamw":
-        opt = optax.adamw(schedule, b1=tc.b1, b2=tc.b2, weight_decay=tc.weight_decay)
-    elif tc.optimizer == "sgd":
-        opt = optax.sgd(schedule)
-    else:
-        raise TrainingError(f"Unknown optimizer {tc.optimizer!r}; choose adam, adamw or sgd.")
-    if tc.grad_clip > 0:
-        opt = optax.chain(optax.clip_by_global_norm(tc.grad_clip), opt)
-    return opt
 
 
 # --------------------------------------------------------------------------------- loss

@@ -3,7 +3,6 @@ evaluation input (jaxattn.data.readers, data.read_tsv, inference.load_pairs). On
 synthetic run (reverse the symbols), trained once per session."""
 
 import os
-import runpy
 
 import jax
 import ml_collections
@@ -19,27 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYMBOLS = [str(i) for i in range(12)]  # configs/synthetic.py: 12 symbols, lengths 3..8
 
 
-def tiny_run(tmp_path_factory) -> str:
-    """A trained synthetic run (reverse task, hidden 32, 300 steps), shared by the session."""
-    workdir = tmp_path_factory.getbasetemp() / "tiny_run"
-    if not (workdir / "done").exists():
-        from jaxattn.train import train_and_evaluate
-
-        config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
-        config.model.hidden = config.model.embed_dim = 32
-        config.data.synthetic_sizes = (2000, 100, 100)
-        t = config.train
-        t.num_train_steps, t.eval_every, t.checkpoint_every = 300, 300, 150
-        t.progress_bar = False
-        _, metrics = train_and_evaluate(config, str(workdir))
-        assert metrics["bleu"] > 90, metrics
-        (workdir / "done").touch()
-    return str(workdir)
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return tiny_run(tmp_path_factory)
+def run(tiny_run):
+    return tiny_run.workdir
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,13 @@ import subprocess
 import sys
 
 import pytest
-from test_inference import tiny_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return tiny_run(tmp_path_factory)
+def run(tiny_run):
+    return tiny_run.workdir
 
 
 @pytest.fixture(scope="module")
