@@ -3,6 +3,7 @@
     python scripts/translate.py --workdir runs/base "Je suis content." "Il est grand."
     python scripts/translate.py --workdir runs/base --beam_size 5 < input.fr > output.en
     python scripts/translate.py --workdir runs/base --attention_png att.png "elle est belle ."
+    python scripts/translate.py --exported runs/base-export < input.fr   # scripts/export.py
 
 Input goes through the run's normalization and tokenizer (for the tutorial corpus: lowercase,
 no accents, punctuation split off). One output line per input line: an empty line gives an
@@ -14,10 +15,13 @@ import sys
 
 from absl import app, flags
 
-from jaxattn import cli, inference, plots
+from jaxattn import cli, exported, inference, plots
 from jaxattn.data.readers import bad_lines_message, decode_lines
 
-cli.define_run_flags()
+cli.define_run_flags(workdir=False)
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
+_EXPORTED = flags.DEFINE_string("exported", None, "Translate with an export directory "
+                                "(scripts/export.py) instead of --workdir.")
 cli.define_decoding_flags()
 _ATTENTION_PNG = flags.DEFINE_string("attention_png", None, "Save the attention heatmap(s) "
                                      "to this PNG file.")
@@ -40,7 +44,13 @@ def read_input(argv) -> tuple[list[str], list[int]]:
 
 def run(argv):
     cli.check_positive("beam_size", "max_len", "batch_size", "max_plots")
-    translator = inference.Translator.from_workdir(FLAGS.workdir, FLAGS.checkpoint)
+    if (_WORKDIR.value is None) == (_EXPORTED.value is None):
+        raise inference.UsageError("Give one of --workdir (a training run) and --exported (an "
+                                   "export directory).")
+    if _EXPORTED.value:  # a Translator whose decoding runs the jax.export artifacts
+        translator = exported.load(_EXPORTED.value).translator
+    else:
+        translator = inference.Translator.from_workdir(_WORKDIR.value, FLAGS.checkpoint)
     sentences, bad = read_input(argv)
     if bad:
         print("error: " + bad_lines_message("stdin", bad) + "; their output lines are empty.",

@@ -80,18 +80,6 @@ def rand(seed, *shape, scale=1.0):
     return jnp.asarray(scale * np.random.default_rng(seed).normal(size=shape), jnp.float32)
 
 
-def random_init(module, *args, seed=0, scale=0.3, **kwargs):
-    """Variables of `module.init(key, *args, **kwargs)` filled with N(0, scale^2) values.
-
-    Traces init with jax.eval_shape instead of running it: no compilation, so tests stay fast.
-    """
-    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), shapes
-    )
-
-
 def make_memory_inputs(cell, src_len=S, num_layers=1, seed=0):
     """keys [B, src_len, H] with large garbage on padding, mask, per-layer finals."""
     mask = valid_mask(jnp.asarray(LENGTHS), src_len)
@@ -130,9 +118,15 @@ def decode(m, keys, mask, finals, targets, teacher_forcing=None, train=False):
     return m(memory, targets, bos_id=BOS, teacher_forcing=teacher_forcing, train=train)
 
 
-def init_decoder(dec, cell, num_layers=1):
-    keys, mask, finals = make_memory_inputs(cell, num_layers=num_layers)
-    return random_init(dec, keys, mask, finals, make_targets(), method=decode)
+@pytest.fixture
+def init_decoder(random_init):
+    """init_decoder(dec, cell, num_layers=1): random variables of `dec` over a made-up memory."""
+
+    def init(dec, cell, num_layers=1):
+        keys, mask, finals = make_memory_inputs(cell, num_layers=num_layers)
+        return random_init(dec, keys, mask, finals, make_targets(), method=decode)
+
+    return init
 
 
 def mean_nll(logits, targets):
@@ -147,7 +141,7 @@ def mean_nll(logits, targets):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
-def test_decoder_forward_masking_padding_and_grads(spec, cell):
+def test_decoder_forward_masking_padding_and_grads(spec, cell, init_decoder):
     """Gradients are checked with GRU cells only (the backward pass doubles the compile time;
     LSTM decoders' gradients are covered end to end in test_models)."""
     with_grads = cell == "gru"
@@ -254,7 +248,7 @@ def manual_loop(m, keys, mask, finals, targets, teacher_forcing):
 
 
 @pytest.mark.parametrize("spec_id,cell", LOOP_CASES, ids=[f"{s}-{c}" for s, c in LOOP_CASES])
-def test_teacher_forcing_matches_step_loop(spec_id, cell):
+def test_teacher_forcing_matches_step_loop(spec_id, cell, init_decoder):
     dec = make_decoder(SPEC_BY_ID[spec_id], cell)
     variables = init_decoder(dec, cell)
     keys, mask, finals = make_memory_inputs(cell)
@@ -293,7 +287,7 @@ def test_teacher_forcing_matches_step_loop(spec_id, cell):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_luong_input_feeding():
+def test_luong_input_feeding(init_decoder):
     keys, mask, finals = make_memory_inputs("gru")
     targets = make_targets()
     out = {}
@@ -331,7 +325,7 @@ def feed_two_steps(m, keys, mask, finals, tokens, delta):
     return state, logits, logits_moved
 
 
-def test_luong_fed_vector_reaches_next_step():
+def test_luong_fed_vector_reaches_next_step(init_decoder):
     """The previous attentional vector is read by the next step (input feeding is not silently
     replaced by zeros): moving only the fed vector moves the next step's logits, per row."""
     dec = LuongDecoder(V, E, H, make_attention("general", query_dim=H), input_feeding=True)
@@ -359,7 +353,7 @@ def bridge_state(dec, variables, finals, keys=None):
 
 @pytest.mark.parametrize("enc_cell", CELLS)
 @pytest.mark.parametrize("dec_cell", CELLS)
-def test_bridge_copy(enc_cell, dec_cell):
+def test_bridge_copy(enc_cell, dec_cell, init_decoder):
     dec = BahdanauDecoder(
         V, E, H, make_attention("additive", hidden=7), cell=dec_cell, num_layers=2, bridge="copy"
     )
@@ -383,7 +377,7 @@ def test_bridge_copy(enc_cell, dec_cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_bridge_dense_and_zero(cell):
+def test_bridge_dense_and_zero(cell, init_decoder, random_init):
     attn = make_attention("additive", hidden=7)
     # dense: h0 = tanh(W h_enc + b); works with a wider (e.g. bidirectional) encoder state.
     dec = BahdanauDecoder(V, E, H, attn, cell=cell, bridge="dense")
@@ -405,7 +399,7 @@ def test_bridge_dense_and_zero(cell):
     assert "bridge_proj" not in variables0["params"]
 
 
-def test_bridge_errors():
+def test_bridge_errors(init_decoder):
     attn = make_attention("additive", hidden=7)
     dec = BahdanauDecoder(V, E, H, attn, bridge="copy")
     wide = ((rand(1, B, 2 * H),),)  # e.g. a bidirectional encoder's final state
@@ -423,7 +417,7 @@ def test_bridge_errors():
 
 
 @pytest.mark.parametrize("spec_id,layers", [("bahdanau-additive", 1), ("luong-general-feed", 2)])
-def test_decoder_dropout(spec_id, layers):
+def test_decoder_dropout(spec_id, layers, init_decoder):
     """With one layer, the Bahdanau decoder's only dropout is the tutorial's, on embeddings."""
     dec = make_decoder(SPEC_BY_ID[spec_id], "lstm", num_layers=layers, dropout=0.3)
     variables = init_decoder(dec, "lstm", num_layers=layers)
@@ -453,7 +447,7 @@ def test_decoder_dropout(spec_id, layers):
 
 
 @pytest.mark.parametrize("forcing", ["none", "mask"])
-def test_dropout_masks_are_drawn_per_step(forcing):
+def test_dropout_masks_are_drawn_per_step(forcing, init_decoder):
     """As in the tutorial's step-by-step loop, each step draws a fresh dropout mask, whether
     teacher forcing is implicit (None) or an explicit all-True mask.
 
@@ -495,7 +489,7 @@ def test_dropout_masks_are_drawn_per_step(forcing):
         assert not np.allclose(tr[:, t], tr[:, 0]), f"step {t} reused step 0's dropout mask"
 
 
-def test_decoder_vmap_over_batches():
+def test_decoder_vmap_over_batches(init_decoder):
     dec = make_decoder(SPEC_BY_ID["bahdanau-additive"], "gru")
     variables = init_decoder(dec, "gru")
     k1, m1, f1 = make_memory_inputs("gru", seed=0)

@@ -52,23 +52,17 @@ def make_targets(seed=0, batch=B, steps=T):
     return jnp.asarray(np.random.default_rng(seed).integers(2, TGT_V, size=(batch, steps)))
 
 
-def random_init(module, *args, seed=0, scale=0.3, **kwargs):
-    """Variables of `module.init(key, *args, **kwargs)` filled with N(0, scale^2) values.
+@pytest.fixture
+def init(random_init):
+    """init(model, src=None, lengths=None, targets=None): random variables of `model`."""
 
-    Traces init with jax.eval_shape instead of running it: no compilation, so tests stay fast.
-    """
-    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), shapes
-    )
+    def make(model, src=None, lengths=None, targets=None):
+        src = make_src() if src is None else src
+        lengths = jnp.asarray(LENGTHS) if lengths is None else lengths
+        targets = make_targets() if targets is None else targets
+        return random_init(model, src, lengths, targets)
 
-
-def init(model, src=None, lengths=None, targets=None):
-    src = make_src() if src is None else src
-    lengths = jnp.asarray(LENGTHS) if lengths is None else lengths
-    targets = make_targets() if targets is None else targets
-    return random_init(model, src, lengths, targets)
+    return make
 
 
 def tree_allclose(a, b, **kw):
@@ -143,7 +137,7 @@ E2E = {
 
 
 @pytest.mark.parametrize("name", list(E2E))
-def test_model_shapes_masking_and_padding_invariance(name):
+def test_model_shapes_masking_and_padding_invariance(name, init):
     c = small_config(**E2E[name])
     model = build_model(c, SRC_V, TGT_V, BOS)
     variables = init(model)
@@ -209,7 +203,7 @@ def python_loop(model, variables, src, lengths, targets, forced):
     return jnp.stack(out_logits, 1), jnp.stack(out_weights, 1)
 
 
-def test_ratio_extremes_match_decode_step_loops():
+def test_ratio_extremes_match_decode_step_loops(init):
     model = build_model(small_config(**E2E["luong-dot-2x2-lstm"]), SRC_V, TGT_V, BOS)
     variables = init(model)
     src, lengths, targets = make_src(), jnp.asarray(LENGTHS), make_targets().astype(jnp.int32)
@@ -244,7 +238,7 @@ def pick_rows(choose, a, b):
     return jnp.where(jnp.asarray(choose).reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
 
 
-def test_mixed_teacher_forcing():
+def test_mixed_teacher_forcing(init):
     """Ratio 0.5: needs an rng; same rng -> same output; every step is either teacher forced
     or free running (checked step by step with decode_step); about half are forced, drawn
     per step and per sentence."""
@@ -301,7 +295,7 @@ def test_mixed_teacher_forcing():
     assert sum(len(d) == 2 for d in decisions) >= 3, decisions
 
 
-def test_free_running_needs_max_len():
+def test_free_running_needs_max_len(init):
     model = build_model(small_config(), SRC_V, TGT_V, BOS)
     variables = init(model)
     with pytest.raises(ValueError, match="max_len"):
@@ -313,7 +307,7 @@ def test_free_running_needs_max_len():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_grad_jit_vmap():
+def test_grad_jit_vmap(init):
     """LSTM, bidirectional encoder, Luong decoder; mixed teacher forcing and dropout."""
     c = small_config(**E2E["luong-general-bi-gru-dense"], cell="lstm")
     model = build_model(c, SRC_V, TGT_V, BOS)
@@ -363,7 +357,7 @@ def test_grad_jit_vmap():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_bridge_copy_needs_matching_sizes():
+def test_bridge_copy_needs_matching_sizes(init):
     src = make_src()
     bi_copy = build_model(small_config(bidirectional=True, bridge="copy"), SRC_V, TGT_V, BOS)
     with pytest.raises(ValueError, match="bridge='copy'"):
@@ -376,7 +370,7 @@ def test_bridge_copy_needs_matching_sizes():
     assert "bridge_proj" not in jax.eval_shape(lambda: init(uni, src))["params"]["decoder"]
 
 
-def test_config_errors():
+def test_config_errors(init):
     with pytest.raises(ValueError, match="Unknown decoder"):
         build_model(small_config(decoder="transformer"), SRC_V, TGT_V, BOS)
     with pytest.raises(ValueError, match="sizes must match"):  # 8 vs 16 (bidirectional)
@@ -390,7 +384,7 @@ def test_config_errors():
         jax.eval_shape(lambda: init(model))
 
 
-def test_bfloat16():
+def test_bfloat16(init):
     c32 = small_config(**E2E["luong-dot-2x2-lstm"])
     c16 = small_config(**E2E["luong-dot-2x2-lstm"], dtype="bfloat16")
     m32, m16 = build_model(c32, SRC_V, TGT_V, BOS), build_model(c16, SRC_V, TGT_V, BOS)
@@ -415,7 +409,7 @@ def test_bfloat16():
 
 
 @pytest.mark.parametrize("flag", ["mask_attention", "encoder_lengths"])
-def test_tutorial_faithful_modes(flag):
+def test_tutorial_faithful_modes(flag, init):
     """mask_attention=False attends to padding; encoder_lengths=False reads it. Both change
     the output on padded input (and do nothing without padding)."""
     c = small_config()
@@ -446,7 +440,7 @@ def test_tutorial_faithful_modes(flag):
     np.testing.assert_allclose(w_f, w_d, rtol=1e-6, atol=1e-6)
 
 
-def test_dropout_only_in_training():
+def test_dropout_only_in_training(init):
     model = build_model(small_config(dropout=0.3), SRC_V, TGT_V, BOS)
     variables = init(model)
     src, lengths, targets = make_src(), jnp.asarray(LENGTHS), make_targets()
@@ -466,7 +460,7 @@ def test_dropout_only_in_training():
         jax.eval_shape(lambda: model.apply(variables, src, lengths, targets, train=True))
 
 
-def test_seq2seq_from_modules():
+def test_seq2seq_from_modules(init):
     """Seq2Seq composes hand-built modules the same way build_model does."""
     c = small_config()
     built = build_model(c, SRC_V, TGT_V, BOS)
