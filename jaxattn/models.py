@@ -11,6 +11,8 @@ free running greedy (ratio 0.0, or no targets).
 
 from __future__ import annotations
 
+import numbers
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -89,7 +91,7 @@ class Seq2Seq(nn.Module):
         src_len=None,
         targets=None,
         *,
-        teacher_forcing_ratio: float = 1.0,
+        teacher_forcing_ratio: float | jax.Array = 1.0,
         rng=None,
         max_len: int | None = None,
         train: bool = False,
@@ -102,8 +104,9 @@ class Seq2Seq(nn.Module):
             targets: Target ids [B, T] (EOS-terminated, no BOS), or None for free-running
                 greedy decoding of `max_len` steps.
             teacher_forcing_ratio: 1.0 feeds the targets at every step; 0.0 feeds the model's
-                own argmax; in between, a per-step, per-sentence coin drawn from `rng`.
-            rng: A PRNG key, needed when 0 < teacher_forcing_ratio < 1.
+                own argmax; in between, a per-step, per-sentence coin drawn from `rng`. A
+                scalar array (e.g. a schedule's value at a traced step) always draws coins.
+            rng: A PRNG key, needed when 0 < teacher_forcing_ratio < 1 or it is an array.
             max_len: Steps to decode when targets is None.
             train: Apply dropout (pass ``rngs={'dropout': key}`` to `apply`).
 
@@ -117,12 +120,17 @@ class Seq2Seq(nn.Module):
                 raise ValueError("Give either targets or max_len for free-running decoding.")
             targets = jnp.zeros((batch, max_len), src.dtype)
             teacher_forcing_ratio = 0.0
+        # A Python number picks the path when tracing (1.0: the fast teacher-forced scan); an
+        # array (a scheduled ratio, traced in the train step) always draws the coins, which
+        # are all True at 1 and all False at 0 (bernoulli(p) is uniform[0, 1) < p).
+        static = isinstance(teacher_forcing_ratio, numbers.Real)
         teacher_forcing = None  # always
-        if teacher_forcing_ratio <= 0.0:
+        if static and teacher_forcing_ratio <= 0.0:
             teacher_forcing = jnp.zeros(targets.shape, bool)
-        elif teacher_forcing_ratio < 1.0:
+        elif not static or teacher_forcing_ratio < 1.0:
             if rng is None:
-                raise ValueError("teacher_forcing_ratio < 1 draws coins: pass rng=<PRNG key>.")
+                raise ValueError("teacher_forcing_ratio < 1 (or an array) draws coins: pass "
+                                 "rng=<PRNG key>.")
             teacher_forcing = jax.random.bernoulli(rng, teacher_forcing_ratio, targets.shape)
         logits, weights, _ = self.decoder(
             memory, targets, bos_id=self.bos_id, teacher_forcing=teacher_forcing, train=train
@@ -169,30 +177,14 @@ def build_model(c: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_siz
         ValueError: For an unknown decoder or attention, or sizes that cannot match.
     """
     dtype = jnp.dtype(c.dtype) if c.dtype != "float32" else None
-    encoder = Encoder(
-        vocab_size=src_vocab_size,
-        embed_dim=c.embed_dim,
-        hidden=c.hidden,
-        cell=c.cell,
-        num_layers=c.encoder_layers,
-        bidirectional=c.bidirectional,
-        dropout=c.dropout,
-        rnn_dropout=c.rnn_dropout,
-        unroll=c.unroll,
-        dtype=dtype,
-    )
+    shared = dict(embed_dim=c.embed_dim, hidden=c.hidden, cell=c.cell, unroll=c.unroll, dtype=dtype)
+    encoder = Encoder(vocab_size=src_vocab_size, num_layers=c.encoder_layers,
+                      bidirectional=c.bidirectional, dropout=c.dropout,
+                      rnn_dropout=c.rnn_dropout, **shared)
     if c.decoder not in DECODERS:
         raise ValueError(f"Unknown decoder {c.decoder!r}; choose one of {sorted(DECODERS)}.")
-    common = dict(
-        vocab_size=tgt_vocab_size,
-        embed_dim=c.embed_dim,
-        hidden=c.hidden,
-        cell=c.cell,
-        num_layers=c.decoder_layers,
-        bridge=c.bridge,
-        unroll=c.unroll,
-        dtype=dtype,
-    )
+    common = dict(vocab_size=tgt_vocab_size, num_layers=c.decoder_layers, bridge=c.bridge,
+                  **shared)
     key_dim = encoder.output_dim
     if c.decoder == "plain":
         decoder = DECODERS["plain"](**common)

@@ -44,27 +44,11 @@ __all__ = ["METHODS", "Ensemble", "Forced", "SearchResult", "beam_search", "chec
 METHODS = ("greedy", "beam", "sample")  # decode(method=...)
 
 
-def decode(
-    model,
-    variables,
-    src,
-    src_len=None,
-    *,
-    eos_id: int,
-    max_len: int,
-    method: str = "greedy",
-    beam_size: int = 1,
-    alpha: float = 0.0,
-    beta: float = 0.0,
-    n_best: int = 1,
-    keep_greedy: bool = True,
-    rng=None,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    bos_id: int | None = None,
-    pad_id: int | None = None,
-) -> SearchResult:
+def decode(model, variables, src, src_len=None, *, eos_id: int, max_len: int,
+        method: str = "greedy", beam_size: int = 1, alpha: float = 0.0, beta: float = 0.0,
+        n_best: int = 1, keep_greedy: bool = True, rng=None, temperature: float = 1.0,
+        top_k: int = 0, top_p: float = 1.0, bos_id: int | None = None,
+        pad_id: int | None = None) -> SearchResult:
     """Decodes a batch of source ids with one model or an `Ensemble` (variables: a tuple).
 
     Args:

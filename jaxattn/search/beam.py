@@ -199,22 +199,10 @@ def _beam(model, variables, src, src_len, alpha, beta, *, bos_id, eos_id, pad_id
     return result
 
 
-def beam_search(
-    model,
-    variables,
-    src,
-    src_len=None,
-    *,
-    eos_id: int,
-    max_len: int,
-    beam_size: int,
-    alpha: float = 0.0,
-    beta: float = 0.0,
-    n_best: int = 1,
-    bos_id: int | None = None,
-    pad_id: int | None = None,
-    keep_greedy: bool = True,
-) -> SearchResult:
+def beam_search(model, variables, src, src_len=None, *, eos_id: int, max_len: int,
+        beam_size: int, alpha: float = 0.0, beta: float = 0.0, n_best: int = 1,
+        bos_id: int | None = None, pad_id: int | None = None,
+        keep_greedy: bool = True) -> SearchResult:
     """Beam search with a length penalty, jitted, stopping early.
 
     Slots no hypothesis reached (tiny vocabularies only) have score -inf. beam_size=1 gives

@@ -75,17 +75,8 @@ def _greedy(model, variables, src, src_len, *, bos_id, eos_id, pad_id, max_len):
                        eos_id=eos_id, pad_id=pad_id, max_len=max_len)
 
 
-def greedy_search(
-    model,
-    variables,
-    src,
-    src_len=None,
-    *,
-    eos_id: int,
-    max_len: int,
-    bos_id: int | None = None,
-    pad_id: int | None = None,
-) -> SearchResult:
+def greedy_search(model, variables, src, src_len=None, *, eos_id: int, max_len: int,
+        bos_id: int | None = None, pad_id: int | None = None) -> SearchResult:
     """Greedy decoding, jitted, stopping once every sentence has emitted EOS.
 
     Picks argmax(logits) each step, as the model's free-running `__call__`.

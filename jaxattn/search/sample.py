@@ -57,22 +57,9 @@ def _sample(model, variables, src, src_len, rng, temperature, *, bos_id, eos_id,
     return SearchResult(*(split(x) for x in r[:-1]), r.steps)
 
 
-def sample(
-    model,
-    variables,
-    src,
-    src_len=None,
-    *,
-    rng,
-    eos_id: int,
-    max_len: int,
-    num_samples: int = 1,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    bos_id: int | None = None,
-    pad_id: int | None = None,
-) -> SearchResult:
+def sample(model, variables, src, src_len=None, *, rng, eos_id: int, max_len: int,
+        num_samples: int = 1, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+        bos_id: int | None = None, pad_id: int | None = None) -> SearchResult:
     """Samples `num_samples` translations per sentence, jitted, stopping once all have ended.
 
     Args:
