@@ -139,7 +139,15 @@ def default_train_config() -> ml_collections.ConfigDict:
     c.weight_decay = 0.0  # adamw only
     c.grad_clip = 0.0  # global-norm clipping; 0 = none (the tutorial)
     c.label_smoothing = 0.0
-    c.teacher_forcing_ratio = 1.0  # 1.0 = always (the current tutorial)
+    c.teacher_forcing_ratio = 1.0  # 1.0 = always (the current tutorial); a schedule's start
+    # Scheduled sampling (Bengio et al. 2015): constant | linear | exponential |
+    # inverse_sigmoid (jaxattn.optim.TEACHER_FORCING_SCHEDULES); the decaying ones go from
+    # teacher_forcing_ratio at step 0 towards teacher_forcing_min.
+    c.teacher_forcing_schedule = "constant"
+    c.teacher_forcing_min = 0.0  # the ratio a decaying schedule ends at (<= the start)
+    c.teacher_forcing_decay_steps = 10000  # linear: steps from the start to the minimum
+    c.teacher_forcing_decay_rate = 0.9999  # exponential: factor a step, in (0, 1]
+    c.teacher_forcing_sigmoid_k = 1000.0  # inverse_sigmoid: k >= 1; half way at k * ln(k)
     c.loss_over_padding = False  # True: the tutorial's loss over all positions
     # Stop (without saving) when a logged loss exceeds this multiple of the median of the
     # previous ones (at least 5 of them), or the gradients are not finite; 0 = only NaN/inf.
@@ -261,14 +269,15 @@ def _registries() -> dict:
     from jaxattn.data.text import NORMALIZATIONS, TOKENIZERS
     from jaxattn.data.vocab import ORDERS
     from jaxattn.decoders import BRIDGES, DECODERS
-    from jaxattn.optim import LR_SCHEDULES, OPTIMIZERS
+    from jaxattn.optim import LR_SCHEDULES, OPTIMIZERS, TEACHER_FORCING_SCHEDULES
     from jaxattn.rnn import CELLS
 
     return dict(attentions=attention.ATTENTIONS, kernels=attention.kernel_name, datasets=DATASETS,
                 tasks=TASKS, tokenizers=("auto",) + TOKENIZERS, orders=ORDERS,
                 normalizations=("auto",) + NORMALIZATIONS,
                 bridges=BRIDGES, decoders=tuple(DECODERS), cells=tuple(CELLS),
-                optimizers=tuple(OPTIMIZERS), schedules=tuple(LR_SCHEDULES))
+                optimizers=tuple(OPTIMIZERS), schedules=tuple(LR_SCHEDULES),
+                teacher_forcing_schedules=tuple(TEACHER_FORCING_SCHEDULES))
 
 
 def rules() -> dict[str, dict]:
@@ -312,6 +321,10 @@ def rules() -> dict[str, dict]:
             "weight_decay": real(0), "grad_clip": real(0),
             "label_smoothing": real(0, 1, hi_open=True),
             "teacher_forcing_ratio": real(0, 1), "loss_over_padding": boolean,
+            "teacher_forcing_schedule": one_of(*r["teacher_forcing_schedules"]),
+            "teacher_forcing_min": real(0, 1), "teacher_forcing_decay_steps": integer(1),
+            "teacher_forcing_decay_rate": real(0, 1, lo_open=True),
+            "teacher_forcing_sigmoid_k": real(1),
             "divergence_factor": real(0), "log_every": integer(1), "eval_every": integer(1),
             "checkpoint_every": integer(1), "keep_checkpoints": integer(1),
             "progress_bar": boolean,
@@ -379,6 +392,11 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
         raise ConfigError("Set config.train.num_epochs or config.train.num_train_steps > 0.")
     if tc.num_train_steps == 0:
         _fail("train", "num_train_steps", 0, "must be > 0, or -1 to train num_epochs")
+    if tc.teacher_forcing_schedule != "constant" and \
+            tc.teacher_forcing_min > tc.teacher_forcing_ratio:
+        _fail("train", "teacher_forcing_min", tc.teacher_forcing_min,
+              f"must be <= teacher_forcing_ratio ({tc.teacher_forcing_ratio}), the start of "
+              f"the {tc.teacher_forcing_schedule!r} schedule")
     if device_count and tc.batch_size % device_count:
         raise ConfigError(
             f"config.train.batch_size={tc.batch_size} must divide evenly over the "

@@ -1,6 +1,7 @@
-"""Optimizers and learning-rate schedules by name: the registries `OPTIMIZERS` and
-`LR_SCHEDULES` are what `config.train.optimizer` / `lr_schedule` may name (config.py reads
-them), so a new one is one entry here."""
+"""Optimizers, learning-rate and teacher-forcing schedules by name: the registries
+`OPTIMIZERS`, `LR_SCHEDULES` and `TEACHER_FORCING_SCHEDULES` are what `config.train.optimizer`
+/ `lr_schedule` / `teacher_forcing_schedule` may name (config.py reads them), so a new one is
+one entry here."""
 
 from __future__ import annotations
 
@@ -61,3 +62,58 @@ def make_optimizer(tc: ml_collections.ConfigDict, total_steps: int):
     if tc.grad_clip > 0:
         opt = optax.chain(optax.clip_by_global_norm(tc.grad_clip), opt)
     return opt
+
+
+# ------------------------------------------------------------------- scheduled sampling
+# The teacher-forcing ratio over training steps (Bengio et al. 2015, "Scheduled sampling"):
+# the probability that a decoder step is fed the reference token rather than the model's own
+# prediction. A decaying schedule goes from `teacher_forcing_ratio` (step 0) down towards
+# `teacher_forcing_min`: ratio(step) = min + (start - min) * f(step), with f below. The step
+# is the number of updates made before this one (TrainState.step), a traced int inside the
+# jitted train_step, so no schedule recompiles per step. 'constant' returns the Python float
+# itself: the train step stays static (ratio 1.0: the fast teacher-forced scan).
+def _tf_linear(tc):
+    """f = max(0, 1 - step / teacher_forcing_decay_steps): the minimum from that step on."""
+    return lambda step: jnp.maximum(0.0, 1.0 - step / tc.teacher_forcing_decay_steps)
+
+
+def _tf_exponential(tc):
+    """f = decay_rate ** step (Bengio et al.'s k^i, k = teacher_forcing_decay_rate < 1)."""
+    return lambda step: jnp.power(tc.teacher_forcing_decay_rate, step)
+
+
+def _tf_inverse_sigmoid(tc):
+    """f = k / (k + exp(step / k)) (Bengio et al.'s, k = teacher_forcing_sigmoid_k >= 1): near
+    1 at first, one half at step k * ln(k)."""
+    k = float(tc.teacher_forcing_sigmoid_k)
+    return lambda step: k / (k + jnp.exp(step / k))
+
+
+# name: train config -> f(step) in [0, 1], or None for the constant ratio
+TEACHER_FORCING_SCHEDULES = {
+    "constant": lambda tc: None,
+    "linear": _tf_linear,
+    "exponential": _tf_exponential,
+    "inverse_sigmoid": _tf_inverse_sigmoid,
+}
+
+
+def teacher_forcing_schedule(tc: ml_collections.ConfigDict):
+    """step -> the teacher-forcing ratio `tc.teacher_forcing_schedule` names (see
+    `TEACHER_FORCING_SCHEDULES`): a float32 array for a decaying schedule, the Python float
+    `tc.teacher_forcing_ratio` for 'constant' (configs of older versions have no schedule)."""
+    name = tc.get("teacher_forcing_schedule", "constant")
+    if name not in TEACHER_FORCING_SCHEDULES:
+        raise TrainingError(f"Unknown teacher_forcing_schedule {name!r}; choose one of "
+                            f"{sorted(TEACHER_FORCING_SCHEDULES)}.")
+    decay = TEACHER_FORCING_SCHEDULES[name](tc)
+    start = float(tc.teacher_forcing_ratio)
+    if decay is None:
+        return lambda step: start
+    low = float(tc.teacher_forcing_min)
+
+    def ratio(step):
+        f = decay(jnp.asarray(step, jnp.float32))
+        return (low + (start - low) * f).astype(jnp.float32)
+
+    return ratio

@@ -34,7 +34,11 @@ from jaxattn import workdir as workdir_lib
 from jaxattn.checkpoints import CONFIG_FILE, Checkpointer, check_resumable, checkpoint_dir
 from jaxattn.errors import CheckpointError, ConfigError, TrainingError, first_line
 from jaxattn.models import build_model
-from jaxattn.optim import make_optimizer, make_schedule  # noqa: F401 - train.make_optimizer
+from jaxattn.optim import (  # noqa: F401 - train.make_optimizer
+    make_optimizer,
+    make_schedule,
+    teacher_forcing_schedule,
+)
 from jaxattn.rnn import valid_mask
 
 log = logging.getLogger(__name__)
@@ -73,15 +77,17 @@ def create_train_state(model, tx, key, example: dict, *, sharding=None) -> Train
 
 
 def train_step(state: TrainState, batch, base_key, *, model, tc):
-    """One optimizer step on a global batch; returns (state, metrics of this step)."""
+    """One optimizer step on a global batch; returns (state, metrics of this step). The
+    teacher-forcing ratio is `tc.teacher_forcing_schedule`'s value at state.step."""
     step_key = jax.random.fold_in(base_key, state.step)
     dropout_key, tf_key = jax.random.split(step_key)
     mask = loss_mask(batch, tc.loss_over_padding)
+    ratio = teacher_forcing_schedule(tc)(state.step)  # a Python float if constant
 
     def loss_fn(params):
         logits, _ = model.apply(
             {"params": params}, batch["src"], batch["src_len"], batch["tgt"],
-            teacher_forcing_ratio=tc.teacher_forcing_ratio, rng=tf_key, train=True,
+            teacher_forcing_ratio=ratio, rng=tf_key, train=True,
             rngs={"dropout": dropout_key},
         )
         losses = token_losses(logits, batch["tgt"], tc.label_smoothing) * mask

@@ -226,10 +226,17 @@ def test_workdir_outputs(tmp_path):
     ("train.batch_size", 0, "batch_size=0 must be >= 1"),
     ("train.teacher_forcing_ratio", 1.5, "teacher_forcing_ratio=1.5 must be <= 1"),
     ("train.optimizer", "adagrad", "config.train.optimizer='adagrad'"),
+    ("train.teacher_forcing_schedule", "cosine", "teacher_forcing_schedule='cosine' is not"),
+    ("train.teacher_forcing_min", 0.5, "teacher_forcing_min=0.5 must be <= "
+     "teacher_forcing_ratio \\(0.4\\), the start of the 'linear' schedule"),
+    ("train.teacher_forcing_decay_rate", 0.0, "teacher_forcing_decay_rate=0.0 must be > 0"),
+    ("train.teacher_forcing_sigmoid_k", 0.5, "teacher_forcing_sigmoid_k=0.5 must be >= 1"),
 ])
 def test_bad_config_fails_before_any_work(tmp_path, key, value, message):
+    schedule = {"train.teacher_forcing_schedule": "linear", "train.teacher_forcing_ratio": 0.4}
+    overrides = {**(schedule if key == "train.teacher_forcing_min" else {}), key: value}
     with pytest.raises(ConfigError, match=message):
-        train_lib.train_and_evaluate(_config(**{key: value}), str(tmp_path / "w"))
+        train_lib.train_and_evaluate(_config(**overrides), str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
 
 

@@ -27,7 +27,9 @@ TGT_LEN = np.array([6, 3, 1], np.int32)
 TRAIN_DEFAULTS = dict(  # the train options train_step and make_optimizer read
     optimizer="sgd", learning_rate=0.1, lr_schedule="constant", warmup_steps=0, b1=0.9,
     b2=0.999, weight_decay=0.0, grad_clip=0.0, label_smoothing=0.0, teacher_forcing_ratio=1.0,
-    loss_over_padding=False,
+    loss_over_padding=False, teacher_forcing_schedule="constant", teacher_forcing_min=0.0,
+    teacher_forcing_decay_steps=100, teacher_forcing_decay_rate=0.9,
+    teacher_forcing_sigmoid_k=10.0,
 )
 
 
@@ -72,9 +74,11 @@ def jitted_step(tc_json, dropout):
     return jax.jit(functools.partial(train_lib.train_step, model=model, tc=tc)), state
 
 
-def run_step(tc, batch, dropout=0.0):
-    """One train_step from the shared random parameters -> (state, new state, metrics)."""
+def run_step(tc, batch, dropout=0.0, at_step=0):
+    """One train_step from the shared random parameters (as if `at_step` updates were made
+    before) -> (state, new state, metrics)."""
     step, state = jitted_step(tc.to_json(sort_keys=True), dropout)
+    state = state.replace(step=jnp.asarray(at_step, jnp.asarray(state.step).dtype))
     new_state, metrics = step(state, batch, jax.random.key(3))
     return state, new_state, jax.device_get(metrics)
 
@@ -177,6 +181,78 @@ def test_teacher_forcing_ratio_is_the_share_of_forced_steps():
         mask = np.asarray(forcing_mask(ratio))
         assert mask.shape == tgt.shape and abs(mask.mean() - ratio) < 0.05
         assert 0 < mask[:, 5].mean() < 1 and 0 < mask[7].mean() < 1  # per step and sentence
+
+
+# ---------------------------------------------------------------------- scheduled sampling
+def test_teacher_forcing_schedules_values():
+    """Each schedule's ratio at chosen steps, from its formula: start s = teacher_forcing_ratio,
+    minimum m, ratio = m + (s - m) * f(step); 'constant' is the Python float itself."""
+    s, m = 0.9, 0.2
+
+    def ratios(name, steps=(0, 1, 5, 50, 100, 250)):
+        tc = make_tc(teacher_forcing_schedule=name, teacher_forcing_ratio=s,
+                     teacher_forcing_min=m)
+        fn = train_lib.teacher_forcing_schedule(tc)
+        return np.array([float(jax.jit(fn)(jnp.asarray(i, jnp.int32))) for i in steps])
+
+    steps = np.array([0, 1, 5, 50, 100, 250], np.float64)
+    const = train_lib.teacher_forcing_schedule(make_tc(teacher_forcing_ratio=s))
+    assert const(jnp.asarray(7)) == s and isinstance(const(7), float)
+    for name, f in [("linear", np.maximum(0.0, 1 - steps / 100)),  # decay_steps 100
+                    ("exponential", 0.9 ** steps),  # decay_rate 0.9
+                    ("inverse_sigmoid", 10.0 / (10.0 + np.exp(steps / 10.0)))]:  # k = 10
+        np.testing.assert_allclose(ratios(name), m + (s - m) * f, rtol=1e-6, atol=1e-7,
+                                   err_msg=name)
+    np.testing.assert_allclose(ratios("linear")[[0, 3, 4, 5]], [0.9, 0.55, 0.2, 0.2], rtol=1e-6)
+    with pytest.raises(train_lib.TrainingError, match="teacher_forcing_schedule"):
+        ratios("cosine")
+
+
+def test_scheduled_ratio_reaches_the_train_step():
+    """A linear schedule from 1 to 0 over 10 steps: train_step's loss is the teacher-forced
+    loss at step 0 and the free-running loss from step 10 on, from one compilation (the ratio
+    is computed from the traced state.step)."""
+    batch = make_batch(pad_fill=0)
+    tc = make_tc(teacher_forcing_schedule="linear", teacher_forcing_decay_steps=10)
+    mask = np.arange(T)[None] < TGT_LEN[:, None]
+    forced = np_token_nll(forward()(batch), batch["tgt"])[mask].mean()
+    free = np_token_nll(forward(teacher_forcing_ratio=0.0)(batch), batch["tgt"])[mask].mean()
+    assert abs(forced - free) > 1e-3
+    losses = {k: float(run_step(tc, batch, at_step=k)[2]["loss"]) for k in (0, 10, 37)}
+    assert losses[0] == pytest.approx(forced, rel=1e-5)
+    assert losses[10] == pytest.approx(free, rel=1e-5)
+    assert losses[37] == pytest.approx(free, rel=1e-5)
+    step, _ = jitted_step(tc.to_json(sort_keys=True), 0.0)
+    assert step._cache_size() == 1  # no recompilation per step
+
+
+def test_default_config_keeps_the_teacher_forced_fast_path():
+    """The default train config (constant ratio 1.0) hands the decoder teacher_forcing=None,
+    its fast teacher-forced scan; a decaying schedule hands it a [B, T] mask of coins."""
+    from jaxattn.config import default_train_config
+
+    model, params = model_and_params()
+    batch = make_batch()
+    state = train_lib.TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(0.1))
+    default = default_train_config()
+    assert (default.teacher_forcing_schedule, default.teacher_forcing_ratio) == ("constant", 1.0)
+
+    def forcing(tc):
+        seen = []
+
+        def record(next_fun, args, kwargs, context):
+            if context.method_name == "__call__" and type(context.module) is type(model.decoder):
+                seen.append(kwargs["teacher_forcing"])
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(record):
+            jax.eval_shape(functools.partial(train_lib.train_step, model=model, tc=tc),
+                           state, batch, jax.random.key(0))
+        return seen[0]
+
+    assert forcing(default) is None
+    for name in ("linear", "exponential", "inverse_sigmoid"):
+        assert forcing(make_tc(teacher_forcing_schedule=name)).shape == (B, T)
 
 
 def test_eval_step_sums():
