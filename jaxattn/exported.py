@@ -53,7 +53,6 @@ from jaxattn import data as data_lib
 from jaxattn import inference, search
 from jaxattn import workdir as workdir_lib
 from jaxattn.checkpoints import Checkpointer
-from jaxattn.data.batching import PadLength, pad
 from jaxattn.errors import JaxattnError, first_line
 
 FORMAT, FORMAT_VERSION = "jaxattn-export", 1
@@ -77,9 +76,6 @@ class Decoded(NamedTuple):
     scores: jax.Array  # float32 [B]
     weights: jax.Array  # float32 [B, T, S]
     finished: jax.Array  # bool [B]
-
-    def top(self) -> Decoded:  # Translator._collect calls SearchResult.top()
-        return self
 
 
 # --------------------------------------------------------------------------------- export
@@ -106,6 +102,8 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
     unknown = [p for p in platforms if p not in PLATFORMS]
     if unknown or not platforms:
         raise ExportError(f"Unknown platform(s) {unknown}: choose among {list(PLATFORMS)}.")
+    if len(translator.members) > 1:
+        raise ExportError("An ensemble cannot be exported: export each run on its own.")
     if not translator.workdir:
         raise ExportError("Export needs a Translator from a workdir (Translator.from_workdir): "
                           "its config.json and vocabulary files are copied as they are.")
@@ -167,20 +165,21 @@ def _length_table(translator: inference.Translator, max_positions: int) -> dict[
     positions (EOS included), by Translator's own padding and length rules."""
     table: dict[int, list[int]] = {}
     for n in range(2, max_positions + 1):
-        width = translator._padded_len(n)
-        widths = table.setdefault(translator._decode_len(width, None), [])
+        width = translator.padded_len(n)
+        widths = table.setdefault(translator.decode_len(width, None), [])
         if width not in widths:
             widths.append(width)
     return table
 
 
 def _export(translator, params, method, beam_size, alpha, max_len, platforms) -> bytes:
-    """A serialized artifact of the call `Translator._search` makes, symbolic in batch b and
-    source width s: (params, src, src_len) -> Decoded's fields."""
+    """A serialized artifact of `Translator.decode_ids` (the best hypothesis), symbolic in
+    batch b and source width s: (params, src, src_len) -> Decoded's fields."""
+    options = inference.DecodeOptions(method=method, beam_size=beam_size, alpha=alpha)
+
     def decode(params, src, src_len):
-        r = search.decode(translator.model, {"params": params}, src, src_len,
-                          eos_id=translator.tgt_vocab.eos_id, max_len=max_len, method=method,
-                          beam_size=beam_size, alpha=alpha, bos_id=translator.tgt_vocab.bos_id)
+        r = translator.decode_ids(src, src_len, max_len=max_len, options=options,
+                                  variables={"params": params})
         return tuple(getattr(r.top(), f) for f in Decoded._fields)
 
     b, s = jax.export.symbolic_shape("b, s")
@@ -311,13 +310,9 @@ class _ArtifactTranslator(inference.Translator):
             text = data_lib.load_text_processing(config.data, directory)
         except (JaxattnError, FileNotFoundError, ValueError) as e:
             raise ExportError(f"Cannot load the text processing of {directory}: {e}") from None
-        self.config, self.step, self.workdir = config, manifest["source"]["step"], None
-        self.src_tokenizer, self.tgt_tokenizer = text.src_tokenizer, text.tgt_tokenizer
-        self.src_vocab, self.tgt_vocab = text.src_vocab, text.tgt_vocab
-        self.max_length, self.model = text.max_length, None
-        self.max_src_positions = (config.model.attention_max_length
-                                  if config.model.attention == "location" else 0)
-        self._pad_length = PadLength.from_config(config.data)
+        self._init_text(config, text)
+        self.step, self.workdir, self.model = manifest["source"]["step"], None, None
+        self.members = [(manifest["source"]["workdir"], self.step)]
         self.directory, self.max_source_len = directory, manifest["decode_length"]["max_source_len"]
         self.beam_sizes = sorted({a["beam_size"] for a in manifest["artifacts"]})
         self.device = _device(manifest["platforms"])
@@ -337,20 +332,28 @@ class _ArtifactTranslator(inference.Translator):
                                   f"{jax.__version__}. Export the run again.") from None
             self.artifacts[a["beam_size"], a["max_len"]] = (jax.jit(exp.call), a)
 
-    def _search(self, inputs, idx, rows, padded_len, max_len, beam_size, alpha):
-        """Starts one batch on the artifact serving (beam_size, max_len, padded_len)."""
-        call, a = self.artifacts.get((max(beam_size, 1), max_len), (None, None))
-        if a is None or padded_len not in a["src_widths"] or alpha != a["alpha"]:
+    def decode_ids(self, src, src_len, *, max_len: int, options: inference.DecodeOptions,
+                   rng=None, variables=None) -> search.SearchResult:
+        """Runs the artifact serving (options, max_len, src width) -> SearchResult [B, 1, ...]."""
+        o = options
+        if o.method not in ("greedy", "beam") or o.n_best != 1 or o.beta:
+            raise ExportError(f"{self.directory} decodes greedy and beam search of one "
+                              f"hypothesis without a coverage penalty, not {o.describe()}: "
+                              "translate with the training run (--workdir) for that.")
+        call, a = self.artifacts.get((o.beam_size, max_len), (None, None))
+        if a is None or src.shape[1] not in a["src_widths"] or o.alpha != a["alpha"]:
             raise ExportError(
-                f"{self.directory} has no artifact for beam_size {beam_size}, alpha {alpha}, "
-                f"{max_len} decoding steps and a source of {len(inputs[idx[-1]].ids) - 1} "
+                f"{self.directory} has no artifact for beam_size {o.beam_size}, alpha {o.alpha}, "
+                f"{max_len} decoding steps and a source of {int(np.max(src_len)) - 1} "
                 f"tokens. It serves beam sizes {self.beam_sizes}, alpha "
                 f"{self.config.eval.length_penalty}, the run's decoding lengths (no max_len) and "
                 f"up to {self.max_source_len} tokens: export again with the --beam_size or "
                 "--max_source_len you need.")
-        src, src_len = pad([inputs[idx[min(r, len(idx) - 1)]].ids for r in range(rows)],
-                           padded_len, self.src_vocab.pad_id)  # [B, S], [B]
-        return Decoded(*call(self.variables, *jax.device_put((src, src_len), self.device)))
+        r = Decoded(*call(self.variables, *jax.device_put((src, src_len), self.device)))
+        log_probs = r.scores * search.length_penalty(r.lengths, a["alpha"])  # no coverage
+        return search.SearchResult(r.tokens[:, None], r.lengths[:, None], r.scores[:, None],
+                                   log_probs[:, None], r.weights[:, None], r.finished[:, None],
+                                   r.lengths.max())
 
 
 def _unflatten(flat: dict) -> dict:

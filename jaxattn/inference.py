@@ -1,21 +1,29 @@
-"""Inference from a training run: restore a checkpoint, translate text, score it, show attention.
+"""Inference from training runs: restore a checkpoint (or several, as an ensemble), translate
+text with any search, score given translations, show attention, evaluate.
 
     tr = Translator.from_workdir("runs/base", checkpoint="best")   # 'latest' | 'best' | step
-    [t] = tr.translate(["Je suis content."], beam_size=5)
-    t.text, t.score, t.weights      # weights [output tokens (+ EOS), input tokens + EOS]
-    inputs, outputs, weights = tr.attention("il est grand .")  # -> plots.show_attention
+    [t] = tr.translate(["Je suis content."], beam_size=5)       # or a DecodeOptions
+    t.text, t.score, t.log_prob, t.weights  # weights [output tokens (+ EOS), input tokens + EOS]
+    tr.translate(s, method="beam", beam_size=5, n_best=3)       # t.hypotheses(): 3, best first
+    tr.translate(s, method="sample", temperature=0.8, top_p=0.9, n_best=4, seed=1)
+    tr.translate(s, replace_unk=True, unk_dictionary="lex.tsv") # <unk> -> attended source word
+    inputs, outputs, weights = tr.attention("il est grand .")   # -> plots.show_attention
     tr.evaluate(sources, references)  # {'bleu', 'chrf', 'bleu_signature', ...}
+    tr.score(sources, targets)        # [Score(log_prob, tokens, token_log_probs)]: forced decoding
+    Translator.from_workdirs(["runs/a", "runs/b"], "best")     # an ensemble (search.Ensemble)
 
 Everything comes from the workdir: config.json, the vocabularies (and SentencePiece models) and
 only the parameters of the checkpoint's train state (no optimizer state, no corpus). Input text
 goes through the run's own normalization and tokenizer; unknown words map to UNK (the tutorial
 id layout has no UNK: they are dropped, with a warning). Sentences are sorted by length and
 decoded in batches whose shapes come from a few buckets (rows: powers of two up to
-config.eval.batch_size; source length: padded as in training), so compilations are few.
+config.eval.batch_size; source length: padded as in training), so compilations are few. The
+decoding options are `translation.DecodeOptions`; every search runs through `decode_ids`.
 
-User mistakes (missing workdir or checkpoint, unreadable input) raise `InferenceError` with a
-message meant for the command line; the scripts print it and exit with `exit_code`. Lengths:
-`max_len` is decoding steps, `padded_len` an int source width S (see jaxattn.config).
+User mistakes (missing workdir or checkpoint, unreadable input, a bad option) raise
+`InferenceError` (`UsageError` for options) with a message meant for the command line; the
+scripts print it and exit with `exit_code`. Lengths: `max_len` is decoding steps, `padded_len`
+an int source width S (see jaxattn.config).
 """
 
 from __future__ import annotations
@@ -28,62 +36,29 @@ import time
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxattn import config as config_lib
-from jaxattn import data as data_lib
 from jaxattn import metrics as metrics_lib
-from jaxattn import search
-from jaxattn.checkpoints import (
-    CONFIG_FILE,
-    Checkpointer,
-    CheckpointError,
-    check_vocab_files,
-    checkpoint_dir,
-    resolve_step,
-)
+from jaxattn import restore, search
+from jaxattn import unk as unk_lib
 from jaxattn.data.batching import PadLength, encode_tokens, pad
-from jaxattn.data.readers import read_parallel
-from jaxattn.data.text import JOINER
-from jaxattn.errors import ConfigError, JaxattnError, WorkdirError
+from jaxattn.eval_input import load_pairs, load_split  # noqa: F401 - part of this API
 from jaxattn.models import build_model
+from jaxattn.translation import (  # noqa: F401 - the inference API's types live there
+    EOS_LABEL,
+    DecodeOptions,
+    InferenceError,
+    Score,
+    Translation,
+    UsageError,
+    attention_labels,
+    check_options,
+)
 
 log = logging.getLogger(__name__)
 
 _IN_FLIGHT = 4  # batches dispatched ahead of the one being collected
-EOS_LABEL = "<EOS>"  # the tutorial's label for the end of sentence in attention plots
-
-
-class InferenceError(JaxattnError):
-    """A user mistake (bad workdir, checkpoint, input file or option): a clear message."""
-
-    exit_code = 1
-
-
-class UsageError(InferenceError, ValueError):
-    """Inconsistent command-line options, or a bad argument of the Python API."""
-
-    exit_code = 2
-
-
-# --------------------------------------------------------------------------- translation
-@dataclasses.dataclass
-class Translation:
-    """One sentence's translation.
-
-    weights [len(tokens) (+1 if finished: the EOS row), len(input_tokens) + 1 (EOS)].
-    """
-
-    text: str  # detokenized output ('' for an empty input)
-    tokens: list[str]  # output tokens, without EOS
-    input_tokens: list[str]  # the source tokens the model read (without EOS)
-    weights: np.ndarray
-    score: float  # log-probability (over the length penalty, for beam search with alpha > 0)
-    finished: bool = True  # False: cut at max_len before EOS
-    unknown: list[str] = dataclasses.field(default_factory=list)  # UNK (or dropped) words
-    truncated: bool = False  # input cut to the model's maximum source length
 
 
 @dataclasses.dataclass
@@ -98,62 +73,82 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+def _batches(lengths: Sequence[int], batch_size: int) -> list[tuple[list[int], int]]:
+    """[(indices, rows)]: the indices sorted by length in chunks of batch_size, each padded
+    to `rows`, a power of two (rows past the chunk repeat its last)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [(order[s: s + batch_size],
+             min(batch_size, 1 << (len(order[s: s + batch_size]) - 1).bit_length()))
+            for s in range(0, len(order), batch_size)]
+
+
 class Translator:
-    """A trained model with its config, tokenizers and vocabularies; see the module docstring."""
+    """A trained model (or an ensemble) with its config, tokenizers and vocabularies; see the
+    module docstring."""
 
     def __init__(self, config: ml_collections.ConfigDict, params, text, *, step: int | None = None,
-                 workdir: str | None = None):
-        self.config, self.step, self.workdir = config, step, workdir
+                 workdir: str | None = None, ensemble: Sequence[tuple] = ()):
+        """ensemble: more (config, params, step, workdir) runs with the same text processing
+        (see `restore.check_ensemble`), decoded with this one as a `search.Ensemble`: each step
+        the mean of the models' probabilities, and of their attention weights."""
+        self._init_text(config, text)
+        self.step, self.workdir = step, workdir
+        runs = [(config, params, step, workdir), *ensemble]
+        models = tuple(build_model(c.model, len(self.src_vocab), len(self.tgt_vocab),
+                                   bos_id=self.tgt_vocab.bos_id) for c, *_ in runs)
+        variables = tuple({"params": jax.device_put(p)} for _, p, *_ in runs)
+        self.model, self.variables = ((models[0], variables[0]) if len(runs) == 1 else
+                                      (search.Ensemble(models), variables))
+        self.members = [(w, s) for _, _, s, w in runs]  # (workdir, step) of each model
+
+    def _init_text(self, config: ml_collections.ConfigDict, text) -> None:
+        """The text side (no model): config, tokenizers, vocabularies and source lengths."""
+        self.config = config
         self.src_tokenizer, self.tgt_tokenizer = text.src_tokenizer, text.tgt_tokenizer
         self.src_vocab, self.tgt_vocab = text.src_vocab, text.tgt_vocab
         self.max_length = text.max_length  # the corpus filter's limit (read_tsv filters by it)
-        self.model = build_model(config.model, len(self.src_vocab), len(self.tgt_vocab),
-                                 bos_id=self.tgt_vocab.bos_id)
-        self.variables = {"params": jax.device_put(params)}
         # location attention scores a fixed number of source positions (EOS included); 0 = any
-        self.max_src_positions = (config.model.attention_max_length
-                                  if config.model.attention == "location" else 0)
+        self.max_src_positions = restore.max_src_positions(config)
         self._pad_length = PadLength.from_config(config.data)  # source widths as in training
 
     @classmethod
     def from_workdir(cls, workdir: str, checkpoint: str | int = "latest") -> Translator:
         """Restores a run's checkpoint ('latest', 'best' or a step) with its own config and
         vocabularies."""
-        if not isinstance(workdir, (str, os.PathLike)):
-            raise UsageError(f"workdir must be a directory path, not {workdir!r}.")
-        workdir = os.fspath(workdir)
-        try:
-            config = config_lib.load_config(workdir)
-        except (ConfigError, WorkdirError) as e:
-            raise InferenceError(str(e)) from None
-        try:
-            text = data_lib.load_text_processing(config.data, workdir)
-        except (FileNotFoundError, ValueError) as e:
-            raise InferenceError(f"Cannot load the vocabularies of {workdir}: {e}") from None
-        model = build_model(config.model, len(text.src_vocab), len(text.tgt_vocab),
-                            bos_id=text.tgt_vocab.bos_id)
-        example = jnp.zeros((1, 2), jnp.int32)
-        abstract = jax.eval_shape(
-            lambda: model.init(jax.random.PRNGKey(0), example, jnp.array([2]), example))["params"]
-        step = checkpoint
-        try:
-            with Checkpointer(workdir, read_only=True) as ckpts:
-                step = resolve_step(ckpts, checkpoint)
-                params = ckpts.restore_params(step, abstract)
-                check_vocab_files(workdir, ckpts, step)
-        except CheckpointError as e:
-            raise InferenceError(str(e)) from None
-        except Exception as e:  # noqa: BLE001 - any failure: this checkpoint is unusable
-            why = (str(e).strip().splitlines() or [""])[0][:300]
-            raise InferenceError(
-                f"Cannot restore the parameters of step {step} in {checkpoint_dir(workdir)} "
-                f"({type(e).__name__}: {why}). Is it complete, and from this run's "
-                f"{CONFIG_FILE}? Try another --checkpoint.") from None
-        return cls(config, params, text, step=step, workdir=workdir)
+        return cls.from_workdirs(workdir, checkpoint)
+
+    @classmethod
+    def from_workdirs(cls, workdirs: Sequence[str] | str,
+                      checkpoints: Sequence[str | int] | str | int = "latest") -> Translator:
+        """An ensemble of runs' checkpoints (one checkpoint for all, or one each); they must
+        have the same vocabularies and text processing (InferenceError naming the difference,
+        before any parameters are read). The first run's config sets the text and eval
+        defaults."""
+        workdirs = [workdirs] if isinstance(workdirs, (str, os.PathLike)) else list(workdirs)
+        if isinstance(checkpoints, (str, int)):
+            checkpoints = [checkpoints] * len(workdirs)
+        if not workdirs or len(checkpoints) != len(workdirs):
+            raise UsageError(f"Give one workdir or more, and one checkpoint for all or one each:"
+                             f" got {len(workdirs)} workdir(s), {len(checkpoints)} checkpoints.")
+        runs = [restore.load_run(w) for w in workdirs]
+        restore.check_ensemble(runs)
+        (params, step), *more = [restore.restore_params(r, c)
+                                 for r, c in zip(runs, checkpoints, strict=True)]
+        first = runs[0]
+        return cls(first.config, params, first.text, step=step, workdir=first.workdir,
+                   ensemble=[(r.config, p, s, r.workdir)
+                             for r, (p, s) in zip(runs[1:], more, strict=True)])
 
     @property
     def num_params(self) -> int:
         return sum(x.size for x in jax.tree.leaves(self.variables))
+
+    def options(self, options: DecodeOptions | None = None, **decoding) -> DecodeOptions:
+        """The DecodeOptions of a call (`DecodeOptions.make`), alpha None -> the run's
+        eval.length_penalty."""
+        o = DecodeOptions.make(options, **decoding)
+        return o if o.alpha is not None else dataclasses.replace(
+            o, alpha=float(self.config.eval.length_penalty))
 
     # ------------------------------------------------------------------ text -> ids
     def _prepare(self, sentence: str) -> _Input:
@@ -167,13 +162,13 @@ class Translator:
         ids = encode_tokens(vocab, tokens, self.max_src_positions)
         return _Input(tokens[: len(ids) - 1], ids, unknown, len(ids) <= len(tokens))
 
-    def _padded_len(self, n: int) -> int:
+    def padded_len(self, n: int) -> int:
         """The padded source width S of a batch whose longest row has n positions: as training
         pads (models trained without masks see the padding they were trained on)."""
         padded_len = self._pad_length(n)
         return min(padded_len, self.max_src_positions) if self.max_src_positions else padded_len
 
-    def _decode_len(self, padded_len: int, max_len: int | None) -> int:
+    def decode_len(self, padded_len: int, max_len: int | None) -> int:
         """Decoding steps: max_len, else config.eval.max_decode_len, raised for long input."""
         if max_len:
             return max_len
@@ -181,68 +176,113 @@ class Translator:
 
     def _plan(self, inputs: list[_Input], batch_size: int | None, max_len: int | None):
         """Batches [(indices, rows, padded_len, max_len)] of the non-empty inputs, by length."""
-        batch_size = batch_size or self.config.eval.batch_size
-        todo = sorted((i for i, x in enumerate(inputs) if len(x.ids) > 1),
-                      key=lambda i: len(inputs[i].ids))
+        todo = [i for i, x in enumerate(inputs) if len(x.ids) > 1]
         plan = []
-        for start in range(0, len(todo), batch_size):
-            idx = todo[start: start + batch_size]
-            rows = min(batch_size, 1 << (len(idx) - 1).bit_length())
-            padded_len = self._padded_len(len(inputs[idx[-1]].ids))
-            plan.append((idx, rows, padded_len, self._decode_len(padded_len, max_len)))
+        for idx, rows in _batches([len(inputs[i].ids) for i in todo],
+                                  batch_size or self.config.eval.batch_size):
+            idx = [todo[i] for i in idx]
+            padded_len = self.padded_len(len(inputs[idx[-1]].ids))
+            plan.append((idx, rows, padded_len, self.decode_len(padded_len, max_len)))
         return plan
 
-    def _search(self, inputs, idx, rows, padded_len, max_len, beam_size, alpha):
+    def decode_ids(self, src, src_len, *, max_len: int, options: DecodeOptions, rng=None,
+                   variables=None) -> search.SearchResult:
+        """THE search call: `search.decode` of padded source ids src [B, S], src_len [B] with
+        `options` -> SearchResult [B, N, ...] (asynchronous). rng: the sampling key (None:
+        options.seed's); variables: other parameters (the export traces with its own)."""
+        o = options
+        if o.method == "sample" and rng is None:
+            rng = jax.random.key(o.seed)
+        return search.decode(
+            self.model, self.variables if variables is None else variables, src, src_len,
+            eos_id=self.tgt_vocab.eos_id, max_len=max_len, method=o.method,
+            beam_size=o.beam_size, n_best=o.n_best, beta=o.beta, bos_id=self.tgt_vocab.bos_id,
+            alpha=self.config.eval.length_penalty if o.alpha is None else o.alpha,
+            rng=rng if o.method == "sample" else None, temperature=o.temperature, top_k=o.top_k,
+            top_p=o.top_p)
+
+    def _search(self, inputs, idx, rows, padded_len, max_len, options: DecodeOptions,
+                batch: int = 0):
         """Starts decoding one batch (asynchronously); rows past len(idx) repeat the last."""
         src, src_len = pad([inputs[idx[min(r, len(idx) - 1)]].ids for r in range(rows)],
                            padded_len, self.src_vocab.pad_id)  # [B, S], [B]
-        return search.decode(
-            self.model, self.variables, src, src_len, eos_id=self.tgt_vocab.eos_id,
-            max_len=max_len, method="greedy" if beam_size <= 1 else "beam",
-            beam_size=max(beam_size, 1), alpha=alpha, bos_id=self.tgt_vocab.bos_id)
+        rng = (jax.random.fold_in(jax.random.key(options.seed), batch)
+               if options.method == "sample" else None)
+        return self.decode_ids(src, src_len, max_len=max_len, options=options, rng=rng)
 
-    def translate(self, sentences: Sequence[str], *, beam_size: int = 1,
-                  alpha: float | None = None, max_len: int | None = None,
-                  batch_size: int | None = None) -> list[Translation]:
+    def translate(self, sentences: Sequence[str], options: DecodeOptions | None = None, *,
+                  max_len: int | None = None, batch_size: int | None = None,
+                  replace_unk: bool = False, unk_dictionary: str | None = None,
+                  **decoding) -> list[Translation]:
         """Translates raw sentences (normalized and tokenized as in training).
 
-        beam_size 1: greedy; alpha: length penalty (None: config.eval.length_penalty);
-        max_len: decoding steps (None: config.eval.max_decode_len, more for long input).
-        Sentences with no tokens give an empty translation without running the model.
+        options / decoding: a `DecodeOptions`, or its fields as keywords (beam_size=5, ...);
+        the default is greedy; alpha None: config.eval.length_penalty. max_len: decoding steps
+        (None: config.eval.max_decode_len, more for long input). n_best > 1: each
+        Translation's `alternatives` hold the other hypotheses (samples: ranked by score).
+        replace_unk: replace output <unk>s by the most attended source word, looked up in the
+        `unk_dictionary` file if given (see jaxattn.unk). Sentences with no tokens give an
+        empty translation without running the model.
         """
-        check_options(sentences=sentences, beam_size=beam_size, alpha=alpha, max_len=max_len,
-                      batch_size=batch_size)
-        alpha = self.config.eval.length_penalty if alpha is None else alpha
+        options = self.options(options, **decoding)
+        check_options(sentences=sentences, max_len=max_len, batch_size=batch_size,
+                      replace_unk=replace_unk, unk_dictionary=unk_dictionary)
+        dictionary = self._unk_dictionary(replace_unk, unk_dictionary)
         inputs = [self._prepare(s) for s in sentences]
         self._warn_inputs(sentences, inputs)
         out: list[Translation | None] = [None] * len(inputs)
         pending = collections.deque()  # batches in flight: decoded while the host reads others
-        for p in self._plan(inputs, batch_size, max_len):
-            pending.append((p[0], self._search(inputs, *p, beam_size, alpha)))
+        for b, p in enumerate(self._plan(inputs, batch_size, max_len)):
+            pending.append((p[0], self._search(inputs, *p, options, b)))
             if len(pending) > _IN_FLIGHT:
-                self._collect(inputs, *pending.popleft(), out)
+                self._collect(inputs, *pending.popleft(), out, options, dictionary)
         while pending:
-            self._collect(inputs, *pending.popleft(), out)
+            self._collect(inputs, *pending.popleft(), out, options, dictionary)
         for i, x in enumerate(inputs):
             if out[i] is None:  # nothing to translate
                 out[i] = Translation("", [], x.tokens, np.zeros((0, 1), np.float32), 0.0,
                                      unknown=x.unknown, truncated=x.truncated)
         return out
 
-    def _collect(self, inputs, idx, result: search.SearchResult, out) -> None:
-        r = jax.tree.map(np.asarray, result.top())  # the best hypothesis: tokens [B, T], ...
-        for row, i in enumerate(idx):
-            out[i] = self._translation(inputs[i], r, row)
+    def _unk_dictionary(self, replace_unk: bool, path: str | None) -> dict | None:
+        """None: no replacement; else the unknown-word dictionary ({} without a file)."""
+        if path is not None and not replace_unk:
+            raise UsageError("unk_dictionary goes with replace_unk=True (--replace_unk).")
+        if not replace_unk:
+            return None
+        if self.tgt_vocab.unk_id is None:
+            raise UsageError("replace_unk: this run's target vocabulary has no <unk> (the "
+                             "tutorial id layout, tutorial_ids=True), so the model never "
+                             "outputs an unknown word: there is nothing to replace.")
+        return unk_lib.read_dictionary(path) if path is not None else {}
 
-    def _translation(self, x: _Input, r: search.SearchResult, row: int) -> Translation:
-        length = int(r.lengths[row])
-        ids = r.tokens[row, :length].tolist()
-        finished = bool(r.finished[row])
-        words = [self.tgt_vocab.tokens[i] for i in (ids[:-1] if finished else ids)]
-        text = self.tgt_tokenizer.detokenize(self.tgt_vocab.decode(ids))
-        weights = r.weights[row, :length, : len(x.ids)]
-        return Translation(text, words, x.tokens, weights, float(r.scores[row]), finished,
-                           x.unknown, x.truncated)
+    def _collect(self, inputs, idx, result: search.SearchResult, out, options: DecodeOptions,
+                 dictionary: dict | None) -> None:
+        r = jax.tree.map(np.asarray, result)  # tokens [B, N, T], scores [B, N], ...
+        for row, i in enumerate(idx):
+            ranks = (np.argsort(-r.scores[row], kind="stable") if options.method == "sample"
+                     else range(r.scores.shape[1]))
+            hyps = [self._translation(inputs[i], r, row, k, dictionary) for k in ranks
+                    if k == ranks[0] or r.scores[row, k] > -np.inf]  # no empty beam slots
+            out[i] = dataclasses.replace(hyps[0], alternatives=hyps[1:])
+
+    def _translation(self, x: _Input, r: search.SearchResult, row: int, k: int,
+                     dictionary: dict | None) -> Translation:
+        length = int(r.lengths[row, k])
+        ids = r.tokens[row, k, :length].tolist()
+        finished = bool(r.finished[row, k])
+        ids = ids[:-1] if finished else ids
+        words = [self.tgt_vocab.tokens[i] for i in ids]
+        weights = r.weights[row, k, :length, : len(x.ids)]
+        if dictionary is not None:
+            words = unk_lib.replace_unknown(words, x.tokens, weights,
+                                            self.tgt_vocab.tokens[self.tgt_vocab.unk_id],
+                                            dictionary)
+        special = {self.tgt_vocab.pad_id, self.tgt_vocab.bos_id}
+        text = self.tgt_tokenizer.detokenize([w for i, w in zip(ids, words, strict=True)
+                                              if i not in special])
+        return Translation(text, words, x.tokens, weights, float(r.scores[row, k]), finished,
+                           x.unknown, x.truncated, float(r.log_probs[row, k]))
 
     def _warn_inputs(self, sentences: Sequence[str], inputs: list[_Input]) -> None:
         void = sum(bool(s.strip()) and len(x.ids) == 1 for s, x in zip(sentences, inputs,
@@ -264,17 +304,16 @@ class Translator:
                         "%d source positions (EOS included).", cut, self.max_src_positions - 1,
                         self.max_src_positions)
 
-    def warmup(self, sentences: Sequence[str], *, beam_size: int = 1, alpha: float | None = None,
-               max_len: int | None = None, batch_size: int | None = None) -> None:
+    def warmup(self, sentences: Sequence[str], options: DecodeOptions | None = None, *,
+               max_len: int | None = None, batch_size: int | None = None, **decoding) -> None:
         """Compiles every batch shape that `translate` will use on `sentences` (one batch each)."""
-        alpha = self.config.eval.length_penalty if alpha is None else alpha
+        options = self.options(options, **decoding)
         inputs = [self._prepare(s) for s in sentences]
         seen = {}
         for idx, rows, padded_len, steps in self._plan(inputs, batch_size, max_len):
             seen.setdefault((rows, padded_len, steps), idx)
         for (rows, padded_len, steps), idx in seen.items():
-            jax.block_until_ready(
-                self._search(inputs, idx, rows, padded_len, steps, beam_size, alpha))
+            jax.block_until_ready(self._search(inputs, idx, rows, padded_len, steps, options))
 
     # ------------------------------------------------------------------ notebooks
     def attention(self, sentence: str, **kwargs) -> tuple[list[str], list[str], np.ndarray]:
@@ -286,70 +325,93 @@ class Translator:
         return *attention_labels(t), t.weights
 
     # ------------------------------------------------------------------ scores
-    def evaluate(self, sources: Sequence[str], references: Sequence[str], *, beam_size: int = 1,
-                 alpha: float | None = None, max_len: int | None = None,
-                 batch_size: int | None = None, warmup: bool = True) -> dict:
-        """Translates `sources` and scores them against `references` with sacreBLEU.
+    def evaluate(self, sources: Sequence[str], references: Sequence[str],
+                 options: DecodeOptions | None = None, *, max_len: int | None = None,
+                 batch_size: int | None = None, warmup: bool = True, replace_unk: bool = False,
+                 unk_dictionary: str | None = None, **decoding) -> dict:
+        """Translates `sources` (options as `translate`) and scores the best translations
+        against `references` with sacreBLEU.
 
         References go through the target side's preprocessing (e.g. the tutorial's
         normalization), as in training's validation. warmup: compile first, so the timing
         counts decoding only. Returns {'bleu', 'chrf', 'bleu_signature', 'chrf_signature',
-        'bleu_detail', 'sentences', 'seconds', 'sentences_per_sec', ..., 'hypotheses'}.
+        'bleu_detail', 'sentences', 'seconds', 'sentences_per_sec', the decoding options,
+        ..., 'hypotheses'}.
         """
-        check_options(sources=sources, references=references)
-        if len(sources) != len(references):
-            raise InferenceError(f"{len(sources)} sources but {len(references)} references: "
-                                 "they must align, one sentence a line.")
-        if not sources:
-            raise InferenceError("Nothing to evaluate: no sentence pairs.")
-        alpha = self.config.eval.length_penalty if alpha is None else alpha
-        kw = dict(beam_size=beam_size, alpha=alpha, max_len=max_len, batch_size=batch_size)
+        options = self.options(options, **decoding)
+        self._check_pairs("references", sources, references)
+        kw = dict(max_len=max_len, batch_size=batch_size)
         if warmup:
-            self.warmup(sources, **kw)
+            self.warmup(sources, options, **kw)
         t0 = time.perf_counter()
-        out = self.translate(sources, **kw)
+        out = self.translate(sources, options, replace_unk=replace_unk,
+                             unk_dictionary=unk_dictionary, **kw)
         seconds = time.perf_counter() - t0
         hyps = [t.text for t in out]
         refs = [self.tgt_tokenizer.preprocess(r) for r in references]
         result = metrics_lib.corpus_scores(hyps, refs)
         result.update(
-            step=self.step, beam_size=beam_size, alpha=alpha, sentences=len(out),
+            step=self.step, **dataclasses.asdict(options), sentences=len(out),
             empty_inputs=sum(not t.input_tokens for t in out),
             with_unknown_words=sum(bool(t.unknown) for t in out),
             truncated_inputs=sum(t.truncated for t in out),
-            unfinished=sum(not t.finished for t in out),
+            unfinished=sum(not t.finished for t in out), replace_unk=replace_unk,
             seconds=seconds, sentences_per_sec=len(out) / max(seconds, 1e-9),
             includes_compilation=not warmup, hypotheses=hyps,
         )
+        if len(self.members) > 1:
+            result["ensemble"] = [dict(workdir=w, step=s) for w, s in self.members]
         return result
 
+    def _check_pairs(self, name: str, sources: Sequence[str], targets: Sequence[str]) -> None:
+        check_options(sources=sources, **{name: targets})
+        if len(sources) != len(targets):
+            raise InferenceError(f"{len(sources)} sources but {len(targets)} {name}: "
+                                 "they must align, one sentence a line.")
+        if not sources:
+            raise InferenceError(f"Nothing to {'evaluate' if name == 'references' else 'score'}"
+                                 ": no sentence pairs.")
 
-def check_options(**kwargs) -> None:
-    """UsageError (a ValueError) naming the first argument of a wrong type or range."""
-    for name, v in kwargs.items():
-        if name in ("sentences", "sources", "references"):
-            if isinstance(v, (str, bytes)) or not isinstance(v, Sequence) or not all(
-                    isinstance(s, str) for s in v):
-                raise UsageError(f"{name} must be a list of strings (one sentence each), not "
-                                 f"{type(v).__name__}" + (" (wrap one sentence in a list)"
-                                                          if isinstance(v, str) else "") + ".")
-        elif name == "alpha":
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                  or not np.isfinite(v)):
-                raise UsageError(f"alpha must be a finite number or None, got {v!r}.")
-        elif v is not None or name == "beam_size":
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise UsageError(f"{name} must be an integer >= 1, got {v!r}.")
+    def score(self, sources: Sequence[str], targets: Sequence[str], *,
+              batch_size: int | None = None) -> list[Score]:
+        """Forced decoding: the model's log-probability of each target given its source
+        (`search.force_decode`, batched by length like `translate`), per sentence and per
+        token (the target's tokens, then EOS). Targets are tokenized as in training; unknown
+        target words score as <unk> (tutorial id layout: InferenceError)."""
+        self._check_pairs("targets", sources, targets)
+        check_options(batch_size=batch_size)
+        inputs = [self._prepare(s) for s in sources]
+        self._warn_inputs(sources, inputs)
+        tokens = [self._target_tokens(t) for t in targets]
+        tgt_ids = [encode_tokens(self.tgt_vocab, t) for t in tokens]
+        eos = self.tgt_vocab.tokens[self.tgt_vocab.eos_id]
+        out: list[Score | None] = [None] * len(sources)
+        for idx, rows in _batches([len(x.ids) for x in inputs],
+                                  batch_size or self.config.eval.batch_size):
+            chosen = [idx[min(r, len(idx) - 1)] for r in range(rows)]
+            src, src_len = pad([inputs[i].ids for i in chosen],
+                               self.padded_len(max(len(inputs[i].ids) for i in idx)),
+                               self.src_vocab.pad_id)  # [B, S], [B]
+            tgt, tgt_len = pad([tgt_ids[i] for i in chosen],
+                               _round_up(max(len(tgt_ids[i]) for i in idx), 8),
+                               self.tgt_vocab.pad_id)  # [B, T], [B]
+            f = jax.tree.map(np.asarray, search.force_decode(
+                self.model, self.variables, src, src_len, tgt, tgt_len,
+                bos_id=self.tgt_vocab.bos_id))
+            for row, i in enumerate(idx):
+                out[i] = Score(float(f.log_probs[row]), tokens[i] + [eos],
+                               f.token_log_probs[row, : len(tgt_ids[i])].tolist())
+        return out
 
-
-def attention_labels(t: Translation) -> tuple[list[str], list[str]]:
-    """Heatmap labels: (input tokens + ['<EOS>'], output tokens (+ '<EOS>' if finished)),
-    without the word tokenizer's joiner marks."""
-    def label(token):
-        return token.replace(JOINER, "") or token
-
-    return ([label(w) for w in t.input_tokens] + [EOS_LABEL],
-            [label(w) for w in t.tokens] + ([EOS_LABEL] if t.finished else []))
+    def _target_tokens(self, target: str) -> list[str]:
+        tokens = self.tgt_tokenizer.tokenize(target)
+        if self.tgt_vocab.unk_id is None:
+            unknown = [t for t in tokens if t not in self.tgt_vocab]
+            if unknown:
+                raise InferenceError(
+                    f"Cannot score {target!r}: {', '.join(map(repr, unknown[:5]))} not in the "
+                    "target vocabulary, which (tutorial id layout) has no <unk>.")
+        return tokens
 
 
 def format_scores(result: dict) -> str:
@@ -357,44 +419,3 @@ def format_scores(result: dict) -> str:
     detail = result["bleu_detail"].split(" = ", 1)[-1]
     return (f"BLEU|{result['bleu_signature']} = {detail}\n"
             f"chrF2|{result['chrf_signature']} = {result['chrf']:.2f}")
-
-
-# ------------------------------------------------------------------- evaluation input
-def load_pairs(translator: Translator, *, split: str | None = None, src: str | None = None,
-               ref: str | None = None, tsv: str | None = None,
-               data_path: str = "") -> tuple[list[str], list[str], dict | None]:
-    """(sources, references, TSV reading counts or None) to evaluate a run on: line-aligned
-    `src` + `ref` files, a `tsv` file (read as the run's corpus was: columns, direction,
-    filter), or a `split` of the run's corpus (default 'test'). InferenceError if unreadable.
-    """
-    try:
-        if src is not None:
-            return *read_parallel(src, ref), None
-        if tsv is not None:
-            return data_lib.read_tsv(tsv, translator.config.data, translator.max_length)
-    except (OSError, ValueError) as e:
-        raise InferenceError(str(e)) from None
-    return *load_split(translator.config, translator.workdir, split or "test", data_path), None
-
-
-def load_split(config: ml_collections.ConfigDict, workdir: str, split: str,
-               data_path: str = "") -> tuple[list[str], list[str]]:
-    """(sources, references) of a split of the run's corpus, built with the run's own
-    vocabularies (nothing is retrained; a prepared TFDS dataset is reused)."""
-    data_cfg = ml_collections.ConfigDict(config.data.to_dict())
-    if data_path:
-        data_cfg.path = data_path
-    try:
-        data = data_lib.build(data_cfg, vocab_dir=workdir)
-    except (FileNotFoundError, ValueError, OSError) as e:
-        raise InferenceError(
-            f"Cannot read this run's corpus (config.data.path={data_cfg.path!r}): {e}\n"
-            "Evaluate on files instead (--src FILE --ref FILE, or --tsv FILE), or point to the "
-            "corpus with --data_path.") from None
-    if split not in data.splits:
-        raise UsageError(f"No {split!r} split in this run's corpus; it has "
-                         f"{', '.join(data.splits)}.")
-    sources, references = data.sources(split), data.references(split)
-    if not sources:
-        raise InferenceError(f"The {split!r} split is empty; use another --split.")
-    return sources, references

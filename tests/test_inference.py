@@ -54,7 +54,7 @@ def test_empty_unknown_and_long_input(translator):
     assert unknown.unknown == ["zz"] and unknown.input_tokens == ["1", "2", "zz", "3"]
     assert unknown.weights.shape[1] == 5
     assert far.weights.shape[1] == 49  # no cut, no crash; decoding length adapts
-    assert len(far.tokens) <= translator._decode_len(translator._padded_len(49), None)
+    assert len(far.tokens) <= translator.decode_len(translator.padded_len(49), None)
 
 
 def test_beam_search_through_library(translator):

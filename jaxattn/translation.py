@@ -1,0 +1,199 @@
+"""What a translation is and how one is asked for: `DecodeOptions` (the search and its
+settings, checked once), `Translation` (one sentence's output, with its n-best alternatives),
+`Score` (a forced-decoding score), and the errors of the inference API.
+
+    opts = DecodeOptions(method="beam", beam_size=5, n_best=3, beta=0.2)
+    [t] = translator.translate(["il est grand ."], opts)   # or translate(s, beam_size=5, ...)
+    for h in t.hypotheses():                               # best first: t, *t.alternatives
+        print(h.score, h.text)
+
+Methods: 'greedy'; 'beam' (beam_size, alpha: length penalty, beta: coverage penalty, n_best
+<= beam_size hypotheses); 'sample' (temperature, top_k, top_p from `seed`; n_best samples per
+sentence). Without `method`, beam_size > 1 means beam search and 1 greedy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from jaxattn.data.text import JOINER
+from jaxattn.errors import JaxattnError
+from jaxattn.search import METHODS
+
+EOS_LABEL = "<EOS>"  # the tutorial's label for the end of sentence in attention plots
+
+
+class InferenceError(JaxattnError):
+    """A user mistake (bad workdir, checkpoint, input file or option): a clear message."""
+
+    exit_code = 1
+
+
+class UsageError(InferenceError, ValueError):
+    """Inconsistent command-line options, or a bad argument of the Python API."""
+
+    exit_code = 2
+
+
+# ------------------------------------------------------------------------------ options
+@dataclasses.dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode; checked when made (UsageError naming the option). See the module doc."""
+
+    method: str | None = None  # 'greedy' | 'beam' | 'sample'; None: beam if beam_size > 1
+    beam_size: int = 1  # alive hypotheses of beam search
+    alpha: float | None = None  # length penalty exponent; None: the run's eval.length_penalty
+    beta: float = 0.0  # coverage penalty weight (beam search; Wu et al. 2016)
+    n_best: int = 1  # hypotheses (beam: <= beam_size) or samples per sentence
+    temperature: float = 1.0  # sampling: divides the logits (0: greedy)
+    top_k: int = 0  # sampling: among the k most likely tokens only (0: all)
+    top_p: float = 1.0  # sampling: nucleus, the fewest tokens with this much probability
+    seed: int = 0  # sampling: the PRNG seed (the same seed, input and batch size: same samples)
+
+    def __post_init__(self):
+        if self.method is None and _is_int(self.beam_size):
+            object.__setattr__(self, "method", "beam" if self.beam_size > 1 else "greedy")
+        check_decode_options(self)
+
+    @classmethod
+    def make(cls, options: DecodeOptions | None = None, **fields) -> DecodeOptions:
+        """`options` (default: DecodeOptions()) with `fields` replaced; UsageError for a name
+        that is not an option. A beam_size alone (no method) picks greedy or beam again."""
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise UsageError(f"Unknown decoding option(s) {unknown}; the options are "
+                             f"{[f.name for f in dataclasses.fields(cls)]}.")
+        if options is not None and not isinstance(options, cls):
+            raise UsageError(f"options must be a DecodeOptions, not {type(options).__name__}.")
+        if options is None:
+            return cls(**fields)
+        if "beam_size" in fields and "method" not in fields and options.method != "sample":
+            fields["method"] = None
+        return dataclasses.replace(options, **fields)
+
+    def describe(self) -> str:
+        """'greedy', 'beam 5, alpha 0.6, beta 0.2, 3-best', 'sampling (temperature 0.7, ...)'."""
+        if self.method == "greedy":
+            return "greedy"
+        if self.method == "beam":
+            alpha = "" if self.alpha is None else f", alpha {self.alpha:g}"
+            return (f"beam {self.beam_size}{alpha}" + (f", beta {self.beta:g}" if self.beta
+                                                        else "")
+                    + (f", {self.n_best}-best" if self.n_best > 1 else ""))
+        return (f"sampling (temperature {self.temperature:g}, top-k {self.top_k}, top-p "
+                f"{self.top_p:g}, seed {self.seed}" + (f", {self.n_best} samples"
+                                                       if self.n_best > 1 else "") + ")")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
+        and bool(np.isfinite(v))
+
+
+def check_decode_options(o: DecodeOptions) -> None:
+    """UsageError for a bad value or an inconsistent combination of decoding options."""
+    if o.method not in METHODS:
+        raise UsageError(f"method must be one of {list(METHODS)}, got {o.method!r}.")
+    for name, low in (("beam_size", 1), ("n_best", 1), ("top_k", 0), ("seed", 0)):
+        v = getattr(o, name)
+        if not _is_int(v) or v < low or (name == "seed" and v >= 2 ** 32):
+            raise UsageError(f"{name} must be an integer >= {low}"
+                             + (" and < 2**32" if name == "seed" else "") + f", got {v!r}.")
+    if o.alpha is not None and not _is_number(o.alpha):
+        raise UsageError(f"alpha must be a finite number or None, got {o.alpha!r}.")
+    if not _is_number(o.beta) or o.beta < 0:
+        raise UsageError(f"beta (the coverage penalty) must be a finite number >= 0, got "
+                         f"{o.beta!r}.")
+    if not _is_number(o.temperature) or o.temperature < 0:
+        raise UsageError(f"temperature must be a finite number >= 0, got {o.temperature!r}.")
+    if not _is_number(o.top_p) or not 0 < o.top_p <= 1:
+        raise UsageError(f"top_p must be in (0, 1] (1: no nucleus filter), got {o.top_p!r}.")
+    if o.method != "beam" and o.beta:
+        raise UsageError(f"beta (the coverage penalty) is for method='beam', not {o.method!r}.")
+    if o.method != "sample" and (o.temperature != 1.0 or o.top_k or o.top_p != 1.0):
+        raise UsageError(f"temperature, top_k and top_p are for method='sample', not "
+                         f"{o.method!r}.")
+    if o.method != "beam" and o.beam_size != 1:
+        raise UsageError(f"beam_size={o.beam_size} is for method='beam' (method={o.method!r}"
+                         " decodes one hypothesis at a time).")
+    if o.method == "greedy" and o.n_best != 1:
+        raise UsageError(f"greedy search finds one hypothesis, not n_best={o.n_best}: use "
+                         "method='beam' (n_best <= beam_size) or 'sample'.")
+    if o.method == "beam" and o.n_best > o.beam_size:
+        raise UsageError(f"n_best={o.n_best} > beam_size={o.beam_size}: beam search returns "
+                         "at most beam_size hypotheses.")
+
+
+def check_options(**kwargs) -> None:
+    """UsageError (a ValueError) naming the first argument of a wrong type or range:
+    sentence lists, alpha, integers >= 1 (beam_size, max_len, batch_size: None allowed but
+    for beam_size), replace_unk (bool), unk_dictionary (a path or None)."""
+    for name, v in kwargs.items():
+        if name in ("sentences", "sources", "references", "targets"):
+            if isinstance(v, (str, bytes)) or not isinstance(v, Sequence) or not all(
+                    isinstance(s, str) for s in v):
+                raise UsageError(f"{name} must be a list of strings (one sentence each), not "
+                                 f"{type(v).__name__}" + (" (wrap one sentence in a list)"
+                                                          if isinstance(v, str) else "") + ".")
+        elif name == "alpha":
+            if v is not None and not _is_number(v):
+                raise UsageError(f"alpha must be a finite number or None, got {v!r}.")
+        elif name == "replace_unk":
+            if not isinstance(v, bool):
+                raise UsageError(f"replace_unk must be True or False, got {v!r}.")
+        elif name == "unk_dictionary":
+            if v is not None and (not isinstance(v, str) or not v):
+                raise UsageError(f"unk_dictionary must be a file path or None, got {v!r}.")
+        elif v is not None or name == "beam_size":
+            if not _is_int(v) or v < 1:
+                raise UsageError(f"{name} must be an integer >= 1, got {v!r}.")
+
+
+# ------------------------------------------------------------------------------ outputs
+@dataclasses.dataclass
+class Translation:
+    """One sentence's translation (the best hypothesis) and its n-best alternatives.
+
+    weights [len(tokens) (+1 if finished: the EOS row), len(input_tokens) + 1 (EOS)].
+    """
+
+    text: str  # detokenized output ('' for an empty input)
+    tokens: list[str]  # output tokens, without EOS
+    input_tokens: list[str]  # the source tokens the model read (without EOS)
+    weights: np.ndarray
+    score: float  # the search's score: log_prob over the length penalty (+ coverage) for beam
+    finished: bool = True  # False: cut at max_len before EOS
+    unknown: list[str] = dataclasses.field(default_factory=list)  # UNK (or dropped) words
+    truncated: bool = False  # input cut to the model's maximum source length
+    log_prob: float = 0.0  # the model's log-probability of the tokens (EOS included)
+    alternatives: list[Translation] = dataclasses.field(default_factory=list)  # ranks 2..n
+
+    def hypotheses(self) -> list[Translation]:
+        """All n-best hypotheses, best first: [self, *self.alternatives]."""
+        return [self, *self.alternatives]
+
+
+@dataclasses.dataclass
+class Score:
+    """A target sentence's log-probability under the model (forced decoding)."""
+
+    log_prob: float  # the sum of token_log_probs
+    tokens: list[str]  # the target tokens the model scored, then the EOS label
+    token_log_probs: list[float]  # log p(token | previous tokens, source), one per token
+
+
+def attention_labels(t: Translation) -> tuple[list[str], list[str]]:
+    """Heatmap labels: (input tokens + ['<EOS>'], output tokens (+ '<EOS>' if finished)),
+    without the word tokenizer's joiner marks."""
+    def label(token):
+        return token.replace(JOINER, "") or token
+
+    return ([label(w) for w in t.input_tokens] + [EOS_LABEL],
+            [label(w) for w in t.tokens] + ([EOS_LABEL] if t.finished else []))
