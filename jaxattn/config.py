@@ -69,7 +69,14 @@ def default_data_config() -> ml_collections.ConfigDict:
     # auto | space | word | char | sentencepiece. auto: space for the tutorial (after its
     # normalization) and copy/reverse/sort, char for dates, word for cased corpora.
     c.tokenizer = "auto"
-    c.sp_vocab_size = 8000  # sentencepiece: pieces per side
+    # sentencepiece (subwords; models trained on the training split only, saved in the
+    # workdir): unigram | bpe (jaxattn.data.text.SP_MODEL_TYPES).
+    c.sp_model_type = "unigram"
+    c.sp_vocab_size = 8000  # pieces per model (a soft limit); the vocabulary is the pieces
+    c.sp_joint = False  # one model and vocabulary for both sides (joint_spm.model)
+    # Characters with no piece become UTF-8 byte pieces instead of <unk> (256 of the pieces).
+    c.sp_byte_fallback = False
+    c.sp_character_coverage = 1.0  # share of the training characters that get a piece
     # --- vocabulary (built from the training split)
     c.vocab_min_freq = 1
     c.vocab_max_size = 0  # 0 = no cap (specials count)
@@ -266,7 +273,7 @@ def _registries() -> dict:
     from jaxattn import attention
     from jaxattn.data.corpus import DATASETS
     from jaxattn.data.synthetic import TASKS
-    from jaxattn.data.text import NORMALIZATIONS, TOKENIZERS
+    from jaxattn.data.text import NORMALIZATIONS, SP_MODEL_TYPES, TOKENIZERS
     from jaxattn.data.vocab import ORDERS
     from jaxattn.decoders import BRIDGES, DECODERS
     from jaxattn.optim import LR_SCHEDULES, OPTIMIZERS, TEACHER_FORCING_SCHEDULES
@@ -274,6 +281,7 @@ def _registries() -> dict:
 
     return dict(attentions=attention.ATTENTIONS, kernels=attention.kernel_name, datasets=DATASETS,
                 tasks=TASKS, tokenizers=("auto",) + TOKENIZERS, orders=ORDERS,
+                sp_model_types=SP_MODEL_TYPES,
                 normalizations=("auto",) + NORMALIZATIONS,
                 bridges=BRIDGES, decoders=tuple(DECODERS), cells=tuple(CELLS),
                 optimizers=tuple(OPTIMIZERS), schedules=tuple(LR_SCHEDULES),
@@ -293,6 +301,8 @@ def rules() -> dict[str, dict]:
             "filter": boolean, "prefixes": strings, "max_length": integer(-1),
             "normalize": one_of(*r["normalizations"]), "lowercase": boolean,
             "tokenizer": one_of(*r["tokenizers"]), "sp_vocab_size": integer(8),
+            "sp_model_type": one_of(*r["sp_model_types"]), "sp_joint": boolean,
+            "sp_byte_fallback": boolean, "sp_character_coverage": real(0, 1, lo_open=True),
             "vocab_min_freq": integer(1), "vocab_max_size": integer(0),
             "vocab_order": one_of(*r["orders"]), "tutorial_ids": boolean,
             "pad_to": integer(0), "pad_multiple": integer(1),
@@ -374,6 +384,13 @@ def validate_section(section: str, cfg, *, allow_unknown: bool = False) -> None:
         if 0 < cfg.vocab_max_size < 8:
             _fail("data", "vocab_max_size", cfg.vocab_max_size,
                   "leaves no room for words (the 4 special tokens count): use 0 or >= 8")
+        if cfg.tokenizer == "sentencepiece" and (cfg.vocab_min_freq > 1 or cfg.vocab_max_size):
+            raise ConfigError(
+                "config.data.tokenizer='sentencepiece': the vocabulary is the model's pieces, "
+                "so vocab_min_freq and vocab_max_size do not apply; set sp_vocab_size instead.")
+        if cfg.sp_byte_fallback and cfg.sp_vocab_size <= 256:
+            _fail("data", "sp_vocab_size", cfg.sp_vocab_size,
+                  "must be > 256 with sp_byte_fallback (the 256 byte pieces count)")
 
 
 def validate(config: ml_collections.ConfigDict, *, device_count: int | None = None) -> None:

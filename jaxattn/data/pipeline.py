@@ -36,11 +36,10 @@ import numpy as np
 from jaxattn.data.batching import PadLength, encode, pad
 from jaxattn.data.corpus import load_texts, resolve
 from jaxattn.data.processing import (
-    SRC_SPM_FILE,
     SRC_VOCAB_FILE,
-    TGT_SPM_FILE,
     TGT_VOCAB_FILE,
-    side_processing,
+    build_processing,
+    spm_file,
 )
 from jaxattn.data.text import Tokenizer
 from jaxattn.data.vocab import Vocab
@@ -63,13 +62,10 @@ def build(data_cfg: ml_collections.ConfigDict, *, vocab_dir: str | None = None,
         raise FileNotFoundError(f"{vocab_dir} holds only one of {SRC_VOCAB_FILE}, "
                                 f"{TGT_VOCAB_FILE}; both or neither are needed.")
     texts, read_stats = load_texts(data_cfg, resolved["max_length"])
-    src, tgt = texts["train"]
-    src_tok, src_vocab, src_counts = side_processing(data_cfg, resolved, src, "src", vocab_dir)
-    tgt_tok, tgt_vocab, tgt_counts = side_processing(data_cfg, resolved, tgt, "tgt", vocab_dir)
-    return Data(data_cfg, texts, src_tokenizer=src_tok, tgt_tokenizer=tgt_tok,
-                src_vocab=src_vocab, tgt_vocab=tgt_vocab,
-                train_counts=np.stack([src_counts, tgt_counts], 1), read_stats=read_stats,
-                max_length=resolved["max_length"], seed=seed)
+    tp, train_counts = build_processing(data_cfg, resolved, texts["train"], vocab_dir)
+    return Data(data_cfg, texts, src_tokenizer=tp.src_tokenizer, tgt_tokenizer=tp.tgt_tokenizer,
+                src_vocab=tp.src_vocab, tgt_vocab=tp.tgt_vocab, train_counts=train_counts,
+                read_stats=read_stats, max_length=resolved["max_length"], seed=seed)
 
 
 class _TrainBatches:
@@ -215,9 +211,11 @@ class Data:
         os.makedirs(directory, exist_ok=True)
         self.src_vocab.save(os.path.join(directory, SRC_VOCAB_FILE))
         self.tgt_vocab.save(os.path.join(directory, TGT_VOCAB_FILE))
-        for tok, name in ((self.src_tokenizer, SRC_SPM_FILE), (self.tgt_tokenizer, TGT_SPM_FILE)):
-            if tok.sp_model is not None:
-                write_bytes(os.path.join(directory, name), tok.sp_model)
+        models = {spm_file(self.config, side): tok.sp_model  # sp_joint: one file
+                  for side, tok in (("src", self.src_tokenizer), ("tgt", self.tgt_tokenizer))
+                  if tok.sp_model is not None}
+        for name, model in models.items():
+            write_bytes(os.path.join(directory, name), model)
 
     # ------------------------------------------------------------------ batches
     def _batch(self, split: str, rows: list[int], src_padded_len: int = 0,

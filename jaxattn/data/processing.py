@@ -1,22 +1,32 @@
 """A run's text processing: tokenizers and vocabularies for each side, built from the training
 split or loaded from the files a run saved (WORKDIR/src_vocab.txt, ...), so that inference
-prepares new text exactly as training did, without reading the corpus."""
+prepares new text exactly as training did, without reading the corpus.
+
+Subwords (tokenizer='sentencepiece'): a SentencePiece model per side, WORKDIR/src_spm.model
+and tgt_spm.model, or with data.sp_joint one model for both, WORKDIR/joint_spm.model (then
+src_vocab.txt and tgt_vocab.txt hold the same pieces). Every file is written atomically and
+fingerprinted by the run's checkpoints (VOCAB_FILES)."""
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import ml_collections
 import numpy as np
 
 from jaxattn.data.corpus import resolve
-from jaxattn.data.text import Tokenizer, train_sentencepiece
+from jaxattn.data.text import Tokenizer, sentencepiece_pieces, train_sentencepiece
 from jaxattn.data.vocab import Vocab
 
 SRC_VOCAB_FILE, TGT_VOCAB_FILE = "src_vocab.txt", "tgt_vocab.txt"
 SRC_SPM_FILE, TGT_SPM_FILE = "src_spm.model", "tgt_spm.model"
-VOCAB_FILES = (SRC_VOCAB_FILE, TGT_VOCAB_FILE, SRC_SPM_FILE, TGT_SPM_FILE)  # what a run reuses
+JOINT_SPM_FILE = "joint_spm.model"  # data.sp_joint: one SentencePiece model for both sides
+# What a run reuses (and its checkpoints fingerprint): those of them the run has.
+VOCAB_FILES = (SRC_VOCAB_FILE, TGT_VOCAB_FILE, SRC_SPM_FILE, TGT_SPM_FILE, JOINT_SPM_FILE)
 SIDE_FILES = {"src": (SRC_VOCAB_FILE, SRC_SPM_FILE), "tgt": (TGT_VOCAB_FILE, TGT_SPM_FILE)}
 
 
@@ -30,6 +40,11 @@ class TextProcessing(NamedTuple):
     max_length: int  # the corpus filter's limit (config.data.max_length resolved; 0 = none)
 
 
+def spm_file(cfg, side: str) -> str:
+    """The SentencePiece model file of a side ('src' or 'tgt'): the joint one if sp_joint."""
+    return JOINT_SPM_FILE if cfg.sp_joint else SIDE_FILES[side][1]
+
+
 def _tokenizer(cfg, resolved: dict, sp_model: bytes | None = None) -> Tokenizer:
     return Tokenizer(resolved["tokenizer"], normalize=resolved["normalize"],
                      lowercase=cfg.lowercase, sp_model=sp_model)
@@ -37,14 +52,16 @@ def _tokenizer(cfg, resolved: dict, sp_model: bytes | None = None) -> Tokenizer:
 
 def _load_side(cfg, resolved: dict, vocab_dir: str, side: str) -> tuple[Tokenizer, Vocab]:
     """(tokenizer, vocab) of one side ('src' or 'tgt') from the files in vocab_dir."""
-    vocab_name, spm_name = SIDE_FILES[side]
+    vocab_name = SIDE_FILES[side][0]
     sp_model = None
     if resolved["tokenizer"] == "sentencepiece":
-        spm_file = os.path.join(vocab_dir, spm_name)
-        if not os.path.exists(spm_file):
-            raise FileNotFoundError(f"{vocab_dir} has no {spm_name} (beside {vocab_name}), "
-                                    "which tokenizer='sentencepiece' needs.")
-        with open(spm_file, "rb") as f:
+        spm_name = spm_file(cfg, side)
+        spm_path = os.path.join(vocab_dir, spm_name)
+        if not os.path.exists(spm_path):
+            raise FileNotFoundError(
+                f"{vocab_dir} has no {spm_name} (beside {vocab_name}), which "
+                f"tokenizer='sentencepiece' with sp_joint={cfg.sp_joint} needs.")
+        with open(spm_path, "rb") as f:
             sp_model = f.read()
     vocab_file = os.path.join(vocab_dir, vocab_name)
     vocab = Vocab.load(vocab_file)
@@ -64,30 +81,54 @@ def load_text_processing(cfg: ml_collections.ConfigDict, vocab_dir: str) -> Text
     return TextProcessing(src_tok, tgt_tok, src_vocab, tgt_vocab, resolved["max_length"])
 
 
-def side_processing(cfg, resolved: dict, texts: list[str], side: str,
-                    vocab_dir: str | None) -> tuple[Tokenizer, Vocab, np.ndarray]:
-    """(tokenizer, vocab, int[len(texts)] token counts) for one side of the training split:
-    loaded from vocab_dir when it holds the side's vocabulary, else built from `texts`."""
-    saved = bool(vocab_dir) and os.path.exists(os.path.join(vocab_dir, SIDE_FILES[side][0]))
-    counts = np.empty(len(texts), np.int64)
+def _train_sentencepiece(cfg, resolved: dict, texts: Iterable[str]) -> bytes:
+    """A SentencePiece model trained on `texts` (preprocessed as the tokenizer will)."""
+    plain = Tokenizer("space", normalize=resolved["normalize"], lowercase=cfg.lowercase)
+    return train_sentencepiece(
+        (plain.preprocess(t) for t in texts), cfg.sp_vocab_size, model_type=cfg.sp_model_type,
+        byte_fallback=cfg.sp_byte_fallback, character_coverage=cfg.sp_character_coverage)
 
-    def token_lists(tok):
-        for i, t in enumerate(texts):
+
+def build_processing(cfg, resolved: dict, train: tuple[list[str], list[str]],
+                     vocab_dir: str | None) -> tuple[TextProcessing, np.ndarray]:
+    """A run's text processing and int[N, 2] token counts (source, target) of the N training
+    pairs `train` (sources, targets): loaded from vocab_dir when it holds the vocabularies,
+    else built from `train`, the training split, the only text a SentencePiece model or a
+    vocabulary is made from.
+
+    SentencePiece: a model per side (or one for both, sp_joint), and the vocabulary is the
+    model's pieces (byte pieces included). Other tokenizers: the vocabulary holds the training
+    tokens seen vocab_min_freq times or more.
+    """
+    counts = np.empty((len(train[0]), 2), np.int64)
+
+    def token_lists(tok, side: int):
+        for i, t in enumerate(train[side]):
             tokens = tok.tokenize(t)
-            counts[i] = len(tokens)
+            counts[i, side] = len(tokens)
             yield tokens
 
-    if saved:
-        tok, vocab = _load_side(cfg, resolved, vocab_dir, side)
-        for _ in token_lists(tok):
-            pass
-        return tok, vocab, counts
-    sp_model = None
-    if resolved["tokenizer"] == "sentencepiece":
-        plain = Tokenizer("space", normalize=resolved["normalize"], lowercase=cfg.lowercase)
-        sp_model = train_sentencepiece((plain.preprocess(t) for t in texts), cfg.sp_vocab_size)
-    tok = _tokenizer(cfg, resolved, sp_model)
-    vocab = Vocab.build(token_lists(tok), min_freq=cfg.vocab_min_freq,
-                        max_size=cfg.vocab_max_size or None, order=cfg.vocab_order,
-                        tutorial_ids=cfg.tutorial_ids)
-    return tok, vocab, counts
+    if vocab_dir and os.path.exists(os.path.join(vocab_dir, SRC_VOCAB_FILE)):
+        tp = load_text_processing(cfg, vocab_dir)
+        for side, tok in enumerate((tp.src_tokenizer, tp.tgt_tokenizer)):
+            collections.deque(token_lists(tok, side), maxlen=0)
+        return tp, counts
+    sides = []
+    if resolved["tokenizer"] != "sentencepiece":
+        for side in (0, 1):
+            tok = _tokenizer(cfg, resolved)
+            sides.append((tok, Vocab.build(
+                token_lists(tok, side), min_freq=cfg.vocab_min_freq,
+                max_size=cfg.vocab_max_size or None, order=cfg.vocab_order,
+                tutorial_ids=cfg.tutorial_ids)))
+    else:
+        joint = (_train_sentencepiece(cfg, resolved, itertools.chain(*train))
+                 if cfg.sp_joint else None)
+        for side in (0, 1):
+            tok = _tokenizer(cfg, resolved, joint or _train_sentencepiece(cfg, resolved,
+                                                                          train[side]))
+            collections.deque(token_lists(tok, side), maxlen=0)
+            sides.append((tok, Vocab.build([sentencepiece_pieces(tok.sp_model)],
+                                           tutorial_ids=cfg.tutorial_ids)))
+    (src_tok, src_vocab), (tgt_tok, tgt_vocab) = sides
+    return TextProcessing(src_tok, tgt_tok, src_vocab, tgt_vocab, resolved["max_length"]), counts

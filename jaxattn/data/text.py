@@ -7,8 +7,9 @@ Tokenizers (`Tokenizer.kind`):
   '￭,', 'ok', '￭.']). `detokenize` undoes it exactly (up to runs of whitespace), so
   hypotheses come back as plain text that sacreBLEU scores like any system's output.
 - 'char': characters, with spaces written as SPACE_MARK (for the synthetic date task).
-- 'sentencepiece': subwords from a SentencePiece unigram model trained on the training split
-  (needs the optional `sentencepiece` package); also exactly reversible.
+- 'sentencepiece': subwords from a SentencePiece model (`SP_MODEL_TYPES`: unigram or BPE,
+  optionally with byte fallback) trained on the training split (needs the optional
+  `sentencepiece` package); also exactly reversible.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ LANG_CODES = {"fra": "fra", "fr": "fra", "eng": "eng", "en": "eng"}  # the tutor
 JOINER = "\uffed"  # '￭': "no space before this token" (OpenNMT's joiner)
 SPACE_MARK = "\u2581"  # '▁': a space, in character tokens (SentencePiece's mark)
 TOKENIZERS = ("space", "word", "char", "sentencepiece")
+SP_MODEL_TYPES = ("unigram", "bpe")  # SentencePiece's algorithms (config.data.sp_model_type)
 NORMALIZATIONS = ("tutorial", "none")
 
 _COMBINING_DIACRITICS = re.compile("[\u0300-\u036f]")  # a block of category Mn only
@@ -128,21 +130,44 @@ def char_detokenize(tokens: Iterable[str]) -> str:
     return "".join(tokens).replace(SPACE_MARK, " ").strip()
 
 
-def train_sentencepiece(texts: Iterable[str], vocab_size: int) -> bytes:
-    """Trains a SentencePiece unigram model on `texts`; returns the serialized model.
+def train_sentencepiece(texts: Iterable[str], vocab_size: int, *, model_type: str = "unigram",
+                        byte_fallback: bool = False, character_coverage: float = 1.0) -> bytes:
+    """Trains a SentencePiece model on `texts`; returns the serialized model.
 
-    No normalization (identity rule), so detokenized output reproduces the text; one thread,
-    so the same texts give the same model.
+    model_type: one of SP_MODEL_TYPES. vocab_size is a soft limit (a small corpus may give
+    fewer pieces). byte_fallback: characters without a piece (unseen in `texts`, or outside
+    `character_coverage`) are written as UTF-8 byte pieces '<0xC3>' instead of <unk>, so
+    any text round-trips; the 256 byte pieces count in vocab_size. No normalization
+    (identity rule), so detokenized output reproduces the text; one thread, so the same texts
+    give the same model.
     """
+    if model_type not in SP_MODEL_TYPES:
+        raise ValueError(f"Unknown SentencePiece model_type {model_type!r}; choose one of "
+                         f"{SP_MODEL_TYPES}.")
     spm = _import_sentencepiece()
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
-        model_type="unigram", character_coverage=1.0, normalization_rule_name="identity",
-        hard_vocab_limit=False, unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
-        num_threads=1, minloglevel=2,
-    )
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
+            model_type=model_type, character_coverage=character_coverage,
+            byte_fallback=byte_fallback, normalization_rule_name="identity",
+            hard_vocab_limit=False, unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
+            num_threads=1, minloglevel=2,
+        )
+    except RuntimeError as e:  # e.g. "Vocabulary size is smaller than required_chars"
+        why = str(e).strip().splitlines()[0].rstrip(".")
+        hint = " (with byte fallback the 256 byte pieces count too)" if byte_fallback else ""
+        raise ValueError(f"SentencePiece training failed (sp_vocab_size={vocab_size}): {why}. "
+                         f"Raise sp_vocab_size{hint}.") from None
     return model.getvalue()
+
+
+def sentencepiece_pieces(sp_model: bytes) -> list[str]:
+    """The model's pieces in id order, byte pieces included, <unk> and control symbols left
+    out: the vocabulary of a SentencePiece side (every piece the tokenizer can emit)."""
+    sp = _import_sentencepiece().SentencePieceProcessor(model_proto=sp_model)
+    return [sp.id_to_piece(i) for i in range(sp.get_piece_size())
+            if not (sp.is_unknown(i) or sp.is_control(i))]
 
 
 def _import_sentencepiece():
