@@ -66,3 +66,21 @@ def test_checkpoint_contents_round_trip(tmp_path):
         meta = json.load(f)
     assert meta["config"] == {"model": {"hidden": 16}} and meta["step"] == 20
     ckpt.close()
+
+
+def test_best_older_than_the_newest_n_survives(tmp_path):
+    """keep_latest=3: the best step (2) is older than the 3 newest and is kept through later,
+    worse saves (one without metrics) and a reopened manager; the others drop out."""
+    workdir = str(tmp_path / "w")
+    it, state = make_iter(), make_state(0)
+    bleus = {1: 10.0, 2: 40.0, 3: 30.0, 4: 20.0, 5: None, 6: 5.0, 7: 1.0, 8: 2.0}
+    for reopen in (range(1, 5), range(5, 9)):  # a restart in between
+        ckpt = Checkpointer(workdir, keep_latest=3, async_save=False)
+        for step in reopen:
+            ckpt.save(step, state, it, {}, None if bleus[step] is None else {"bleu": bleus[step]})
+        ckpt.close()
+    ro = Checkpointer(workdir, read_only=True)
+    assert ro.all_steps() == [2, 6, 7, 8] and ro.best_step() == 2 < min(ro.all_steps()[1:])
+    assert ro.metrics(2) == {"bleu": 40.0}
+    assert json.load(open(os.path.join(workdir, "best.json")))["step"] == 2
+    ro.close()

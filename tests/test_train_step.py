@@ -282,7 +282,15 @@ def one_update(tc, grads, params=None, steps=1):
 
 def test_grad_clip_bounds_the_update_norm():
     """With SGD, a gradient of norm 200 clipped at 1.5 gives an update of norm lr * 1.5; a
-    gradient below the clip is untouched; grad_clip=0 clips nothing."""
+    gradient below the clip is untouched; grad_clip=0 clips nothing. In train_step too: the
+    parameters move by lr * grad_clip (global norm) while the logged grad_norm is unclipped."""
+    batch = make_batch()
+    for clip in (0.05, 0.0):
+        state, new, m = run_step(make_tc(grad_clip=clip), batch)
+        moved = float(optax.global_norm(jax.tree.map(jnp.subtract, new.params, state.params)))
+        assert float(m["grad_norm"]) > 0.5  # far above the clip
+        want = 0.1 * (clip or float(m["grad_norm"]))
+        assert moved == pytest.approx(want, rel=1e-4), (clip, moved)
     big = {"w": jnp.array([120.0, -160.0, 0.0, 0.0])}  # norm 200
     u = one_update(make_tc(grad_clip=1.5), big)
     assert np.linalg.norm(u) == pytest.approx(0.1 * 1.5, rel=1e-5)
