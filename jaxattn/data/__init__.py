@@ -13,7 +13,9 @@ Recipes (fields of `default_data_config()`; see jaxattn/config.py for all of the
   tgt_lang='en', splits.validation='val', splits.test='test_2016_flickr'. Tokens are words
   and punctuation with a joiner mark (tokenizer='word'), so detokenized output is plain cased
   text that sacreBLEU scores against `references` like any system's output; set
-  tokenizer='sentencepiece' (needs the sentencepiece package) for subwords instead.
+  tokenizer='sentencepiece' (needs the sentencepiece package) for subwords instead:
+  sp_model_type='bpe' or 'unigram', sp_vocab_size, sp_byte_fallback, sp_joint (one model
+  for both sides), trained on the training split and saved in the workdir.
 - Your own corpus: name='parallel', path=a folder of {prefix}.{src_lang}/{prefix}.{tgt_lang}
   (or {prefix}.tsv) files per split, or path=one TSV file split by split_fractions.
 - A TFDS catalog dataset (network needed once to prepare it): name='tfds',
@@ -34,6 +36,7 @@ batching (ids, padding, bucket widths), pipeline (build, Data, grain batching).
 from jaxattn.data.corpus import DATASETS, read_tsv
 from jaxattn.data.pipeline import Data, build
 from jaxattn.data.processing import (
+    JOINT_SPM_FILE,
     SRC_SPM_FILE,
     SRC_VOCAB_FILE,
     TGT_SPM_FILE,
@@ -67,6 +70,7 @@ def __getattr__(name: str):
 __all__ = [
     "DATASETS",
     "ENG_PREFIXES",
+    "JOINT_SPM_FILE",
     "SRC_SPM_FILE",
     "SRC_VOCAB_FILE",
     "TASKS",
