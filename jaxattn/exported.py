@@ -1,4 +1,4 @@
-"""A trained translator shipped as `jax.export` artifacts: it runs without jaxattn's model code.
+"""A trained translator shipped as `jax.export` artifacts: it runs without jaxattn's model code::
 
     from jaxattn import exported
     exported.export_workdir("runs/base", "runs/base-export", checkpoint="best", beam_size=5)
@@ -18,7 +18,7 @@ widths it serves. `load` reuses Translator's text handling and batching with the
 swapped for the artifacts: its output is Translator's token for token; no model is built.
 
 From plain JAX (no jaxattn), with src = the source ids (src_vocab.txt line numbers) then EOS,
-padded with pad_id to a width the artifact serves:
+padded with pad_id to a width the artifact serves::
 
     import json, jax, numpy as np
     m = json.load(open("DIR/manifest.json"))
