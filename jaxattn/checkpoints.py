@@ -31,6 +31,7 @@ from jaxattn.errors import CheckpointError, WorkdirError, first_line
 log = logging.getLogger(__name__)
 
 BEST_FILE = "best.json"
+AVERAGED = "averaged"  # the name of a run's averaged checkpoint (jaxattn.averaging)
 # Parameters whose first or last axis is a vocabulary size, by the vocabulary file.
 VOCAB_PARAMS = {"encoder/embed": "src_vocab.txt", "decoder/embed": "tgt_vocab.txt",
                 "decoder/out": "tgt_vocab.txt"}
@@ -135,8 +136,10 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def metrics(self, step: int) -> dict:
+    def metrics(self, step: int | str) -> dict:
         """The metrics saved with `step` ({} if none); older runs kept them in `meta` only."""
+        if step == AVERAGED:  # not validated: its meta names the sources' metrics
+            return dict(self.meta(step).get("metrics") or {})
         try:
             m = self.manager.metrics(step)
         except Exception:  # noqa: BLE001 - an unreadable metrics file is no metrics
@@ -152,8 +155,12 @@ class Checkpointer:
                   if isinstance((m := self.metrics(s)).get(metric), (int, float))]
         return max(scored)[1] if scored else None
 
-    def meta(self, step: int) -> dict:
-        """The `meta` item of a step ({} if unreadable)."""
+    def meta(self, step: int | str) -> dict:
+        """The `meta` item of a step or of the "averaged" checkpoint ({} if unreadable)."""
+        if step == AVERAGED:
+            from jaxattn import averaging  # averaging builds on this module
+
+            return averaging.averaged_meta(self.workdir) or {}
         meta = _read_quietly(os.path.join(checkpoint_dir(self.workdir), str(step), "meta",
                                           "metadata"))
         return meta if isinstance(meta, dict) else {}
@@ -280,9 +287,14 @@ class Checkpointer:
             multihost_utils.sync_global_devices(f"jaxattn_quarantine_{step}")
         self.manager.reload()
 
-    def restore_params(self, step: int, abstract_params):
+    def restore_params(self, step: int | str, abstract_params):
         """Only the `params` of the train state at `step` (the optimizer state is never read),
-        as numpy arrays shaped like `abstract_params`; a shape mismatch is a CheckpointError."""
+        or of the "averaged" checkpoint, as numpy arrays shaped like `abstract_params`; a
+        shape mismatch is a CheckpointError."""
+        if step == AVERAGED:
+            from jaxattn import averaging
+
+            return averaging.restore_averaged(self.workdir, abstract_params)
         self._check_params(step, abstract_params)
         restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray),
                                     abstract_params)
@@ -304,8 +316,14 @@ def _read_quietly(path: str):
         return None
 
 
-def resolve_step(ckpt: Checkpointer, which: str | int) -> int:
-    """'latest' | 'best' | a step number -> an existing step, or a clear CheckpointError."""
+def resolve_step(ckpt: Checkpointer, which: str | int) -> int | str:
+    """'latest' | 'best' | a step number -> an existing step; 'averaged' -> 'averaged' if the
+    run has an averaged checkpoint (jaxattn.averaging); else a clear CheckpointError."""
+    if which == AVERAGED:
+        from jaxattn import averaging
+
+        averaging.averaged_version(ckpt.workdir)  # CheckpointError if the run has none
+        return AVERAGED
     steps = ckpt.all_steps()
     if not steps:
         raise CheckpointError(
@@ -325,7 +343,8 @@ def resolve_step(ckpt: Checkpointer, which: str | int) -> int:
         step = int(which)
     except (TypeError, ValueError):
         raise CheckpointError(
-            f"--checkpoint must be 'latest', 'best' or a step number, not {which!r}."
+            f"--checkpoint must be 'latest', 'best', 'averaged' or a step number, not "
+            f"{which!r}."
         ) from None
     if step not in steps:
         raise CheckpointError(f"No checkpoint at step {step}; available steps: {steps}.")

@@ -12,8 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
-from jaxattn.checkpoints import Checkpointer
+from jaxattn import averaging
+from jaxattn.averaging import average_params
+from jaxattn.checkpoints import Checkpointer, resolve_step
+from jaxattn.errors import CheckpointError, UsageError
 from jaxattn.train import TrainState
 
 
@@ -84,3 +88,90 @@ def test_best_older_than_the_newest_n_survives(tmp_path):
     assert ro.metrics(2) == {"bleu": 40.0}
     assert json.load(open(os.path.join(workdir, "best.json")))["step"] == 2
     ro.close()
+
+
+# ------------------------------------------------------------------------------ averaging
+def test_average_params_exact():
+    """Floating leaves: the mean (in float64, cast back to the leaf dtype); integer leaves equal
+    in every tree are kept; differing ones, other structures and no trees are refused."""
+    trees = [{"w": np.array([1.0, 2.0], np.float32), "b": np.array(1.0, np.float64),
+              "count": np.array(7, np.int32)},
+             {"w": np.array([2.0, 0.0], np.float32), "b": np.array(2.0, np.float64),
+              "count": np.array(7, np.int32)},
+             {"w": np.array([4.0, 1.0], np.float32), "b": np.array(4.0, np.float64),
+              "count": np.array(7, np.int32)}]
+    got = average_params(trees)
+    assert got["w"].dtype == np.float32 and got["b"].dtype == np.float64
+    np.testing.assert_array_equal(got["w"], np.array([7 / 3, 1.0], np.float32))
+    assert got["b"] == 7 / 3 and got["count"] == 7 and got["count"].dtype == np.int32
+    assert average_params(trees[:1])["w"].tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="count"):
+        average_params([trees[0], {**trees[1], "count": np.array(8, np.int32)}])
+    with pytest.raises(ValueError, match="structure"):
+        average_params([trees[0], {"w": trees[1]["w"]}])
+    with pytest.raises(ValueError, match="shapes"):
+        average_params([trees[0], {**trees[1], "w": np.zeros(3, np.float32)}])
+    with pytest.raises(ValueError, match="at least one"):
+        average_params([])
+
+
+def _run_with_bleus(workdir, bleus: dict):
+    ckpt = Checkpointer(workdir, keep_latest=len(bleus), async_save=False)
+    for step, bleu in bleus.items():
+        ckpt.save(step, make_state(step), make_iter(), {"config": {"step": step}},
+                  None if bleu is None else {"bleu": bleu})
+    ckpt.close()
+
+
+def test_average_last_and_best_n(tmp_path):
+    """The last N or the best N by BLEU are averaged into WORKDIR/averaged (one version, the
+    newest), restorable by name; the training checkpoints, their best and latest, stay."""
+    workdir = str(tmp_path / "w")
+    _run_with_bleus(workdir, {1: 5.0, 2: 30.0, 3: None, 4: 10.0, 5: 20.0})
+    like = jax.eval_shape(lambda: make_state(0).params)
+    with Checkpointer(workdir, read_only=True) as ro:
+        params = {s: ro.restore_params(s, like) for s in ro.all_steps()}
+    for kwargs, steps in [({"last": 3}, [3, 4, 5]), ({"best": 2}, [2, 5]),
+                          ({"last": 1}, [5])]:
+        meta = averaging.average_checkpoints(workdir, **kwargs)
+        assert meta["steps"] == steps and meta["n"] == len(steps)
+        assert meta["method"] == next(iter(kwargs)) and meta["config"] == {"step": steps[-1]}
+        with Checkpointer(workdir, read_only=True) as ro:
+            assert resolve_step(ro, "averaged") == "averaged"
+            assert ro.meta("averaged")["steps"] == steps and ro.metrics("averaged") == {}
+            got = ro.restore_params("averaged", like)
+            assert ro.all_steps() == [1, 2, 3, 4, 5] and ro.best_step() == 2
+            assert resolve_step(ro, "latest") == 5
+        want = average_params([params[s] for s in steps])
+        assert_trees_equal(got, want)
+        assert os.listdir(os.path.join(workdir, "averaged")) != []
+    assert len(os.listdir(os.path.join(workdir, "averaged"))) == 1  # older versions dropped
+    # a training manager (keep 2 + best) reopened on the workdir sees only its own steps
+    with Checkpointer(workdir, keep_latest=2, async_save=False) as train_ckpt:
+        assert 3 in train_ckpt.all_steps() and "averaged" not in map(str, train_ckpt.all_steps())
+
+
+def test_averaging_errors(tmp_path):
+    """N larger than the checkpoints there are (or than those with a BLEU), N < 1, one of last
+    and best, no checkpoints, and no averaged checkpoint yet: each a clear error."""
+    workdir = str(tmp_path / "w")
+    _run_with_bleus(workdir, {10: 5.0, 20: None})
+    with pytest.raises(CheckpointError, match=r"last 3 checkpoints: .* holds 2 \(steps \[10, 20"
+                                              r"\]\).*keep_checkpoints"):
+        averaging.average_checkpoints(workdir, last=3)
+    with pytest.raises(CheckpointError, match="best 2 checkpoints by bleu: 1 of the 2"):
+        averaging.average_checkpoints(workdir, best=2)
+    for kwargs in ({"last": 0}, {"best": -1}, {"last": 1.5}):
+        with pytest.raises(UsageError, match=">= 1"):
+            averaging.average_checkpoints(workdir, **kwargs)
+    for kwargs in ({}, {"last": 1, "best": 1}):
+        with pytest.raises(UsageError, match="exactly one"):
+            averaging.average_checkpoints(workdir, **kwargs)
+    with Checkpointer(workdir, read_only=True) as ro, \
+            pytest.raises(CheckpointError, match="No averaged checkpoint.*scripts/average.py"):
+        resolve_step(ro, "averaged")
+    os.makedirs(tmp_path / "empty" / "checkpoints")
+    with pytest.raises(CheckpointError, match="No checkpoint in .* to average"):
+        averaging.average_checkpoints(str(tmp_path / "empty"), last=1)
+    with pytest.raises(CheckpointError, match="No checkpoint in"):
+        averaging.average_checkpoints(str(tmp_path / "nothing"), last=1)

@@ -1,0 +1,37 @@
+"""Averages the parameters of a run's last N or best N checkpoints into its "averaged" one.
+
+    python scripts/average.py --workdir runs/base --last 5
+    python scripts/average.py --workdir runs/base --best 3     # by the validation BLEU saved
+    python scripts/evaluate.py --workdir runs/base --checkpoint averaged
+
+The average is written atomically to WORKDIR/averaged (replacing an earlier one); the training
+checkpoints are untouched, and a resumed training continues from its own latest checkpoint.
+"""
+
+from absl import app, flags
+
+from jaxattn import cli
+from jaxattn.averaging import average_checkpoints, averaged_dir
+from jaxattn.errors import UsageError
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
+_LAST = flags.DEFINE_integer("last", None, "Average the newest N checkpoints.")
+_BEST = flags.DEFINE_integer("best", None, "Average the N checkpoints with the highest "
+                             "validation BLEU.")
+flags.mark_flag_as_required("workdir")
+
+
+def run(argv):
+    cli.no_arguments(argv)
+    if (_LAST.value is None) == (_BEST.value is None):
+        raise UsageError("Give one of --last N and --best N.")
+    cli.check_positive("last", "best")
+    meta = average_checkpoints(_WORKDIR.value, last=_LAST.value, best=_BEST.value)
+    scores = ", ".join(f"{s}: {m['bleu']:.2f}" if "bleu" in m else str(s)
+                       for s, m in meta["sources"].items())
+    print(f"averaged the {meta['method']} {meta['n']} checkpoints (step: BLEU; {scores}) into "
+          f"{averaged_dir(_WORKDIR.value)}; use --checkpoint averaged.")
+
+
+if __name__ == "__main__":
+    app.run(cli.main(run), flags_parser=cli.parse_flags)
