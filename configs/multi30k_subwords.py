@@ -1,0 +1,27 @@
+"""Multi30k de -> en on subwords: configs/multi30k.py with one joint SentencePiece BPE model
+(8000 pieces, shared by German and English, trained on the training split only and saved in
+the workdir as joint_spm.model) instead of word tokens, so no test word is <unk>. Output is
+detokenized plain text, scored by sacreBLEU as in configs/multi30k.py.
+
+    python scripts/train.py --config configs/multi30k_subwords.py \
+        --workdir runs/multi30k_subwords --config.data.path=../shared/data/multi30k
+
+Not measured yet (the word model: 35.71 greedy, 38.16 beam 5 on test_2016_flickr).
+"""
+
+import os
+import runpy
+
+_words = runpy.run_path(os.path.join(os.path.dirname(__file__), "multi30k.py"))
+
+
+def get_config():
+    config = _words["get_config"]()
+    d = config.data
+    d.tokenizer = "sentencepiece"
+    d.sp_model_type, d.sp_vocab_size, d.sp_joint = "bpe", 8000, True
+    d.sp_byte_fallback = True  # an unseen character is spelt in bytes, never <unk>
+    d.vocab_min_freq = 1  # the vocabulary is the model's pieces
+    d.max_length = 64  # pieces a side (sentences are longer in pieces than in words)
+    config.eval.max_decode_len = 80
+    return config
