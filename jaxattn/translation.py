@@ -99,13 +99,13 @@ def _is_number(v) -> bool:
 
 def check_decode_options(o: DecodeOptions) -> None:
     """UsageError for a bad value or an inconsistent combination of decoding options."""
-    if o.method not in METHODS:
-        raise UsageError(f"method must be one of {list(METHODS)}, got {o.method!r}.")
     for name, low in (("beam_size", 1), ("n_best", 1), ("top_k", 0), ("seed", 0)):
         v = getattr(o, name)
         if not _is_int(v) or v < low or (name == "seed" and v >= 2 ** 32):
             raise UsageError(f"{name} must be an integer >= {low}"
                              + (" and < 2**32" if name == "seed" else "") + f", got {v!r}.")
+    if o.method not in METHODS:
+        raise UsageError(f"method must be one of {list(METHODS)}, got {o.method!r}.")
     if o.alpha is not None and not _is_number(o.alpha):
         raise UsageError(f"alpha must be a finite number or None, got {o.alpha!r}.")
     if not _is_number(o.beta) or o.beta < 0:
