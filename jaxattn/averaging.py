@@ -198,20 +198,17 @@ def averaged_meta(workdir: str) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
-def restore_averaged(workdir: str, abstract_params) -> dict:
-    """The averaged parameters as numpy arrays shaped like `abstract_params`; CheckpointError
-    if there are none or they do not fit the model (naming the parameter)."""
-    manager, version = _reader(workdir)
+def restore_averaged(ckpt: checkpoints.Checkpointer, abstract_params) -> dict:
+    """The averaged parameters of `ckpt`'s run as numpy arrays shaped like `abstract_params`;
+    CheckpointError if there are none or they do not fit the model (naming the parameter and
+    the vocabulary file). `Checkpointer.restore_params(AVERAGED, ...)` calls this."""
+    manager, version = _reader(ckpt.workdir)
     try:
-        saved = checkpoints._shapes(_saved_tree(os.path.join(averaged_dir(workdir),
+        saved = checkpoints._shapes(_saved_tree(os.path.join(averaged_dir(ckpt.workdir),
                                                              str(version), "params")))
-        want = checkpoints._shapes(abstract_params)
-        for name, shape in want.items():
+        for name, shape in checkpoints._shapes(abstract_params).items():
             if saved.get(name) != shape:
-                raise CheckpointError(
-                    f"Parameter {name} has shape {saved.get(name)} in the averaged checkpoint "
-                    f"({averaged_dir(workdir)}) but {shape} in this model: the checkpoint is "
-                    "from another model or vocabulary. Average the run's checkpoints again.")
+                raise CheckpointError(ckpt.shape_message(AVERAGED, name, saved.get(name), shape))
         restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray),
                                     abstract_params)
         args = ocp.args.PyTreeRestore(item=abstract_params, restore_args=restore_args)

@@ -257,13 +257,14 @@ class Checkpointer:
             if saved[name] != shape:
                 raise CheckpointError(self.shape_message(step, name, saved[name], shape))
 
-    def shape_message(self, step: int, name: str, saved: tuple, now: tuple) -> str:
+    def shape_message(self, step: int | str, name: str, saved: tuple, now: tuple) -> str:
         vocab = next((f for prefix, f in VOCAB_PARAMS.items() if name.startswith(prefix)), None)
         why = (f"{os.path.join(self.workdir, vocab)} has changed since the checkpoint was saved "
                "(restore the original file, or use a new --workdir)" if vocab else
                f"the model config differs from the run's {CONFIG_FILE}")
-        return (f"Parameter {name} has shape {saved} in the checkpoint at step {step} but "
-                f"{now} in this model: {why}.")
+        at = f"at step {step}" if step != AVERAGED else f"'{AVERAGED}'"
+        return f"Parameter {name} has shape {saved} in the checkpoint {at} but {now} in this " \
+            f"model: {why}."
 
     def quarantine(self, step: int, error: BaseException) -> None:
         """Moves an unreadable step aside (checkpoints/corrupt-<step>), so that it is saved
@@ -294,7 +295,7 @@ class Checkpointer:
         if step == AVERAGED:
             from jaxattn import averaging
 
-            return averaging.restore_averaged(self.workdir, abstract_params)
+            return averaging.restore_averaged(self, abstract_params)
         self._check_params(step, abstract_params)
         restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray),
                                     abstract_params)

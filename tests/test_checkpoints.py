@@ -175,3 +175,44 @@ def test_averaging_errors(tmp_path):
         averaging.average_checkpoints(str(tmp_path / "empty"), last=1)
     with pytest.raises(CheckpointError, match="No checkpoint in"):
         averaging.average_checkpoints(str(tmp_path / "nothing"), last=1)
+
+
+def test_averaged_checkpoint_of_a_run_translates(tiny_run, tmp_path):
+    """scripts/average.py averages the tiny run's two checkpoints; Translator.from_workdir(w,
+    "averaged") restores exactly their mean and translates; a changed vocabulary file is named;
+    too many checkpoints asked for is one error line."""
+    import shutil
+    import subprocess
+    import sys
+
+    from jaxattn.inference import InferenceError, Translator
+
+    w = tmp_path / "w"
+    shutil.copytree(tiny_run.workdir, w)
+    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts", "average.py")
+    r = subprocess.run([sys.executable, script, f"--workdir={w}", "--last=2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "averaged the last 2 checkpoints" in r.stdout, r.stderr
+    bad = subprocess.run([sys.executable, script, f"--workdir={w}", "--last=3"],
+                         capture_output=True, text=True, timeout=300)
+    errors = [x for x in bad.stderr.splitlines() if x.startswith("error:")]
+    assert bad.returncode == 1 and len(errors) == 1 and "holds 2" in errors[0], bad.stderr
+
+    tr = Translator.from_workdir(str(w), "averaged")
+    assert tr.step == "averaged"
+    with Checkpointer(str(w), read_only=True) as ro:
+        assert ro.all_steps() == [150, 300] and ro.meta("averaged")["steps"] == [150, 300]
+        like = jax.eval_shape(lambda: tr.variables["params"])
+        want = average_params([ro.restore_params(s, like) for s in (150, 300)])
+    assert_trees_equal(tr.variables["params"], want)
+    out = tr.translate(["1 2 3 4", "5 6 7"])
+    assert len(out) == 2 and all(t.tokens for t in out)
+
+    vocab = (w / "tgt_vocab.txt").read_text().splitlines()
+    (w / "tgt_vocab.txt").write_text("\n".join(vocab[:-2] + vocab[-1:] + vocab[-2:-1]) + "\n")
+    with pytest.raises(InferenceError, match="tgt_vocab.txt is changed since the checkpoint "
+                                             "at step averaged"):  # same size: the sha256
+        Translator.from_workdir(str(w), "averaged")
+    (w / "tgt_vocab.txt").write_text("\n".join(vocab + ["extra"]) + "\n")
+    with pytest.raises(InferenceError, match="checkpoint 'averaged' .*tgt_vocab.txt has changed"):
+        Translator.from_workdir(str(w), "averaged")  # another size: the parameter's shape
