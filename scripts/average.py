@@ -27,9 +27,9 @@ def run(argv):
         raise UsageError("Give one of --last N and --best N.")
     cli.check_positive("last", "best")
     meta = average_checkpoints(_WORKDIR.value, last=_LAST.value, best=_BEST.value)
-    scores = ", ".join(f"{s}: {m['bleu']:.2f}" if "bleu" in m else str(s)
-                       for s, m in meta["sources"].items())
-    print(f"averaged the {meta['method']} {meta['n']} checkpoints (step: BLEU; {scores}) into "
+    steps = ", ".join(f"{s} (BLEU {m['bleu']:.2f})" if "bleu" in m else f"{s} (no BLEU)"
+                      for s, m in meta["sources"].items())
+    print(f"averaged the {meta['method']} {meta['n']} checkpoints, steps {steps}, into "
           f"{averaged_dir(_WORKDIR.value)}; use --checkpoint averaged.")
 
 
