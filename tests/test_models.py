@@ -208,16 +208,26 @@ def test_ratio_extremes_match_decode_step_loops(init):
     variables = init(model)
     src, lengths, targets = make_src(), jnp.asarray(LENGTHS), make_targets().astype(jnp.int32)
 
-    @jax.jit  # one compile for the four variants
-    def run(variables):
+    @jax.jit  # one compile for the six variants
+    def run(variables, one, zero):
+        key = jax.random.key(0)
         return (
             model.apply(variables, src, lengths, targets, teacher_forcing_ratio=1.0),
             model.apply(variables, src, lengths, targets, teacher_forcing_ratio=0.0),
             model.apply(variables, src, lengths, None, max_len=T),
             model.apply(variables, src, lengths, targets),
+            # traced ratios (a schedule's values inside train_step): coins, exact at 1 and 0
+            model.apply(variables, src, lengths, targets, teacher_forcing_ratio=one, rng=key),
+            model.apply(variables, src, lengths, targets, teacher_forcing_ratio=zero, rng=key),
         )
 
-    (forced, forced_w), (free, free_w), (nothing, nothing_w), (default, _) = run(variables)
+    (forced, forced_w), (free, free_w), (nothing, nothing_w), (default, _), traced_one, \
+        traced_zero = run(variables, jnp.float32(1.0), jnp.float32(0.0))
+    tree_allclose(traced_one, (forced, forced_w), rtol=1e-5, atol=1e-6)
+    tree_allclose(traced_zero, (free, free_w), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="rng"):
+        jax.eval_shape(lambda: model.apply(variables, src, lengths, targets,
+                                           teacher_forcing_ratio=jnp.float32(1.0)))
     ref_forced, ref_forced_w = python_loop(model, variables, src, lengths, targets, True)
     ref_free, ref_free_w = python_loop(model, variables, src, lengths, targets, False)
     np.testing.assert_allclose(forced, ref_forced, rtol=1e-5, atol=1e-5)
