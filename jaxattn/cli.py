@@ -28,25 +28,50 @@ USAGE_EXIT, ERROR_EXIT, INTERRUPTED_EXIT = 2, 1, 130
 FLAGS = flags.FLAGS
 
 
-def define_run_flags(*, workdir: bool = True) -> None:
+ENSEMBLE_HELP = "; several, comma-separated: an ensemble (the same vocabularies)"
+
+
+def define_run_flags(*, workdir: bool = True, ensemble: bool = False) -> None:
     """--workdir (required; `workdir=False`: the script names its runs otherwise) and
-    --checkpoint."""
+    --checkpoint; `ensemble`: several runs, comma-separated, decode as one (`run_specs`)."""
     if workdir:
-        flags.DEFINE_string("workdir", None, "A training run's directory.")
+        flags.DEFINE_string("workdir", None, "A training run's directory"
+                            + (ENSEMBLE_HELP if ensemble else "") + ".")
         flags.mark_flag_as_required("workdir")
-    flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' or a step number.")
+    flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' or a step number" + (
+        "; for several runs one for all, or one each, comma-separated" if ensemble else "") + ".")
 
 
 def define_decoding_flags() -> None:
-    """--beam_size, --alpha, --max_len, --batch_size; unset: the run's config.eval values."""
+    """The search (--method, --beam_size, --alpha, --beta, --n_best; sampling: --temperature,
+    --top_k, --top_p, --seed), --max_len, --batch_size, and unknown-word replacement
+    (--replace_unk, --unk_dictionary); unset: the run's config.eval values or
+    DecodeOptions' defaults."""
+    flags.DEFINE_enum("method", None, ["greedy", "beam", "sample"], "Search; default: beam "
+                      "if the beam size is > 1, else greedy.")
     flags.DEFINE_integer("beam_size", None, "Beam size (1: greedy); default: the run's "
-                         "config.eval.beam_size.")
+                         "config.eval.beam_size (1 for --method=greedy|sample).")
     flags.DEFINE_float("alpha", None, "Length penalty exponent; default: the run's "
                        "config.eval.length_penalty.")
+    flags.DEFINE_float("beta", None, "Coverage penalty weight of beam search (Wu et al. "
+                       "2016); default 0.")
+    flags.DEFINE_integer("n_best", None, "Hypotheses per sentence (beam: <= --beam_size; "
+                         "sample: samples); default 1.")
+    flags.DEFINE_float("temperature", None, "Sampling temperature (0: greedy); default 1.")
+    flags.DEFINE_integer("top_k", None, "Sample among the k most likely tokens (0: all, the "
+                         "default).")
+    flags.DEFINE_float("top_p", None, "Nucleus sampling: among the fewest tokens with this "
+                       "much probability; default 1 (all).")
+    flags.DEFINE_integer("seed", None, "Sampling seed (the same seed, input and --batch_size "
+                         "give the same samples); default 0.")
     flags.DEFINE_integer("max_len", None, "Decoding steps; default: the run's "
                          "config.eval.max_decode_len, more for long sentences.")
     flags.DEFINE_integer("batch_size", None, "Sentences a batch; default: the run's "
                          "config.eval.batch_size.")
+    flags.DEFINE_bool("replace_unk", False, "Replace each output <unk> by the source word "
+                      "attended most at that step (word-level runs with an <unk> token).")
+    flags.DEFINE_string("unk_dictionary", None, "With --replace_unk: a 'source<TAB>target' "
+                        "file mapping the attended source word to its replacement.")
 
 
 def define_eval_data_flags() -> None:
@@ -90,11 +115,43 @@ def no_arguments(argv) -> None:
         raise UsageError(f"Unexpected arguments: {argv[1:]} (options are --name=value).")
 
 
+SEARCH_FLAGS = ("method", "beam_size", "alpha", "beta", "n_best", "temperature", "top_k",
+                "top_p", "seed")
+
+
 def decoding_options(default_beam_size: int) -> dict:
-    """translate()/evaluate() keyword arguments from the decoding flags (checked)."""
+    """translate()/evaluate() keyword arguments from the decoding flags: options (a
+    DecodeOptions, checked), max_len, batch_size, replace_unk, unk_dictionary."""
+    from jaxattn.translation import DecodeOptions  # jax: only for the scripts that decode
+
     check_positive("beam_size", "max_len", "batch_size")
-    return dict(beam_size=FLAGS.beam_size or default_beam_size, alpha=FLAGS.alpha,
-                max_len=FLAGS.max_len, batch_size=FLAGS.batch_size)
+    given = {name: FLAGS[name].value for name in SEARCH_FLAGS if FLAGS[name].value is not None}
+    if "beam_size" not in given and FLAGS.method in (None, "beam"):
+        given["beam_size"] = default_beam_size
+    return dict(options=DecodeOptions(**given), max_len=FLAGS.max_len,
+                batch_size=FLAGS.batch_size, replace_unk=FLAGS.replace_unk,
+                unk_dictionary=FLAGS.unk_dictionary)
+
+
+def reject_flags(names, why: str) -> None:
+    """UsageError naming the flags among `names` given on the command line, with `why`."""
+    given = [f"--{name}" for name in names if FLAGS[name].present]
+    if given:
+        raise UsageError(f"{', '.join(given)}: {why}")
+
+
+def run_specs(workdirs: str) -> tuple[list[str], list[str]]:
+    """(workdirs, checkpoints) of a comma-separated --workdir (several runs: an ensemble) and
+    --checkpoint (one for all, or one per workdir)."""
+    dirs = [w.strip() for w in workdirs.split(",") if w.strip()]
+    ckpts = [c.strip() for c in FLAGS.checkpoint.split(",")]
+    if not dirs:
+        raise UsageError("--workdir names no run.")
+    if len(ckpts) not in (1, len(dirs)) or not all(ckpts):
+        raise UsageError(f"--checkpoint={FLAGS.checkpoint} gives {len(ckpts)} checkpoints for "
+                         f"{len(dirs)} workdirs: give one for all, or one per --workdir "
+                         "(comma-separated).")
+    return dirs, ckpts * len(dirs) if len(ckpts) == 1 else ckpts
 
 
 def eval_data_options() -> dict:

@@ -100,8 +100,7 @@ def run(argv):
         ))
         print(f"{name}: BLEU {r['bleu']:.2f}, chrF {r['chrf']:.2f}", file=sys.stderr)
     print(table(rows))
-    beam = decoding["beam_size"]
-    search = "greedy" if beam == 1 else f"beam {beam}"
+    search = decoding["options"].describe()
     print(f"\n{rows[0]['data']}, {rows[0]['sentences']} sentences, {search}; "
           f"BLEU|{rows[0]['bleu_signature']}; chrF2|{rows[0]['chrf_signature']}")
     if FLAGS.json:

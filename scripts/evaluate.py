@@ -4,15 +4,25 @@
     python scripts/evaluate.py --workdir runs/base --checkpoint best --beam_size 5
     python scripts/evaluate.py --workdir runs/base --src test.fr --ref test.en --output hyp.txt
     python scripts/evaluate.py --workdir runs/base --tsv eng-fra.txt     # English<TAB>French
+    python scripts/evaluate.py --workdir runs/a,runs/b --checkpoint best  # an ensemble
+    python scripts/evaluate.py --workdir runs/base --method sample --top_p 0.9 --seed 1
+    python scripts/evaluate.py --workdir runs/base --src s.fr --ref r.en --score [--per_token]
 
 The checkpoint is restored with its own config and vocabularies (WORKDIR/config.json and the
 vocabulary files). --split reads the run's corpus (reusing the prepared dataset); --src/--ref
 and --tsv need no corpus. A TSV in the tutorial's format is normalized, turned around and
 filtered exactly as the training corpus was. --output writes the hypotheses, one a line, and a
-JSON result beside them (or at --json).
+JSON result beside them (or at --json). Several comma-separated --workdir runs (same
+vocabularies) decode as one ensemble; the decoding flags are those of jaxattn/cli.py.
+
+--score prints the model's log-probability of each reference given its source (forced
+decoding), one a line in input order; --per_token adds, tab-separated, the reference's tokens
+(then the EOS token) and their log-probabilities (space-separated): `LOGPROB<TAB>TOKENS<TAB>
+LOGPROBS`. A summary goes to stderr; --output writes the lines to a file instead of stdout.
 """
 
 import json
+import math
 import os
 import sys
 
@@ -20,13 +30,19 @@ from absl import app, flags
 
 from jaxattn import cli, inference
 from jaxattn.data.readers import summary
+from jaxattn.errors import UsageError
 from jaxattn.workdir import write_text
 
-cli.define_run_flags()
+cli.define_run_flags(ensemble=True)
 cli.define_decoding_flags()
 cli.define_eval_data_flags()
 _OUTPUT = flags.DEFINE_string("output", None, "Write the hypotheses here, one a line (and the "
-                              "JSON result beside them, unless --json).")
+                              "JSON result beside them, unless --json); with --score, the "
+                              "scores.")
+_SCORE = flags.DEFINE_bool("score", False, "Print the model's log-probability of each "
+                           "reference (forced decoding) instead of translating.")
+_PER_TOKEN = flags.DEFINE_bool("per_token", False, "With --score: also each token's "
+                               "log-probability.")
 FLAGS = flags.FLAGS
 
 
@@ -44,26 +60,32 @@ def run(argv):
     cli.no_arguments(argv)
     data_options = cli.eval_data_options()
     cli.check_positive("beam_size", "max_len", "batch_size")
-    workdir = FLAGS.workdir
-    translator = inference.Translator.from_workdir(workdir, FLAGS.checkpoint)
+    if _SCORE.value:
+        cli.reject_flags(cli.SEARCH_FLAGS + ("max_len", "replace_unk", "unk_dictionary"),
+                         "no search runs with --score.")
+    elif _PER_TOKEN.value:
+        raise UsageError("--per_token goes with --score.")
+    translator = inference.Translator.from_workdirs(*cli.run_specs(FLAGS.workdir))
     sources, refs, counts = inference.load_pairs(translator, **data_options)
     what = describe(data_options, counts)
+    if _SCORE.value:
+        return score(translator, sources, refs, what)
     empty = sum(not s.strip() for s in sources)
     if empty:
         print(f"warning: {empty} empty source line(s): empty hypotheses.", file=sys.stderr)
     decoding = cli.decoding_options(translator.config.eval.beam_size)
     result = translator.evaluate(sources, refs, warmup=FLAGS.warmup, **decoding)
     hyps = result.pop("hypotheses")
-    beam = decoding["beam_size"]
-    search = "greedy" if beam == 1 else f"beam {beam}, alpha {result['alpha']:g}"
-    print(f"{workdir} step {translator.step} ({search}) on {what}: {len(sources)} sentences, "
+    search = translator.options(decoding["options"]).describe()
+    print(f"{runs(translator)} ({search}) on {what}: {len(sources)} sentences, "
           f"{result['seconds']:.2f} s, {result['sentences_per_sec']:.1f} sentences/s"
           + (" (with compilation)" if result["includes_compilation"] else ""))
     print(inference.format_scores(result))
     if result["unfinished"]:
         print(f"warning: {result['unfinished']} translation(s) reached max_len without EOS.",
               file=sys.stderr)
-    result.update(workdir=os.path.abspath(workdir), data=what, checkpoint=FLAGS.checkpoint)
+    result.update(workdir=os.path.abspath(translator.workdir), data=what,
+                  checkpoint=FLAGS.checkpoint)
     if _OUTPUT.value:
         write_text(_OUTPUT.value, "".join(h + "\n" for h in hyps))
         print(f"hypotheses: {_OUTPUT.value}")
@@ -71,6 +93,29 @@ def run(argv):
     if json_path:
         write_text(json_path, json.dumps(result, indent=2) + "\n")
         print(f"result: {json_path}")
+
+
+def runs(translator) -> str:
+    """'DIR step N', or 'ensemble of DIR step N + DIR step M'."""
+    names = " + ".join(f"{w} step {s}" for w, s in translator.members)
+    return names if len(translator.members) == 1 else f"ensemble of {names}"
+
+
+def score(translator, sources, refs, what: str) -> None:
+    """--score: one log-probability (and with --per_token the tokens' ones) a line."""
+    scores = translator.score(sources, refs, batch_size=FLAGS.batch_size)
+    lines = [f"{s.log_prob:.4f}" + (f"\t{' '.join(s.tokens)}\t"
+                                    + " ".join(f"{x:.4f}" for x in s.token_log_probs)
+                                    if _PER_TOKEN.value else "") for s in scores]
+    total, tokens = sum(s.log_prob for s in scores), sum(len(s.tokens) for s in scores)
+    if _OUTPUT.value:
+        write_text(_OUTPUT.value, "".join(line + "\n" for line in lines))
+    else:
+        print("\n".join(lines))
+    print(f"{runs(translator)} on {what}: {len(scores)} references, log-probability {total:.4f}"
+          f", {tokens} tokens (EOS included), {total / tokens:.4f} a token, perplexity "
+          f"{math.exp(-total / tokens):.4f}" + (f"; scores: {_OUTPUT.value}" if _OUTPUT.value
+                                                 else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,22 @@
     python scripts/translate.py --workdir runs/base --beam_size 5 < input.fr > output.en
     python scripts/translate.py --workdir runs/base --attention_png att.png "elle est belle ."
     python scripts/translate.py --exported runs/base-export < input.fr   # scripts/export.py
+    python scripts/translate.py --workdir runs/base --beam_size 5 --n_best 3 < input.fr
+    python scripts/translate.py --workdir runs/base --method sample --temperature 0.8 --n_best 4
+    python scripts/translate.py --workdir runs/a,runs/b --checkpoint best,best   # an ensemble
+    python scripts/translate.py --workdir runs/words --replace_unk --unk_dictionary lex.tsv
 
 Input goes through the run's normalization and tokenizer (for the tutorial corpus: lowercase,
 no accents, punctuation split off). One output line per input line: an empty line gives an
 empty line, and a line that is not UTF-8 gives an empty line, a message and exit status 1.
 --attention_png draws the tutorial's attention heatmap (several sentences: a grid).
+
+--n_best K writes K lines per sentence (fewer only for an empty input line: one), tab-separated:
+`INDEX<TAB>RANK<TAB>SCORE<TAB>TRANSLATION`, INDEX the input sentence (0-based, input order),
+RANK 1 for the best, SCORE the search's score (beam: the log-probability over the length
+penalty, plus the coverage penalty; sampling and greedy: the log-probability); beam search
+lists its K best, sampling (--method sample) K samples ranked by score.
+Several comma-separated --workdir runs (same vocabularies) decode as one ensemble.
 """
 
 import sys
@@ -18,8 +29,9 @@ from absl import app, flags
 from jaxattn import cli, exported, inference, plots
 from jaxattn.data.readers import bad_lines_message, decode_lines
 
-cli.define_run_flags(workdir=False)
-_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
+cli.define_run_flags(workdir=False, ensemble=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory"
+                               + cli.ENSEMBLE_HELP + ".")
 _EXPORTED = flags.DEFINE_string("exported", None, "Translate with an export directory "
                                 "(scripts/export.py) instead of --workdir.")
 cli.define_decoding_flags()
@@ -47,20 +59,26 @@ def run(argv):
     if (_WORKDIR.value is None) == (_EXPORTED.value is None):
         raise inference.UsageError("Give one of --workdir (a training run) and --exported (an "
                                    "export directory).")
+    n_best = FLAGS["n_best"].present
+    if n_best and _VERBOSE.value:
+        raise inference.UsageError("Give one of --n_best (its own format) and --verbose.")
     if _EXPORTED.value:  # a Translator whose decoding runs the jax.export artifacts
         translator = exported.load(_EXPORTED.value).translator
     else:
-        translator = inference.Translator.from_workdir(_WORKDIR.value, FLAGS.checkpoint)
+        translator = inference.Translator.from_workdirs(*cli.run_specs(_WORKDIR.value))
     sentences, bad = read_input(argv)
     if bad:
         print("error: " + bad_lines_message("stdin", bad) + "; their output lines are empty.",
               file=sys.stderr)
     out = translator.translate(sentences, **cli.decoding_options(translator.config.eval.beam_size))
-    for t in out:
-        line = t.text
-        if _VERBOSE.value:
-            line = f"{' '.join(t.input_tokens)}\t{t.text}\t{t.score:.4f}"
-        print(line)
+    for i, t in enumerate(out):
+        if n_best:
+            print("\n".join(f"{i}\t{rank}\t{h.score:.4f}\t{h.text}"
+                            for rank, h in enumerate(t.hypotheses(), 1)))
+        elif _VERBOSE.value:
+            print(f"{' '.join(t.input_tokens)}\t{t.text}\t{t.score:.4f}")
+        else:
+            print(t.text)
     sys.stdout.flush()
     if _ATTENTION_PNG.value:
         plot_attention(translator, out, _ATTENTION_PNG.value)

@@ -114,6 +114,39 @@ def test_translate_non_utf8_lines(run, env):
     assert "error: stdin: 1 line(s) are not valid UTF-8 (line 2)" in err
 
 
+def test_translate_n_best_sampling_and_ensemble(run, env):
+    out, _ = script(env, "translate", f"--workdir={run}", "--beam_size=3", "--n_best=3", "1 2 3",
+                    "", "4 5 6 7")
+    rows = [line.split("\t") for line in out.split("\n")[:-1]]
+    assert [r[:2] for r in rows] == [["0", "1"], ["0", "2"], ["0", "3"], ["1", "1"], ["2", "1"],
+                                     ["2", "2"], ["2", "3"]]
+    assert rows[0][3] == "3 2 1" and rows[3][2:] == ["0.0000", ""] and rows[4][3] == "7 6 5 4"
+    scores = [float(r[2]) for r in rows[:3]]
+    assert scores == sorted(scores, reverse=True) and len({r[3] for r in rows[:3]}) == 3
+    # two runs (the same twice: an ensemble equal to the run), sampling among the top 1 token
+    out, _ = script(env, "translate", f"--workdir={run},{run}", "--checkpoint=300,best",
+                    "--method=sample", "--top_k=1", "--n_best=2", "--seed=7", "1 2 3")
+    assert [line.split("\t")[3] for line in out.split("\n")[:-1]] == ["3 2 1", "3 2 1"]
+
+
+def test_evaluate_ensemble_options_and_score(run, env, tmp_path):
+    src, ref = _write(tmp_path / "src.txt", SOURCES), _write(tmp_path / "ref.txt", REFS)
+    out, _ = script(env, "evaluate", f"--workdir={run},{run}", f"--src={src}", f"--ref={ref}",
+                    "--beam_size=3", "--beta=0.2", "--replace_unk", f"--json={tmp_path / 'r.json'}")
+    assert f"ensemble of {run} step 300 + {run} step 300 (beam 3, alpha 0, beta 0.2)" in out
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["bleu"] > 80 and result["beta"] == 0.2 and result["replace_unk"]
+    assert result["ensemble"] == [dict(workdir=run, step=300)] * 2
+    out, err = script(env, "evaluate", f"--workdir={run}", f"--src={src}", f"--ref={ref}",
+                      "--score", "--per_token")
+    rows = [line.split("\t") for line in out.split("\n")[:-1]]
+    assert len(rows) == 4 and all(len(r) == 3 for r in rows)
+    assert rows[0][1] == "5 1 4 1 3 </s>" and rows[1][1] == "</s>"
+    for total, _, tokens in rows:
+        assert float(total) == pytest.approx(sum(map(float, tokens.split())), abs=1e-3)
+    assert -1 < float(rows[0][0]) < 0 and "4 references, log-probability" in err
+
+
 def test_compare_table(run, env):
     out, _ = script(env, "compare", run, f"{run}@150", "--nowarmup")
     lines = out.strip().split("\n")
@@ -151,6 +184,17 @@ def test_compare_table(run, env):
         (["--workdir={run}", "--src={tmp}/latin1.txt"], 2, "--src needs --ref"),
         (["--workdir={run}", "--beam_size=0"], 2, "--beam_size must be >= 1"),
         (["--workdir={run}", "--no_such_flag"], 2, "Unknown command line flag"),
+        (["--workdir={run}", "--method=sample", "--beam_size=3"], 2, "beam_size=3 is for"),
+        (["--workdir={run}", "--beam_size=2", "--n_best=3"], 2, "n_best=3 > beam_size=2"),
+        (["--workdir={run}", "--method=sample", "--top_p=0"], 2, "top_p must be in (0, 1]"),
+        (["--workdir={run}", "--temperature=0.5"], 2, "are for method='sample'"),
+        (["--workdir={run}", "--method=beam", "--beam_size=2", "--beta=-1"], 2, "beta (the "),
+        (["--workdir={run}", "--replace_unk", "--unk_dictionary={tmp}/missing.tsv"], 1,
+         "Cannot read the unknown-word dictionary"),
+        (["--workdir={run},{run}", "--checkpoint=best,300,150"], 2,
+         "gives 3 checkpoints for 2 workdirs"),
+        (["--workdir={run}", "--score", "--beam_size=2"], 2, "--beam_size: no search runs"),
+        (["--workdir={run}", "--per_token"], 2, "--per_token goes with --score"),
         ([], 2, "--workdir"),
     ],
 )
@@ -168,3 +212,5 @@ def test_translate_and_compare_bad_input(run, env, tmp_path):
     assert "No checkpoint at step 99" in err
     _, err = script(env, "compare", code=2)
     assert "error: Give the runs to compare" in err
+    _, err = script(env, "translate", f"--workdir={run}", "--n_best=2", "--verbose", "1", code=2)
+    assert "error: Give one of --n_best (its own format) and --verbose" in err
