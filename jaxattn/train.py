@@ -81,8 +81,8 @@ def train_step(state: TrainState, batch, base_key, *, model, tc):
     teacher-forcing ratio is `tc.teacher_forcing_schedule`'s value at state.step."""
     step_key = jax.random.fold_in(base_key, state.step)
     dropout_key, tf_key = jax.random.split(step_key)
-    mask = loss_mask(batch, tc.loss_over_padding)
     ratio = teacher_forcing_schedule(tc)(state.step)  # a Python float if constant
+    mask = loss_mask(batch, tc.loss_over_padding)
 
     def loss_fn(params):
         logits, _ = model.apply(
