@@ -100,12 +100,14 @@ _BY_NAME: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
 ATTENTIONS = tuple(name for name in _BY_NAME if name != "pooling")
 
 
-def make_attention(name: str, **kwargs: Any) -> nn.Module:
+def make_attention(name: str, *, dtype: Any = None, **kwargs: Any) -> nn.Module:
     """Builds an attention module by name.
 
     Args:
         name: 'additive'/'bahdanau'/'mlp', 'dot', 'scaled_dot', 'general'/'luong', 'location',
             'local_m', 'local_p', 'kernel' or 'pooling' (any case, '-' or '_').
+        dtype: The compute dtype (e.g. jnp.bfloat16) of the modules with parameters; the
+            parameter-free ones compute in their inputs' dtype. None: float32.
         **kwargs: The module's fields, e.g. hidden=128 for additive, max_length=10 for
             location, kernel='epanechnikov' for kernel.
 
@@ -121,6 +123,8 @@ def make_attention(name: str, **kwargs: Any) -> nn.Module:
     if key not in _BY_NAME:
         raise ValueError(f"Unknown attention {name!r}; choose one of {sorted(_BY_NAME)}.")
     cls, fixed = _BY_NAME[key]
+    if dtype is not None and "dtype" in cls.__dataclass_fields__:
+        kwargs["dtype"] = dtype
     try:
         return cls(**fixed, **kwargs)
     except TypeError as e:

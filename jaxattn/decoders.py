@@ -91,7 +91,7 @@ class Decoder(nn.Module):
     def setup(self):
         if self.needs_attention and self.attention is None:
             raise ValueError(f"{type(self).__name__} needs an attention module.")
-        self.embed = nn.Embed(self.vocab_size, self.embed_dim)
+        self.embed = nn.Embed(self.vocab_size, self.embed_dim, dtype=self.dtype)
         self.cells = [
             make_cell(self.cell, self.hidden, self.dtype, name=f"rnn_{i}")
             for i in range(self.num_layers)
@@ -99,8 +99,8 @@ class Decoder(nn.Module):
         if self.bridge not in BRIDGES:
             raise ValueError(f"Unknown bridge {self.bridge!r}; choose one of {BRIDGES}.")
         if self.bridge == "dense":
-            self.bridge_proj = nn.Dense(self.hidden)
-        self.out = nn.Dense(self.vocab_size)
+            self.bridge_proj = nn.Dense(self.hidden, dtype=self.dtype)
+        self.out = nn.Dense(self.vocab_size, dtype=self.dtype)  # logits: cast to float32
         self.drop = nn.Dropout(self.dropout)
 
     def precompute(self, keys):
@@ -238,7 +238,9 @@ class Decoder(nn.Module):
 
 
 def _attend(attention, query, memory: Memory, t):
-    """(context [B, D_enc], weights [B, S]) of `attention` for query [B, Q] at step t."""
+    """(context [B, D_enc], weights [B, S] float32) of `attention` for query [B, Q] at step t;
+    the query in the keys' (compute) dtype, so that every attention matmul runs in it."""
+    query = query.astype(memory.keys.dtype)
     return attention(query, memory.keys, mask=memory.mask, step=t, cache=memory.cache)
 
 
@@ -287,7 +289,7 @@ class LuongDecoder(Decoder):
 
     def setup(self):
         super().setup()
-        self.combine = nn.Dense(self.hidden, use_bias=False)  # W_c
+        self.combine = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype)  # W_c
 
     def init_state(self, memory: Memory) -> DecoderState:
         state = super().init_state(memory)
@@ -329,7 +331,7 @@ class LegacyDecoder(Decoder):
 
     def setup(self):
         super().setup()
-        self.attn_combine = nn.Dense(self.hidden)
+        self.attn_combine = nn.Dense(self.hidden, dtype=self.dtype)
 
     def _features(self, memory, state, emb, t, *, train: bool = False):
         query = jnp.concatenate([emb, state.rnn[-1][0]], axis=-1)  # [B, E + H]

@@ -51,19 +51,21 @@ def masked_softmax(scores: Array, mask: Array | None, axis: int = -1) -> Array:
         axis: The axis to normalize over.
 
     Returns:
-        Weights of the shape of `scores`, summing to 1 over `axis` (0 for a fully masked row).
+        Float32 weights of the shape of `scores`, summing to 1 over `axis` (0 for a fully
+        masked row): computed in float32 whatever the scores' dtype.
     """
     if mask is None:
-        return jax.nn.softmax(scores, axis=axis)
+        return jax.nn.softmax(scores.astype(jnp.float32), axis=axis)
     mask = jnp.asarray(mask, bool)
     fill = jnp.finfo(scores.dtype).min
-    weights = jax.nn.softmax(jnp.where(mask, scores, fill), axis=axis)
+    weights = jax.nn.softmax(jnp.where(mask, scores, fill).astype(jnp.float32), axis=axis)
     return jnp.where(mask, weights, jnp.zeros((), weights.dtype))
 
 
 def pool(weights: Array, values: Array) -> Array:
-    """Attention pooling: sum_s weights_s values_s, [B, S] x [B, S, D_v] -> [B, D_v]."""
-    return jnp.einsum("...s,...sd->...d", weights, values)
+    """Attention pooling: sum_s weights_s values_s, [B, S] x [B, S, D_v] -> [B, D_v], in the
+    values' dtype (the compute dtype; the weights may be float32)."""
+    return jnp.einsum("...s,...sd->...d", weights.astype(values.dtype), values)
 
 
 def dot_scores(query: Array, keys: Array) -> Array:
