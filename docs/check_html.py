@@ -21,6 +21,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TUTORIALS = Path(__file__).resolve().parent / "tutorials"
 # Figures each tutorial draws (a floor, so a lost plot fails the check).
 MIN_IMAGES = {
+    "attention_pooling_classification": 2,  # training curves + attention heatmap
     "seq2seq_translation": 5,  # loss curve + 4 attention heatmaps
     "attention_from_scratch": 6,
     "jaxattn_in_your_code": 1,
