@@ -68,6 +68,7 @@ def test_same_tokens_as_translator(export_dir, translator, beam_size):
         assert (a.tokens, a.text, a.finished, a.input_tokens, a.unknown) == (
             b.tokens, b.text, b.finished, b.input_tokens, b.unknown)
         np.testing.assert_allclose(a.score, b.score, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(a.log_prob, b.log_prob, rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(a.weights, b.weights, atol=1e-5)
     texts = exported.load(export_dir).translate(sentences, beam_size=beam_size)
     assert texts == [t.text for t in theirs]
@@ -83,6 +84,20 @@ def test_default_beam_and_unknown_beam(export_dir, translator):
         loaded.translate(sentences, beam_size=4)
     with pytest.raises(ExportError, match="max_len"):
         loaded.translator.translate(sentences, max_len=7)
+
+
+@pytest.mark.parametrize("options", [dict(method="sample"), dict(beam_size=BEAM, n_best=2),
+                                     dict(beam_size=BEAM, beta=0.5)])
+def test_searches_no_artifact_serves(export_dir, options):
+    with pytest.raises(ExportError, match="decodes greedy and beam search of one hypothesis "
+                                          "without a coverage penalty, not "):
+        exported.load(export_dir).translator.translate(["1 2 3"], **options)
+
+
+def test_an_ensemble_is_not_exported(run, tmp_path):
+    with pytest.raises(ExportError, match="An ensemble cannot be exported"):
+        exported.export_translator(Translator.from_workdirs([run, run]), str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
 
 
 def test_too_long_input_is_refused(export_dir):
