@@ -168,6 +168,22 @@ def _params(state):
             for k, v in jax.tree_util.tree_leaves_with_path(state.params)}
 
 
+def test_scheduled_sampling_resume_is_bit_exact(tmp_path):
+    """With a decaying teacher-forcing schedule (a ratio from the traced step, coins from the
+    step's key), 10 steps + a resume to 20 give the parameters of 20 uninterrupted steps."""
+    schedule = {"train.teacher_forcing_schedule": "inverse_sigmoid",
+                "train.teacher_forcing_sigmoid_k": 3.0, "train.num_train_steps": 20}
+    ref, _ = train_lib.train_and_evaluate(_config(**schedule), str(tmp_path / "ref"))
+    train_lib.train_and_evaluate(_config(**{**schedule, "train.num_train_steps": 10}),
+                                 str(tmp_path / "w"))
+    resumed, _ = train_lib.train_and_evaluate(_config(**schedule), str(tmp_path / "w"))
+    _assert_equal_params(_params(resumed), _params(ref))
+    forced, _ = train_lib.train_and_evaluate(_config(**{"train.num_train_steps": 20}),
+                                             str(tmp_path / "forced"))
+    assert any(not np.array_equal(a, b) for a, b in
+               zip(_params(forced).values(), _params(ref).values(), strict=True))
+
+
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
     ref, _ = train_lib.train_and_evaluate(_config(), str(tmp_path / "ref"))
     workdir = str(tmp_path / "w")
