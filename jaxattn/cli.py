@@ -42,6 +42,27 @@ def define_run_flags(*, workdir: bool = True, ensemble: bool = False) -> None:
         "; for several runs one for all, or one each, comma-separated" if ensemble else "") + ".")
 
 
+# (type, name, help) of the decoding flags that default to None: the run's config or
+# DecodeOptions' default
+_DECODING_FLAGS = (
+    ("integer", "beam_size", "Beam size (1: greedy); default: the run's config.eval.beam_size "
+     "(1 for --method=greedy|sample)."),
+    ("float", "alpha", "Length penalty exponent; default: the run's config.eval.length_penalty."),
+    ("float", "beta", "Coverage penalty weight of beam search (Wu et al. 2016); default 0."),
+    ("integer", "n_best", "Hypotheses per sentence (beam: <= --beam_size; sample: samples); "
+     "default 1."),
+    ("float", "temperature", "Sampling temperature (0: greedy); default 1."),
+    ("integer", "top_k", "Sample among the k most likely tokens (0: all, the default)."),
+    ("float", "top_p", "Nucleus sampling: among the fewest tokens with this much probability; "
+     "default 1 (all)."),
+    ("integer", "seed", "Sampling seed (the same seed, input and --batch_size give the same "
+     "samples); default 0."),
+    ("integer", "max_len", "Decoding steps; default: the run's config.eval.max_decode_len, more "
+     "for long sentences."),
+    ("integer", "batch_size", "Sentences a batch; default: the run's config.eval.batch_size."),
+)
+
+
 def define_decoding_flags() -> None:
     """The search (--method, --beam_size, --alpha, --beta, --n_best; sampling: --temperature,
     --top_k, --top_p, --seed), --max_len, --batch_size, and unknown-word replacement
@@ -49,25 +70,8 @@ def define_decoding_flags() -> None:
     DecodeOptions' defaults."""
     flags.DEFINE_enum("method", None, ["greedy", "beam", "sample"], "Search; default: beam "
                       "if the beam size is > 1, else greedy.")
-    flags.DEFINE_integer("beam_size", None, "Beam size (1: greedy); default: the run's "
-                         "config.eval.beam_size (1 for --method=greedy|sample).")
-    flags.DEFINE_float("alpha", None, "Length penalty exponent; default: the run's "
-                       "config.eval.length_penalty.")
-    flags.DEFINE_float("beta", None, "Coverage penalty weight of beam search (Wu et al. "
-                       "2016); default 0.")
-    flags.DEFINE_integer("n_best", None, "Hypotheses per sentence (beam: <= --beam_size; "
-                         "sample: samples); default 1.")
-    flags.DEFINE_float("temperature", None, "Sampling temperature (0: greedy); default 1.")
-    flags.DEFINE_integer("top_k", None, "Sample among the k most likely tokens (0: all, the "
-                         "default).")
-    flags.DEFINE_float("top_p", None, "Nucleus sampling: among the fewest tokens with this "
-                       "much probability; default 1 (all).")
-    flags.DEFINE_integer("seed", None, "Sampling seed (the same seed, input and --batch_size "
-                         "give the same samples); default 0.")
-    flags.DEFINE_integer("max_len", None, "Decoding steps; default: the run's "
-                         "config.eval.max_decode_len, more for long sentences.")
-    flags.DEFINE_integer("batch_size", None, "Sentences a batch; default: the run's "
-                         "config.eval.batch_size.")
+    for kind, name, help_text in _DECODING_FLAGS:
+        getattr(flags, f"DEFINE_{kind}")(name, None, help_text)
     flags.DEFINE_bool("replace_unk", False, "Replace each output <unk> by the source word "
                       "attended most at that step (word-level runs with an <unk> token).")
     flags.DEFINE_string("unk_dictionary", None, "With --replace_unk: a 'source<TAB>target' "
