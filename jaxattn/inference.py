@@ -31,7 +31,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Sequence
 
@@ -124,20 +123,9 @@ class Translator:
         have the same vocabularies and text processing (InferenceError naming the difference,
         before any parameters are read). The first run's config sets the text and eval
         defaults."""
-        workdirs = [workdirs] if isinstance(workdirs, (str, os.PathLike)) else list(workdirs)
-        if isinstance(checkpoints, (str, int)):
-            checkpoints = [checkpoints] * len(workdirs)
-        if not workdirs or len(checkpoints) != len(workdirs):
-            raise UsageError(f"Give one workdir or more, and one checkpoint for all or one each:"
-                             f" got {len(workdirs)} workdir(s), {len(checkpoints)} checkpoints.")
-        runs = [restore.load_run(w) for w in workdirs]
-        restore.check_ensemble(runs)
-        (params, step), *more = [restore.restore_params(r, c)
-                                 for r, c in zip(runs, checkpoints, strict=True)]
-        first = runs[0]
+        (first, params, step), *more = restore.restore_runs(workdirs, checkpoints)
         return cls(first.config, params, first.text, step=step, workdir=first.workdir,
-                   ensemble=[(r.config, p, s, r.workdir)
-                             for r, (p, s) in zip(runs[1:], more, strict=True)])
+                   ensemble=[(r.config, p, s, r.workdir) for r, p, s in more])
 
     @property
     def num_params(self) -> int:

@@ -5,6 +5,7 @@ as one ensemble (the same vocabularies and text processing on both sides).
     run = restore.load_run("runs/a")                   # config + tokenizers + vocabularies
     restore.check_ensemble([run, restore.load_run("runs/b")])    # InferenceError if not
     params, step = restore.restore_params(run, "best")
+    [(run_a, params_a, step_a), (run_b, ...)] = restore.restore_runs(["runs/a", "runs/b"], "best")
 """
 
 from __future__ import annotations
@@ -78,6 +79,22 @@ def restore_params(run: Run, checkpoint: str | int = "latest"):
             f"({type(e).__name__}: {why}). Is it complete, and from this run's "
             f"{CONFIG_FILE}? Try another --checkpoint.") from None
     return params, step
+
+
+def restore_runs(workdirs, checkpoints="latest") -> list[tuple[Run, Any, int]]:
+    """[(run, params, step)] of one workdir or a list (an ensemble: `check_ensemble` first, so
+    a mismatch fails before any parameters are read), with one checkpoint for all or a list."""
+    workdirs = list(workdirs) if isinstance(workdirs, (list, tuple)) else [workdirs]
+    if isinstance(checkpoints, (list, tuple)):
+        checkpoints = list(checkpoints)
+    else:
+        checkpoints = [checkpoints] * len(workdirs)
+    if not workdirs or len(checkpoints) != len(workdirs):
+        raise UsageError(f"Give one workdir or more, and one checkpoint for all or one each: "
+                         f"got {len(workdirs)} workdir(s), {len(checkpoints)} checkpoints.")
+    runs = [load_run(w) for w in workdirs]
+    check_ensemble(runs)
+    return [(r, *restore_params(r, c)) for r, c in zip(runs, checkpoints, strict=True)]
 
 
 def max_src_positions(config) -> int:

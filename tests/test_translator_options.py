@@ -172,6 +172,8 @@ def test_ensemble_text_processing_must_match(tiny_run, tmp_path):
         Translator.from_workdirs([tiny_run.workdir, str(other)])
     with pytest.raises(UsageError, match="one checkpoint for all or one each"):
         Translator.from_workdirs([tiny_run.workdir, tiny_run.workdir], ["best"] * 3)
+    with pytest.raises(UsageError, match="workdir must be a directory path, not 5"):
+        Translator.from_workdirs([tiny_run.workdir, 5])
 
 
 # ------------------------------------------------------------------------------ unknown words
