@@ -75,6 +75,8 @@ class Encoder(nn.Module):
             finals.append(carry)
         if lengths is not None:
             x = jnp.where(valid_mask(lengths, x.shape[1])[..., None], x, 0.0)
+        if self.dtype is not None:  # the attention's keys and values: in the compute dtype
+            x = x.astype(self.dtype)
         return x, tuple(finals)
 
     @property

@@ -138,6 +138,11 @@ class Seq2Seq(nn.Module):
         return logits, weights
 
 
+def compute_dtype(c: ml_collections.ConfigDict):
+    """config.model.dtype as the modules' `dtype` field: None for float32 (the default)."""
+    return jnp.dtype(c.dtype) if c.dtype != "float32" else None
+
+
 def _attention_from_config(c, query_dim: int, key_dim: int) -> nn.Module:
     name = c.attention
     kwargs = {}
@@ -157,7 +162,7 @@ def _attention_from_config(c, query_dim: int, key_dim: int) -> nn.Module:
             f"({key_dim}) directly, so their sizes must match; use 'general' or 'additive', or "
             "set hidden/bidirectional so that they match."
         )
-    return attention_lib.make_attention(name, **kwargs)
+    return attention_lib.make_attention(name, dtype=compute_dtype(c), **kwargs)
 
 
 def build_model(c: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_size: int,
@@ -176,7 +181,7 @@ def build_model(c: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_siz
     Raises:
         ValueError: For an unknown decoder or attention, or sizes that cannot match.
     """
-    dtype = jnp.dtype(c.dtype) if c.dtype != "float32" else None
+    dtype = compute_dtype(c)
     shared = dict(embed_dim=c.embed_dim, hidden=c.hidden, cell=c.cell, unroll=c.unroll, dtype=dtype)
     encoder = Encoder(vocab_size=src_vocab_size, num_layers=c.encoder_layers,
                       bidirectional=c.bidirectional, dropout=c.dropout,
