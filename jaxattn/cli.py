@@ -38,8 +38,10 @@ def define_run_flags(*, workdir: bool = True, ensemble: bool = False) -> None:
         flags.DEFINE_string("workdir", None, "A training run's directory"
                             + (ENSEMBLE_HELP if ensemble else "") + ".")
         flags.mark_flag_as_required("workdir")
-    flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' or a step number" + (
-        "; for several runs one for all, or one each, comma-separated" if ensemble else "") + ".")
+    flags.DEFINE_string("checkpoint", "latest", "'latest', 'best', 'averaged' "
+                        "(scripts/average.py) or a step number" + (
+                            "; for several runs one for all, or one each, comma-separated"
+                            if ensemble else "") + ".")
 
 
 # (type, name, help) of the decoding flags that default to None: the run's config or
