@@ -1,10 +1,10 @@
 """What a translation is and how one is asked for: `DecodeOptions` (the search and its
 settings, checked once), `Translation` (one sentence's output, with its n-best alternatives),
-`Score` (a forced-decoding score), and the errors of the inference API.
+`Score` (a forced-decoding score), and the errors of the inference API::
 
     opts = DecodeOptions(method="beam", beam_size=5, n_best=3, beta=0.2)
     [t] = translator.translate(["il est grand ."], opts)   # or translate(s, beam_size=5, ...)
-    for h in t.hypotheses():                               # best first: t, *t.alternatives
+    for h in t.hypotheses():                               # best first
         print(h.score, h.text)
 
 Methods: 'greedy'; 'beam' (beam_size, alpha: length penalty, beta: coverage penalty, n_best
@@ -176,7 +176,7 @@ class Translation:
     alternatives: list[Translation] = dataclasses.field(default_factory=list)  # ranks 2..n
 
     def hypotheses(self) -> list[Translation]:
-        """All n-best hypotheses, best first: [self, *self.alternatives]."""
+        """All n-best hypotheses, best first: this one, then `alternatives`."""
         return [self, *self.alternatives]
 
 
