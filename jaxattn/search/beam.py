@@ -53,7 +53,7 @@ class BeamState:
     done: jax.Array  # [B] bool: nothing alive can still enter the pool
 
 
-def beam_loop(model, variables, memory, state, src_steps, alpha, beta=0.0, src_len=None, *,
+def beam_loop(model, variables, memory, state, src_steps, alpha, beta=None, src_len=None, *,
               bos_id, eos_id, pad_id, max_len, beam_size, n_best):
     """Beam search from an encoded batch (leaves [B, ...]) -> SearchResult with [B, N, ...].
 
@@ -100,8 +100,9 @@ def beam_loop(model, variables, memory, state, src_steps, alpha, beta=0.0, src_l
         # extensions ending in EOS join the pool (kept sorted; ties keep the older entry)
         ended = (tok == eos_id) & (top_logp > neg_inf)  # [B, K]
         length = t + 1
-        cp = coverage_penalty(weights, None if src_len is None else src_len[:, None], beta)
-        new_scores = jnp.where(ended, top_logp / length_penalty(length, alpha) + cp, neg_inf)
+        normalized = _plus_coverage(top_logp / length_penalty(length, alpha), weights, src_len,
+                                    beta)  # [B, K]
+        new_scores = jnp.where(ended, normalized, neg_inf)
         scores = jnp.concatenate([c.fin_scores, new_scores], axis=1)  # [B, N + K]
         fin_scores, sel = lax.top_k(scores, n)  # [B, N]
 
@@ -151,13 +152,12 @@ def _n_best(c: BeamState, n: int, k: int, alpha, beta, src_len) -> SearchResult:
 
     alive_logp_n = gather(alive_logp, alive_slot)  # [B, N]
     alive_weights = gather(c.alive_weights, order)  # [B, min(N, K), T, S]
-    cp = coverage_penalty(gather(alive_weights, alive_slot),
-                          None if src_len is None else src_len[:, None], beta)  # [B, N]
+    alive_scores = _plus_coverage(alive_logp_n / length_penalty(c.t, alpha),
+                                  gather(alive_weights, alive_slot), src_len, beta)  # [B, N]
     return SearchResult(
         tokens=fill(c.fin_tokens, gather(c.alive_tokens, order)),
         lengths=jnp.where(from_fin, c.fin_lengths, c.t),
-        scores=jnp.where(from_fin, c.fin_scores,
-                         alive_logp_n / length_penalty(c.t, alpha) + cp),
+        scores=jnp.where(from_fin, c.fin_scores, alive_scores),
         log_probs=jnp.where(from_fin, c.fin_logp, alive_logp_n),
         weights=fill(c.fin_weights, alive_weights),
         finished=from_fin,
@@ -165,14 +165,23 @@ def _n_best(c: BeamState, n: int, k: int, alpha, beta, src_len) -> SearchResult:
     )
 
 
-def add_greedy(beam: SearchResult, greedy: SearchResult, alpha, beta=0.0, src_len=None
+def _plus_coverage(scores, weights, src_len, beta):
+    """scores [B, M] + the coverage penalty of weights [B, M, T, S] over the src_len [B] real
+    positions; beta None: no penalty, and nothing computed (beam_search passes None for 0)."""
+    if beta is None:
+        return scores
+    return scores + coverage_penalty(weights, None if src_len is None else src_len[:, None],
+                                     beta)
+
+
+def add_greedy(beam: SearchResult, greedy: SearchResult, alpha, beta=None, src_len=None
                ) -> SearchResult:
     """Puts the greedy hypothesis into each n-best list (unless already there) and re-ranks:
     finished before cut-off ones, then by score. So beam search never does worse than greedy."""
     n = beam.tokens.shape[1]
-    cp = coverage_penalty(greedy.weights, src_len, beta)  # [B]
-    g = greedy._replace(scores=greedy.log_probs / length_penalty(greedy.lengths, alpha) + cp)
-    g = jax.tree.map(lambda x: x[:, None], g._replace(steps=None))  # [B, 1, ...]
+    g = jax.tree.map(lambda x: x[:, None], greedy._replace(steps=None))  # [B, 1, ...]
+    g = g._replace(scores=_plus_coverage(g.log_probs / length_penalty(g.lengths, alpha),
+                                         g.weights, src_len, beta))
     dup = jnp.all(beam.tokens == g.tokens, axis=-1) & (beam.lengths == g.lengths)  # [B, N]
     dup = jnp.any(dup & (beam.finished == g.finished) & (beam.scores > -jnp.inf), axis=1)
     g = g._replace(  # a duplicate ranks last, so it is dropped
@@ -228,7 +237,8 @@ def beam_search(model, variables, src, src_len=None, *, eos_id: int, max_len: in
                          f"{beta!r}.")
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
-    return _beam(model, variables, src, src_len, jnp.float32(alpha), jnp.float32(beta),
+    beta = None if isinstance(beta, (int, float)) and beta == 0 else jnp.float32(beta)
+    return _beam(model, variables, src, src_len, jnp.float32(alpha), beta,
                  bos_id=bos_id,
                  eos_id=eos_id, pad_id=pad_id, max_len=max_len, beam_size=beam_size,
                  n_best=n_best, keep_greedy=keep_greedy and beam_size > 1)
