@@ -35,6 +35,7 @@ import time
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -189,13 +190,15 @@ class Translator:
             rng=rng if o.method == "sample" else None, temperature=o.temperature, top_k=o.top_k,
             top_p=o.top_p)
 
-    def _search(self, inputs, idx, rows, padded_len, max_len, options: DecodeOptions,
-                batch: int = 0):
+    def _search(self, inputs, idx, rows, padded_len, max_len, options: DecodeOptions):
         """Starts decoding one batch (asynchronously); rows past len(idx) repeat the last."""
-        src, src_len = pad([inputs[idx[min(r, len(idx) - 1)]].ids for r in range(rows)],
-                           padded_len, self.src_vocab.pad_id)  # [B, S], [B]
-        rng = (jax.random.fold_in(jax.random.key(options.seed), batch)
-               if options.method == "sample" else None)
+        order = [idx[min(r, len(idx) - 1)] for r in range(rows)]
+        src, src_len = pad([inputs[i].ids for i in order], padded_len,
+                           self.src_vocab.pad_id)  # [B, S], [B]
+        rng = None
+        if options.method == "sample":  # sentence i's key: its samples ignore the batching
+            rng = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(options.seed),
+                                                          jnp.asarray(order))
         return self.decode_ids(src, src_len, max_len=max_len, options=options, rng=rng)
 
     def translate(self, sentences: Sequence[str], options: DecodeOptions | None = None, *,
@@ -220,8 +223,8 @@ class Translator:
         self._warn_inputs(sentences, inputs)
         out: list[Translation | None] = [None] * len(inputs)
         pending = collections.deque()  # batches in flight: decoded while the host reads others
-        for b, p in enumerate(self._plan(inputs, batch_size, max_len)):
-            pending.append((p[0], self._search(inputs, *p, options, b)))
+        for p in self._plan(inputs, batch_size, max_len):
+            pending.append((p[0], self._search(inputs, *p, options)))
             if len(pending) > _IN_FLIGHT:
                 self._collect(inputs, *pending.popleft(), out, options, dictionary)
         while pending:

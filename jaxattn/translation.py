@@ -51,7 +51,7 @@ class DecodeOptions:
     temperature: float = 1.0  # sampling: divides the logits (0: greedy)
     top_k: int = 0  # sampling: among the k most likely tokens only (0: all)
     top_p: float = 1.0  # sampling: nucleus, the fewest tokens with this much probability
-    seed: int = 0  # sampling: the PRNG seed (the same seed, input and batch size: same samples)
+    seed: int = 0  # sampling: the PRNG seed (same seed and input position: same samples)
 
     def __post_init__(self):
         if self.method is None and _is_int(self.beam_size):

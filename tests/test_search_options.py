@@ -117,6 +117,28 @@ def test_samples_depend_on_the_key_only(random_init):
     np.testing.assert_allclose(f.log_probs.reshape(B, 4), a.log_probs, rtol=1e-4, atol=1e-5)
 
 
+def test_a_sentences_samples_ignore_the_rest_of_its_batch(random_init):
+    """Sentence b draws from its own key (fold_in(rng, b), or the b-th of per-row keys): the
+    same sentence with the same key samples the same alone, in another batch, or padded wider."""
+    model, variables, src = small_model(random_init, 6)
+    kw = dict(num_samples=3, temperature=2.0, **KW)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(3), jnp.arange(B))
+    whole = sample(model, variables, src, LENGTHS, rng=keys, **kw)
+    np.testing.assert_array_equal(
+        sample(model, variables, src, LENGTHS, rng=jax.random.key(3), **kw).tokens, whole.tokens)
+    for b in range(B):
+        alone = sample(model, variables, src[b:b + 1], LENGTHS[b:b + 1], rng=keys[b:b + 1], **kw)
+        np.testing.assert_array_equal(alone.tokens[0], whole.tokens[b])
+    rev = sample(model, variables, src[::-1], LENGTHS[::-1], rng=keys[::-1], **kw)
+    np.testing.assert_array_equal(rev.tokens[::-1], whole.tokens)
+    assert len({np.asarray(whole.tokens[b]).tobytes() for b in range(B)}) > 1
+    raw = sample(model, variables, src, LENGTHS, rng=jax.random.key_data(keys), **kw)
+    np.testing.assert_array_equal(raw.tokens, whole.tokens)
+    for bad, match in ((keys[:2], "one per sentence"), (np.zeros((B, 3), np.float32), "PRNG key")):
+        with pytest.raises(ValueError, match=match):
+            sample(model, variables, src, LENGTHS, rng=bad, **kw)
+
+
 def first_token_frequencies(model, variables, src, n, **kw):
     s = sample(model, variables, src[:1], LENGTHS[:1], rng=jax.random.key(7), num_samples=n,
                max_len=1, eos_id=EOS, **kw)

@@ -120,6 +120,10 @@ def test_sampling(translator):
     assert samples == [[h.text for h in t.hypotheses()] for t in b]  # the seed decides
     assert samples != [[h.text for h in t.hypotheses()] for t in c]
     assert samples[0] != [greedy[0]] * 4  # hot samples differ from the greedy translation
+    # a sentence's samples depend on the seed and its position, not on the batching
+    for batch_size in (1, 3):
+        d = translator.translate(SENTENCES, seed=1, batch_size=batch_size, **hot)
+        assert [[h.text for h in t.hypotheses()] for t in d] == samples, batch_size
     for t in a[:-1]:
         hyps = t.hypotheses()
         assert len(hyps) == 4 and all(h.score == pytest.approx(h.log_prob) for h in hyps)

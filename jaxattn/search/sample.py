@@ -4,6 +4,11 @@ per sentence, batched and jitted in the greedy loop (greedy.py) with a sampling 
 
 temperature 0 is greedy exactly (argmax), and so is top_k 1. Scores are the model's own
 log-probabilities of the sampled tokens (not the filtered distribution's).
+
+Randomness is per row: sentence b's n-th sample draws step t from
+fold_in(fold_in(key_b, n), t), where key_b is the b-th of the given per-sentence keys (or
+fold_in(rng, b) for one key). So a sentence's samples do not depend on the other sentences in
+its batch, the batch size or the padding (`Translator` keys sentences by input position).
 """
 
 from __future__ import annotations
@@ -37,18 +42,40 @@ def filter_logits(logits, temperature, top_k: int = 0, top_p: float = 1.0):
     return x
 
 
+def row_keys(rng, batch: int):
+    """One typed PRNG key per sentence [batch] from `rng`: a key (row b: fold_in(rng, b)) or
+    keys shaped [batch] (typed, or raw uint32 [batch, 2])."""
+    if rng is None:
+        raise ValueError("Sampling needs a PRNG key: pass rng=jax.random.key(seed).")
+    rng = jnp.asarray(rng) if not isinstance(rng, jax.Array) else rng
+    if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+        if rng.dtype != jnp.uint32 or rng.shape[-1:] != (2,):
+            raise ValueError(f"rng must be a PRNG key (jax.random.key(seed)) or one per "
+                             f"sentence, got {rng.dtype}{list(rng.shape)}.")
+        rng = jax.random.wrap_key_data(rng)
+    if rng.shape == ():
+        return jax.vmap(jax.random.fold_in, (None, 0))(rng, jnp.arange(batch))
+    if rng.shape != (batch,):
+        raise ValueError(f"rng must be one PRNG key or one per sentence ({batch}), got "
+                         f"{list(rng.shape)} keys.")
+    return rng
+
+
 @functools.partial(jax.jit, static_argnames=("model", "bos_id", "eos_id", "pad_id", "max_len",
                                              "num_samples", "top_k", "top_p"))
-def _sample(model, variables, src, src_len, rng, temperature, *, bos_id, eos_id, pad_id, max_len,
-            num_samples, top_k, top_p):
+def _sample(model, variables, src, src_len, keys, temperature, *, bos_id, eos_id, pad_id,
+            max_len, num_samples, top_k, top_p):
     batch, n = src.shape[0], num_samples
     memory, state = start(model, variables, src, src_len)
     tile = functools.partial(jnp.repeat, repeats=n, axis=0)  # [B, ...] -> [B * N, ...]
     memory, state = jax.tree.map(tile, memory), jax.tree.map(tile, state)
+    fold = jax.vmap(jax.random.fold_in)
+    keys = fold(tile(keys), jnp.tile(jnp.arange(n), batch))  # [B * N]: sentence b, sample n
 
     def pick(logits, t):  # logits [B * N, V] -> [B * N] int32
         x = filter_logits(logits, temperature, top_k, top_p)
-        drawn = jax.random.categorical(jax.random.fold_in(rng, t), x).astype(jnp.int32)
+        step_keys = fold(keys, jnp.broadcast_to(t, keys.shape))  # [B * N]
+        drawn = jax.vmap(jax.random.categorical)(step_keys, x).astype(jnp.int32)
         return jnp.where(temperature > 0, drawn, argmax(logits))
 
     r = greedy_loop(model, variables, memory, state, src.shape[1], bos_id=bos_id, eos_id=eos_id,
@@ -64,7 +91,8 @@ def sample(model, variables, src, src_len=None, *, rng, eos_id: int, max_len: in
 
     Args:
         model, variables, src, src_len, eos_id, max_len, bos_id, pad_id: As in `greedy_search`.
-        rng: A PRNG key (`jax.random.key(0)`); the same key gives the same samples.
+        rng: A PRNG key (`jax.random.key(0)`; sentence b uses fold_in(rng, b)), or one key
+            per sentence, shaped [B]. The same keys give the same samples.
         num_samples: Samples per sentence (N).
         temperature: Divides the logits; 0 = greedy, < 1 sharper, > 1 flatter.
         top_k: Sample among the k most likely tokens only (0: all).
@@ -79,8 +107,7 @@ def sample(model, variables, src, src_len=None, *, rng, eos_id: int, max_len: in
             or num_samples < 1:
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}.")
     src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len)
-    if rng is None:
-        raise ValueError("Sampling needs a PRNG key: pass rng=jax.random.key(seed).")
+    keys = row_keys(rng, src.shape[0])
     if not isinstance(temperature, (int, float)) or not 0 <= temperature < np.inf:
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}.")
     if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 0:
@@ -89,6 +116,6 @@ def sample(model, variables, src, src_len=None, *, rng, eos_id: int, max_len: in
         raise ValueError(f"top_p must be in (0, 1] (1 = no nucleus filter), got {top_p!r}.")
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
-    return _sample(model, variables, src, src_len, rng, jnp.float32(temperature), bos_id=bos_id,
+    return _sample(model, variables, src, src_len, keys, jnp.float32(temperature), bos_id=bos_id,
                    eos_id=eos_id, pad_id=pad_id, max_len=max_len, num_samples=num_samples,
                    top_k=int(top_k), top_p=float(top_p))
