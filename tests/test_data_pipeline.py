@@ -68,6 +68,18 @@ def check_batch(batch, vocab_src, vocab_tgt, rows):
 
 
 # ----------------------------------------------------------------------- tutorial corpus
+def test_tutorial_filter_counts_words_not_tokens(eng_fra):
+    """max_length is the tutorial filter's word count: finer tokens (characters here, subword
+    pieces in practice) keep every pair that passed it, in training and evaluation."""
+    c = tutorial_config(eng_fra, tokenizer="char", pad_to=0, split_fractions=(0.8, 0.1, 0.1))
+    data = data_lib.build(c)
+    assert data.stats["read"]["kept"] == 96 and data.stats["train_too_long"] == 0
+    assert data.stats["train_pairs"] == data.num_examples("train")
+    longest = max(len(s) for s in data._texts["test"][0])
+    batch = data.eval_batches("test", 64)[0]
+    assert longest >= 10 and batch["src_len"].max() == longest + 1  # no cut at 10 (EOS +1)
+
+
 def test_tutorial_mirror_fixed_length_and_ids(eng_fra):
     c = tutorial_config(eng_fra, pad_to=10, tutorial_ids=True, split_fractions=(1, 0, 0))
     data = data_lib.build(c)

@@ -63,9 +63,13 @@ def build(data_cfg: ml_collections.ConfigDict, *, vocab_dir: str | None = None,
                                 f"{TGT_VOCAB_FILE}; both or neither are needed.")
     texts, read_stats = load_texts(data_cfg, resolved["max_length"])
     tp, train_counts = build_processing(data_cfg, resolved, texts["train"], vocab_dir)
+    # The tutorial's filter counted words, in every split: its tokens (e.g. subword pieces, more
+    # than the words) are not limited again. Other corpora: training pairs, in tokens.
+    token_limit = (0 if data_cfg.name == "tutorial" and data_cfg.filter
+                   else resolved["max_length"])
     return Data(data_cfg, texts, src_tokenizer=tp.src_tokenizer, tgt_tokenizer=tp.tgt_tokenizer,
                 src_vocab=tp.src_vocab, tgt_vocab=tp.tgt_vocab, train_counts=train_counts,
-                read_stats=read_stats, max_length=resolved["max_length"], seed=seed)
+                read_stats=read_stats, max_length=token_limit, seed=seed)
 
 
 class _TrainBatches:
