@@ -52,14 +52,29 @@ def jax_task(model, variables, batches, **options):
 
 
 def jax_tasks(args, rows, sizes, model, variables, eos_id, suffix="") -> dict:
-    """Greedy at each batch size and beam search at the first: name -> timed task."""
+    """Greedy at each batch size; beam search and nucleus sampling at the first: name -> timed
+    task."""
     greedy = dict(eos_id=eos_id, max_len=args.max_len, method="greedy")
     beam = dict(eos_id=eos_id, max_len=args.max_len, method="beam", beam_size=args.beam_size)
+    sample = dict(eos_id=eos_id, max_len=args.max_len, method="sample", top_p=0.9,
+                  rng=jax.random.key(0))
     tasks = {f"jax_greedy{suffix}_b{size}": jax_task(model, variables, batched(rows, size),
                                                       **greedy) for size in sizes}
-    tasks[f"jax_beam{args.beam_size}{suffix}_b{sizes[0]}"] = jax_task(
-        model, variables, batched(rows, sizes[0]), **beam)
+    first = batched(rows, sizes[0])
+    tasks[f"jax_beam{args.beam_size}{suffix}_b{sizes[0]}"] = jax_task(model, variables, first,
+                                                                      **beam)
+    tasks[f"jax_sample_top_p{suffix}_b{sizes[0]}"] = jax_task(model, variables, first, **sample)
     return tasks
+
+
+def per_model_step(runs: dict, size: int, beam_size: int) -> dict:
+    """Decoding speed per model step relative to greedy at the same batch size (1 = as fast):
+    sampling and an ensemble of 2 greedy (2 model steps a step) against greedy; beam search per
+    hypothesis (beam_size model rows a step)."""
+    greedy = med(runs[f"jax_greedy_b{size}"])
+    return {"sample_top_p": greedy / med(runs[f"jax_sample_top_p_b{size}"]),
+            "ensemble2_greedy": 2 * greedy / med(runs[f"jax_ensemble2_greedy_b{size}"]),
+            f"beam{beam_size}": beam_size * greedy / med(runs[f"jax_beam{beam_size}_b{size}"])}
 
 
 def torch_tasks(args, rows, sentences, vocab) -> tuple[dict, int, dict, int]:
@@ -115,6 +130,11 @@ def bench_decode(args, data) -> dict:
     variables = jax.jit(lambda k: model.init({"params": k}, b0["src"], b0["src_len"],
                                              b0["tgt"]))(jax.random.PRNGKey(0))
     tasks = jax_tasks(args, rows, sizes, model, variables, eos)
+    other = jax.jit(lambda k: model.init({"params": k}, b0["src"], b0["src_len"],
+                                         b0["tgt"]))(jax.random.PRNGKey(1))
+    tasks[f"jax_ensemble2_greedy_b{sizes[0]}"] = jax_task(
+        search.Ensemble((model, model)), (variables, other), batched(rows, sizes[0]),
+        eos_id=eos, max_len=args.max_len, method="greedy")
     if args.checkpoint:  # a trained model: sentences end at EOS, the loop stops early
         tr = Translator.from_workdir(args.checkpoint, "best")
         if (len(tr.src_vocab), len(tr.tgt_vocab)) != vocab:
@@ -141,6 +161,7 @@ def bench_decode(args, data) -> dict:
     result["speedup_vs_tutorial_evaluate"] = {k: tutorial / med(runs[k]) for k in jax_names}
     result["speedup_vs_torch_evaluate_b128"] = {k: batched_torch / med(runs[k])
                                                 for k in jax_names}
+    result["per_model_step_vs_greedy"] = per_model_step(runs, sizes[0], args.beam_size)
     result["speedup_greedy_per_repeat"] = {
         f"jax_greedy_b{size}": [t / j for j, t in zip(runs[f"jax_greedy_b{size}"],
                                                      runs["torch_evaluate"], strict=True)]

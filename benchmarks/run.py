@@ -15,6 +15,7 @@ is measured at the start and the end; FLOP/s fractions are against the session's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -105,7 +106,8 @@ def main(argv=None) -> dict:
               "machine": {**system.machine_info(), "torch": torch.__version__}}
     sizes = [int(s) for s in args.peak_sizes.split(",") if s]
     report["matmul_peak_start"] = common.matmul_peak(sizes, 0.5)
-    data = load_data(args)
+    with contextlib.redirect_stdout(sys.stderr):  # TFDS prints its first build: stdout is JSON
+        data = load_data(args)
     vocab = (args.src_vocab or (len(data.src_vocab) if data else ENG_FRA_VOCAB[0]),
              args.tgt_vocab or (len(data.tgt_vocab) if data else ENG_FRA_VOCAB[1]))
     if args.mode in ("train", "all"):
