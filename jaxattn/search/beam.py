@@ -85,9 +85,10 @@ def beam_loop(model, variables, memory, state, src_steps, alpha, beta=None, src_
 
     def body(c: BeamState) -> BeamState:
         t = c.t
-        dec_state, logp, _, w = step(model, variables, memory, c.state, c.prev, t)
-        vocab = logp.shape[-1]
-        cand = c.alive_logp[:, :, None] + logp.reshape(batch, k, vocab)  # [B, K, V]
+        dec_state, logits, log_z, w = step(model, variables, memory, c.state, c.prev, t)
+        vocab = logits.shape[-1]
+        logp = (logits - log_z[:, None]).reshape(batch, k, vocab)  # fused into cand's pass
+        cand = c.alive_logp[:, :, None] + logp  # [B, K, V]
         top_logp, idx = lax.top_k(cand.reshape(batch, k * vocab), k)  # [B, K] best extensions
         parent, tok = idx // vocab, (idx % vocab).astype(jnp.int32)  # [B, K]
 

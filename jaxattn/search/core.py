@@ -139,18 +139,29 @@ def start(model, variables, src, src_len):
 
 
 def step(model, variables, memory, state, prev, t):
-    """One decoder step -> (state, log-probs [N, V] float32, logits [N, V] (an Ensemble: its
-    combined log-probs), attention weights [N, S] float32)."""
+    """One decoder step -> (state, logits [N, V] float32, log_z [N] float32, attention weights
+    [N, S] float32); the log-probs are logits - log_z[:, None].
+
+    The normalizer comes apart from the logits so that no [N, V] log-softmax is written each
+    step: greedy search needs the emitted token's log-prob only (one fused exp-sum pass), beam
+    search adds log_z into its candidates' scores. An Ensemble's "logits" are its combined
+    log-probs (log_z = 0)."""
     members = _members(model, variables)
     if members is not None:
         out = [step(m, v, mem, st, prev, t)
                for (m, v), mem, st in zip(members, memory, state, strict=True)]
-        logp = jax.nn.logsumexp(jnp.stack([o[1] for o in out]), axis=0) - math.log(len(out))
+        logp = jnp.stack([o[1] - o[2][:, None] for o in out])  # [M, N, V]
+        logp = jax.nn.logsumexp(logp, axis=0) - math.log(len(out))
         weights = jnp.mean(jnp.stack([o[3] for o in out]), axis=0)
-        return tuple(o[0] for o in out), logp, logp, weights
+        return tuple(o[0] for o in out), logp, jnp.zeros(logp.shape[:1], jnp.float32), weights
     state, logits, weights = model.apply(variables, memory, state, prev, t, method="decode_step")
     logits = logits.astype(jnp.float32)
-    return state, jax.nn.log_softmax(logits), logits, weights.astype(jnp.float32)
+    return state, logits, jax.nn.logsumexp(logits, axis=-1), weights.astype(jnp.float32)
+
+
+def token_log_prob(logits, log_z, tokens):
+    """log-probs of tokens [N] under `step`'s (logits [N, V], log_z [N]) -> [N] float32."""
+    return jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0] - log_z
 
 
 def argmax(x):

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxattn.search.core import check_inputs, start, step
+from jaxattn.search.core import check_inputs, start, step, token_log_prob
 
 
 class Forced(NamedTuple):
@@ -31,8 +31,8 @@ def _force(model, variables, src, src_len, tgt, tgt_len, *, bos_id):
 
     def body(state, xs):
         prev_t, gold_t, t = xs  # [B], [B], []
-        state, logp, _, w = step(model, variables, memory, state, prev_t, t)
-        return state, (jnp.take_along_axis(logp, gold_t[:, None], axis=-1)[:, 0], w)
+        state, logits, log_z, w = step(model, variables, memory, state, prev_t, t)
+        return state, (token_log_prob(logits, log_z, gold_t), w)
 
     _, (tok_logp, weights) = lax.scan(body, state, (prev.T, tgt.T, jnp.arange(steps)))
     real = jnp.arange(steps)[None, :] < tgt_len[:, None]  # [B, T]

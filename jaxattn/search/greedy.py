@@ -11,7 +11,14 @@ import jax.numpy as jnp
 from flax import struct
 from jax import lax
 
-from jaxattn.search.core import SearchResult, argmax, check_inputs, start, step
+from jaxattn.search.core import (
+    SearchResult,
+    argmax,
+    check_inputs,
+    start,
+    step,
+    token_log_prob,
+)
 
 
 @struct.dataclass
@@ -50,9 +57,9 @@ def greedy_loop(model, variables, memory, state, src_steps, *, bos_id, eos_id, p
 
     def body(c: GreedyState) -> GreedyState:
         live = ~c.done  # [B]: still emitting
-        dec_state, logp, logits, w = step(model, variables, memory, c.state, c.prev, c.t)
+        dec_state, logits, log_z, w = step(model, variables, memory, c.state, c.prev, c.t)
         tok = argmax(logits) if pick is None else pick(logits, c.t)  # [B] int32
-        tok_logp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]  # [B]
+        tok_logp = token_log_prob(logits, log_z, tok)  # [B]
         return GreedyState(
             t=c.t + 1,
             state=dec_state,
