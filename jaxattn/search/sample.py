@@ -24,22 +24,57 @@ from jaxattn.search.core import SearchResult, argmax, check_inputs, start
 from jaxattn.search.greedy import greedy_loop
 
 
+def _ordered(x):
+    """float32 [N, V] -> uint32 keys in the same order (u >= w iff x >= y, -0 below +0)."""
+    u = lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+    return jnp.where(u >> 31 == 1, ~u, u | jnp.uint32(2**31))
+
+
+def _largest_key_with(keys, holds):
+    """Per row, the largest uint32 key v with holds(keys >= v) [N] true, by bisection on the
+    bits: 32 fused passes over [N, V], no sort (XLA's CPU sort of [128, 2727] takes ~55 ms).
+    holds(mask) must be true for the row's smallest key and monotone."""
+    lo = keys.min(axis=-1)  # holds
+    hi = keys.max(axis=-1)  # may hold; test it last
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = lo + (hi - lo + 1) // 2  # in (lo, hi]
+        ok = holds(keys >= mid[:, None])
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid - 1)
+
+    lo, _ = lax.fori_loop(0, 32, body, (lo, hi))
+    return lo
+
+
 def filter_logits(logits, temperature, top_k: int = 0, top_p: float = 1.0):
     """The sampling distribution's logits [N, V] from the model's: over the temperature, then
     only the top_k best (0: all) and the smallest set of best tokens whose probability reaches
-    top_p (1.0: all); the rest -inf. The best token is always kept."""
+    top_p (1.0: all); the rest -inf. The best token is always kept; tokens tied with the last
+    one kept are kept too."""
     x = logits / jnp.maximum(temperature, 1e-6)  # [N, V]
     top_k = min(top_k, x.shape[-1])
-    if top_k:
-        kth = lax.top_k(x, top_k)[0][:, -1:]  # [N, 1]
-        x = jnp.where(x < kth, -jnp.inf, x)
+    if top_k and top_k < x.shape[-1]:
+        keys = _ordered(x)
+        kth = _largest_key_with(keys, lambda m: m.sum(axis=-1) >= top_k)  # the k-th best's
+        x = jnp.where(keys < kth[:, None], -jnp.inf, x)
     if top_p < 1.0:
-        desc = -jnp.sort(-x, axis=-1)  # [N, V] best first
-        probs = jax.nn.softmax(desc, axis=-1)
-        keep = (jnp.cumsum(probs, axis=-1) - probs) < top_p  # mass before it < top_p
-        cutoff = jnp.min(jnp.where(keep, desc, jnp.inf), axis=-1, keepdims=True)  # [N, 1]
-        x = jnp.where(x < cutoff, -jnp.inf, x)
+        probs = jax.nn.softmax(x, axis=-1)
+        keys = _ordered(x)
+        # the last kept token's value: the largest v whose tokens x >= v hold >= top_p
+        cut = _largest_key_with(keys, lambda m: jnp.where(m, probs, 0.0).sum(axis=-1) >= top_p)
+        x = jnp.where(keys < cut[:, None], -jnp.inf, x)
     return x
+
+
+def _draw(keys, x):
+    """One token per row [N] int32 from softmax(x [N, V]) (-inf: never), row n by keys[n]:
+    by inverse CDF, one uniform a row (`jax.random.categorical`'s Gumbel trick draws V and
+    takes two logs of each: 3x the time here)."""
+    cdf = jnp.cumsum(jax.nn.softmax(x, axis=-1), axis=-1)  # [N, V]
+    u = jax.vmap(jax.random.uniform)(keys)  # [N] in [0, 1)
+    idx = jnp.sum(cdf <= (u * cdf[:, -1])[:, None], axis=-1, dtype=jnp.int32)  # first cdf > u
+    return jnp.where(idx < x.shape[-1], idx, argmax(x))  # u * total rounded up to the total
 
 
 def row_keys(rng, batch: int):
@@ -75,7 +110,7 @@ def _sample(model, variables, src, src_len, keys, temperature, *, bos_id, eos_id
     def pick(logits, t):  # logits [B * N, V] -> [B * N] int32
         x = filter_logits(logits, temperature, top_k, top_p)
         step_keys = fold(keys, jnp.broadcast_to(t, keys.shape))  # [B * N]
-        drawn = jax.vmap(jax.random.categorical)(step_keys, x).astype(jnp.int32)
+        drawn = _draw(step_keys, x)
         return jnp.where(temperature > 0, drawn, argmax(logits))
 
     r = greedy_loop(model, variables, memory, state, src.shape[1], bos_id=bos_id, eos_id=eos_id,
