@@ -70,8 +70,7 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.filter = True  # tutorial: keep only pairs that pass the tutorial's filter
     c.prefixes = ENG_PREFIXES  # tutorial filter: English side starts with one; () = any
     # Keep pairs with fewer than max_length tokens a side (each fits max_length with EOS):
-    # tutorial: part of its filter (all splits, counted in words, whatever the tokenizer);
-    # others: training pairs only, counted in tokens.
+    # tutorial: its filter (all splits, in words); others: training pairs, in tokens.
     # -1 = auto: 10 for the tutorial, no limit otherwise; 0 = no limit.
     c.max_length = -1
     # --- text -> tokens

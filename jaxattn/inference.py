@@ -193,12 +193,9 @@ class Translator:
     def _search(self, inputs, idx, rows, padded_len, max_len, options: DecodeOptions):
         """Starts decoding one batch (asynchronously); rows past len(idx) repeat the last."""
         order = [idx[min(r, len(idx) - 1)] for r in range(rows)]
-        src, src_len = pad([inputs[i].ids for i in order], padded_len,
-                           self.src_vocab.pad_id)  # [B, S], [B]
-        rng = None
-        if options.method == "sample":  # sentence i's key: its samples ignore the batching
-            rng = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(options.seed),
-                                                          jnp.asarray(order))
+        src, src_len = pad([inputs[i].ids for i in order], padded_len, self.src_vocab.pad_id)
+        rng = (jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(options.seed),
+               jnp.asarray(order)) if options.method == "sample" else None)  # key of sentence i
         return self.decode_ids(src, src_len, max_len=max_len, options=options, rng=rng)
 
     def translate(self, sentences: Sequence[str], options: DecodeOptions | None = None, *,
