@@ -117,11 +117,13 @@ def test_samples_depend_on_the_key_only(random_init):
     np.testing.assert_allclose(f.log_probs.reshape(B, 4), a.log_probs, rtol=1e-4, atol=1e-5)
 
 
-def test_a_sentences_samples_ignore_the_rest_of_its_batch(random_init):
+@pytest.mark.parametrize("opts", [dict(temperature=2.0), dict(top_p=0.7), dict(top_p=0.2)])
+def test_a_sentences_samples_ignore_the_rest_of_its_batch(random_init, opts):
     """Sentence b draws from its own key (fold_in(rng, b), or the b-th of per-row keys): the
-    same sentence with the same key samples the same alone, in another batch, or padded wider."""
+    same sentence with the same key samples the same alone, in another batch, or padded wider
+    (also when other rows' nucleus draws retry or fall back to the exact filter)."""
     model, variables, src = small_model(random_init, 6)
-    kw = dict(num_samples=3, temperature=2.0, **KW)
+    kw = dict(num_samples=3, **opts, **KW)
     keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(3), jnp.arange(B))
     whole = sample(model, variables, src, LENGTHS, rng=keys, **kw)
     np.testing.assert_array_equal(
@@ -145,10 +147,12 @@ def first_token_frequencies(model, variables, src, n, **kw):
     return np.bincount(np.asarray(s.tokens)[0, :, 0], minlength=V) / n
 
 
-@pytest.mark.parametrize("kw", [{}, {"temperature": 0.7}, {"top_k": 3}, {"top_p": 0.6}])
+@pytest.mark.parametrize("kw", [{}, {"temperature": 0.7}, {"top_k": 3}, {"top_p": 0.6},
+                                {"top_p": 0.2}, {"top_p": 0.8, "top_k": 4, "temperature": 1.5}])
 def test_sample_frequencies_match_the_filtered_softmax(random_init, kw):
     """4,000 first tokens: each frequency within 0.035 (5 standard deviations at most) of the
-    probability the model and the filter give it."""
+    probability the model and the filter give it. top_p 0.6 draws by rejection (some rows fall
+    back to the exact filter after the tries), 0.2 by the exact filter only."""
     model, variables, src = small_model(random_init, 8)
     memory = model.apply(variables, src[:1], LENGTHS[:1], method="encode")
     state = model.apply(variables, memory, method="init_state")
@@ -159,7 +163,7 @@ def test_sample_frequencies_match_the_filtered_softmax(random_init, kw):
     if "top_k" in kw:
         keep[order[kw["top_k"]:]] = False
     if "top_p" in kw:
-        p = np.exp(logits - logits.max())
+        p = np.where(keep, np.exp(logits - logits.max()), 0.0)  # top-p after top-k
         p = p[order] / p.sum()
         keep[order[(np.cumsum(p) - p) >= kw["top_p"]]] = False
     probs = np.where(keep, np.exp(logits - logits.max()), 0.0)

@@ -25,8 +25,9 @@ from jaxattn.search.greedy import greedy_loop
 
 
 def _ordered(x):
-    """float32 [N, V] -> uint32 keys in the same order (u >= w iff x >= y, -0 below +0)."""
-    u = lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+    """float32 [N, V] -> uint32 keys in the same order (u >= w iff x >= y; -0 is +0)."""
+    x = jnp.where(x == 0, 0.0, x.astype(jnp.float32))  # one key for both zeros: they tie
+    u = lax.bitcast_convert_type(x, jnp.uint32)
     return jnp.where(u >> 31 == 1, ~u, u | jnp.uint32(2**31))
 
 
@@ -67,14 +68,74 @@ def filter_logits(logits, temperature, top_k: int = 0, top_p: float = 1.0):
     return x
 
 
+_WIDTH = 64  # tokens per block of the two-level CDF
+_TRIES = 16  # nucleus draws tried before the exact filter (when top_p >= _MIN_TOP_P)
+_MIN_TOP_P = 0.3  # below it, the tries fail too often: the exact filter only
+
+
+def _blocks(x):
+    """exp(x - max) [N, V] in blocks [N, B, W] (zero padded; -inf gives 0) and the block sums
+    [N, B]: a two-level CDF, so a draw scans B + W values, not V (XLA's CPU cumsum over
+    [128, 2727] costs more than the step's output matmul)."""
+    n, v = x.shape
+    p = jnp.exp(x - x.max(axis=-1, keepdims=True))  # [N, V], the best token's is 1
+    blocks = jnp.pad(p, ((0, 0), (0, -v % _WIDTH))).reshape(n, -1, _WIDTH)  # [N, B, W]
+    return blocks, blocks.sum(axis=-1)
+
+
+def _last_positive(w):
+    """Index [N] of the last entry > 0 in each row of w [N, K]."""
+    return w.shape[-1] - 1 - jnp.argmax(w[:, ::-1] > 0, axis=-1)
+
+
+def _inverse_cdf(blocks, sums, keys):
+    """One token per row [N] int32, row n drawn by keys[n] from the weights of `_blocks`: the
+    first token whose cumulative weight exceeds u * total, u uniform in [0, 1). Rounding never
+    picks a zero-weight token."""
+    take = lambda a, i: jnp.take_along_axis(a, i[:, None], axis=1)[:, 0]  # noqa: E731
+    cdf = jnp.cumsum(sums, axis=-1)  # [N, B]
+    t = jax.vmap(jax.random.uniform)(keys) * cdf[:, -1]  # [N]
+    blk = jnp.minimum(jnp.sum(cdf <= t[:, None], axis=-1), _last_positive(sums))  # [N]
+    row = jnp.take_along_axis(blocks, blk[:, None, None], axis=1)[:, 0]  # [N, W]
+    t = jnp.maximum(t - (take(cdf, blk) - take(sums, blk)), 0.0)  # what is left in the block
+    j = jnp.sum(jnp.cumsum(row, axis=-1) <= t[:, None], axis=-1)
+    return (blk * _WIDTH + jnp.minimum(j, _last_positive(row))).astype(jnp.int32)
+
+
 def _draw(keys, x):
-    """One token per row [N] int32 from softmax(x [N, V]) (-inf: never), row n by keys[n]:
-    by inverse CDF, one uniform a row (`jax.random.categorical`'s Gumbel trick draws V and
-    takes two logs of each: 3x the time here)."""
-    cdf = jnp.cumsum(jax.nn.softmax(x, axis=-1), axis=-1)  # [N, V]
-    u = jax.vmap(jax.random.uniform)(keys)  # [N] in [0, 1)
-    idx = jnp.sum(cdf <= (u * cdf[:, -1])[:, None], axis=-1, dtype=jnp.int32)  # first cdf > u
-    return jnp.where(idx < x.shape[-1], idx, argmax(x))  # u * total rounded up to the total
+    """One token per row [N] int32 from softmax(x [N, V]) (-inf: never), row n by keys[n]: by
+    inverse CDF, one uniform a row (`jax.random.categorical`'s Gumbel trick draws V)."""
+    return _inverse_cdf(*_blocks(x), keys)
+
+
+def _draw_nucleus(keys, x, top_p: float):
+    """`_draw` from filter_logits(x, 1, top_p=top_p) without finding the cut first: draw from
+    softmax(x) and keep the token if it is in the nucleus (the tokens strictly better than it
+    hold < top_p of the mass), else draw again. A kept draw is exactly a draw from the nucleus,
+    and each try succeeds with probability >= top_p (one pass over [N, V] against the exact
+    filter's 32); rows that fail `_TRIES` tries draw from the exact filter."""
+    n, v = x.shape
+    blocks, sums = _blocks(x)
+    p = blocks.reshape(n, -1)[:, :v]  # [N, V]
+    mass = top_p * sums.sum(axis=-1)  # [N]
+    fold = jax.vmap(jax.random.fold_in, (0, None))
+    tries = _TRIES if top_p >= _MIN_TOP_P else 0
+
+    def body(s):
+        r, idx, done = s
+        cand = _inverse_cdf(blocks, sums, fold(keys, r))  # [N]
+        xc = jnp.take_along_axis(x, cand[:, None], axis=1)  # [N, 1]
+        ok = ~done & (jnp.where(x > xc, p, 0.0).sum(axis=-1) < mass)
+        return r + 1, jnp.where(ok, cand, idx), done | ok
+
+    init = (0, jnp.zeros(n, jnp.int32), jnp.zeros(n, bool))
+    _, idx, done = lax.while_loop(lambda s: (s[0] < tries) & ~s[2].all(), body, init)
+
+    def exact(idx):
+        drawn = _draw(fold(keys, tries), filter_logits(x, 1.0, top_p=top_p))
+        return jnp.where(done, idx, drawn)
+
+    return lax.cond(done.all(), lambda i: i, exact, idx)
 
 
 def row_keys(rng, batch: int):
@@ -108,9 +169,9 @@ def _sample(model, variables, src, src_len, keys, temperature, *, bos_id, eos_id
     keys = fold(tile(keys), jnp.tile(jnp.arange(n), batch))  # [B * N]: sentence b, sample n
 
     def pick(logits, t):  # logits [B * N, V] -> [B * N] int32
-        x = filter_logits(logits, temperature, top_k, top_p)
+        x = filter_logits(logits, temperature, top_k)
         step_keys = fold(keys, jnp.broadcast_to(t, keys.shape))  # [B * N]
-        drawn = _draw(step_keys, x)
+        drawn = _draw_nucleus(step_keys, x, top_p) if top_p < 1 else _draw(step_keys, x)
         return jnp.where(temperature > 0, drawn, argmax(logits))
 
     r = greedy_loop(model, variables, memory, state, src.shape[1], bos_id=bos_id, eos_id=eos_id,
