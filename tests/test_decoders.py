@@ -520,3 +520,22 @@ def test_decoder_classes_registered():
         "plain": PlainDecoder,
         "legacy": LegacyDecoder,
     }
+
+
+@pytest.mark.parametrize("shape, dtype", [((6, 8), jnp.float32), ((2, 3, 8), jnp.float32),
+                                          ((6, 8), jnp.bfloat16)])
+def test_output_projection_gradient_is_a_matmuls(shape, dtype):
+    """The output layer's custom-gradient matmul: same value and gradients as x @ kernel."""
+    from jaxattn.decoders import _projection
+
+    x = jax.random.normal(jax.random.key(0), shape).astype(dtype)
+    kernel = jax.random.normal(jax.random.key(1), (8, 13)).astype(dtype)
+    g = jax.random.normal(jax.random.key(2), shape[:-1] + (13,)).astype(dtype)
+    loss = lambda f: lambda x, k: (f(x, k).astype(jnp.float32) * g).sum()  # noqa: E731
+    want = jax.grad(loss(jnp.matmul), argnums=(0, 1))(x, kernel)
+    got = jax.jit(jax.grad(loss(_projection), argnums=(0, 1)))(x, kernel)
+    np.testing.assert_array_equal(_projection(x, kernel), jnp.matmul(x, kernel))
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                   rtol=2e-2 if dtype == jnp.bfloat16 else 1e-5, atol=1e-5)

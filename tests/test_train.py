@@ -303,3 +303,24 @@ def test_loss_mask_and_label_smoothing():
     smooth = float(train_lib.token_losses(logits, jnp.array([[0]]), 0.3)[0, 0])
     expected = -(0.8 * np.log(0.7) + 0.1 * np.log(0.1) + 0.1 * np.log(0.2))
     assert smooth == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_cross_entropy_gradient_is_autodiffs(eps):
+    """token_losses' written-out gradient (softmax - smoothed one-hot) against autodiff of
+    optax's cross-entropy, weighted by a mask as in train_step."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    logits = jax.random.normal(jax.random.key(0), (3, 5, 40)) * 4
+    targets = jax.random.randint(jax.random.key(1), (3, 5), 0, 40)
+    mask = (jnp.arange(5)[None] < jnp.array([5, 2, 0])[:, None]).astype(jnp.float32)
+    labels = optax.smooth_labels(jax.nn.one_hot(targets, 40), eps)
+    ref = jax.value_and_grad(lambda x: (optax.softmax_cross_entropy(x, labels) * mask).sum())
+    ours = jax.jit(jax.value_and_grad(
+        lambda x: (train_lib.token_losses(x, targets, eps) * mask).sum()))
+    (v1, g1), (v2, g2) = ref(logits), ours(logits)
+    assert float(v2) == pytest.approx(float(v1), rel=1e-5)
+    np.testing.assert_allclose(g2, g1, atol=1e-6)
+    assert np.all(np.asarray(g2)[2] == 0) and np.abs(np.asarray(g2)[0]).max() > 0.01
