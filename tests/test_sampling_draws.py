@@ -1,4 +1,4 @@
-"""Tests for the sampling kernels of jaxattn.search.sample on explicit logits: the sort-free
+"""Tests for the search kernels on explicit logits: the argmax, the sort-free
 top-k/top-p filter against a sorting reference, the two-level inverse-CDF draw, and the
 nucleus draw by rejection (with and without its fallback)."""
 
@@ -90,3 +90,16 @@ def test_nucleus_draws_are_in_the_nucleus_with_its_frequencies(monkeypatch, trie
     p /= p.sum()
     freq = np.bincount(drawn, minlength=90) / n
     np.testing.assert_array_less(abs(freq - p), 5 * np.sqrt(p * (1 - p) / n) + 1e-9)
+
+
+def test_argmax_is_jnps_with_ties_nan_and_inf():
+    """The search's two-reduction argmax: the first maximal index, as jnp.argmax."""
+    from jaxattn.search.core import argmax
+
+    x = np.round(np.random.default_rng(2).normal(size=(50, 3000)), 1).astype(np.float32)
+    x[1] = -np.inf
+    x[2, [7, 2999]] = np.inf
+    x[3, 1234] = np.nan
+    x[4, :] = x[4, 0]
+    np.testing.assert_array_equal(argmax(jnp.asarray(x)), jnp.argmax(jnp.asarray(x), axis=-1))
+    assert argmax(jnp.asarray(x))[4] == 0 and argmax(jnp.asarray(x))[3] == 1234
