@@ -56,9 +56,10 @@ def filter_logits(logits, temperature, top_k: int = 0, top_p: float = 1.0):
     x = logits / jnp.maximum(temperature, 1e-6)  # [N, V]
     top_k = min(top_k, x.shape[-1])
     if top_k and top_k < x.shape[-1]:
-        keys = _ordered(x)
-        kth = _largest_key_with(keys, lambda m: m.sum(axis=-1) >= top_k)  # the k-th best's
-        x = jnp.where(keys < kth[:, None], -jnp.inf, x)
+        # the k-th best value as the min of top_k's values: XLA's CPU TopK takes ~2 ms at
+        # [128, 2727], k=50, but a slice of its output (values[:, -1]) becomes a full sort (~50)
+        kth = lax.top_k(x, top_k)[0].min(axis=-1, keepdims=True)  # [N, 1]
+        x = jnp.where(x < kth, -jnp.inf, x)
     if top_p < 1.0:
         probs = jax.nn.softmax(x, axis=-1)
         keys = _ordered(x)
