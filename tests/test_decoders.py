@@ -525,7 +525,7 @@ def test_decoder_classes_registered():
 @pytest.mark.parametrize("shape, dtype", [((6, 8), jnp.float32), ((2, 3, 8), jnp.float32),
                                           ((6, 8), jnp.bfloat16)])
 def test_output_projection_gradient_is_a_matmuls(shape, dtype):
-    """The output layer's custom-gradient matmul: same value and gradients as x @ kernel."""
+    """The output layer's custom-JVP matmul: same value, gradients and JVP as x @ kernel."""
     from jaxattn.decoders import _projection
 
     x = jax.random.normal(jax.random.key(0), shape).astype(dtype)
@@ -535,6 +535,10 @@ def test_output_projection_gradient_is_a_matmuls(shape, dtype):
     want = jax.grad(loss(jnp.matmul), argnums=(0, 1))(x, kernel)
     got = jax.jit(jax.grad(loss(_projection), argnums=(0, 1)))(x, kernel)
     np.testing.assert_array_equal(_projection(x, kernel), jnp.matmul(x, kernel))
+    _, t1 = jax.jvp(jnp.matmul, (x, kernel), (x * 0.5, kernel * 2))  # forward mode works too
+    _, t2 = jax.jvp(_projection, (x, kernel), (x * 0.5, kernel * 2))
+    np.testing.assert_allclose(np.asarray(t2, np.float32), np.asarray(t1, np.float32),
+                               rtol=2e-2 if dtype == jnp.bfloat16 else 1e-5, atol=1e-5)
     for a, b in zip(got, want, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),

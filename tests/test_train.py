@@ -324,3 +324,7 @@ def test_cross_entropy_gradient_is_autodiffs(eps):
     assert float(v2) == pytest.approx(float(v1), rel=1e-5)
     np.testing.assert_allclose(g2, g1, atol=1e-6)
     assert np.all(np.asarray(g2)[2] == 0) and np.abs(np.asarray(g2)[0]).max() > 0.01
+    tangent = jax.random.normal(jax.random.key(3), logits.shape)  # forward mode works too
+    _, t1 = jax.jvp(lambda x: optax.softmax_cross_entropy(x, labels), (logits,), (tangent,))
+    _, t2 = jax.jvp(lambda x: train_lib.token_losses(x, targets, eps), (logits,), (tangent,))
+    np.testing.assert_allclose(t2, t1, rtol=1e-4, atol=1e-5)
