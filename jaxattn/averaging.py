@@ -28,7 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxattn import checkpoints
-from jaxattn.errors import CheckpointError, UsageError
+from jaxattn.errors import CheckpointError, UsageError, first_line
 
 AVERAGED = checkpoints.AVERAGED  # the checkpoint name; also the directory WORKDIR/averaged
 _ITEMS = ("params", "meta")
@@ -132,9 +132,7 @@ def average_checkpoints(workdir: str, *, last: int | None = None, best: int | No
         steps = select_steps(ckpt, last=last, best=best, metric=metric)
         for step in steps:
             checkpoints.check_vocab_files(workdir, ckpt, step)
-        abstract = _saved_tree(os.path.join(checkpoints.checkpoint_dir(workdir),
-                                            str(steps[-1]), "state"))["params"]
-        params = average_params([ckpt.restore_params(s, abstract) for s in steps])
+        params = average_params(_read_params(ckpt, steps))
         newest = ckpt.meta(steps[-1])
         meta = {
             "name": AVERAGED, "steps": steps, "method": "last" if last is not None else "best",
@@ -156,6 +154,27 @@ def average_checkpoints(workdir: str, *, last: int | None = None, best: int | No
     finally:
         manager.close()
     return meta
+
+
+def _read_params(ckpt: checkpoints.Checkpointer, steps: list[int]) -> list:
+    """The parameters of each step, shaped as the newest one saved them; CheckpointError naming
+    an unreadable step (files deleted or truncated) and how to set it aside."""
+    trees = []
+    for step in reversed(steps):  # the newest first: it fixes the shapes
+        try:
+            if not trees:
+                abstract = _saved_tree(os.path.join(checkpoints.checkpoint_dir(ckpt.workdir),
+                                                    str(step), "state"))["params"]
+            trees.append(ckpt.restore_params(step, abstract))
+        except CheckpointError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure: this step is unusable
+            where = os.path.join(checkpoints.checkpoint_dir(ckpt.workdir), str(step))
+            raise CheckpointError(
+                f"Cannot read the checkpoint {where} ({first_line(e)}); it is incomplete or "
+                f"damaged. Move it aside (mv {where} {os.path.dirname(where)}/corrupt-{step}; "
+                "a resumed training does the same) and average again.") from None
+    return trees[::-1]
 
 
 def _reader(workdir: str) -> tuple[ocp.CheckpointManager, int]:

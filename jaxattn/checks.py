@@ -85,3 +85,46 @@ def fractions(v):
         return "must be three numbers (train, validation, test)"
     if not all(_is_real(x) and math.isfinite(x) and x >= 0 for x in v) or v[0] <= 0:
         return "must be >= 0 each, with a positive train share"
+
+
+# ----------------------------------------------------------------- rules between fields
+def attention_sizes(name: str, query_dim: int, key_dim: int) -> str | None:
+    """Why attention `name` cannot compare decoder states of query_dim with encoder outputs
+    of key_dim, or None (dot-product-like attentions need equal sizes)."""
+    if name in ("dot", "scaled_dot", "kernel") and query_dim != key_dim:
+        return (f"attention={name!r} compares the decoder state ({query_dim}) with encoder "
+                f"outputs ({key_dim}) directly, so their sizes must match; use 'general' or "
+                "'additive', or set hidden/bidirectional so that they match.")
+    return None
+
+
+def model_conflict(c):
+    """The first rule between model fields that c breaks (a message), or None."""
+    if c.decoder == "plain":
+        return None
+    query_dim = c.hidden + (c.embed_dim if c.decoder == "legacy" else 0)
+    why = attention_sizes(c.attention, query_dim, c.hidden * (2 if c.bidirectional else 1))
+    return f"config.model: {why}" if why else None
+
+
+def data_conflict(c):
+    """The first rule between data fields that c breaks: (field, why) for one field, a
+    message for a combination of fields, or None."""
+    if c.synthetic_max_len < c.synthetic_min_len:
+        return "synthetic_max_len", f"must be >= synthetic_min_len ({c.synthetic_min_len})"
+    if c.synthetic_sizes[0] < 1:
+        return "synthetic_sizes", "needs a training size >= 1"
+    if c.tsv_columns[0] == c.tsv_columns[1]:
+        return "tsv_columns", "must name two different columns (source, target)"
+    if c.tutorial_ids and (c.vocab_min_freq > 1 or c.vocab_max_size):
+        return ("config.data.tutorial_ids=True has no UNK id, so every training word needs an "
+                "id: leave vocab_min_freq=1 and vocab_max_size=0, or set tutorial_ids=False.")
+    if 0 < c.vocab_max_size < 8:
+        return ("vocab_max_size",
+                "leaves no room for words (the 4 special tokens count): use 0 or >= 8")
+    if c.tokenizer == "sentencepiece" and (c.vocab_min_freq > 1 or c.vocab_max_size):
+        return ("config.data.tokenizer='sentencepiece': the vocabulary is the model's pieces, "
+                "so vocab_min_freq and vocab_max_size do not apply; set sp_vocab_size instead.")
+    if c.sp_byte_fallback and c.sp_vocab_size <= 256:
+        return "sp_vocab_size", "must be > 256 with sp_byte_fallback (the 256 byte pieces count)"
+    return None

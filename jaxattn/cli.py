@@ -116,6 +116,28 @@ def check_positive(*names: str) -> None:
             raise UsageError(f"--{name} must be >= 1, got {FLAGS[name].value}.")
 
 
+def check_outputs(*names: str, inputs: tuple[str, ...] = ()) -> None:
+    """UsageError, before any work, for a flag among `names` naming a file that cannot be
+    written (a directory, a missing or unwritable folder) or one of the `inputs` flags' files."""
+    read = {os.path.realpath(FLAGS[i].value): i for i in inputs if FLAGS[i].value}
+    for name in names:
+        path = FLAGS[name].value
+        if not path:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            why = "is a directory; give a file name"
+        elif not os.path.isdir(folder):
+            why = f"is in a folder that does not exist ({folder}); create it first"
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            why = f"is in a folder that is not writable ({folder})"
+        elif os.path.realpath(path) in read:
+            why = f"is the --{read[os.path.realpath(path)]} file: it would be overwritten"
+        else:
+            continue
+        raise UsageError(f"--{name}={path} {why}.")
+
+
 def no_arguments(argv) -> None:
     if len(argv) > 1:
         raise UsageError(f"Unexpected arguments: {argv[1:]} (options are --name=value).")
@@ -131,6 +153,9 @@ def decoding_options(default_beam_size: int) -> dict:
     from jaxattn.translation import DecodeOptions  # jax: only for the scripts that decode
 
     check_positive("beam_size", "max_len", "batch_size")
+    if FLAGS.alpha is not None and FLAGS.alpha < 0:  # as config.eval.length_penalty
+        raise UsageError(f"--alpha (the length penalty exponent) must be >= 0, got {FLAGS.alpha}"
+                         " (0: no length penalty).")
     given = {name: FLAGS[name].value for name in SEARCH_FLAGS if FLAGS[name].value is not None}
     if "beam_size" not in given and FLAGS.method in (None, "beam"):
         given["beam_size"] = default_beam_size
@@ -225,10 +250,15 @@ def parse_flags(argv):
     try:
         rest = flags.FLAGS(argv)
     except flags.Error as e:
-        fail(f"{e}\nPass --help to see the options.", USAGE_EXIT)
+        fail(f"{e}{_config_type_hint(e)}\nPass --help to see the options.", USAGE_EXIT)
     except (AttributeError, KeyError) as e:  # ml_collections: --config.<unknown key>=...
         msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
-        fail(f"unknown config key {msg}", USAGE_EXIT)
+        given = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
+        key = msg.split()[0].strip("'\"") if msg else ""
+        named = next((g for g in given if key and key in g.split(".")[1:]), None)
+        msg = msg.replace("' Did you mean", "'. Did you mean")
+        fail(f"{named}: unknown config key {msg} (the fields: the --config file's and "
+             "jaxattn/config.py's)" if named else f"unknown config key {msg}", USAGE_EXIT)
     except Exception as e:  # noqa: BLE001 - a --config file that does not load
         fail(f"cannot load the --config file ({first_line(e)}).", USAGE_EXIT)
     if "config" in flags.FLAGS:
@@ -237,6 +267,17 @@ def parse_flags(argv):
             fail(f"cannot load --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
                  f"{first_line(error)}", USAGE_EXIT)
     return rest
+
+
+def _config_type_hint(error) -> str:
+    """For a --config.<field> value of the wrong type: what the field holds (its default)."""
+    name = str(error).removeprefix("flag --").split("=", 1)[0]
+    if not name.startswith("config.") or name not in FLAGS:
+        return ""
+    default = FLAGS[name].default
+    kind = {bool: "true or false", int: "an integer", float: "a number",
+            str: "a string"}.get(type(default), f"a {type(default).__name__}")
+    return f"; {name} is {kind}, like its default {default!r}"
 
 
 def main(run):

@@ -23,9 +23,11 @@ import ml_collections
 from jaxattn.checks import (
     boolean,
     by_function,
+    data_conflict,
     fractions,
     integer,
     ints,
+    model_conflict,
     nonempty_string,
     one_of,
     real,
@@ -288,40 +290,26 @@ def validate_section(section: str, cfg, *, allow_unknown: bool = False) -> None:
     first bad field."""
     checks = rules()[section]
     for key in cfg.keys():
-        if key not in checks and allow_unknown:
+        if section == "data" and key == "splits":
+            if not isinstance(cfg.splits, (dict, ml_collections.ConfigDict)):
+                _fail("data", "splits", cfg.splits, "must map split names to file prefixes")
+            for split, value in cfg.splits.items():
+                if not isinstance(value, str):
+                    _fail("data", f"splits.{split}", value, "must be a string")
+            continue
+        if key not in checks and (allow_unknown or (section == "" and key in rules())):
             continue
         if key not in checks:
-            if section == "" and key in rules():
-                continue
-            if section == "data" and key == "splits":
-                for split, value in cfg.splits.items():
-                    if not isinstance(value, str):
-                        _fail("data", f"splits.{split}", value, "must be a string")
-                continue
             _fail(section, key, cfg[key], "is not a known option (misspelt?)")
         why = checks[key](cfg[key])
         if why:
             _fail(section, key, cfg[key], why)
-    if section == "data":
-        if cfg.synthetic_max_len < cfg.synthetic_min_len:
-            _fail("data", "synthetic_max_len", cfg.synthetic_max_len,
-                  f"must be >= synthetic_min_len ({cfg.synthetic_min_len})")
-        if cfg.synthetic_sizes[0] < 1:
-            _fail("data", "synthetic_sizes", cfg.synthetic_sizes, "needs a training size >= 1")
-        if cfg.tutorial_ids and (cfg.vocab_min_freq > 1 or cfg.vocab_max_size):
-            raise ConfigError(
-                "config.data.tutorial_ids=True has no UNK id, so every training word needs an "
-                "id: leave vocab_min_freq=1 and vocab_max_size=0, or set tutorial_ids=False.")
-        if 0 < cfg.vocab_max_size < 8:
-            _fail("data", "vocab_max_size", cfg.vocab_max_size,
-                  "leaves no room for words (the 4 special tokens count): use 0 or >= 8")
-        if cfg.tokenizer == "sentencepiece" and (cfg.vocab_min_freq > 1 or cfg.vocab_max_size):
-            raise ConfigError(
-                "config.data.tokenizer='sentencepiece': the vocabulary is the model's pieces, "
-                "so vocab_min_freq and vocab_max_size do not apply; set sp_vocab_size instead.")
-        if cfg.sp_byte_fallback and cfg.sp_vocab_size <= 256:
-            _fail("data", "sp_vocab_size", cfg.sp_vocab_size,
-                  "must be > 256 with sp_byte_fallback (the 256 byte pieces count)")
+    conflict = {"data": data_conflict, "model": model_conflict}.get(section)
+    problem = conflict(cfg) if conflict else None
+    if isinstance(problem, tuple):
+        _fail(section, problem[0], cfg[problem[0]], problem[1])
+    if problem:
+        raise ConfigError(problem)
 
 
 def validate(config: ml_collections.ConfigDict, *, device_count: int | None = None) -> None:
@@ -334,6 +322,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
         if section and section not in config:
             raise ConfigError(f"config has no '{section}' section; start from "
                               "jaxattn.config.default_config().")
+        if section and not isinstance(config[section], ml_collections.ConfigDict):
+            raise ConfigError(f"config.{section} must be a section (a ConfigDict), not "
+                              f"{type(config[section]).__name__}.")
         validate_section(section, config[section] if section else config)
     tc = config.train
     if tc.num_train_steps <= 0 and tc.num_epochs <= 0:

@@ -83,6 +83,7 @@ def export_workdir(workdir: str, out: str, *, checkpoint: str | int = "latest",
                    **kwargs) -> dict:
     """Exports a run's checkpoint ('latest', 'best' or a step) to `out`; kwargs as
     `export_translator`. InferenceError if the run has no usable checkpoint."""
+    _check_out(out, kwargs.get("overwrite", False), workdir)  # before restoring anything
     translator = inference.Translator.from_workdir(workdir, checkpoint)
     return export_translator(translator, out, checkpoint=checkpoint, **kwargs)
 
@@ -101,17 +102,22 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
         raise ExportError(f"beam_size must be an integer >= 0, got {beam_size!r}.")
     unknown = [p for p in platforms if p not in PLATFORMS]
     if unknown or not platforms:
-        raise ExportError(f"Unknown platform(s) {unknown}: choose among {list(PLATFORMS)}.")
+        raise ExportError((f"Unknown platform(s) {unknown}" if unknown else "No platform given")
+                          + f": choose among {list(PLATFORMS)}.")
     if len(translator.members) > 1:
         raise ExportError("An ensemble cannot be exported: export each run on its own.")
     if not translator.workdir:
         raise ExportError("Export needs a Translator from a workdir (Translator.from_workdir): "
                           "its config.json and vocabulary files are copied as they are.")
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, translator.workdir)
     max_source_len = max_source_len or max(DEFAULT_MAX_SOURCE_LEN, translator.max_length)
     params = jax.tree.map(np.asarray, translator.variables["params"])
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.",
-                           dir=os.path.dirname(os.path.abspath(out)))
+    parent = os.path.dirname(os.path.abspath(out))
+    try:
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.", dir=parent)
+    except OSError as e:
+        raise ExportError(f"Cannot write the directory {out}: cannot create files in {parent} "
+                          f"({e.strerror or e}); choose a writable --out.") from None
     os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the export from its users
     try:
         leaves = _save_params(params, os.path.join(tmp, PARAMS_FILE))
@@ -140,13 +146,27 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
     return manifest
 
 
-def _check_out(out: str, overwrite: bool) -> None:
-    if os.path.exists(out) and not os.path.isdir(out) or not os.path.isdir(
-            os.path.dirname(os.path.abspath(out))):
+def _check_out(out: str, overwrite: bool, workdir: str = "") -> None:
+    """`out` must be new, empty, or (with `overwrite`) an earlier export; never the run
+    exported or a folder holding it, whatever `overwrite` says."""
+    parent = os.path.dirname(os.path.abspath(out))
+    if os.path.exists(out) and not os.path.isdir(out) or not os.path.isdir(parent):
         raise ExportError(f"Cannot write the directory {out}: a file, or its parent is missing.")
-    if os.path.isdir(out) and os.listdir(out) and not overwrite:
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportError(f"Cannot write the directory {out}: {parent} is not writable.")
+    real_out = os.path.realpath(out)
+    if workdir and os.path.commonpath([real_out, os.path.realpath(workdir)]) == real_out:
+        raise ExportError(f"--out {out} is (or holds) the run being exported, {workdir}; "
+                          "choose a directory outside it.")
+    if not (os.path.isdir(out) and os.listdir(out)):
+        return
+    if not overwrite:
         raise ExportError(f"--out {out} is not empty; choose a new directory or pass "
                           "--overwrite to replace it.")
+    if not os.path.isfile(os.path.join(out, MANIFEST_FILE)):
+        raise ExportError(f"--out {out} is not an export directory (no {MANIFEST_FILE}): "
+                          "--overwrite replaces only an earlier export. Choose a new directory, "
+                          "or empty this one yourself.")
 
 
 def _move_into_place(tmp: str, out: str) -> None:

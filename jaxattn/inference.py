@@ -179,7 +179,7 @@ class Translator:
         """THE search call: `search.decode` of padded source ids src [B, S], src_len [B] with
         `options` -> SearchResult [B, N, ...] (asynchronous). rng: the sampling key (None:
         options.seed's); variables: other parameters (the export traces with its own)."""
-        o = options
+        o = DecodeOptions.make(options)  # UsageError for what is not a DecodeOptions
         if o.method == "sample" and rng is None:
             rng = jax.random.key(o.seed)
         return search.decode(
@@ -295,8 +295,8 @@ class Translator:
     def warmup(self, sentences: Sequence[str], options: DecodeOptions | None = None, *,
                max_len: int | None = None, batch_size: int | None = None, **decoding) -> None:
         """Compiles every batch shape that `translate` will use on `sentences` (one batch each)."""
-        options = self.options(options, **decoding)
-        inputs = [self._prepare(s) for s in sentences]
+        check_options(sentences=sentences, max_len=max_len, batch_size=batch_size)
+        options, inputs = self.options(options, **decoding), [self._prepare(s) for s in sentences]
         seen = {}
         for idx, rows, padded_len, steps in self._plan(inputs, batch_size, max_len):
             seen.setdefault((rows, padded_len, steps), idx)

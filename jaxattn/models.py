@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxattn import attention as attention_lib
+from jaxattn.checks import attention_sizes
 from jaxattn.config import default_model_config  # noqa: F401 - models.default_model_config
 from jaxattn.decoders import DECODERS, DecoderState, Memory
 from jaxattn.encoders import Encoder
@@ -156,12 +157,9 @@ def _attention_from_config(c, query_dim: int, key_dim: int) -> nn.Module:
         kwargs = {"window": c.attention_window, "query_dim": query_dim}
     elif name == "kernel":
         kwargs = {"kernel": c.kernel}
-    if name in ("dot", "scaled_dot", "kernel") and query_dim != key_dim:
-        raise ValueError(
-            f"attention={name!r} compares the decoder state ({query_dim}) with encoder outputs "
-            f"({key_dim}) directly, so their sizes must match; use 'general' or 'additive', or "
-            "set hidden/bidirectional so that they match."
-        )
+    why = attention_sizes(name, query_dim, key_dim)
+    if why:
+        raise ValueError(why)
     return attention_lib.make_attention(name, dtype=compute_dtype(c), **kwargs)
 
 

@@ -18,7 +18,9 @@ import jax.numpy as jnp
 
 from jaxattn import config as config_lib
 from jaxattn import data as data_lib
+from jaxattn.averaging import averaged_dir
 from jaxattn.checkpoints import (
+    AVERAGED,
     CONFIG_FILE,
     Checkpointer,
     CheckpointError,
@@ -73,12 +75,25 @@ def restore_params(run: Run, checkpoint: str | int = "latest"):
     except CheckpointError as e:
         raise InferenceError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - any failure: this checkpoint is unusable
-        why = (str(e).strip().splitlines() or [""])[0][:300]
-        raise InferenceError(
-            f"Cannot restore the parameters of step {step} in {checkpoint_dir(run.workdir)} "
-            f"({type(e).__name__}: {why}). Is it complete, and from this run's "
-            f"{CONFIG_FILE}? Try another --checkpoint.") from None
+        raise InferenceError(_unreadable(run.workdir, step, e)) from None
     return params, step
+
+
+def _unreadable(workdir: str, step, error: BaseException) -> str:
+    """Why a checkpoint's parameters could not be read, and which others there are."""
+    why = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:300]}"
+    if step == AVERAGED:
+        return (f"Cannot restore the averaged checkpoint in {averaged_dir(workdir)} ({why}); it "
+                f"is incomplete or damaged. Make it again: python scripts/average.py --workdir "
+                f"{workdir} --last N (or --best N).")
+    try:
+        with Checkpointer(workdir, read_only=True) as ckpts:
+            others = [s for s in ckpts.all_steps() if s != step]
+    except Exception:  # noqa: BLE001 - only for the hint
+        others = []
+    return (f"Cannot restore the parameters of step {step} in {checkpoint_dir(workdir)} ({why})."
+            f" Is it complete, and from this run's {CONFIG_FILE}? Try another --checkpoint"
+            + (f" (steps: {', '.join(map(str, others))})." if others else "."))
 
 
 def restore_runs(workdirs, checkpoints="latest") -> list[tuple[Run, Any, int]]:

@@ -137,11 +137,14 @@ def check_options(**kwargs) -> None:
     for beam_size), replace_unk (bool), unk_dictionary (a path or None)."""
     for name, v in kwargs.items():
         if name in ("sentences", "sources", "references", "targets"):
-            if isinstance(v, (str, bytes)) or not isinstance(v, Sequence) or not all(
-                    isinstance(s, str) for s in v):
+            if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
                 raise UsageError(f"{name} must be a list of strings (one sentence each), not "
                                  f"{type(v).__name__}" + (" (wrap one sentence in a list)"
                                                           if isinstance(v, str) else "") + ".")
+            bad = next((i for i, s in enumerate(v) if not isinstance(s, str)), None)
+            if bad is not None:
+                raise UsageError(f"{name}[{bad}] is {type(v[bad]).__name__} {v[bad]!r:.40}, not a "
+                                 "string: give every sentence as text ('' for an empty one).")
         elif name == "alpha":
             if v is not None and not _is_number(v):
                 raise UsageError(f"alpha must be a finite number or None, got {v!r}.")

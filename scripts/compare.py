@@ -69,6 +69,7 @@ def run(argv):
     specs = _parse_specs(argv)
     options = cli.eval_data_options()
     cli.check_positive("beam_size", "max_len", "batch_size")
+    cli.check_outputs("json", inputs=("src", "ref", "tsv", "unk_dictionary"))
     names = _names(specs)
     translators = []  # all restored first: a wrong workdir or step fails before any work
     for name, (workdir, ckpt) in zip(names, specs, strict=True):

@@ -22,9 +22,11 @@ lists its K best, sampling (--method sample) K samples ranked by score.
 Several comma-separated --workdir runs (same vocabularies) decode as one ensemble.
 """
 
+import os
 import sys
 
 from absl import app, flags
+from matplotlib.backend_bases import FigureCanvasBase
 
 from jaxattn import cli, exported, inference, plots
 from jaxattn.data.readers import bad_lines_message, decode_lines
@@ -54,11 +56,24 @@ def read_input(argv) -> tuple[list[str], list[int]]:
     return [line if line is not None else "" for line in lines], bad
 
 
+def check_attention_png(path) -> None:
+    """UsageError, before any decoding, for an --attention_png that cannot be written."""
+    cli.check_outputs("attention_png")
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if path and os.path.splitext(path)[1].lower().lstrip(".") not in kinds:
+        raise inference.UsageError(f"--attention_png={path}: name an image file ending in "
+                                   f"{', '.join('.' + k for k in sorted(kinds))} (e.g. att.png).")
+
+
 def run(argv):
     cli.check_positive("beam_size", "max_len", "batch_size", "max_plots")
     if (_WORKDIR.value is None) == (_EXPORTED.value is None):
         raise inference.UsageError("Give one of --workdir (a training run) and --exported (an "
                                    "export directory).")
+    if _EXPORTED.value:
+        cli.reject_flags(["checkpoint"], "an export holds one checkpoint (scripts/export.py "
+                         "--checkpoint chose it).")
+    check_attention_png(_ATTENTION_PNG.value)
     n_best = FLAGS["n_best"].present
     if n_best and _VERBOSE.value:
         raise inference.UsageError("Give one of --n_best (its own format) and --verbose.")

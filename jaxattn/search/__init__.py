@@ -26,6 +26,7 @@ Every method takes one model or an `Ensemble` of models with the same vocabulari
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 from jaxattn.search.beam import beam_search
 from jaxattn.search.core import (
@@ -44,6 +45,29 @@ __all__ = ["METHODS", "Ensemble", "Forced", "SearchResult", "beam_search", "chec
            "length_penalty", "sample"]
 
 METHODS = ("greedy", "beam", "sample")  # decode(method=...)
+
+
+# options that only some methods read -> (their value when unused, the methods that read them)
+_ONLY_FOR = {"beam_size": (1, ("beam",)), "beta": (0.0, ("beam",)), "rng": (None, ("sample",)),
+             "temperature": (1.0, ("sample",)), "top_k": (0, ("sample",)),
+             "top_p": (1.0, ("sample",))}
+
+
+def _check_unused(method: str, **options) -> None:
+    """ValueError for an option that `method` would ignore (set, but not read)."""
+    for name, value in options.items():
+        unused, methods = _ONLY_FOR[name]
+        if method in methods or value is unused:
+            continue
+        try:
+            same = value == unused if unused is not None else False
+            same = bool(np.asarray(same)) if not isinstance(same, bool) else same
+        except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
+            same = False
+        if not same:
+            given = name if name == "rng" else f"{name}={value!r}"
+            raise ValueError(f"{given} is for method={' or '.join(map(repr, methods))}"
+                             f"; method={method!r} would ignore it.")
 
 
 @jax.jit
@@ -70,8 +94,10 @@ def decode(model, variables, src, src_len=None, *, eos_id: int, max_len: int,
         [B, N, max_len], weights [B, N, max_len, S], lengths/scores/log_probs/finished [B, N],
         steps []. `result.top()` drops the axis.
     """
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"Unknown decoding method {method!r}; choose one of {METHODS}.")
+    _check_unused(method, beam_size=beam_size, beta=beta, rng=rng, temperature=temperature,
+                  top_k=top_k, top_p=top_p)
     ids = dict(eos_id=eos_id, max_len=max_len, bos_id=bos_id, pad_id=pad_id)
     if method == "sample":
         return sample(model, variables, src, src_len, rng=rng, num_samples=n_best,

@@ -15,6 +15,7 @@ too, so beam search never scores below greedy; keep_greedy=False is textbook bea
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any
 
 import jax
@@ -26,6 +27,7 @@ from jax import lax
 from jaxattn.search.core import (
     SearchResult,
     check_inputs,
+    check_number,
     coverage_penalty,
     gather,
     length_penalty,
@@ -232,13 +234,14 @@ def beam_search(model, variables, src, src_len=None, *, eos_id: int, max_len: in
         [B, n_best, max_len, S], lengths/scores/log_probs/finished [B, n_best], steps [].
     """
     src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len,
-                                beam_size=beam_size, alpha=alpha, n_best=n_best)
-    if isinstance(beta, (int, float)) and not (np.isfinite(beta) and beta >= 0):
-        raise ValueError(f"beta (the coverage penalty) must be a finite number >= 0, got "
-                         f"{beta!r}.")
+                                beam_size=beam_size, alpha=alpha, n_best=n_best, model=model,
+                                bos_id=bos_id, pad_id=pad_id)
+    check_number("beta", beta, 0, " (the coverage penalty)")
+    if not isinstance(keep_greedy, (bool, np.bool_)):
+        raise ValueError(f"keep_greedy must be True or False, got {keep_greedy!r}.")
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
-    beta = None if isinstance(beta, (int, float)) and beta == 0 else jnp.float32(beta)
+    beta = None if isinstance(beta, numbers.Real) and beta == 0 else jnp.float32(beta)
     return _beam(model, variables, src, src_len, jnp.float32(alpha), beta,
                  bos_id=bos_id,
                  eos_id=eos_id, pad_id=pad_id, max_len=max_len, beam_size=beam_size,

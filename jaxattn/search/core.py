@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -42,29 +43,96 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def check_inputs(src, src_len, *, eos_id, max_len, beam_size=1, alpha=0.0, n_best=1):
+def _concrete(x) -> np.ndarray | None:
+    """x's values on the host, or None when they are not known here (a tracer, as when
+    `jax.export` traces a search, or an array spread over other hosts)."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return None
+    return np.asarray(x)
+
+
+def check_number(name: str, v, low: float | None = None, why: str = "") -> None:
+    """ValueError unless v is a finite real number (Python, NumPy or a 0-d array) >= low."""
+    x = _concrete(v) if isinstance(v, (np.ndarray, jax.Array)) else v
+    if x is None:
+        return  # traced: checked where it was made
+    if isinstance(x, np.ndarray):
+        x = x.item() if x.ndim == 0 and np.issubdtype(x.dtype, np.number) else None
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real) \
+            or not math.isfinite(x) or (low is not None and x < low):
+        raise ValueError(f"{name}{why} must be a finite number" +
+                         (f" >= {low}" if low is not None else "") + f", got {v!r}.")
+
+
+def vocab_sizes(model) -> tuple[int | None, int | None]:
+    """(source, target) vocabulary sizes of a `Seq2Seq` (its embedding and output sizes) or
+    an `Ensemble`; None where the model does not say (a module of another kind)."""
+    if isinstance(model, Ensemble):
+        return vocab_sizes(model.models[0])
+    return tuple(getattr(getattr(model, part, None), "vocab_size", None)
+                 for part in ("encoder", "decoder"))
+
+
+def check_ids(name: str, x, vocab: int | None, what: str = "token ids") -> None:
+    """ValueError unless every value of x (when known here) is an id in [0, vocab)."""
+    values = _concrete(x)
+    if vocab is None or values is None or values.size == 0:
+        return
+    lo, hi = int(values.min()), int(values.max())
+    if lo < 0 or hi >= vocab:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{name} holds {bad}, not one of the model's {vocab} {what} "
+                         f"(0..{vocab - 1}); encode with the vocabulary the model was trained "
+                         "with.")
+
+
+def check_lengths(name: str, lengths, width, shape) -> jax.Array:
+    """lengths as int32 after checking: integers shaped `shape`, each in [0, width]."""
+    arr = jnp.asarray(lengths)
+    if arr.shape != shape or not jnp.issubdtype(arr.dtype, jnp.integer):
+        raise ValueError(f"{name} must be integer lengths shaped {list(shape)}, got "
+                         f"{arr.dtype}{list(arr.shape)}.")
+    values = _concrete(lengths)
+    if values is not None and values.size and isinstance(width, int) and (
+            values.min() < 0 or values.max() > width):
+        bad = values.min() if values.min() < 0 else values.max()
+        raise ValueError(f"{name} holds {bad}: lengths must be in [0, {width}] (the padded "
+                         f"width); 0 marks an empty (padding) row.")
+    return arr.astype(jnp.int32)
+
+
+def check_inputs(src, src_len, *, eos_id, max_len, beam_size=1, alpha=0.0, n_best=1,
+                 model=None, bos_id=None, pad_id=None):
     """(src int32 [B, S], src_len int32 [B] or None) after checking the search arguments;
-    ValueError naming the first bad one."""
+    ValueError naming the first bad one. With `model`, ids (src, eos_id, bos_id) are checked
+    against its vocabulary sizes."""
     for name, v in (("max_len", max_len), ("beam_size", beam_size)):
         if not _is_int(v) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
     if not _is_int(n_best) or not 1 <= n_best <= beam_size:
         raise ValueError(
             f"Need 1 <= n_best <= beam_size, got n_best={n_best}, beam_size={beam_size}.")
-    if not _is_int(eos_id) or eos_id < 0:
-        raise ValueError(f"eos_id must be a token id (an integer >= 0), got {eos_id!r}.")
-    if isinstance(alpha, (int, float)) and not np.isfinite(alpha):
-        raise ValueError(f"alpha (the length penalty) must be a finite number, got {alpha!r}.")
-    src = jnp.asarray(src)
+    src_vocab, tgt_vocab = vocab_sizes(model) if model is not None else (None, None)
+    for name, v in (("eos_id", eos_id), ("bos_id", bos_id)):
+        if v is not None and (not _is_int(v) or v < 0 or (tgt_vocab and v >= tgt_vocab)):
+            raise ValueError(f"{name} must be a target token id (an integer in [0, "
+                             f"{tgt_vocab or 'vocab size'})), got {v!r}.")
+    if pad_id is not None and not _is_int(pad_id):
+        raise ValueError(f"pad_id must be an integer (the id after a hypothesis's end), got "
+                         f"{pad_id!r}.")
+    check_number("alpha", alpha, why=" (the length penalty)")
+    raw, src = src, jnp.asarray(src) if not isinstance(src, jax.Array) else src
     if src.ndim != 2 or not jnp.issubdtype(src.dtype, jnp.integer):
         raise ValueError(f"src must be integer token ids shaped [batch, length], got "
                          f"{src.dtype}{list(src.shape)}.")
+    if any(isinstance(d, int) and d == 0 for d in src.shape):
+        raise ValueError(f"src is empty (shape {list(src.shape)}): give at least one sentence "
+                         "of at least one position (EOS).")
+    check_ids("src", raw, src_vocab, "source ids")
     if src_len is not None:
-        src_len = jnp.asarray(src_len)
-        if src_len.shape != src.shape[:1] or not jnp.issubdtype(src_len.dtype, jnp.integer):
-            raise ValueError(f"src_len must be integer lengths shaped [{src.shape[0]}], got "
-                             f"{src_len.dtype}{list(src_len.shape)}.")
-        src_len = src_len.astype(jnp.int32)
+        src_len = check_lengths("src_len", src_len, src.shape[1], src.shape[:1])
     return src.astype(jnp.int32), src_len
 
 
@@ -106,11 +174,20 @@ class Ensemble:
     models: tuple
 
     def __post_init__(self):
-        if not self.models:
-            raise ValueError("An Ensemble needs at least one model.")
+        if isinstance(self.models, (list, tuple)):  # a list would not hash (jit's static arg)
+            object.__setattr__(self, "models", tuple(self.models))
+        if not isinstance(self.models, tuple) or not self.models:
+            raise ValueError("An Ensemble needs a tuple of at least one model.")
+        if any(isinstance(m, Ensemble) for m in self.models):
+            raise ValueError("An Ensemble's members must be models, not Ensembles: list the "
+                             "models in one Ensemble.")
         if len({m.bos_id for m in self.models}) > 1:
             raise ValueError("The ensemble's models start from different BOS ids: their "
                              "target vocabularies differ.")
+        sizes = [vocab_sizes(m) for m in self.models]
+        if len(set(sizes)) > 1:
+            raise ValueError(f"The ensemble's models have different (source, target) vocabulary "
+                             f"sizes {sizes}: ensembled models must share both vocabularies.")
 
     @property
     def bos_id(self) -> int:

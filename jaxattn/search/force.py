@@ -11,7 +11,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxattn.search.core import check_inputs, start, step, token_log_prob
+from jaxattn.search.core import (
+    check_ids,
+    check_inputs,
+    check_lengths,
+    start,
+    step,
+    token_log_prob,
+    vocab_sizes,
+)
 
 
 class Forced(NamedTuple):
@@ -52,15 +60,17 @@ def force_decode(model, variables, src, src_len, tgt, tgt_len=None, *, bos_id=No
     Returns:
         `Forced`: per-token and per-sentence log-probabilities and the attention weights.
     """
-    src, src_len = check_inputs(src, src_len, eos_id=0, max_len=1)
-    tgt = jnp.asarray(tgt)
+    src, src_len = check_inputs(src, src_len, eos_id=0, max_len=1, model=model, bos_id=bos_id)
+    raw, tgt = tgt, jnp.asarray(tgt)
     if tgt.ndim != 2 or tgt.shape[0] != src.shape[0] or not jnp.issubdtype(tgt.dtype,
                                                                            jnp.integer):
         raise ValueError(f"tgt must be integer ids shaped [{src.shape[0]}, length], got "
                          f"{tgt.dtype}{list(tgt.shape)}.")
-    tgt_len = jnp.full(tgt.shape[:1], tgt.shape[1]) if tgt_len is None else jnp.asarray(tgt_len)
-    if tgt_len.shape != tgt.shape[:1]:
-        raise ValueError(f"tgt_len must be shaped [{tgt.shape[0]}], got {list(tgt_len.shape)}.")
+    if isinstance(tgt.shape[1], int) and tgt.shape[1] == 0:
+        raise ValueError("tgt has no positions: each target needs at least its EOS.")
+    check_ids("tgt", raw, vocab_sizes(model)[1], "target ids")
+    tgt_len = (jnp.full(tgt.shape[:1], tgt.shape[1], jnp.int32) if tgt_len is None else
+               check_lengths("tgt_len", tgt_len, tgt.shape[1], tgt.shape[:1]))
     bos_id = model.bos_id if bos_id is None else bos_id
     return _force(model, variables, src, src_len, tgt.astype(jnp.int32),
                   tgt_len.astype(jnp.int32), bos_id=bos_id)

@@ -102,7 +102,8 @@ def greedy_search(model, variables, src, src_len=None, *, eos_id: int, max_len: 
         A `SearchResult`: tokens [B, max_len], weights [B, max_len, S], lengths, scores,
         log_probs and finished [B], steps [].
     """
-    src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len)
+    src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len, model=model,
+                                bos_id=bos_id, pad_id=pad_id)
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
     return _greedy(model, variables, src, src_len, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id,
