@@ -153,9 +153,6 @@ def decoding_options(default_beam_size: int) -> dict:
     from jaxattn.translation import DecodeOptions  # jax: only for the scripts that decode
 
     check_positive("beam_size", "max_len", "batch_size")
-    if FLAGS.alpha is not None and FLAGS.alpha < 0:  # as config.eval.length_penalty
-        raise UsageError(f"--alpha (the length penalty exponent) must be >= 0, got {FLAGS.alpha}"
-                         " (0: no length penalty).")
     given = {name: FLAGS[name].value for name in SEARCH_FLAGS if FLAGS[name].value is not None}
     if "beam_size" not in given and FLAGS.method in (None, "beam"):
         given["beam_size"] = default_beam_size
@@ -296,7 +293,7 @@ def main(run):
             sys.exit(0)
         except OSError as e:  # disk full, permissions, a vanished file
             where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-            fail(f"{e.strerror or e}{where}.")
+            fail(f"{str(e.strerror or e).rstrip('.')}{where}.")
         except KeyboardInterrupt as e:
             print(f"interrupted ({e}); rerun the same command to resume." if str(e) else
                   "interrupted", file=sys.stderr, flush=True)

@@ -10,6 +10,11 @@ class ConfigError(JaxattnError, ValueError):
     """A config field with a bad type, range or name (found before any work)."""
 
 
+class DataError(JaxattnError, ValueError):
+    """A corpus or data file that cannot be used: missing, empty, undecodable, misaligned, or
+    with no pair left after filtering (a ValueError, so older `except ValueError` still work)."""
+
+
 class TrainingError(JaxattnError, RuntimeError):
     """A run that cannot go on (divergence, NaN loss, a failed evaluation, a busy workdir)."""
 

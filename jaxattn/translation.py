@@ -106,8 +106,9 @@ def check_decode_options(o: DecodeOptions) -> None:
                              + (" and < 2**32" if name == "seed" else "") + f", got {v!r}.")
     if o.method not in METHODS:
         raise UsageError(f"method must be one of {list(METHODS)}, got {o.method!r}.")
-    if o.alpha is not None and not _is_number(o.alpha):
-        raise UsageError(f"alpha must be a finite number or None, got {o.alpha!r}.")
+    if o.alpha is not None and not (_is_number(o.alpha) and o.alpha >= 0):
+        raise UsageError(f"alpha (the length penalty exponent) must be a finite number >= 0 "
+                         f"or None (the run's), got {o.alpha!r}.")
     if not _is_number(o.beta) or o.beta < 0:
         raise UsageError(f"beta (the coverage penalty) must be a finite number >= 0, got "
                          f"{o.beta!r}.")
@@ -146,8 +147,9 @@ def check_options(**kwargs) -> None:
                 raise UsageError(f"{name}[{bad}] is {type(v[bad]).__name__} {v[bad]!r:.40}, not a "
                                  "string: give every sentence as text ('' for an empty one).")
         elif name == "alpha":
-            if v is not None and not _is_number(v):
-                raise UsageError(f"alpha must be a finite number or None, got {v!r}.")
+            if v is not None and not (_is_number(v) and v >= 0):
+                raise UsageError(f"alpha (the length penalty exponent) must be a finite number "
+                                 f">= 0 or None, got {v!r}.")
         elif name == "replace_unk":
             if not isinstance(v, bool):
                 raise UsageError(f"replace_unk must be True or False, got {v!r}.")

@@ -34,7 +34,7 @@ def read_json(path: str):
     """The JSON content of `path`, None if it does not exist; WorkdirError naming the file if
     it cannot be read or parsed (truncated, not JSON)."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: as an editor may save it
             return json.load(f)
     except FileNotFoundError:
         return None

@@ -208,3 +208,38 @@ def test_a_section_that_is_not_a_section():
     bad.model = 5
     with pytest.raises(ConfigError, match="config.model must be a section"):
         config_lib.validate(bad)
+
+
+# ------------------------------------------------------------------ data and workdir files
+def test_unusable_corpora_raise_data_errors_the_scripts_print_as_one_line(tmp_path):
+    """Empty, undecodable and all-filtered corpora: DataError (a JaxattnError, so the scripts
+    print one line, and a ValueError, so older handlers still catch it), naming the file."""
+    from jaxattn import data as data_lib
+    from jaxattn.config import default_config
+    from jaxattn.errors import DataError, JaxattnError
+
+    cases = {"empty.txt": b"", "latin1.txt": b"\xff\xfe bad\tx\n",
+             "filtered.txt": b"hello there my friend\tbonjour\n"}
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        cfg = default_config().data
+        cfg.path, cfg.data_dir = str(path), str(tmp_path / "tfds")
+        with pytest.raises(DataError, match=name) as e:
+            data_lib.build(cfg)
+        assert isinstance(e.value, JaxattnError) and isinstance(e.value, ValueError)
+
+
+def test_config_json_saved_with_a_bom_loads(tmp_path):
+    from jaxattn.workdir import read_json
+
+    (tmp_path / "config.json").write_bytes(b'\xef\xbb\xbf{"seed": 3}')
+    assert read_json(str(tmp_path / "config.json")) == {"seed": 3}
+
+
+def test_negative_alpha_is_refused_by_the_python_api_as_by_the_config():
+    from jaxattn.translation import DecodeOptions
+
+    with pytest.raises(ValueError, match="alpha .* >= 0"):
+        DecodeOptions(beam_size=2, alpha=-0.5)
+    assert DecodeOptions(beam_size=2, alpha=0.0).alpha == 0.0

@@ -138,7 +138,7 @@ def test_negative_alpha_is_refused_like_the_config(fresh_flags):
     flags.DEFINE_bool("replace_unk", False, "", flag_values=fresh_flags)
     flags.DEFINE_string("unk_dictionary", None, "", flag_values=fresh_flags)
     fresh_flags(["prog", "--beam_size=2", "--alpha=-0.5"])
-    with pytest.raises(UsageError, match="--alpha .* must be >= 0"):
+    with pytest.raises(ValueError, match="alpha .* must be a finite number >= 0"):
         cli.decoding_options(1)
     fresh_flags["alpha"].value = 0.6
     assert cli.decoding_options(1)["options"].alpha == 0.6

@@ -36,6 +36,7 @@ from jaxattn.data.readers import (
 )
 from jaxattn.data.splits import SPLITS, assign_splits, check_fractions, split_rows
 from jaxattn.data.text import ENG_PREFIXES, tutorial_pairs, tutorial_reverse
+from jaxattn.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class JaxattnEngFra(tfds.core.GeneratorBasedBuilder):
         counts["filtered"] = len(pairs) - len(rows)
         counts["kept"] = len(rows)
         if not rows:
-            raise ValueError(f"The tutorial filter kept no pairs of {c.source} ({counts}); "
+            raise DataError(f"The tutorial filter kept no pairs of {c.source} ({counts}); "
                              "check max_length/prefixes or set filter=False.")
         by_split = split_rows(rows, assign_splits(keys, c.split_fractions, c.split_seed))
         counts.update({f"split_{k}": len(v) for k, v in by_split.items()})
@@ -173,7 +174,7 @@ def _parallel_files(path: str, src_lang: str, tgt_lang: str,
                     splits: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
     path = os.path.expanduser(path)
     if not path:
-        raise ValueError("name='parallel' needs config.data.path: a folder with "
+        raise DataError("name='parallel' needs config.data.path: a folder with "
                          "{split}.{src_lang} and {split}.{tgt_lang} (or {split}.tsv) files, "
                          "or one TSV file.")
     if os.path.isfile(path):
@@ -197,7 +198,7 @@ def _parallel_files(path: str, src_lang: str, tgt_lang: str,
                 f"files' prefix, or to '' to do without this split."
             )
     if not any(f[0] == "train" for f in files):
-        raise ValueError("config.data.splits.train is empty: a training split is required.")
+        raise DataError("config.data.splits.train is empty: a training split is required.")
     return tuple(files)
 
 
@@ -240,7 +241,7 @@ def catalog_builder(name: str, *, data_dir: str = "", download: bool = True):
     try:
         builder = tfds.builder(name, data_dir=default_data_dir(data_dir))
     except Exception as e:
-        raise ValueError(f"TFDS has no dataset {name!r} ({e}). See "
+        raise DataError(f"TFDS has no dataset {name!r} ({e}). See "
                          "https://www.tensorflow.org/datasets/catalog/overview.") from e
     if not builder.is_prepared():
         if not download:
@@ -249,7 +250,7 @@ def catalog_builder(name: str, *, data_dir: str = "", download: bool = True):
         builder.download_and_prepare(file_format="array_record")
     fmt = builder.info.file_format
     if fmt is not None and fmt != tfds.core.FileFormat.ARRAY_RECORD:
-        raise ValueError(
+        raise DataError(
             f"{name} in {builder.data_dir} was prepared as {fmt.value}; reading without "
             "TensorFlow needs array_record. Delete that folder or use another "
             "config.data.data_dir, and it will be prepared again as array_record."
@@ -277,7 +278,7 @@ def read_texts(source: Sequence, src_key: str = "src", tgt_key: str = "tgt",
     first = source[0]
     missing = [k for k in (src_key, tgt_key) if k not in first]
     if missing:
-        raise ValueError(f"{name or 'The dataset'} has no feature {missing[0]!r}; its examples "
+        raise DataError(f"{name or 'The dataset'} has no feature {missing[0]!r}; its examples "
                          f"have {sorted(first)}. Set src_lang/tgt_lang to two of these.")
     decode: Callable = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)
     get_many = getattr(source, "__getitems__", None) or (lambda idx: [source[i] for i in idx])

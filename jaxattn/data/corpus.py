@@ -14,6 +14,7 @@ from jaxattn import config as config_lib  # a module: config imports jaxattn.dat
 from jaxattn.data.readers import read_bytes, read_tsv_pairs, summary
 from jaxattn.data.synthetic import synthetic_splits
 from jaxattn.data.text import tutorial_pairs, tutorial_reverse
+from jaxattn.errors import DataError
 
 DATASETS = ("tutorial", "parallel", "tfds", "synthetic")  # config.data.name
 
@@ -60,14 +61,14 @@ def load_texts(cfg: ml_collections.ConfigDict, max_length: int) -> tuple[dict, d
             split_seed=cfg.split_seed, data_dir=cfg.data_dir)
     else:
         if not cfg.tfds_name:
-            raise ValueError("name='tfds' needs config.data.tfds_name, e.g. "
+            raise DataError("name='tfds' needs config.data.tfds_name, e.g. "
                              "'wmt14_translate/fr-en'.")
         builder = builders.catalog_builder(cfg.tfds_name, data_dir=cfg.data_dir,
                                            download=cfg.download)
         src_key, tgt_key, splits = cfg.src_lang, cfg.tgt_lang, dict(cfg.splits)
     sources = builders.data_sources(builder, splits)
     if "train" not in sources:
-        raise ValueError(f"{builder.name} has no training split (it has "
+        raise DataError(f"{builder.name} has no training split (it has "
                          f"{list(builder.info.splits.keys())}); set config.data.splits.train.")
     texts = {k: builders.read_texts(v, src_key, tgt_key, builder.name)
              for k, v in sources.items()}
@@ -98,7 +99,7 @@ def read_tsv(path: str, cfg: ml_collections.ConfigDict,
                                             "skipped_no_tab")},
                   skipped_filter=len(pairs) - len(kept))
     if not kept:
-        raise ValueError(f"No usable sentence pairs in {path} ({summary(counts)}): the "
+        raise DataError(f"No usable sentence pairs in {path} ({summary(counts)}): the "
                          "tutorial filter kept none. Expected the tutorial's English<TAB>French "
                          "lines, as the run was trained on.")
     return [s for s, _ in kept], [t for _, t in kept], counts

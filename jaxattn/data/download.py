@@ -7,6 +7,7 @@ import os
 import urllib.request
 
 from jaxattn.data.readers import TUTORIAL_SHA256, read_bytes, sha256
+from jaxattn.errors import DataError
 
 TUTORIAL_ZIP = "jaxattn_tutorial_data.zip"  # the download, under DATA_DIR/downloads
 
@@ -30,7 +31,7 @@ def download_tutorial_zip(url: str, dest: str, expected_sha256: str = TUTORIAL_S
     got = sha256(read_bytes(tmp))
     if expected_sha256 and got != expected_sha256:
         os.remove(tmp)
-        raise ValueError(
+        raise DataError(
             f"eng-fra.txt downloaded from {url} has sha256 {got}, expected {expected_sha256}. "
             "Check the download, or give a file you trust with config.data.path."
         )

@@ -43,6 +43,7 @@ from jaxattn.data.processing import (
 )
 from jaxattn.data.text import Tokenizer
 from jaxattn.data.vocab import Vocab
+from jaxattn.errors import DataError
 from jaxattn.workdir import write_bytes
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ class Data:
         self._train_rows = np.flatnonzero(fits)  # int[N] indices into texts['train']
         self._train_counts = train_counts[fits]  # int[N, 2] token counts (no EOS)
         if not len(self._train_rows):
-            raise ValueError(f"No training pair has fewer than {limit} tokens a side; raise "
+            raise DataError(f"No training pair has fewer than {limit} tokens a side; raise "
                              "config.data.max_length / pad_to.")
         self.stats = dict(
             dataset=config.name, read=read_stats,
@@ -175,7 +176,7 @@ class Data:
 
     def _split(self, split: str) -> tuple[list[str], list[str]]:
         if split not in self._texts:
-            raise ValueError(f"No {split!r} split in this dataset; it has {list(self._texts)}. "
+            raise DataError(f"No {split!r} split in this dataset; it has {list(self._texts)}. "
                              "(split_fractions=(1, 0, 0) puts every pair in train.)")
         return self._texts[split]
 
@@ -231,7 +232,7 @@ class Data:
             src = [encode(self.src_tokenizer, self.src_vocab, src_text[i], cut) for i in rows]
             tgt = [encode(self.tgt_tokenizer, self.tgt_vocab, tgt_text[i], cut) for i in rows]
         except ValueError as e:  # unknown word with tutorial_ids
-            raise ValueError(f"In the {split!r} split: {e} Or train on every pair "
+            raise DataError(f"In the {split!r} split: {e} Or train on every pair "
                              "(split_fractions=(1, 0, 0)), as the tutorial does.") from None
         s, sl = pad(src, src_padded_len or self._pad_length(max(map(len, src))),
                     self.src_vocab.pad_id)  # [B, S], [B]

@@ -16,6 +16,8 @@ import os
 import sys
 import zipfile
 
+from jaxattn.errors import DataError
+
 log = logging.getLogger(__name__)
 
 TUTORIAL_URL = "https://download.pytorch.org/tutorial/data.zip"
@@ -92,7 +94,7 @@ def read_lines(path: str) -> list[str]:
     """A UTF-8 text file's lines ('-' = stdin); ValueError naming the undecodable lines."""
     lines, bad = decode_lines(read_bytes(path), path)
     if bad:
-        raise ValueError(bad_lines_message(path, bad) + ".")
+        raise DataError(bad_lines_message(path, bad) + ".")
     return lines
 
 
@@ -100,24 +102,24 @@ def read_parallel(src_path: str, ref_path: str) -> tuple[list[str], list[str]]:
     """Line-aligned source and reference files, every line kept (empty ones too)."""
     sources, references = read_lines(src_path), read_lines(ref_path)
     if len(sources) != len(references):
-        raise ValueError(f"{src_path} has {len(sources)} lines but {ref_path} has "
+        raise DataError(f"{src_path} has {len(sources)} lines but {ref_path} has "
                          f"{len(references)}: they must align, one sentence a line.")
     if not sources:
-        raise ValueError(f"{src_path} is empty: nothing to evaluate.")
+        raise DataError(f"{src_path} is empty: nothing to evaluate.")
     return sources, references
 
 
 # ------------------------------------------------------- skipped and counted (corpora)
 def _decoded(data: bytes, name: str) -> tuple[list[str | None], list[int]]:
     if not data.strip():
-        raise ValueError(f"{name} is empty: there is no text to read.")
+        raise DataError(f"{name} is empty: there is no text to read.")
     return decode_lines(data, name)
 
 
 def _report(counts: dict, name: str, bad: list[int]) -> dict:
     skipped = {k: v for k, v in counts.items() if k.startswith("skipped_") and v}
     if not counts["pairs"]:
-        raise ValueError(
+        raise DataError(
             f"No usable sentence pairs in {name}: {counts['lines']} lines, skipped {skipped}. "
             "Expected UTF-8 text, one sentence pair a line."
         )
@@ -163,7 +165,7 @@ def read_aligned_pairs(src_data: bytes, tgt_data: bytes, src_name: str, tgt_name
     (src_lines, src_bad), (tgt_lines, tgt_bad) = (_decoded(src_data, src_name),
                                                   _decoded(tgt_data, tgt_name))
     if len(src_lines) != len(tgt_lines):
-        raise ValueError(
+        raise DataError(
             f"{src_name} has {len(src_lines)} lines but {tgt_name} has {len(tgt_lines)}: "
             "line-aligned files need one line per sentence on both sides. Fix the files "
             "(a missing or extra line shifts every later pair)."

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxattn.errors import DataError
+
 SPLITS = ("train", "validation", "test")
 
 
@@ -22,7 +24,7 @@ def _unit_hash(seed: int, key: str) -> float:
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0:
-        raise ValueError(
+        raise DataError(
             f"split_fractions must be 3 numbers >= 0 for (train, validation, test) with a "
             f"positive train share, got {tuple(fractions)}."
         )

@@ -12,6 +12,8 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from jaxattn.errors import DataError
+
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 TUTORIAL_SOS, TUTORIAL_EOS = "SOS", "EOS"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -143,4 +145,4 @@ class Vocab:
         try:
             return cls(tokens)
         except ValueError as e:
-            raise ValueError(f"{path} is not a vocabulary file: {e}") from None
+            raise DataError(f"{path} is not a vocabulary file: {e}") from None
