@@ -8,17 +8,24 @@ import math
 import numbers
 
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
+    """An integer (Python or NumPy), not a bool."""
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
-def _is_real(v) -> bool:
+def is_real(v) -> bool:
+    """A real number (Python or NumPy), not a bool."""
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def is_finite_real(v) -> bool:
+    """A real number that is neither inf nor NaN."""
+    return is_real(v) and math.isfinite(v)
 
 
 def integer(lo: int | None = None, hi: int | None = None):
     def check(v):
-        if not _is_int(v):
+        if not is_int(v):
             return "must be an integer"
         if lo is not None and v < lo:
             return f"must be >= {lo}"
@@ -30,7 +37,7 @@ def integer(lo: int | None = None, hi: int | None = None):
 def real(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
          hi_open: bool = False):
     def check(v):
-        if not _is_real(v) or not math.isfinite(v):
+        if not is_real(v) or not math.isfinite(v):
             return "must be a finite number"
         if lo is not None and (v <= lo if lo_open else v < lo):
             return f"must be {'>' if lo_open else '>='} {lo}"
@@ -73,7 +80,7 @@ def ints(n: int | None, lo: int = 0, increasing: bool = False):
     def check(v):
         if not isinstance(v, (list, tuple)) or (n is not None and len(v) != n):
             return f"must be a sequence of {n or 'any number of'} integers"
-        if not all(_is_int(x) and x >= lo for x in v):
+        if not all(is_int(x) and x >= lo for x in v):
             return f"must hold integers >= {lo}"
         if increasing and list(v) != sorted(set(v)):
             return "must be increasing"
@@ -83,7 +90,7 @@ def ints(n: int | None, lo: int = 0, increasing: bool = False):
 def fractions(v):
     if not isinstance(v, (list, tuple)) or len(v) != 3:
         return "must be three numbers (train, validation, test)"
-    if not all(_is_real(x) and math.isfinite(x) and x >= 0 for x in v) or v[0] <= 0:
+    if not all(is_real(x) and math.isfinite(x) and x >= 0 for x in v) or v[0] <= 0:
         return "must be >= 0 each, with a positive train share"
 
 

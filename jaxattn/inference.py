@@ -54,6 +54,8 @@ from jaxattn.translation import (  # noqa: F401 - the inference API's types live
     UsageError,
     attention_labels,
     check_options,
+    length_batches,
+    round_up,
 )
 
 log = logging.getLogger(__name__)
@@ -67,19 +69,6 @@ class _Input:
     ids: list[int]  # then EOS
     unknown: list[str]
     truncated: bool
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
-def _batches(lengths: Sequence[int], batch_size: int) -> list[tuple[list[int], int]]:
-    """[(indices, rows)]: the indices sorted by length in chunks of batch_size, each padded
-    to `rows`, a power of two (rows past the chunk repeat its last)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [(order[s: s + batch_size],
-             min(batch_size, 1 << (len(order[s: s + batch_size]) - 1).bit_length()))
-            for s in range(0, len(order), batch_size)]
 
 
 class Translator:
@@ -161,13 +150,13 @@ class Translator:
         """Decoding steps: max_len, else config.eval.max_decode_len, raised for long input."""
         if max_len:
             return max_len
-        return _round_up(max(self.config.eval.max_decode_len, 2 * padded_len + 10), 8)
+        return round_up(max(self.config.eval.max_decode_len, 2 * padded_len + 10), 8)
 
     def _plan(self, inputs: list[_Input], batch_size: int | None, max_len: int | None):
         """Batches [(indices, rows, padded_len, max_len)] of the non-empty inputs, by length."""
         todo = [i for i, x in enumerate(inputs) if len(x.ids) > 1]
         plan = []
-        for idx, rows in _batches([len(inputs[i].ids) for i in todo],
+        for idx, rows in length_batches([len(inputs[i].ids) for i in todo],
                                   batch_size or self.config.eval.batch_size):
             idx = [todo[i] for i in idx]
             padded_len = self.padded_len(len(inputs[idx[-1]].ids))
@@ -374,14 +363,14 @@ class Translator:
         tgt_ids = [encode_tokens(self.tgt_vocab, t) for t in tokens]
         eos = self.tgt_vocab.tokens[self.tgt_vocab.eos_id]
         out: list[Score | None] = [None] * len(sources)
-        for idx, rows in _batches([len(x.ids) for x in inputs],
+        for idx, rows in length_batches([len(x.ids) for x in inputs],
                                   batch_size or self.config.eval.batch_size):
             chosen = [idx[min(r, len(idx) - 1)] for r in range(rows)]
             src, src_len = pad([inputs[i].ids for i in chosen],
                                self.padded_len(max(len(inputs[i].ids) for i in idx)),
                                self.src_vocab.pad_id)  # [B, S], [B]
             tgt, tgt_len = pad([tgt_ids[i] for i in chosen],
-                               _round_up(max(len(tgt_ids[i]) for i in idx), 8),
+                               round_up(max(len(tgt_ids[i]) for i in idx), 8),
                                self.tgt_vocab.pad_id)  # [B, T], [B]
             f = jax.tree.map(np.asarray, search.force_decode(
                 self.model, self.variables, src, src_len, tgt, tgt_len,

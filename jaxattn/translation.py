@@ -9,7 +9,8 @@ settings, checked once), `Translation` (one sentence's output, with its n-best a
 
 Methods: 'greedy'; 'beam' (beam_size, alpha: length penalty, beta: coverage penalty, n_best
 <= beam_size hypotheses); 'sample' (temperature, top_k, top_p from `seed`; n_best samples per
-sentence). Without `method`, beam_size > 1 means beam search and 1 greedy.
+sentence). Without `method`, beam_size > 1 means beam search and 1 greedy. Also how
+`Translator` plans its batches (`length_batches`, `round_up`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxattn.checks import is_finite_real, is_int
 from jaxattn.data.text import JOINER
 from jaxattn.errors import JaxattnError
 from jaxattn.search import METHODS
@@ -54,7 +56,7 @@ class DecodeOptions:
     seed: int = 0  # sampling: the PRNG seed (same seed and input position: same samples)
 
     def __post_init__(self):
-        if self.method is None and _is_int(self.beam_size):
+        if self.method is None and is_int(self.beam_size):
             object.__setattr__(self, "method", "beam" if self.beam_size > 1 else "greedy")
         check_decode_options(self)
 
@@ -88,33 +90,24 @@ class DecodeOptions:
                                                        if self.n_best > 1 else "") + ")")
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
-        and bool(np.isfinite(v))
-
-
 def check_decode_options(o: DecodeOptions) -> None:
     """UsageError for a bad value or an inconsistent combination of decoding options."""
     for name, low in (("beam_size", 1), ("n_best", 1), ("top_k", 0), ("seed", 0)):
         v = getattr(o, name)
-        if not _is_int(v) or v < low or (name == "seed" and v >= 2 ** 32):
+        if not is_int(v) or v < low or (name == "seed" and v >= 2 ** 32):
             raise UsageError(f"{name} must be an integer >= {low}"
                              + (" and < 2**32" if name == "seed" else "") + f", got {v!r}.")
     if o.method not in METHODS:
         raise UsageError(f"method must be one of {list(METHODS)}, got {o.method!r}.")
-    if o.alpha is not None and not (_is_number(o.alpha) and o.alpha >= 0):
+    if o.alpha is not None and not (is_finite_real(o.alpha) and o.alpha >= 0):
         raise UsageError(f"alpha (the length penalty exponent) must be a finite number >= 0 "
                          f"or None (the run's), got {o.alpha!r}.")
-    if not _is_number(o.beta) or o.beta < 0:
+    if not is_finite_real(o.beta) or o.beta < 0:
         raise UsageError(f"beta (the coverage penalty) must be a finite number >= 0, got "
                          f"{o.beta!r}.")
-    if not _is_number(o.temperature) or o.temperature < 0:
+    if not is_finite_real(o.temperature) or o.temperature < 0:
         raise UsageError(f"temperature must be a finite number >= 0, got {o.temperature!r}.")
-    if not _is_number(o.top_p) or not 0 < o.top_p <= 1:
+    if not is_finite_real(o.top_p) or not 0 < o.top_p <= 1:
         raise UsageError(f"top_p must be in (0, 1] (1: no nucleus filter), got {o.top_p!r}.")
     if o.method != "beam" and o.beta:
         raise UsageError(f"beta (the coverage penalty) is for method='beam', not {o.method!r}.")
@@ -147,7 +140,7 @@ def check_options(**kwargs) -> None:
                 raise UsageError(f"{name}[{bad}] is {type(v[bad]).__name__} {v[bad]!r:.40}, not a "
                                  "string: give every sentence as text ('' for an empty one).")
         elif name == "alpha":
-            if v is not None and not (_is_number(v) and v >= 0):
+            if v is not None and not (is_finite_real(v) and v >= 0):
                 raise UsageError(f"alpha (the length penalty exponent) must be a finite number "
                                  f">= 0 or None, got {v!r}.")
         elif name == "replace_unk":
@@ -157,7 +150,7 @@ def check_options(**kwargs) -> None:
             if v is not None and (not isinstance(v, str) or not v):
                 raise UsageError(f"unk_dictionary must be a file path or None, got {v!r}.")
         elif v is not None or name == "beam_size":
-            if not _is_int(v) or v < 1:
+            if not is_int(v) or v < 1:
                 raise UsageError(f"{name} must be an integer >= 1, got {v!r}.")
 
 
@@ -202,3 +195,17 @@ def attention_labels(t: Translation) -> tuple[list[str], list[str]]:
 
     return ([label(w) for w in t.input_tokens] + [EOS_LABEL],
             [label(w) for w in t.tokens] + ([EOS_LABEL] if t.finished else []))
+
+
+def round_up(n: int, multiple: int) -> int:
+    """n rounded up to a multiple of `multiple` (padded widths and decode lengths)."""
+    return -(-n // multiple) * multiple
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[tuple[list[int], int]]:
+    """[(indices, rows)]: the indices sorted by length in chunks of batch_size, each padded
+    to `rows`, a power of two (rows past the chunk repeat its last)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [(order[s: s + batch_size],
+             min(batch_size, 1 << (len(order[s: s + batch_size]) - 1).bit_length()))
+            for s in range(0, len(order), batch_size)]

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxattn.checks import is_finite_real, is_int
 
 
 class SearchResult(NamedTuple):
@@ -39,10 +40,6 @@ class SearchResult(NamedTuple):
         return SearchResult(*(x[:, 0] for x in self[:-1]), self.steps)
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 def _concrete(x) -> np.ndarray | None:
     """x's values on the host, or None when they are not known here (a tracer, as when
     `jax.export` traces a search, or an array spread over other hosts)."""
@@ -60,8 +57,7 @@ def check_number(name: str, v, low: float | None = None, why: str = "") -> None:
         return  # traced: checked where it was made
     if isinstance(x, np.ndarray):
         x = x.item() if x.ndim == 0 and np.issubdtype(x.dtype, np.number) else None
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real) \
-            or not math.isfinite(x) or (low is not None and x < low):
+    if not is_finite_real(x) or (low is not None and x < low):
         raise ValueError(f"{name}{why} must be a finite number" +
                          (f" >= {low}" if low is not None else "") + f", got {v!r}.")
 
@@ -109,17 +105,17 @@ def check_inputs(src, src_len, *, eos_id, max_len, beam_size=1, alpha=0.0, n_bes
     ValueError naming the first bad one. With `model`, ids (src, eos_id, bos_id) are checked
     against its vocabulary sizes."""
     for name, v in (("max_len", max_len), ("beam_size", beam_size)):
-        if not _is_int(v) or v < 1:
+        if not is_int(v) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
-    if not _is_int(n_best) or not 1 <= n_best <= beam_size:
+    if not is_int(n_best) or not 1 <= n_best <= beam_size:
         raise ValueError(
             f"Need 1 <= n_best <= beam_size, got n_best={n_best}, beam_size={beam_size}.")
     src_vocab, tgt_vocab = vocab_sizes(model) if model is not None else (None, None)
     for name, v in (("eos_id", eos_id), ("bos_id", bos_id)):
-        if v is not None and (not _is_int(v) or v < 0 or (tgt_vocab and v >= tgt_vocab)):
+        if v is not None and (not is_int(v) or v < 0 or (tgt_vocab and v >= tgt_vocab)):
             raise ValueError(f"{name} must be a target token id (an integer in [0, "
                              f"{tgt_vocab or 'vocab size'})), got {v!r}.")
-    if pad_id is not None and not _is_int(pad_id):
+    if pad_id is not None and not is_int(pad_id):
         raise ValueError(f"pad_id must be an integer (the id after a hypothesis's end), got "
                          f"{pad_id!r}.")
     check_number("alpha", alpha, why=" (the length penalty)")
