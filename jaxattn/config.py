@@ -168,9 +168,14 @@ def default_train_config() -> ml_collections.ConfigDict:
     c.teacher_forcing_decay_rate = 0.9999  # exponential: factor a step, in (0, 1]
     c.teacher_forcing_sigmoid_k = 1000.0  # inverse_sigmoid: k >= 1; half way at k * ln(k)
     c.loss_over_padding = False  # True: the tutorial's loss over all positions
-    # Stop (without saving) when a logged loss exceeds this multiple of the median of the
-    # previous ones (at least 5 of them), or the gradients are not finite; 0 = only NaN/inf.
+    # The divergence guard (jaxattn.train.DivergenceGuard) stops a run, without saving, when a
+    # loss or gradient is NaN/inf, a loss is over this factor x log(target vocabulary size)
+    # (far worse than a uniform guess), or over both this factor x the median of the recent
+    # per-step losses and log(V); 0 = only NaN/inf.
     c.divergence_factor = 10.0
+    # From this step on (and from train.warmup_steps), a median recent loss still no better
+    # than a uniform guess, log(V), stops the run as not learning.
+    c.divergence_warmup = 200
     c.log_every = 100
     c.eval_every = 1000
     c.checkpoint_every = 1000
@@ -268,7 +273,8 @@ def rules() -> dict[str, dict]:
             "teacher_forcing_min": real(0, 1), "teacher_forcing_decay_steps": integer(1),
             "teacher_forcing_decay_rate": real(0, 1, lo_open=True),
             "teacher_forcing_sigmoid_k": real(1),
-            "divergence_factor": real(0), "log_every": integer(1), "eval_every": integer(1),
+            "divergence_factor": real(0), "divergence_warmup": integer(0),
+            "log_every": integer(1), "eval_every": integer(1),
             "checkpoint_every": integer(1), "keep_checkpoints": integer(1),
             "progress_bar": boolean,
         },

@@ -8,6 +8,7 @@ position is checkpointed, so a resumed run repeats an uninterrupted one exactly.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
@@ -188,10 +189,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 def _train(config: ml_collections.ConfigDict, workdir: str):
     tc = config.train
     is_main = jax.process_index() == 0
+    run = _prepare(config, workdir)  # reads and checks; writes nothing
     # Ranked by BLEU even with eval.bleu=False, so that an earlier best survives such a resume.
     ckpt = Checkpointer(workdir, keep_latest=tc.keep_checkpoints, best_metric="bleu")
     try:
-        result = _loop(config, workdir, ckpt)
+        result = _loop(config, workdir, ckpt, run)
     except BaseException:
         with contextlib.suppress(Exception):  # the first error is the one to report
             ckpt.close()
@@ -203,20 +205,52 @@ def _train(config: ml_collections.ConfigDict, workdir: str):
     return result
 
 
-def _loop(config, workdir: str, ckpt: Checkpointer):
+def _saved_steps(workdir: str) -> list[int]:
+    """The run's checkpoint steps, read without creating anything."""
+    if not os.path.isdir(checkpoint_dir(workdir)):
+        return []
+    with Checkpointer(workdir, read_only=True) as reader:
+        return reader.all_steps()
+
+
+def _prepare(config, workdir: str) -> dict:
+    """Everything decided before the first file of the run is written: the saved steps (and
+    that they fit this config), the data (and that one batch fits in it), the model, its
+    parameter count and whether training it fits in memory."""
     tc = config.train
-    is_main = jax.process_index() == 0
-    steps = ckpt.all_steps()
+    steps = _saved_steps(workdir)
     # A workdir's files count only once a checkpoint uses them: those of a run that died
     # before its first checkpoint are rebuilt, never reused.
     if steps:
-        check_resumable(workdir, config, ckpt)
+        with Checkpointer(workdir, read_only=True) as reader:
+            check_resumable(workdir, config, reader)
     data = data_lib.build(config.data, vocab_dir=workdir if steps else None, seed=config.seed)
     if config.eval.split not in data.splits or not data.num_examples(config.eval.split):
         raise ConfigError(
             f"config.eval.split={config.eval.split!r}: the corpus has no such split or it is "
             f"empty (it has {', '.join(data.splits)}); set --config.eval.split or "
             "data.split_fractions.")
+    data.check_batch_fits(tc.batch_size // jax.process_count(), jax.process_count())
+    steps_per_epoch = max(data.num_examples("train") // tc.batch_size, 1)
+    total_steps = tc.num_train_steps if tc.num_train_steps > 0 else tc.num_epochs * steps_per_epoch
+    model = build_model(config.model, len(data.src_vocab), len(data.tgt_vocab),
+                        bos_id=data.tgt_vocab.bos_id)
+    tx = make_optimizer(tc, total_steps)
+    example = data.eval_batches("train", 2)[0]
+    abstract = jax.eval_shape(lambda: create_train_state(model, tx, jax.random.PRNGKey(0),
+                                                         example))
+    n_params = sum(x.size for x in jax.tree.leaves(abstract.params))
+    log.info("Model: %s parameters; %d steps (%d per epoch), global batch %d on %d devices.",
+             f"{n_params:,}", total_steps, steps_per_epoch, tc.batch_size, jax.device_count())
+    check_memory(abstract, data.largest_batch_shape(tc.batch_size), len(data.tgt_vocab))
+    return dict(steps=steps, data=data, model=model, tx=tx, example=example,
+                total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+
+
+def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
+    tc = config.train
+    is_main = jax.process_index() == 0
+    steps, data, model, total_steps = run["steps"], run["data"], run["model"], run["total_steps"]
     vocab_files = [f for f in data_lib.VOCAB_FILES if not steps or
                    os.path.exists(os.path.join(workdir, f))]
 
@@ -224,26 +258,16 @@ def _loop(config, workdir: str, ckpt: Checkpointer):
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P("data"))
     per_host = tc.batch_size // jax.process_count()
-    steps_per_epoch = max(data.num_examples("train") // tc.batch_size, 1)
-    total_steps = tc.num_train_steps if tc.num_train_steps > 0 else tc.num_epochs * steps_per_epoch
-
-    model = build_model(config.model, len(data.src_vocab), len(data.tgt_vocab),
-                        bos_id=data.tgt_vocab.bos_id)
-    tx = make_optimizer(tc, total_steps)
     train_iter = data.train_iterator(per_host, seed=config.seed,
                                      shard_index=jax.process_index(),
                                      shard_count=jax.process_count())
     init_key, base_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    state = create_train_state(model, tx, init_key, data.eval_batches("train", 2)[0],
-                               sharding=replicated)
+    state = create_train_state(model, run["tx"], init_key, run["example"], sharding=replicated)
     restored, start_step = ckpt.restore_latest(state, train_iter)
     if restored is not None:
         state = jax.device_put(restored, replicated)
         log.info("Resumed from step %d in %s.", start_step, workdir)
     start_step = int(state.step)
-    n_params = sum(x.size for x in jax.tree.leaves(state.params))
-    log.info("Model: %s parameters; %d steps (%d per epoch), global batch %d on %d devices.",
-             f"{n_params:,}", total_steps, steps_per_epoch, tc.batch_size, jax.device_count())
 
     p_train_step = jax.jit(
         functools.partial(train_step, model=model, tc=tc),
@@ -287,7 +311,8 @@ def _loop(config, workdir: str, ckpt: Checkpointer):
 
     last_valid: dict = {}
     pending: list = []  # device metrics since the last log
-    history: list[float] = []  # logged losses, for the divergence guard
+    guard = DivergenceGuard(tc.divergence_factor, len(data.tgt_vocab),
+                            warmup=max(tc.divergence_warmup, tc.warmup_steps))
     t_log = time.time()
     bar = tqdm(total=total_steps, initial=start_step, disable=not (is_main and tc.progress_bar),
                dynamic_ncols=True, desc="train")
@@ -304,7 +329,7 @@ def _loop(config, workdir: str, ckpt: Checkpointer):
                 if done % tc.log_every == 0 or will_save:  # checks the loss before any save
                     host = jax.device_get(pending)
                     pending = []
-                    loss = check_loss(host, done, history, tc.divergence_factor, ckpt)
+                    loss = check_loss(host, done, guard, ckpt, tc.checkpoint_every)
                     tokens = sum(int(h["tokens"]) for h in host) * jax.process_count()
                     tps = tokens / max(time.time() - t_log, 1e-9)
                     t_log = time.time()
@@ -340,26 +365,120 @@ def _loop(config, workdir: str, ckpt: Checkpointer):
     return state, last_valid
 
 
-def check_loss(host: list[dict], step: int, history: list[float], factor: float,
-               ckpt: Checkpointer) -> float:
-    """The mean loss of the logged steps; TrainingError (nothing saved) if a loss or gradient
-    is not finite, or the loss is over `factor` times the median of the earlier logged ones."""
-    losses = np.array([h["loss"] for h in host], np.float64)
-    norms = np.array([h["grad_norm"] for h in host], np.float64)
-    loss = float(losses.mean())
-    problem = None
-    if not (np.isfinite(losses).all() and np.isfinite(norms).all()):
-        problem = f"Loss became {loss} (gradient norm {float(norms.max())})"
-    elif factor and len(history) >= 5 and losses.max() > factor * np.median(history[-50:]):
-        problem = (f"Loss {float(losses.max()):.4g} is over {factor:g}x the median "
-                   f"{float(np.median(history[-50:])):.4g} of the earlier logged losses: the run "
-                   "diverged (train.divergence_factor; 0 checks only NaN/inf)")
+class DivergenceGuard:
+    """Tells a run that blew up or is not learning from one that is, from per-step losses.
+
+    Its scale is `init_loss` = log(V), the loss of a uniform guess over the V target tokens:
+    a model starts near it, and a model that learns anything (even word frequencies) goes
+    below it. With F = train.divergence_factor, a problem is
+    - a loss or gradient norm that is NaN or inf;
+    - a loss over F x log(V): far worse than guessing (checked from the first step);
+    - a loss over both F x the median of the recent per-step losses and log(V): a spike back
+      past guessing. (A rise that small in absolute terms, e.g. 0.03 -> 0.36 late in a run
+      that has learned its task, is a hard batch, not divergence.)
+    - from step `warmup` on, a median of the recent losses still at or above log(V): the run is
+      not learning.
+    F = 0 checks only NaN/inf. The history is per-step and kept in memory only: a resumed run
+    starts it anew (the guard never changes what is trained, so resume stays bit-exact).
+    """
+
+    def __init__(self, factor: float, vocab_size: int, *, warmup: int = 200, window: int = 200,
+                 min_history: int = 20):
+        self.factor, self.warmup, self.min_history = factor, warmup, min_history
+        self.vocab_size, self.init_loss = vocab_size, math.log(max(vocab_size, 2))
+        self.losses: collections.deque[float] = collections.deque(maxlen=window)
+
+    def check(self, losses, norms, step: int) -> str | None:
+        """Records the per-step `losses` (and gradient `norms`) that end at global `step`;
+        returns what is wrong, or None. Nothing is recorded when something is wrong."""
+        losses, norms = np.asarray(losses, np.float64), np.asarray(norms, np.float64)
+        if not (np.isfinite(losses).all() and np.isfinite(norms).all()):
+            return f"Loss became {losses.mean()} (gradient norm {norms.max()})"
+        worst, f, guess = float(losses.max()), self.factor, self.init_loss
+        if not f:
+            return None
+        uniform = (f"a uniform guess over the {self.vocab_size:,} target tokens "
+                   f"(log V = {guess:.3g})")
+        if worst > f * guess:
+            return f"Loss {worst:.4g} is over {f:g}x the loss of {uniform}: the run blew up"
+        if len(self.losses) >= self.min_history:
+            median = float(np.median(self.losses))
+            if worst > max(f * median, guess):
+                return (f"Loss {worst:.4g} is over {f:g}x the median {median:.4g} of the last "
+                        f"{len(self.losses)} steps and worse than {uniform}: the run diverged")
+        self.losses.extend(losses.tolist())
+        if step >= self.warmup and len(self.losses) >= self.min_history:
+            median = float(np.median(self.losses))
+            if median >= guess:
+                return (f"The median loss of the last {len(self.losses)} steps, {median:.4g}, is "
+                        f"no better than {uniform} after {step} steps (train.divergence_warmup "
+                        f"= {self.warmup}): the run is not learning")
+        return None
+
+
+def check_loss(host: list[dict], step: int, guard: DivergenceGuard, ckpt: Checkpointer,
+               checkpoint_every: int) -> float:
+    """The mean loss of the logged steps (per-step metrics in `host`); TrainingError, with
+    nothing saved, if `guard` finds a problem."""
+    losses = [h["loss"] for h in host]
+    problem = guard.check(losses, [h["grad_norm"] for h in host], step)
     if problem:
         ckpt.wait()
-        last_good = (ckpt.all_steps() or ["none"])[-1]
+        saved = ckpt.all_steps()
+        kept = (f"The last good checkpoint (step {saved[-1]}) is kept; rerun to resume from it "
+                "once the config is fixed" if saved else
+                f"Nothing is saved: this came before the run's first checkpoint "
+                f"(train.checkpoint_every = {checkpoint_every}); the rerun starts from scratch")
+        fix = ("Check the learning rate (too high or too low), its warm-up and the data"
+               if "not learning" in problem else
+               "Lower the learning rate or set config.train.grad_clip")
         raise TrainingError(
-            f"{problem} at step {step}; stopped without saving. The last good checkpoint "
-            f"(step {last_good}) is kept. Lower the learning rate or set config.train.grad_clip, "
-            "then rerun to resume from it.")
-    history.append(loss)
-    return loss
+            f"{problem} at step {step}; stopped without saving. {kept}. {fix}; "
+            "config.train.divergence_factor=0 checks only NaN/inf.")
+    return float(np.mean(losses))
+
+
+def available_memory() -> tuple[int | None, str]:
+    """(bytes one device can use, what they are): the device's limit on GPU/TPU, the free host
+    memory (MemAvailable) on CPU; None if unknown."""
+    device = jax.local_devices()[0]
+    if device.platform != "cpu":
+        limit = (device.memory_stats() or {}).get("bytes_limit")
+        return limit, f"the memory of one {device.device_kind}"
+    try:
+        with open("/proc/meminfo") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+        return kib * 1024, "the available host memory"
+    except (OSError, StopIteration, ValueError):
+        return None, "memory"
+
+
+def check_memory(abstract_state: TrainState, batch_shape: tuple[int, int, int],
+                 tgt_vocab: int) -> None:
+    """ConfigError, before anything is allocated, when training cannot fit in memory.
+
+    The estimate is a lower bound (so it never refuses a run that fits): per device, the train
+    state (parameters and optimizer slots), one gradient, and the float32 logits of its share
+    of the widest batch with their gradient, [B, T, V] twice; the recurrent activations come on
+    top. CPU devices share the host's memory, so there it counts every local device.
+    """
+    limit, what = available_memory()
+    if not limit:
+        return
+    state = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state))
+    params = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state.params))
+    rows, _, tgt_len = batch_shape
+    logits = 2 * 4 * tgt_vocab * tgt_len * -(-rows // jax.device_count())
+    need = state + params + logits
+    if jax.local_devices()[0].platform == "cpu":
+        need *= jax.local_device_count()
+    if need > limit:
+        gb = lambda n: f"{n / 1e9:.3g} GB"  # noqa: E731
+        n_params = sum(x.size for x in jax.tree.leaves(abstract_state.params))
+        raise ConfigError(
+            f"Training this model needs at least {gb(need)} per device ({n_params:,} "
+            f"parameters with their optimizer state and gradient: {gb(state + params)}; the "
+            f"logits of a batch of {rows} x {tgt_len} target positions over {tgt_vocab:,} "
+            f"words: {gb(logits)}), more than {what} ({gb(limit)}). Lower "
+            "--config.model.hidden, embed_dim or the layer counts, or "
+            "--config.train.batch_size (or use a device with more memory).")

@@ -5,6 +5,7 @@
 - `tiny_run`: one trained synthetic run per session, for the tests of restoring, translating,
   evaluating and exporting.
 - `nan_loss_from`: a train_step stand-in whose loss turns NaN from a given step on.
+- `toy_corpus`: a small learnable eng-fra corpus, as a tutorial TSV and as Multi30k-style files.
 """
 
 from __future__ import annotations
@@ -128,3 +129,53 @@ def nan_loss_from():
         return train_step
 
     return make
+
+
+# ---------------------------------------------------------------------------------------------
+# toy_corpus
+# ---------------------------------------------------------------------------------------------
+
+
+class ToyCorpus(NamedTuple):
+    """A small learnable French-English corpus written by the tests, in two layouts."""
+
+    tsv: str  # the tutorial's format: 'english<TAB>french' lines (configs/base.py and kin)
+    parallel: str  # a folder of {train,val,test_2016_flickr}.{de,en} (configs/multi30k*.py)
+
+
+def _toy_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """`n` (english, french) pairs: a tutorial prefix ('i am', 'he is', ...) and 1-5 words
+    drawn from a Zipf law over 300 words, translated word by word (a made-up dictionary).
+    Skewed like real text, so a model learns frequencies within a few steps."""
+    from jaxattn.data.text import ENG_PREFIXES
+
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    words = ["".join(rng.choice(letters, rng.integers(2, 7))) for _ in range(300)]
+    french = {w: "".join(rng.choice(letters, rng.integers(2, 8))) for w in words}
+    prefixes = [p.strip() for p in ENG_PREFIXES if "'" not in p and not p.strip().endswith(" m")]
+    zipf = 1.0 / np.arange(1, len(words) + 1)
+    pairs = []
+    for _ in range(n):
+        prefix = prefixes[rng.integers(len(prefixes))]
+        body = [words[i] for i in rng.choice(len(words), rng.integers(1, 6), p=zipf / zipf.sum())]
+        pairs.append((f"{prefix} {' '.join(body)} .",
+                      f"{prefix[::-1]} {' '.join(french[w] for w in body)} ."))
+    return pairs
+
+
+@pytest.fixture(scope="session")
+def toy_corpus(tmp_path_factory) -> ToyCorpus:
+    """`toy_corpus.tsv` (3,400 lines in the tutorial's eng-fra format) and
+    `toy_corpus.parallel` (the same pairs as Multi30k-style files, 'de' = the French side)."""
+    root = tmp_path_factory.mktemp("toy_corpus")
+    pairs = _toy_pairs(3400)
+    tsv = root / "eng-fra.txt"
+    tsv.write_text("".join(f"{e}\t{f}\n" for e, f in pairs), encoding="utf-8")
+    parallel = root / "parallel"
+    parallel.mkdir()
+    for split, rows in (("train", pairs[:3000]), ("val", pairs[3000:3200]),
+                        ("test_2016_flickr", pairs[3200:])):
+        (parallel / f"{split}.en").write_text("".join(e + "\n" for e, _ in rows), "utf-8")
+        (parallel / f"{split}.de").write_text("".join(f + "\n" for _, f in rows), "utf-8")
+    return ToyCorpus(str(tsv), str(parallel))

@@ -34,7 +34,7 @@ batching (ids, padding, bucket widths), pipeline (build, Data, grain batching).
 """
 
 from jaxattn.data.corpus import DATASETS, read_tsv
-from jaxattn.data.pipeline import Data, build
+from jaxattn.data.pipeline import DATA_STATS_FILE, Data, build, read_data_stats
 from jaxattn.data.processing import (
     JOINT_SPM_FILE,
     SRC_SPM_FILE,
@@ -69,6 +69,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "DATASETS",
+    "DATA_STATS_FILE",
     "ENG_PREFIXES",
     "JOINT_SPM_FILE",
     "SRC_SPM_FILE",
@@ -85,6 +86,7 @@ __all__ = [
     "default_data_config",
     "load_text_processing",
     "normalize_tutorial",
+    "read_data_stats",
     "read_tsv",
     "synthetic_splits",
     "tutorial_filter",

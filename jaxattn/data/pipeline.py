@@ -24,6 +24,7 @@ its own rows.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -44,7 +45,10 @@ from jaxattn.data.processing import (
 from jaxattn.data.text import Tokenizer
 from jaxattn.data.vocab import Vocab
 from jaxattn.errors import DataError
-from jaxattn.workdir import write_bytes
+from jaxattn.workdir import write_bytes, write_json
+
+# The training data's figures that inference needs (longest sentences), beside the vocabularies.
+DATA_STATS_FILE = "data_stats.json"
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +139,18 @@ class _TrainBatches:
                         d._pad_length(int(longest[1])))
 
 
+def read_data_stats(directory: str) -> dict:
+    """DATA_STATS_FILE of a run ({} for runs from before it, or if unreadable):
+    {"train_pairs", "max_source_len", "max_target_len"}."""
+    try:
+        with open(os.path.join(directory, DATA_STATS_FILE), encoding="utf-8") as f:
+            stats = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in stats.items() if isinstance(v, int) and not isinstance(v, bool)
+            and v >= 0} if isinstance(stats, dict) else {}
+
+
 class Data:
     """A corpus ready for training and evaluation; made by `build`."""
 
@@ -160,6 +176,9 @@ class Data:
             examples={k: len(v[0]) for k, v in texts.items()},
             train_pairs=len(self._train_rows), train_too_long=int((~fits).sum()),
             src_vocab=len(src_vocab), tgt_vocab=len(tgt_vocab),
+            # the longest training sentences, in tokens without EOS (limits for new input)
+            max_source_len=int(self._train_counts[:, 0].max()),
+            max_target_len=int(self._train_counts[:, 1].max()),
         )
         if self.stats["train_too_long"]:
             log.info("Left out %d of %d training pairs with %d or more tokens a side.",
@@ -187,6 +206,30 @@ class Data:
     def steps_per_epoch(self, batch_size: int, shard_count: int = 1) -> int:
         return len(self._train_rows) // (batch_size * shard_count)
 
+    def largest_batch_shape(self, batch_size: int) -> tuple[int, int, int]:
+        """(rows, S, T): the widest training batch of `batch_size` rows the iterator can
+        draw (the longest source and target, EOS included, padded as training pads)."""
+        longest = self._train_counts.max(0) + 1  # int[2]
+        return batch_size, self._pad_length(int(longest[0])), self._pad_length(int(longest[1]))
+
+    def check_batch_fits(self, batch_size: int, shard_count: int = 1,
+                         num_epochs: int | None = None) -> None:
+        """DataError (a ValueError) unless one global batch, times bucket_pool, fits in the
+        training pairs (times `num_epochs`, when the iterator is finite)."""
+        n, pool = len(self._train_rows), max(self.config.bucket_pool, 1)
+        if batch_size >= 1 and batch_size * shard_count * pool <= n * (num_epochs or 1):
+            return
+        raise DataError(
+            f"A global batch of {batch_size} x {shard_count} shard(s)"
+            + (f" x bucket_pool {pool}" if pool > 1 else "")
+            + f" needs more than the {n} training pairs"
+            + (f" x {num_epochs} epochs" if num_epochs else "")
+            + (f" ({self.stats['train_too_long']} more were left out as too long)"
+               if self.stats["train_too_long"] else "")
+            + ": lower --config.train.batch_size"
+            + (" or --config.data.bucket_pool" if pool > 1 else "")
+            + ", or use a larger corpus.")
+
     def sources(self, split: str) -> list[str]:
         """The split's source sentences as stored (raw text)."""
         return list(self._split(split)[0])
@@ -212,7 +255,8 @@ class Data:
 
     def save_vocabs(self, directory: str) -> None:
         """Writes the vocabularies (and SentencePiece models) that `build(vocab_dir=...)` and
-        evaluation load instead of reading the corpus again."""
+        evaluation load instead of reading the corpus again, and DATA_STATS_FILE (the number
+        of training pairs and the longest training sentences, in tokens without EOS)."""
         os.makedirs(directory, exist_ok=True)
         self.src_vocab.save(os.path.join(directory, SRC_VOCAB_FILE))
         self.tgt_vocab.save(os.path.join(directory, TGT_VOCAB_FILE))
@@ -221,6 +265,8 @@ class Data:
                   if tok.sp_model is not None}
         for name, model in models.items():
             write_bytes(os.path.join(directory, name), model)
+        write_json(os.path.join(directory, DATA_STATS_FILE), {
+            k: self.stats[k] for k in ("train_pairs", "max_source_len", "max_target_len")})
 
     # ------------------------------------------------------------------ batches
     def _batch(self, split: str, rows: list[int], src_padded_len: int = 0,
@@ -264,15 +310,9 @@ class Data:
             raise ValueError(f"shard_index={shard_index} is not in [0, {shard_count}).")
         if num_epochs is not None and num_epochs < 1:
             raise ValueError(f"num_epochs must be >= 1 or None (forever), got {num_epochs}.")
+        self.check_batch_fits(batch_size, shard_count, num_epochs)
         global_batch = batch_size * shard_count
         n, pool = len(self._train_rows), max(self.config.bucket_pool, 1)
-        if batch_size < 1 or global_batch * pool > n * (num_epochs or 1):
-            raise ValueError(
-                f"A global batch of {batch_size} x {shard_count} shards"
-                + (f" x bucket_pool {pool}" if pool > 1 else "")
-                + f" needs more than the {n} training pairs"
-                + (f" x {num_epochs} epochs." if num_epochs else ".")
-            )
         seed = (self.seed if seed is None else seed) % 2**64  # numpy seeds are >= 0
         total = pool * (n * num_epochs // (pool * global_batch)) if num_epochs else sys.maxsize
         ds = grain.MapDataset.range(total).map(
