@@ -13,12 +13,18 @@ drops the older one; readers take the newest complete version. `meta` says which
 averaged and how they were chosen, with the run's config and the vocabulary files' sha256 (the
 same for every averaged step, and checked again when the averaged checkpoint is loaded).
 
+Averaging holds the run's training lock (WORKDIR/.lock, `workdir.Lock`) from listing the steps
+to writing the average, so that a live training never rotates away a step being read: it is
+refused (WorkdirError naming the holder) while a training runs, and a training started meanwhile
+is refused until it ends. A step that vanishes anyway is told from a damaged one.
+
 `checkpoints.resolve_step(ckpt, "averaged")` and `Checkpointer.restore_params` / `meta` accept
 the name, so everything that restores a checkpoint by name accepts it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -28,7 +34,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxattn import checkpoints
-from jaxattn.errors import CheckpointError, UsageError, first_line
+from jaxattn import workdir as workdir_lib
+from jaxattn.errors import CheckpointError, UsageError, WorkdirError, first_line
 
 AVERAGED = checkpoints.AVERAGED  # the checkpoint name; also the directory WORKDIR/averaged
 _ITEMS = ("params", "meta")
@@ -112,6 +119,18 @@ def select_steps(ckpt: checkpoints.Checkpointer, *, last: int | None = None,
         return steps[-n:]
     scored = [(m[metric], s) for s in steps
               if isinstance((m := ckpt.metrics(s)).get(metric), (int, float))]
+    if not scored:  # nothing to rank: more checkpoints or training would not help
+        config = ckpt.meta(steps[-1]).get("config")
+        evals = config.get("eval") if isinstance(config, dict) else None
+        off = metric == "bleu" and isinstance(evals, dict) and evals.get("bleu") is False
+        label = "BLEU" if metric == "bleu" else metric
+        raise CheckpointError(
+            f"Cannot average the best {n} checkpoints by {metric}: this run has no validation "
+            f"{label} (none of the {len(steps)} checkpoints in {where}, steps {steps}, carries "
+            + ("one; it was trained with config.eval.bleu=False)" if off else
+               "one: trained with config.eval.bleu=False, or never validated at a saved step)")
+            + f". Average the newest ones instead: --last {min(n, len(steps))} (last="
+            f"{min(n, len(steps))} in Python).")
     if n > len(scored):
         raise CheckpointError(
             f"Cannot average the best {n} checkpoints by {metric}: {len(scored)} of the "
@@ -126,22 +145,65 @@ def average_checkpoints(workdir: str, *, last: int | None = None, best: int | No
     """Averages the parameters of the run's `last` N or `best` N checkpoints (see
     `select_steps`) into WORKDIR/averaged, replacing an earlier average; returns its meta
     (steps, how chosen, source metrics). The vocabulary files must be those every averaged
-    step was trained with (CheckpointError naming the file otherwise)."""
+    step was trained with (CheckpointError naming the file otherwise). Holds the run's
+    training lock meanwhile: WorkdirError while a training runs on `workdir`."""
     workdir = os.fspath(workdir)
-    with checkpoints.Checkpointer(workdir, read_only=True) as ckpt:
-        steps = select_steps(ckpt, last=last, best=best, metric=metric)
-        for step in steps:
-            checkpoints.check_vocab_files(workdir, ckpt, step)
-        params = average_params(_read_params(ckpt, steps))
-        newest = ckpt.meta(steps[-1])
-        meta = {
-            "name": AVERAGED, "steps": steps, "method": "last" if last is not None else "best",
-            "n": len(steps), "metric": metric,
-            "sources": {str(s): ckpt.metrics(s) for s in steps},
-            "metrics": {},  # this average has not been validated
-            "config": newest.get("config"), "vocab_sha256": newest.get("vocab_sha256") or {},
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
+    with _holding_the_run(workdir):  # no training rotates the steps read meanwhile
+        with checkpoints.Checkpointer(workdir, read_only=True) as ckpt:
+            steps = select_steps(ckpt, last=last, best=best, metric=metric)
+            for step in steps:
+                checkpoints.check_vocab_files(workdir, ckpt, step)
+            params = average_params(_read_params(ckpt, steps))
+            newest = ckpt.meta(steps[-1])
+            meta = {
+                "name": AVERAGED, "steps": steps,
+                "method": "last" if last is not None else "best", "n": len(steps),
+                "metric": metric, "sources": {str(s): ckpt.metrics(s) for s in steps},
+                "metrics": {},  # this average has not been validated
+                "config": newest.get("config"),
+                "vocab_sha256": newest.get("vocab_sha256") or {},
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+        _save_averaged(workdir, params, meta)
+    return meta
+
+
+@contextlib.contextmanager
+def _holding_the_run(workdir: str):
+    """Holds the run's training lock (WORKDIR/.lock, `workdir.Lock`) while averaging, so that
+    no training saves or rotates away checkpoints being read (and no second averaging writes
+    WORKDIR/averaged); WorkdirError naming the holder while a live process holds it. A lock
+    left by a dead training is taken over, as a training does. Nothing for a workdir without
+    checkpoints/ (Checkpointer then says there is nothing to average)."""
+    if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
+        yield
+        return
+    lock = workdir_lib.Lock(workdir)
+    try:
+        lock.acquire()
+    except WorkdirError:  # held by a live process (the kernel drops a dead one's lock)
+        try:
+            with open(lock.path, encoding="utf-8", errors="replace") as f:
+                holder = f.read().strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        raise WorkdirError(
+            f"Cannot average {workdir} now: a training (or another averaging) is running on it "
+            f"({holder}, holding {lock.path}); a live training saves and deletes checkpoints "
+            "while they would be read. Average when it has finished, or stop it first (Ctrl-C "
+            "saves a checkpoint).") from None
+    except OSError as e:
+        raise WorkdirError(f"Cannot average into {workdir}: cannot open its lock file "
+                           f"{lock.path} ({e.strerror or e}); the run must be writable to "
+                           f"hold {AVERAGED}/.") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _save_averaged(workdir: str, params, meta: dict) -> None:
+    """Writes version n+1 of WORKDIR/averaged (Orbax: atomically), dropping the older one."""
     manager = ocp.CheckpointManager(averaged_dir(workdir), item_names=_ITEMS,
                                     options=ocp.CheckpointManagerOptions(
                                         max_to_keep=1, create=True, cleanup_tmp_directories=True,
@@ -153,7 +215,6 @@ def average_checkpoints(workdir: str, *, last: int | None = None, best: int | No
         manager.wait_until_finished()
     finally:
         manager.close()
-    return meta
 
 
 def _read_params(ckpt: checkpoints.Checkpointer, steps: list[int]) -> list:
@@ -170,6 +231,12 @@ def _read_params(ckpt: checkpoints.Checkpointer, steps: list[int]) -> list:
             raise
         except Exception as e:  # noqa: BLE001 - any failure: this step is unusable
             where = os.path.join(checkpoints.checkpoint_dir(ckpt.workdir), str(step))
+            if not os.path.isdir(where):  # removed since it was listed: not damage
+                raise CheckpointError(
+                    f"The checkpoint {where} vanished while it was being read (its directory "
+                    "no longer exists): a training on the run (keeping only its newest "
+                    "checkpoints and the best) or someone removed it, after it was chosen. "
+                    "Average again: the steps the run holds now are chosen.") from None
             raise CheckpointError(
                 f"Cannot read the checkpoint {where} ({first_line(e)}); it is incomplete or "
                 f"damaged. Move it aside (mv {where} {os.path.dirname(where)}/corrupt-{step}; "

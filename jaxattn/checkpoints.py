@@ -13,8 +13,12 @@ moved aside to WORKDIR/checkpoints/corrupt-<step>.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
+import re
+import sys
 
 import grain
 import jax
@@ -36,8 +40,9 @@ AVERAGED = "averaged"  # the name of a run's averaged checkpoint (jaxattn.averag
 VOCAB_PARAMS = {"encoder/embed": "src_vocab.txt", "decoder/embed": "tgt_vocab.txt",
                 "decoder/out": "tgt_vocab.txt"}
 
-__all__ = ["BEST_FILE", "CONFIG_FILE", "CheckpointError", "Checkpointer", "checkpoint_dir",
-           "check_resumable", "check_vocab_files", "resolve_step"]
+__all__ = ["BEST_FILE", "CONFIG_FILE", "SELECTORS", "CheckpointError", "Checkpointer",
+           "checkpoint_dir", "check_resumable", "check_selector", "check_vocab_files",
+           "quiet_failed_reads", "resolve_step"]
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -187,36 +192,55 @@ class Checkpointer:
         """Restores the newest usable checkpoint into (state, data_iter).
 
         - An unreadable step (corrupt or partial files) is moved aside to corrupt-<step> with
-          a one-line warning, and the previous step is tried; the rerun saves it again.
+          a one-line warning, and the previous step is tried; the rerun saves it again. When
+          none is left, one more line says that training starts from scratch. The failed
+          reads' background noise (TensorStore's per-array tracebacks, asyncio's complaints)
+          is dropped: `quiet_failed_reads`.
         - A model whose parameters differ in names or shapes (another config or vocabulary)
           raises CheckpointError naming the parameter (and the vocabulary file).
         - An optimizer state of another shape (train.optimizer, grad_clip, ... changed)
           restores the parameters and step with a fresh optimizer state, and says so.
-        Returns (state, step), or (None, None) when the workdir holds no checkpoint.
+        Returns (state, step), or (None, None) when the workdir holds no usable checkpoint.
         """
+        moved = 0
         for step in reversed(self.all_steps()):
-            try:
-                return self.restore(step, abstract_state, data_iter), step
-            except Exception as e:  # noqa: BLE001 - classified below
-                error = e
-            self._check_params(step, abstract_state.params)  # raises if the model changed
-            try:
-                state = self._restore_params_and_step(step, abstract_state, data_iter)
-            except CheckpointError:
-                raise
-            except Exception as e:  # noqa: BLE001 - the parameters are unreadable too
-                if "structure" in str(e):  # not damage: never move a readable step aside
-                    raise CheckpointError(
-                        f"Cannot restore step {step} in {checkpoint_dir(self.workdir)}: "
-                        f"{first_line(e)}. Resume with the run's {CONFIG_FILE} settings, or "
-                        "use a new --workdir.") from None
-                self.quarantine(step, error)
-                continue
-            log.warning("The optimizer state of step %d does not fit this config's optimizer "
-                        "(train.optimizer, grad_clip or weight_decay changed?); resuming from "
-                        "its parameters and step with a fresh optimizer state.", step)
-            return state, step
+            with quiet_failed_reads() as reads:
+                state, reason = self._try_restore(step, abstract_state, data_iter, reads)
+            if state is not None:
+                return state, step
+            self.quarantine(step, reason)
+            moved += 1
+        if moved:
+            log.warning("No readable checkpoint left in %s: starting from scratch (step 0).",
+                        checkpoint_dir(self.workdir))
         return None, None
+
+    def _try_restore(self, step: int, abstract_state, data_iter, reads):
+        """(state, None) from `step`, or (None, why) if its files are unreadable; raises
+        CheckpointError if it holds another model. The failed reads' exceptions are dropped
+        here (only their one-line reason leaves), so that their objects are freed at once;
+        `reads.failed` (`quiet_failed_reads`) says that a read failed."""
+        try:
+            return self.restore(step, abstract_state, data_iter), None
+        except Exception as e:  # noqa: BLE001 - classified below
+            reason = _reason(e)
+            reads.failed = True
+        self._check_params(step, abstract_state.params)  # raises if the model changed
+        try:
+            state = self._restore_params_and_step(step, abstract_state, data_iter)
+        except CheckpointError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the parameters are unreadable too
+            if "structure" in str(e):  # not damage: never move a readable step aside
+                raise CheckpointError(
+                    f"Cannot restore step {step} in {checkpoint_dir(self.workdir)}: "
+                    f"{first_line(e)}. Resume with the run's {CONFIG_FILE} settings, or "
+                    "use a new --workdir.") from None
+            return None, reason
+        log.warning("The optimizer state of step %d does not fit this config's optimizer "
+                    "(train.optimizer, grad_clip or weight_decay changed?); resuming from "
+                    "its parameters and step with a fresh optimizer state.", step)
+        return state, None
 
     def restore(self, step: int, abstract_state, data_iter=None):
         """Restores one step; `data_iter` (if given) is set to the saved iterator position."""
@@ -266,9 +290,9 @@ class Checkpointer:
         return f"Parameter {name} has shape {saved} in the checkpoint {at} but {now} in this " \
             f"model: {why}."
 
-    def quarantine(self, step: int, error: BaseException) -> None:
+    def quarantine(self, step: int, error: BaseException | str) -> None:
         """Moves an unreadable step aside (checkpoints/corrupt-<step>), so that it is saved
-        again and never chosen by evaluation; one warning line."""
+        again and never chosen by evaluation; one warning line saying why (`error`)."""
         src = os.path.join(checkpoint_dir(self.workdir), str(step))
         dst = os.path.join(checkpoint_dir(self.workdir), f"corrupt-{step}")
         n = 1
@@ -281,7 +305,7 @@ class Checkpointer:
         else:
             where = "left it in place"
         log.warning("Checkpoint at step %d is unreadable (%s); %s and tried the previous one.",
-                    step, first_line(error), where)
+                    step, error if isinstance(error, str) else _reason(error), where)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
@@ -309,6 +333,100 @@ class Checkpointer:
         return params
 
 
+def _reason(error: BaseException) -> str:
+    """One short line on why a read failed: the root cause (TensorStore's own message, not
+    Orbax's wrapper with its 50-line spec dump)."""
+    root = error
+    while root.__cause__ is not None and root.__cause__ is not root:
+        root = root.__cause__
+    text = first_line(root)
+    return text.split(" See full TensorStore details:")[0]
+
+
+# What failed Orbax/TensorStore reads leave behind: each array read still in flight is a
+# coroutine that, when collected, re-raises as "Exception ignored in: <coroutine ...>" with
+# a 60-line spec dump; asyncio logs its tasks' unretrieved exceptions; absl logs Orbax's; and
+# TensorStore reads that finish after Orbax closed its event loop report "Event loop is
+# closed" (an unraisable exception without an object), up to a moment after the failure.
+_NOISY_LOGGERS = ("absl", "asyncio", "orbax", "tensorstore")
+
+
+def _is_closed_loop(unraisable) -> bool:
+    return isinstance(unraisable.exc_value, RuntimeError) and \
+        "Event loop is closed" in str(unraisable.exc_value)
+
+
+def _is_read_noise(unraisable) -> bool:
+    code = getattr(unraisable.object, "cr_code", None) or getattr(unraisable.object, "gi_code",
+                                                                   None)
+    if code is not None and any(lib in code.co_filename for lib in ("orbax", "tensorstore")):
+        return True
+    return _is_closed_loop(unraisable) or \
+        "Encountered error while reading array" in str(unraisable.exc_value)
+
+
+class _Reads:
+    """What `quiet_failed_reads` yields: set `failed` when a read inside failed."""
+
+    failed = False
+
+
+@contextlib.contextmanager
+def quiet_failed_reads():
+    """Drops the noise of failed checkpoint reads inside the block: the unraisable exceptions
+    of Orbax's abandoned read coroutines and the asyncio/absl/Orbax logs; their objects are
+    collected before the block ends (gc), so that nothing surfaces later. Other unraisable
+    exceptions and log records still reach their hook and handlers.
+
+    After a failed read (an exception leaving the block, or `reads.failed = True` set on the
+    yielded object), the late "Event loop is closed" reports of TensorStore reads still in
+    flight keep being dropped for the rest of the process (`_drop_closed_loop_reports`):
+    they can come at any moment later, and never mean anything.
+    """
+    hook = sys.unraisablehook
+
+    def quiet(unraisable):
+        if not _is_read_noise(unraisable):
+            hook(unraisable)
+
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    sys.unraisablehook = quiet
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    reads = _Reads()
+    try:
+        yield reads
+    except BaseException:
+        reads.failed = True
+        raise
+    finally:
+        try:
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+            if reads.failed:
+                _drop_closed_loop_reports()
+
+
+def _drop_closed_loop_reports() -> None:
+    """Wraps sys.unraisablehook (once) to drop only RuntimeError('Event loop is closed'), the
+    report of an asyncio callback that came after its loop ended (the scripts do the same:
+    jaxattn.cli); everything else goes on to the hook that was there."""
+    hook = sys.unraisablehook
+    if getattr(hook, "drops_closed_loop_reports", False):
+        return
+
+    def quiet(unraisable):
+        if not _is_closed_loop(unraisable):
+            hook(unraisable)
+
+    quiet.drops_closed_loop_reports = True
+    sys.unraisablehook = quiet
+
+
 def _read_quietly(path: str):
     """JSON content, or None if absent or unreadable."""
     try:
@@ -317,9 +435,29 @@ def _read_quietly(path: str):
         return None
 
 
+SELECTORS = ("latest", "best", AVERAGED)  # checkpoint names; else a step number
+
+
+def check_selector(which) -> str | int:
+    """`which` as `resolve_step` takes it: one of SELECTORS, a step number (an int, numpy
+    integers too) or its digits ("20"); CheckpointError for anything else, bool included
+    (True is an int in Python, but no step number). Returns it unchanged."""
+    if isinstance(which, str):
+        if which in SELECTORS or re.fullmatch(r"[0-9]+", which.strip()):
+            return which
+    elif isinstance(which, (int, np.integer)) and not isinstance(which, (bool, np.bool_)):
+        return which
+    kind = "" if isinstance(which, str) else f" (a {type(which).__name__})"
+    raise CheckpointError(
+        f"checkpoint must be 'latest', 'best', 'averaged' or a step number (an int, or its "
+        f"digits as a string), not {which!r}{kind}.")
+
+
 def resolve_step(ckpt: Checkpointer, which: str | int) -> int | str:
     """'latest' | 'best' | a step number -> an existing step; 'averaged' -> 'averaged' if the
-    run has an averaged checkpoint (jaxattn.averaging); else a clear CheckpointError."""
+    run has an averaged checkpoint (jaxattn.averaging); else a clear CheckpointError (for a
+    `which` that is no checkpoint selector too: `check_selector`)."""
+    check_selector(which)
     if which == AVERAGED:
         from jaxattn import averaging
 
@@ -340,13 +478,7 @@ def resolve_step(ckpt: Checkpointer, which: str | int) -> int | str:
                         "using the latest, step %d.", steps[-1])
             return steps[-1]
         return step
-    try:
-        step = int(which)
-    except (TypeError, ValueError):
-        raise CheckpointError(
-            f"--checkpoint must be 'latest', 'best', 'averaged' or a step number, not "
-            f"{which!r}."
-        ) from None
+    step = int(which)
     if step not in steps:
         raise CheckpointError(f"No checkpoint at step {step}; available steps: {steps}.")
     return step

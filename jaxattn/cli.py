@@ -12,14 +12,20 @@ interrupted. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno as errno_lib
+import importlib.machinery
+import importlib.util
 import logging
 import os
+import re
+import socket
 import sys
 import threading
+import traceback
 
 from absl import flags
 
-from jaxattn.errors import ConfigError, JaxattnError, UsageError, first_line
+from jaxattn.errors import ConfigError, JaxattnError, TrainingError, UsageError, first_line
 
 USAGE_EXIT, ERROR_EXIT, INTERRUPTED_EXIT = 2, 1, 130
 
@@ -67,9 +73,9 @@ _DECODING_FLAGS = (
 
 def define_decoding_flags() -> None:
     """The search (--method, --beam_size, --alpha, --beta, --n_best; sampling: --temperature,
-    --top_k, --top_p, --seed), --max_len, --batch_size, and unknown-word replacement
-    (--replace_unk, --unk_dictionary); unset: the run's config.eval values or
-    DecodeOptions' defaults."""
+    --top_k, --top_p, --seed), --max_len, --batch_size, unknown-word replacement
+    (--replace_unk, --unk_dictionary) and input limits (--max_input_len, --truncate_long);
+    unset: the run's config.eval values or DecodeOptions' defaults."""
     flags.DEFINE_enum("method", None, ["greedy", "beam", "sample"], "Search; default: beam "
                       "if the beam size is > 1, else greedy.")
     for kind, name, help_text in _DECODING_FLAGS:
@@ -78,6 +84,12 @@ def define_decoding_flags() -> None:
                       "attended most at that step (word-level runs with an <unk> token).")
     flags.DEFINE_string("unk_dictionary", None, "With --replace_unk: a 'source<TAB>target' "
                         "file mapping the attended source word to its replacement.")
+    # input limits (jaxattn.eval_input.limit_options turns them into Translator keywords)
+    flags.DEFINE_integer("max_input_len", None, "The longest input sentence, in tokens; "
+                         "default: twice the longest training sentence (the run's "
+                         "data_stats.json).")
+    flags.DEFINE_bool("truncate_long", False, "Cut sentences over the input limit to it, "
+                      "with a warning, instead of stopping with an error.")
 
 
 def define_eval_data_flags() -> None:
@@ -94,6 +106,93 @@ def define_eval_data_flags() -> None:
     flags.DEFINE_string("json", None, "Write the JSON result here.")
     flags.DEFINE_bool("warmup", True, "Compile before timing (sentences/s without "
                       "compilation).")
+
+
+def define_config_flag(name: str = "config", help_text: str = "Config file (configs/*.py).",
+                       *, required: bool = True):
+    """An ml_collections config-file flag (`--config=FILE[:ARG]`, `--config.a.b=value`
+    overrides) whose file is loaded by `_ConfigFileParser`: a file that is missing, does
+    not compile, has no get_config(), or whose get_config() raises or returns None ends in one
+    'error: --config: FILE ...' line (see `parse_flags`). Returns the flag holder."""
+    from ml_collections import config_flags
+
+    holder = config_flags.DEFINE_config_file(name, None, help_text, flag_values=FLAGS,
+                                             lock_config=True)
+    FLAGS[name].parser = _ConfigFileParser(name)
+    if required:
+        flags.mark_flag_as_required(name, flag_values=FLAGS)
+    return holder
+
+
+class _ConfigFileProblem(Exception):
+    """A --config file that cannot give a config; deliberately not a ValueError/TypeError,
+    which absl would wrap with the flag's raw value and ml_collections with a traceback."""
+
+
+class _ConfigFileParser(flags.ArgumentParser):
+    """Loads `FILE[:ARG]` -> get_config(ARG) as ml_collections' ConfigFileFlagParser does, but
+    says in one line which file is wrong and how (`_ConfigFileProblem`)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def flag_type(self) -> str:
+        return "config object"
+
+    def parse(self, argument):
+        if not isinstance(argument, str):  # a ConfigDict given in Python: as ml_collections
+            return argument
+        path, *arg = argument.split(":", 1)
+        flag = f"--{self.name}"
+        if not path:
+            raise _ConfigFileProblem(f"{flag} is empty; give a config file, e.g. "
+                                     "configs/base.py.")
+        if not os.path.exists(path):
+            raise _ConfigFileProblem(f"{flag}: no such file: {path} (the shipped configs are "
+                                     "configs/*.py).")
+        if not os.path.isfile(path):
+            raise _ConfigFileProblem(f"{flag}: {path} is not a file; give a Python config "
+                                     "file, e.g. configs/base.py.")
+        module_name = f"{self.name}_config"
+        loader = importlib.machinery.SourceFileLoader(module_name, path)
+        spec = importlib.util.spec_from_loader(module_name, loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses and pickling look the module up
+        try:
+            loader.exec_module(module)
+        except SyntaxError as e:
+            raise _ConfigFileProblem(f"{flag}: {path} line {e.lineno}: syntax error "
+                                     f"({e.msg}).") from None
+        except OSError as e:
+            raise _ConfigFileProblem(f"{flag}: cannot read {path} "
+                                     f"({e.strerror or e}).") from None
+        except Exception as e:  # noqa: BLE001 - the config file's own code failed
+            raise _ConfigFileProblem(f"{flag}: {path}{_where(e, path)}: loading it failed: "
+                                     f"{first_line(e)}.") from None
+        get_config = getattr(module, "get_config", None)
+        if not callable(get_config):
+            raise _ConfigFileProblem(
+                f"{flag}: {path} has no get_config() function; a config file defines "
+                "get_config() returning an ml_collections.ConfigDict (see configs/base.py).")
+        call = f"get_config({arg[0]!r})" if arg else "get_config()"
+        try:
+            config = get_config(*arg)
+        except Exception as e:  # noqa: BLE001 - the config file's own code failed
+            raise _ConfigFileProblem(f"{flag}: {path}{_where(e, path)}: {call} raised "
+                                     f"{first_line(e)}.") from None
+        if config is None:
+            raise _ConfigFileProblem(f"{flag}: {path}: {call} returned None; it must return "
+                                     "an ml_collections.ConfigDict (a missing return?).")
+        if callable(getattr(config, "lock", None)):
+            config.lock()
+        return config
+
+
+def _where(error: BaseException, path: str) -> str:
+    """' line N': the last line of `path` the error's traceback passed through, if any."""
+    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__)
+             if os.path.abspath(f.filename) == os.path.abspath(path)]
+    return f" line {lines[-1]}" if lines else ""
 
 
 def define_distributed_flags() -> None:
@@ -152,7 +251,7 @@ def decoding_options(default_beam_size: int) -> dict:
     DecodeOptions, checked), max_len, batch_size, replace_unk, unk_dictionary."""
     from jaxattn.translation import DecodeOptions  # jax: only for the scripts that decode
 
-    check_positive("beam_size", "max_len", "batch_size")
+    check_positive("beam_size", "max_len", "batch_size", "max_input_len")
     given = {name: FLAGS[name].value for name in SEARCH_FLAGS if FLAGS[name].value is not None}
     if "beam_size" not in given and FLAGS.method in (None, "beam"):
         given["beam_size"] = default_beam_size
@@ -246,7 +345,15 @@ def parse_flags(argv):
     file is one 'error: ...' line and exit status 2 (no traceback)."""
     try:
         rest = flags.FLAGS(argv)
+    except _ConfigFileProblem as e:
+        fail(str(e), USAGE_EXIT)
     except flags.Error as e:
+        required = re.fullmatch(r"flag --(\w+)=None: Flag --\1 must have a value other than "
+                                r"None\.", str(e))
+        if required:  # absl's words for a required flag left out
+            name = required.group(1)
+            fail(f"--{name} is required: {flags.FLAGS[name].help}\nPass --help to see the "
+                 "options.", USAGE_EXIT)
         fail(f"{e}{_config_type_hint(e)}\nPass --help to see the options.", USAGE_EXIT)
     except (AttributeError, KeyError) as e:  # ml_collections: --config.<unknown key>=...
         msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
@@ -335,6 +442,8 @@ def init_distributed(mode: str, coordinator: str | None, num_processes: int | No
                              f"{num_processes}).")
     if timeout < 1:
         raise UsageError(f"--distributed_timeout must be >= 1 second, got {timeout}.")
+    if mode != "auto":
+        _check_coordinator(coordinator, process_id)
     import jax
 
     what = (f"all {num_processes} processes to join the coordinator at {coordinator}"
@@ -353,5 +462,60 @@ def init_distributed(mode: str, coordinator: str | None, num_processes: int | No
         kwargs = {} if mode == "auto" else dict(
             coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
         jax.distributed.initialize(initialization_timeout=timeout + 60, **kwargs)
+    except (ValueError, TypeError) as e:
+        if mode != "auto":
+            raise
+        # JAX found no cluster (no SLURM, Open MPI, Cloud TPU, ... environment) or only part
+        # of one: it names the first missing value ("coordinator_address should be defined.")
+        raise UsageError(
+            f"--distributed=auto: no cluster detected ({str(e).rstrip('.')}). On one machine "
+            "use --distributed=off (the default); on several use --distributed=explicit with "
+            "--coordinator_address, --num_processes and --process_id.") from None
+    except jax.errors.JaxRuntimeError as e:  # e.g. the coordinator's port taken meanwhile
+        raise TrainingError(
+            f"jax.distributed could not start ({first_line(e)}) for "
+            f"{'the detected cluster' if mode == 'auto' else f'the coordinator {coordinator}'}"
+            ". Check that its port is free on process 0's host and reachable from the "
+            "others.") from None
     finally:
         watchdog.cancel()
+
+
+def _check_coordinator(coordinator: str, process_id: int) -> None:
+    """UsageError, before JAX (which aborts with a C++ stack trace or waits until the timeout),
+    for a --coordinator_address whose host does not resolve, or, on process 0 (which serves
+    the coordinator on every address of its host), whose port is taken."""
+    host, _, port = coordinator.rpartition(":")
+    host = host.strip("[]")  # [::1]:1234
+    if not 0 < int(port) < 65536:
+        raise UsageError(f"--coordinator_address={coordinator}: port {port} is not in "
+                         "1..65535.")
+    try:
+        socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise UsageError(f"--coordinator_address={coordinator}: cannot resolve host {host!r} "
+                         f"({e.strerror or e}); give process 0's host name or IP address."
+                         ) from None
+    if process_id != 0:
+        return
+    for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
+        try:
+            probe = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # no IPv6 on this host: try IPv4
+            continue
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is free
+            try:
+                probe.bind((address, int(port)))
+            except OSError as e:
+                if e.errno == getattr(errno_lib, "EADDRINUSE", 98):
+                    raise UsageError(
+                        f"--coordinator_address={coordinator}: port {port} is already in use on "
+                        "this host, where process 0 serves the coordinator; choose a free port "
+                        "(the same on every process).") from None
+                if e.errno == getattr(errno_lib, "EACCES", 13):
+                    raise UsageError(
+                        f"--coordinator_address={coordinator}: port {port} needs privileges on "
+                        "this host; choose a port above 1023.") from None
+                continue  # e.g. an address family the host lacks: JAX decides
+        return

@@ -262,7 +262,7 @@ def _score(translator, config, workdir: str, search: Search, max_len: int,
     the library's one decoding path); the hypotheses are written to hyp_path."""
     sources, refs = test_split(config, workdir)
     r = translator.evaluate(sources, refs, beam_size=search.beam_size, alpha=search.alpha,
-                            max_len=max_len)
+                            max_len=max_len, overlong="truncate")  # as evaluate.py --split
     hyps = r.pop("hypotheses")
     os.makedirs(os.path.dirname(hyp_path), exist_ok=True)
     with open(hyp_path, "w", encoding="utf-8") as f:

@@ -36,6 +36,8 @@ padded with pad_id to a width the artifact serves::
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -52,7 +54,7 @@ from jaxattn import config as config_lib
 from jaxattn import data as data_lib
 from jaxattn import inference, search
 from jaxattn import workdir as workdir_lib
-from jaxattn.checkpoints import Checkpointer
+from jaxattn.checkpoints import Checkpointer, checkpoint_dir
 from jaxattn.errors import JaxattnError, first_line
 
 FORMAT, FORMAT_VERSION = "jaxattn-export", 1
@@ -82,7 +84,8 @@ class Decoded(NamedTuple):
 def export_workdir(workdir: str, out: str, *, checkpoint: str | int = "latest",
                    **kwargs) -> dict:
     """Exports a run's checkpoint ('latest', 'best' or a step) to `out`; kwargs as
-    `export_translator`. InferenceError if the run has no usable checkpoint."""
+    `export_translator`. InferenceError if the run has no usable checkpoint; ExportError,
+    before anything is restored, for an `out` in a training run or not writable."""
     _check_out(out, kwargs.get("overwrite", False), workdir)  # before restoring anything
     translator = inference.Translator.from_workdir(workdir, checkpoint)
     return export_translator(translator, out, checkpoint=checkpoint, **kwargs)
@@ -95,8 +98,11 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
 
     beam_size: the beam artifacts' k (0 or 1: greedy only); alpha is the run's
     eval.length_penalty. platforms: jax.export lowering targets ('cpu', 'cuda', ...).
-    max_source_len: longest input (tokens) served; None: max(64, the corpus filter's limit).
-    The directory is built beside `out` and renamed into place, so `out` is never half written.
+    max_source_len: longest input (tokens) served, and the loaded export's input limit; None:
+    the Translator's (twice the longest training sentence), else max(64, the filter's limit).
+    The directory is built beside `out` and renamed into place, manifest last, so `out` is
+    never half written; ExportError naming the file of `out` if one cannot be written (disk
+    full), and for an `out` in a training run (see `_check_out`).
     """
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 0:
         raise ExportError(f"beam_size must be an integer >= 0, got {beam_size!r}.")
@@ -110,8 +116,21 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
         raise ExportError("Export needs a Translator from a workdir (Translator.from_workdir): "
                           "its config.json and vocabulary files are copied as they are.")
     _check_out(out, overwrite, translator.workdir)
-    max_source_len = max_source_len or max(DEFAULT_MAX_SOURCE_LEN, translator.max_length)
+    # by default the export serves what the Translator takes (twice the longest training
+    # sentence); runs from before data_stats.json: max(64, the corpus filter's limit)
+    max_source_len = (max_source_len or translator.input_limit().tokens
+                      or max(DEFAULT_MAX_SOURCE_LEN, translator.max_length))
     params = jax.tree.map(np.asarray, translator.variables["params"])
+    sources = {}  # the run's config and vocabularies, read before anything is written
+    for name in [config_lib.CONFIG_FILE, data_lib.DATA_STATS_FILE, *data_lib.VOCAB_FILES]:
+        path = os.path.join(translator.workdir, name)
+        if os.path.exists(path):
+            try:
+                with open(path, "rb") as f:
+                    sources[name] = f.read()
+            except OSError as e:
+                raise ExportError(f"Cannot read {path} of the run exported: "
+                                  f"{e.strerror or e}.") from None
     parent = os.path.dirname(os.path.abspath(out))
     try:
         tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.", dir=parent)
@@ -119,11 +138,14 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
         raise ExportError(f"Cannot write the directory {out}: cannot create files in {parent} "
                           f"({e.strerror or e}); choose a writable --out.") from None
     os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the export from its users
+    # Built in `tmp` and renamed into place, manifest last: a failed export leaves nothing that
+    # `load` accepts. A write error names the file of `out` being written, not `tmp`.
     try:
-        leaves = _save_params(params, os.path.join(tmp, PARAMS_FILE))
-        for name in [config_lib.CONFIG_FILE, *data_lib.VOCAB_FILES]:  # those the run has
-            if os.path.exists(os.path.join(translator.workdir, name)):
-                shutil.copyfile(os.path.join(translator.workdir, name), os.path.join(tmp, name))
+        with _writing(out, PARAMS_FILE):
+            leaves = _save_params(params, os.path.join(tmp, PARAMS_FILE))
+        for name, data in sources.items():
+            with _writing(out, name):
+                workdir_lib.write_bytes(os.path.join(tmp, name), data)
         searches = [("greedy", 1)] + ([("beam", beam_size)] if beam_size > 1 else [])
         alpha = float(translator.config.eval.length_penalty)
         artifacts = []
@@ -131,33 +153,74 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
             for method, k in searches:
                 name = f"{'greedy' if k == 1 else f'beam{k}'}_T{max_len}.bin"
                 blob = _export(translator, params, method, k, alpha, max_len, tuple(platforms))
-                workdir_lib.write_bytes(os.path.join(tmp, name), blob)
+                with _writing(out, name):
+                    workdir_lib.write_bytes(os.path.join(tmp, name), blob)
                 artifacts.append(dict(file=name, method=method, beam_size=k, alpha=alpha,
                                       max_len=max_len, src_widths=widths))
         manifest = _manifest(translator, checkpoint, platforms, max_source_len, leaves,
                              artifacts, default_beam_size=max(beam_size, 1))
-        manifest["files"] = {n: dict(sha256=workdir_lib.sha256_file(os.path.join(tmp, n)),
-                                     bytes=os.path.getsize(os.path.join(tmp, n)))
-                             for n in sorted(os.listdir(tmp))}
-        workdir_lib.write_json(os.path.join(tmp, MANIFEST_FILE), manifest)
-        _move_into_place(tmp, out)
+        with _writing(out, MANIFEST_FILE):
+            manifest["files"] = {n: dict(sha256=workdir_lib.sha256_file(os.path.join(tmp, n)),
+                                         bytes=os.path.getsize(os.path.join(tmp, n)))
+                                 for n in sorted(os.listdir(tmp))}
+            workdir_lib.write_json(os.path.join(tmp, MANIFEST_FILE), manifest)
+        with _writing(out):
+            _move_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
 
+# A directory is a training run (never an export folder, nor a place for one) if it holds
+# checkpoints/ and the run's config.json or its training lock.
+def _is_run(directory: str) -> bool:
+    return os.path.isdir(checkpoint_dir(directory)) and any(
+        os.path.isfile(os.path.join(directory, name))
+        for name in (config_lib.CONFIG_FILE, workdir_lib.LOCK_FILE))
+
+
+def _run_around(real_path: str) -> str | None:
+    """The nearest training run that is `real_path` or one of its parents, else None."""
+    path = real_path
+    while True:
+        if _is_run(path):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+
+
 def _check_out(out: str, overwrite: bool, workdir: str = "") -> None:
-    """`out` must be new, empty, or (with `overwrite`) an earlier export; never the run
-    exported or a folder holding it, whatever `overwrite` says."""
+    """`out` must be new, empty, or (with `overwrite`) an earlier export; never in a training
+    run (the one exported or any other: its workdir, checkpoints/, a step, averaged/, any
+    folder below), never the run exported or a folder holding it, whatever `overwrite` says.
+    Paths are compared resolved (symlinks, '..'). Called before any work."""
+    real_out = os.path.realpath(out)
+    shown = out if real_out == os.path.abspath(out) else f"{out} (that is, {real_out})"
+    if workdir:
+        real_run = os.path.realpath(workdir)
+        common = os.path.commonpath([real_out, real_run])
+        if common == real_out:
+            raise ExportError(f"--out {shown} is (or holds) the run being exported, {workdir}; "
+                              "choose a directory outside it.")
+        if common == real_run:
+            raise ExportError(
+                f"--out {shown} is inside the run being exported, {workdir}: an export there "
+                "would mix with the run's files (one in checkpoints/ is taken for a damaged "
+                f"checkpoint). Choose a folder outside {workdir}, e.g. "
+                f"{os.path.normpath(workdir)}-export.")
+    run = _run_around(real_out)
+    if run is not None:
+        where = "is the training run" if run == real_out else "is inside the training run"
+        raise ExportError(f"--out {shown} {where} {run} (it holds {config_lib.CONFIG_FILE} or "
+                          f"{workdir_lib.LOCK_FILE}, and checkpoints/): an export never goes in "
+                          "a run. Choose a folder outside it.")
     parent = os.path.dirname(os.path.abspath(out))
     if os.path.exists(out) and not os.path.isdir(out) or not os.path.isdir(parent):
         raise ExportError(f"Cannot write the directory {out}: a file, or its parent is missing.")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ExportError(f"Cannot write the directory {out}: {parent} is not writable.")
-    real_out = os.path.realpath(out)
-    if workdir and os.path.commonpath([real_out, os.path.realpath(workdir)]) == real_out:
-        raise ExportError(f"--out {out} is (or holds) the run being exported, {workdir}; "
-                          "choose a directory outside it.")
     if not (os.path.isdir(out) and os.listdir(out)):
         return
     if not overwrite:
@@ -167,15 +230,47 @@ def _check_out(out: str, overwrite: bool, workdir: str = "") -> None:
         raise ExportError(f"--out {out} is not an export directory (no {MANIFEST_FILE}): "
                           "--overwrite replaces only an earlier export. Choose a new directory, "
                           "or empty this one yourself.")
+    folders = sorted(n for n in os.listdir(out) if os.path.isdir(os.path.join(out, n)))
+    if folders:
+        raise ExportError(f"--out {out} holds folders ({', '.join(folders[:3])}), which an "
+                          "export never does: --overwrite replaces only an earlier export. "
+                          "Choose a new directory, or empty this one yourself.")
+
+
+@contextlib.contextmanager
+def _writing(out: str, name: str | None = None):
+    """Turns an OSError (disk full, quota, permissions) into an ExportError naming the file
+    of `out` being written (`out` itself when moving the finished export into place)."""
+    try:
+        yield
+    except OSError as e:
+        dest = os.path.join(out, name) if name else out
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        code = errno.errorcode.get(e.errno) if e.errno else None
+        why = f"{e.strerror or e}" + (f" [{code}]" if code else "")
+        fix = (f"free space on the disk of {os.path.dirname(os.path.abspath(out))} (or the "
+               "quota) or choose another --out on a disk with room" if full else
+               "check that folder's permissions and free space, or choose another --out")
+        before = (f"{out} is as it was before" if os.path.lexists(out) else
+                  f"nothing was written to {out}")
+        raise ExportError(f"Cannot write {dest}: {why}. The export is not made ({before}): "
+                          f"{fix}, then export again.") from None
 
 
 def _move_into_place(tmp: str, out: str) -> None:
-    """Renames the finished directory to `out`; an old `out` is removed only after."""
+    """Renames the finished directory to `out`; an old `out` is removed only after (and put
+    back if the rename fails)."""
     old = None
     if os.path.isdir(out) and os.listdir(out):
         old = tempfile.mkdtemp(prefix=".old.", dir=os.path.dirname(os.path.abspath(out)))
         os.replace(out, os.path.join(old, "out"))
-    os.replace(tmp, out)  # an empty `out` is replaced too
+    try:
+        os.replace(tmp, out)  # an empty `out` is replaced too
+    except OSError:
+        if old:
+            os.replace(os.path.join(old, "out"), out)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
     if old:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -330,7 +425,8 @@ class _ArtifactTranslator(inference.Translator):
             text = data_lib.load_text_processing(config.data, directory)
         except (JaxattnError, FileNotFoundError, ValueError) as e:
             raise ExportError(f"Cannot load the text processing of {directory}: {e}") from None
-        self._init_text(config, text)
+        self._init_text(config, text, runs=[(config, directory)],
+                        max_input_len=manifest["decode_length"]["max_source_len"])
         self.step, self.workdir, self.model = manifest["source"]["step"], None, None
         self.members = [(manifest["source"]["workdir"], self.step)]
         self.directory, self.max_source_len = directory, manifest["decode_length"]["max_source_len"]

@@ -24,6 +24,18 @@ User mistakes (missing workdir or checkpoint, unreadable input, a bad option) ra
 `InferenceError` (`UsageError` for options) with a message meant for the command line; the
 scripts print it and exit with `exit_code`. Lengths: `max_len` is decoding steps, `padded_len`
 an int source width S (see jaxattn.config).
+
+Input limits, checked before any decoding: a sentence may have at most `max_input_len` tokens
+(`input_limit()` says why): the user's (Translator(max_input_len=N) or per call), else twice
+the longest training sentence (WORKDIR/data_stats.json, written by training; older runs: what
+data.max_length / data.pad_to allowed; else no token limit), never more than location
+attention's positions. Its characters are bounded first (`InputLimit.chars`), so a huge line is
+refused without tokenizing it. An over-long sentence raises `InputTooLongError` naming it
+(`where`), its length and the limit, or with overlong='truncate' is cut, with a warning
+(Translation.truncated). `max_len` may not exceed `max_decode_steps()` (UsageError).
+
+    tr = Translator.from_workdir("runs/base", max_input_len=200, overlong="truncate")
+    tr.translate(sentences, overlong="error", where=lambda i: f"line {i + 1} of in.txt")
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ import collections
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -42,13 +54,18 @@ import numpy as np
 from jaxattn import metrics as metrics_lib
 from jaxattn import restore, search
 from jaxattn import unk as unk_lib
+from jaxattn.checks import is_int
 from jaxattn.data.batching import PadLength, encode_tokens, pad
 from jaxattn.eval_input import load_pairs, load_split  # noqa: F401 - part of this API
 from jaxattn.models import build_model
 from jaxattn.translation import (  # noqa: F401 - the inference API's types live there
     EOS_LABEL,
+    MAX_DECODE_STEPS,
+    OVERLONG,
     DecodeOptions,
     InferenceError,
+    InputLimit,
+    InputTooLongError,
     Score,
     Translation,
     UsageError,
@@ -56,11 +73,14 @@ from jaxattn.translation import (  # noqa: F401 - the inference API's types live
     check_options,
     length_batches,
     round_up,
+    run_stats,
+    training_limit,
 )
 
 log = logging.getLogger(__name__)
 
 _IN_FLIGHT = 4  # batches dispatched ahead of the one being collected
+_CUT_WARNINGS = 10  # over-long sentences cut (overlong='truncate') named one by one, at most
 
 
 @dataclasses.dataclass
@@ -68,7 +88,13 @@ class _Input:
     tokens: list[str]
     ids: list[int]  # then EOS
     unknown: list[str]
-    truncated: bool
+    truncated: bool  # cut: to the input limit (`over`) or to location attention's positions
+    over: tuple[int, str] | None = None  # (length, 'tokens' | 'characters') if over the limit
+
+
+def _names(name: str) -> Callable[[int], str]:
+    """The default `where`: index i -> 'sources[i]'."""
+    return lambda i: f"{name}[{i}]"
 
 
 class Translator:
@@ -76,13 +102,18 @@ class Translator:
     module docstring."""
 
     def __init__(self, config: ml_collections.ConfigDict, params, text, *, step: int | None = None,
-                 workdir: str | None = None, ensemble: Sequence[tuple] = ()):
+                 workdir: str | None = None, ensemble: Sequence[tuple] = (),
+                 max_input_len: int | None = None, overlong: str = "error"):
         """ensemble: more (config, params, step, workdir) runs with the same text processing
         (see `restore.check_ensemble`), decoded with this one as a `search.Ensemble`: each step
-        the mean of the models' probabilities, and of their attention weights."""
-        self._init_text(config, text)
-        self.step, self.workdir = step, workdir
+        the mean of the models' probabilities, and of their attention weights.
+        max_input_len: the longest sentence in tokens (None: the run's, see `input_limit`);
+        overlong: 'error' (InputTooLongError) or 'truncate' (cut, with a warning) for longer
+        ones; both can be changed later, or per call."""
         runs = [(config, params, step, workdir), *ensemble]
+        self._init_text(config, text, runs=[(c, w) for c, _, _, w in runs],
+                        max_input_len=max_input_len, overlong=overlong)
+        self.step, self.workdir = step, workdir
         models = tuple(build_model(c.model, len(self.src_vocab), len(self.tgt_vocab),
                                    bos_id=self.tgt_vocab.bos_id) for c, *_ in runs)
         variables = tuple({"params": jax.device_put(p)} for _, p, *_ in runs)
@@ -90,8 +121,11 @@ class Translator:
                                       (search.Ensemble(models), variables))
         self.members = [(w, s) for _, _, s, w in runs]  # (workdir, step) of each model
 
-    def _init_text(self, config: ml_collections.ConfigDict, text) -> None:
-        """The text side (no model): config, tokenizers, vocabularies and source lengths."""
+    def _init_text(self, config: ml_collections.ConfigDict, text, *,
+                   runs: Sequence[tuple] = (), max_input_len: int | None = None,
+                   overlong: str = "error") -> None:
+        """The text side (no model): config, tokenizers, vocabularies, source lengths and input
+        limits. runs: (config, workdir) of each model (default: `config` alone, no workdir)."""
         self.config = config
         self.src_tokenizer, self.tgt_tokenizer = text.src_tokenizer, text.tgt_tokenizer
         self.src_vocab, self.tgt_vocab = text.src_vocab, text.tgt_vocab
@@ -99,23 +133,115 @@ class Translator:
         # location attention scores a fixed number of source positions (EOS included); 0 = any
         self.max_src_positions = restore.max_src_positions(config)
         self._pad_length = PadLength.from_config(config.data)  # source widths as in training
+        # the limits each run's training implies, (tokens, why) per side; an ensemble: the least
+        stats = [(c, run_stats(w)) for c, w in (runs or [(config, None)])]
+        self._run_limits = {}
+        for side, tok in (("source", text.src_tokenizer), ("target", text.tgt_tokenizer)):
+            known = [k for c, st in stats if (k := training_limit(c, st, side, tok.kind))]
+            self._run_limits[side] = min(known) if known else None
+        self.max_input_len = max_input_len
+        self.overlong = overlong
 
     @classmethod
-    def from_workdir(cls, workdir: str, checkpoint: str | int = "latest") -> Translator:
+    def from_workdir(cls, workdir: str, checkpoint: str | int = "latest",
+                     **limits) -> Translator:
         """Restores a run's checkpoint ('latest', 'best' or a step) with its own config and
-        vocabularies."""
-        return cls.from_workdirs(workdir, checkpoint)
+        vocabularies. limits: max_input_len, overlong (see __init__)."""
+        return cls.from_workdirs(workdir, checkpoint, **limits)
 
     @classmethod
     def from_workdirs(cls, workdirs: Sequence[str] | str,
-                      checkpoints: Sequence[str | int] | str | int = "latest") -> Translator:
+                      checkpoints: Sequence[str | int] | str | int = "latest", *,
+                      max_input_len: int | None = None, overlong: str = "error") -> Translator:
         """An ensemble of runs' checkpoints (one checkpoint for all, or one each); they must
         have the same vocabularies and text processing (InferenceError naming the difference,
         before any parameters are read). The first run's config sets the text and eval
-        defaults."""
+        defaults; the input limit is the least the runs' training implies."""
+        check_options(max_input_len=max_input_len, overlong=overlong)  # before restoring
         (first, params, step), *more = restore.restore_runs(workdirs, checkpoints)
         return cls(first.config, params, first.text, step=step, workdir=first.workdir,
-                   ensemble=[(r.config, p, s, r.workdir) for r, p, s in more])
+                   ensemble=[(r.config, p, s, r.workdir) for r, p, s in more],
+                   max_input_len=max_input_len, overlong=overlong)
+
+    # ------------------------------------------------------------------ input limits
+    @property
+    def max_input_len(self) -> int | None:
+        """The longest sentence (tokens) taken: `input_limit().tokens` (None: no limit known).
+        Set it to an int to change the limit, to None for the run's own."""
+        return self.input_limit().tokens
+
+    @max_input_len.setter
+    def max_input_len(self, value: int | None) -> None:
+        check_options(max_input_len=value)
+        self._user_max_input_len = None  # the run's limit, to check `value` against
+        if value is not None:
+            self.input_limit(value)  # UsageError above location attention's positions
+        self._user_max_input_len = value
+
+    @property
+    def overlong(self) -> str:
+        """'error' (the default) or 'truncate': what an over-long sentence gets by default."""
+        return self._overlong
+
+    @overlong.setter
+    def overlong(self, value: str) -> None:
+        if value is None or value not in OVERLONG:
+            raise UsageError(f"overlong must be one of {list(OVERLONG)}, got {value!r}.")
+        self._overlong = value
+
+    def input_limit(self, max_input_len: int | None = None, side: str = "source") -> InputLimit:
+        """The longest sentence taken, with why: max_input_len (None: the Translator's, see
+        `max_input_len`), else twice the longest training sentence (`training_limit`), never
+        more than location attention's positions (a hard limit). side: 'source' or 'target'
+        (the targets of `score`)."""
+        check_options(max_input_len=max_input_len)
+        positions = self.max_src_positions if side == "source" else 0
+        hard = InputLimit(positions - 1, f"location attention scores {positions} source "
+                          "positions, EOS included", hard=True) if positions else None
+        given = self._user_max_input_len if max_input_len is None else max_input_len
+        if given is not None:
+            if hard and given > hard.tokens:
+                raise UsageError(f"max_input_len={given} (--max_input_len) is more than this "
+                                 f"model can read: at most {hard.tokens} tokens ({hard.why}).")
+            return InputLimit(given, "set by max_input_len (--max_input_len)")
+        run = self._run_limits[side]
+        if run is None:  # location attention without a known limit cuts, as it always did
+            return InputLimit(None, "this run records no input limit")
+        return hard if hard and hard.tokens < run[0] else InputLimit(*run)
+
+    def max_decode_steps(self, max_input_len: int | None = None) -> int:
+        """The most decoding steps (max_len) allowed: 4 x the input limit (at least what
+        `decode_len` gives the longest input), else MAX_DECODE_STEPS; never below
+        config.eval.max_decode_len."""
+        return self._decode_bound(max_input_len)[0]
+
+    def _decode_bound(self, max_input_len: int | None) -> tuple[int, str]:
+        """(max_decode_steps, why it is that, for messages)."""
+        limit, floor = self.input_limit(max_input_len), self.config.eval.max_decode_len
+        cap = (MAX_DECODE_STEPS, "the cap on decoding steps: every step keeps the attention "
+               "weights of each source position")
+        bound = cap
+        if limit.tokens:
+            steps = max(4 * limit.tokens, self.decode_len(self.padded_len(limit.tokens + 1), None))
+            if steps < MAX_DECODE_STEPS:
+                bound = (steps, f"4 x the input limit of {limit.tokens:,} tokens; longer output "
+                         "cannot be a translation of such input")
+        return bound if bound[0] >= floor else (floor, "the run's eval.max_decode_len")
+
+    def check_limits(self, max_len: int | None = None, max_input_len: int | None = None,
+                     overlong: str | None = None) -> None:
+        """UsageError, before any work, for a max_input_len the model cannot read, a bad
+        overlong or a max_len above `max_decode_steps` (its message says why)."""
+        check_options(max_len=max_len, max_input_len=max_input_len, overlong=overlong)
+        limit = self.input_limit(max_input_len)
+        steps, why = self._decode_bound(max_input_len)
+        if max_len is not None and max_len > steps:
+            raise UsageError(
+                f"max_len={max_len:,} (--max_len) decoding steps is more than this model can "
+                f"use: at most {steps:,} ({why}). Lower it, or leave it out (the default grows "
+                "with the input)" + (", or raise the input limit (--max_input_len, "
+                                     "max_input_len=)" if why.startswith("4 x") and not limit.hard
+                                     else "") + ".")
 
     @property
     def num_params(self) -> int:
@@ -129,16 +255,68 @@ class Translator:
             o, alpha=float(self.config.eval.length_penalty))
 
     # ------------------------------------------------------------------ text -> ids
-    def _prepare(self, sentence: str) -> _Input:
+    def _prepare(self, sentence: str, limit: InputLimit, overlong: str,
+                 name: Callable[[], str]) -> _Input:
         """A sentence's tokens and ids, encoded as training encodes (jaxattn.data.batching);
-        unknown words of the tutorial id layout (no UNK) are dropped."""
+        unknown words of the tutorial id layout (no UNK) are dropped. Over `limit` (its
+        characters first, untokenized; then its tokens): InputTooLongError naming it (name()),
+        or with overlong='truncate' cut to limit.tokens."""
+        over = None
+        if len(sentence) > limit.chars:
+            if overlong == "error":
+                raise limit.error(name(), len(sentence), "characters")
+            over, sentence = (len(sentence), "characters"), sentence[: limit.chars]
         tokens = self.src_tokenizer.tokenize(sentence)
         vocab = self.src_vocab
         unknown = [t for t in tokens if t not in vocab]
         if unknown and vocab.unk_id is None:  # tutorial ids: no UNK, drop the word
             tokens = [t for t in tokens if t in vocab]
+        if limit.tokens and len(tokens) > limit.tokens:
+            if overlong == "error":
+                raise limit.error(name(), len(tokens))
+            over, tokens = over or (len(tokens), "tokens"), tokens[: limit.tokens]
         ids = encode_tokens(vocab, tokens, self.max_src_positions)
-        return _Input(tokens[: len(ids) - 1], ids, unknown, len(ids) <= len(tokens))
+        return _Input(tokens[: len(ids) - 1], ids, unknown,
+                      len(ids) <= len(tokens) or over is not None, over)
+
+    def _inputs(self, sentences: Sequence[str], *, max_input_len: int | None, overlong: str | None,
+                where: Callable[[int], str] | None, name: str = "sentences",
+                warn: bool = True) -> list[_Input]:
+        """`_prepare` of each sentence with the call's limit and overlong mode (None: the
+        Translator's); `warn`: log the cut ones (by `where(i)`) and unknown words."""
+        limit, overlong = self.input_limit(max_input_len), overlong or self.overlong
+        where = where or _names(name)
+        inputs = [self._prepare(s, limit, overlong, lambda i=i: where(i))
+                  for i, s in enumerate(sentences)]
+        if warn:
+            self._warn_inputs(sentences, inputs)
+            self._warn_cut([(where(i), x) for i, x in enumerate(inputs) if x.over], limit)
+        return inputs
+
+    def check_inputs(self, sentences: Sequence[str], *, max_input_len: int | None = None,
+                     overlong: str | None = None,
+                     where: Callable[[int], str] | None = None) -> int:
+        """The input checks of `translate` alone (no decoding, no warnings): InputTooLongError
+        for the first over-long sentence (overlong 'error'), else the number that would be cut.
+        For checking several inputs before decoding any (scripts/compare.py)."""
+        check_options(sentences=sentences, max_input_len=max_input_len, overlong=overlong,
+                      where=where)
+        inputs = self._inputs(sentences, max_input_len=max_input_len, overlong=overlong,
+                              where=where, warn=False)
+        return sum(x.over is not None for x in inputs)
+
+    @staticmethod
+    def _warn_cut(cut: list[tuple[str, _Input]], limit: InputLimit) -> None:
+        """A warning for each sentence cut to the input limit (the first _CUT_WARNINGS), then
+        their count."""
+        for name, x in cut[:_CUT_WARNINGS]:
+            length, unit = x.over
+            log.warning("%s has %s%s %s: cut to its first %d tokens (the limit: %s).", name,
+                        "at least " if unit == "characters" else "", f"{length:,}", unit,
+                        len(x.tokens), limit.why)
+        if len(cut) > _CUT_WARNINGS:
+            log.warning("%d more sentence(s) cut to %d tokens (%d in all).",
+                        len(cut) - _CUT_WARNINGS, limit.tokens or 0, len(cut))
 
     def padded_len(self, n: int) -> int:
         """The padded source width S of a batch whose longest row has n positions: as training
@@ -147,10 +325,12 @@ class Translator:
         return min(padded_len, self.max_src_positions) if self.max_src_positions else padded_len
 
     def decode_len(self, padded_len: int, max_len: int | None) -> int:
-        """Decoding steps: max_len, else config.eval.max_decode_len, raised for long input."""
+        """Decoding steps: max_len, else config.eval.max_decode_len, raised for long input
+        (up to MAX_DECODE_STEPS)."""
         if max_len:
             return max_len
-        return round_up(max(self.config.eval.max_decode_len, 2 * padded_len + 10), 8)
+        floor = self.config.eval.max_decode_len
+        return min(round_up(max(floor, 2 * padded_len + 10), 8), max(MAX_DECODE_STEPS, floor))
 
     def _plan(self, inputs: list[_Input], batch_size: int | None, max_len: int | None):
         """Batches [(indices, rows, padded_len, max_len)] of the non-empty inputs, by length."""
@@ -179,38 +359,55 @@ class Translator:
             rng=rng if o.method == "sample" else None, temperature=o.temperature, top_k=o.top_k,
             top_p=o.top_p)
 
-    def _search(self, inputs, idx, rows, padded_len, max_len, options: DecodeOptions):
-        """Starts decoding one batch (asynchronously); rows past len(idx) repeat the last."""
+    def _search(self, inputs, idx, rows, padded_len, max_len, options: DecodeOptions,
+                offset: int = 0):
+        """Starts decoding one batch (asynchronously); rows past len(idx) repeat the last.
+        Sampling: sentence i's key folds in its input position, offset + i."""
         order = [idx[min(r, len(idx) - 1)] for r in range(rows)]
         src, src_len = pad([inputs[i].ids for i in order], padded_len, self.src_vocab.pad_id)
         rng = (jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(options.seed),
-               jnp.asarray(order)) if options.method == "sample" else None)  # key of sentence i
+               jnp.asarray(order) + offset) if options.method == "sample" else None)
         return self.decode_ids(src, src_len, max_len=max_len, options=options, rng=rng)
 
     def translate(self, sentences: Sequence[str], options: DecodeOptions | None = None, *,
                   max_len: int | None = None, batch_size: int | None = None,
                   replace_unk: bool = False, unk_dictionary: str | None = None,
+                  max_input_len: int | None = None, overlong: str | None = None,
+                  where: Callable[[int], str] | None = None, index_offset: int = 0,
                   **decoding) -> list[Translation]:
         """Translates raw sentences (normalized and tokenized as in training).
 
         options / decoding: a `DecodeOptions`, or its fields as keywords (beam_size=5, ...);
         the default is greedy; alpha None: config.eval.length_penalty. max_len: decoding steps
-        (None: config.eval.max_decode_len, more for long input). n_best > 1: each
-        Translation's `alternatives` hold the other hypotheses (samples: ranked by score).
-        replace_unk: replace output <unk>s by the most attended source word, looked up in the
-        `unk_dictionary` file if given (see jaxattn.unk). Sentences with no tokens give an
-        empty translation without running the model.
+        (None: config.eval.max_decode_len, more for long input; at most `max_decode_steps`).
+        n_best > 1: each Translation's `alternatives` hold the other hypotheses (samples:
+        ranked by score). replace_unk: replace output <unk>s by the most attended source word,
+        looked up in the `unk_dictionary` file if given (see jaxattn.unk). Sentences with no
+        tokens give an empty translation without running the model. max_input_len, overlong:
+        this call's input limit and what over-long sentences get (None: the Translator's; see
+        the module doc); where: names sentence i in messages (default 'sentences[i]').
+        index_offset: the position of sentences[0] in a longer input translated in parts
+        (sampling draws by input position: the parts then sample as the whole would).
         """
         options = self.options(options, **decoding)
         check_options(sentences=sentences, max_len=max_len, batch_size=batch_size,
-                      replace_unk=replace_unk, unk_dictionary=unk_dictionary)
+                      replace_unk=replace_unk, unk_dictionary=unk_dictionary, where=where)
+        if not is_int(index_offset) or index_offset < 0:
+            raise UsageError(f"index_offset must be an integer >= 0, got {index_offset!r}.")
+        self.check_limits(max_len, max_input_len, overlong)
         dictionary = self._unk_dictionary(replace_unk, unk_dictionary)
-        inputs = [self._prepare(s) for s in sentences]
-        self._warn_inputs(sentences, inputs)
+        inputs = self._inputs(sentences, max_input_len=max_input_len, overlong=overlong,
+                              where=where)
+        return self._translate(inputs, options, max_len, batch_size, dictionary, index_offset)
+
+    def _translate(self, inputs: list[_Input], options: DecodeOptions, max_len: int | None,
+                   batch_size: int | None, dictionary: dict | None,
+                   offset: int = 0) -> list[Translation]:
+        """Decodes prepared inputs, batched by length, several batches in flight."""
         out: list[Translation | None] = [None] * len(inputs)
         pending = collections.deque()  # batches in flight: decoded while the host reads others
         for p in self._plan(inputs, batch_size, max_len):
-            pending.append((p[0], self._search(inputs, *p, options)))
+            pending.append((p[0], self._search(inputs, *p, options, offset)))
             if len(pending) > _IN_FLIGHT:
                 self._collect(inputs, *pending.popleft(), out, options, dictionary)
         while pending:
@@ -275,17 +472,26 @@ class Translator:
                    if self.src_vocab.unk_id is None else "read as <unk>")
             log.warning("%d unknown word(s) in %d sentence(s), %s: %s", len(unknown),
                         sum(bool(x.unknown) for x in inputs), how, shown)
-        cut = sum(x.truncated for x in inputs)
+        cut = sum(x.truncated and not x.over for x in inputs)
         if cut:
             log.warning("%d sentence(s) cut to %d tokens: location attention scores at most "
                         "%d source positions (EOS included).", cut, self.max_src_positions - 1,
                         self.max_src_positions)
 
     def warmup(self, sentences: Sequence[str], options: DecodeOptions | None = None, *,
-               max_len: int | None = None, batch_size: int | None = None, **decoding) -> None:
-        """Compiles every batch shape that `translate` will use on `sentences` (one batch each)."""
-        check_options(sentences=sentences, max_len=max_len, batch_size=batch_size)
-        options, inputs = self.options(options, **decoding), [self._prepare(s) for s in sentences]
+               max_len: int | None = None, batch_size: int | None = None,
+               max_input_len: int | None = None, overlong: str | None = None,
+               where: Callable[[int], str] | None = None, **decoding) -> None:
+        """Compiles every batch shape that `translate` will use on `sentences` (one batch each);
+        the same input checks as `translate`, without its warnings."""
+        check_options(sentences=sentences, max_len=max_len, batch_size=batch_size, where=where)
+        self.check_limits(max_len, max_input_len, overlong)
+        options = self.options(options, **decoding)
+        self._warmup(self._inputs(sentences, max_input_len=max_input_len, overlong=overlong,
+                                  where=where, warn=False), options, max_len, batch_size)
+
+    def _warmup(self, inputs: list[_Input], options: DecodeOptions, max_len: int | None,
+                batch_size: int | None) -> None:
         seen = {}
         for idx, rows, padded_len, steps in self._plan(inputs, batch_size, max_len):
             seen.setdefault((rows, padded_len, steps), idx)
@@ -296,6 +502,9 @@ class Translator:
     def attention(self, sentence: str, **kwargs) -> tuple[list[str], list[str], np.ndarray]:
         """(input words + ['<EOS>'], output words (+ '<EOS>'), weights [out, in]): the
         tutorial's showAttention arguments (see plots.show_attention). kwargs: `translate`'s."""
+        if not isinstance(sentence, str):
+            raise UsageError(f"sentence must be a string, not {type(sentence).__name__}.")
+        kwargs.setdefault("where", lambda i: "the sentence")
         [t] = self.translate([sentence], **kwargs)
         if not t.input_tokens:
             raise InferenceError(f"Nothing to translate in {sentence!r}: no known words.")
@@ -305,24 +514,31 @@ class Translator:
     def evaluate(self, sources: Sequence[str], references: Sequence[str],
                  options: DecodeOptions | None = None, *, max_len: int | None = None,
                  batch_size: int | None = None, warmup: bool = True, replace_unk: bool = False,
-                 unk_dictionary: str | None = None, **decoding) -> dict:
+                 unk_dictionary: str | None = None, max_input_len: int | None = None,
+                 overlong: str | None = None, where: Callable[[int], str] | None = None,
+                 **decoding) -> dict:
         """Translates `sources` (options as `translate`) and scores the best translations
         against `references` with sacreBLEU.
 
         References go through the target side's preprocessing (e.g. the tutorial's
         normalization), as in training's validation. warmup: compile first, so the timing
-        counts decoding only. Returns {'bleu', 'chrf', 'bleu_signature', 'chrf_signature',
-        'bleu_detail', 'sentences', 'seconds', 'sentences_per_sec', the decoding options,
-        ..., 'hypotheses'}.
+        counts decoding only. Every source is checked (input limit) before any decoding.
+        Returns {'bleu', 'chrf', 'bleu_signature', 'chrf_signature', 'bleu_detail',
+        'sentences', 'seconds', 'sentences_per_sec', the decoding options, ...,
+        'max_input_len', 'truncated_inputs', 'hypotheses'}.
         """
         options = self.options(options, **decoding)
         self._check_pairs("references", sources, references)
-        kw = dict(max_len=max_len, batch_size=batch_size)
+        check_options(max_len=max_len, batch_size=batch_size, replace_unk=replace_unk,
+                      unk_dictionary=unk_dictionary, where=where)
+        self.check_limits(max_len, max_input_len, overlong)
+        dictionary = self._unk_dictionary(replace_unk, unk_dictionary)
+        inputs = self._inputs(sources, max_input_len=max_input_len, overlong=overlong,
+                              where=where, name="sources")
         if warmup:
-            self.warmup(sources, options, **kw)
+            self._warmup(inputs, options, max_len, batch_size)
         t0 = time.perf_counter()
-        out = self.translate(sources, options, replace_unk=replace_unk,
-                             unk_dictionary=unk_dictionary, **kw)
+        out = self._translate(inputs, options, max_len, batch_size, dictionary)
         seconds = time.perf_counter() - t0
         hyps = [t.text for t in out]
         refs = [self.tgt_tokenizer.preprocess(r) for r in references]
@@ -332,6 +548,7 @@ class Translator:
             empty_inputs=sum(not t.input_tokens for t in out),
             with_unknown_words=sum(bool(t.unknown) for t in out),
             truncated_inputs=sum(t.truncated for t in out),
+            max_input_len=self.input_limit(max_input_len).tokens,
             unfinished=sum(not t.finished for t in out), replace_unk=replace_unk,
             seconds=seconds, sentences_per_sec=len(out) / max(seconds, 1e-9),
             includes_compilation=not warmup, hypotheses=hyps,
@@ -350,16 +567,32 @@ class Translator:
                                  ": no sentence pairs.")
 
     def score(self, sources: Sequence[str], targets: Sequence[str], *,
-              batch_size: int | None = None) -> list[Score]:
+              batch_size: int | None = None, max_input_len: int | None = None,
+              overlong: str | None = None, where: Callable[[int], str] | None = None,
+              target_where: Callable[[int], str] | None = None) -> list[Score]:
         """Forced decoding: the model's log-probability of each target given its source
         (`search.force_decode`, batched by length like `translate`), per sentence and per
         token (the target's tokens, then EOS). Targets are tokenized as in training; unknown
-        target words score as <unk> (tutorial id layout: InferenceError)."""
+        target words score as <unk> (tutorial id layout: InferenceError). Sources and targets
+        are held to the input limits (`input_limit`, its 'target' side for targets;
+        max_input_len sets both), overlong and where as in `translate`; target_where names
+        target i (default 'targets[i]', or 'the target of ' where(i))."""
         self._check_pairs("targets", sources, targets)
-        check_options(batch_size=batch_size)
-        inputs = [self._prepare(s) for s in sources]
-        self._warn_inputs(sources, inputs)
-        tokens = [self._target_tokens(t) for t in targets]
+        check_options(batch_size=batch_size, where=where, target_where=target_where)
+        self.check_limits(None, max_input_len, overlong)
+        target_limit = self.input_limit(max_input_len, side="target")
+        inputs = self._inputs(sources, max_input_len=max_input_len, overlong=overlong,
+                              where=where, name="sources")
+        where_target = target_where or ((lambda i: f"the target of {where(i)}") if where
+                                        else _names("targets"))
+        tokens, cut = [], []
+        for i, t in enumerate(targets):
+            tokens.append(self._target_tokens(t, target_limit, overlong or self.overlong,
+                                              lambda i=i: where_target(i)))
+            if tokens[-1].over:
+                cut.append((where_target(i), tokens[-1]))
+        self._warn_cut(cut, target_limit)
+        tokens = [x.tokens for x in tokens]
         tgt_ids = [encode_tokens(self.tgt_vocab, t) for t in tokens]
         eos = self.tgt_vocab.tokens[self.tgt_vocab.eos_id]
         out: list[Score | None] = [None] * len(sources)
@@ -380,15 +613,27 @@ class Translator:
                                f.token_log_probs[row, : len(tgt_ids[i])].tolist())
         return out
 
-    def _target_tokens(self, target: str) -> list[str]:
+    def _target_tokens(self, target: str, limit: InputLimit, overlong: str,
+                       name: Callable[[], str]) -> _Input:
+        """A target's tokens (an _Input without ids), held to `limit` as `_prepare` holds
+        sources."""
+        over = None
+        if len(target) > limit.chars:
+            if overlong == "error":
+                raise limit.error(name(), len(target), "characters")
+            over, target = (len(target), "characters"), target[: limit.chars]
         tokens = self.tgt_tokenizer.tokenize(target)
+        if limit.tokens and len(tokens) > limit.tokens:
+            if overlong == "error":
+                raise limit.error(name(), len(tokens))
+            over, tokens = over or (len(tokens), "tokens"), tokens[: limit.tokens]
         if self.tgt_vocab.unk_id is None:
             unknown = [t for t in tokens if t not in self.tgt_vocab]
             if unknown:
                 raise InferenceError(
-                    f"Cannot score {target!r}: {', '.join(map(repr, unknown[:5]))} not in the "
-                    "target vocabulary, which (tutorial id layout) has no <unk>.")
-        return tokens
+                    f"Cannot score {target!r:.200}: {', '.join(map(repr, unknown[:5]))} not in "
+                    "the target vocabulary, which (tutorial id layout) has no <unk>.")
+        return _Input(tokens, [], [], over is not None, over)
 
 
 def format_scores(result: dict) -> str:

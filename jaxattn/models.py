@@ -7,6 +7,12 @@
 `__call__` decodes a whole target sequence in one scanned loop: teacher forced (ratio 1.0, the
 current tutorial), mixed (a per-step, per-sentence Bernoulli draw from an explicit PRNG key), or
 free running greedy (ratio 0.0, or no targets).
+
+Token ids outside the vocabulary (negative, or >= its size) raise ValueError naming the input
+when the ids are concrete (`model.apply` called eagerly, `init`), with the search functions'
+check (`jaxattn.search.core.check_ids`). Under `jax.jit` (the train step, the searches' loops)
+the ids are tracers and cannot be checked: there an embedding lookup clamps or wraps them
+silently, so check ids before jitting (the data pipeline and the search functions do).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from jaxattn.config import default_model_config  # noqa: F401 - models.default_m
 from jaxattn.decoders import DECODERS, DecoderState, Memory
 from jaxattn.encoders import Encoder
 from jaxattn.rnn import valid_mask
+from jaxattn.search.core import check_ids, vocab_sizes
 
 
 class Seq2Seq(nn.Module):
@@ -58,7 +65,11 @@ class Seq2Seq(nn.Module):
             A `Memory`: keys [B, S, D_enc] (encoder outputs), mask [B, S] bool or None, finals
             (the encoder's final carries, one per layer) and cache (the attention's key-only
             work, see `precompute`).
+
+        Raises:
+            ValueError: For concrete source ids outside [0, source vocabulary size).
         """
+        check_ids("src", src, vocab_sizes(self)[0], "source ids")
         lengths = src_len if self.encoder_lengths else None
         keys, finals = self.encoder(src, lengths, train=train)  # [B, S, D_enc]
         mask = None
@@ -83,7 +94,11 @@ class Seq2Seq(nn.Module):
 
         Returns:
             (state, logits [B, V] float32, attention weights [B, S]).
+
+        Raises:
+            ValueError: For concrete `prev_tokens` outside [0, target vocabulary size).
         """
+        check_ids("prev_tokens", prev_tokens, vocab_sizes(self)[1], "target ids")
         return self.decoder.step(memory, state, prev_tokens, t, train=train)
 
     def __call__(
@@ -113,7 +128,13 @@ class Seq2Seq(nn.Module):
 
         Returns:
             (logits [B, T, V] float32, attention weights [B, T, S]).
+
+        Raises:
+            ValueError: For concrete source or target ids outside their vocabulary (not under
+                jit: see the module's doc).
         """
+        if targets is not None:
+            check_ids("targets", targets, vocab_sizes(self)[1], "target ids")
         memory = self.encode(src, src_len, train=train)
         batch = src.shape[0]
         if targets is None:

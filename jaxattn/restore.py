@@ -24,8 +24,10 @@ from jaxattn.checkpoints import (
     CONFIG_FILE,
     Checkpointer,
     CheckpointError,
+    check_selector,
     check_vocab_files,
     checkpoint_dir,
+    quiet_failed_reads,
     resolve_step,
 )
 from jaxattn.data.processing import SRC_VOCAB_FILE, TGT_VOCAB_FILE, TextProcessing
@@ -59,24 +61,40 @@ def load_run(workdir: str) -> Run:
 
 
 def restore_params(run: Run, checkpoint: str | int = "latest"):
-    """(params, step) of the run's checkpoint 'latest', 'best' or a step; InferenceError if it
+    """(params, step) of the run's checkpoint 'latest', 'best', 'averaged' or a step;
+    UsageError (a ValueError) for any other `checkpoint` (bool included); InferenceError if it
     is missing, unreadable or trained with other vocabulary files."""
+    _check_checkpoint(checkpoint)
     model = build_model(run.config.model, len(run.text.src_vocab), len(run.text.tgt_vocab),
                         bos_id=run.text.tgt_vocab.bos_id)
     example = jnp.zeros((1, 2), jnp.int32)
     abstract = jax.eval_shape(
         lambda: model.init(jax.random.PRNGKey(0), example, jnp.array([2]), example))["params"]
-    step = checkpoint
-    try:
-        with Checkpointer(run.workdir, read_only=True) as ckpts:
-            step = resolve_step(ckpts, checkpoint)
-            params = ckpts.restore_params(step, abstract)
-            check_vocab_files(run.workdir, ckpts, step)
-    except CheckpointError as e:
-        raise InferenceError(str(e)) from None
-    except Exception as e:  # noqa: BLE001 - any failure: this checkpoint is unusable
-        raise InferenceError(_unreadable(run.workdir, step, e)) from None
+    step, failure = checkpoint, None
+    # the failure is raised outside: a failed read's exception (and Orbax's abandoned read
+    # coroutines it holds) is freed inside quiet_failed_reads, which drops their noise
+    with quiet_failed_reads() as reads:
+        try:
+            with Checkpointer(run.workdir, read_only=True) as ckpts:
+                step = resolve_step(ckpts, checkpoint)
+                params = ckpts.restore_params(step, abstract)
+                check_vocab_files(run.workdir, ckpts, step)
+        except CheckpointError as e:
+            failure = str(e)
+        except Exception as e:  # noqa: BLE001 - any failure: this checkpoint is unusable
+            reads.failed = True
+            failure = _unreadable(run.workdir, step, e)
+    if failure is not None:
+        raise InferenceError(failure)
     return params, step
+
+
+def _check_checkpoint(checkpoint) -> None:
+    """UsageError (a bad argument) unless `checkpoint` is a checkpoint selector."""
+    try:
+        check_selector(checkpoint)
+    except CheckpointError as e:
+        raise UsageError(str(e)) from None
 
 
 def _unreadable(workdir: str, step, error: BaseException) -> str:
@@ -107,6 +125,8 @@ def restore_runs(workdirs, checkpoints="latest") -> list[tuple[Run, Any, int]]:
     if not workdirs or len(checkpoints) != len(workdirs):
         raise UsageError(f"Give one workdir or more, and one checkpoint for all or one each: "
                          f"got {len(workdirs)} workdir(s), {len(checkpoints)} checkpoints.")
+    for checkpoint in checkpoints:  # before any run is loaded
+        _check_checkpoint(checkpoint)
     runs = [load_run(w) for w in workdirs]
     check_ensemble(runs)
     return [(r, *restore_params(r, c)) for r, c in zip(runs, checkpoints, strict=True)]

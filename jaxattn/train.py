@@ -382,7 +382,7 @@ class DivergenceGuard:
     starts it anew (the guard never changes what is trained, so resume stays bit-exact).
     """
 
-    def __init__(self, factor: float, vocab_size: int, *, warmup: int = 200, window: int = 200,
+    def __init__(self, factor: float, vocab_size: int, *, warmup: int = 1000, window: int = 200,
                  min_history: int = 20):
         self.factor, self.warmup, self.min_history = factor, warmup, min_history
         self.vocab_size, self.init_loss = vocab_size, math.log(max(vocab_size, 2))

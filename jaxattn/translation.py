@@ -10,7 +10,10 @@ settings, checked once), `Translation` (one sentence's output, with its n-best a
 Methods: 'greedy'; 'beam' (beam_size, alpha: length penalty, beta: coverage penalty, n_best
 <= beam_size hypotheses); 'sample' (temperature, top_k, top_p from `seed`; n_best samples per
 sentence). Without `method`, beam_size > 1 means beam search and 1 greedy. Also how
-`Translator` plans its batches (`length_batches`, `round_up`).
+`Translator` plans its batches (`length_batches`, `round_up`), and what input it takes:
+`InputLimit` (the longest sentence in tokens, and a bound on its characters checked before
+any tokenizing), `InputTooLongError`, `training_limit` (the limit a run's training data
+implies, from `run_stats`: WORKDIR/data_stats.json), `MAX_DECODE_STEPS`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxattn.checks import is_finite_real, is_int
+from jaxattn.data.pipeline import DATA_STATS_FILE, read_data_stats
 from jaxattn.data.text import JOINER
 from jaxattn.errors import JaxattnError
 from jaxattn.search import METHODS
@@ -38,6 +42,86 @@ class UsageError(InferenceError, ValueError):
     """Inconsistent command-line options, or a bad argument of the Python API."""
 
     exit_code = 2
+
+
+class InputTooLongError(InferenceError, ValueError):
+    """A sentence longer than the model takes (`InputLimit`), refused before any decoding;
+    the message names it, its length, the limit and what to do."""
+
+    exit_code = 1
+
+
+# ------------------------------------------------------------------------------ input limits
+CHARS_PER_TOKEN = 100  # characters a token may take: bounds a line before it is tokenized
+UNLIMITED_CHARS = 1_000_000  # characters of a sentence when no token limit is known
+MAX_DECODE_STEPS = 10_000  # decoding steps (max_len) at most, unless eval.max_decode_len is more
+OVERLONG = ("error", "truncate")  # what to do with an over-long sentence
+_FIX = ("Raise the limit (--max_input_len N, max_input_len=N) or cut over-long sentences with "
+        "a warning (--truncate_long, overlong='truncate').")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputLimit:
+    """The longest sentence a model takes: `tokens` (None: not known) and where that number
+    comes from (`why`, for messages); `hard`: the model cannot read more (location attention's
+    positions), so the limit cannot be raised. `chars` bounds a sentence's characters before it
+    is tokenized: CHARS_PER_TOKEN a token, UNLIMITED_CHARS without a token limit."""
+
+    tokens: int | None
+    why: str
+    hard: bool = False
+
+    @property
+    def chars(self) -> int:
+        return self.tokens * CHARS_PER_TOKEN if self.tokens else UNLIMITED_CHARS
+
+    def describe(self, unit: str = "tokens") -> str:
+        """'at most 16 tokens: twice the longest training source sentence (8 tokens, ...)';
+        unit 'characters': the bound on characters and why."""
+        if self.tokens is None:
+            return f"at most {self.chars:,} characters: {self.why}"
+        if unit == "characters":
+            return (f"at most {self.chars:,} characters: {CHARS_PER_TOKEN} a token for its "
+                    f"limit of {self.tokens:,} tokens, {self.why}")
+        return f"at most {self.tokens:,} tokens: {self.why}"
+
+    def error(self, name: str, length: int, unit: str = "tokens",
+              at_least: bool = False) -> InputTooLongError:
+        """InputTooLongError for sentence `name` ('line 3 of stdin', 'sentences[2]') of
+        `length` tokens or characters (`at_least`: more than that, not read to its end)."""
+        has = f"{'more than ' if at_least else ''}{length:,} {unit}"
+        fix = ("Cut over-long sentences with a warning (--truncate_long, overlong='truncate')."
+               if self.hard else _FIX)
+        return InputTooLongError(f"{name} has {has}; this model takes {self.describe(unit)}. "
+                                 f"{fix}")
+
+
+def run_stats(workdir: str | None) -> dict:
+    """The training data's figures a run recorded (WORKDIR/data_stats.json: 'max_source_len',
+    'max_target_len', the longest training sentences in tokens without EOS, and 'train_pairs');
+    {} without a workdir or for runs trained before training wrote it."""
+    return read_data_stats(workdir) if workdir else {}
+
+
+def training_limit(config, stats: dict, side: str, tokenizer_kind: str) -> tuple[int, str] | None:
+    """(tokens, why) of the longest `side` ('source' or 'target') sentence to accept from a run:
+    twice the longest one it was trained on: from `run_stats`, else what the config let
+    training see (data.max_length's filter, data.pad_to), else None (unknown). The tutorial's
+    filter counts words: tokens only for the 'space' tokenizer."""
+    n = stats.get(f"max_{side}_len")
+    if is_int(n) and n >= 1:
+        return 2 * n, f"twice the longest training {side} sentence ({n} tokens, {DATA_STATS_FILE})"
+    d = config.data
+    max_length = d.max_length if d.max_length != -1 else (10 if d.name == "tutorial" else 0)
+    known = []  # (longest training sentence in tokens, the config field that says so)
+    if max_length > 1 and (not (d.name == "tutorial" and d.filter) or tokenizer_kind == "space"):
+        known.append((max_length - 1, f"data.max_length={max_length}"))
+    if d.pad_to > 1:
+        known.append((d.pad_to - 1, f"data.pad_to={d.pad_to}"))
+    if not known:
+        return None
+    n, field = min(known)
+    return 2 * n, f"twice the longest training sentence {field} allows ({n} tokens)"
 
 
 # ------------------------------------------------------------------------------ options
@@ -127,8 +211,9 @@ def check_decode_options(o: DecodeOptions) -> None:
 
 def check_options(**kwargs) -> None:
     """UsageError (a ValueError) naming the first argument of a wrong type or range:
-    sentence lists, alpha, integers >= 1 (beam_size, max_len, batch_size: None allowed but
-    for beam_size), replace_unk (bool), unk_dictionary (a path or None)."""
+    sentence lists, alpha, integers >= 1 (beam_size, max_len, batch_size, max_input_len: None
+    allowed but for beam_size), replace_unk (bool), unk_dictionary (a path or None), overlong
+    ('error', 'truncate' or None), where (a function or None)."""
     for name, v in kwargs.items():
         if name in ("sentences", "sources", "references", "targets"):
             if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
@@ -149,6 +234,14 @@ def check_options(**kwargs) -> None:
         elif name == "unk_dictionary":
             if v is not None and (not isinstance(v, str) or not v):
                 raise UsageError(f"unk_dictionary must be a file path or None, got {v!r}.")
+        elif name == "overlong":
+            if v is not None and v not in OVERLONG:
+                raise UsageError(f"overlong must be one of {list(OVERLONG)} (or None: the "
+                                 f"Translator's), got {v!r}.")
+        elif name in ("where", "target_where"):
+            if v is not None and not callable(v):
+                raise UsageError(f"{name} must be a function of a sentence's index that names "
+                                 f"it in messages, or None, got {v!r:.40}.")
         elif v is not None or name == "beam_size":
             if not is_int(v) or v < 1:
                 raise UsageError(f"{name} must be an integer >= 1, got {v!r}.")
@@ -169,7 +262,7 @@ class Translation:
     score: float  # the search's score: log_prob over the length penalty (+ coverage) for beam
     finished: bool = True  # False: cut at max_len before EOS
     unknown: list[str] = dataclasses.field(default_factory=list)  # UNK (or dropped) words
-    truncated: bool = False  # input cut to the model's maximum source length
+    truncated: bool = False  # input cut: to the input limit (overlong='truncate') or positions
     log_prob: float = 0.0  # the model's log-probability of the tokens (EOS included)
     alternatives: list[Translation] = dataclasses.field(default_factory=list)  # ranks 2..n
 

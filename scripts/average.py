@@ -6,6 +6,10 @@
 
 The average is written atomically to WORKDIR/averaged (replacing an earlier one); the training
 checkpoints are untouched, and a resumed training continues from its own latest checkpoint.
+Averaging holds the run's training lock (WORKDIR/.lock): it is refused while a training runs on
+the workdir, and a training started meanwhile is refused until it has finished. --best needs
+the validation BLEU saved with the checkpoints (a run trained with config.eval.bleu=False has
+none: use --last).
 """
 
 from absl import app, flags

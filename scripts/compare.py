@@ -8,6 +8,8 @@
 A workdir may name its checkpoint as DIR@latest, DIR@best or DIR@STEP (default --checkpoint).
 With --split every run reads its own corpus config; runs whose splits differ are flagged (their
 scores are then not comparable), so prefer --src/--ref or --tsv for runs on different data.
+Input limits as in scripts/evaluate.py (--max_input_len, --truncate_long; each run's own), all
+checked, with --max_len, before the first run decodes.
 """
 
 import json
@@ -16,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from jaxattn import cli, inference
+from jaxattn import cli, eval_input, inference
 from jaxattn.data.readers import summary
 from jaxattn.inference import InferenceError, UsageError
 from jaxattn.workdir import write_text
@@ -53,7 +55,7 @@ def _parse_specs(argv) -> list[tuple[str, str]]:
 _PAIRS: dict = {}  # (data config, split) -> (sources, references, counts): read once
 
 
-def _pairs(translator, options: dict) -> tuple[str, list[str], list[str]]:
+def _pairs(translator, options: dict, limits: dict) -> tuple[str, list[str], list[str]]:
     """(description, sources, references) for one run."""
     if options["src"] is None and options["tsv"] is None:
         split = options["split"] or "test"
@@ -61,7 +63,7 @@ def _pairs(translator, options: dict) -> tuple[str, list[str], list[str]]:
         if key not in _PAIRS:
             _PAIRS[key] = inference.load_pairs(translator, **options)
         return (split, *_PAIRS[key][:2])
-    sources, refs, counts = inference.load_pairs(translator, **options)
+    sources, refs, counts = inference.load_pairs(translator, **options, **limits)
     return ("src/ref" if counts is None else f"tsv ({summary(counts)})", sources, refs)
 
 
@@ -69,6 +71,8 @@ def run(argv):
     specs = _parse_specs(argv)
     options = cli.eval_data_options()
     cli.check_positive("beam_size", "max_len", "batch_size")
+    own_split = options["src"] is None and options["tsv"] is None
+    limits = eval_input.limit_options("truncate" if own_split else "error")
     cli.check_outputs("json", inputs=("src", "ref", "tsv", "unk_dictionary"))
     names = _names(specs)
     translators = []  # all restored first: a wrong workdir or step fails before any work
@@ -77,19 +81,35 @@ def run(argv):
             translators.append(inference.Translator.from_workdir(workdir, ckpt))
         except InferenceError as e:
             raise InferenceError(f"{name}: {e}") from None
-    decoding = cli.decoding_options(1)  # one search for every run (default: greedy)
-    rows, first_sources = [], None
-    for name, (workdir, _), translator in zip(names, specs, translators, strict=True):
+    decoding = {**cli.decoding_options(1), **limits}  # one search for every run (greedy)
+    for name, translator in zip(names, translators, strict=True):
         try:
-            data, sources, refs = _pairs(translator, options)
+            translator.check_limits(decoding["max_len"], limits["max_input_len"],
+                                    limits["overlong"])
         except InferenceError as e:
-            raise InferenceError(f"{name}: {e}") from None
+            raise type(e)(f"{name}: {e}") from None
+    pairs = []  # every run's data read and checked before the first run decodes
+    for name, translator in zip(names, translators, strict=True):
+        try:
+            pairs.append(_pairs(translator, options, limits))
+            translator.check_inputs(pairs[-1][1], max_input_len=limits["max_input_len"],
+                                    overlong=limits["overlong"],
+                                    where=eval_input.names(**options))
+        except InferenceError as e:
+            raise type(e)(f"{name}: {e}") from None
+    rows, first_sources = [], None
+    for name, (workdir, _), translator, (data, sources, refs) in zip(
+            names, specs, translators, pairs, strict=True):
         same = first_sources is None or sources == first_sources
         first_sources = sources if first_sources is None else first_sources
         if not same:
             print(f"warning: {name} has other {data} sentences than {rows[0]['name']}: its "
                   "scores are not comparable.", file=sys.stderr)
-        r = translator.evaluate(sources, refs, warmup=FLAGS.warmup, **decoding)
+        try:
+            r = translator.evaluate(sources, refs, warmup=FLAGS.warmup,
+                                    where=eval_input.names(**options), **decoding)
+        except InferenceError as e:
+            raise type(e)(f"{name}: {e}") from None
         m = translator.config.model
         rows.append(dict(
             name=name + ("" if same else " (other data)"), workdir=os.path.abspath(workdir),

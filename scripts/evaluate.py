@@ -15,6 +15,12 @@ filtered exactly as the training corpus was. --output writes the hypotheses, one
 JSON result beside them (or at --json). Several comma-separated --workdir runs (same
 vocabularies) decode as one ensemble; the decoding flags are those of jaxattn/cli.py.
 
+Sentences over the input limit (by default twice the longest training sentence, in tokens;
+--max_input_len sets it) stop the evaluation before any decoding, with an error naming the line,
+unless --truncate_long cuts them (a warning each); the run's own --split is always cut so, as
+training's validation does, with a count. --max_len above what the model can decode is refused
+before any work.
+
 --score prints the model's log-probability of each reference given its source (forced
 decoding), one a line in input order; --per_token adds, tab-separated, the reference's tokens
 (then the EOS token) and their log-probabilities (space-separated): `LOGPROB<TAB>TOKENS<TAB>
@@ -28,7 +34,7 @@ import sys
 
 from absl import app, flags
 
-from jaxattn import cli, inference
+from jaxattn import cli, eval_input, inference
 from jaxattn.data.readers import summary
 from jaxattn.errors import UsageError
 from jaxattn.workdir import write_text
@@ -66,22 +72,30 @@ def run(argv):
                          "no search runs with --score.")
     elif _PER_TOKEN.value:
         raise UsageError("--per_token goes with --score.")
+    own_split = data_options["src"] is None and data_options["tsv"] is None
+    limits = eval_input.limit_options("truncate" if own_split else "error")
     translator = inference.Translator.from_workdirs(*cli.run_specs(FLAGS.workdir))
-    sources, refs, counts = inference.load_pairs(translator, **data_options)
+    translator.check_limits(FLAGS.max_len, limits["max_input_len"], limits["overlong"])
+    sources, refs, counts = inference.load_pairs(translator, **data_options, **limits)
     what = describe(data_options, counts)
+    where = eval_input.names(**data_options)
     if _SCORE.value:
-        return score(translator, sources, refs, what)
+        return score(translator, sources, refs, what, limits, where,
+                     eval_input.names(**data_options, target=True))
     empty = sum(not s.strip() for s in sources)
     if empty:
         print(f"warning: {empty} empty source line(s): empty hypotheses.", file=sys.stderr)
-    decoding = cli.decoding_options(translator.config.eval.beam_size)
-    result = translator.evaluate(sources, refs, warmup=FLAGS.warmup, **decoding)
+    decoding = {**cli.decoding_options(translator.config.eval.beam_size), **limits}
+    result = translator.evaluate(sources, refs, warmup=FLAGS.warmup, where=where, **decoding)
     hyps = result.pop("hypotheses")
     search = translator.options(decoding["options"]).describe()
     print(f"{runs(translator)} ({search}) on {what}: {len(sources)} sentences, "
           f"{result['seconds']:.2f} s, {result['sentences_per_sec']:.1f} sentences/s"
           + (" (with compilation)" if result["includes_compilation"] else ""))
     print(inference.format_scores(result))
+    if result["truncated_inputs"]:
+        print(f"warning: {result['truncated_inputs']} source sentence(s) cut to the input limit "
+              "(see above).", file=sys.stderr)
     if result["unfinished"]:
         print(f"warning: {result['unfinished']} translation(s) reached max_len without EOS.",
               file=sys.stderr)
@@ -102,9 +116,10 @@ def runs(translator) -> str:
     return names if len(translator.members) == 1 else f"ensemble of {names}"
 
 
-def score(translator, sources, refs, what: str) -> None:
+def score(translator, sources, refs, what: str, limits: dict, where, target_where) -> None:
     """--score: one log-probability (and with --per_token the tokens' ones) a line."""
-    scores = translator.score(sources, refs, batch_size=FLAGS.batch_size)
+    scores = translator.score(sources, refs, batch_size=FLAGS.batch_size, where=where,
+                              target_where=target_where, **limits)
     lines = [f"{s.log_prob:.4f}" + (f"\t{' '.join(s.tokens)}\t"
                                     + " ".join(f"{x:.4f}" for x in s.token_log_probs)
                                     if _PER_TOKEN.value else "") for s in scores]

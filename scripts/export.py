@@ -6,7 +6,10 @@
 The directory holds greedy (and beam-k) search artifacts, symbolic in batch and source width,
 the parameters, the run's config and vocabularies, and manifest.json (versions, shapes, sha256
 of every file). Use it with `jaxattn.exported.load(DIR).translate([...])`, or from plain JAX
-(see jaxattn/exported.py). A non-empty --out is refused unless --overwrite.
+(see jaxattn/exported.py). A non-empty --out is refused unless --overwrite (which replaces only
+an earlier export); an --out in a training run (the one exported or another: its workdir,
+checkpoints/, a step, averaged/, any folder below, however the path is spelt) is always refused,
+before any work. A write error (disk full) names the file of --out and leaves --out as it was.
 """
 
 import os
@@ -17,14 +20,17 @@ from jaxattn import cli, exported
 from jaxattn.errors import UsageError
 
 cli.define_run_flags()
-_OUT = flags.DEFINE_string("out", None, "The export directory (new or empty).")
+_OUT = flags.DEFINE_string("out", None, "The export directory (new or empty), outside "
+                             "any training run.")
 flags.mark_flag_as_required("out")
 _BEAM_SIZE = flags.DEFINE_integer("beam_size", 5, "Beam size of the beam search artifacts; 0 "
                                   "or 1: greedy only.")
 _PLATFORMS = flags.DEFINE_list("platforms", ["cpu"], "jax.export lowering platforms: cpu, "
                                "cuda, rocm, tpu (comma-separated).")
 _MAX_SOURCE_LEN = flags.DEFINE_integer("max_source_len", None, "Longest input served, in "
-                                       "tokens; default: max(64, the corpus filter's limit).")
+                                       "tokens; default: the run's input limit (twice its "
+                                       "longest training sentence), else max(64, the corpus "
+                                       "filter's limit).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out.")
 FLAGS = flags.FLAGS
 

@@ -7,16 +7,17 @@ process per host with --distributed=explicit and --coordinator_address, --num_pr
 """
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from jaxattn import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
-                                          lock_config=True)
+_CONFIG = cli.define_config_flag("config", "Config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, vocabularies, "
                                "metrics and plots.")
 cli.define_distributed_flags()
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
+for _name in ("config", "distributed", "coordinator_address", "num_processes", "process_id",
+              "distributed_timeout"):  # defined in jaxattn.cli: listed by --help here
+    flags.declare_key_flag(_name)
 
 
 def run(argv):

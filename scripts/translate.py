@@ -14,6 +14,13 @@ no accents, punctuation split off). One output line per input line: an empty lin
 empty line, and a line that is not UTF-8 gives an empty line, a message and exit status 1.
 --attention_png draws the tutorial's attention heatmap (several sentences: a grid).
 
+Stdin is read a line at a time and translated in chunks of lines, each chunk's output written
+as soon as it is decoded. A sentence over the input limit (by default twice the longest training
+sentence, in tokens; --max_input_len sets it) stops with an error naming its line, after the
+lines before it were written; a line is refused as soon as it is seen to be longer than the
+limit allows in characters, without reading it whole. --truncate_long cuts such sentences
+instead, with a warning. --max_len above what the model can decode is refused before any work.
+
 --n_best K writes K lines per sentence (fewer only for an empty input line: one), tab-separated:
 `INDEX<TAB>RANK<TAB>SCORE<TAB>TRANSLATION`, INDEX the input sentence (0-based, input order),
 RANK 1 for the best, SCORE the search's score (beam: the log-probability over the length
@@ -28,8 +35,8 @@ import sys
 from absl import app, flags
 from matplotlib.backend_bases import FigureCanvasBase
 
-from jaxattn import cli, exported, inference, plots
-from jaxattn.data.readers import bad_lines_message, decode_lines
+from jaxattn import cli, eval_input, exported, inference, plots
+from jaxattn.data.readers import bad_lines_message
 
 cli.define_run_flags(workdir=False, ensemble=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory"
@@ -44,16 +51,30 @@ _MAX_PLOTS = flags.DEFINE_integer("max_plots", 12, "At most this many sentences 
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print the model's input tokens and the "
                              "score (tab-separated: input, translation, score).")
 FLAGS = flags.FLAGS
+CHUNK_LINES = 1024  # stdin lines translated together (1 from a terminal: a line, its output)
 
 
-def read_input(argv) -> tuple[list[str], list[int]]:
-    """(sentences, 1-based numbers of stdin lines that were not UTF-8 and became '')."""
+def read_chunks(argv, limit: inference.InputLimit, overlong: str):
+    """(number of the first line, sentences, 1-based numbers of the lines that were not UTF-8
+    and became '') of each chunk of input: the arguments at once, or stdin a chunk of lines at
+    a time, each line bounded (`eval_input.iter_lines`)."""
     if len(argv) > 1:
-        return list(argv[1:]), []
+        yield 1, list(argv[1:]), []
+        return
+    chunk_lines = CHUNK_LINES
     if sys.stdin.isatty():
         print("Reading sentences from stdin, one a line (Ctrl-D to end).", file=sys.stderr)
-    lines, bad = decode_lines(sys.stdin.buffer.read(), "stdin")
-    return [line if line is not None else "" for line in lines], bad
+        chunk_lines = 1
+    first, sentences, bad = 1, [], []
+    for n, line in eval_input.iter_lines(sys.stdin.buffer, "stdin", limit, overlong):
+        sentences.append("" if line is None else line)
+        if line is None:
+            bad.append(n)
+        if len(sentences) == chunk_lines:
+            yield first, sentences, bad
+            first, sentences, bad = n + 1, [], []
+    if sentences:
+        yield first, sentences, bad
 
 
 def check_attention_png(path) -> None:
@@ -67,6 +88,7 @@ def check_attention_png(path) -> None:
 
 def run(argv):
     cli.check_positive("beam_size", "max_len", "batch_size", "max_plots")
+    limits = eval_input.limit_options()
     if (_WORKDIR.value is None) == (_EXPORTED.value is None):
         raise inference.UsageError("Give one of --workdir (a training run) and --exported (an "
                                    "export directory).")
@@ -81,34 +103,45 @@ def run(argv):
         translator = exported.load(_EXPORTED.value).translator
     else:
         translator = inference.Translator.from_workdirs(*cli.run_specs(_WORKDIR.value))
-    sentences, bad = read_input(argv)
+    decoding = {**cli.decoding_options(translator.config.eval.beam_size), **limits}
+    translator.check_limits(decoding["max_len"], limits["max_input_len"], limits["overlong"])
+    limit = translator.input_limit(limits["max_input_len"])
+    examples, drawable, bad = [], 0, []  # attention plots: the first --max_plots sentences
+    stdin = len(argv) <= 1
+    for first, sentences, chunk_bad in read_chunks(argv, limit, limits["overlong"]):
+        bad += chunk_bad
+        out = translator.translate(sentences, index_offset=first - 1, where=(
+            lambda i, first=first: f"line {first + i} of stdin" if stdin
+            else f"argument {first + i}"), **decoding)
+        for i, t in enumerate(out, first - 1):
+            if n_best:
+                print("\n".join(f"{i}\t{rank}\t{h.score:.4f}\t{h.text}"
+                                for rank, h in enumerate(t.hypotheses(), 1)))
+            elif _VERBOSE.value:
+                print(f"{' '.join(t.input_tokens)}\t{t.text}\t{t.score:.4f}")
+            else:
+                print(t.text)
+        sys.stdout.flush()
+        if _ATTENTION_PNG.value:
+            drawable += sum(bool(t.input_tokens) for t in out)
+            examples += [(inference.attention_labels(t), t.weights) for t in out
+                         if t.input_tokens][: _MAX_PLOTS.value - len(examples)]
     if bad:
         print("error: " + bad_lines_message("stdin", bad) + "; their output lines are empty.",
               file=sys.stderr)
-    out = translator.translate(sentences, **cli.decoding_options(translator.config.eval.beam_size))
-    for i, t in enumerate(out):
-        if n_best:
-            print("\n".join(f"{i}\t{rank}\t{h.score:.4f}\t{h.text}"
-                            for rank, h in enumerate(t.hypotheses(), 1)))
-        elif _VERBOSE.value:
-            print(f"{' '.join(t.input_tokens)}\t{t.text}\t{t.score:.4f}")
-        else:
-            print(t.text)
-    sys.stdout.flush()
     if _ATTENTION_PNG.value:
-        plot_attention(translator, out, _ATTENTION_PNG.value)
+        plot_attention(examples, drawable, _ATTENTION_PNG.value)
     if bad:
         sys.exit(1)
 
 
-def plot_attention(translator, out, path):
-    examples = [(inference.attention_labels(t), t.weights) for t in out if t.input_tokens]
+def plot_attention(examples, drawable: int, path):
+    """The heatmap of the first --max_plots `examples` ((labels, weights)) of `drawable`."""
     if not examples:
         raise inference.InferenceError("No sentence to draw attention for (all were empty).")
-    if len(examples) > _MAX_PLOTS.value:
-        print(f"warning: drawing the first {_MAX_PLOTS.value} of {len(examples)} sentences "
+    if drawable > len(examples):
+        print(f"warning: drawing the first {len(examples)} of {drawable} sentences "
               "(--max_plots).", file=sys.stderr)
-        examples = examples[: _MAX_PLOTS.value]
     try:
         if len(examples) == 1:
             (inputs, outputs), weights = examples[0]

@@ -50,7 +50,7 @@ def export_dir(run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def translator(run):
-    return Translator.from_workdir(run)
+    return Translator.from_workdir(run, max_input_len=MAX_SOURCE_LEN)  # the export's limit
 
 
 def _sentences(n=24, seed=0):
@@ -101,8 +101,14 @@ def test_an_ensemble_is_not_exported(run, tmp_path):
 
 
 def test_too_long_input_is_refused(export_dir):
+    from jaxattn.translation import InputTooLongError
+
+    loaded = exported.load(export_dir)  # its input limit is the export's max_source_len
+    with pytest.raises(InputTooLongError, match="has 24 tokens; this model takes at most 20"):
+        loaded.translate([" ".join(SYMBOLS * 2)])  # 24 > 20 tokens
+    loaded.translator.max_input_len = 24  # past the limit: no artifact serves it
     with pytest.raises(ExportError, match="max_source_len"):
-        exported.load(export_dir).translate([" ".join(SYMBOLS * 2)])  # 24 > 20 tokens
+        loaded.translate([" ".join(SYMBOLS * 2)])
 
 
 def test_manifest(export_dir, run):
@@ -192,7 +198,7 @@ def test_no_checkpoint_and_busy_out(run, export_dir, tmp_path):
     again = tmp_path / "again"
     shutil.copytree(export_dir, again)
     exported.export_workdir(run, str(again), beam_size=0, max_source_len=6, overwrite=True)
-    assert exported.load(str(again)).beam_sizes == [1] and len(os.listdir(again)) == 6
+    assert exported.load(str(again)).beam_sizes == [1] and len(os.listdir(again)) == 7
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # no temporary left
     with pytest.raises(ExportError, match="Unknown platform"):
         exported.export_workdir(run, str(tmp_path / "out"), platforms=("tpux",))

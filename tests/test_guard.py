@@ -124,6 +124,7 @@ def _small(config, corpus):
     m.hidden = m.embed_dim = 16
     m.attention_max_length = max(m.attention_max_length, 48)
     t.batch_size = min(t.batch_size, 32)  # noisier losses than the config's: a harder test
+    t.divergence_warmup = 200  # stricter than the default 1000 steps, and faster
     steps = max(t.divergence_warmup, t.warmup_steps) + 40
     t.num_train_steps, t.log_every = steps, 20
     t.eval_every = t.checkpoint_every = steps

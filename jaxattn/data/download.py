@@ -28,7 +28,13 @@ def download_tutorial_zip(url: str, dest: str, expected_sha256: str = TUTORIAL_S
     tmp = dest + ".part"
     with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
         f.write(r.read())
-    got = sha256(read_bytes(tmp))
+    try:
+        got = sha256(read_bytes(tmp))
+    except (DataError, FileNotFoundError) as e:  # damaged, cut short, or another file
+        os.remove(tmp)
+        raise DataError(
+            f"The download from {url} is not the tutorial's data.zip ({e}). Try again, or "
+            "give a copy you trust with config.data.path.") from None
     if expected_sha256 and got != expected_sha256:
         os.remove(tmp)
         raise DataError(

@@ -6,15 +6,25 @@ Bad lines are skipped and counted where a corpus is read (`read_tsv_pairs`,
 read, 'pairs' kept and one 'skipped_*' entry per reason), and named where every line counts
 (`read_lines`, `read_parallel`). Hopeless input is a clear error: ValueError or
 FileNotFoundError saying what is wrong and what to do.
+
+Every file is read through `read_bytes`: plain UTF-8 text, or a zip archive holding the
+tutorial's eng-fra.txt. A damaged archive (a truncated download, a corrupted member, a file
+named .zip that is none) and a compressed file (gzip, bzip2, xz, zstd, 7z, tar: not read) are
+a DataError naming the file and what to do, never a zlib/zipfile traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import lzma
 import os
+import re
+import struct
 import sys
 import zipfile
+import zlib
 
 from jaxattn.errors import DataError
 
@@ -26,9 +36,22 @@ TUTORIAL_SHA256 = "6b0f3decdb78600485b58efb541f5a2ab69ba888742ac04180e013084e40d
 TUTORIAL_MEMBER = "eng-fra.txt"
 
 
+# Leading bytes of the compressed and archive formats that are no text: (format, how to unpack).
+_PACKED = ((b"\x1f\x8b", "gzip", "gunzip"),
+           (b"\xfd7zXZ\x00", "xz", "unxz"), (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
+           (b"7z\xbc\xaf\x27\x1c", "7z", "7z x"), (b"Rar!\x1a\x07", "rar", "unrar x"))
+_BZIP2 = re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)")  # a block, or the end of an empty stream
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")  # a member; an empty zip; split
+# What zipfile raises for damaged data: bad headers, CRC, a truncated or corrupt stream (zlib,
+# bz2, lzma), unsupported compression, an encrypted member.
+_ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
+               lzma.LZMAError, struct.error, ValueError)
+
+
 def read_bytes(path: str | os.PathLike) -> bytes:
     """A file's bytes; '-' reads stdin; `archive.zip` finds TUTORIAL_MEMBER inside (as in the
-    tutorial's data.zip, data/eng-fra.txt)."""
+    tutorial's data.zip, data/eng-fra.txt). DataError naming the file for a damaged zip, a
+    file named .zip that is none, or a compressed file (see the module's doc)."""
     path = os.fspath(path)
     if path == "-":
         return sys.stdin.buffer.read()
@@ -36,17 +59,55 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise FileNotFoundError(f"No such file: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory, not a text file")
+    with open(path, "rb") as f:
+        head = f.read(512)
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            names = [n for n in z.namelist() if os.path.basename(n) == TUTORIAL_MEMBER]
-            if not names:
-                raise FileNotFoundError(
-                    f"{path} is a zip without {TUTORIAL_MEMBER} inside (it holds "
-                    f"{z.namelist()[:5]}...); give the text file's path instead."
-                )
-            return z.read(min(names, key=len))  # data/eng-fra.txt before deeper copies
+        return _read_zip(path)
+    if head.startswith(_ZIP_MAGIC) or path.lower().endswith(".zip"):
+        why = ("it starts like one but its end (the member list) is missing or damaged"
+               if head.startswith(_ZIP_MAGIC) else "it is no zip archive at all")
+        raise DataError(f"{path} is not a readable zip archive: {why}. A truncated or "
+                        "damaged download? Delete it and download it again, or give the "
+                        "unpacked text file.")
+    packed = next(((kind, tool) for magic, kind, tool in _PACKED if head.startswith(magic)),
+                  None)
+    if packed is None and _BZIP2.match(head):
+        packed = ("bzip2", "bunzip2")
+    if packed is None and head[257:262] == b"ustar" and head[262:263] in (b"\x00", b" "):
+        packed = ("tar", "tar xf")
+    if packed:
+        kind, tool = packed
+        what = "an archive" if kind in ("7z", "rar", "tar") else "compressed"
+        raise DataError(f"{path} is {what} ({kind}); jaxattn reads plain UTF-8 text (and the "
+                        f"tutorial's data.zip): unpack it first ({tool} {path}) and give the "
+                        "text file.")
     with open(path, "rb") as f:
         return f.read()
+
+
+def _read_zip(path: str) -> bytes:
+    """TUTORIAL_MEMBER's bytes from the zip at `path` (the shortest path: data/eng-fra.txt
+    before deeper copies); DataError naming the file and member if its data is damaged."""
+    member = None
+    try:
+        with zipfile.ZipFile(path) as z:
+            listing = z.namelist()
+            names = [n for n in listing if os.path.basename(n) == TUTORIAL_MEMBER]
+            if names:
+                member = min(names, key=len)
+                return z.read(member)
+    except _ZIP_DAMAGE + (OSError,) as e:
+        if isinstance(e, OSError) and e.errno not in (None, errno.EINVAL):
+            raise  # the system's (permissions, I/O), not the data's; EINVAL: a bad offset
+        what = f"its member {member}" if member else "its member list"
+        kind = type(e).__name__ if type(e).__name__ != "error" else f"{type(e).__module__}.error"
+        raise DataError(f"{path} is a damaged zip archive: {what} cannot be read "
+                        f"({kind}: {str(e) or 'no details'}). A truncated or "
+                        "corrupted download? Delete it and download it again, or give the "
+                        "unpacked text file.") from None
+    raise FileNotFoundError(
+        f"{path} is a zip without {TUTORIAL_MEMBER} inside (it holds {listing[:5]}...); "
+        "give the text file's path instead.")
 
 
 def sha256(data: bytes) -> str:

@@ -10,6 +10,14 @@ Tokenizers (`Tokenizer.kind`):
 - 'sentencepiece': subwords from a SentencePiece model (`SP_MODEL_TYPES`: unigram or BPE,
   optionally with byte fallback) trained on the training split (needs the optional
   `sentencepiece` package); also exactly reversible.
+
+Invisible format characters (`INVISIBLE`: zero-width space, non-joiner and joiner, word joiner,
+zero-width no-break space / byte order mark, soft hyphen, direction marks and embeddings) are
+removed before anything else, by every tokenizer and by the tutorial's normalization alike, so
+in training, evaluation references and translation: 'ab\u200dcd' is the word 'abcd'. Left in,
+the 'word' tokenizer would split a word at each of them (they are neither word characters nor
+spaces) and the tutorial's normalization would make them spaces, words no one sees apart.
+(They carry meaning only for rendering: ZWNJ in Persian, ZWJ in emoji sequences.)
 """
 
 from __future__ import annotations
@@ -35,9 +43,26 @@ TOKENIZERS = ("space", "word", "char", "sentencepiece")
 SP_MODEL_TYPES = ("unigram", "bpe")  # SentencePiece's algorithms (config.data.sp_model_type)
 NORMALIZATIONS = ("tutorial", "none")
 
+# Invisible format characters (Unicode category Cf) that show nothing, removed by `preprocess`
+# and `normalize_tutorial`; visible Cf characters (Arabic number signs, ...) are kept.
+INVISIBLE = ("\u00ad"  # soft hyphen
+             "\u200b\u200c\u200d"  # zero-width space, non-joiner, joiner
+             "\u200e\u200f"  # left-to-right and right-to-left marks
+             "\u202a\u202b\u202c\u202d\u202e"  # directional embeddings and overrides
+             "\u2060\u2061\u2062\u2063\u2064"  # word joiner, invisible operators
+             "\u2066\u2067\u2068\u2069"  # directional isolates
+             "\ufeff")  # zero-width no-break space (a byte order mark inside text)
+_REMOVE_INVISIBLE = str.maketrans("", "", INVISIBLE)
 _COMBINING_DIACRITICS = re.compile("[\u0300-\u036f]")  # a block of category Mn only
 _NOT_LETTER = re.compile(r"[^a-zA-Z!?]+")
 _WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
+
+
+def remove_invisible(s: str) -> str:
+    """`s` without its invisible format characters (`INVISIBLE`): 'ab\u200dcd' -> 'abcd'."""
+    if s.isascii():  # the common case
+        return s
+    return s.translate(_REMOVE_INVISIBLE)
 
 
 def strip_accents(s: str) -> str:
@@ -55,9 +80,12 @@ def normalize_tutorial(s: str) -> str:
 
     Lowercase and strip; drop accents; a space before each of '.!?'; every run of characters
     outside [a-zA-Z!?] (so '.', digits, apostrophes and spaces too) becomes one space; strip.
-    "J'ai froid." -> 'j ai froid'; 'Ça va ?' -> 'ca va ?'.
+    "J'ai froid." -> 'j ai froid'; 'Ça va ?' -> 'ca va ?'. One addition to the tutorial:
+    invisible format characters are removed first (`remove_invisible`), so that they join the
+    word they sit in instead of splitting it (none is inside a word of eng-fra.txt: its
+    filter and splits are unchanged).
     """
-    s = strip_accents(s.lower().strip())
+    s = strip_accents(remove_invisible(s).lower().strip())
     s = s.replace(".", " .").replace("!", " !").replace("?", " ?")  # re.sub(r"([.!?])", r" \1")
     return _NOT_LETTER.sub(" ", s).strip()
 
@@ -184,9 +212,10 @@ def _import_sentencepiece():
 class Tokenizer:
     """Raw text -> tokens -> text, for one side of a corpus.
 
-    `preprocess` gives the text a perfect model reproduces (normalized, optionally
-    lowercased, runs of whitespace collapsed); `detokenize(tokenize(t)) == preprocess(t)`
-    for the 'space', 'word' and 'char' kinds. Picklable (grain may send it to workers).
+    `preprocess` gives the text a perfect model reproduces (invisible format characters
+    removed, normalized, optionally lowercased, runs of whitespace collapsed);
+    `detokenize(tokenize(t)) == preprocess(t)` for the 'space', 'word' and 'char' kinds.
+    Picklable (grain may send it to workers).
     """
 
     def __init__(self, kind: str, *, normalize: str = "none", lowercase: bool = False,
@@ -217,6 +246,7 @@ class Tokenizer:
     def preprocess(self, text: str) -> str:
         if self.normalize == "tutorial":
             return normalize_tutorial(text)  # lowercase already, single spaces
+        text = remove_invisible(text)
         if self.lowercase:
             text = text.lower()
         return " ".join(text.split())
