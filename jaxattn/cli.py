@@ -251,7 +251,7 @@ def decoding_options(default_beam_size: int) -> dict:
     DecodeOptions, checked), max_len, batch_size, replace_unk, unk_dictionary."""
     from jaxattn.translation import DecodeOptions  # jax: only for the scripts that decode
 
-    check_positive("beam_size", "max_len", "batch_size", "max_input_len")
+    check_positive("beam_size", "max_len", "batch_size")
     given = {name: FLAGS[name].value for name in SEARCH_FLAGS if FLAGS[name].value is not None}
     if "beam_size" not in given and FLAGS.method in (None, "beam"):
         given["beam_size"] = default_beam_size

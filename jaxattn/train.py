@@ -205,25 +205,19 @@ def _train(config: ml_collections.ConfigDict, workdir: str):
     return result
 
 
-def _saved_steps(workdir: str) -> list[int]:
-    """The run's checkpoint steps, read without creating anything."""
-    if not os.path.isdir(checkpoint_dir(workdir)):
-        return []
-    with Checkpointer(workdir, read_only=True) as reader:
-        return reader.all_steps()
-
-
 def _prepare(config, workdir: str) -> dict:
     """Everything decided before the first file of the run is written: the saved steps (and
     that they fit this config), the data (and that one batch fits in it), the model, its
     parameter count and whether training it fits in memory."""
     tc = config.train
-    steps = _saved_steps(workdir)
-    # A workdir's files count only once a checkpoint uses them: those of a run that died
-    # before its first checkpoint are rebuilt, never reused.
-    if steps:
+    steps = []  # the saved steps, read without creating anything
+    if os.path.isdir(checkpoint_dir(workdir)):
         with Checkpointer(workdir, read_only=True) as reader:
-            check_resumable(workdir, config, reader)
+            steps = reader.all_steps()
+            # A workdir's files count only once a checkpoint uses them: those of a run that
+            # died before its first checkpoint are rebuilt, never reused.
+            if steps:
+                check_resumable(workdir, config, reader)
     data = data_lib.build(config.data, vocab_dir=workdir if steps else None, seed=config.seed)
     if config.eval.split not in data.splits or not data.num_examples(config.eval.split):
         raise ConfigError(

@@ -155,7 +155,14 @@ def no_cluster(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def test_distributed_auto_without_a_cluster(no_cluster):
+def test_distributed_auto_without_a_cluster(no_cluster, monkeypatch):
+    """JAX's own refusal, as it comes before any backend exists (the command-line test below
+    runs the real one; in this process other tests have started JAX's backend already)."""
+
+    def initialize(**kw):
+        raise ValueError("coordinator_address should be defined.")
+
+    monkeypatch.setattr(jax.distributed, "initialize", initialize)
     with pytest.raises(UsageError, match="no cluster detected") as e:
         cli.init_distributed("auto", None, None, None, 5)
     assert "--distributed=explicit" in str(e.value) and "--distributed=off" in str(e.value)

@@ -104,7 +104,8 @@ def test_joint_model_one_file_one_vocabulary(tmp_path):
             assert data.src_vocab.unk_id not in data.src_vocab.encode(tok.tokenize(text))
     data.save_vocabs(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == sorted(
-        [data_lib.JOINT_SPM_FILE, data_lib.SRC_VOCAB_FILE, data_lib.TGT_VOCAB_FILE])
+        [data_lib.JOINT_SPM_FILE, data_lib.SRC_VOCAB_FILE, data_lib.TGT_VOCAB_FILE,
+         data_lib.DATA_STATS_FILE])
     assert data_lib.JOINT_SPM_FILE in data_lib.VOCAB_FILES  # fingerprinted by checkpoints
     text = data_lib.load_text_processing(data.config, str(tmp_path))
     assert text.src_tokenizer.sp_model == text.tgt_tokenizer.sp_model == data.src_tokenizer.sp_model
