@@ -35,7 +35,7 @@ import orbax.checkpoint as ocp
 
 from jaxattn import checkpoints
 from jaxattn import workdir as workdir_lib
-from jaxattn.errors import CheckpointError, UsageError, WorkdirError, first_line
+from jaxattn.errors import CheckpointError, LockHeld, UsageError, WorkdirError, first_line
 
 AVERAGED = checkpoints.AVERAGED  # the checkpoint name; also the directory WORKDIR/averaged
 _ITEMS = ("params", "meta")
@@ -181,15 +181,10 @@ def _holding_the_run(workdir: str):
     lock = workdir_lib.Lock(workdir)
     try:
         lock.acquire()
-    except WorkdirError:  # held by a live process (the kernel drops a dead one's lock)
-        try:
-            with open(lock.path, encoding="utf-8", errors="replace") as f:
-                holder = f.read().strip() or "unknown"
-        except OSError:
-            holder = "unknown"
+    except LockHeld as e:  # a live process (the kernel drops a dead one's lock)
         raise WorkdirError(
             f"Cannot average {workdir} now: a training (or another averaging) is running on it "
-            f"({holder}, holding {lock.path}); a live training saves and deletes checkpoints "
+            f"({e.holder}, holding {lock.path}); a live training saves and deletes checkpoints "
             "while they would be read. Average when it has finished, or stop it first (Ctrl-C "
             "saves a checkpoint).") from None
     except OSError as e:

@@ -27,6 +27,15 @@ class WorkdirError(JaxattnError, RuntimeError):
     """A workdir that cannot be used: not a directory, not writable, locked, corrupt files."""
 
 
+class LockHeld(WorkdirError):
+    """A workdir whose lock (WORKDIR/.lock) a live process holds; `holder` says which (pid,
+    host, since when)."""
+
+    def __init__(self, message: str, *, holder: str):
+        super().__init__(message)
+        self.holder = holder
+
+
 def first_line(e: BaseException) -> str:
     """A one-line reason from an exception (Orbax/TensorStore messages run to 100 lines)."""
     text = (str(e).strip().splitlines() or [""])[0]

@@ -364,14 +364,16 @@ class DivergenceGuard:
 
     Its scale is `init_loss` = log(V), the loss of a uniform guess over the V target tokens:
     a model starts near it, and a model that learns anything (even word frequencies) goes
-    below it. With F = train.divergence_factor, a problem is
+    below it. With F = train.divergence_factor, a problem is:
+
     - a loss or gradient norm that is NaN or inf;
     - a loss over F x log(V): far worse than guessing (checked from the first step);
     - a loss over both F x the median of the recent per-step losses and log(V): a spike back
-      past guessing. (A rise that small in absolute terms, e.g. 0.03 -> 0.36 late in a run
-      that has learned its task, is a hard batch, not divergence.)
+      past guessing. (A rise from 0.03 to 0.36 late in a run that has learned its task stays
+      far below log(V): a hard batch, not divergence.)
     - from step `warmup` on, a median of the recent losses still at or above log(V): the run is
       not learning.
+
     F = 0 checks only NaN/inf. The history is per-step and kept in memory only: a resumed run
     starts it anew (the guard never changes what is trained, so resume stays bit-exact).
     """

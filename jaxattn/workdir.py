@@ -21,7 +21,7 @@ import socket
 import tempfile
 import time
 
-from jaxattn.errors import WorkdirError
+from jaxattn.errors import LockHeld, WorkdirError
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +125,10 @@ class Lock:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise WorkdirError(
+                raise LockHeld(
                     f"{os.path.dirname(self.path)} is in use by another training ({holder}). "
-                    "Wait for it to finish or stop it, or use another --workdir.") from None
+                    "Wait for it to finish or stop it, or use another --workdir.",
+                    holder=holder) from None
             raise
         previous = os.pread(fd, 4096, 0).decode(errors="replace").strip()
         if previous:
