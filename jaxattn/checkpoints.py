@@ -42,6 +42,7 @@ VOCAB_PARAMS = {"encoder/embed": "src_vocab.txt", "decoder/embed": "tgt_vocab.tx
 
 __all__ = ["BEST_FILE", "CONFIG_FILE", "SELECTORS", "CheckpointError", "Checkpointer",
            "checkpoint_dir", "check_resumable", "check_selector", "check_vocab_files",
+           "drop_closed_loop_reports",
            "quiet_failed_reads", "resolve_step"]
 
 
@@ -380,7 +381,7 @@ def quiet_failed_reads():
 
     After a failed read (an exception leaving the block, or `reads.failed = True` set on the
     yielded object), the late "Event loop is closed" reports of TensorStore reads still in
-    flight keep being dropped for the rest of the process (`_drop_closed_loop_reports`):
+    flight keep being dropped for the rest of the process (`drop_closed_loop_reports`):
     they can come at any moment later, and never mean anything.
     """
     hook = sys.unraisablehook
@@ -408,13 +409,14 @@ def quiet_failed_reads():
             for logger, level in zip(loggers, levels, strict=True):
                 logger.setLevel(level)
             if reads.failed:
-                _drop_closed_loop_reports()
+                drop_closed_loop_reports()
 
 
-def _drop_closed_loop_reports() -> None:
-    """Wraps sys.unraisablehook (once) to drop only RuntimeError('Event loop is closed'), the
-    report of an asyncio callback that came after its loop ended (the scripts do the same:
-    jaxattn.cli); everything else goes on to the hook that was there."""
+def drop_closed_loop_reports() -> None:
+    """Wraps sys.unraisablehook (once per process) to drop only RuntimeError('Event loop is
+    closed'): Orbax's and TensorStore's background threads report it after a failed read or
+    save, once their event loop has ended. Everything else goes on to the hook that was there.
+    The scripts install it at start (jaxattn.cli.main)."""
     hook = sys.unraisablehook
     if getattr(hook, "drops_closed_loop_reports", False):
         return

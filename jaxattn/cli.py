@@ -330,16 +330,6 @@ def fail(message: str, code: int = ERROR_EXIT):
     os._exit(code)
 
 
-def _quiet_closed_loops(hook):
-    """An unraisable-exception hook that drops the 'Event loop is closed' complaints of Orbax's
-    and TensorStore's background threads after a failed save; others go to `hook`."""
-    def quiet(unraisable):
-        if not (isinstance(unraisable.exc_value, RuntimeError)
-                and "Event loop is closed" in str(unraisable.exc_value)):
-            hook(unraisable)
-    return quiet
-
-
 def parse_flags(argv):
     """absl's flag parser, but a bad flag, an unknown --config.* key or an unloadable --config
     file is one 'error: ...' line and exit status 2 (no traceback)."""
@@ -388,7 +378,9 @@ def main(run):
     """Wraps a script's run(argv) for absl's app.run: user mistakes -> one error line."""
     def wrapped(argv):
         setup_logging()
-        sys.unraisablehook = _quiet_closed_loops(sys.unraisablehook)
+        from jaxattn.checkpoints import drop_closed_loop_reports  # orbax: on first use
+
+        drop_closed_loop_reports()
         try:
             return run(argv)
         except ConfigError as e:
