@@ -1,4 +1,4 @@
-"""Benchmarks of jaxattn against the PyTorch tutorial (`jaxattn.torch_tutorial`), run from the
+"""Benchmarks of jaxattn against the PyTorch tutorial (`benchmarks.torch_tutorial`), run from the
 repository root:
 
     python -m benchmarks.run --mode all --out results.json     # train + decode speed

@@ -22,12 +22,13 @@ import jax.numpy as jnp
 import torch
 from torch import nn
 
+from benchmarks import torch_tutorial as tt
 from jaxattn import data as data_lib
-from jaxattn import torch_tutorial as tt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "eng-fra",
-                                             "eng-fra.txt"))
+DEFAULT_DATA = os.path.normpath(
+    os.path.join(ROOT, "..", "shared", "data", "eng-fra", "eng-fra.txt")
+)
 
 
 # ---------------------------------------------------------------------------- readings
@@ -188,10 +189,14 @@ def make_torch_models(src_vocab, tgt_vocab, hidden, bidirectional, max_length):
     """(encoder, decoder): the tutorial's EncoderRNN + AttnDecoderRNN, or their bidirectional
     variant (`BiEncoder` + `BiAttnDecoder`)."""
     if not bidirectional:
-        return (tt.EncoderRNN(src_vocab, hidden),
-                tt.AttnDecoderRNN(hidden, tgt_vocab, max_length=max_length))
-    return (BiEncoder(src_vocab, hidden, hidden, bidirectional=True),
-            BiAttnDecoder(hidden, tgt_vocab, max_length))
+        return (
+            tt.EncoderRNN(src_vocab, hidden),
+            tt.AttnDecoderRNN(hidden, tgt_vocab, max_length=max_length),
+        )
+    return (
+        BiEncoder(src_vocab, hidden, hidden, bidirectional=True),
+        BiAttnDecoder(hidden, tgt_vocab, max_length),
+    )
 
 
 def torch_batch(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

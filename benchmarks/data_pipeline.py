@@ -48,8 +48,12 @@ def main(argv=None):
     if not args.all_cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="jaxattn_bench_")
-    report = {"path": args.path, "cpu_cores_used": len(os.sched_getaffinity(0)),
-              "batch_size": args.batch_size, "batches": args.batches}
+    report = {
+        "path": args.path,
+        "cpu_cores_used": len(os.sched_getaffinity(0)),
+        "batch_size": args.batch_size,
+        "batches": args.batches,
+    }
     try:
         for name, overrides in SETTINGS.items():
             c = data_lib.default_data_config()
@@ -64,12 +68,16 @@ def main(argv=None):
                 report[key] = dict(
                     build_seconds=round(build_s, 3),
                     splits={s: data.num_examples(s) for s in data.splits},
-                    src_vocab=len(data.src_vocab), tgt_vocab=len(data.tgt_vocab),
+                    src_vocab=len(data.src_vocab),
+                    tgt_vocab=len(data.tgt_vocab),
                     sentences_per_second=round(throughput(data, args.batch_size, args.batches)),
                 )
         read = data.stats["read"]
-        report.update(pairs_read=read["lines"], pairs_kept=read["kept"],
-                      skipped={k: v for k, v in read.items() if k.startswith("skipped_")})
+        report.update(
+            pairs_read=read["lines"],
+            pairs_kept=read["kept"],
+            skipped={k: v for k, v in read.items() if k.startswith("skipped_")},
+        )
     finally:
         if not args.data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)

@@ -14,10 +14,10 @@ import jax
 import torch
 
 from benchmarks import common
+from benchmarks import torch_tutorial as tt
 from jaxattn import metrics as metrics_lib
-from jaxattn import torch_tutorial as tt
-from jaxattn import train as train_lib
-from jaxattn.models import build_model
+from jaxattn.model.seq2seq import build_model
+from jaxattn.training import loop as train_lib
 
 
 def train_with_evaluations(args, steps_per_epoch: int, step, bleu, label: str) -> list[dict]:
@@ -28,8 +28,9 @@ def train_with_evaluations(args, steps_per_epoch: int, step, bleu, label: str) -
         step(steps_per_epoch)
         if epoch % args.eval_every == 0 or epoch == args.epochs:
             train_s = time.perf_counter() - t0
-            curve.append({"epoch": epoch, "train_wall_s": train_s, "bleu": bleu(),
-                          "load": common.load()})
+            curve.append(
+                {"epoch": epoch, "train_wall_s": train_s, "bleu": bleu(), "load": common.load()}
+            )
             common.log(f"quality/{label}", curve[-1])
             t0 = time.perf_counter() - train_s  # evaluation time is not training time
     return curve
@@ -38,19 +39,23 @@ def train_with_evaluations(args, steps_per_epoch: int, step, bleu, label: str) -
 def jax_curve(args, config, data, steps_per_epoch: int) -> list[dict]:
     """jaxattn: the base config's model, optimizer and train_step; greedy BLEU of the split."""
     tc, split = config.train, args.decode_split
-    model = build_model(config.model, len(data.src_vocab), len(data.tgt_vocab),
-                        bos_id=data.tgt_vocab.bos_id)
+    model = build_model(
+        config.model, len(data.src_vocab), len(data.tgt_vocab), bos_id=data.tgt_vocab.bos_id
+    )
     tx = train_lib.make_optimizer(tc, args.epochs * steps_per_epoch)
     it = data.train_iterator(tc.batch_size, seed=config.seed)
     first = next(it)
     init_key, base_key = jax.random.split(jax.random.PRNGKey(config.seed))
     state = train_lib.create_train_state(model, tx, init_key, first)
     batches = itertools.chain([first], it)
-    train_step = jax.jit(functools.partial(train_lib.train_step, model=model, tc=tc),
-                         donate_argnums=0)
+    train_step = jax.jit(
+        functools.partial(train_lib.train_step, model=model, tc=tc), donate_argnums=0
+    )
     references = data.references(split)
-    eval_batches = [train_lib.pad_batch(b, config.eval.batch_size)  # one shape: one compile
-                    for b in data.eval_batches(split, config.eval.batch_size)]
+    eval_batches = [
+        train_lib.pad_batch(b, config.eval.batch_size)  # one shape: one compile
+        for b in data.eval_batches(split, config.eval.batch_size)
+    ]
 
     def step(n):
         nonlocal state
@@ -59,8 +64,9 @@ def jax_curve(args, config, data, steps_per_epoch: int) -> list[dict]:
         jax.block_until_ready(metrics)
 
     def bleu():  # validation's greedy translations (through search.decode)
-        hyps = train_lib.greedy_texts(model, state.params, eval_batches, data,
-                                      max_len=config.eval.max_decode_len)
+        hyps = train_lib.greedy_texts(
+            model, state.params, eval_batches, data, max_len=config.eval.max_decode_len
+        )
         return metrics_lib.corpus_scores(hyps, references)["bleu"]
 
     return train_with_evaluations(args, steps_per_epoch, step, bleu, "jax")
@@ -89,8 +95,7 @@ def torch_curve(args, config, data, steps_per_epoch: int) -> list[dict]:
 
     def step(n):
         for _ in range(n):
-            tt.train_step(*common.torch_batch(next(it)), encoder, decoder, *optimizers,
-                          criterion)
+            tt.train_step(*common.torch_batch(next(it)), encoder, decoder, *optimizers, criterion)
 
     def bleu():
         encoder.eval(), decoder.eval()
@@ -108,9 +113,13 @@ def bench_quality(args, data) -> dict:
     """Both curves, and jaxattn's time (and epochs) to the tutorial's final BLEU."""
     config = common.base_config(args.data_path)
     steps_per_epoch = data.steps_per_epoch(config.train.batch_size)
-    result = {"split": args.decode_split, "epochs": args.epochs,
-              "steps_per_epoch": steps_per_epoch, "batch": config.train.batch_size,
-              "eval_every_epochs": args.eval_every}
+    result = {
+        "split": args.decode_split,
+        "epochs": args.epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "batch": config.train.batch_size,
+        "eval_every_epochs": args.eval_every,
+    }
     result["jax"] = {"curve": jax_curve(args, config, data, steps_per_epoch)}
     curve = torch_curve(args, config, data, steps_per_epoch)
     result["torch"] = {"curve": curve, "threads": torch.get_num_threads()}

@@ -4,7 +4,7 @@
     python -m benchmarks.run --mode train --configs large --repeats 5
     python -m benchmarks.run --mode quality --epochs 10 --out quality.json
 
-The PyTorch side is jaxattn.torch_tutorial, the independent implementation of the tutorial that
+The PyTorch side is benchmarks.torch_tutorial, the independent implementation of the tutorial that
 the parity tests use (EncoderRNN, AttnDecoderRNN, its train_step with two Adam optimizers and
 NLLLoss, its greedy `evaluate`). Modes: train (benchmarks/train.py), decode
 (benchmarks/decode.py), all = train + decode, and quality (benchmarks/quality.py: long, run it
@@ -23,24 +23,29 @@ import sys
 
 import torch
 
-from benchmarks import common
+from benchmarks import common, system
 from benchmarks.decode import bench_decode
 from benchmarks.quality import bench_quality
 from benchmarks.train import CONFIGS, bench_train
-from jaxattn import system
 
 ENG_FRA_VOCAB = (4174, 2727)  # source (French), target (English) sizes of configs/base.py's data
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--mode", default="all", choices=("train", "decode", "quality", "all"),
-                   help="all = train + decode (quality is long: run it on its own)")
+    p.add_argument(
+        "--mode",
+        default="all",
+        choices=("train", "decode", "quality", "all"),
+        help="all = train + decode (quality is long: run it on its own)",
+    )
     p.add_argument("--out", default="", help="also write the JSON here")
-    p.add_argument("--data-path", default=common.DEFAULT_DATA,
-                   help="eng-fra.txt (the tutorial's)")
-    p.add_argument("--configs", default="tutorial,large",
-                   help="train configurations, comma separated: tutorial, large")
+    p.add_argument("--data-path", default=common.DEFAULT_DATA, help="eng-fra.txt (the tutorial's)")
+    p.add_argument(
+        "--configs",
+        default="tutorial,large",
+        help="train configurations, comma separated: tutorial, large",
+    )
     for name, spec in CONFIGS.items():
         for k in ("hidden", "batch", "length"):
             p.add_argument(f"--{name}-{k}", type=int, default=spec[k])
@@ -52,17 +57,28 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed repeats, interleaved")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--torch-threads", default="auto", help="'auto' (fastest of 1, 2) or N")
-    p.add_argument("--torch-default-threads", action=argparse.BooleanOptionalAction,
-                   default=True, help="also time PyTorch at its default thread count")
+    p.add_argument(
+        "--torch-default-threads",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time PyTorch at its default thread count",
+    )
     p.add_argument("--peak-sizes", default="512,1024,2048", help="matmul sizes for the peak")
-    p.add_argument("--peak-size", type=int, default=1024,
-                   help="matmul size re-measured in every train repeat")
+    p.add_argument(
+        "--peak-size", type=int, default=1024, help="matmul size re-measured in every train repeat"
+    )
     p.add_argument("--decode-split", default="test")
-    p.add_argument("--decode-batch", default="128,576",
-                   help="jaxattn greedy batch sizes, comma separated (beam: the first)")
-    p.add_argument("--checkpoint", default="",
-                   help="also decode with a trained jaxattn run's best checkpoint (a workdir "
-                   "trained on the same corpus config, e.g. configs/base.py)")
+    p.add_argument(
+        "--decode-batch",
+        default="128,576",
+        help="jaxattn greedy batch sizes, comma separated (beam: the first)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default="",
+        help="also decode with a trained jaxattn run's best checkpoint (a workdir "
+        "trained on the same corpus config, e.g. configs/base.py)",
+    )
     p.add_argument("--decode-hidden", type=int, default=128)
     p.add_argument("--decode-limit", type=int, default=0, help="sentences; 0 = the split")
     p.add_argument("--beam-size", type=int, default=5)
@@ -91,10 +107,15 @@ def run_train(args, vocab) -> dict:
         for k in ("hidden", "batch", "length"):
             spec[k] = getattr(args, f"{name}_{k}")
         steps = args.large_steps if name == "large" else args.steps
-        out[name] = bench_train(argparse.Namespace(**{**vars(args), "steps": steps}), spec,
-                                vocab)
-        common.log(f"train/{name}", {k: v for k, v in out[name].items()
-                                     if k.startswith("speedup") or k == "load_per_repeat"})
+        out[name] = bench_train(argparse.Namespace(**{**vars(args), "steps": steps}), spec, vocab)
+        common.log(
+            f"train/{name}",
+            {
+                k: v
+                for k, v in out[name].items()
+                if k.startswith("speedup") or k == "load_per_repeat"
+            },
+        )
     return out
 
 
@@ -102,14 +123,18 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     args.torch_default = torch.get_num_threads()  # before any mode changes it
     argv = sys.argv[1:] if argv is None else argv
-    report = {"command": shlex.join(["python", "-m", "benchmarks.run", *argv]),
-              "machine": {**system.machine_info(), "torch": torch.__version__}}
+    report = {
+        "command": shlex.join(["python", "-m", "benchmarks.run", *argv]),
+        "machine": {**system.machine_info(), "torch": torch.__version__},
+    }
     sizes = [int(s) for s in args.peak_sizes.split(",") if s]
     report["matmul_peak_start"] = common.matmul_peak(sizes, 0.5)
     with contextlib.redirect_stdout(sys.stderr):  # TFDS prints its first build: stdout is JSON
         data = load_data(args)
-    vocab = (args.src_vocab or (len(data.src_vocab) if data else ENG_FRA_VOCAB[0]),
-             args.tgt_vocab or (len(data.tgt_vocab) if data else ENG_FRA_VOCAB[1]))
+    vocab = (
+        args.src_vocab or (len(data.src_vocab) if data else ENG_FRA_VOCAB[0]),
+        args.tgt_vocab or (len(data.tgt_vocab) if data else ENG_FRA_VOCAB[1]),
+    )
     if args.mode in ("train", "all"):
         report["train"] = run_train(args, vocab)
     if args.mode in ("decode", "all"):

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from benchmarks import common
+from benchmarks import torch_tutorial as tt
 from benchmarks.common import med
-from jaxattn import torch_tutorial as tt
-from jaxattn import train as train_lib
-from jaxattn.models import build_model
+from jaxattn.model.seq2seq import build_model
+from jaxattn.training import loop as train_lib
 
 CONFIGS = {  # name: (hidden = embedding, batch, length, bidirectional)
     "tutorial": dict(hidden=128, batch=32, length=10, bidirectional=False),
@@ -55,11 +55,14 @@ def train_flops(*, batch, src_len, tgt_len, embed, hidden, directions, tgt_vocab
     key = d * h
     encoder = d * (2 * b * s * e * 3 * h + 2 * b * s * h * 3 * h)
     once = 2 * b * s * key * h + (2 * b * key * h if d > 1 else 0)  # U_a keys, dense bridge
-    per_step = (2 * b * h * h  # W_a query
-                + 2 * b * s * h  # v_a energies
-                + 2 * b * s * key  # context
-                + 2 * b * (e + key) * 3 * h + 2 * b * h * 3 * h  # GRU
-                + 2 * b * h * v)  # output projection
+    per_step = (
+        2 * b * h * h  # W_a query
+        + 2 * b * s * h  # v_a energies
+        + 2 * b * s * key  # context
+        + 2 * b * (e + key) * 3 * h
+        + 2 * b * h * 3 * h  # GRU
+        + 2 * b * h * v
+    )  # output projection
     forward = encoder + once + t * per_step
     return 3 * forward
 
@@ -72,12 +75,15 @@ def memory_analysis(compiled) -> dict:
         return {"error": repr(e)}
     if m is None:
         return {}
-    fields = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
-              "temp_size_in_bytes", "generated_code_size_in_bytes")
-    mb = {f.replace("_size_in_bytes", "_mb"): round(getattr(m, f, 0) / 2**20, 2)
-          for f in fields}
-    mb["peak_mb"] = round(mb["argument_mb"] + mb["output_mb"] - mb["alias_mb"]
-                          + mb["temp_mb"], 2)
+    fields = (
+        "argument_size_in_bytes",
+        "output_size_in_bytes",
+        "alias_size_in_bytes",
+        "temp_size_in_bytes",
+        "generated_code_size_in_bytes",
+    )
+    mb = {f.replace("_size_in_bytes", "_mb"): round(getattr(m, f, 0) / 2**20, 2) for f in fields}
+    mb["peak_mb"] = round(mb["argument_mb"] + mb["output_mb"] - mb["alias_mb"] + mb["temp_mb"], 2)
     return mb
 
 
@@ -91,8 +97,9 @@ def jax_trainer(args, spec: dict, vocab, batches) -> tuple:
     jb = [jax.device_put(b) for b in batches]
     state = train_lib.create_train_state(model, tx, jax.random.PRNGKey(0), jb[0])
     key = jax.random.PRNGKey(1)
-    step = jax.jit(functools.partial(train_lib.train_step, model=model, tc=config.train),
-                   donate_argnums=0)
+    step = jax.jit(
+        functools.partial(train_lib.train_step, model=model, tc=config.train), donate_argnums=0
+    )
     t0 = time.perf_counter()
     lowered = step.lower(state, jb[0], key)
     t1 = time.perf_counter()
@@ -114,8 +121,13 @@ def jax_trainer(args, spec: dict, vocab, batches) -> tuple:
         box["state"] = s
         return time.perf_counter() - t
 
-    figures = {"lower_s": t1 - t0, "compile_s": t2 - t1, "first_step_s": first_run,
-               "memory": memory_analysis(compiled), "max_rss_mb_after": common.max_rss_mb()}
+    figures = {
+        "lower_s": t1 - t0,
+        "compile_s": t2 - t1,
+        "first_step_s": first_run,
+        "memory": memory_analysis(compiled),
+        "max_rss_mb_after": common.max_rss_mb(),
+    }
     return run, figures
 
 
@@ -123,8 +135,9 @@ def torch_trainer(args, spec: dict, vocab, batches) -> tuple:
     """The tutorial's models and train_step (two Adams, NLLLoss over all positions), warmed
     up. Returns (run: thread count -> seconds for --steps steps, threads, calibration)."""
     torch.manual_seed(0)
-    encoder, decoder = common.make_torch_models(*vocab, spec["hidden"], spec["bidirectional"],
-                                                spec["length"])
+    encoder, decoder = common.make_torch_models(
+        *vocab, spec["hidden"], spec["bidirectional"], spec["length"]
+    )
     encoder.train(), decoder.train()
     optimizers = tt.make_optimizers(encoder, decoder)
     criterion = torch.nn.NLLLoss()
@@ -155,40 +168,63 @@ def bench_train(args, spec: dict, vocab) -> dict:
     batches = random_batches(4, batch, length, src_vocab, tgt_vocab, seed=1)
     tokens = [int(b["tgt_len"].sum()) for b in batches]
     mean_tokens = sum(tokens) / len(tokens)
-    result = {"hidden": hidden, "embed": hidden, "batch": batch, "length": length,
-              "bidirectional": bi, "src_vocab": src_vocab, "tgt_vocab": tgt_vocab,
-              "unroll": args.unroll, "steps_per_repeat": args.steps, "repeats": args.repeats,
-              "mean_target_tokens_per_batch": mean_tokens}
+    result = {
+        "hidden": hidden,
+        "embed": hidden,
+        "batch": batch,
+        "length": length,
+        "bidirectional": bi,
+        "src_vocab": src_vocab,
+        "tgt_vocab": tgt_vocab,
+        "unroll": args.unroll,
+        "steps_per_repeat": args.steps,
+        "repeats": args.repeats,
+        "mean_target_tokens_per_batch": mean_tokens,
+    }
     run_jax, result["jax"] = jax_trainer(args, spec, vocab, batches)
     run_torch, threads, calib = torch_trainer(args, spec, vocab, batches)
     default = args.torch_default
     prepared = common.prepare_matmul(args.peak_size)
-    tasks = {"jax": run_jax, "torch": lambda: run_torch(threads),
-             "peak": lambda: common.matmul_gflops(args.peak_size, 0.2, prepared)}
+    tasks = {
+        "jax": run_jax,
+        "torch": lambda: run_torch(threads),
+        "peak": lambda: common.matmul_gflops(args.peak_size, 0.2, prepared),
+    }
     if args.torch_default_threads and default != threads:
         tasks["torch_default_threads"] = lambda: run_torch(default)
     runs = common.interleave(tasks, args.repeats)
     torch.set_num_threads(threads)
 
-    flops = train_flops(batch=batch, src_len=length, tgt_len=length, embed=hidden,
-                        hidden=hidden, directions=2 if bi else 1, tgt_vocab=tgt_vocab)
+    flops = train_flops(
+        batch=batch,
+        src_len=length,
+        tgt_len=length,
+        embed=hidden,
+        hidden=hidden,
+        directions=2 if bi else 1,
+        tgt_vocab=tgt_vocab,
+    )
     timed = [k for k in ("jax", "torch", "torch_default_threads") if k in runs]
     per_step = {k: [t / args.steps for t in runs[k]] for k in timed}
-    fractions = [flops / s / 1e9 / p for s, p in zip(per_step["jax"], runs["peak"],
-                                                        strict=True)]
+    fractions = [flops / s / 1e9 / p for s, p in zip(per_step["jax"], runs["peak"], strict=True)]
     for k in timed:
         step_s = med(per_step[k])
-        result[k] = {**result.get(k, {}), "step_s_median": step_s,
-                     "step_s_all": per_step[k],
-                     "tokens_per_s": mean_tokens / step_s,
-                     "positions_per_s": batch * length / step_s,
-                     "gflops_per_s": flops / step_s / 1e9}
-    result["torch"].update(threads=threads, thread_calibration_s=calib,
-                           max_rss_mb_after=common.max_rss_mb())
+        result[k] = {
+            **result.get(k, {}),
+            "step_s_median": step_s,
+            "step_s_all": per_step[k],
+            "tokens_per_s": mean_tokens / step_s,
+            "positions_per_s": batch * length / step_s,
+            "gflops_per_s": flops / step_s / 1e9,
+        }
+    result["torch"].update(
+        threads=threads, thread_calibration_s=calib, max_rss_mb_after=common.max_rss_mb()
+    )
     if "torch_default_threads" in per_step:
         result["torch_default_threads"]["threads"] = default
-        result["speedup_vs_torch_default_threads"] = (
-            med(per_step["torch_default_threads"]) / med(per_step["jax"]))
+        result["speedup_vs_torch_default_threads"] = med(per_step["torch_default_threads"]) / med(
+            per_step["jax"]
+        )
     ratios = [t / j for j, t in zip(per_step["jax"], per_step["torch"], strict=True)]
     result.update(
         train_gflop_per_step=flops / 1e9,
@@ -200,6 +236,7 @@ def bench_train(args, spec: dict, vocab) -> dict:
         load_per_repeat=runs["load"],
     )
     j = result["jax"]
-    j["compile_minus_step_s"] = (j["lower_s"] + j["compile_s"] + j["first_step_s"]
-                                 - j["step_s_median"])
+    j["compile_minus_step_s"] = (
+        j["lower_s"] + j["compile_s"] + j["first_step_s"] - j["step_s_median"]
+    )
     return result

@@ -64,8 +64,10 @@ def check_page(name: str, page: Path) -> list[str]:
     problems = []
     minimum = MIN_IMAGES.get(name, 1)
     if len(pngs) < minimum:
-        problems.append(f"{name}: {len(pngs)} <img> with PNG data, expected at least {minimum} "
-                        f"(all <img> src: {parser.sources})")
+        problems.append(
+            f"{name}: {len(pngs)} <img> with PNG data, expected at least {minimum} "
+            f"(all <img> src: {parser.sources})"
+        )
     for marker in ERROR_MARKERS:
         match = marker.search(html)
         if match:

@@ -12,6 +12,8 @@ import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
+# The notebooks' kernels import benchmarks/ (the PyTorch reference) from the repository too.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
 
 project = "jaxattn"
 author = "jaxattn contributors"

@@ -2,7 +2,8 @@
 
 The modules import from here for use in other JAX code, with the decoding entry points
 (`decode`, `greedy_search`, `beam_search`, `SearchResult`) and the `Translator` of a trained
-run; training, data, checkpoints and evaluation live in their own submodules (`jaxattn.train`,
+run; training, data, checkpoints and evaluation live in their own submodules
+(`jaxattn.training.loop`,
 `jaxattn.data`, ...).
 
 Every attention module shares one call, so decoders swap them by name (`make_attention`):
@@ -20,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from jaxattn.attention import (
+from jaxattn.model.attention import (
     AdditiveAttention,
     Attention,
     AttentionPooling,
@@ -33,19 +34,19 @@ from jaxattn.attention import (
     make_attention,
     masked_softmax,
 )
-from jaxattn.decoders import BahdanauDecoder, LegacyDecoder, LuongDecoder, PlainDecoder
-from jaxattn.encoders import Encoder
-from jaxattn.models import Seq2Seq, build_model, default_model_config
-from jaxattn.rnn import RNN, GRUCell, LSTMCell
+from jaxattn.model.decoders import BahdanauDecoder, LegacyDecoder, LuongDecoder, PlainDecoder
+from jaxattn.model.encoders import Encoder
+from jaxattn.model.rnn import RNN, GRUCell, LSTMCell
+from jaxattn.model.seq2seq import Seq2Seq, build_model, default_model_config
 from jaxattn.search import SearchResult, beam_search, decode, greedy_search
 
 if TYPE_CHECKING:
-    from jaxattn.inference import Translator
+    from jaxattn.inference.translator import Translator
 
 __version__ = "0.1.0"
 
 # Heavy names, imported by `__getattr__` on first access: name -> the module defining it.
-_LAZY = {"Translator": "jaxattn.inference"}
+_LAZY = {"Translator": "jaxattn.inference.translator"}
 
 __all__ = [
     "AdditiveAttention",

@@ -31,11 +31,17 @@ def integer(lo: int | None = None, hi: int | None = None):
             return f"must be >= {lo}"
         if hi is not None and v > hi:
             return f"must be <= {hi}"
+
     return check
 
 
-def real(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
-         hi_open: bool = False):
+def real(
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+):
     def check(v):
         if not is_real(v) or not math.isfinite(v):
             return "must be a finite number"
@@ -43,6 +49,7 @@ def real(lo: float | None = None, hi: float | None = None, *, lo_open: bool = Fa
             return f"must be {'>' if lo_open else '>='} {lo}"
         if hi is not None and (v >= hi if hi_open else v > hi):
             return f"must be {'<' if hi_open else '<='} {hi}"
+
     return check
 
 
@@ -50,16 +57,19 @@ def one_of(*allowed):
     def check(v):
         if v not in allowed:
             return f"is not one of {allowed}"
+
     return check
 
 
 def by_function(normalize):
     """Valid when `normalize(v)` (a registry's own name check) accepts it."""
+
     def check(v):
         try:
             normalize(v)
         except (ValueError, TypeError, AttributeError) as e:
             return f"is not valid ({e})"
+
     return check
 
 
@@ -71,12 +81,15 @@ def _check(ok, why: str):
 boolean = _check(lambda v: isinstance(v, bool), "must be True or False")
 string = _check(lambda v: isinstance(v, str), "must be a string")
 nonempty_string = _check(lambda v: isinstance(v, str) and bool(v), "must be a non-empty string")
-strings = _check(lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
-                 "must be a sequence of strings")
+strings = _check(
+    lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+    "must be a sequence of strings",
+)
 
 
 def ints(n: int | None, lo: int = 0, increasing: bool = False):
     """A sequence of n (any number if None) integers >= lo."""
+
     def check(v):
         if not isinstance(v, (list, tuple)) or (n is not None and len(v) != n):
             return f"must be a sequence of {n or 'any number of'} integers"
@@ -84,6 +97,7 @@ def ints(n: int | None, lo: int = 0, increasing: bool = False):
             return f"must hold integers >= {lo}"
         if increasing and list(v) != sorted(set(v)):
             return "must be increasing"
+
     return check
 
 
@@ -99,9 +113,11 @@ def attention_sizes(name: str, query_dim: int, key_dim: int) -> str | None:
     """Why attention `name` cannot compare decoder states of query_dim with encoder outputs
     of key_dim, or None (dot-product-like attentions need equal sizes)."""
     if name in ("dot", "scaled_dot", "kernel") and query_dim != key_dim:
-        return (f"attention={name!r} compares the decoder state ({query_dim}) with encoder "
-                f"outputs ({key_dim}) directly, so their sizes must match; use 'general' or "
-                "'additive', or set hidden/bidirectional so that they match.")
+        return (
+            f"attention={name!r} compares the decoder state ({query_dim}) with encoder "
+            f"outputs ({key_dim}) directly, so their sizes must match; use 'general' or "
+            "'additive', or set hidden/bidirectional so that they match."
+        )
     return None
 
 
@@ -124,14 +140,20 @@ def data_conflict(c):
     if c.tsv_columns[0] == c.tsv_columns[1]:
         return "tsv_columns", "must name two different columns (source, target)"
     if c.tutorial_ids and (c.vocab_min_freq > 1 or c.vocab_max_size):
-        return ("config.data.tutorial_ids=True has no UNK id, so every training word needs an "
-                "id: leave vocab_min_freq=1 and vocab_max_size=0, or set tutorial_ids=False.")
+        return (
+            "config.data.tutorial_ids=True has no UNK id, so every training word needs an "
+            "id: leave vocab_min_freq=1 and vocab_max_size=0, or set tutorial_ids=False."
+        )
     if 0 < c.vocab_max_size < 8:
-        return ("vocab_max_size",
-                "leaves no room for words (the 4 special tokens count): use 0 or >= 8")
+        return (
+            "vocab_max_size",
+            "leaves no room for words (the 4 special tokens count): use 0 or >= 8",
+        )
     if c.tokenizer == "sentencepiece" and (c.vocab_min_freq > 1 or c.vocab_max_size):
-        return ("config.data.tokenizer='sentencepiece': the vocabulary is the model's pieces, "
-                "so vocab_min_freq and vocab_max_size do not apply; set sp_vocab_size instead.")
+        return (
+            "config.data.tokenizer='sentencepiece': the vocabulary is the model's pieces, "
+            "so vocab_min_freq and vocab_max_size do not apply; set sp_vocab_size instead."
+        )
     if c.sp_byte_fallback and c.sp_vocab_size <= 256:
         return "sp_vocab_size", "must be > 256 with sp_byte_fallback (the 256 byte pieces count)"
     return None

@@ -37,7 +37,7 @@ from jaxattn.checks import (
 from jaxattn.data.readers import TUTORIAL_SHA256, TUTORIAL_URL
 from jaxattn.data.text import ENG_PREFIXES
 from jaxattn.errors import ConfigError, WorkdirError
-from jaxattn.workdir import read_json
+from jaxattn.rundir.files import read_json
 
 CONFIG_FILE = "config.json"  # WORKDIR/config.json: the run's config
 
@@ -62,7 +62,8 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.tgt_lang = "eng"
     # Split -> file prefix ('parallel' folder) or TFDS split, e.g. 'train[:10%]'; '' = none.
     c.splits = ml_collections.ConfigDict(
-        {"train": "train", "validation": "validation", "test": "test"})
+        {"train": "train", "validation": "validation", "test": "test"}
+    )
     c.tsv_columns = (0, 1)  # TSV (parallel): source column, target column
     # Corpora without given splits (tutorial, one TSV file): (train, validation, test)
     # shares, by hashed normalized text; (1, 0, 0) trains on all, as the tutorial does.
@@ -118,7 +119,7 @@ def default_model_config() -> ml_collections.ConfigDict:
 
     Returns:
         An `ml_collections.ConfigDict` (cell, embed_dim, hidden, layers, decoder, attention,
-        masking switches, dtype, ...), the input of `jaxattn.models.build_model`.
+        masking switches, dtype, ...), the input of `jaxattn.model.seq2seq.build_model`.
     """
     c = ml_collections.ConfigDict()
     c.cell = "gru"  # gru | lstm
@@ -130,7 +131,7 @@ def default_model_config() -> ml_collections.ConfigDict:
     c.dropout = 0.1  # on embeddings (and Luong's attentional vector)
     c.rnn_dropout = 0.0  # between stacked RNN layers
     c.decoder = "bahdanau"  # bahdanau | luong | plain | legacy
-    c.attention = "additive"  # see jaxattn.attention.make_attention
+    c.attention = "additive"  # see jaxattn.model.attention.make_attention
     c.attention_bias = True  # the tutorial's Linear layers have biases
     c.attention_window = 5  # local attention half-width D
     c.attention_max_length = 10  # location attention's Linear(., max_length)
@@ -160,7 +161,7 @@ def default_train_config() -> ml_collections.ConfigDict:
     c.label_smoothing = 0.0
     c.teacher_forcing_ratio = 1.0  # 1.0 = always (the current tutorial); a schedule's start
     # Scheduled sampling (Bengio et al. 2015): constant | linear | exponential |
-    # inverse_sigmoid (jaxattn.optim.TEACHER_FORCING_SCHEDULES); the decaying ones go from
+    # inverse_sigmoid (jaxattn.training.optim.TEACHER_FORCING_SCHEDULES); the decaying ones go from
     # teacher_forcing_ratio at step 0 towards teacher_forcing_min.
     c.teacher_forcing_schedule = "constant"
     c.teacher_forcing_min = 0.0  # the ratio a decaying schedule ends at (<= the start)
@@ -168,7 +169,8 @@ def default_train_config() -> ml_collections.ConfigDict:
     c.teacher_forcing_decay_rate = 0.9999  # exponential: factor a step, in (0, 1]
     c.teacher_forcing_sigmoid_k = 1000.0  # inverse_sigmoid: k >= 1; half way at k * ln(k)
     c.loss_over_padding = False  # True: the tutorial's loss over all positions
-    # The divergence guard (jaxattn.train.DivergenceGuard) stops a run, without saving, when a
+    # The divergence guard (jaxattn.training.loop.DivergenceGuard) stops a run, without saving,
+    # when a
     # loss or gradient is NaN/inf, a loss is over this factor x log(target vocabulary size)
     # (far worse than a uniform guess), or over both this factor x the median of the recent
     # per-step losses and log(V); 0 = only NaN/inf.
@@ -210,22 +212,31 @@ def default_config() -> ml_collections.ConfigDict:
 # ---------------------------------------------------------------------------- validation
 def _registries() -> dict:
     """Allowed names, from the modules that define them (one edit adds an option)."""
-    from jaxattn import attention
     from jaxattn.data.corpus import DATASETS
     from jaxattn.data.synthetic import TASKS
     from jaxattn.data.text import NORMALIZATIONS, SP_MODEL_TYPES, TOKENIZERS
     from jaxattn.data.vocab import ORDERS
-    from jaxattn.decoders import BRIDGES, DECODERS
-    from jaxattn.optim import LR_SCHEDULES, OPTIMIZERS, TEACHER_FORCING_SCHEDULES
-    from jaxattn.rnn import CELLS
+    from jaxattn.model import attention
+    from jaxattn.model.decoders import BRIDGES, DECODERS
+    from jaxattn.model.rnn import CELLS
+    from jaxattn.training.optim import LR_SCHEDULES, OPTIMIZERS, TEACHER_FORCING_SCHEDULES
 
-    return dict(attentions=attention.ATTENTIONS, kernels=attention.kernel_name, datasets=DATASETS,
-                tasks=TASKS, tokenizers=("auto",) + TOKENIZERS, orders=ORDERS,
-                sp_model_types=SP_MODEL_TYPES,
-                normalizations=("auto",) + NORMALIZATIONS,
-                bridges=BRIDGES, decoders=tuple(DECODERS), cells=tuple(CELLS),
-                optimizers=tuple(OPTIMIZERS), schedules=tuple(LR_SCHEDULES),
-                teacher_forcing_schedules=tuple(TEACHER_FORCING_SCHEDULES))
+    return dict(
+        attentions=attention.ATTENTIONS,
+        kernels=attention.kernel_name,
+        datasets=DATASETS,
+        tasks=TASKS,
+        tokenizers=("auto",) + TOKENIZERS,
+        orders=ORDERS,
+        sp_model_types=SP_MODEL_TYPES,
+        normalizations=("auto",) + NORMALIZATIONS,
+        bridges=BRIDGES,
+        decoders=tuple(DECODERS),
+        cells=tuple(CELLS),
+        optimizers=tuple(OPTIMIZERS),
+        schedules=tuple(LR_SCHEDULES),
+        teacher_forcing_schedules=tuple(TEACHER_FORCING_SCHEDULES),
+    )
 
 
 def rules() -> dict[str, dict]:
@@ -234,55 +245,101 @@ def rules() -> dict[str, dict]:
     return {
         "": {"seed": integer(0, 2**63 - 1)},
         "data": {
-            "name": one_of(*r["datasets"]), "path": string, "url": string, "sha256": string,
-            "download": boolean, "data_dir": string, "tfds_name": string,
-            "src_lang": nonempty_string, "tgt_lang": nonempty_string,
-            "tsv_columns": ints(2), "split_fractions": fractions, "split_seed": integer(0),
-            "filter": boolean, "prefixes": strings, "max_length": integer(-1),
-            "normalize": one_of(*r["normalizations"]), "lowercase": boolean,
-            "tokenizer": one_of(*r["tokenizers"]), "sp_vocab_size": integer(8),
-            "sp_model_type": one_of(*r["sp_model_types"]), "sp_joint": boolean,
-            "sp_byte_fallback": boolean, "sp_character_coverage": real(0, 1, lo_open=True),
-            "vocab_min_freq": integer(1), "vocab_max_size": integer(0),
-            "vocab_order": one_of(*r["orders"]), "tutorial_ids": boolean,
-            "pad_to": integer(0), "pad_multiple": integer(1),
-            "bucket_boundaries": ints(None, 1, increasing=True), "bucket_pool": integer(0),
-            "prefetch": integer(0), "synthetic_task": one_of(*r["tasks"]),
-            "synthetic_sizes": ints(3), "synthetic_min_len": integer(1),
-            "synthetic_max_len": integer(1), "synthetic_num_symbols": integer(1),
+            "name": one_of(*r["datasets"]),
+            "path": string,
+            "url": string,
+            "sha256": string,
+            "download": boolean,
+            "data_dir": string,
+            "tfds_name": string,
+            "src_lang": nonempty_string,
+            "tgt_lang": nonempty_string,
+            "tsv_columns": ints(2),
+            "split_fractions": fractions,
+            "split_seed": integer(0),
+            "filter": boolean,
+            "prefixes": strings,
+            "max_length": integer(-1),
+            "normalize": one_of(*r["normalizations"]),
+            "lowercase": boolean,
+            "tokenizer": one_of(*r["tokenizers"]),
+            "sp_vocab_size": integer(8),
+            "sp_model_type": one_of(*r["sp_model_types"]),
+            "sp_joint": boolean,
+            "sp_byte_fallback": boolean,
+            "sp_character_coverage": real(0, 1, lo_open=True),
+            "vocab_min_freq": integer(1),
+            "vocab_max_size": integer(0),
+            "vocab_order": one_of(*r["orders"]),
+            "tutorial_ids": boolean,
+            "pad_to": integer(0),
+            "pad_multiple": integer(1),
+            "bucket_boundaries": ints(None, 1, increasing=True),
+            "bucket_pool": integer(0),
+            "prefetch": integer(0),
+            "synthetic_task": one_of(*r["tasks"]),
+            "synthetic_sizes": ints(3),
+            "synthetic_min_len": integer(1),
+            "synthetic_max_len": integer(1),
+            "synthetic_num_symbols": integer(1),
         },
         "model": {
-            "cell": one_of(*r["cells"]), "embed_dim": integer(1), "hidden": integer(1),
-            "encoder_layers": integer(1), "decoder_layers": integer(1),
-            "bidirectional": boolean, "dropout": real(0, 1, hi_open=True),
-            "rnn_dropout": real(0, 1, hi_open=True), "decoder": one_of(*r["decoders"]),
-            "attention": one_of(*r["attentions"]), "attention_bias": boolean,
-            "attention_window": integer(1), "attention_max_length": integer(1),
-            "kernel": by_function(r["kernels"]), "input_feeding": boolean,
-            "bridge": one_of(*r["bridges"]), "mask_attention": boolean,
-            "encoder_lengths": boolean, "dtype": one_of("float32", "bfloat16"),
+            "cell": one_of(*r["cells"]),
+            "embed_dim": integer(1),
+            "hidden": integer(1),
+            "encoder_layers": integer(1),
+            "decoder_layers": integer(1),
+            "bidirectional": boolean,
+            "dropout": real(0, 1, hi_open=True),
+            "rnn_dropout": real(0, 1, hi_open=True),
+            "decoder": one_of(*r["decoders"]),
+            "attention": one_of(*r["attentions"]),
+            "attention_bias": boolean,
+            "attention_window": integer(1),
+            "attention_max_length": integer(1),
+            "kernel": by_function(r["kernels"]),
+            "input_feeding": boolean,
+            "bridge": one_of(*r["bridges"]),
+            "mask_attention": boolean,
+            "encoder_lengths": boolean,
+            "dtype": one_of("float32", "bfloat16"),
             "unroll": integer(1),
         },
         "train": {
-            "batch_size": integer(1), "num_epochs": integer(0), "num_train_steps": integer(-1),
-            "optimizer": one_of(*r["optimizers"]), "learning_rate": real(0, lo_open=True),
-            "lr_schedule": one_of(*r["schedules"]), "warmup_steps": integer(0),
-            "b1": real(0, 1, hi_open=True), "b2": real(0, 1, hi_open=True),
-            "weight_decay": real(0), "grad_clip": real(0),
+            "batch_size": integer(1),
+            "num_epochs": integer(0),
+            "num_train_steps": integer(-1),
+            "optimizer": one_of(*r["optimizers"]),
+            "learning_rate": real(0, lo_open=True),
+            "lr_schedule": one_of(*r["schedules"]),
+            "warmup_steps": integer(0),
+            "b1": real(0, 1, hi_open=True),
+            "b2": real(0, 1, hi_open=True),
+            "weight_decay": real(0),
+            "grad_clip": real(0),
             "label_smoothing": real(0, 1, hi_open=True),
-            "teacher_forcing_ratio": real(0, 1), "loss_over_padding": boolean,
+            "teacher_forcing_ratio": real(0, 1),
+            "loss_over_padding": boolean,
             "teacher_forcing_schedule": one_of(*r["teacher_forcing_schedules"]),
-            "teacher_forcing_min": real(0, 1), "teacher_forcing_decay_steps": integer(1),
+            "teacher_forcing_min": real(0, 1),
+            "teacher_forcing_decay_steps": integer(1),
             "teacher_forcing_decay_rate": real(0, 1, lo_open=True),
             "teacher_forcing_sigmoid_k": real(1),
-            "divergence_factor": real(0), "divergence_warmup": integer(0),
-            "log_every": integer(1), "eval_every": integer(1),
-            "checkpoint_every": integer(1), "keep_checkpoints": integer(1),
+            "divergence_factor": real(0),
+            "divergence_warmup": integer(0),
+            "log_every": integer(1),
+            "eval_every": integer(1),
+            "checkpoint_every": integer(1),
+            "keep_checkpoints": integer(1),
             "progress_bar": boolean,
         },
         "eval": {
-            "split": nonempty_string, "batch_size": integer(1), "max_decode_len": integer(1),
-            "bleu": boolean, "beam_size": integer(1), "length_penalty": real(0),
+            "split": nonempty_string,
+            "batch_size": integer(1),
+            "max_decode_len": integer(1),
+            "bleu": boolean,
+            "beam_size": integer(1),
+            "length_penalty": real(0),
         },
     }
 
@@ -324,30 +381,42 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
     """Checks the whole config before any work: every field of every section (see `rules`),
     then the fields that depend on each other. Raises ConfigError naming the field."""
     if not isinstance(config, ml_collections.ConfigDict):
-        raise ConfigError(f"config must be an ml_collections.ConfigDict (from "
-                          f"jaxattn.config.default_config()), not {type(config).__name__}.")
+        raise ConfigError(
+            f"config must be an ml_collections.ConfigDict (from "
+            f"jaxattn.config.default_config()), not {type(config).__name__}."
+        )
     for section in rules():
         if section and section not in config:
-            raise ConfigError(f"config has no '{section}' section; start from "
-                              "jaxattn.config.default_config().")
+            raise ConfigError(
+                f"config has no '{section}' section; start from jaxattn.config.default_config()."
+            )
         if section and not isinstance(config[section], ml_collections.ConfigDict):
-            raise ConfigError(f"config.{section} must be a section (a ConfigDict), not "
-                              f"{type(config[section]).__name__}.")
+            raise ConfigError(
+                f"config.{section} must be a section (a ConfigDict), not "
+                f"{type(config[section]).__name__}."
+            )
         validate_section(section, config[section] if section else config)
     tc = config.train
     if tc.num_train_steps <= 0 and tc.num_epochs <= 0:
         raise ConfigError("Set config.train.num_epochs or config.train.num_train_steps > 0.")
     if tc.num_train_steps == 0:
         _fail("train", "num_train_steps", 0, "must be > 0, or -1 to train num_epochs")
-    if tc.teacher_forcing_schedule != "constant" and \
-            tc.teacher_forcing_min > tc.teacher_forcing_ratio:
-        _fail("train", "teacher_forcing_min", tc.teacher_forcing_min,
-              f"must be <= teacher_forcing_ratio ({tc.teacher_forcing_ratio}), the start of "
-              f"the {tc.teacher_forcing_schedule!r} schedule")
+    if (
+        tc.teacher_forcing_schedule != "constant"
+        and tc.teacher_forcing_min > tc.teacher_forcing_ratio
+    ):
+        _fail(
+            "train",
+            "teacher_forcing_min",
+            tc.teacher_forcing_min,
+            f"must be <= teacher_forcing_ratio ({tc.teacher_forcing_ratio}), the start of "
+            f"the {tc.teacher_forcing_schedule!r} schedule",
+        )
     if device_count and tc.batch_size % device_count:
         raise ConfigError(
             f"config.train.batch_size={tc.batch_size} must divide evenly over the "
-            f"{device_count} devices; use a multiple of {device_count}.")
+            f"{device_count} devices; use a multiple of {device_count}."
+        )
     if config.eval.beam_size > 1 and config.eval.max_decode_len < 1:
         _fail("eval", "max_decode_len", config.eval.max_decode_len, "must be >= 1")
 
@@ -376,13 +445,13 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     """A run's WORKDIR/config.json over the defaults; WorkdirError if there is no run there,
     ConfigError (naming the file and field) if it holds an invalid value."""
     if not os.path.isdir(workdir):
-        raise WorkdirError(f"No such directory: {workdir} (give the --workdir of a training "
-                           "run).")
+        raise WorkdirError(f"No such directory: {workdir} (give the --workdir of a training run).")
     config = read_config_file(os.path.join(workdir, CONFIG_FILE))
     if config is None:
         raise WorkdirError(
             f"{workdir} holds no training run (no {CONFIG_FILE}). Train first: python "
-            f"scripts/train.py --config configs/base.py --workdir {workdir}")
+            f"scripts/train.py --config configs/base.py --workdir {workdir}"
+        )
     return config
 
 
@@ -392,17 +461,18 @@ def read_config_file(path: str) -> ml_collections.ConfigDict | None:
     saved = read_json(path)
     if saved is None:
         return None
-    if not isinstance(saved, dict) or not all(isinstance(saved.get(s, {}), dict)
-                                              for s in ("data", "model", "train", "eval")):
-        raise ConfigError(f"{path} is not a config saved by jaxattn (a JSON object with data, "
-                          "model, train and eval sections). Restore it from a backup, or use "
-                          "a new workdir.")
+    if not isinstance(saved, dict) or not all(
+        isinstance(saved.get(s, {}), dict) for s in ("data", "model", "train", "eval")
+    ):
+        raise ConfigError(
+            f"{path} is not a config saved by jaxattn (a JSON object with data, "
+            "model, train and eval sections). Restore it from a backup, or use "
+            "a new workdir."
+        )
     config = _merge(default_config(), saved)  # older runs lack newer fields
     try:  # fields of older versions are kept as they are; known ones must be valid
         for section in rules():
-            validate_section(section, config[section] if section else config,
-                             allow_unknown=True)
+            validate_section(section, config[section] if section else config, allow_unknown=True)
     except ConfigError as e:
         raise ConfigError(f"{path} holds an invalid value: {e}") from None
     return config
-

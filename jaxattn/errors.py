@@ -1,5 +1,5 @@
 """The errors jaxattn raises for things a user can fix; the scripts print them as one
-`error: ...` line (see jaxattn/cli.py). Each message names what is wrong and what to do."""
+`error: ...` line (see jaxattn/tools/cli.py). Each message names what is wrong and what to do."""
 
 
 class JaxattnError(Exception):

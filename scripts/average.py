@@ -14,14 +14,15 @@ none: use --last).
 
 from absl import app, flags
 
-from jaxattn import cli
-from jaxattn.averaging import average_checkpoints, averaged_dir
 from jaxattn.errors import UsageError
+from jaxattn.rundir.averaging import average_checkpoints, averaged_dir
+from jaxattn.tools import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
 _LAST = flags.DEFINE_integer("last", None, "Average the newest N checkpoints.")
-_BEST = flags.DEFINE_integer("best", None, "Average the N checkpoints with the highest "
-                             "validation BLEU.")
+_BEST = flags.DEFINE_integer(
+    "best", None, "Average the N checkpoints with the highest validation BLEU."
+)
 flags.mark_flag_as_required("workdir")
 
 
@@ -31,10 +32,14 @@ def run(argv):
         raise UsageError("Give one of --last N and --best N.")
     cli.check_positive("last", "best")
     meta = average_checkpoints(_WORKDIR.value, last=_LAST.value, best=_BEST.value)
-    steps = ", ".join(f"{s} (BLEU {m['bleu']:.2f})" if "bleu" in m else f"{s} (no BLEU)"
-                      for s, m in meta["sources"].items())
-    print(f"averaged the {meta['method']} {meta['n']} checkpoints, steps {steps}, into "
-          f"{averaged_dir(_WORKDIR.value)}; use --checkpoint averaged.")
+    steps = ", ".join(
+        f"{s} (BLEU {m['bleu']:.2f})" if "bleu" in m else f"{s} (no BLEU)"
+        for s, m in meta["sources"].items()
+    )
+    print(
+        f"averaged the {meta['method']} {meta['n']} checkpoints, steps {steps}, into "
+        f"{averaged_dir(_WORKDIR.value)}; use --checkpoint averaged."
+    )
 
 
 if __name__ == "__main__":

@@ -18,13 +18,15 @@ import sys
 
 from absl import app, flags
 
-from jaxattn import cli, eval_input, inference
 from jaxattn.data.readers import summary
-from jaxattn.inference import InferenceError, UsageError
-from jaxattn.workdir import write_text
+from jaxattn.inference import translator as inference
+from jaxattn.inference.translator import InferenceError, UsageError, eval_input
+from jaxattn.rundir.files import write_text
+from jaxattn.tools import cli
 
-_WORKDIRS = flags.DEFINE_list("workdirs", [], "Training runs (comma-separated); positional "
-                              "arguments are added to these.")
+_WORKDIRS = flags.DEFINE_list(
+    "workdirs", [], "Training runs (comma-separated); positional arguments are added to these."
+)
 cli.define_run_flags(workdir=False)
 cli.define_decoding_flags()
 cli.define_eval_data_flags()
@@ -33,8 +35,10 @@ FLAGS = flags.FLAGS
 
 def _names(specs: list[tuple[str, str]]) -> list[str]:
     """Short row names: the directory's base name (+ @checkpoint), unique."""
-    names = [os.path.basename(os.path.normpath(d)) + ("" if c == FLAGS.checkpoint else f"@{c}")
-             for d, c in specs]
+    names = [
+        os.path.basename(os.path.normpath(d)) + ("" if c == FLAGS.checkpoint else f"@{c}")
+        for d, c in specs
+    ]
     if len(set(names)) < len(names):
         names = [d + ("" if c == FLAGS.checkpoint else f"@{c}") for d, c in specs]
     return names
@@ -47,8 +51,7 @@ def _parse_specs(argv) -> list[tuple[str, str]]:
         workdir, _, ckpt = spec.rpartition("@") if "@" in spec else (spec, "", "")
         specs.append((workdir, ckpt or FLAGS.checkpoint))
     if not specs:
-        raise UsageError("Give the runs to compare: compare.py DIR [DIR ...] "
-                         "(or --workdirs=A,B).")
+        raise UsageError("Give the runs to compare: compare.py DIR [DIR ...] (or --workdirs=A,B).")
     return specs
 
 
@@ -84,46 +87,65 @@ def run(argv):
     decoding = {**cli.decoding_options(1), **limits}  # one search for every run (greedy)
     for name, translator in zip(names, translators, strict=True):
         try:
-            translator.check_limits(decoding["max_len"], limits["max_input_len"],
-                                    limits["overlong"])
+            translator.check_limits(
+                decoding["max_len"], limits["max_input_len"], limits["overlong"]
+            )
         except InferenceError as e:
             raise type(e)(f"{name}: {e}") from None
     pairs = []  # every run's data read and checked before the first run decodes
     for name, translator in zip(names, translators, strict=True):
         try:
             pairs.append(_pairs(translator, options, limits))
-            translator.check_inputs(pairs[-1][1], max_input_len=limits["max_input_len"],
-                                    overlong=limits["overlong"],
-                                    where=eval_input.names(**options))
+            translator.check_inputs(
+                pairs[-1][1],
+                max_input_len=limits["max_input_len"],
+                overlong=limits["overlong"],
+                where=eval_input.names(**options),
+            )
         except InferenceError as e:
             raise type(e)(f"{name}: {e}") from None
     rows, first_sources = [], None
     for name, (workdir, _), translator, (data, sources, refs) in zip(
-            names, specs, translators, pairs, strict=True):
+        names, specs, translators, pairs, strict=True
+    ):
         same = first_sources is None or sources == first_sources
         first_sources = sources if first_sources is None else first_sources
         if not same:
-            print(f"warning: {name} has other {data} sentences than {rows[0]['name']}: its "
-                  "scores are not comparable.", file=sys.stderr)
+            print(
+                f"warning: {name} has other {data} sentences than {rows[0]['name']}: its "
+                "scores are not comparable.",
+                file=sys.stderr,
+            )
         try:
-            r = translator.evaluate(sources, refs, warmup=FLAGS.warmup,
-                                    where=eval_input.names(**options), **decoding)
+            r = translator.evaluate(
+                sources, refs, warmup=FLAGS.warmup, where=eval_input.names(**options), **decoding
+            )
         except InferenceError as e:
             raise type(e)(f"{name}: {e}") from None
         m = translator.config.model
-        rows.append(dict(
-            name=name + ("" if same else " (other data)"), workdir=os.path.abspath(workdir),
-            step=translator.step, params=translator.num_params,
-            model=f"{m.cell} {m.decoder}" + ("" if m.decoder == "plain" else f"/{m.attention}"),
-            bleu=r["bleu"], chrf=r["chrf"], sentences=r["sentences"],
-            sentences_per_sec=r["sentences_per_sec"], data=data,
-            bleu_signature=r["bleu_signature"], chrf_signature=r["chrf_signature"],
-        ))
+        rows.append(
+            dict(
+                name=name + ("" if same else " (other data)"),
+                workdir=os.path.abspath(workdir),
+                step=translator.step,
+                params=translator.num_params,
+                model=f"{m.cell} {m.decoder}" + ("" if m.decoder == "plain" else f"/{m.attention}"),
+                bleu=r["bleu"],
+                chrf=r["chrf"],
+                sentences=r["sentences"],
+                sentences_per_sec=r["sentences_per_sec"],
+                data=data,
+                bleu_signature=r["bleu_signature"],
+                chrf_signature=r["chrf_signature"],
+            )
+        )
         print(f"{name}: BLEU {r['bleu']:.2f}, chrF {r['chrf']:.2f}", file=sys.stderr)
     print(table(rows))
     search = decoding["options"].describe()
-    print(f"\n{rows[0]['data']}, {rows[0]['sentences']} sentences, {search}; "
-          f"BLEU|{rows[0]['bleu_signature']}; chrF2|{rows[0]['chrf_signature']}")
+    print(
+        f"\n{rows[0]['data']}, {rows[0]['sentences']} sentences, {search}; "
+        f"BLEU|{rows[0]['bleu_signature']}; chrF2|{rows[0]['chrf_signature']}"
+    )
     if FLAGS.json:
         write_text(FLAGS.json, json.dumps(rows, indent=2) + "\n")
 
@@ -131,17 +153,39 @@ def run(argv):
 def table(rows: list[dict]) -> str:
     """A markdown table: name, model, params, step, BLEU, chrF, sentences/s."""
     head = ["name", "model", "params", "step", "BLEU", "chrF", "sentences/s"]
-    body = [[r["name"], r["model"], f"{r['params']:,}", str(r["step"]), f"{r['bleu']:.2f}",
-             f"{r['chrf']:.2f}", f"{r['sentences_per_sec']:,.0f}"] for r in rows]
+    body = [
+        [
+            r["name"],
+            r["model"],
+            f"{r['params']:,}",
+            str(r["step"]),
+            f"{r['bleu']:.2f}",
+            f"{r['chrf']:.2f}",
+            f"{r['sentences_per_sec']:,.0f}",
+        ]
+        for r in rows
+    ]
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     right = [False, False, True, True, True, True, True]
 
     def line(cells):
-        return "| " + " | ".join(c.rjust(w) if r else c.ljust(w)
-                                 for c, w, r in zip(cells, widths, right, strict=True)) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.rjust(w) if r else c.ljust(w)
+                for c, w, r in zip(cells, widths, right, strict=True)
+            )
+            + " |"
+        )
 
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2))
-                          for w, r in zip(widths, right, strict=True)) + "|"
+    rule = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if r else ("-" * (w + 2))
+            for w, r in zip(widths, right, strict=True)
+        )
+        + "|"
+    )
     return "\n".join([line(head), rule] + [line(b) for b in body])
 
 

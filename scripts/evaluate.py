@@ -13,7 +13,7 @@ vocabulary files). --split reads the run's corpus (reusing the prepared dataset)
 and --tsv need no corpus. A TSV in the tutorial's format is normalized, turned around and
 filtered exactly as the training corpus was. --output writes the hypotheses, one a line, and a
 JSON result beside them (or at --json). Several comma-separated --workdir runs (same
-vocabularies) decode as one ensemble; the decoding flags are those of jaxattn/cli.py.
+vocabularies) decode as one ensemble; the decoding flags are those of jaxattn/tools/cli.py.
 
 Sentences over the input limit (by default twice the longest training sentence, in tokens;
 --max_input_len sets it) stop the evaluation before any decoding, with an error naming the line,
@@ -34,21 +34,31 @@ import sys
 
 from absl import app, flags
 
-from jaxattn import cli, eval_input, inference
 from jaxattn.data.readers import summary
 from jaxattn.errors import UsageError
-from jaxattn.workdir import write_text
+from jaxattn.inference import eval_input
+from jaxattn.inference import translator as inference
+from jaxattn.rundir.files import write_text
+from jaxattn.tools import cli
 
 cli.define_run_flags(ensemble=True)
 cli.define_decoding_flags()
 cli.define_eval_data_flags()
-_OUTPUT = flags.DEFINE_string("output", None, "Write the hypotheses here, one a line (and the "
-                              "JSON result beside them, unless --json); with --score, the "
-                              "scores.")
-_SCORE = flags.DEFINE_bool("score", False, "Print the model's log-probability of each "
-                           "reference (forced decoding) instead of translating.")
-_PER_TOKEN = flags.DEFINE_bool("per_token", False, "With --score: also each token's "
-                               "log-probability.")
+_OUTPUT = flags.DEFINE_string(
+    "output",
+    None,
+    "Write the hypotheses here, one a line (and the "
+    "JSON result beside them, unless --json); with --score, the "
+    "scores.",
+)
+_SCORE = flags.DEFINE_bool(
+    "score",
+    False,
+    "Print the model's log-probability of each reference (forced decoding) instead of translating.",
+)
+_PER_TOKEN = flags.DEFINE_bool(
+    "per_token", False, "With --score: also each token's log-probability."
+)
 FLAGS = flags.FLAGS
 
 
@@ -68,8 +78,10 @@ def run(argv):
     cli.check_positive("beam_size", "max_len", "batch_size")
     cli.check_outputs("output", "json", inputs=("src", "ref", "tsv", "unk_dictionary"))
     if _SCORE.value:
-        cli.reject_flags(cli.SEARCH_FLAGS + ("max_len", "replace_unk", "unk_dictionary"),
-                         "no search runs with --score.")
+        cli.reject_flags(
+            cli.SEARCH_FLAGS + ("max_len", "replace_unk", "unk_dictionary"),
+            "no search runs with --score.",
+        )
     elif _PER_TOKEN.value:
         raise UsageError("--per_token goes with --score.")
     own_split = data_options["src"] is None and data_options["tsv"] is None
@@ -80,8 +92,15 @@ def run(argv):
     what = describe(data_options, counts)
     where = eval_input.names(**data_options)
     if _SCORE.value:
-        return score(translator, sources, refs, what, limits, where,
-                     eval_input.names(**data_options, target=True))
+        return score(
+            translator,
+            sources,
+            refs,
+            what,
+            limits,
+            where,
+            eval_input.names(**data_options, target=True),
+        )
     empty = sum(not s.strip() for s in sources)
     if empty:
         print(f"warning: {empty} empty source line(s): empty hypotheses.", file=sys.stderr)
@@ -89,18 +108,26 @@ def run(argv):
     result = translator.evaluate(sources, refs, warmup=FLAGS.warmup, where=where, **decoding)
     hyps = result.pop("hypotheses")
     search = translator.options(decoding["options"]).describe()
-    print(f"{runs(translator)} ({search}) on {what}: {len(sources)} sentences, "
-          f"{result['seconds']:.2f} s, {result['sentences_per_sec']:.1f} sentences/s"
-          + (" (with compilation)" if result["includes_compilation"] else ""))
+    print(
+        f"{runs(translator)} ({search}) on {what}: {len(sources)} sentences, "
+        f"{result['seconds']:.2f} s, {result['sentences_per_sec']:.1f} sentences/s"
+        + (" (with compilation)" if result["includes_compilation"] else "")
+    )
     print(inference.format_scores(result))
     if result["truncated_inputs"]:
-        print(f"warning: {result['truncated_inputs']} source sentence(s) cut to the input limit "
-              "(see above).", file=sys.stderr)
+        print(
+            f"warning: {result['truncated_inputs']} source sentence(s) cut to the input limit "
+            "(see above).",
+            file=sys.stderr,
+        )
     if result["unfinished"]:
-        print(f"warning: {result['unfinished']} translation(s) reached max_len without EOS.",
-              file=sys.stderr)
-    result.update(workdir=os.path.abspath(translator.workdir), data=what,
-                  checkpoint=FLAGS.checkpoint)
+        print(
+            f"warning: {result['unfinished']} translation(s) reached max_len without EOS.",
+            file=sys.stderr,
+        )
+    result.update(
+        workdir=os.path.abspath(translator.workdir), data=what, checkpoint=FLAGS.checkpoint
+    )
     if _OUTPUT.value:
         write_text(_OUTPUT.value, "".join(h + "\n" for h in hyps))
         print(f"hypotheses: {_OUTPUT.value}")
@@ -118,20 +145,30 @@ def runs(translator) -> str:
 
 def score(translator, sources, refs, what: str, limits: dict, where, target_where) -> None:
     """--score: one log-probability (and with --per_token the tokens' ones) a line."""
-    scores = translator.score(sources, refs, batch_size=FLAGS.batch_size, where=where,
-                              target_where=target_where, **limits)
-    lines = [f"{s.log_prob:.4f}" + (f"\t{' '.join(s.tokens)}\t"
-                                    + " ".join(f"{x:.4f}" for x in s.token_log_probs)
-                                    if _PER_TOKEN.value else "") for s in scores]
+    scores = translator.score(
+        sources, refs, batch_size=FLAGS.batch_size, where=where, target_where=target_where, **limits
+    )
+    lines = [
+        f"{s.log_prob:.4f}"
+        + (
+            f"\t{' '.join(s.tokens)}\t" + " ".join(f"{x:.4f}" for x in s.token_log_probs)
+            if _PER_TOKEN.value
+            else ""
+        )
+        for s in scores
+    ]
     total, tokens = sum(s.log_prob for s in scores), sum(len(s.tokens) for s in scores)
     if _OUTPUT.value:
         write_text(_OUTPUT.value, "".join(line + "\n" for line in lines))
     else:
         print("\n".join(lines))
-    print(f"{runs(translator)} on {what}: {len(scores)} references, log-probability {total:.4f}"
-          f", {tokens} tokens (EOS included), {total / tokens:.4f} a token, perplexity "
-          f"{math.exp(-total / tokens):.4f}" + (f"; scores: {_OUTPUT.value}" if _OUTPUT.value
-                                                 else ""), file=sys.stderr)
+    print(
+        f"{runs(translator)} on {what}: {len(scores)} references, log-probability {total:.4f}"
+        f", {tokens} tokens (EOS included), {total / tokens:.4f} a token, perplexity "
+        f"{math.exp(-total / tokens):.4f}"
+        + (f"; scores: {_OUTPUT.value}" if _OUTPUT.value else ""),
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -8,22 +8,29 @@ process per host with --distributed=explicit and --coordinator_address, --num_pr
 
 from absl import app, flags
 
-from jaxattn import cli
+from jaxattn.tools import cli
 
 _CONFIG = cli.define_config_flag("config", "Config file (configs/*.py).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, vocabularies, "
-                               "metrics and plots.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, vocabularies, metrics and plots."
+)
 cli.define_distributed_flags()
 flags.mark_flags_as_required(["workdir"])
-for _name in ("config", "distributed", "coordinator_address", "num_processes", "process_id",
-              "distributed_timeout"):  # defined in jaxattn.cli: listed by --help here
+for _name in (
+    "config",
+    "distributed",
+    "coordinator_address",
+    "num_processes",
+    "process_id",
+    "distributed_timeout",
+):  # defined in jaxattn.tools.cli: listed by --help here
     flags.declare_key_flag(_name)
 
 
 def run(argv):
     cli.no_arguments(argv)
     cli.init_distributed_from_flags()
-    from jaxattn.train import train_and_evaluate  # after jax.distributed is set up
+    from jaxattn.training.loop import train_and_evaluate  # after jax.distributed is set up
 
     _, result = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     if result:

@@ -35,21 +35,30 @@ import sys
 from absl import app, flags
 from matplotlib.backend_bases import FigureCanvasBase
 
-from jaxattn import cli, eval_input, exported, inference, plots
 from jaxattn.data.readers import bad_lines_message
+from jaxattn.inference import eval_input, exported
+from jaxattn.inference import translator as inference
+from jaxattn.tools import cli, plots
 
 cli.define_run_flags(workdir=False, ensemble=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory"
-                               + cli.ENSEMBLE_HELP + ".")
-_EXPORTED = flags.DEFINE_string("exported", None, "Translate with an export directory "
-                                "(scripts/export.py) instead of --workdir.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "A training run's directory" + cli.ENSEMBLE_HELP + "."
+)
+_EXPORTED = flags.DEFINE_string(
+    "exported", None, "Translate with an export directory (scripts/export.py) instead of --workdir."
+)
 cli.define_decoding_flags()
-_ATTENTION_PNG = flags.DEFINE_string("attention_png", None, "Save the attention heatmap(s) "
-                                     "to this PNG file.")
-_MAX_PLOTS = flags.DEFINE_integer("max_plots", 12, "At most this many sentences in the "
-                                  "--attention_png grid.")
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Also print the model's input tokens and the "
-                             "score (tab-separated: input, translation, score).")
+_ATTENTION_PNG = flags.DEFINE_string(
+    "attention_png", None, "Save the attention heatmap(s) to this PNG file."
+)
+_MAX_PLOTS = flags.DEFINE_integer(
+    "max_plots", 12, "At most this many sentences in the --attention_png grid."
+)
+_VERBOSE = flags.DEFINE_bool(
+    "verbose",
+    False,
+    "Also print the model's input tokens and the score (tab-separated: input, translation, score).",
+)
 FLAGS = flags.FLAGS
 CHUNK_LINES = 1024  # stdin lines translated together (1 from a terminal: a line, its output)
 
@@ -82,19 +91,24 @@ def check_attention_png(path) -> None:
     cli.check_outputs("attention_png")
     kinds = FigureCanvasBase.get_supported_filetypes()
     if path and os.path.splitext(path)[1].lower().lstrip(".") not in kinds:
-        raise inference.UsageError(f"--attention_png={path}: name an image file ending in "
-                                   f"{', '.join('.' + k for k in sorted(kinds))} (e.g. att.png).")
+        raise inference.UsageError(
+            f"--attention_png={path}: name an image file ending in "
+            f"{', '.join('.' + k for k in sorted(kinds))} (e.g. att.png)."
+        )
 
 
 def run(argv):
     cli.check_positive("beam_size", "max_len", "batch_size", "max_plots")
     limits = eval_input.limit_options()
     if (_WORKDIR.value is None) == (_EXPORTED.value is None):
-        raise inference.UsageError("Give one of --workdir (a training run) and --exported (an "
-                                   "export directory).")
+        raise inference.UsageError(
+            "Give one of --workdir (a training run) and --exported (an export directory)."
+        )
     if _EXPORTED.value:
-        cli.reject_flags(["checkpoint"], "an export holds one checkpoint (scripts/export.py "
-                         "--checkpoint chose it).")
+        cli.reject_flags(
+            ["checkpoint"],
+            "an export holds one checkpoint (scripts/export.py --checkpoint chose it).",
+        )
     check_attention_png(_ATTENTION_PNG.value)
     n_best = FLAGS["n_best"].present
     if n_best and _VERBOSE.value:
@@ -110,13 +124,24 @@ def run(argv):
     stdin = len(argv) <= 1
     for first, sentences, chunk_bad in read_chunks(argv, limit, limits["overlong"]):
         bad += chunk_bad
-        out = translator.translate(sentences, index_offset=first - 1, where=(
-            lambda i, first=first: f"line {first + i} of stdin" if stdin
-            else f"argument {first + i}"), **decoding)
+        out = translator.translate(
+            sentences,
+            index_offset=first - 1,
+            where=(
+                lambda i, first=first: (
+                    f"line {first + i} of stdin" if stdin else f"argument {first + i}"
+                )
+            ),
+            **decoding,
+        )
         for i, t in enumerate(out, first - 1):
             if n_best:
-                print("\n".join(f"{i}\t{rank}\t{h.score:.4f}\t{h.text}"
-                                for rank, h in enumerate(t.hypotheses(), 1)))
+                print(
+                    "\n".join(
+                        f"{i}\t{rank}\t{h.score:.4f}\t{h.text}"
+                        for rank, h in enumerate(t.hypotheses(), 1)
+                    )
+                )
             elif _VERBOSE.value:
                 print(f"{' '.join(t.input_tokens)}\t{t.text}\t{t.score:.4f}")
             else:
@@ -124,11 +149,14 @@ def run(argv):
         sys.stdout.flush()
         if _ATTENTION_PNG.value:
             drawable += sum(bool(t.input_tokens) for t in out)
-            examples += [(inference.attention_labels(t), t.weights) for t in out
-                         if t.input_tokens][: _MAX_PLOTS.value - len(examples)]
+            examples += [(inference.attention_labels(t), t.weights) for t in out if t.input_tokens][
+                : _MAX_PLOTS.value - len(examples)
+            ]
     if bad:
-        print("error: " + bad_lines_message("stdin", bad) + "; their output lines are empty.",
-              file=sys.stderr)
+        print(
+            "error: " + bad_lines_message("stdin", bad) + "; their output lines are empty.",
+            file=sys.stderr,
+        )
     if _ATTENTION_PNG.value:
         plot_attention(examples, drawable, _ATTENTION_PNG.value)
     if bad:
@@ -140,8 +168,10 @@ def plot_attention(examples, drawable: int, path):
     if not examples:
         raise inference.InferenceError("No sentence to draw attention for (all were empty).")
     if drawable > len(examples):
-        print(f"warning: drawing the first {len(examples)} of {drawable} sentences "
-              "(--max_plots).", file=sys.stderr)
+        print(
+            f"warning: drawing the first {len(examples)} of {drawable} sentences (--max_plots).",
+            file=sys.stderr,
+        )
     try:
         if len(examples) == 1:
             (inputs, outputs), weights = examples[0]

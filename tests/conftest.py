@@ -78,8 +78,12 @@ def synthetic_config():
 
 # The tiny run: big and long enough to learn its task, small enough for a CPU test session.
 TINY_RUN = {
-    "model.hidden": 32, "model.embed_dim": 32, "data.synthetic_sizes": (2000, 100, 100),
-    "train.num_train_steps": 300, "train.eval_every": 300, "train.checkpoint_every": 150,
+    "model.hidden": 32,
+    "model.embed_dim": 32,
+    "data.synthetic_sizes": (2000, 100, 100),
+    "train.num_train_steps": 300,
+    "train.eval_every": 300,
+    "train.checkpoint_every": 150,
     "train.progress_bar": False,
 }
 
@@ -92,7 +96,9 @@ def train_tiny_run(workdir: Path) -> TinyRun:
     """
     config = _synthetic_config(TINY_RUN)
     if not (workdir / "done").exists():
-        from jaxattn.train import train_and_evaluate  # orbax, grain: only for sessions that train
+        from jaxattn.training.loop import (
+            train_and_evaluate,  # orbax, grain: only for sessions that train
+        )
 
         _, metrics = train_and_evaluate(config, str(workdir))
         assert metrics["bleu"] > 90, metrics
@@ -117,7 +123,7 @@ def tiny_run(tmp_path_factory) -> TinyRun:
 def nan_loss_from():
     """A factory of train_step stand-ins that report a NaN loss from a given step on: a config
     cannot ask for one (config validation refuses NaN rates), a diverging run can."""
-    from jaxattn import train as train_lib
+    from jaxattn.training import loop as train_lib
 
     real = train_lib.train_step
 
@@ -159,8 +165,12 @@ def _toy_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
     for _ in range(n):
         prefix = prefixes[rng.integers(len(prefixes))]
         body = [words[i] for i in rng.choice(len(words), rng.integers(1, 6), p=zipf / zipf.sum())]
-        pairs.append((f"{prefix} {' '.join(body)} .",
-                      f"{prefix[::-1]} {' '.join(french[w] for w in body)} ."))
+        pairs.append(
+            (
+                f"{prefix} {' '.join(body)} .",
+                f"{prefix[::-1]} {' '.join(french[w] for w in body)} .",
+            )
+        )
     return pairs
 
 
@@ -174,8 +184,11 @@ def toy_corpus(tmp_path_factory) -> ToyCorpus:
     tsv.write_text("".join(f"{e}\t{f}\n" for e, f in pairs), encoding="utf-8")
     parallel = root / "parallel"
     parallel.mkdir()
-    for split, rows in (("train", pairs[:3000]), ("val", pairs[3000:3200]),
-                        ("test_2016_flickr", pairs[3200:])):
+    for split, rows in (
+        ("train", pairs[:3000]),
+        ("val", pairs[3000:3200]),
+        ("test_2016_flickr", pairs[3200:]),
+    ):
         (parallel / f"{split}.en").write_text("".join(e + "\n" for e, _ in rows), "utf-8")
         (parallel / f"{split}.de").write_text("".join(f + "\n" for _, f in rows), "utf-8")
     return ToyCorpus(str(tsv), str(parallel))

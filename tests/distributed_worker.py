@@ -22,10 +22,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def main():
     port, pid, nproc, workdir, out = sys.argv[1:6]
     if int(port):
-        jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
-                                   num_processes=int(nproc), process_id=int(pid))
+        jax.distributed.initialize(
+            coordinator_address=f"127.0.0.1:{port}", num_processes=int(nproc), process_id=int(pid)
+        )
     flags.FLAGS.mark_as_parsed()
-    from jaxattn.train import train_and_evaluate
+    from jaxattn.training.loop import train_and_evaluate
 
     config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
     for item in sys.argv[6:]:
@@ -34,11 +35,15 @@ def main():
         config[section][name] = ast.literal_eval(value)
     config.train.progress_bar = False
     state, metrics = train_and_evaluate(config, workdir)
-    leaves = {jax.tree_util.keystr(k): np.asarray(v.addressable_data(0))
-              for k, v in jax.tree_util.tree_leaves_with_path(state.params)}
+    leaves = {
+        jax.tree_util.keystr(k): np.asarray(v.addressable_data(0))
+        for k, v in jax.tree_util.tree_leaves_with_path(state.params)
+    }
     np.savez(out, **leaves)
-    print(f"process {pid} of {jax.process_count()} on {jax.device_count()} devices: "
-          f"step {int(state.step)}, metrics {metrics}")
+    print(
+        f"process {pid} of {jax.process_count()} on {jax.device_count()} devices: "
+        f"step {int(state.step)}, metrics {metrics}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The public API: every name `jaxattn` (and `jaxattn.attention`) exports resolves, the heavy
+"""The public API: every name `jaxattn` (and `jaxattn.model.attention`) exports resolves, the heavy
 `Translator` is imported only on first use, and every `jaxattn` name the README and the docs
 use exists (code blocks and prose alike), so a rename cannot leave them stale."""
 
@@ -14,7 +14,7 @@ import sys
 import pytest
 
 import jaxattn
-from jaxattn import attention
+from jaxattn.model import attention
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ["README.md"] + sorted(
@@ -66,7 +66,7 @@ def test_star_import_and_search_entry_points():
 
     for name in ("greedy_search", "beam_search", "decode", "SearchResult"):
         assert getattr(jaxattn, name) is getattr(search, name)
-    from jaxattn.inference import Translator
+    from jaxattn.inference.translator import Translator
 
     assert jaxattn.Translator is Translator
 
@@ -74,23 +74,35 @@ def test_star_import_and_search_entry_points():
 def test_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'Translater'"):
         jaxattn.Translater  # noqa: B018
-    from jaxattn import plots  # a submodule still imports through `from jaxattn import`
+    from jaxattn.tools import plots  # a submodule still imports through `from jaxattn import`
 
-    assert plots.__name__ == "jaxattn.plots"
+    assert plots.__name__ == "jaxattn.tools.plots"
 
 
 def test_import_jaxattn_leaves_inference_unloaded():
     """`import jaxattn` must not pay for Orbax and the data pipeline (`Translator` is lazy)."""
-    code = "import sys, jaxattn; print('jaxattn.inference' in sys.modules)"
+    code = "import sys, jaxattn; print('jaxattn.inference.translator' in sys.modules)"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True, timeout=120).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    ).stdout
     assert out.strip() == "False"
 
 
 # The fields each registered attention needs (the others have defaults).
-REQUIRED = {"additive": dict(hidden=4), "bahdanau": dict(hidden=4), "mlp": dict(hidden=4),
-            "location": dict(max_length=4), "local_m": dict(window=1), "local_p": dict(window=1)}
+REQUIRED = {
+    "additive": dict(hidden=4),
+    "bahdanau": dict(hidden=4),
+    "mlp": dict(hidden=4),
+    "location": dict(max_length=4),
+    "local_m": dict(window=1),
+    "local_p": dict(window=1),
+}
 
 
 @pytest.mark.parametrize("name", attention.ATTENTIONS + ("pooling",))

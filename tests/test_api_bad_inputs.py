@@ -20,8 +20,8 @@ from jaxattn.data.processing import TextProcessing
 from jaxattn.data.text import Tokenizer
 from jaxattn.data.vocab import Vocab
 from jaxattn.errors import ConfigError
-from jaxattn.inference import DecodeOptions, Translator, UsageError
-from jaxattn.models import build_model, default_model_config
+from jaxattn.inference.translator import DecodeOptions, Translator, UsageError
+from jaxattn.model.seq2seq import build_model, default_model_config
 from jaxattn.search import Ensemble, decode, force_decode
 
 V, BOS, EOS = 10, 1, 2  # the vocabulary layout of jaxattn.data.Vocab (pad 0, unk 3)
@@ -42,8 +42,9 @@ def _init(src_vocab=V, tgt_vocab=V, seed=0):
     model = build_model(_model_config(), src_vocab, tgt_vocab, BOS)
     shapes = jax.eval_shape(model.init, jax.random.key(0), SRC, SRC_LEN, SRC[:, :2])
     rng = np.random.default_rng(seed)
-    return model, jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape) * 0.5, s.dtype),
-                               shapes)
+    return model, jax.tree.map(
+        lambda s: jnp.asarray(rng.normal(size=s.shape) * 0.5, s.dtype), shapes
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,49 +53,63 @@ def tiny():
 
 
 # ------------------------------------------------------------------------------ search
-@pytest.mark.parametrize("src, src_len, kwargs, message", [
-    (np.where(SRC == 5, V, SRC), SRC_LEN, {}, "src holds 10, not one of the model's 10"),
-    (np.where(SRC == 5, -1, SRC), SRC_LEN, {}, "src holds -1"),
-    (SRC, np.array([5, 2]), {}, r"src_len holds 5: lengths must be in \[0, 4\]"),
-    (SRC, np.array([-1, 2]), {}, "src_len holds -1"),
-    (SRC[:, :0], np.array([0, 0]), {}, "src is empty"),
-    (SRC[:0], SRC_LEN[:0], {}, "src is empty"),
-    (SRC.astype(np.float32), SRC_LEN, {}, "src must be integer token ids"),
-    (SRC, SRC_LEN[:1], {}, r"src_len must be integer lengths shaped \[2\]"),
-    (SRC, SRC_LEN, dict(eos_id=V), "eos_id must be a target token id"),
-    (SRC, SRC_LEN, dict(bos_id=V), "bos_id must be a target token id"),
-    (SRC, SRC_LEN, dict(bos_id=1.0), "bos_id must be a target token id"),
-    (SRC, SRC_LEN, dict(pad_id="0"), "pad_id must be an integer"),
-    (SRC, SRC_LEN, dict(method=None), "Unknown decoding method"),
-    (SRC, SRC_LEN, dict(method="beam", beam_size=2, alpha=np.float32("nan")), "alpha"),
-    (SRC, SRC_LEN, dict(method="beam", beam_size=2, alpha="0.6"), "alpha"),
-    (SRC, SRC_LEN, dict(method="beam", beam_size=2, beta=np.float32("inf")), "beta"),
-    (SRC, SRC_LEN, dict(method="beam", beam_size=2, beta="0.2"), "beta"),
-    (SRC, SRC_LEN, dict(method="beam", beam_size=2, keep_greedy="no"), "keep_greedy"),
-    (SRC, SRC_LEN, dict(temperature=0.5), "temperature=0.5 is for method='sample'"),
-    (SRC, SRC_LEN, dict(top_k=3), "top_k=3 is for method='sample'"),
-    (SRC, SRC_LEN, dict(rng=jax.random.key(0)), "rng is for method='sample'"),
-    (SRC, SRC_LEN, dict(method="beam", beam_size=2, top_p=0.9), "top_p=0.9 is for"),
-    (SRC, SRC_LEN, dict(method="sample", rng=jax.random.key(0), beam_size=3),
-     "beam_size=3 is for method='beam'"),
-    (SRC, SRC_LEN, dict(method="sample", rng=jax.random.key(0), beta=0.2), "beta=0.2 is for"),
-    (SRC, SRC_LEN, dict(method="sample", rng=jax.random.key(0), temperature=np.float32(-1)),
-     "temperature must be a finite number >= 0"),
-    (SRC, SRC_LEN, dict(method="sample"), "Sampling needs a PRNG key"),
-])
+@pytest.mark.parametrize(
+    "src, src_len, kwargs, message",
+    [
+        (np.where(SRC == 5, V, SRC), SRC_LEN, {}, "src holds 10, not one of the model's 10"),
+        (np.where(SRC == 5, -1, SRC), SRC_LEN, {}, "src holds -1"),
+        (SRC, np.array([5, 2]), {}, r"src_len holds 5: lengths must be in \[0, 4\]"),
+        (SRC, np.array([-1, 2]), {}, "src_len holds -1"),
+        (SRC[:, :0], np.array([0, 0]), {}, "src is empty"),
+        (SRC[:0], SRC_LEN[:0], {}, "src is empty"),
+        (SRC.astype(np.float32), SRC_LEN, {}, "src must be integer token ids"),
+        (SRC, SRC_LEN[:1], {}, r"src_len must be integer lengths shaped \[2\]"),
+        (SRC, SRC_LEN, dict(eos_id=V), "eos_id must be a target token id"),
+        (SRC, SRC_LEN, dict(bos_id=V), "bos_id must be a target token id"),
+        (SRC, SRC_LEN, dict(bos_id=1.0), "bos_id must be a target token id"),
+        (SRC, SRC_LEN, dict(pad_id="0"), "pad_id must be an integer"),
+        (SRC, SRC_LEN, dict(method=None), "Unknown decoding method"),
+        (SRC, SRC_LEN, dict(method="beam", beam_size=2, alpha=np.float32("nan")), "alpha"),
+        (SRC, SRC_LEN, dict(method="beam", beam_size=2, alpha="0.6"), "alpha"),
+        (SRC, SRC_LEN, dict(method="beam", beam_size=2, beta=np.float32("inf")), "beta"),
+        (SRC, SRC_LEN, dict(method="beam", beam_size=2, beta="0.2"), "beta"),
+        (SRC, SRC_LEN, dict(method="beam", beam_size=2, keep_greedy="no"), "keep_greedy"),
+        (SRC, SRC_LEN, dict(temperature=0.5), "temperature=0.5 is for method='sample'"),
+        (SRC, SRC_LEN, dict(top_k=3), "top_k=3 is for method='sample'"),
+        (SRC, SRC_LEN, dict(rng=jax.random.key(0)), "rng is for method='sample'"),
+        (SRC, SRC_LEN, dict(method="beam", beam_size=2, top_p=0.9), "top_p=0.9 is for"),
+        (
+            SRC,
+            SRC_LEN,
+            dict(method="sample", rng=jax.random.key(0), beam_size=3),
+            "beam_size=3 is for method='beam'",
+        ),
+        (SRC, SRC_LEN, dict(method="sample", rng=jax.random.key(0), beta=0.2), "beta=0.2 is for"),
+        (
+            SRC,
+            SRC_LEN,
+            dict(method="sample", rng=jax.random.key(0), temperature=np.float32(-1)),
+            "temperature must be a finite number >= 0",
+        ),
+        (SRC, SRC_LEN, dict(method="sample"), "Sampling needs a PRNG key"),
+    ],
+)
 def test_bad_search_arguments_are_named(tiny, src, src_len, kwargs, message):
     model, variables = tiny
     with pytest.raises(ValueError, match=message):
         decode(model, variables, src, src_len, **{**KW, **kwargs})
 
 
-@pytest.mark.parametrize("tgt, tgt_len, message", [
-    (np.array([[4, EOS], [V, EOS]]), None, "tgt holds 10, not one of the model's 10 target"),
-    (np.array([[4, EOS], [5, EOS]]), np.array([3, 2]), r"tgt_len holds 3: .* \[0, 2\]"),
-    (np.array([[4, EOS], [5, EOS]]), np.array([2.0, 2.0]), "tgt_len must be integer lengths"),
-    (np.zeros((2, 0), np.int32), None, "tgt has no positions"),
-    (np.array([[4, EOS]]), None, r"tgt must be integer ids shaped \[2, length\]"),
-])
+@pytest.mark.parametrize(
+    "tgt, tgt_len, message",
+    [
+        (np.array([[4, EOS], [V, EOS]]), None, "tgt holds 10, not one of the model's 10 target"),
+        (np.array([[4, EOS], [5, EOS]]), np.array([3, 2]), r"tgt_len holds 3: .* \[0, 2\]"),
+        (np.array([[4, EOS], [5, EOS]]), np.array([2.0, 2.0]), "tgt_len must be integer lengths"),
+        (np.zeros((2, 0), np.int32), None, "tgt has no positions"),
+        (np.array([[4, EOS]]), None, r"tgt must be integer ids shaped \[2, length\]"),
+    ],
+)
 def test_bad_forced_targets_are_named(tiny, tgt, tgt_len, message):
     model, variables = tiny
     with pytest.raises(ValueError, match=message):
@@ -122,10 +137,20 @@ def test_padding_rows_and_batches_of_one_decode_alike(tiny):
 def test_numpy_scalars_and_a_list_of_members_are_accepted(tiny):
     model, variables = tiny
     key = jax.random.key(3)
-    plain = decode(model, variables, SRC, SRC_LEN, method="sample", rng=key, top_p=0.5,
-                   temperature=0.5, **KW)
-    numpy = decode(model, variables, SRC, SRC_LEN, method="sample", rng=key,
-                   top_p=np.float32(0.5), temperature=np.float32(0.5), **KW)
+    plain = decode(
+        model, variables, SRC, SRC_LEN, method="sample", rng=key, top_p=0.5, temperature=0.5, **KW
+    )
+    numpy = decode(
+        model,
+        variables,
+        SRC,
+        SRC_LEN,
+        method="sample",
+        rng=key,
+        top_p=np.float32(0.5),
+        temperature=np.float32(0.5),
+        **KW,
+    )
     np.testing.assert_array_equal(plain.tokens, numpy.tokens)
     members = Ensemble([model, model])  # a list: must still work as a jit static argument
     assert isinstance(members.models, tuple)
@@ -146,12 +171,15 @@ def translator(tiny):
     return Translator(config, tiny[1]["params"], text)
 
 
-@pytest.mark.parametrize("sentences, message", [
-    (["a b", None], r"sentences\[1\] is NoneType None, not a string"),
-    (["a b", 3], r"sentences\[1\] is int 3, not a string"),
-    ([b"a b"], r"sentences\[0\] is bytes"),
-    ("a b", "wrap one sentence in a list"),
-])
+@pytest.mark.parametrize(
+    "sentences, message",
+    [
+        (["a b", None], r"sentences\[1\] is NoneType None, not a string"),
+        (["a b", 3], r"sentences\[1\] is int 3, not a string"),
+        ([b"a b"], r"sentences\[0\] is bytes"),
+        ("a b", "wrap one sentence in a list"),
+    ],
+)
 def test_bad_sentences_are_named(translator, sentences, message):
     with pytest.raises(UsageError, match=message):
         translator.translate(sentences)
@@ -179,11 +207,14 @@ def _config(**fields):
     return c
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"model.attention": "dot", "model.bidirectional": True}, "attention='dot' compares"),
-    ({"model.attention": "scaled_dot", "model.decoder": "legacy"}, "sizes must match"),
-    ({"data.tsv_columns": (1, 1)}, "tsv_columns=.* two different columns"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"model.attention": "dot", "model.bidirectional": True}, "attention='dot' compares"),
+        ({"model.attention": "scaled_dot", "model.decoder": "legacy"}, "sizes must match"),
+        ({"data.tsv_columns": (1, 1)}, "tsv_columns=.* two different columns"),
+    ],
+)
 def test_contradictory_configs_fail_validation(fields, message):
     with pytest.raises(ConfigError, match=message):
         config_lib.validate(_config(**fields))
@@ -218,8 +249,11 @@ def test_unusable_corpora_raise_data_errors_the_scripts_print_as_one_line(tmp_pa
     from jaxattn.config import default_config
     from jaxattn.errors import DataError, JaxattnError
 
-    cases = {"empty.txt": b"", "latin1.txt": b"\xff\xfe bad\tx\n",
-             "filtered.txt": b"hello there my friend\tbonjour\n"}
+    cases = {
+        "empty.txt": b"",
+        "latin1.txt": b"\xff\xfe bad\tx\n",
+        "filtered.txt": b"hello there my friend\tbonjour\n",
+    }
     for name, content in cases.items():
         path = tmp_path / name
         path.write_bytes(content)
@@ -231,14 +265,14 @@ def test_unusable_corpora_raise_data_errors_the_scripts_print_as_one_line(tmp_pa
 
 
 def test_config_json_saved_with_a_bom_loads(tmp_path):
-    from jaxattn.workdir import read_json
+    from jaxattn.rundir.files import read_json
 
     (tmp_path / "config.json").write_bytes(b'\xef\xbb\xbf{"seed": 3}')
     assert read_json(str(tmp_path / "config.json")) == {"seed": 3}
 
 
 def test_negative_alpha_is_refused_by_the_python_api_as_by_the_config():
-    from jaxattn.translation import DecodeOptions
+    from jaxattn.inference.translation import DecodeOptions
 
     with pytest.raises(ValueError, match="alpha .* >= 0"):
         DecodeOptions(beam_size=2, alpha=-0.5)

@@ -1,4 +1,4 @@
-"""Tests for jaxattn.attention: every attention type against a direct NumPy computation, plus
+"""Tests for jaxattn.model.attention: every attention type against a direct NumPy computation, plus
 masking, padding invariance, gradients, transforms (jit, vmap, nn.scan) and bf16."""
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxattn.attention import ATTENTION_TYPES, make_attention
-from jaxattn.local_attention import LocalAttention
-from jaxattn.pooling import AttentionPooling, KernelAttention
-from jaxattn.scoring import (
+from jaxattn.model.attention import ATTENTION_TYPES, make_attention
+from jaxattn.model.attention_core import (
     AdditiveAttention,
     DotAttention,
     GeneralAttention,
@@ -24,6 +22,8 @@ from jaxattn.scoring import (
     ScaledDotAttention,
     masked_softmax,
 )
+from jaxattn.model.local_attention import LocalAttention
+from jaxattn.model.pooling import AttentionPooling, KernelAttention
 
 B, S, DV = 3, 6, 5
 LENGTHS = np.array([6, 4, 2])  # valid source positions per row
@@ -238,8 +238,9 @@ def test_masked_softmax(dtype):
     )
     assert np.all(np.asarray(w)[~np.asarray(mask)] == 0)  # exactly zero on padding
     assert np.all(np.asarray(w)[2] == 0)  # fully masked row: zeros, not NaN
-    np.testing.assert_allclose(masked_softmax(scores, None),
-                               jax.nn.softmax(scores.astype(jnp.float32)))
+    np.testing.assert_allclose(
+        masked_softmax(scores, None), jax.nn.softmax(scores.astype(jnp.float32))
+    )
 
     g = jax.grad(lambda s: jnp.sum(masked_softmax(s, mask).astype(jnp.float32) * jnp.arange(5)))
     grads = np.asarray(g(scores), np.float32)

@@ -13,13 +13,18 @@ import pytest
 
 from jaxattn import search
 from jaxattn.config import default_model_config
-from jaxattn.models import build_model
-from jaxattn.train import TrainState, train_step
+from jaxattn.model.seq2seq import build_model
+from jaxattn.training.loop import TrainState, train_step
 
 V_SRC, V_TGT, B, S, T = 13, 11, 2, 6, 5
 DOT = re.compile(r"stablehlo\.dot_general.*?:\s*\((.*?)\)\s*->\s*(tensor<[^>]*>)")
-COMBOS = [("bahdanau", "additive"), ("bahdanau", "local_p"), ("luong", "general"),
-          ("luong", "dot"), ("legacy", "location")]
+COMBOS = [
+    ("bahdanau", "additive"),
+    ("bahdanau", "local_p"),
+    ("luong", "general"),
+    ("luong", "dot"),
+    ("legacy", "location"),
+]
 
 
 def model_and_inputs(decoder, attention, dtype, **overrides):
@@ -43,16 +48,22 @@ def test_every_matmul_runs_in_bf16(decoder, attention):
     model, variables, (src, src_len, tgt) = model_and_inputs(decoder, attention, "bfloat16")
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))  # params float32
     forward = dots(lambda v: model.apply(v, src, src_len, tgt), variables)
-    decode = dots(lambda v: search.decode(model, v, src, src_len, eos_id=2, max_len=T,
-                                          method="beam", beam_size=2), variables)
+    decode = dots(
+        lambda v: search.decode(
+            model, v, src, src_len, eos_id=2, max_len=T, method="beam", beam_size=2
+        ),
+        variables,
+    )
     for found in (forward, decode):
         assert found and all("bf16" in ops and "f32" not in ops for ops, _ in found), found
         assert any(f"x{V_TGT}x" in out for _, out in found)  # the vocabulary projection
     logits, weights = model.apply(variables, src, src_len, tgt)
     assert logits.dtype == jnp.float32 and weights.dtype == jnp.float32
     f32_model, f32_vars, _ = model_and_inputs(decoder, attention, "float32")
-    assert all("bf16" not in ops for ops, _ in dots(
-        lambda v: f32_model.apply(v, src, src_len, tgt), f32_vars))
+    assert all(
+        "bf16" not in ops
+        for ops, _ in dots(lambda v: f32_model.apply(v, src, src_len, tgt), f32_vars)
+    )
 
 
 def test_bf16_loss_and_gradients_are_float32():
@@ -60,11 +71,11 @@ def test_bf16_loss_and_gradients_are_float32():
     tc = default_train_tc()
     import optax
 
-    state = TrainState.create(apply_fn=model.apply, params=variables["params"],
-                              tx=optax.sgd(0.1))
+    state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=optax.sgd(0.1))
     batch = {"src": src, "src_len": src_len, "tgt": tgt, "tgt_len": jnp.array([T, 2])}
-    new, metrics = jax.jit(lambda s: train_step(s, batch, jax.random.key(0), model=model,
-                                                tc=tc))(state)
+    new, metrics = jax.jit(lambda s: train_step(s, batch, jax.random.key(0), model=model, tc=tc))(
+        state
+    )
     assert metrics["loss"].dtype == jnp.float32 and jnp.isfinite(metrics["loss"])
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(new.params))
 
@@ -78,15 +89,22 @@ def default_train_tc():
 def test_bf16_trains_as_well_as_float32(synthetic_config, tmp_path):
     """The synthetic reverse task, 300 steps each: bf16 reaches float32's validation BLEU
     (within 5) and learns the task (> 85)."""
-    from jaxattn.train import train_and_evaluate
+    from jaxattn.training.loop import train_and_evaluate
 
     bleu = {}
     for dtype in ("float32", "bfloat16"):
-        config = synthetic_config({
-            "model.hidden": 32, "model.embed_dim": 32, "model.dtype": dtype,
-            "data.synthetic_sizes": (2000, 100, 100), "train.num_train_steps": 300,
-            "train.eval_every": 300, "train.checkpoint_every": 300,
-            "train.progress_bar": False})
+        config = synthetic_config(
+            {
+                "model.hidden": 32,
+                "model.embed_dim": 32,
+                "model.dtype": dtype,
+                "data.synthetic_sizes": (2000, 100, 100),
+                "train.num_train_steps": 300,
+                "train.eval_every": 300,
+                "train.checkpoint_every": 300,
+                "train.progress_bar": False,
+            }
+        )
         _, metrics = train_and_evaluate(config, str(tmp_path / dtype))
         bleu[dtype] = metrics["bleu"]
     assert bleu["bfloat16"] > 85 and bleu["bfloat16"] >= bleu["float32"] - 5, bleu

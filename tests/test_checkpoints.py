@@ -1,4 +1,5 @@
-"""jaxattn.checkpoints: what a checkpoint holds and gives back (parameters, optimizer state and
+"""jaxattn.rundir.checkpointer: what a checkpoint holds and gives back (parameters, optimizer state
+and
 step, the data iterator's position, the meta item with the config) and which steps are kept
 and ranked best. Driven directly with a small TrainState and a grain iterator: no training."""
 
@@ -14,11 +15,11 @@ import numpy as np
 import optax
 import pytest
 
-from jaxattn import averaging
-from jaxattn.averaging import average_params
-from jaxattn.checkpoints import Checkpointer, resolve_step
 from jaxattn.errors import CheckpointError, UsageError
-from jaxattn.train import TrainState
+from jaxattn.rundir import averaging
+from jaxattn.rundir.averaging import average_params
+from jaxattn.rundir.checkpointer import Checkpointer, resolve_step
+from jaxattn.training.loop import TrainState
 
 
 def make_state(updates: int):
@@ -50,8 +51,13 @@ def test_checkpoint_contents_round_trip(tmp_path):
     for step, bleu in [(5, 30.0), (10, 10.0), (15, 20.0), (20, 5.0)]:
         seen += [next(it) for _ in range(3)]
         saved[step] = (make_state(step // 5), list(seen))
-        ckpt.save(step, saved[step][0], it, {"config": {"model": {"hidden": 16}}},
-                  metrics={"bleu": bleu, "loss": 1.0 / step})
+        ckpt.save(
+            step,
+            saved[step][0],
+            it,
+            {"config": {"model": {"hidden": 16}}},
+            metrics={"bleu": bleu, "loss": 1.0 / step},
+        )
     ckpt.close()
 
     ckpt = Checkpointer(workdir, keep_latest=2, best_metric="bleu", async_save=False)
@@ -94,12 +100,23 @@ def test_best_older_than_the_newest_n_survives(tmp_path):
 def test_average_params_exact():
     """Floating leaves: the mean (in float64, cast back to the leaf dtype); integer leaves equal
     in every tree are kept; differing ones, other structures and no trees are refused."""
-    trees = [{"w": np.array([1.0, 2.0], np.float32), "b": np.array(1.0, np.float64),
-              "count": np.array(7, np.int32)},
-             {"w": np.array([2.0, 0.0], np.float32), "b": np.array(2.0, np.float64),
-              "count": np.array(7, np.int32)},
-             {"w": np.array([4.0, 1.0], np.float32), "b": np.array(4.0, np.float64),
-              "count": np.array(7, np.int32)}]
+    trees = [
+        {
+            "w": np.array([1.0, 2.0], np.float32),
+            "b": np.array(1.0, np.float64),
+            "count": np.array(7, np.int32),
+        },
+        {
+            "w": np.array([2.0, 0.0], np.float32),
+            "b": np.array(2.0, np.float64),
+            "count": np.array(7, np.int32),
+        },
+        {
+            "w": np.array([4.0, 1.0], np.float32),
+            "b": np.array(4.0, np.float64),
+            "count": np.array(7, np.int32),
+        },
+    ]
     got = average_params(trees)
     assert got["w"].dtype == np.float32 and got["b"].dtype == np.float64
     np.testing.assert_array_equal(got["w"], np.array([7 / 3, 1.0], np.float32))
@@ -118,8 +135,13 @@ def test_average_params_exact():
 def _run_with_bleus(workdir, bleus: dict):
     ckpt = Checkpointer(workdir, keep_latest=len(bleus), async_save=False)
     for step, bleu in bleus.items():
-        ckpt.save(step, make_state(step), make_iter(), {"config": {"step": step}},
-                  None if bleu is None else {"bleu": bleu})
+        ckpt.save(
+            step,
+            make_state(step),
+            make_iter(),
+            {"config": {"step": step}},
+            None if bleu is None else {"bleu": bleu},
+        )
     ckpt.close()
 
 
@@ -131,8 +153,7 @@ def test_average_last_and_best_n(tmp_path):
     like = jax.eval_shape(lambda: make_state(0).params)
     with Checkpointer(workdir, read_only=True) as ro:
         params = {s: ro.restore_params(s, like) for s in ro.all_steps()}
-    for kwargs, steps in [({"last": 3}, [3, 4, 5]), ({"best": 2}, [2, 5]),
-                          ({"last": 1}, [5])]:
+    for kwargs, steps in [({"last": 3}, [3, 4, 5]), ({"best": 2}, [2, 5]), ({"last": 1}, [5])]:
         meta = averaging.average_checkpoints(workdir, **kwargs)
         assert meta["steps"] == steps and meta["n"] == len(steps)
         assert meta["method"] == next(iter(kwargs)) and meta["config"] == {"step": steps[-1]}
@@ -156,8 +177,11 @@ def test_averaging_errors(tmp_path):
     and best, no checkpoints, and no averaged checkpoint yet: each a clear error."""
     workdir = str(tmp_path / "w")
     _run_with_bleus(workdir, {10: 5.0, 20: None})
-    with pytest.raises(CheckpointError, match=r"last 3 checkpoints: .* holds 2 \(steps \[10, 20"
-                                              r"\]\).*keep_checkpoints"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"last 3 checkpoints: .* holds 2 \(steps \[10, 20"
+        r"\]\).*keep_checkpoints",
+    ):
         averaging.average_checkpoints(workdir, last=3)
     with pytest.raises(CheckpointError, match="best 2 checkpoints by bleu: 1 of the 2"):
         averaging.average_checkpoints(workdir, best=2)
@@ -167,8 +191,10 @@ def test_averaging_errors(tmp_path):
     for kwargs in ({}, {"last": 1, "best": 1}):
         with pytest.raises(UsageError, match="exactly one"):
             averaging.average_checkpoints(workdir, **kwargs)
-    with Checkpointer(workdir, read_only=True) as ro, \
-            pytest.raises(CheckpointError, match="No averaged checkpoint.*scripts/average.py"):
+    with (
+        Checkpointer(workdir, read_only=True) as ro,
+        pytest.raises(CheckpointError, match="No averaged checkpoint.*scripts/average.py"),
+    ):
         resolve_step(ro, "averaged")
     os.makedirs(tmp_path / "empty" / "checkpoints")
     with pytest.raises(CheckpointError, match="No checkpoint in .* to average"):
@@ -185,16 +211,24 @@ def test_averaged_checkpoint_of_a_run_translates(tiny_run, tmp_path):
     import subprocess
     import sys
 
-    from jaxattn.inference import InferenceError, Translator
+    from jaxattn.inference.translator import InferenceError, Translator
 
     w = tmp_path / "w"
     shutil.copytree(tiny_run.workdir, w)
     script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts", "average.py")
-    r = subprocess.run([sys.executable, script, f"--workdir={w}", "--last=2"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, script, f"--workdir={w}", "--last=2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and "averaged the last 2 checkpoints" in r.stdout, r.stderr
-    bad = subprocess.run([sys.executable, script, f"--workdir={w}", "--last=3"],
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, script, f"--workdir={w}", "--last=3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     errors = [x for x in bad.stderr.splitlines() if x.startswith("error:")]
     assert bad.returncode == 1 and len(errors) == 1 and "holds 2" in errors[0], bad.stderr
 
@@ -210,8 +244,9 @@ def test_averaged_checkpoint_of_a_run_translates(tiny_run, tmp_path):
 
     vocab = (w / "tgt_vocab.txt").read_text().splitlines()
     (w / "tgt_vocab.txt").write_text("\n".join(vocab[:-2] + vocab[-1:] + vocab[-2:-1]) + "\n")
-    with pytest.raises(InferenceError, match="tgt_vocab.txt is changed since the checkpoint "
-                                             "at step averaged"):  # same size: the sha256
+    with pytest.raises(
+        InferenceError, match="tgt_vocab.txt is changed since the checkpoint at step averaged"
+    ):  # same size: the sha256
         Translator.from_workdir(str(w), "averaged")
     (w / "tgt_vocab.txt").write_text("\n".join(vocab + ["extra"]) + "\n")
     with pytest.raises(InferenceError, match="checkpoint 'averaged' .*tgt_vocab.txt has changed"):

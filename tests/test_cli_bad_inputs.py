@@ -10,22 +10,31 @@ import sys
 import pytest
 from absl import flags
 
-from jaxattn import averaging, cli, exported, restore
-from jaxattn.checkpoints import checkpoint_dir
 from jaxattn.errors import CheckpointError, UsageError
-from jaxattn.exported import ExportError
-from jaxattn.translation import InferenceError
+from jaxattn.inference import exported
+from jaxattn.inference.exported import ExportError
+from jaxattn.inference.translation import InferenceError
+from jaxattn.rundir import averaging, restore
+from jaxattn.rundir.checkpointer import checkpoint_dir
+from jaxattn.tools import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = {"model.hidden": 8, "model.embed_dim": 8, "data.synthetic_sizes": (64, 16, 16),
-        "train.num_train_steps": 4, "train.checkpoint_every": 2, "train.eval_every": 2,
-        "train.log_every": 2, "train.progress_bar": False}
+TINY = {
+    "model.hidden": 8,
+    "model.embed_dim": 8,
+    "data.synthetic_sizes": (64, 16, 16),
+    "train.num_train_steps": 4,
+    "train.checkpoint_every": 2,
+    "train.eval_every": 2,
+    "train.log_every": 2,
+    "train.progress_bar": False,
+}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A 4-step synthetic run: checkpoints at steps 2 and 4, and an averaged one."""
-    from jaxattn.train import train_and_evaluate
+    from jaxattn.training.loop import train_and_evaluate
 
     config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
     for key, value in TINY.items():
@@ -44,8 +53,11 @@ def _copy(run, tmp_path, name="w"):
 
 
 def _listing(directory):
-    return sorted(os.path.relpath(os.path.join(d, f), directory)
-                  for d, _, files in os.walk(directory) for f in files)
+    return sorted(
+        os.path.relpath(os.path.join(d, f), directory)
+        for d, _, files in os.walk(directory)
+        for f in files
+    )
 
 
 # -------------------------------------------------------------- export never eats a run
@@ -81,8 +93,9 @@ def test_average_with_a_damaged_step_names_it_and_keeps_the_old_average(run, tmp
     step_dir = os.path.join(checkpoint_dir(w), "4")
     shutil.rmtree(os.path.join(step_dir, "state"))
     before = _listing(averaging.averaged_dir(w))
-    with pytest.raises(CheckpointError, match=f"Cannot read the checkpoint {step_dir} .*"
-                                              "corrupt-4.*average again"):
+    with pytest.raises(
+        CheckpointError, match=f"Cannot read the checkpoint {step_dir} .*corrupt-4.*average again"
+    ):
         averaging.average_checkpoints(w, last=2)
     assert _listing(averaging.averaged_dir(w)) == before  # the earlier average is intact
     os.replace(step_dir, os.path.join(checkpoint_dir(w), "corrupt-4"))  # as the message says
@@ -119,9 +132,11 @@ def test_output_flags_are_checked_before_any_work(fresh_flags, tmp_path):
     ref = tmp_path / "ref.txt"
     ref.write_text("a\n")
     fresh_flags(["prog", f"--src={tmp_path / 'src.txt'}", f"--ref={ref}"])
-    cases = [(str(tmp_path), "is a directory"),
-             (str(tmp_path / "missing" / "h.txt"), "folder that does not exist"),
-             (str(ref), "is the --ref file: it would be overwritten")]
+    cases = [
+        (str(tmp_path), "is a directory"),
+        (str(tmp_path / "missing" / "h.txt"), "folder that does not exist"),
+        (str(ref), "is the --ref file: it would be overwritten"),
+    ]
     for path, needle in cases:
         fresh_flags["output"].value = path
         with pytest.raises(UsageError, match=needle):
@@ -146,9 +161,13 @@ def test_negative_alpha_is_refused_like_the_config(fresh_flags):
 
 # ------------------------------------------------------------------ the scripts, end to end
 def _script(name, *args):
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", f"{name}.py"), *args],
-                       capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    p = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     assert "Traceback" not in p.stderr, p.stderr
     errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
     assert p.returncode == 2 and len(errors) == 1, (p.returncode, p.stderr)

@@ -12,7 +12,7 @@ import runpy
 import pytest
 
 from jaxattn import config as config_lib
-from jaxattn.models import build_model
+from jaxattn.model.seq2seq import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))

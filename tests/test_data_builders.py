@@ -10,18 +10,38 @@ from jaxattn.data import builders, download, readers
 from jaxattn.data import splits as splits_lib
 from jaxattn.data.text import normalize_tutorial
 
-SUBJECTS = [("I am", "Je suis"), ("He is", "Il est"), ("She's", "Elle est"),
-            ("We are", "Nous sommes"), ("You're", "Vous êtes"), ("They are", "Ils sont")]
-ADJECTIVES = [("tall", "grand"), ("happy", "heureux"), ("tired", "fatigué"), ("ready", "prêt"),
-              ("hungry", "affamé"), ("late", "en retard"), ("sick", "malade"), ("rich", "riche"),
-              ("young", "jeune"), ("angry", "fâché"), ("calm", "calme"), ("cold", "froid")]
+SUBJECTS = [
+    ("I am", "Je suis"),
+    ("He is", "Il est"),
+    ("She's", "Elle est"),
+    ("We are", "Nous sommes"),
+    ("You're", "Vous êtes"),
+    ("They are", "Ils sont"),
+]
+ADJECTIVES = [
+    ("tall", "grand"),
+    ("happy", "heureux"),
+    ("tired", "fatigué"),
+    ("ready", "prêt"),
+    ("hungry", "affamé"),
+    ("late", "en retard"),
+    ("sick", "malade"),
+    ("rich", "riche"),
+    ("young", "jeune"),
+    ("angry", "fâché"),
+    ("calm", "calme"),
+    ("cold", "froid"),
+]
 
 
 def eng_fra_lines():
     """72 tutorial-style pairs that pass the filter, then 3 that do not."""
     lines = [f"{e} {a}.\t{f} {b}." for e, f in SUBJECTS for a, b in ADJECTIVES]
-    lines += ["Go.\tVa !", "I run.\tJe cours.",
-              "I am sure that this is a very long sentence indeed.\tJe suis sûr."]
+    lines += [
+        "Go.\tVa !",
+        "I run.\tJe cours.",
+        "I am sure that this is a very long sentence indeed.\tJe suis sûr.",
+    ]
     return lines
 
 
@@ -38,8 +58,9 @@ def texts(builder, split):
 # -------------------------------------------------------------------------------- tutorial
 def test_tutorial_builder_filters_reverses_and_splits(tmp_path):
     path = write(tmp_path / "eng-fra.txt", eng_fra_lines())
-    b = builders.tutorial_builder(path=str(path), data_dir=str(tmp_path / "tfds"),
-                                  split_fractions=(0.6, 0.2, 0.2))
+    b = builders.tutorial_builder(
+        path=str(path), data_dir=str(tmp_path / "tfds"), split_fractions=(0.6, 0.2, 0.2)
+    )
     meta = b.info.metadata
     assert (meta["lines"], meta["kept"], meta["filtered"]) == (75, 72, 3)
     splits = {s: texts(b, s) for s in ("train", "validation", "test")}
@@ -51,12 +72,18 @@ def test_tutorial_builder_filters_reverses_and_splits(tmp_path):
         seen = [{normalize_tutorial(p[side]) for p in v} for v in splits.values()]
         assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
     # The same options give the same prepared dataset; all-train is the tutorial's setting.
-    again = builders.tutorial_builder(path=str(path), data_dir=str(tmp_path / "tfds"),
-                                      split_fractions=(0.6, 0.2, 0.2))
+    again = builders.tutorial_builder(
+        path=str(path), data_dir=str(tmp_path / "tfds"), split_fractions=(0.6, 0.2, 0.2)
+    )
     assert again.data_dir == b.data_dir
-    whole = builders.tutorial_builder(path=str(path), data_dir=str(tmp_path / "tfds"),
-                                      split_fractions=(1, 0, 0), src_lang="eng",
-                                      tgt_lang="fra", apply_filter=False)
+    whole = builders.tutorial_builder(
+        path=str(path),
+        data_dir=str(tmp_path / "tfds"),
+        split_fractions=(1, 0, 0),
+        src_lang="eng",
+        tgt_lang="fra",
+        apply_filter=False,
+    )
     assert list(whole.info.splits.keys()) == ["train"]
     assert texts(whole, "train")[0] == ("I am tall.", "Je suis grand.")
     assert whole.info.splits["train"].num_examples == 75
@@ -95,13 +122,20 @@ def test_tutorial_download_path(tmp_path):
     url = (tmp_path / "data.zip").as_uri()
     with pytest.raises(ValueError, match="sha256"):
         builders.tutorial_builder(url=url, data_dir=str(tmp_path / "bad"))  # the real checksum
-    b = builders.tutorial_builder(url=url, sha256_check=readers.sha256(text),
-                                  data_dir=str(tmp_path / "tfds"), split_fractions=(1, 0, 0))
+    b = builders.tutorial_builder(
+        url=url,
+        sha256_check=readers.sha256(text),
+        data_dir=str(tmp_path / "tfds"),
+        split_fractions=(1, 0, 0),
+    )
     assert b.info.metadata["kept"] == 72
     assert (tmp_path / "tfds" / "downloads" / download.TUTORIAL_ZIP).exists()
     # Downloaded once: later builds need no network.
-    again = builders.tutorial_builder(url="http://127.0.0.1:9/data.zip",
-                                      data_dir=str(tmp_path / "tfds"), split_fractions=(1, 0, 0))
+    again = builders.tutorial_builder(
+        url="http://127.0.0.1:9/data.zip",
+        data_dir=str(tmp_path / "tfds"),
+        split_fractions=(1, 0, 0),
+    )
     assert again.data_dir == b.data_dir
 
 
@@ -122,12 +156,17 @@ def test_tutorial_builder_errors_name_both_options(tmp_path):
 
 def test_bad_lines_are_skipped_and_counted(tmp_path):
     good = eng_fra_lines()[:10]
-    raw = "\n".join(good[:5] + ["no tab here", "", "   ", "\tJe suis.", "I am x.\t"]
-                    + good[5:]).encode() + b"\nI am bad \xff\xfe.\tJe suis.\n"
+    raw = (
+        "\n".join(
+            good[:5] + ["no tab here", "", "   ", "\tJe suis.", "I am x.\t"] + good[5:]
+        ).encode()
+        + b"\nI am bad \xff\xfe.\tJe suis.\n"
+    )
     path = tmp_path / "eng-fra.txt"
     path.write_bytes(raw)
-    b = builders.tutorial_builder(path=str(path), data_dir=str(tmp_path / "tfds"),
-                                  split_fractions=(1, 0, 0))
+    b = builders.tutorial_builder(
+        path=str(path), data_dir=str(tmp_path / "tfds"), split_fractions=(1, 0, 0)
+    )
     meta = b.info.metadata
     assert meta["kept"] == 10 and meta["lines"] == 16
     assert (meta["skipped_no_tab"], meta["skipped_empty"], meta["skipped_undecodable"]) == (1, 4, 1)
@@ -159,14 +198,20 @@ def test_parallel_builder_line_aligned_and_tsv(tmp_path):
     folder = multi30k_like(tmp_path / "m30k")
     write(folder / "test.tsv", ["Hallo Welt.\tHello world.", "Gut.\tGood."])
     b = builders.parallel_builder(
-        str(folder), src_lang="de", tgt_lang="en", data_dir=str(tmp_path / "tfds"),
-        splits={"train": "train", "validation": "val", "test": "test"})
+        str(folder),
+        src_lang="de",
+        tgt_lang="en",
+        data_dir=str(tmp_path / "tfds"),
+        splits={"train": "train", "validation": "val", "test": "test"},
+    )
     assert {k: v.num_examples for k, v in b.info.splits.items()} == {
-        "train": 20, "validation": 4, "test": 2}
+        "train": 20,
+        "validation": 4,
+        "test": 2,
+    }
     assert texts(b, "train")[3] == ("Ein Hund Nummer 3 läuft.", "A dog, number 3, runs.")
     assert texts(b, "test")[1] == ("Gut.", "Good.")
-    sources = builders.data_sources(b, {"train": "train", "validation": "validation",
-                                        "test": ""})
+    sources = builders.data_sources(b, {"train": "train", "validation": "validation", "test": ""})
     assert set(sources) == {"train", "validation"}
     assert builders.read_texts(sources["validation"])[1][0] == "A dog, number 0, runs."
 
@@ -174,8 +219,14 @@ def test_parallel_builder_line_aligned_and_tsv(tmp_path):
 def test_parallel_builder_one_tsv_split_by_fractions(tmp_path):
     lines = [f"Satz {i}.\tSentence {i}." for i in range(50)] + ["Satz 0.\tSentence 0."]
     path = write(tmp_path / "corpus.tsv", lines)
-    b = builders.parallel_builder(str(path), src_lang="de", tgt_lang="en", splits={},
-                                  split_fractions=(0.8, 0.1, 0.1), data_dir=str(tmp_path / "t"))
+    b = builders.parallel_builder(
+        str(path),
+        src_lang="de",
+        tgt_lang="en",
+        splits={},
+        split_fractions=(0.8, 0.1, 0.1),
+        data_dir=str(tmp_path / "t"),
+    )
     got = {s: texts(b, s) for s in b.info.splits.keys()}
     assert sum(map(len, got.values())) == 51 and len(got["train"]) > 30
     assert sum(("Satz 0.", "Sentence 0.") in v for v in got.values()) == 1  # duplicates: one side
@@ -190,8 +241,7 @@ def test_parallel_builder_bad_input(tmp_path):
         builders.parallel_builder(str(tmp_path / "missing"), splits={"train": "x"}, **kw)
     write(folder / "val.en", ["one line only"])
     with pytest.raises(ValueError, match="val.de has 4 lines but .*val.en has 1"):
-        builders.parallel_builder(str(folder), splits={"train": "train", "validation": "val"},
-                                  **kw)
+        builders.parallel_builder(str(folder), splits={"train": "train", "validation": "val"}, **kw)
     # An empty line and undecodable bytes: those pairs are skipped and counted.
     (folder / "train.de").write_bytes(b"Eins.\n\nDrei \xff.\nVier.\n")
     (folder / "train.en").write_bytes(b"One.\nTwo.\nThree.\nFour.\n")
@@ -211,7 +261,8 @@ class TinyTranslate(tfds.core.GeneratorBasedBuilder):
 
     def _info(self):
         return tfds.core.DatasetInfo(
-            builder=self, features=tfds.features.Translation(languages=("en", "fr")))
+            builder=self, features=tfds.features.Translation(languages=("en", "fr"))
+        )
 
     def _split_generators(self, dl_manager):
         return {"train": self._generate_examples(30), "validation": self._generate_examples(5)}
@@ -223,8 +274,9 @@ class TinyTranslate(tfds.core.GeneratorBasedBuilder):
 
 def test_catalog_builder_by_name(tmp_path):
     b = builders.catalog_builder("tiny_translate", data_dir=str(tmp_path))
-    sources = builders.data_sources(b, {"train": "train[:10]", "validation": "validation",
-                                        "test": "test"})
+    sources = builders.data_sources(
+        b, {"train": "train[:10]", "validation": "validation", "test": "test"}
+    )
     assert set(sources) == {"train", "validation"}
     fr, en = builders.read_texts(sources["train"], "fr", "en")
     assert len(fr) == 10 and all(s.startswith("Je suis") for s in fr)

@@ -19,8 +19,11 @@ def test_eval_sentences_cut_to_the_training_limit_keeping_eos():
     data = data_lib.build(c)
     eos = data.tgt_vocab.eos_id
     refs = data.references("test")
-    rows = [(b["tgt"][i], int(b["tgt_len"][i]), b["src"][i], int(b["src_len"][i]))
-            for b in data.eval_batches("test", 8) for i in range(len(b["tgt_len"]))]
+    rows = [
+        (b["tgt"][i], int(b["tgt_len"][i]), b["src"][i], int(b["src_len"][i]))
+        for b in data.eval_batches("test", 8)
+        for i in range(len(b["tgt_len"]))
+    ]
     assert len(rows) == len(refs) == 20
     cut = 0
     for (tgt, tgt_len, src, src_len), ref in zip(rows, refs, strict=True):

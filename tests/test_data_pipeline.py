@@ -11,10 +11,32 @@ import pytest
 import jaxattn.data as data_lib
 from jaxattn.data.synthetic import synthetic_splits
 
-SUBJECTS = [("I am", "Je suis"), ("He is", "Il est"), ("She's", "Elle est"),
-            ("We are", "Nous sommes"), ("You're", "Vous êtes"), ("They are", "Ils sont")]
-ADJECTIVES = ["tall", "happy", "tired", "ready", "hungry", "late", "sick", "rich", "young",
-              "angry", "calm", "cold", "busy", "sad", "early", "free"]
+SUBJECTS = [
+    ("I am", "Je suis"),
+    ("He is", "Il est"),
+    ("She's", "Elle est"),
+    ("We are", "Nous sommes"),
+    ("You're", "Vous êtes"),
+    ("They are", "Ils sont"),
+]
+ADJECTIVES = [
+    "tall",
+    "happy",
+    "tired",
+    "ready",
+    "hungry",
+    "late",
+    "sick",
+    "rich",
+    "young",
+    "angry",
+    "calm",
+    "cold",
+    "busy",
+    "sad",
+    "early",
+    "free",
+]
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +115,8 @@ def test_tutorial_mirror_fixed_length_and_ids(eng_fra):
     assert batch["src"].shape == (8, 10) and batch["tgt"].shape == (8, 10)
     check_batch(batch, data.src_vocab, data.tgt_vocab, 8)
     assert data.encode_source("Je suis très tall !") == v.encode(
-        ["je", "suis", "tres", "tall", "!"]) + [1]
+        ["je", "suis", "tres", "tall", "!"]
+    ) + [1]
     with pytest.raises(ValueError, match="no UNK"):
         data.encode_source("Je suis inconnu.")
     with pytest.raises(ValueError, match="No 'validation' split"):
@@ -121,8 +144,9 @@ def test_tutorial_held_out_splits_and_references(eng_fra):
 
 
 def test_tutorial_ids_with_held_out_unknown_words_is_a_clear_error(eng_fra):
-    data = data_lib.build(synthetic_config(tutorial_ids=True, synthetic_num_symbols=200,
-                                           synthetic_sizes=(10, 10, 10)))
+    data = data_lib.build(
+        synthetic_config(tutorial_ids=True, synthetic_num_symbols=200, synthetic_sizes=(10, 10, 10))
+    )
     with pytest.raises(ValueError, match="'validation' split.*no UNK.*split_fractions"):
         data.eval_batches("validation", 100)
     with pytest.raises(ValueError, match="no UNK id"):
@@ -159,7 +183,7 @@ def test_shapes_padding_and_epoch_coverage():
     for b in batches:
         check_batch(b, data.src_vocab, data.tgt_vocab, 10)
         assert b["src"].shape[1] % 4 == 0 and b["src"].shape[1] - 4 < b["src_len"].max()
-        seen.update(tuple(r[: n_]) for r, n_ in zip(b["src"], b["src_len"], strict=True))
+        seen.update(tuple(r[:n_]) for r, n_ in zip(b["src"], b["src_len"], strict=True))
     expected = collections.Counter(tuple(data.encode_source(s)) for s in data.sources("train"))
     assert seen == expected + expected  # every pair once per epoch
 
@@ -178,12 +202,14 @@ def test_same_seed_same_batches_other_seed_other_batches():
 def test_shards_split_each_global_batch(bucket_pool):
     data = data_lib.build(synthetic_config(bucket_pool=bucket_pool, synthetic_max_len=20))
     whole = take(data.train_iterator(12, seed=7), 6)
-    shards = [take(data.train_iterator(4, seed=7, shard_index=i, shard_count=3), 6)
-              for i in range(3)]
+    shards = [
+        take(data.train_iterator(4, seed=7, shard_index=i, shard_count=3), 6) for i in range(3)
+    ]
     for j, batch in enumerate(whole):
         for k in batch:  # the shards are the global batch's rows, padded alike
             np.testing.assert_array_equal(
-                np.concatenate([shards[i][j][k] for i in range(3)]), batch[k])
+                np.concatenate([shards[i][j][k] for i in range(3)]), batch[k]
+            )
     with pytest.raises(ValueError, match="shard_index"):
         data.train_iterator(4, shard_index=3, shard_count=3)
 
@@ -204,8 +230,11 @@ def test_iterator_state_resumes_exactly(overrides):
 
 def test_bucketing_cuts_padding():
     def padding(bucket_pool):
-        data = data_lib.build(synthetic_config(
-            bucket_pool=bucket_pool, pad_multiple=1, synthetic_min_len=1, synthetic_max_len=30))
+        data = data_lib.build(
+            synthetic_config(
+                bucket_pool=bucket_pool, pad_multiple=1, synthetic_min_len=1, synthetic_max_len=30
+            )
+        )
         batches = take(data.train_iterator(10, seed=0), 30)
         return sum(b["src"].size - b["src_len"].sum() for b in batches)
 
@@ -213,8 +242,9 @@ def test_bucketing_cuts_padding():
 
 
 def test_bucket_boundaries_and_max_length():
-    c = synthetic_config(bucket_boundaries=(4, 6, 9), synthetic_min_len=1,
-                         synthetic_max_len=12, max_length=9)
+    c = synthetic_config(
+        bucket_boundaries=(4, 6, 9), synthetic_min_len=1, synthetic_max_len=12, max_length=9
+    )
     data = data_lib.build(c)
     assert data.stats["train_too_long"] > 0
     assert data.num_examples("train") == 300 - data.stats["train_too_long"]
@@ -241,9 +271,11 @@ def test_parallel_corpus_keeps_case_and_punctuation(tmp_path):
     folder.mkdir()
     for split, n in (("train", 40), ("val", 5), ("test_2016_flickr", 5)):
         (folder / f"{split}.de").write_text(
-            "".join(f"Ein Hund, Nr. {i}, läuft.\n" for i in range(n)), encoding="utf-8")
+            "".join(f"Ein Hund, Nr. {i}, läuft.\n" for i in range(n)), encoding="utf-8"
+        )
         (folder / f"{split}.en").write_text(
-            "".join(f"A dog (number {i}) runs!\n" for i in range(n)), encoding="utf-8")
+            "".join(f"A dog (number {i}) runs!\n" for i in range(n)), encoding="utf-8"
+        )
     c = data_lib.default_data_config()
     c.name, c.path, c.data_dir = "parallel", str(folder), str(tmp_path / "tfds")
     c.src_lang, c.tgt_lang, c.prefetch = "de", "en", 0
@@ -277,7 +309,8 @@ def test_tfds_catalog_dataset_through_the_pipeline(tmp_path):
 
         def _info(self):
             return tfds.core.DatasetInfo(
-                builder=self, features=tfds.features.Translation(languages=("en", "fr")))
+                builder=self, features=tfds.features.Translation(languages=("en", "fr"))
+            )
 
         def _split_generators(self, dl_manager):
             return {"train": self._generate_examples(40), "test": self._generate_examples(6)}
@@ -300,9 +333,11 @@ def test_synthetic_tasks():
     def ints(s):
         return [int(x) for x in s.split()]
 
-    for task, check in [("copy", lambda s, t: s == t),
-                        ("reverse", lambda s, t: ints(s)[::-1] == ints(t)),
-                        ("sort", lambda s, t: sorted(ints(s)) == ints(t))]:
+    for task, check in [
+        ("copy", lambda s, t: s == t),
+        ("reverse", lambda s, t: ints(s)[::-1] == ints(t)),
+        ("sort", lambda s, t: sorted(ints(s)) == ints(t)),
+    ]:
         splits = synthetic_splits(task, (200, 30, 30), seed=1, min_len=2, max_len=6)
         for src, tgt in zip(*splits["train"], strict=True):
             assert check(src, tgt) and 2 <= len(src.split()) <= 6
@@ -313,7 +348,8 @@ def test_synthetic_tasks():
     for src, tgt in zip(*dates["train"], strict=True):
         d = datetime.date.fromisoformat(tgt)
         assert str(d.year) in src and 1950 <= d.year <= 2049
-    assert synthetic_splits("dates", (50, 5, 5), seed=3) == synthetic_splits("dates", (50, 5, 5),
-                                                                           seed=3)
+    assert synthetic_splits("dates", (50, 5, 5), seed=3) == synthetic_splits(
+        "dates", (50, 5, 5), seed=3
+    )
     with pytest.raises(ValueError, match="too few distinct"):
         synthetic_splits("copy", (100, 10, 10), min_len=1, max_len=1, num_symbols=3)

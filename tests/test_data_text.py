@@ -19,19 +19,22 @@ from jaxattn.data.vocab import Vocab
 
 
 # ------------------------------------------------------------------------- normalization
-@pytest.mark.parametrize("raw, expected", [
-    ("Go.", "go"),  # '.' gets a space, then is replaced like any non-letter
-    ("Run!", "run !"),
-    ("Qui ?", "qui ?"),
-    ("J'ai froid.", "j ai froid"),  # apostrophes become spaces
-    ("I'm OK.", "i m ok"),
-    ("Ça va, très bien!", "ca va tres bien !"),  # accents dropped, comma gone
-    ("  Où   est-il ?  ", "ou est il ?"),
-    ("Il a 20 ans.", "il a ans"),  # digits are not letters
-    ("Wow!?", "wow ! ?"),
-    ("Cœur «naïf» 10€", "c ur naif"),  # œ is no accent: it becomes a space
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Go.", "go"),  # '.' gets a space, then is replaced like any non-letter
+        ("Run!", "run !"),
+        ("Qui ?", "qui ?"),
+        ("J'ai froid.", "j ai froid"),  # apostrophes become spaces
+        ("I'm OK.", "i m ok"),
+        ("Ça va, très bien!", "ca va tres bien !"),  # accents dropped, comma gone
+        ("  Où   est-il ?  ", "ou est il ?"),
+        ("Il a 20 ans.", "il a ans"),  # digits are not letters
+        ("Wow!?", "wow ! ?"),
+        ("Cœur «naïf» 10€", "c ur naif"),  # œ is no accent: it becomes a space
+        ("", ""),
+    ],
+)
 def test_normalize_tutorial(raw, expected):
     assert normalize_tutorial(raw) == expected
 

@@ -1,4 +1,4 @@
-"""Tests for jaxattn.decoders, driven with a hand-made encoder memory: every decoder type and
+"""Tests for jaxattn.model.decoders, driven with a hand-made encoder memory: every decoder type and
 attention x GRU/LSTM (shapes, attention masking, invariance to extra source padding and to
 what the padding holds, finite gradients that never reach padding), teacher forcing against
 a step-by-step loop, Luong input feeding, bridges, dropout and vmap."""
@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxattn.attention import make_attention
-from jaxattn.decoders import (
+from jaxattn.model.attention import make_attention
+from jaxattn.model.decoders import (
     DECODERS,
     BahdanauDecoder,
     LegacyDecoder,
@@ -22,7 +22,7 @@ from jaxattn.decoders import (
     Memory,
     PlainDecoder,
 )
-from jaxattn.rnn import valid_mask
+from jaxattn.model.rnn import valid_mask
 
 V, E, H = 11, 6, 8  # target vocab, embedding, decoder hidden (= encoder output size D)
 B, S, T, EXTRA = 3, 6, 5, 3
@@ -522,11 +522,12 @@ def test_decoder_classes_registered():
     }
 
 
-@pytest.mark.parametrize("shape, dtype", [((6, 8), jnp.float32), ((2, 3, 8), jnp.float32),
-                                          ((6, 8), jnp.bfloat16)])
+@pytest.mark.parametrize(
+    "shape, dtype", [((6, 8), jnp.float32), ((2, 3, 8), jnp.float32), ((6, 8), jnp.bfloat16)]
+)
 def test_output_projection_gradient_is_a_matmuls(shape, dtype):
     """The output layer's custom-JVP matmul: same value, gradients and JVP as x @ kernel."""
-    from jaxattn.decoders import _projection
+    from jaxattn.model.decoders import _projection
 
     x = jax.random.normal(jax.random.key(0), shape).astype(dtype)
     kernel = jax.random.normal(jax.random.key(1), (8, 13)).astype(dtype)
@@ -537,9 +538,17 @@ def test_output_projection_gradient_is_a_matmuls(shape, dtype):
     np.testing.assert_array_equal(_projection(x, kernel), jnp.matmul(x, kernel))
     _, t1 = jax.jvp(jnp.matmul, (x, kernel), (x * 0.5, kernel * 2))  # forward mode works too
     _, t2 = jax.jvp(_projection, (x, kernel), (x * 0.5, kernel * 2))
-    np.testing.assert_allclose(np.asarray(t2, np.float32), np.asarray(t1, np.float32),
-                               rtol=2e-2 if dtype == jnp.bfloat16 else 1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(t2, np.float32),
+        np.asarray(t1, np.float32),
+        rtol=2e-2 if dtype == jnp.bfloat16 else 1e-5,
+        atol=1e-5,
+    )
     for a, b in zip(got, want, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
-        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
-                                   rtol=2e-2 if dtype == jnp.bfloat16 else 1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(a, np.float32),
+            np.asarray(b, np.float32),
+            rtol=2e-2 if dtype == jnp.bfloat16 else 1e-5,
+            atol=1e-5,
+        )

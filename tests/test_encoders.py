@@ -1,4 +1,4 @@
-"""Tests for jaxattn.encoders.Encoder: shapes, padding invariance (outputs at valid positions
+"""Tests for jaxattn.model.encoders.Encoder: shapes, padding invariance (outputs at valid positions
 and final states) for GRU/LSTM x uni/bidirectional x 1/2 layers, final states versus outputs,
 dropout (embedding and inter-layer), the tutorial's padding-reading mode, jit/grad/vmap, bf16."""
 
@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxattn.encoders import Encoder
-from jaxattn.rnn import valid_mask
+from jaxattn.model.encoders import Encoder
+from jaxattn.model.rnn import valid_mask
 
 V, E, H = 13, 6, 5
 B, S, EXTRA = 3, 6, 3
@@ -46,9 +46,7 @@ def assert_finals_close(a, b, **kw):
 
 
 @pytest.mark.parametrize("cell,bidirectional,num_layers", CONFIGS, ids=CONFIG_IDS)
-def test_encoder_shapes_finals_and_padding_invariance(
-    cell, bidirectional, num_layers, random_init
-):
+def test_encoder_shapes_finals_and_padding_invariance(cell, bidirectional, num_layers, random_init):
     enc = Encoder(V, E, H, cell=cell, num_layers=num_layers, bidirectional=bidirectional)
     src = make_src()
     lengths = jnp.asarray(LENGTHS)

@@ -1,5 +1,5 @@
-"""The experiment runner (scripts/experiments.py over jaxattn.experiments and
-jaxattn.experiment_report) on tiny synthetic runs: tables and plots are written, their numbers
+"""The experiment runner (scripts/experiments.py over jaxattn.tools.experiments and
+jaxattn.tools.experiment_report) on tiny synthetic runs: tables and plots are written, their numbers
 parse, and a rerun trains and decodes nothing."""
 
 import json
@@ -9,9 +9,9 @@ import runpy
 
 import pytest
 
-from jaxattn import experiment_report as report
-from jaxattn import experiments as ex
-from jaxattn import inference
+from jaxattn.inference import translator as inference
+from jaxattn.tools import experiment_report as report
+from jaxattn.tools import experiments as ex
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "experiments.py")
@@ -19,13 +19,27 @@ RUNNER = runpy.run_path(SCRIPT)  # the script's functions (its main() is not cal
 
 # tiny runs: 2 groups x 2 runs, 2 distinct (the search group reuses the sweep's runs)
 TINY = {"model.hidden": 16, "model.embed_dim": 16, "data.synthetic_sizes": (600, 40, 40)}
-RUNS = ex.make_runs(("3e-3", {"train.learning_rate": 3e-3}),
-                    ("1e-2", {"train.learning_rate": 1e-2}))
+RUNS = ex.make_runs(
+    ("3e-3", {"train.learning_rate": 3e-3}), ("1e-2", {"train.learning_rate": 1e-2})
+)
 GROUPS = [
-    ex.Group("rates", "Learning rates", "Tiny question one.", RUNS,
-             sweep="train.learning_rate", sweep_label="learning rate", log_x=True),
-    ex.Group("decoding", "Greedy or beam", "Tiny question two.", RUNS,
-             searches=(ex.GREEDY, ex.Search("beam 3", 3)), curves=False),
+    ex.Group(
+        "rates",
+        "Learning rates",
+        "Tiny question one.",
+        RUNS,
+        sweep="train.learning_rate",
+        sweep_label="learning rate",
+        log_x=True,
+    ),
+    ex.Group(
+        "decoding",
+        "Greedy or beam",
+        "Tiny question two.",
+        RUNS,
+        searches=(ex.GREEDY, ex.Search("beam 3", 3)),
+        curves=False,
+    ),
 ]
 
 
@@ -35,9 +49,16 @@ def _base():
 
 def _run(tmp_path, **kw):
     return RUNNER["run_experiments"](
-        GROUPS, base_config=_base(), workroot=str(tmp_path / "runs"),
-        out_dir=str(tmp_path / "docs"), budget=ex.cpu_budget(20, 20, 5), extra=TINY,
-        config_path="configs/synthetic.py", command="python scripts/experiments.py --tiny", **kw)
+        GROUPS,
+        base_config=_base(),
+        workroot=str(tmp_path / "runs"),
+        out_dir=str(tmp_path / "docs"),
+        budget=ex.cpu_budget(20, 20, 5),
+        extra=TINY,
+        config_path="configs/synthetic.py",
+        command="python scripts/experiments.py --tiny",
+        **kw,
+    )
 
 
 def _table_rows(md: str, title: str) -> list[list[str]]:
@@ -69,8 +90,12 @@ def test_runner_writes_tables_and_plots_and_reruns_nothing(tmp_path, monkeypatch
 
     # the search table: greedy and beam 3 per run
     rows = _table_rows(md, "Greedy or beam")
-    assert {(r[0], r[2]) for r in rows} >= {("3e-3", "greedy"), ("3e-3", "beam 3"),
-                                           ("1e-2", "greedy"), ("1e-2", "beam 3")}
+    assert {(r[0], r[2]) for r in rows} >= {
+        ("3e-3", "greedy"),
+        ("3e-3", "beam 3"),
+        ("1e-2", "greedy"),
+        ("1e-2", "beam 3"),
+    }
     for r in rows:
         float(r[3].split(" ± ")[0]), float(r[4])
 
@@ -132,4 +157,6 @@ def test_cli_lists_and_rejects_unknown_groups(capsys):
     with pytest.raises(SystemExit, match="unknown group"):
         RUNNER["main"](["--only", "attention,nope"])
     assert RUNNER["parse_sets"](["model.hidden=32", "train.learning_rate=3e-4"]) == {
-        "model.hidden": 32, "train.learning_rate": 3e-4}
+        "model.hidden": 32,
+        "train.learning_rate": 3e-4,
+    }

@@ -1,4 +1,5 @@
-"""Export (jaxattn.exported, scripts/export.py): artifacts that translate token for token as
+"""Export (jaxattn.inference.exported, scripts/export.py): artifacts that translate token for token
+as
 `Translator` does, greedy and beam; plain-JAX use as documented; every broken file named.
 One tiny synthetic run (reverse symbols, hidden 16, 40 steps: it need not translate well,
 unfinished hypotheses test the decoding length too), exported once per module."""
@@ -13,9 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxattn import exported
-from jaxattn.exported import ExportError
-from jaxattn.inference import InferenceError, Translator
+from jaxattn.inference.exported import ExportError
+from jaxattn.inference.translator import InferenceError, Translator, exported
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYMBOLS = [str(i) for i in range(12)]
@@ -28,7 +28,7 @@ def run(tmp_path_factory):
     """A tiny trained run (configs/synthetic.py shrunk to a few seconds of training)."""
     import runpy
 
-    from jaxattn.train import train_and_evaluate
+    from jaxattn.training.loop import train_and_evaluate
 
     config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
     config.model.hidden = config.model.embed_dim = 16
@@ -43,8 +43,14 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def export_dir(run, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("exports") / "export")
-    exported.export_workdir(run, out, checkpoint="latest", beam_size=BEAM,
-                            max_source_len=MAX_SOURCE_LEN, platforms=("cpu", "cuda"))
+    exported.export_workdir(
+        run,
+        out,
+        checkpoint="latest",
+        beam_size=BEAM,
+        max_source_len=MAX_SOURCE_LEN,
+        platforms=("cpu", "cuda"),
+    )
     return out
 
 
@@ -66,7 +72,12 @@ def test_same_tokens_as_translator(export_dir, translator, beam_size):
     theirs = translator.translate(sentences, beam_size=beam_size)
     for a, b in zip(ours, theirs, strict=True):
         assert (a.tokens, a.text, a.finished, a.input_tokens, a.unknown) == (
-            b.tokens, b.text, b.finished, b.input_tokens, b.unknown)
+            b.tokens,
+            b.text,
+            b.finished,
+            b.input_tokens,
+            b.unknown,
+        )
         np.testing.assert_allclose(a.score, b.score, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(a.log_prob, b.log_prob, rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(a.weights, b.weights, atol=1e-5)
@@ -79,18 +90,23 @@ def test_default_beam_and_unknown_beam(export_dir, translator):
     assert loaded.default_beam_size == BEAM and loaded.beam_sizes == [1, BEAM]
     sentences = ["1 2 3", "4 5 6 7"]
     assert loaded.translate(sentences) == [
-        t.text for t in translator.translate(sentences, beam_size=BEAM)]
+        t.text for t in translator.translate(sentences, beam_size=BEAM)
+    ]
     with pytest.raises(ExportError, match="beam_size 4.*beam sizes \\[1, 3\\]"):
         loaded.translate(sentences, beam_size=4)
     with pytest.raises(ExportError, match="max_len"):
         loaded.translator.translate(sentences, max_len=7)
 
 
-@pytest.mark.parametrize("options", [dict(method="sample"), dict(beam_size=BEAM, n_best=2),
-                                     dict(beam_size=BEAM, beta=0.5)])
+@pytest.mark.parametrize(
+    "options",
+    [dict(method="sample"), dict(beam_size=BEAM, n_best=2), dict(beam_size=BEAM, beta=0.5)],
+)
 def test_searches_no_artifact_serves(export_dir, options):
-    with pytest.raises(ExportError, match="decodes greedy and beam search of one hypothesis "
-                                          "without a coverage penalty, not "):
+    with pytest.raises(
+        ExportError,
+        match="decodes greedy and beam search of one hypothesis without a coverage penalty, not ",
+    ):
         exported.load(export_dir).translator.translate(["1 2 3"], **options)
 
 
@@ -101,7 +117,7 @@ def test_an_ensemble_is_not_exported(run, tmp_path):
 
 
 def test_too_long_input_is_refused(export_dir):
-    from jaxattn.translation import InputTooLongError
+    from jaxattn.inference.translation import InputTooLongError
 
     loaded = exported.load(export_dir)  # its input limit is the export's max_source_len
     with pytest.raises(InputTooLongError, match="has 24 tokens; this model takes at most 20"):
@@ -121,9 +137,13 @@ def test_manifest(export_dir, run):
     names = sorted(os.listdir(export_dir))
     assert sorted(m["files"]) == [n for n in names if n != exported.MANIFEST_FILE]
     assert {"config.json", "src_vocab.txt", "tgt_vocab.txt", "params.npz"} <= set(names)
-    assert [(a["method"], a["beam_size"], a["max_len"], a["src_widths"]) for a in m["artifacts"]
-            ] == [(meth, k, t, [w]) for t, w in ((32, 8), (48, 16), (64, 24))
-                  for meth, k in (("greedy", 1), ("beam", BEAM))]
+    assert [
+        (a["method"], a["beam_size"], a["max_len"], a["src_widths"]) for a in m["artifacts"]
+    ] == [
+        (meth, k, t, [w])
+        for t, w in ((32, 8), (48, 16), (64, 24))
+        for meth, k in (("greedy", 1), ("beam", BEAM))
+    ]
 
 
 def test_plain_jax_as_documented(export_dir, translator):
@@ -173,10 +193,15 @@ def _break(directory, how):
     return name
 
 
-@pytest.mark.parametrize("how, says", [("flipped bytes", "corrupted"),
-                                       ("truncated", "truncated"),
-                                       ("manifest version", "format version 99"),
-                                       ("missing vocabulary", "vocabulary file .* is missing")])
+@pytest.mark.parametrize(
+    "how, says",
+    [
+        ("flipped bytes", "corrupted"),
+        ("truncated", "truncated"),
+        ("manifest version", "format version 99"),
+        ("missing vocabulary", "vocabulary file .* is missing"),
+    ],
+)
 def test_broken_export_names_the_file(export_dir, tmp_path, how, says):
     broken = str(tmp_path / "broken")
     shutil.copytree(export_dir, broken)
@@ -206,8 +231,13 @@ def test_no_checkpoint_and_busy_out(run, export_dir, tmp_path):
 
 
 def _script(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "export.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "export.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
 
 
 def test_script_end_to_end(run, tmp_path):

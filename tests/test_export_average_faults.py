@@ -23,16 +23,26 @@ import sys
 import numpy as np
 import pytest
 
-from jaxattn import averaging, exported, inference
-from jaxattn import workdir as workdir_lib
-from jaxattn.checkpoints import checkpoint_dir
 from jaxattn.errors import CheckpointError, WorkdirError
-from jaxattn.exported import ExportError
+from jaxattn.inference import exported
+from jaxattn.inference import translator as inference
+from jaxattn.inference.exported import ExportError
+from jaxattn.rundir import averaging
+from jaxattn.rundir import files as workdir_lib
+from jaxattn.rundir.checkpointer import checkpoint_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NO_BLEU_RUN = {"model.hidden": 8, "model.embed_dim": 8, "data.synthetic_sizes": (64, 16, 16),
-               "train.num_train_steps": 4, "train.checkpoint_every": 2, "train.eval_every": 2,
-               "train.log_every": 2, "train.progress_bar": False, "eval.bleu": False}
+NO_BLEU_RUN = {
+    "model.hidden": 8,
+    "model.embed_dim": 8,
+    "data.synthetic_sizes": (64, 16, 16),
+    "train.num_train_steps": 4,
+    "train.checkpoint_every": 2,
+    "train.eval_every": 2,
+    "train.log_every": 2,
+    "train.progress_bar": False,
+    "eval.bleu": False,
+}
 DISK_FULL = "No space left on device"
 
 
@@ -42,13 +52,21 @@ def _copy(src, dst):
 
 
 def _listing(directory):
-    return sorted(os.path.relpath(os.path.join(d, f), directory)
-                  for d, dirs, files in os.walk(directory) for f in files + dirs)
+    return sorted(
+        os.path.relpath(os.path.join(d, f), directory)
+        for d, dirs, files in os.walk(directory)
+        for f in files + dirs
+    )
 
 
 def _script(name, *args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", name), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def _error_lines(p):
@@ -64,6 +82,7 @@ def run(tiny_run, tmp_path):
 @pytest.fixture
 def no_restore(monkeypatch):
     """Fails a test whose export restores parameters (the refusal must come first)."""
+
     def restore(*args, **kwargs):
         raise AssertionError("the checkpoint was restored before --out was refused")
 
@@ -88,22 +107,30 @@ INSIDE_THE_RUN = [
     ("a new nested folder", lambda w, t: os.path.join(w, "exports", "v1", "out")),
     ("tensorboard/", lambda w, t: os.path.join(w, "tensorboard")),
     ("a '..' path", lambda w, t: os.path.join(w, "checkpoints", "..", "export")),
-    ("a '..' path from outside", lambda w, t: os.path.join(
-        str(t), "elsewhere", "..", "run", "checkpoints", "400")),
+    (
+        "a '..' path from outside",
+        lambda w, t: os.path.join(str(t), "elsewhere", "..", "run", "checkpoints", "400"),
+    ),
     ("a relative path", lambda w, t: os.path.relpath(os.path.join(w, "checkpoints", "400"))),
-    ("a symlink to checkpoints/", lambda w, t: os.path.join(
-        _symlink(t, "ckpts", os.path.join(w, "checkpoints")), "400")),
+    (
+        "a symlink to checkpoints/",
+        lambda w, t: os.path.join(_symlink(t, "ckpts", os.path.join(w, "checkpoints")), "400"),
+    ),
     ("a symlink to the run", lambda w, t: _symlink(t, "alias", w)),
-    ("a symlink to a step", lambda w, t: _symlink(t, "step", os.path.join(w, "checkpoints",
-                                                                          "300"))),
+    (
+        "a symlink to a step",
+        lambda w, t: _symlink(t, "step", os.path.join(w, "checkpoints", "300")),
+    ),
 ]
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
-@pytest.mark.parametrize("where", [f for _, f in INSIDE_THE_RUN],
-                         ids=[i for i, _ in INSIDE_THE_RUN])
-def test_export_into_the_run_exported_is_refused_before_any_work(run, tmp_path, no_restore,
-                                                                   where, overwrite):
+@pytest.mark.parametrize(
+    "where", [f for _, f in INSIDE_THE_RUN], ids=[i for i, _ in INSIDE_THE_RUN]
+)
+def test_export_into_the_run_exported_is_refused_before_any_work(
+    run, tmp_path, no_restore, where, overwrite
+):
     (tmp_path / "elsewhere").mkdir()
     before = _listing(run)
     out = where(run, tmp_path)
@@ -128,8 +155,9 @@ IN_ANOTHER_RUN = [
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
-@pytest.mark.parametrize("where", [f for _, f in IN_ANOTHER_RUN],
-                         ids=[i for i, _ in IN_ANOTHER_RUN])
+@pytest.mark.parametrize(
+    "where", [f for _, f in IN_ANOTHER_RUN], ids=[i for i, _ in IN_ANOTHER_RUN]
+)
 def test_export_into_another_run_is_refused(run, tmp_path, no_restore, where, overwrite):
     other = _copy(run, tmp_path / "other")
     before = _listing(other)
@@ -150,8 +178,10 @@ def test_a_run_is_known_by_its_config_or_its_lock(run, tmp_path):
         exported._check_out(str(started / "out"), False, run)
     with pytest.raises(ExportError, match="is the training run"):
         exported._check_out(str(started), True, run)
-    for name, files in [("just_checkpoints", ["checkpoints/"]),
-                        ("an_export", ["config.json", exported.MANIFEST_FILE])]:
+    for name, files in [
+        ("just_checkpoints", ["checkpoints/"]),
+        ("an_export", ["config.json", exported.MANIFEST_FILE]),
+    ]:
         folder = tmp_path / name
         folder.mkdir()
         for f in files:
@@ -173,8 +203,9 @@ def test_overwrite_never_replaces_a_folder_holding_a_run(run, tmp_path, no_resto
     _copy(run, stash / "old_run")
     (stash / exported.MANIFEST_FILE).write_text("{}")
     before = _listing(stash)
-    with pytest.raises(ExportError, match="holds folders \\(old_run\\).*replaces only an "
-                                          "earlier export"):
+    with pytest.raises(
+        ExportError, match="holds folders \\(old_run\\).*replaces only an earlier export"
+    ):
         exported.export_workdir(run, str(stash), overwrite=True)
     assert _listing(stash) == before
 
@@ -216,6 +247,7 @@ def _full_disk(monkeypatch, target, tmp_path):
     it (never the --out path). Returns the list of the file names that failed."""
     enospc, failed = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), []
     if target == exported.PARAMS_FILE:
+
         def savez(f, **arrays):
             f.write(b"PK")
             raise enospc
@@ -244,15 +276,24 @@ def _full_disk(monkeypatch, target, tmp_path):
     return failed
 
 
-DISK_FULL_AT = [exported.PARAMS_FILE, "config.json", "src_vocab.txt", "tgt_vocab.txt", ".bin",
-                exported.MANIFEST_FILE, None]
+DISK_FULL_AT = [
+    exported.PARAMS_FILE,
+    "config.json",
+    "src_vocab.txt",
+    "tgt_vocab.txt",
+    ".bin",
+    exported.MANIFEST_FILE,
+    None,
+]
 
 
 @pytest.mark.parametrize("earlier", [False, True], ids=["new out", "over an earlier export"])
-@pytest.mark.parametrize("target", DISK_FULL_AT,
-                         ids=[t or "moving into place" for t in DISK_FULL_AT])
+@pytest.mark.parametrize(
+    "target", DISK_FULL_AT, ids=[t or "moving into place" for t in DISK_FULL_AT]
+)
 def test_disk_full_names_the_destination_and_leaves_no_export(
-        translator, tmp_path, monkeypatch, cheap_export, target, earlier):
+    translator, tmp_path, monkeypatch, cheap_export, target, earlier
+):
     out = str(tmp_path / "out")
     if earlier:
         exported.export_translator(translator, out, beam_size=0, max_source_len=6)
@@ -261,8 +302,9 @@ def test_disk_full_names_the_destination_and_leaves_no_export(
     written.clear()
     failed = _full_disk(monkeypatch, target, tmp_path)
     with pytest.raises(ExportError) as e:
-        exported.export_translator(translator, out, beam_size=0, max_source_len=6,
-                                   overwrite=earlier)
+        exported.export_translator(
+            translator, out, beam_size=0, max_source_len=6, overwrite=earlier
+        )
     message = str(e.value)
     dest = out if target is None else os.path.join(out, failed[0] if failed else target)
     assert f"Cannot write {dest}: {DISK_FULL}" in message, message
@@ -289,8 +331,9 @@ def test_the_manifest_is_written_last(translator, tmp_path, cheap_export):
     assert sorted(os.listdir(tmp_path / "out")) == sorted([exported.PARAMS_FILE, *written])
 
 
-def test_an_unreadable_run_file_is_named_as_the_run_s(translator, tmp_path, monkeypatch,
-                                                      cheap_export):
+def test_an_unreadable_run_file_is_named_as_the_run_s(
+    translator, tmp_path, monkeypatch, cheap_export
+):
     """A read error names the run's file (the source), before anything is written."""
     import builtins
 
@@ -311,7 +354,7 @@ def test_an_unreadable_run_file_is_named_as_the_run_s(translator, tmp_path, monk
 @pytest.fixture(scope="module")
 def no_bleu_run(synthetic_config, tmp_path_factory):
     """A 4-step run trained with config.eval.bleu=False: checkpoints 2 and 4, no BLEU."""
-    from jaxattn.train import train_and_evaluate
+    from jaxattn.training.loop import train_and_evaluate
 
     workdir = str(tmp_path_factory.mktemp("no_bleu") / "run")
     train_and_evaluate(synthetic_config(NO_BLEU_RUN), workdir)
@@ -418,8 +461,11 @@ def test_best_on_a_run_never_validated_at_a_saved_step(w):
         m = workdir_lib.read_json(meta)
         m["metrics"], m["config"]["eval"]["bleu"] = {}, True
         workdir_lib.write_json(meta, m)
-    with pytest.raises(CheckpointError, match="has no validation BLEU .*config.eval.bleu=False,"
-                                              " or never validated at a saved step.*--last 2"):
+    with pytest.raises(
+        CheckpointError,
+        match="has no validation BLEU .*config.eval.bleu=False,"
+        " or never validated at a saved step.*--last 2",
+    ):
         averaging.average_checkpoints(w, best=2)
 
 

@@ -22,23 +22,35 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxattn import cli
-from jaxattn.checkpoints import Checkpointer, CheckpointError, check_selector
 from jaxattn.data import download, readers
 from jaxattn.data.text import INVISIBLE, Tokenizer, normalize_tutorial
 from jaxattn.errors import DataError, TrainingError, UsageError
+from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError, check_selector
+from jaxattn.tools import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = {"model.hidden": 8, "model.embed_dim": 8, "data.synthetic_sizes": (64, 16, 16),
-        "train.num_train_steps": 4, "train.checkpoint_every": 2, "train.eval_every": 4,
-        "train.log_every": 2, "train.progress_bar": False}
+TINY = {
+    "model.hidden": 8,
+    "model.embed_dim": 8,
+    "data.synthetic_sizes": (64, 16, 16),
+    "train.num_train_steps": 4,
+    "train.checkpoint_every": 2,
+    "train.eval_every": 4,
+    "train.log_every": 2,
+    "train.progress_bar": False,
+}
 NOISE = ("Traceback", "Exception ignored", "Event loop is closed", "TensorStore", "@     0x")
 
 
 def _script(name, *args, timeout=180):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def _one_error_line(r, *needles, code=None):
@@ -82,25 +94,41 @@ def _tar(path):
 DAMAGED = {
     # name: (make(tmp_path) -> path, words the message must hold)
     "deflate member corrupted (zlib.error)": (
-        lambda d: _damage_member(_zip(d / "data.zip")), ("damaged zip", "data/eng-fra.txt")),
+        lambda d: _damage_member(_zip(d / "data.zip")),
+        ("damaged zip", "data/eng-fra.txt"),
+    ),
     "stored member corrupted (CRC)": (
-        lambda d: _damage_member(_zip(d / "data.zip", zipfile.ZIP_STORED)), ("damaged zip",)),
+        lambda d: _damage_member(_zip(d / "data.zip", zipfile.ZIP_STORED)),
+        ("damaged zip",),
+    ),
     "bzip2 member corrupted": (
-        lambda d: _damage_member(_zip(d / "data.zip", zipfile.ZIP_BZIP2)), ("damaged zip",)),
+        lambda d: _damage_member(_zip(d / "data.zip", zipfile.ZIP_BZIP2)),
+        ("damaged zip",),
+    ),
     "lzma member corrupted": (
-        lambda d: _damage_member(_zip(d / "data.zip", zipfile.ZIP_LZMA)), ("damaged zip",)),
+        lambda d: _damage_member(_zip(d / "data.zip", zipfile.ZIP_LZMA)),
+        ("damaged zip",),
+    ),
     "truncated zip": (
         lambda d: (p := _zip(d / "data.zip")).write_bytes(p.read_bytes()[:-30]) and p,
-        ("not a readable zip", "missing or damaged")),
+        ("not a readable zip", "missing or damaged"),
+    ),
     "text named .zip": (
         lambda d: (d / "data.zip").write_bytes(TEXT) and d / "data.zip",
-        ("not a readable zip", "no zip archive")),
-    "gzip": (lambda d: (d / "c.txt.gz").write_bytes(gzip.compress(TEXT)) and d / "c.txt.gz",
-             ("compressed (gzip)", "gunzip")),
-    "bzip2": (lambda d: (d / "c.txt.bz2").write_bytes(bz2.compress(TEXT)) and d / "c.txt.bz2",
-              ("compressed (bzip2)",)),
-    "xz": (lambda d: (d / "c.txt.xz").write_bytes(lzma.compress(TEXT)) and d / "c.txt.xz",
-           ("compressed (xz)",)),
+        ("not a readable zip", "no zip archive"),
+    ),
+    "gzip": (
+        lambda d: (d / "c.txt.gz").write_bytes(gzip.compress(TEXT)) and d / "c.txt.gz",
+        ("compressed (gzip)", "gunzip"),
+    ),
+    "bzip2": (
+        lambda d: (d / "c.txt.bz2").write_bytes(bz2.compress(TEXT)) and d / "c.txt.bz2",
+        ("compressed (bzip2)",),
+    ),
+    "xz": (
+        lambda d: (d / "c.txt.xz").write_bytes(lzma.compress(TEXT)) and d / "c.txt.xz",
+        ("compressed (xz)",),
+    ),
     "tar": (lambda d: _tar(d / "c.tar"), ("an archive (tar)",)),
 }
 
@@ -121,8 +149,7 @@ def test_damaged_or_packed_files_are_a_data_error_naming_the_file(tmp_path, kind
 
 
 def test_good_zips_still_read(tmp_path):
-    for method in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED, zipfile.ZIP_BZIP2,
-                   zipfile.ZIP_LZMA):
+    for method in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
         assert readers.read_bytes(_zip(tmp_path / f"{method}.zip", method)) == TEXT
     with pytest.raises(FileNotFoundError, match="without eng-fra.txt"):  # as before
         readers.read_bytes(_zip(tmp_path / "other.zip", member="fra.txt"))
@@ -141,8 +168,12 @@ def test_damaged_download_is_removed_and_named(tmp_path):
 
 def test_damaged_zip_at_the_command_line_is_one_line(tmp_path):
     z = _damage_member(_zip(tmp_path / "data.zip"))
-    r = _script("train.py", f"--config={ROOT}/configs/base.py", f"--workdir={tmp_path / 'w'}",
-                f"--config.data.path={z}")
+    r = _script(
+        "train.py",
+        f"--config={ROOT}/configs/base.py",
+        f"--workdir={tmp_path / 'w'}",
+        f"--config.data.path={z}",
+    )
     _one_error_line(r, str(z), "damaged zip", code=1)
     assert not (tmp_path / "w" / "checkpoints").exists()
 
@@ -150,8 +181,13 @@ def test_damaged_zip_at_the_command_line_is_one_line(tmp_path):
 # --------------------------------------------------------------- 1b. every --distributed mode
 @pytest.fixture
 def no_cluster(monkeypatch):
-    for name in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri",
-                 "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS"):
+    for name in (
+        "JAX_COORDINATOR_ADDRESS",
+        "SLURM_JOB_ID",
+        "OMPI_MCA_orte_hnp_uri",
+        "TPU_WORKER_HOSTNAMES",
+        "MEGASCALE_COORDINATOR_ADDRESS",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -175,10 +211,12 @@ def test_distributed_explicit_coordinator_problems_fail_before_jax(monkeypatch):
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        cases = [("nosuchhost.invalid:1234", 1, "cannot resolve host 'nosuchhost.invalid'"),
-                 (f"127.0.0.1:{port}", 0, f"port {port} is already in use"),
-                 ("127.0.0.1:0", 1, "port 0 is not in 1..65535"),
-                 ("127.0.0.1:70000", 1, "port 70000 is not in 1..65535")]
+        cases = [
+            ("nosuchhost.invalid:1234", 1, "cannot resolve host 'nosuchhost.invalid'"),
+            (f"127.0.0.1:{port}", 0, f"port {port} is already in use"),
+            ("127.0.0.1:0", 1, "port 0 is not in 1..65535"),
+            ("127.0.0.1:70000", 1, "port 70000 is not in 1..65535"),
+        ]
         for address, process_id, needle in cases:
             with pytest.raises(UsageError, match=needle):
                 cli.init_distributed("explicit", address, 2, process_id, 5)
@@ -199,8 +237,12 @@ def test_distributed_runtime_failure_is_a_training_error(monkeypatch):
 
 
 def test_distributed_auto_at_the_command_line_is_one_line(tmp_path, no_cluster):
-    r = _script("train.py", f"--config={ROOT}/configs/synthetic.py",
-                f"--workdir={tmp_path / 'w'}", "--distributed=auto")
+    r = _script(
+        "train.py",
+        f"--config={ROOT}/configs/synthetic.py",
+        f"--workdir={tmp_path / 'w'}",
+        "--distributed=auto",
+    )
     _one_error_line(r, "no cluster detected", "--distributed=explicit", code=2)
     assert not (tmp_path / "w").exists()
 
@@ -209,7 +251,7 @@ def test_distributed_auto_at_the_command_line_is_one_line(tmp_path, no_cluster):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A 4-step synthetic run with checkpoints 2 and 4, and its config file."""
-    from jaxattn.train import train_and_evaluate
+    from jaxattn.training.loop import train_and_evaluate
 
     d = tmp_path_factory.mktemp("fault_classes")
     config_file = d / "tiny.py"
@@ -219,7 +261,8 @@ def run(tmp_path_factory):
         "def get_config():\n"
         "    c = _base['get_config']()\n"
         + "".join(f"    c.{k} = {v!r}\n" for k, v in TINY.items())
-        + "    return c\n")
+        + "    return c\n"
+    )
     config = runpy.run_path(str(config_file))["get_config"]()
     workdir = d / "run"
     train_and_evaluate(config, str(workdir))
@@ -269,7 +312,7 @@ def test_no_readable_checkpoint_script_says_so_in_few_lines(run, tmp_path):
 
 @pytest.mark.parametrize("how", ["truncate", "overwrite"])
 def test_no_readable_checkpoint_python_api_is_quiet(run, tmp_path, capfd, caplog, how):
-    from jaxattn.train import train_and_evaluate
+    from jaxattn.training.loop import train_and_evaluate
 
     workdir, _, config = run
     w = _copy(workdir, tmp_path)
@@ -290,8 +333,8 @@ def test_no_readable_checkpoint_python_api_is_quiet(run, tmp_path, capfd, caplog
 def test_unreadable_checkpoint_for_inference_is_quiet(run, tmp_path, capfd):
     import gc
 
-    from jaxattn.inference import Translator
-    from jaxattn.translation import InferenceError
+    from jaxattn.inference.translation import InferenceError
+    from jaxattn.inference.translator import Translator
 
     w = _copy(run[0], tmp_path)
     _corrupt_every_checkpoint(w, "overwrite")
@@ -310,15 +353,26 @@ CONFIG_FILES = {
     "missing": (None, "", ("no such file: {path}",)),
     "syntax error": ("def get_config(:\n", "", ("{path} line 1: syntax error",)),
     "no get_config": ("x = 1\n", "", ("{path} has no get_config()",)),
-    "get_config raises": ("def get_config():\n    raise ValueError('boom')\n", "",
-                          ("{path} line 2: get_config() raised ValueError: boom",)),
-    "get_config returns None": ("def get_config():\n    pass\n", "",
-                                ("{path}: get_config() returned None; it must return an "
-                                 "ml_collections.ConfigDict",)),
-    "import fails": ("import no_such_module_here\n", "",
-                     ("{path} line 1: loading it failed: ModuleNotFoundError",)),
-    "bad argument": ("def get_config():\n    return None\n", ":small",
-                     ("{path}: get_config('small') raised TypeError",)),
+    "get_config raises": (
+        "def get_config():\n    raise ValueError('boom')\n",
+        "",
+        ("{path} line 2: get_config() raised ValueError: boom",),
+    ),
+    "get_config returns None": (
+        "def get_config():\n    pass\n",
+        "",
+        ("{path}: get_config() returned None; it must return an ml_collections.ConfigDict",),
+    ),
+    "import fails": (
+        "import no_such_module_here\n",
+        "",
+        ("{path} line 1: loading it failed: ModuleNotFoundError",),
+    ),
+    "bad argument": (
+        "def get_config():\n    return None\n",
+        ":small",
+        ("{path}: get_config('small') raised TypeError",),
+    ),
 }
 
 
@@ -349,8 +403,9 @@ def test_bad_config_files_at_the_command_line(tmp_path, case):
     path = tmp_path / "x.py"
     if content is not None:
         path.write_text(content)
-    r = _script("train.py", f"--config={path}", f"--workdir={tmp_path / 'w'}",
-                "--config.model.hidden=8")  # an override too: checked after the file
+    r = _script(
+        "train.py", f"--config={path}", f"--workdir={tmp_path / 'w'}", "--config.model.hidden=8"
+    )  # an override too: checked after the file
     _one_error_line(r, *(n.format(path=path) for n in needles), code=2)
     assert "must have a value other than None" not in r.stderr
     assert "config_config" not in r.stderr
@@ -363,8 +418,9 @@ def test_missing_required_config_flag(tmp_path):
 
 
 # ------------------------------------------------------------ 4. checkpoint selectors
-@pytest.mark.parametrize("bad", [True, False, np.bool_(True), 2.0, None, [4], "4.0", "", "lates",
-                                 b"4"])
+@pytest.mark.parametrize(
+    "bad", [True, False, np.bool_(True), 2.0, None, [4], "4.0", "", "lates", b"4"]
+)
 def test_checkpoint_selectors_refuse_other_types(bad):
     with pytest.raises(CheckpointError, match="must be 'latest', 'best', 'averaged' or a step"):
         check_selector(bad)
@@ -376,9 +432,9 @@ def test_checkpoint_selectors_accepted(good):
 
 
 def test_bool_checkpoint_is_refused_not_read_as_step_1(run):
-    from jaxattn import restore
-    from jaxattn.checkpoints import resolve_step
-    from jaxattn.inference import Translator
+    from jaxattn.inference.translator import Translator
+    from jaxattn.rundir import restore
+    from jaxattn.rundir.checkpointer import resolve_step
 
     workdir = str(run[0])
     for bad in (True, 2.0):
@@ -399,7 +455,7 @@ SRC_VOCAB, TGT_VOCAB = 10, 12
 @pytest.fixture(scope="module")
 def model_and_variables(random_init):
     from jaxattn.config import default_config
-    from jaxattn.models import build_model
+    from jaxattn.model.seq2seq import build_model
 
     c = default_config().model
     c.hidden = c.embed_dim = 8
@@ -408,8 +464,9 @@ def model_and_variables(random_init):
     return model, random_init(model, src, jnp.array([3, 2]), tgt)
 
 
-@pytest.mark.parametrize("side, value", [("src", -1), ("src", SRC_VOCAB), ("tgt", -1),
-                                         ("tgt", TGT_VOCAB)])
+@pytest.mark.parametrize(
+    "side, value", [("src", -1), ("src", SRC_VOCAB), ("tgt", -1), ("tgt", TGT_VOCAB)]
+)
 def test_seq2seq_refuses_ids_outside_the_vocabulary(model_and_variables, side, value):
     model, variables = model_and_variables
     src, tgt, lengths = np.ones((2, 3), np.int32), np.ones((2, 4), np.int32), np.array([3, 2])
@@ -430,10 +487,11 @@ def test_seq2seq_refuses_ids_outside_the_vocabulary(model_and_variables, side, v
 def test_seq2seq_in_range_ids_and_jit_unchanged(model_and_variables):
     model, variables = model_and_variables
     src, tgt, lengths = jnp.ones((2, 3), jnp.int32), jnp.ones((2, 4), jnp.int32), jnp.array([3, 2])
-    eager, _ = model.apply(variables, src.at[0, 0].set(SRC_VOCAB - 1), lengths,
-                           tgt.at[0, 0].set(TGT_VOCAB - 1))
+    eager, _ = model.apply(
+        variables, src.at[0, 0].set(SRC_VOCAB - 1), lengths, tgt.at[0, 0].set(TGT_VOCAB - 1)
+    )
     assert eager.shape == (2, 4, TGT_VOCAB) and bool(jnp.isfinite(eager).all())
-    # under jit the ids are tracers: no check, no error (documented in jaxattn.models)
+    # under jit the ids are tracers: no check, no error (documented in jaxattn.model.seq2seq)
     jitted = jax.jit(lambda s: model.apply(variables, s, lengths, tgt)[0])
     assert jitted(src.at[0, 0].set(-1)).shape == (2, 4, TGT_VOCAB)
 
@@ -445,8 +503,7 @@ def test_invisible_characters_never_split_a_word(char):
     assert Tokenizer("word").tokenize(text) == ["Le" + "chat", "dort", "\uffed."]
     assert Tokenizer("space").tokenize(text) == ["Lechat", "dort."]
     assert Tokenizer("char").tokenize(f"a{char}b") == ["a", "b"]
-    assert Tokenizer("space", normalize="tutorial").tokenize(f"I a{char}m ok.") == \
-        ["i", "am", "ok"]
+    assert Tokenizer("space", normalize="tutorial").tokenize(f"I a{char}m ok.") == ["i", "am", "ok"]
     assert normalize_tutorial(f"ca{char}t") == "cat"
 
 
@@ -457,7 +514,6 @@ def test_invisible_characters_removed_the_same_everywhere():
     for kind in ("word", "space", "char"):
         tok = Tokenizer(kind)
         assert not set(tok.preprocess(text)) & set(INVISIBLE)
-        assert tok.detokenize(tok.tokenize(text)) == tok.preprocess(text) == \
-            "Erfolg ist gut, ja!"
+        assert tok.detokenize(tok.tokenize(text)) == tok.preprocess(text) == "Erfolg ist gut, ja!"
     # visible format characters (an Arabic number sign) stay
     assert Tokenizer("space").preprocess("\u0600\u0661") == "\u0600\u0661"

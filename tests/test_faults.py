@@ -16,17 +16,24 @@ import time
 import numpy as np
 import pytest
 
-from jaxattn import checkpoints, inference, workdir
 from jaxattn import config as config_lib
-from jaxattn import train as train_lib
-from jaxattn.checkpoints import Checkpointer, CheckpointError
 from jaxattn.errors import ConfigError, TrainingError, WorkdirError
+from jaxattn.inference import translator as inference
+from jaxattn.rundir import checkpointer as checkpoints
+from jaxattn.rundir import files as workdir
+from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError
+from jaxattn.training import loop as train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
-    "model.hidden": 16, "model.embed_dim": 16, "data.synthetic_sizes": (400, 40, 40),
-    "train.log_every": 5, "train.checkpoint_every": 10, "train.eval_every": 10,
-    "train.num_train_steps": 20, "train.progress_bar": False,
+    "model.hidden": 16,
+    "model.embed_dim": 16,
+    "data.synthetic_sizes": (400, 40, 40),
+    "train.log_every": 5,
+    "train.checkpoint_every": 10,
+    "train.eval_every": 10,
+    "train.num_train_steps": 20,
+    "train.progress_bar": False,
 }
 
 
@@ -47,14 +54,21 @@ def train(workdir_, **overrides):
 def params_of(state):
     import jax
 
-    return {jax.tree_util.keystr(k): np.asarray(v)
-            for k, v in jax.tree_util.tree_leaves_with_path(state.params)}
+    return {
+        jax.tree_util.keystr(k): np.asarray(v)
+        for k, v in jax.tree_util.tree_leaves_with_path(state.params)
+    }
 
 
 def run_script(name, *args, timeout=180):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def assert_one_error_line(r, needle, code=None):
@@ -90,8 +104,7 @@ def test_best_checkpoint_survives_resumes_past_the_keep_window(tmp_path, monkeyp
     assert best in (10, 20)
     # Resumed and extended twice: with a worse validation, then with no BLEU at all.
     real = train_lib.validate
-    monkeypatch.setattr(train_lib, "validate",
-                        lambda *a, **k: {**real(*a, **k), "bleu": -1.0})
+    monkeypatch.setattr(train_lib, "validate", lambda *a, **k: {**real(*a, **k), "bleu": -1.0})
     train(w, **{"train.num_train_steps": 40})
     monkeypatch.undo()
     train(w, **{"train.num_train_steps": 60, "eval.bleu": False})  # a resume without BLEU
@@ -135,10 +148,15 @@ def test_runs_from_before_the_fix_get_their_metrics_back(trained, tmp_path):
 
 
 # ------------------------------------------------------------ 2-3. restore errors
-@pytest.mark.parametrize("change", [{"train.grad_clip": 1.0}, {"train.optimizer": "sgd"},
-                                    {"train.optimizer": "adamw", "train.weight_decay": 0.01}])
-def test_optimizer_change_resumes_from_params_with_fresh_state(trained, tmp_path, caplog,
-                                                               change):
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"train.grad_clip": 1.0},
+        {"train.optimizer": "sgd"},
+        {"train.optimizer": "adamw", "train.weight_decay": 0.01},
+    ],
+)
+def test_optimizer_change_resumes_from_params_with_fresh_state(trained, tmp_path, caplog, change):
     w = copy_run(trained, tmp_path)
     before = params_of_checkpoint(w, 20)
     with caplog.at_level("WARNING"):
@@ -154,8 +172,10 @@ def params_of_checkpoint(w, step):
     t = inference.Translator.from_workdir(str(w), step)
     import jax
 
-    return {jax.tree_util.keystr(k): np.asarray(v)
-            for k, v in jax.tree_util.tree_leaves_with_path(t.variables["params"])}
+    return {
+        jax.tree_util.keystr(k): np.asarray(v)
+        for k, v in jax.tree_util.tree_leaves_with_path(t.variables["params"])
+    }
 
 
 @pytest.mark.parametrize("name", ["src_vocab.txt", "tgt_vocab.txt"])
@@ -218,9 +238,14 @@ def test_overlong_validation_sentences_are_cut_not_fatal(tmp_path, caplog):
     from jaxattn import data as data_lib
 
     corpus = _parallel_corpus(tmp_path, long_line=20000)
-    overrides = {"data.name": "parallel", "data.path": str(corpus), "data.src_lang": "src",
-                 "data.tgt_lang": "tgt", "data.data_dir": str(tmp_path / "tfds"),
-                 "data.max_length": 12}
+    overrides = {
+        "data.name": "parallel",
+        "data.path": str(corpus),
+        "data.src_lang": "src",
+        "data.tgt_lang": "tgt",
+        "data.data_dir": str(tmp_path / "tfds"),
+        "data.max_length": 12,
+    }
     data = data_lib.build(make_config(**overrides).data)
     with caplog.at_level("WARNING"):
         batches = data.eval_batches("validation", 8)
@@ -247,8 +272,7 @@ def test_failed_validation_keeps_the_checkpoint(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------- 5. divergence
 # The guard's rules and both directions end to end: tests/test_guard.py.
-def test_diverging_run_keeps_its_good_checkpoints(trained, tmp_path, monkeypatch,
-                                                  nan_loss_from):
+def test_diverging_run_keeps_its_good_checkpoints(trained, tmp_path, monkeypatch, nan_loss_from):
     w = copy_run(trained, tmp_path)
     monkeypatch.setattr(train_lib, "train_step", nan_loss_from(23))
     with pytest.raises(TrainingError, match="stopped without saving"):
@@ -257,8 +281,7 @@ def test_diverging_run_keeps_its_good_checkpoints(trained, tmp_path, monkeypatch
 
 
 # -------------------------------------------------------------- 6. stale vocabulary
-def test_files_of_a_run_without_checkpoints_are_not_reused(tmp_path, monkeypatch,
-                                                           nan_loss_from):
+def test_files_of_a_run_without_checkpoints_are_not_reused(tmp_path, monkeypatch, nan_loss_from):
     w = tmp_path / "w"
     monkeypatch.setattr(train_lib, "train_step", nan_loss_from(0))
     with pytest.raises(TrainingError):  # dies at its first log, before any checkpoint
@@ -328,7 +351,7 @@ def _bad_values(value):
     if isinstance(value, bool):
         return ["yes", 1]
     if isinstance(value, int):
-        return [-10**9, 1.5, "3"]
+        return [-(10**9), 1.5, "3"]
     if isinstance(value, float):
         return [float("nan"), float("inf"), -1e9, "0.1"]
     if isinstance(value, str):
@@ -344,8 +367,9 @@ def test_every_config_field_has_a_rule():
         assert key in rules[section] or (section, key) == ("data", "splits"), (section, key)
 
 
-@pytest.mark.parametrize("section,key,value", [f for f in _fields() if _bad_values(f[2])],
-                         ids=lambda x: str(x))
+@pytest.mark.parametrize(
+    "section,key,value", [f for f in _fields() if _bad_values(f[2])], ids=lambda x: str(x)
+)
 def test_every_bad_field_value_fails_before_any_work(tmp_path, section, key, value):
     for bad in _bad_values(value):
         config = config_lib.default_config()
@@ -365,10 +389,19 @@ def test_every_bad_field_value_fails_before_any_work(tmp_path, section, key, val
         assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.parametrize("key,value", [("eval.batch_size", 0), ("eval.max_decode_len", 0),
-                                       ("model.hidden", 0), ("train.learning_rate", -1e-3),
-                                       ("train.keep_checkpoints", 0), ("data.sp_vocab_size", 0),
-                                       ("model.attention", "bogus"), ("data.name", "bogus")])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("eval.batch_size", 0),
+        ("eval.max_decode_len", 0),
+        ("model.hidden", 0),
+        ("train.learning_rate", -1e-3),
+        ("train.keep_checkpoints", 0),
+        ("data.sp_vocab_size", 0),
+        ("model.attention", "bogus"),
+        ("data.name", "bogus"),
+    ],
+)
 def test_issue_examples_fail_before_any_file(tmp_path, key, value):
     with pytest.raises(ConfigError, match=f"config.{key}"):
         train(tmp_path / "w", **{key: value})
@@ -383,13 +416,15 @@ def test_python_api_checks_arguments(trained, tmp_path):
     with pytest.raises(ValueError, match="workdir"):
         inference.Translator.from_workdir(3)
     tr = inference.Translator.from_workdir(str(trained))
-    for kwargs, needle in [(dict(sentences="a b c"), "sentences"),
-                           (dict(sentences=[1, 2]), "sentences"),
-                           (dict(sentences=["a"], beam_size=0), "beam_size"),
-                           (dict(sentences=["a"], beam_size=2.5), "beam_size"),
-                           (dict(sentences=["a"], alpha=float("nan")), "alpha"),
-                           (dict(sentences=["a"], max_len=0), "max_len"),
-                           (dict(sentences=["a"], batch_size=0), "batch_size")]:
+    for kwargs, needle in [
+        (dict(sentences="a b c"), "sentences"),
+        (dict(sentences=[1, 2]), "sentences"),
+        (dict(sentences=["a"], beam_size=0), "beam_size"),
+        (dict(sentences=["a"], beam_size=2.5), "beam_size"),
+        (dict(sentences=["a"], alpha=float("nan")), "alpha"),
+        (dict(sentences=["a"], max_len=0), "max_len"),
+        (dict(sentences=["a"], batch_size=0), "batch_size"),
+    ]:
         sentences = kwargs.pop("sentences")
         with pytest.raises(ValueError, match=needle):
             tr.translate(sentences, **kwargs)
@@ -404,11 +439,17 @@ def test_search_entry_points_check_arguments(trained):
     tr = inference.Translator.from_workdir(str(trained))
     src, src_len = np.ones((2, 4), np.int32), np.array([4, 3])
     ok = dict(eos_id=tr.tgt_vocab.eos_id, max_len=5)
-    cases = [(dict(max_len=0), "max_len"), (dict(max_len=2.5), "max_len"),
-             (dict(eos_id=-1), "eos_id"), (dict(src=np.ones(4, np.int32)), "src must"),
-             (dict(src=np.ones((2, 4), np.float32)), "src must"),
-             (dict(src_len=np.array([4])), "src_len"), (dict(beam_size=0), "beam_size"),
-             (dict(alpha=float("inf")), "alpha"), (dict(n_best=3, beam_size=2), "n_best")]
+    cases = [
+        (dict(max_len=0), "max_len"),
+        (dict(max_len=2.5), "max_len"),
+        (dict(eos_id=-1), "eos_id"),
+        (dict(src=np.ones(4, np.int32)), "src must"),
+        (dict(src=np.ones((2, 4), np.float32)), "src must"),
+        (dict(src_len=np.array([4])), "src_len"),
+        (dict(beam_size=0), "beam_size"),
+        (dict(alpha=float("inf")), "alpha"),
+        (dict(n_best=3, beam_size=2), "n_best"),
+    ]
     for bad, needle in cases:
         for fn in (search.greedy_search, search.beam_search):
             kw = {**ok, **({"beam_size": 2} if fn is search.beam_search else {}), **bad}
@@ -457,23 +498,62 @@ def test_cli_user_mistakes_are_one_line(tmp_path, trained):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "empty").mkdir()
     cases = [
-        (("train.py", f"--config={tmp_path / 'missing.py'}", f"--workdir={tmp_path / 'a'}"),
-         "missing.py", 2),
-        (("train.py", f"--config={tmp_path / 'broken.py'}", f"--workdir={tmp_path / 'a'}"),
-         "--config", 2),
+        (
+            ("train.py", f"--config={tmp_path / 'missing.py'}", f"--workdir={tmp_path / 'a'}"),
+            "missing.py",
+            2,
+        ),
+        (
+            ("train.py", f"--config={tmp_path / 'broken.py'}", f"--workdir={tmp_path / 'a'}"),
+            "--config",
+            2,
+        ),
         (("train.py", f"--config={cfg}", f"--workdir={tmp_path / 'afile'}"), "is a file", 1),
-        (("train.py", f"--config={cfg}", f"--workdir={tmp_path / 'a'}",
-          "--config.eval.batch_size=0"), "config.eval.batch_size", 2),
-        (("train.py", f"--config={cfg}", f"--workdir={tmp_path / 'a'}", "--distributed=explicit"),
-         "--coordinator_address", 2),
-        (("train.py", f"--config={cfg}", f"--workdir={tmp_path / 'a'}",
-          "--coordinator_address=127.0.0.1:1234"), "--distributed=explicit", 2),
-        (("train.py", f"--config={cfg}", f"--workdir={tmp_path / 'a'}", "--distributed=explicit",
-          "--coordinator_address=127.0.0.1:1", "--num_processes=2", "--process_id=2"),
-         "--process_id", 2),
+        (
+            (
+                "train.py",
+                f"--config={cfg}",
+                f"--workdir={tmp_path / 'a'}",
+                "--config.eval.batch_size=0",
+            ),
+            "config.eval.batch_size",
+            2,
+        ),
+        (
+            (
+                "train.py",
+                f"--config={cfg}",
+                f"--workdir={tmp_path / 'a'}",
+                "--distributed=explicit",
+            ),
+            "--coordinator_address",
+            2,
+        ),
+        (
+            (
+                "train.py",
+                f"--config={cfg}",
+                f"--workdir={tmp_path / 'a'}",
+                "--coordinator_address=127.0.0.1:1234",
+            ),
+            "--distributed=explicit",
+            2,
+        ),
+        (
+            (
+                "train.py",
+                f"--config={cfg}",
+                f"--workdir={tmp_path / 'a'}",
+                "--distributed=explicit",
+                "--coordinator_address=127.0.0.1:1",
+                "--num_processes=2",
+                "--process_id=2",
+            ),
+            "--process_id",
+            2,
+        ),
         (("evaluate.py", f"--workdir={tmp_path / 'empty'}"), "no training run", 1),
-        (("translate.py", f"--workdir={trained}", "--checkpoint=7"), "No checkpoint at step 7",
-         1),
+        (("translate.py", f"--workdir={trained}", "--checkpoint=7"), "No checkpoint at step 7", 1),
     ]
     for args, needle, code in cases:
         assert_one_error_line(run_script(*args), needle, code)
@@ -483,17 +563,25 @@ def test_cli_user_mistakes_are_one_line(tmp_path, trained):
 def test_coordinator_timeout_says_what_it_waited_for(tmp_path):
     cfg = os.path.join(ROOT, "configs", "synthetic.py")
     t0 = time.time()
-    r = run_script("train.py", f"--config={cfg}", f"--workdir={tmp_path / 'w'}",
-                   "--distributed=explicit", f"--coordinator_address=127.0.0.1:{_free_port()}",
-                   "--num_processes=2", "--process_id=0", "--distributed_timeout=3")
+    r = run_script(
+        "train.py",
+        f"--config={cfg}",
+        f"--workdir={tmp_path / 'w'}",
+        "--distributed=explicit",
+        f"--coordinator_address=127.0.0.1:{_free_port()}",
+        "--num_processes=2",
+        "--process_id=0",
+        "--distributed_timeout=3",
+    )
     assert_one_error_line(r, "waited 3 s for all 2 processes", 1)
     assert time.time() - t0 < 90
 
 
 def _tmpfs(path, size):
     path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                       capture_output=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
     if r.returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     return path
@@ -506,7 +594,8 @@ def test_disk_full_is_one_line_and_best_json_stays_true(tmp_path):
         cfg = os.path.join(ROOT, "configs", "synthetic.py")
         filler = disk / "filler"
         args = [f"--config={cfg}", f"--workdir={w}"] + [
-            f"--config.{k}={v}" for k, v in {**TINY, "train.num_train_steps": 100}.items()]
+            f"--config.{k}={v}" for k, v in {**TINY, "train.num_train_steps": 100}.items()
+        ]
         with open(filler, "wb") as f:  # leave room for about two checkpoints
             f.write(b"\0" * (3 * 2**20 - 700 * 2**10))
         r = run_script("train.py", *args)
@@ -526,12 +615,21 @@ def test_kill_9_during_saves_then_resume(tmp_path):
     w = tmp_path / "w"
     cfg = os.path.join(ROOT, "configs", "synthetic.py")
     args = [f"--config={cfg}", f"--workdir={w}"] + [
-        f"--config.{k}={v}" for k, v in {**TINY, "train.num_train_steps": 25,
-                                         "train.checkpoint_every": 1,
-                                         "train.eval_every": 1000}.items()]
+        f"--config.{k}={v}"
+        for k, v in {
+            **TINY,
+            "train.num_train_steps": 25,
+            "train.checkpoint_every": 1,
+            "train.eval_every": 1000,
+        }.items()
+    ]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "train.py"), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "scripts", "train.py"), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     t0 = time.time()
     while not (w / "checkpoints" / "5").exists():  # saving every step from here on
         assert proc.poll() is None and time.time() - t0 < 120

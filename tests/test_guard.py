@@ -1,4 +1,5 @@
-"""The divergence guard (jaxattn.train.DivergenceGuard) is right on both sides: it stops runs
+"""The divergence guard (jaxattn.training.loop.DivergenceGuard) is right on both sides: it stops
+runs
 that blow up or never learn, before anything of theirs is saved, and it never stops a shipped
 config that trains normally (each one run on a small corpus past the guard's warm-up)."""
 
@@ -10,9 +11,9 @@ import runpy
 import numpy as np
 import pytest
 
-from jaxattn import train as train_lib
-from jaxattn.checkpoints import Checkpointer
 from jaxattn.errors import TrainingError
+from jaxattn.rundir.checkpointer import Checkpointer
+from jaxattn.training import loop as train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
@@ -60,9 +61,10 @@ def test_no_learning_is_caught_after_the_warm_up_only():
         assert learning.check(np.full(100, 3.0), np.ones(100), step) is None
 
 
-@pytest.mark.parametrize("loss,norm,needle", [(float("nan"), 1.0, "nan"),
-                                              (2.0, float("inf"), "inf"),
-                                              (float("inf"), 1.0, "inf")])
+@pytest.mark.parametrize(
+    "loss,norm,needle",
+    [(float("nan"), 1.0, "nan"), (2.0, float("inf"), "inf"), (float("inf"), 1.0, "inf")],
+)
 def test_non_finite_is_caught_even_with_the_guard_off(loss, norm, needle):
     for factor in (10.0, 0.0):
         problem = train_lib.DivergenceGuard(factor, 16).check([1.0, loss], [1.0, norm], 10)
@@ -79,8 +81,11 @@ def test_check_loss_says_when_nothing_was_saved(tmp_path):
     ck = Checkpointer(str(tmp_path))
     guard = train_lib.DivergenceGuard(10.0, 16)
     host = [{"loss": np.float32(1e9), "grad_norm": np.float32(1.0)}]
-    with pytest.raises(TrainingError, match="Nothing is saved: this came before the run's "
-                                            r"first checkpoint \(train.checkpoint_every = 500\)"):
+    with pytest.raises(
+        TrainingError,
+        match="Nothing is saved: this came before the run's "
+        r"first checkpoint \(train.checkpoint_every = 500\)",
+    ):
         train_lib.check_loss(host, 50, guard, ck, 500)
     ok = [{"loss": np.float32(2.0), "grad_norm": np.float32(1.0)}]
     assert train_lib.check_loss(ok, 50, guard, ck, 500) == pytest.approx(2.0)
@@ -90,23 +95,40 @@ def test_check_loss_says_when_nothing_was_saved(tmp_path):
 # -------------------------------------------------------------------- end to end, both sides
 def test_a_run_that_blows_up_from_the_start_saves_nothing(tmp_path, synthetic_config):
     """The issue's case: learning_rate 1e6 used to write checkpoints and best.json."""
-    config = synthetic_config({"train.learning_rate": 1e6, "train.progress_bar": False,
-                               "model.hidden": 16, "model.embed_dim": 16,
-                               "train.log_every": 10, "train.checkpoint_every": 40,
-                               "train.eval_every": 40, "train.num_train_steps": 80})
-    with pytest.raises(TrainingError, match="blew up at step 10; stopped without saving. "
-                                            "Nothing is saved"):
+    config = synthetic_config(
+        {
+            "train.learning_rate": 1e6,
+            "train.progress_bar": False,
+            "model.hidden": 16,
+            "model.embed_dim": 16,
+            "train.log_every": 10,
+            "train.checkpoint_every": 40,
+            "train.eval_every": 40,
+            "train.num_train_steps": 80,
+        }
+    )
+    with pytest.raises(
+        TrainingError, match="blew up at step 10; stopped without saving. Nothing is saved"
+    ):
         train_lib.train_and_evaluate(config, str(tmp_path / "w"))
     assert Checkpointer(str(tmp_path / "w"), read_only=True).all_steps() == []
     assert not (tmp_path / "w" / "best.json").exists()
 
 
 def test_a_run_that_never_learns_stops_after_the_warm_up(tmp_path, synthetic_config):
-    config = synthetic_config({"train.learning_rate": 1e-9, "train.progress_bar": False,
-                               "model.hidden": 16, "model.embed_dim": 16,
-                               "train.log_every": 20, "train.checkpoint_every": 40,
-                               "train.eval_every": 40, "train.num_train_steps": 200,
-                               "train.divergence_warmup": 100})
+    config = synthetic_config(
+        {
+            "train.learning_rate": 1e-9,
+            "train.progress_bar": False,
+            "model.hidden": 16,
+            "model.embed_dim": 16,
+            "train.log_every": 20,
+            "train.checkpoint_every": 40,
+            "train.eval_every": 40,
+            "train.num_train_steps": 200,
+            "train.divergence_warmup": 100,
+        }
+    )
     with pytest.raises(TrainingError, match="not learning at step 100"):
         train_lib.train_and_evaluate(config, str(tmp_path / "w"))
     # the checkpoints of steps 40 and 80 were saved before; they are kept

@@ -9,10 +9,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxattn import inference, plots
 from jaxattn.config import default_data_config, load_config
 from jaxattn.data import load_text_processing, read_tsv, readers
-from jaxattn.inference import InferenceError, Translator
+from jaxattn.inference import translator as inference
+from jaxattn.inference.translator import InferenceError, Translator
+from jaxattn.tools import plots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYMBOLS = [str(i) for i in range(12)]  # configs/synthetic.py: 12 symbols, lengths 3..8
@@ -49,8 +50,9 @@ def test_round_trip_reverses(translator):
 
 def test_empty_unknown_and_long_input(translator):
     long = " ".join(SYMBOLS * 4)  # 48 symbols; training had at most 8
-    empty, blank, unknown, far = translator.translate(["", "   ", "1 2 zz 3", long],
-                                                      max_input_len=48)  # over the run's 16
+    empty, blank, unknown, far = translator.translate(
+        ["", "   ", "1 2 zz 3", long], max_input_len=48
+    )  # over the run's 16
     assert empty.text == blank.text == "" and empty.tokens == [] and empty.weights.shape[0] == 0
     assert unknown.unknown == ["zz"] and unknown.input_tokens == ["1", "2", "zz", "3"]
     assert unknown.weights.shape[1] == 5
@@ -162,7 +164,8 @@ def test_read_tsv_as_training(tmp_path):
         b"no tab here\n"
         b"She is \xe9 here.\tElle est l\xe0.\n"  # Latin-1: not UTF-8
         b"\n"
-        b"You're late.\tTu es en retard.\n")
+        b"You're late.\tTu es en retard.\n"
+    )
     sources, refs, counts = read_tsv(str(path), cfg, max_length=10)
     assert sources == ["J'ai froid.", "Tu es en retard."]
     assert refs == ["I am cold.", "You're late."]

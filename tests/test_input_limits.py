@@ -17,17 +17,17 @@ import jax
 import numpy as np
 import pytest
 
-from jaxattn import eval_input, inference
 from jaxattn.config import default_config, load_config
 from jaxattn.data import load_text_processing, readers
-from jaxattn.inference import InputTooLongError, Translator, UsageError
-from jaxattn.translation import (
+from jaxattn.inference import translator as inference
+from jaxattn.inference.translation import (
     CHARS_PER_TOKEN,
     MAX_DECODE_STEPS,
     UNLIMITED_CHARS,
     InputLimit,
     training_limit,
 )
+from jaxattn.inference.translator import InputTooLongError, Translator, UsageError, eval_input
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATS = {"train_pairs": 2000, "max_source_len": 8, "max_target_len": 8}  # the tiny run's
@@ -51,6 +51,7 @@ def translator(run):
 @pytest.fixture
 def no_decoding(translator, monkeypatch):
     """Fails the test if anything is decoded."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("decoded although the input was refused")
 
@@ -119,8 +120,9 @@ def test_ensemble_takes_the_least_limit(translator, tmp_path):
     (tmp_path / "data_stats.json").write_text(json.dumps({**STATS, "max_source_len": 5}))
     p, config = translator.variables["params"], translator.config
     text = load_text_processing(config.data, translator.workdir)
-    both = Translator(config, p, text, workdir=translator.workdir,
-                      ensemble=[(config, p, 300, str(tmp_path))])
+    both = Translator(
+        config, p, text, workdir=translator.workdir, ensemble=[(config, p, 300, str(tmp_path))]
+    )
     assert both.max_input_len == 10 and "5 tokens" in both.input_limit().why
 
 
@@ -154,8 +156,11 @@ def test_overlong_everywhere_in_the_api(no_decoding):
     # characters are counted before tokenizing: a huge sentence is refused at once
     huge = "1 " * 3_000_000
     start = time.perf_counter()
-    with pytest.raises(InputTooLongError, match=r"has 6,000,000 characters; this model takes "
-                                                r"at most 1,600 characters: 100 a token"):
+    with pytest.raises(
+        InputTooLongError,
+        match=r"has 6,000,000 characters; this model takes "
+        r"at most 1,600 characters: 100 a token",
+    ):
         t.translate([huge])
     assert time.perf_counter() - start < 1
     with pytest.raises(UsageError, match="overlong must be one of"):
@@ -216,8 +221,13 @@ def test_location_attention_positions_are_a_hard_limit(translator):
     config.data.max_length = 10  # an older run: the filter allows 9 tokens (18), positions 5
     text = load_text_processing(config.data, translator.workdir)
     model = Translator(config, {}, text).model
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), np.ones((1, 6), np.int32),
-                            np.array([6]), np.ones((1, 3), np.int32))["params"]
+    shapes = jax.eval_shape(
+        model.init,
+        jax.random.PRNGKey(0),
+        np.ones((1, 6), np.int32),
+        np.array([6]),
+        np.ones((1, 3), np.int32),
+    )["params"]
     t = Translator(config, jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes), text)
     limit = t.input_limit()
     assert limit.tokens == 5 and limit.hard and "6 source positions" in limit.why
@@ -235,14 +245,19 @@ def test_location_attention_positions_are_a_hard_limit(translator):
 def test_absurd_max_len_is_refused_before_work(no_decoding, max_len):
     t = no_decoding
     assert t.max_decode_steps() == 64  # 4 x 16, and what the default gives 16 tokens
-    for call in (lambda: t.translate(["1 2"], max_len=max_len),
-                 lambda: t.evaluate(["1 2"], ["2 1"], max_len=max_len),
-                 lambda: t.warmup(["1 2"], max_len=max_len),
-                 lambda: t.attention("1 2", max_len=max_len),
-                 lambda: t.check_limits(max_len)):
-        with pytest.raises(UsageError, match=rf"max_len={max_len:,} \(--max_len\) decoding "
-                                             r"steps is more than this model can use: at most "
-                                             r"64 \(4 x the input limit of 16 tokens"):
+    for call in (
+        lambda: t.translate(["1 2"], max_len=max_len),
+        lambda: t.evaluate(["1 2"], ["2 1"], max_len=max_len),
+        lambda: t.warmup(["1 2"], max_len=max_len),
+        lambda: t.attention("1 2", max_len=max_len),
+        lambda: t.check_limits(max_len),
+    ):
+        with pytest.raises(
+            UsageError,
+            match=rf"max_len={max_len:,} \(--max_len\) decoding "
+            r"steps is more than this model can use: at most "
+            r"64 \(4 x the input limit of 16 tokens",
+        ):
             call()
 
 
@@ -257,8 +272,17 @@ def test_max_len_bound_without_a_known_limit(translator):
 
 
 # ----------------------------------------------------------------------------- reading lines
-@pytest.mark.parametrize("data", [b"\xef\xbb\xbfone\r\n\xff\xfe\n\nfour", b"a\n", b"", b"\n",
-                                  b"x\ny\n\n", "caf\u00e9 \u00e0\n".encode()])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xef\xbb\xbfone\r\n\xff\xfe\n\nfour",
+        b"a\n",
+        b"",
+        b"\n",
+        b"x\ny\n\n",
+        "caf\u00e9 \u00e0\n".encode(),
+    ],
+)
 def test_bounded_lines_read_as_decode_lines(data):
     lines, bad = readers.decode_lines(data, "x")
     got = list(eval_input.iter_lines(io.BytesIO(data), "x", InputLimit(4, "test")))
@@ -286,8 +310,9 @@ def test_evaluation_files_are_read_bounded(translator, tmp_path):
     ref.write_text("2 1\n1\n")
     with pytest.raises(InputTooLongError, match=f"^line 2 of {src} has more than 1,600 char"):
         inference.load_pairs(translator, src=str(src), ref=str(ref))
-    sources, refs, _ = inference.load_pairs(translator, src=str(src), ref=str(ref),
-                                            overlong="truncate")
+    sources, refs, _ = inference.load_pairs(
+        translator, src=str(src), ref=str(ref), overlong="truncate"
+    )
     assert refs == ["2 1", "1"] and len(sources[1]) > 1_600
     assert translator.check_inputs(sources, overlong="truncate") == 1
     ref.write_text("2 1\n" + "x" * 5_000 + "\n")
@@ -302,13 +327,22 @@ def test_evaluation_files_are_read_bounded(translator, tmp_path):
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "jax_cache"
-    return dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache),
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    return dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=str(cache),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
 
 
 def script(env, name, *args, stdin=None, code=0):
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", f"{name}.py"), *args],
-                       input=stdin, capture_output=True, env=env, timeout=300)
+    p = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", f"{name}.py"), *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     out, err = p.stdout.decode(), p.stderr.decode()
     assert p.returncode == code, f"exit {p.returncode}\nstdout:\n{out}\nstderr:\n{err}"
     assert "Traceback" not in out + err, err
@@ -317,8 +351,13 @@ def script(env, name, *args, stdin=None, code=0):
 
 def test_translate_refuses_a_huge_stdin_line_quickly(run, env):
     start = time.perf_counter()
-    out, err = script(env, "translate", f"--workdir={run}",
-                      stdin=b"1 2 3\n" + b"1 " * 50_000_000 + b"\n4 5\n", code=1)
+    out, err = script(
+        env,
+        "translate",
+        f"--workdir={run}",
+        stdin=b"1 2 3\n" + b"1 " * 50_000_000 + b"\n4 5\n",
+        code=1,
+    )
     assert time.perf_counter() - start < 120  # minutes before; the line is never read whole
     assert err.startswith("error: line 2 of stdin has more than 1,600 characters")
     assert err.count("\n") == 1 and out == ""
@@ -327,17 +366,25 @@ def test_translate_refuses_a_huge_stdin_line_quickly(run, env):
 def test_translate_overlong_lines_and_flags(run, env):
     lines = b"1 2 3\n" + _symbols(40).encode() + b"\n4 5\n"
     _, err = script(env, "translate", f"--workdir={run}", stdin=lines, code=1)
-    assert err.startswith(f"error: line 2 of stdin has 40 tokens; this model takes at most "
-                          f"{LIMIT} tokens") and "--max_input_len N" in err
+    assert (
+        err.startswith(
+            f"error: line 2 of stdin has 40 tokens; this model takes at most {LIMIT} tokens"
+        )
+        and "--max_input_len N" in err
+    )
     out, err = script(env, "translate", f"--workdir={run}", "--truncate_long", stdin=lines)
     assert out.split("\n")[0::2] == ["3 2 1", "5 4"] and len(out.split("\n")) == 4
     assert "warning: line 2 of stdin has 40 tokens: cut to its first 16 tokens" in err
-    out, _ = script(env, "translate", f"--workdir={run}", "--max_input_len=40", "1 2",
-                    _symbols(40))
+    out, _ = script(env, "translate", f"--workdir={run}", "--max_input_len=40", "1 2", _symbols(40))
     assert out.split("\n")[0] == "2 1"
     _, err = script(env, "translate", f"--workdir={run}", "--max_len=1000000000", "1 2", code=2)
-    assert err.startswith("error: max_len=1,000,000,000 (--max_len) decoding steps is more "
-                          "than this model can use: at most 64") and err.count("\n") == 1
+    assert (
+        err.startswith(
+            "error: max_len=1,000,000,000 (--max_len) decoding steps is more "
+            "than this model can use: at most 64"
+        )
+        and err.count("\n") == 1
+    )
 
 
 def test_evaluate_files_and_split_limits(run, env, tmp_path):
@@ -346,12 +393,14 @@ def test_evaluate_files_and_split_limits(run, env, tmp_path):
     ref.write_text("3 2 1\n1\n")
     _, err = script(env, "evaluate", f"--workdir={run}", f"--src={src}", f"--ref={ref}", code=1)
     assert err.startswith(f"error: line 2 of {src} has 30 tokens")
-    _, err = script(env, "evaluate", f"--workdir={run}", f"--src={ref}", f"--ref={src}",
-                    "--score", code=1)
+    _, err = script(
+        env, "evaluate", f"--workdir={run}", f"--src={ref}", f"--ref={src}", "--score", code=1
+    )
     assert err.startswith(f"error: line 2 of {src} has 30 tokens") and "target" in err
     # the run's own split is cut (with a count), as training's validation cuts it
-    out, err = script(env, "evaluate", f"--workdir={run}", "--split=test", "--max_input_len=5",
-                      "--nowarmup")
+    out, err = script(
+        env, "evaluate", f"--workdir={run}", "--split=test", "--max_input_len=5", "--nowarmup"
+    )
     assert "of the test split has" in err and "cut to its first 5 tokens" in err
     assert "source sentence(s) cut to the input limit" in err and "BLEU|" in out
 
@@ -361,9 +410,11 @@ def test_parts_sample_as_the_whole(translator):
     sentences = ["1 2 3", "4 5 6 7", "8 9", "10 11 1"]
     kw = dict(method="sample", temperature=3.0, n_best=2, seed=5)
     whole = translator.translate(sentences, **kw)
-    parts = (translator.translate(sentences[:2], **kw)
-             + translator.translate(sentences[2:], index_offset=2, **kw))
+    parts = translator.translate(sentences[:2], **kw) + translator.translate(
+        sentences[2:], index_offset=2, **kw
+    )
     assert [[h.text for h in t.hypotheses()] for t in whole] == [
-        [h.text for h in t.hypotheses()] for t in parts]
+        [h.text for h in t.hypotheses()] for t in parts
+    ]
     with pytest.raises(UsageError, match="index_offset must be an integer >= 0"):
         translator.translate(sentences, index_offset=-1)

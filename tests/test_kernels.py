@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxattn import KernelAttention, make_attention
-from jaxattn.attention import KERNEL_ALIASES, KERNELS, kernel_name
+from jaxattn.model.attention import KERNEL_ALIASES, KERNELS, kernel_name
 
 
 # d2l's kernels and regression, verbatim but for the names.
@@ -37,8 +37,7 @@ def nadaraya_watson(x_train, y_train, x_val, kernel):
     return y_hat, attention_w
 
 
-D2L = {"gaussian": gaussian, "boxcar": boxcar, "constant": constant,
-       "epanechikov": epanechikov}
+D2L = {"gaussian": gaussian, "boxcar": boxcar, "constant": constant, "epanechikov": epanechikov}
 
 
 def toy(seed=0):

@@ -14,9 +14,11 @@ from jaxattn import metrics
 # Hypotheses about three times as long as their references: BLEU's brevity penalty and chrF's
 # recall weighting (beta = 2) make both scores depend clearly on the argument order; 'The' vs
 # 'the' shows whether scoring is cased.
-HYPS = ["The cat sat on the mat . it was a warm and sunny day and the cat was happy to sleep",
-        "a big dog runs in the park with a small ball in its mouth all day long",
-        "I am here, ok? yes I am"]
+HYPS = [
+    "The cat sat on the mat . it was a warm and sunny day and the cat was happy to sleep",
+    "a big dog runs in the park with a small ball in its mouth all day long",
+    "I am here, ok? yes I am",
+]
 REFS = ["the cat sat on the mat .", "a dog runs in the park .", "I am here , ok ?"]
 
 
@@ -60,12 +62,16 @@ def test_metric_writer_round_trip(tmp_path):
     w.write(20, "train", {"loss": 1.5})
     w.close()
     records = metrics.read_metrics(str(tmp_path))
-    assert [(r["step"], r["split"]) for r in records] == [(10, "train"), (10, "valid"),
-                                                          (20, "train")]
+    assert [(r["step"], r["split"]) for r in records] == [
+        (10, "train"),
+        (10, "valid"),
+        (20, "train"),
+    ]
     assert records[0]["loss"] == 2.0 and isinstance(records[0]["loss"], float)
     assert records[1]["bleu"] == 12.5 and records[2]["loss"] == 1.5
-    assert all(json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().split("\n")
-               if line)
+    assert all(
+        json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().split("\n") if line
+    )
     off = metrics.MetricWriter(str(tmp_path / "off"), enabled=False)
     off.write(1, "train", {"loss": 1.0})
     off.close()

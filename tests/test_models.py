@@ -1,4 +1,4 @@
-"""Tests for jaxattn.models (Seq2Seq, build_model): end-to-end shapes, masking and padding
+"""Tests for jaxattn.model.seq2seq (Seq2Seq, build_model): end-to-end shapes, masking and padding
 invariance, teacher forcing ratios against step-by-step loops, free running, jit/grad/vmap,
 bridges and config errors, bf16, the tutorial-faithful modes, dropout, and a model that learns
 a synthetic reverse task with anti-diagonal attention."""
@@ -16,7 +16,7 @@ import pytest
 
 import jaxattn
 from jaxattn import Seq2Seq, build_model, default_model_config
-from jaxattn.rnn import valid_mask
+from jaxattn.model.rnn import valid_mask
 
 SRC_V, TGT_V, BOS = 13, 11, 0
 B, S, T, EXTRA = 3, 6, 5, 3
@@ -221,13 +221,22 @@ def test_ratio_extremes_match_decode_step_loops(init):
             model.apply(variables, src, lengths, targets, teacher_forcing_ratio=zero, rng=key),
         )
 
-    (forced, forced_w), (free, free_w), (nothing, nothing_w), (default, _), traced_one, \
-        traced_zero = run(variables, jnp.float32(1.0), jnp.float32(0.0))
+    (
+        (forced, forced_w),
+        (free, free_w),
+        (nothing, nothing_w),
+        (default, _),
+        traced_one,
+        traced_zero,
+    ) = run(variables, jnp.float32(1.0), jnp.float32(0.0))
     tree_allclose(traced_one, (forced, forced_w), rtol=1e-5, atol=1e-6)
     tree_allclose(traced_zero, (free, free_w), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="rng"):
-        jax.eval_shape(lambda: model.apply(variables, src, lengths, targets,
-                                           teacher_forcing_ratio=jnp.float32(1.0)))
+        jax.eval_shape(
+            lambda: model.apply(
+                variables, src, lengths, targets, teacher_forcing_ratio=jnp.float32(1.0)
+            )
+        )
     ref_forced, ref_forced_w = python_loop(model, variables, src, lengths, targets, True)
     ref_free, ref_free_w = python_loop(model, variables, src, lengths, targets, False)
     np.testing.assert_allclose(forced, ref_forced, rtol=1e-5, atol=1e-5)

@@ -89,8 +89,9 @@ def test_nnx_optimizer_trains_and_drives_search():
     greedy = search.greedy_search(model, variables, src, src_len, eos_id=EOS, max_len=S + 1)
     free_logits, _ = model.apply(variables, src, src_len, max_len=S + 1)
     np.testing.assert_array_equal(greedy.tokens[:, 0], jnp.argmax(free_logits[:, 0], -1))
-    beam = search.beam_search(model, variables, src, src_len, eos_id=EOS, max_len=S + 1,
-                              beam_size=3)
+    beam = search.beam_search(
+        model, variables, src, src_len, eos_id=EOS, max_len=S + 1, beam_size=3
+    )
     assert beam.tokens.shape[0] == B and beam.tokens.shape[-1] == S + 1
     assert bool(jnp.all(beam.scores[:, 0] >= greedy.scores - 1e-5))
 

@@ -1,5 +1,6 @@
-"""Parity with the PyTorch tutorial (jaxattn.torch_tutorial): the same weights, converted by
-jaxattn.torch_port, give the same log-probabilities, attention weights and hidden states (float32,
+"""Parity with the PyTorch tutorial (benchmarks.torch_tutorial): the same weights, converted by
+jaxattn.tools.torch_port, give the same log-probabilities, attention weights and hidden states
+(float32,
 atol 1e-6), teacher forced and greedy, and the same training loss, gradients and Adam step."""
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import numpy as np
 import optax
 import pytest
 
-from jaxattn.encoders import Encoder
-from jaxattn.models import build_model
-from jaxattn.torch_port import (
+from jaxattn.model.encoders import Encoder
+from jaxattn.model.seq2seq import build_model
+from jaxattn.tools.torch_port import (
     StateDictError,
     convert_decoder_state_dict,
     convert_encoder_state_dict,
@@ -24,7 +25,7 @@ from jaxattn.torch_port import (
 )
 
 torch = pytest.importorskip("torch")
-from jaxattn import torch_tutorial as tt  # noqa: E402  (needs torch)
+from benchmarks import torch_tutorial as tt  # noqa: E402  (needs torch)
 
 ATOL = 1e-6
 V_SRC, V_TGT, H = 13, 11, 16
@@ -199,5 +200,5 @@ def test_conversion_errors():
 
 
 def test_torch_port_does_not_import_torch():
-    code = "import sys, jaxattn.torch_port; assert 'torch' not in sys.modules"
+    code = "import sys, jaxattn.tools.torch_port; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

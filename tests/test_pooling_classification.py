@@ -57,10 +57,8 @@ def trained():
         updates, opt = tx.update(grads, opt, p)
         return (optax.apply_updates(p, updates), opt), loss
 
-    batches = tuple(jnp.asarray(a).reshape(300, 64, *a.shape[1:])
-                    for a in (tokens, mask, labels))
-    (params, _), losses = jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), batches))(
-        params)
+    batches = tuple(jnp.asarray(a).reshape(300, 64, *a.shape[1:]) for a in (tokens, mask, labels))
+    (params, _), losses = jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), batches))(params)
     return model, params, float(losses[-1])
 
 

@@ -28,8 +28,15 @@ def run(line: str, workdir: str) -> subprocess.CompletedProcess:
     argv = [workdir if a == "runs/synthetic" else a for a in shlex.split(line)]
     assert argv[0] == "python", line
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, *argv[1:]], input=stdin, capture_output=True,
-                          text=True, timeout=600, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, *argv[1:]],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def test_readme_demo_trains_to_its_end_then_evaluates_and_translates(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for jaxattn.rnn: GRU/LSTM cells against NumPy references of the PyTorch formulas, and
+"""Tests for jaxattn.model.rnn: GRU/LSTM cells against NumPy references of the PyTorch formulas, and
 the length-aware scanned RNN layer (final carries, zero padding, per-sequence reversal, jit,
 grad and vmap)."""
 
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxattn.rnn import RNN, GRUCell, LSTMCell, make_cell, reverse_padded, valid_mask
+from jaxattn.model.rnn import RNN, GRUCell, LSTMCell, make_cell, reverse_padded, valid_mask
 
 B, T, D, H = 4, 6, 5, 7
 LENGTHS = np.array([6, 4, 1, 0], np.int32)  # includes a full row and an empty one

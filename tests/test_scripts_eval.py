@@ -115,30 +115,63 @@ def test_translate_non_utf8_lines(run, env):
 
 
 def test_translate_n_best_sampling_and_ensemble(run, env):
-    out, _ = script(env, "translate", f"--workdir={run}", "--beam_size=3", "--n_best=3", "1 2 3",
-                    "", "4 5 6 7")
+    out, _ = script(
+        env, "translate", f"--workdir={run}", "--beam_size=3", "--n_best=3", "1 2 3", "", "4 5 6 7"
+    )
     rows = [line.split("\t") for line in out.split("\n")[:-1]]
-    assert [r[:2] for r in rows] == [["0", "1"], ["0", "2"], ["0", "3"], ["1", "1"], ["2", "1"],
-                                     ["2", "2"], ["2", "3"]]
+    assert [r[:2] for r in rows] == [
+        ["0", "1"],
+        ["0", "2"],
+        ["0", "3"],
+        ["1", "1"],
+        ["2", "1"],
+        ["2", "2"],
+        ["2", "3"],
+    ]
     assert rows[0][3] == "3 2 1" and rows[3][2:] == ["0.0000", ""] and rows[4][3] == "7 6 5 4"
     scores = [float(r[2]) for r in rows[:3]]
     assert scores == sorted(scores, reverse=True) and len({r[3] for r in rows[:3]}) == 3
     # two runs (the same twice: an ensemble equal to the run), sampling among the top 1 token
-    out, _ = script(env, "translate", f"--workdir={run},{run}", "--checkpoint=300,best",
-                    "--method=sample", "--top_k=1", "--n_best=2", "--seed=7", "1 2 3")
+    out, _ = script(
+        env,
+        "translate",
+        f"--workdir={run},{run}",
+        "--checkpoint=300,best",
+        "--method=sample",
+        "--top_k=1",
+        "--n_best=2",
+        "--seed=7",
+        "1 2 3",
+    )
     assert [line.split("\t")[3] for line in out.split("\n")[:-1]] == ["3 2 1", "3 2 1"]
 
 
 def test_evaluate_ensemble_options_and_score(run, env, tmp_path):
     src, ref = _write(tmp_path / "src.txt", SOURCES), _write(tmp_path / "ref.txt", REFS)
-    out, _ = script(env, "evaluate", f"--workdir={run},{run}", f"--src={src}", f"--ref={ref}",
-                    "--beam_size=3", "--beta=0.2", "--replace_unk", f"--json={tmp_path / 'r.json'}")
+    out, _ = script(
+        env,
+        "evaluate",
+        f"--workdir={run},{run}",
+        f"--src={src}",
+        f"--ref={ref}",
+        "--beam_size=3",
+        "--beta=0.2",
+        "--replace_unk",
+        f"--json={tmp_path / 'r.json'}",
+    )
     assert f"ensemble of {run} step 300 + {run} step 300 (beam 3, alpha 0, beta 0.2)" in out
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["bleu"] > 80 and result["beta"] == 0.2 and result["replace_unk"]
     assert result["ensemble"] == [dict(workdir=run, step=300)] * 2
-    out, err = script(env, "evaluate", f"--workdir={run}", f"--src={src}", f"--ref={ref}",
-                      "--score", "--per_token")
+    out, err = script(
+        env,
+        "evaluate",
+        f"--workdir={run}",
+        f"--src={src}",
+        f"--ref={ref}",
+        "--score",
+        "--per_token",
+    )
     rows = [line.split("\t") for line in out.split("\n")[:-1]]
     assert len(rows) == 4 and all(len(r) == 3 for r in rows)
     assert rows[0][1] == "5 1 4 1 3 </s>" and rows[1][1] == "</s>"
@@ -189,10 +222,16 @@ def test_compare_table(run, env):
         (["--workdir={run}", "--method=sample", "--top_p=0"], 2, "top_p must be in (0, 1]"),
         (["--workdir={run}", "--temperature=0.5"], 2, "are for method='sample'"),
         (["--workdir={run}", "--method=beam", "--beam_size=2", "--beta=-1"], 2, "beta (the "),
-        (["--workdir={run}", "--replace_unk", "--unk_dictionary={tmp}/missing.tsv"], 1,
-         "Cannot read the unknown-word dictionary"),
-        (["--workdir={run},{run}", "--checkpoint=best,300,150"], 2,
-         "gives 3 checkpoints for 2 workdirs"),
+        (
+            ["--workdir={run}", "--replace_unk", "--unk_dictionary={tmp}/missing.tsv"],
+            1,
+            "Cannot read the unknown-word dictionary",
+        ),
+        (
+            ["--workdir={run},{run}", "--checkpoint=best,300,150"],
+            2,
+            "gives 3 checkpoints for 2 workdirs",
+        ),
         (["--workdir={run}", "--score", "--beam_size=2"], 2, "--beam_size: no search runs"),
         (["--workdir={run}", "--per_token"], 2, "--per_token goes with --score"),
         ([], 2, "--workdir"),

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxattn.models import build_model, default_model_config
+from jaxattn.model.seq2seq import build_model, default_model_config
 from jaxattn.search import SearchResult, beam_search, greedy_search, length_penalty
 
 BOS, EOS, PAD = 0, 1, -1  # target ids (PAD fills after EOS in most tests); the source pads with 0
@@ -438,8 +438,16 @@ def test_length_penalty_does_not_stop_early():
     probs[1:3, 2] = [0.01, 0.01, 0.97, 0.01]
     probs[3, 2] = [0.01, 0.97, 0.01, 0.01]
     variables = table_variables(np.log(probs), 3, bias_scale=0.0)
-    r = beam_search(TableModel(), variables, np.zeros((1, 3), np.int32), eos_id=EOS, max_len=4,
-                    beam_size=2, n_best=1, alpha=3.0)  # n_best 1: the pool is full at once
+    r = beam_search(
+        TableModel(),
+        variables,
+        np.zeros((1, 3), np.int32),
+        eos_id=EOS,
+        max_len=4,
+        beam_size=2,
+        n_best=1,
+        alpha=3.0,
+    )  # n_best 1: the pool is full at once
     assert r.tokens[0, 0, : r.lengths[0, 0]].tolist() == [2, 2, 2, EOS]
     np.testing.assert_allclose(r.scores[0, 0], np.log(0.22 * 0.97**3) / 1.5**3, rtol=1e-5)
 

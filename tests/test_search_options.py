@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxattn.config import default_model_config
-from jaxattn.models import build_model
+from jaxattn.model.seq2seq import build_model
 from jaxattn.search import (
     Ensemble,
     beam_search,
@@ -33,8 +33,14 @@ def small_model(random_init, seed):
     model = build_model(c, V, V, bos_id=1)
     src = np.random.default_rng(0).integers(3, V, (B, S)).astype(np.int32)
     src[np.arange(S)[None] >= LENGTHS[:, None]] = 0
-    variables = random_init(model, jnp.asarray(src), jnp.asarray(LENGTHS),
-                            jnp.zeros((B, T), jnp.int32), seed=seed, scale=0.5)
+    variables = random_init(
+        model,
+        jnp.asarray(src),
+        jnp.asarray(LENGTHS),
+        jnp.zeros((B, T), jnp.int32),
+        seed=seed,
+        scale=0.5,
+    )
     return model, variables, src
 
 
@@ -54,11 +60,15 @@ def assert_same(a, b, exact=("tokens", "lengths", "finished")):
 def test_ensemble_of_a_model_with_itself_is_the_model(random_init):
     model, variables, src = small_model(random_init, 0)
     both = Ensemble((model, model))
-    assert_same(greedy_search(both, (variables, variables), src, LENGTHS, **KW),
-                greedy_search(model, variables, src, LENGTHS, **KW))
+    assert_same(
+        greedy_search(both, (variables, variables), src, LENGTHS, **KW),
+        greedy_search(model, variables, src, LENGTHS, **KW),
+    )
     kw = dict(beam_size=3, n_best=2, alpha=0.6, **KW)
-    assert_same(beam_search(both, (variables, variables), src, LENGTHS, **kw),
-                beam_search(model, variables, src, LENGTHS, **kw))
+    assert_same(
+        beam_search(both, (variables, variables), src, LENGTHS, **kw),
+        beam_search(model, variables, src, LENGTHS, **kw),
+    )
 
 
 def test_ensemble_probabilities_lie_between_its_members(random_init):
@@ -70,7 +80,9 @@ def test_ensemble_probabilities_lie_between_its_members(random_init):
     ens = force_decode(Ensemble((m, m)), (v1, v2), src, LENGTHS, tgt)
     np.testing.assert_allclose(
         np.exp(ens.token_log_probs),
-        (np.exp(one.token_log_probs) + np.exp(two.token_log_probs)) / 2, rtol=1e-5)
+        (np.exp(one.token_log_probs) + np.exp(two.token_log_probs)) / 2,
+        rtol=1e-5,
+    )
     lo = np.minimum(one.token_log_probs, two.token_log_probs)
     hi = np.maximum(one.token_log_probs, two.token_log_probs)
     assert np.all(lo - 1e-6 <= ens.token_log_probs) and np.all(ens.token_log_probs <= hi + 1e-6)
@@ -89,8 +101,9 @@ def test_force_decode_scores_the_greedy_output(random_init):
     past = np.arange(T)[None] >= np.asarray(g.lengths)[:, None]
     assert np.all(np.asarray(f.token_log_probs)[past] == 0)
     assert np.all(np.asarray(f.token_log_probs)[~past] < 0)
-    np.testing.assert_allclose(np.asarray(f.weights)[~past], np.asarray(g.weights)[~past],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(f.weights)[~past], np.asarray(g.weights)[~past], atol=1e-6
+    )
 
 
 # -------------------------------------------------------------------------------- sampling
@@ -112,8 +125,14 @@ def test_samples_depend_on_the_key_only(random_init):
     c = sample(model, variables, src, LENGTHS, rng=jax.random.key(2), num_samples=4, **KW)
     np.testing.assert_array_equal(a.tokens, b.tokens)
     assert not np.array_equal(a.tokens, c.tokens)
-    f = force_decode(model, variables, src[:, None].repeat(4, 1).reshape(B * 4, S),
-                     LENGTHS.repeat(4), a.tokens.reshape(B * 4, T), a.lengths.reshape(-1))
+    f = force_decode(
+        model,
+        variables,
+        src[:, None].repeat(4, 1).reshape(B * 4, S),
+        LENGTHS.repeat(4),
+        a.tokens.reshape(B * 4, T),
+        a.lengths.reshape(-1),
+    )
     np.testing.assert_allclose(f.log_probs.reshape(B, 4), a.log_probs, rtol=1e-4, atol=1e-5)
 
 
@@ -127,9 +146,12 @@ def test_a_sentences_samples_ignore_the_rest_of_its_batch(random_init, opts):
     keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(3), jnp.arange(B))
     whole = sample(model, variables, src, LENGTHS, rng=keys, **kw)
     np.testing.assert_array_equal(
-        sample(model, variables, src, LENGTHS, rng=jax.random.key(3), **kw).tokens, whole.tokens)
+        sample(model, variables, src, LENGTHS, rng=jax.random.key(3), **kw).tokens, whole.tokens
+    )
     for b in range(B):
-        alone = sample(model, variables, src[b:b + 1], LENGTHS[b:b + 1], rng=keys[b:b + 1], **kw)
+        alone = sample(
+            model, variables, src[b : b + 1], LENGTHS[b : b + 1], rng=keys[b : b + 1], **kw
+        )
         np.testing.assert_array_equal(alone.tokens[0], whole.tokens[b])
     rev = sample(model, variables, src[::-1], LENGTHS[::-1], rng=keys[::-1], **kw)
     np.testing.assert_array_equal(rev.tokens[::-1], whole.tokens)
@@ -142,13 +164,31 @@ def test_a_sentences_samples_ignore_the_rest_of_its_batch(random_init, opts):
 
 
 def first_token_frequencies(model, variables, src, n, **kw):
-    s = sample(model, variables, src[:1], LENGTHS[:1], rng=jax.random.key(7), num_samples=n,
-               max_len=1, eos_id=EOS, **kw)
+    s = sample(
+        model,
+        variables,
+        src[:1],
+        LENGTHS[:1],
+        rng=jax.random.key(7),
+        num_samples=n,
+        max_len=1,
+        eos_id=EOS,
+        **kw,
+    )
     return np.bincount(np.asarray(s.tokens)[0, :, 0], minlength=V) / n
 
 
-@pytest.mark.parametrize("kw", [{}, {"temperature": 0.7}, {"top_k": 3}, {"top_p": 0.6},
-                                {"top_p": 0.2}, {"top_p": 0.8, "top_k": 4, "temperature": 1.5}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"temperature": 0.7},
+        {"top_k": 3},
+        {"top_p": 0.6},
+        {"top_p": 0.2},
+        {"top_p": 0.8, "top_k": 4, "temperature": 1.5},
+    ],
+)
 def test_sample_frequencies_match_the_filtered_softmax(random_init, kw):
     """4,000 first tokens: each frequency within 0.035 (5 standard deviations at most) of the
     probability the model and the filter give it. top_p 0.6 draws by rejection (some rows fall
@@ -161,7 +201,7 @@ def test_sample_frequencies_match_the_filtered_softmax(random_init, kw):
     order = np.argsort(-logits)
     keep = np.ones(V, bool)
     if "top_k" in kw:
-        keep[order[kw["top_k"]:]] = False
+        keep[order[kw["top_k"] :]] = False
     if "top_p" in kw:
         p = np.where(keep, np.exp(logits - logits.max()), 0.0)  # top-p after top-k
         p = p[order] / p.sum()
@@ -177,8 +217,12 @@ def test_sample_frequencies_match_the_filtered_softmax(random_init, kw):
 def test_sampling_rejects_bad_options(random_init):
     model, variables, src = small_model(random_init, 0)
     key = jax.random.key(0)
-    for bad, match in ((dict(temperature=-1.0), "temperature"), (dict(top_k=-2), "top_k"),
-                       (dict(top_p=0.0), "top_p"), (dict(num_samples=0), "num_samples")):
+    for bad, match in (
+        (dict(temperature=-1.0), "temperature"),
+        (dict(top_k=-2), "top_k"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(num_samples=0), "num_samples"),
+    ):
         with pytest.raises(ValueError, match=match):
             sample(model, variables, src, LENGTHS, rng=key, **bad, **KW)
     with pytest.raises(ValueError, match="PRNG"):
@@ -209,8 +253,9 @@ def test_beam_scores_include_the_coverage_penalty(random_init, keep_greedy):
     assert_same(beam_search(model, variables, src, LENGTHS, beta=0.0, **kw), plain)
     r = beam_search(model, variables, src, LENGTHS, beta=2.0, **kw)
     ok = np.isfinite(np.asarray(r.scores))
-    want = (np.asarray(r.log_probs) / np.asarray(length_penalty(r.lengths, 0.5))
-            + np.asarray(coverage_penalty(r.weights, LENGTHS[:, None], 2.0)))
+    want = np.asarray(r.log_probs) / np.asarray(length_penalty(r.lengths, 0.5)) + np.asarray(
+        coverage_penalty(r.weights, LENGTHS[:, None], 2.0)
+    )
     np.testing.assert_allclose(np.asarray(r.scores)[ok], want[ok], rtol=1e-4, atol=1e-5)
     for scores, finished in zip(np.asarray(r.scores), np.asarray(r.finished), strict=True):
         s = scores[finished]

@@ -82,7 +82,8 @@ def test_a_word_seen_only_in_the_test_split_is_no_piece(monkeypatch, tmp_path):
         for lang, fmt in (("de", "Ein {} Nr {} läuft ."), ("en", "A {} number {} runs .")):
             (folder / f"{split}.{lang}").write_text(
                 "".join(fmt.format(names[i % len(names)], i) + "\n" for i in range(n)),
-                encoding="utf-8")
+                encoding="utf-8",
+            )
     c = default_data_config()
     c.name, c.path, c.data_dir = "parallel", str(folder), str(tmp_path / "tfds")
     c.src_lang, c.tgt_lang = "de", "en"
@@ -104,8 +105,13 @@ def test_joint_model_one_file_one_vocabulary(tmp_path):
             assert data.src_vocab.unk_id not in data.src_vocab.encode(tok.tokenize(text))
     data.save_vocabs(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == sorted(
-        [data_lib.JOINT_SPM_FILE, data_lib.SRC_VOCAB_FILE, data_lib.TGT_VOCAB_FILE,
-         data_lib.DATA_STATS_FILE])
+        [
+            data_lib.JOINT_SPM_FILE,
+            data_lib.SRC_VOCAB_FILE,
+            data_lib.TGT_VOCAB_FILE,
+            data_lib.DATA_STATS_FILE,
+        ]
+    )
     assert data_lib.JOINT_SPM_FILE in data_lib.VOCAB_FILES  # fingerprinted by checkpoints
     text = data_lib.load_text_processing(data.config, str(tmp_path))
     assert text.src_tokenizer.sp_model == text.tgt_tokenizer.sp_model == data.src_tokenizer.sp_model
@@ -121,8 +127,9 @@ def test_joint_model_one_file_one_vocabulary(tmp_path):
 @pytest.mark.parametrize("model_type", ["bpe", "unigram"])
 def test_byte_fallback_spells_unseen_characters_in_bytes(model_type):
     unseen = "friday, march 5, 2021 \u00e9t\u00e9 \u732b\u20ac"  # 'été', a cat, euro: unseen
-    fallback = data_lib.build(dates_config(sp_model_type=model_type, sp_byte_fallback=True,
-                                           sp_vocab_size=320))
+    fallback = data_lib.build(
+        dates_config(sp_model_type=model_type, sp_byte_fallback=True, sp_vocab_size=320)
+    )
     tok, vocab = fallback.src_tokenizer, fallback.src_vocab
     pieces = tok.tokenize(unseen)
     assert "<0xC3>" in pieces and "<0xA9>" in pieces  # 'é' = C3 A9 in UTF-8
@@ -136,11 +143,13 @@ def test_byte_fallback_spells_unseen_characters_in_bytes(model_type):
 def test_config_rules():
     c = dates_config()
     validate_section("data", c)
-    for key, value, match in [("sp_model_type", "wordpiece", "sp_model_type"),
-                              ("sp_vocab_size", 4, "sp_vocab_size"),
-                              ("sp_character_coverage", 0.0, "sp_character_coverage"),
-                              ("sp_byte_fallback", True, "sp_vocab_size"),  # 80 < 256 bytes
-                              ("vocab_min_freq", 2, "vocab_min_freq")]:
+    for key, value, match in [
+        ("sp_model_type", "wordpiece", "sp_model_type"),
+        ("sp_vocab_size", 4, "sp_vocab_size"),
+        ("sp_character_coverage", 0.0, "sp_character_coverage"),
+        ("sp_byte_fallback", True, "sp_vocab_size"),  # 80 < 256 bytes
+        ("vocab_min_freq", 2, "vocab_min_freq"),
+    ]:
         with pytest.raises(ConfigError, match=match):
             validate_section("data", dates_config(**{key: value}))
     with pytest.raises(ValueError, match="byte pieces count"):  # too small for the corpus
@@ -148,33 +157,43 @@ def test_config_rules():
 
 
 # ----------------------------------------------------------------- train -> Translator
-@pytest.fixture(scope="module", params=[("bpe", False), ("unigram", True)],
-                ids=["bpe", "unigram-joint"])
+@pytest.fixture(
+    scope="module", params=[("bpe", False), ("unigram", True)], ids=["bpe", "unigram-joint"]
+)
 def subword_run(request, tmp_path_factory, synthetic_config):
     """A tiny copy run on subwords (numbers 0..39 make pieces such as '▁3' + '7')."""
-    from jaxattn.train import train_and_evaluate
+    from jaxattn.training.loop import train_and_evaluate
 
     model_type, joint = request.param
-    config = synthetic_config({
-        "data.synthetic_task": "copy", "data.synthetic_num_symbols": 40,
-        "data.synthetic_sizes": (1000, 40, 40), "data.tokenizer": "sentencepiece",
-        "data.sp_model_type": model_type, "data.sp_joint": joint, "data.sp_vocab_size": 40,
-        "model.hidden": 32, "model.embed_dim": 32, "train.num_train_steps": 150,
-        "train.learning_rate": 1e-2,
-        "train.eval_every": 150, "train.checkpoint_every": 150, "train.progress_bar": False,
-    })
+    config = synthetic_config(
+        {
+            "data.synthetic_task": "copy",
+            "data.synthetic_num_symbols": 40,
+            "data.synthetic_sizes": (1000, 40, 40),
+            "data.tokenizer": "sentencepiece",
+            "data.sp_model_type": model_type,
+            "data.sp_joint": joint,
+            "data.sp_vocab_size": 40,
+            "model.hidden": 32,
+            "model.embed_dim": 32,
+            "train.num_train_steps": 150,
+            "train.learning_rate": 1e-2,
+            "train.eval_every": 150,
+            "train.checkpoint_every": 150,
+            "train.progress_bar": False,
+        }
+    )
     workdir = str(tmp_path_factory.mktemp(f"subwords_{model_type}"))
     _, metrics = train_and_evaluate(config, workdir)
     return workdir, config, metrics, request.param
 
 
 def test_train_then_translate_with_no_corpus(subword_run, monkeypatch):
-    from jaxattn.checkpoints import Checkpointer
-    from jaxattn.inference import Translator
+    from jaxattn.inference.translator import Translator
+    from jaxattn.rundir.checkpointer import Checkpointer
 
     workdir, config, metrics, (model_type, joint) = subword_run
-    files = ([data_lib.JOINT_SPM_FILE] if joint else
-             [data_lib.SRC_SPM_FILE, data_lib.TGT_SPM_FILE])
+    files = [data_lib.JOINT_SPM_FILE] if joint else [data_lib.SRC_SPM_FILE, data_lib.TGT_SPM_FILE]
     others = {data_lib.JOINT_SPM_FILE, data_lib.SRC_SPM_FILE, data_lib.TGT_SPM_FILE} - set(files)
     assert all(os.path.exists(os.path.join(workdir, f)) for f in files)
     assert not any(os.path.exists(os.path.join(workdir, f)) for f in others)
@@ -206,6 +225,7 @@ def test_train_then_translate_with_no_corpus(subword_run, monkeypatch):
     result = translator.evaluate(sources, refs)
     assert not any(SP in h for h in result["hypotheses"])
     assert result["bleu"] == pytest.approx(
-        sacrebleu.corpus_bleu(result["hypotheses"], [refs]).score)
+        sacrebleu.corpus_bleu(result["hypotheses"], [refs]).score
+    )
     assert result["bleu"] > 40  # BLEU of '▁3 ▁17'-style output against '3 17' would be ~0
     assert np.mean([h == r for h, r in zip(result["hypotheses"], refs, strict=True)]) > 0.2

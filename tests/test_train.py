@@ -16,16 +16,21 @@ import time
 import numpy as np
 import pytest
 
-from jaxattn import train as train_lib
-from jaxattn.checkpoints import Checkpointer, CheckpointError
 from jaxattn.config import default_config
 from jaxattn.errors import ConfigError
+from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError
+from jaxattn.training import loop as train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
-    "model.hidden": 16, "model.embed_dim": 16, "data.synthetic_sizes": (400, 40, 40),
-    "train.log_every": 5, "train.checkpoint_every": 10, "train.eval_every": 1000,
-    "train.num_train_steps": 30, "train.progress_bar": False,
+    "model.hidden": 16,
+    "model.embed_dim": 16,
+    "data.synthetic_sizes": (400, 40, 40),
+    "train.log_every": 5,
+    "train.checkpoint_every": 10,
+    "train.eval_every": 1000,
+    "train.num_train_steps": 30,
+    "train.progress_bar": False,
 }
 LONG = {**TINY, "train.num_train_steps": 400}  # long enough to be interrupted mid-run
 
@@ -39,9 +44,20 @@ def _env(devices: int = 1) -> dict:
 def _worker(workdir, out, overrides, *, devices=1, port=0, pid=0, nproc=1):
     args = [f"{k}={v!r}" for k, v in overrides.items()]
     return subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "tests", "distributed_worker.py"), str(port),
-         str(pid), str(nproc), str(workdir), str(out), *args],
-        env=_env(devices), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            os.path.join(ROOT, "tests", "distributed_worker.py"),
+            str(port),
+            str(pid),
+            str(nproc),
+            str(workdir),
+            str(out),
+            *args,
+        ],
+        env=_env(devices),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -54,10 +70,17 @@ def _finish(proc, timeout=240):
 def _script(workdir, overrides):
     flags = [f"--config.{k}={v}" for k, v in overrides.items()]
     return subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "scripts", "train.py"),
-         f"--config={os.path.join(ROOT, 'configs', 'synthetic.py')}", f"--workdir={workdir}",
-         *flags],
-        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            os.path.join(ROOT, "scripts", "train.py"),
+            f"--config={os.path.join(ROOT, 'configs', 'synthetic.py')}",
+            f"--workdir={workdir}",
+            *flags,
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -140,8 +163,10 @@ def test_two_processes_train_together_to_identical_params(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    procs = [_worker(tmp_path / "w", tmp_path / f"p{i}.npz", TINY, port=port, pid=i, nproc=2)
-             for i in range(2)]
+    procs = [
+        _worker(tmp_path / "w", tmp_path / f"p{i}.npz", TINY, port=port, pid=i, nproc=2)
+        for i in range(2)
+    ]
     outs = [_finish(p) for p in procs]
     assert all("of 2 on 2 devices" in o for o in outs)
     p0, p1 = _load(tmp_path / "p0.npz"), _load(tmp_path / "p1.npz")
@@ -164,24 +189,33 @@ def _config(**overrides):
 def _params(state):
     import jax
 
-    return {jax.tree_util.keystr(k): np.asarray(v)
-            for k, v in jax.tree_util.tree_leaves_with_path(state.params)}
+    return {
+        jax.tree_util.keystr(k): np.asarray(v)
+        for k, v in jax.tree_util.tree_leaves_with_path(state.params)
+    }
 
 
 def test_scheduled_sampling_resume_is_bit_exact(tmp_path):
     """With a decaying teacher-forcing schedule (a ratio from the traced step, coins from the
     step's key), 10 steps + a resume to 20 give the parameters of 20 uninterrupted steps."""
-    schedule = {"train.teacher_forcing_schedule": "inverse_sigmoid",
-                "train.teacher_forcing_sigmoid_k": 3.0, "train.num_train_steps": 20}
+    schedule = {
+        "train.teacher_forcing_schedule": "inverse_sigmoid",
+        "train.teacher_forcing_sigmoid_k": 3.0,
+        "train.num_train_steps": 20,
+    }
     ref, _ = train_lib.train_and_evaluate(_config(**schedule), str(tmp_path / "ref"))
-    train_lib.train_and_evaluate(_config(**{**schedule, "train.num_train_steps": 10}),
-                                 str(tmp_path / "w"))
+    train_lib.train_and_evaluate(
+        _config(**{**schedule, "train.num_train_steps": 10}), str(tmp_path / "w")
+    )
     resumed, _ = train_lib.train_and_evaluate(_config(**schedule), str(tmp_path / "w"))
     _assert_equal_params(_params(resumed), _params(ref))
-    forced, _ = train_lib.train_and_evaluate(_config(**{"train.num_train_steps": 20}),
-                                             str(tmp_path / "forced"))
-    assert any(not np.array_equal(a, b) for a, b in
-               zip(_params(forced).values(), _params(ref).values(), strict=True))
+    forced, _ = train_lib.train_and_evaluate(
+        _config(**{"train.num_train_steps": 20}), str(tmp_path / "forced")
+    )
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(_params(forced).values(), _params(ref).values(), strict=True)
+    )
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
@@ -237,17 +271,24 @@ def test_workdir_outputs(tmp_path):
     assert all(r["tokens_per_sec"] > 0 for r in records if r["split"] == "train")
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("model.decoder", "transformer", "config.model.decoder='transformer' is not one of"),
-    ("train.batch_size", 0, "batch_size=0 must be >= 1"),
-    ("train.teacher_forcing_ratio", 1.5, "teacher_forcing_ratio=1.5 must be <= 1"),
-    ("train.optimizer", "adagrad", "config.train.optimizer='adagrad'"),
-    ("train.teacher_forcing_schedule", "cosine", "teacher_forcing_schedule='cosine' is not"),
-    ("train.teacher_forcing_min", 0.5, "teacher_forcing_min=0.5 must be <= "
-     "teacher_forcing_ratio \\(0.4\\), the start of the 'linear' schedule"),
-    ("train.teacher_forcing_decay_rate", 0.0, "teacher_forcing_decay_rate=0.0 must be > 0"),
-    ("train.teacher_forcing_sigmoid_k", 0.5, "teacher_forcing_sigmoid_k=0.5 must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("model.decoder", "transformer", "config.model.decoder='transformer' is not one of"),
+        ("train.batch_size", 0, "batch_size=0 must be >= 1"),
+        ("train.teacher_forcing_ratio", 1.5, "teacher_forcing_ratio=1.5 must be <= 1"),
+        ("train.optimizer", "adagrad", "config.train.optimizer='adagrad'"),
+        ("train.teacher_forcing_schedule", "cosine", "teacher_forcing_schedule='cosine' is not"),
+        (
+            "train.teacher_forcing_min",
+            0.5,
+            "teacher_forcing_min=0.5 must be <= "
+            "teacher_forcing_ratio \\(0.4\\), the start of the 'linear' schedule",
+        ),
+        ("train.teacher_forcing_decay_rate", 0.0, "teacher_forcing_decay_rate=0.0 must be > 0"),
+        ("train.teacher_forcing_sigmoid_k", 0.5, "teacher_forcing_sigmoid_k=0.5 must be >= 1"),
+    ],
+)
 def test_bad_config_fails_before_any_work(tmp_path, key, value, message):
     schedule = {"train.teacher_forcing_schedule": "linear", "train.teacher_forcing_ratio": 0.4}
     overrides = {**(schedule if key == "train.teacher_forcing_min" else {}), key: value}
@@ -257,13 +298,22 @@ def test_bad_config_fails_before_any_work(tmp_path, key, value, message):
 
 
 def test_cli_rejects_unknown_key_and_wrong_type_without_traceback(tmp_path):
-    for flag, needle in [("--config.model.hiden=3", "hiden"),
-                         ("--config.model.hidden=abc", "hidden")]:
+    for flag, needle in [
+        ("--config.model.hiden=3", "hiden"),
+        ("--config.model.hidden=abc", "hidden"),
+    ]:
         r = subprocess.run(
-            [sys.executable, os.path.join(ROOT, "scripts", "train.py"),
-             f"--config={os.path.join(ROOT, 'configs', 'synthetic.py')}",
-             f"--workdir={tmp_path / 'w'}", flag],
-            env=_env(), capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                os.path.join(ROOT, "scripts", "train.py"),
+                f"--config={os.path.join(ROOT, 'configs', 'synthetic.py')}",
+                f"--workdir={tmp_path / 'w'}",
+                flag,
+            ],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert r.returncode != 0
         assert needle in r.stderr
@@ -273,8 +323,12 @@ def test_cli_rejects_unknown_key_and_wrong_type_without_traceback(tmp_path):
 def test_optimizer_options_build_and_step():
     import jax.numpy as jnp
 
-    for opt, sched in [("adam", "constant"), ("adamw", "cosine"), ("sgd", "warmup_cosine"),
-                       ("adam", "rsqrt")]:
+    for opt, sched in [
+        ("adam", "constant"),
+        ("adamw", "cosine"),
+        ("sgd", "warmup_cosine"),
+        ("adam", "rsqrt"),
+    ]:
         tc = default_config().train
         tc.optimizer, tc.lr_schedule, tc.warmup_steps, tc.grad_clip = opt, sched, 10, 1.0
         tx = train_lib.make_optimizer(tc, total_steps=100)
@@ -318,8 +372,9 @@ def test_cross_entropy_gradient_is_autodiffs(eps):
     mask = (jnp.arange(5)[None] < jnp.array([5, 2, 0])[:, None]).astype(jnp.float32)
     labels = optax.smooth_labels(jax.nn.one_hot(targets, 40), eps)
     ref = jax.value_and_grad(lambda x: (optax.softmax_cross_entropy(x, labels) * mask).sum())
-    ours = jax.jit(jax.value_and_grad(
-        lambda x: (train_lib.token_losses(x, targets, eps) * mask).sum()))
+    ours = jax.jit(
+        jax.value_and_grad(lambda x: (train_lib.token_losses(x, targets, eps) * mask).sum())
+    )
     (v1, g1), (v2, g2) = ref(logits), ours(logits)
     assert float(v2) == pytest.approx(float(v1), rel=1e-5)
     np.testing.assert_allclose(g2, g1, atol=1e-6)

@@ -1,4 +1,5 @@
-"""Numeric checks of jaxattn.train's pieces a run relies on: `train_step`'s loss (masked mean,
+"""Numeric checks of jaxattn.training.loop's pieces a run relies on: `train_step`'s loss (masked
+mean,
 padding ignored, loss over padding, label smoothing, teacher forcing, dropout) against a
 hand computation, `eval_step`'s sums, the optimizers (SGD, Adam's betas, AdamW's weight
 decay, global-norm clipping) and the learning-rate schedules, value by value."""
@@ -16,8 +17,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxattn import train as train_lib
-from jaxattn.models import build_model, default_model_config
+from jaxattn.model.seq2seq import build_model, default_model_config
+from jaxattn.training import loop as train_lib
 
 V, B, S, T = 9, 3, 5, 6
 BOS = 1
@@ -25,10 +26,21 @@ TGT_LEN = np.array([6, 3, 1], np.int32)
 
 
 TRAIN_DEFAULTS = dict(  # the train options train_step and make_optimizer read
-    optimizer="sgd", learning_rate=0.1, lr_schedule="constant", warmup_steps=0, b1=0.9,
-    b2=0.999, weight_decay=0.0, grad_clip=0.0, label_smoothing=0.0, teacher_forcing_ratio=1.0,
-    loss_over_padding=False, teacher_forcing_schedule="constant", teacher_forcing_min=0.0,
-    teacher_forcing_decay_steps=100, teacher_forcing_decay_rate=0.9,
+    optimizer="sgd",
+    learning_rate=0.1,
+    lr_schedule="constant",
+    warmup_steps=0,
+    b1=0.9,
+    b2=0.999,
+    weight_decay=0.0,
+    grad_clip=0.0,
+    label_smoothing=0.0,
+    teacher_forcing_ratio=1.0,
+    loss_over_padding=False,
+    teacher_forcing_schedule="constant",
+    teacher_forcing_min=0.0,
+    teacher_forcing_decay_steps=100,
+    teacher_forcing_decay_rate=0.9,
     teacher_forcing_sigmoid_k=10.0,
 )
 
@@ -46,8 +58,12 @@ def make_batch(pad_fill=0, seed=0):
     tgt = rng.integers(3, V, (B, T)).astype(np.int32)
     pad = np.arange(T)[None] >= TGT_LEN[:, None]
     tgt[pad] = rng.integers(3, V, pad.sum()) if pad_fill is None else pad_fill
-    return {"src": jnp.asarray(src), "src_len": jnp.asarray(src_len),
-            "tgt": jnp.asarray(tgt), "tgt_len": jnp.asarray(TGT_LEN)}
+    return {
+        "src": jnp.asarray(src),
+        "src_len": jnp.asarray(src_len),
+        "tgt": jnp.asarray(tgt),
+        "tgt_len": jnp.asarray(TGT_LEN),
+    }
 
 
 @functools.cache
@@ -59,7 +75,8 @@ def model_and_params(dropout=0.0):
     shapes = jax.eval_shape(model.init, jax.random.key(0), b["src"], b["src_len"], b["tgt"])
     rng = np.random.default_rng(1)
     params = jax.tree.map(
-        lambda s: jnp.asarray(0.5 * rng.standard_normal(s.shape), s.dtype), shapes["params"])
+        lambda s: jnp.asarray(0.5 * rng.standard_normal(s.shape), s.dtype), shapes["params"]
+    )
     return model, params
 
 
@@ -70,7 +87,8 @@ def jitted_step(tc_json, dropout):
     model, params = model_and_params(dropout)
     tc = ml_collections.ConfigDict(json.loads(tc_json))
     state = train_lib.TrainState.create(
-        apply_fn=model.apply, params=params, tx=train_lib.make_optimizer(tc, 100))
+        apply_fn=model.apply, params=params, tx=train_lib.make_optimizer(tc, 100)
+    )
     return jax.jit(functools.partial(train_lib.train_step, model=model, tc=tc)), state
 
 
@@ -90,8 +108,13 @@ def forward(dropout=0.0, teacher_forcing_ratio=1.0):
 
     @jax.jit
     def run(batch):
-        return model.apply({"params": params}, batch["src"], batch["src_len"], batch["tgt"],
-                           teacher_forcing_ratio=teacher_forcing_ratio)[0]
+        return model.apply(
+            {"params": params},
+            batch["src"],
+            batch["src_len"],
+            batch["tgt"],
+            teacher_forcing_ratio=teacher_forcing_ratio,
+        )[0]
 
     return run
 
@@ -171,8 +194,14 @@ def test_teacher_forcing_ratio_is_the_share_of_forced_steps():
             return next_fun(*args, **kwargs)
 
         with nn.intercept_methods(skip_decoder):
-            model.apply({"params": params}, src, None, tgt, teacher_forcing_ratio=ratio,
-                        rng=jax.random.key(0))
+            model.apply(
+                {"params": params},
+                src,
+                None,
+                tgt,
+                teacher_forcing_ratio=ratio,
+                rng=jax.random.key(0),
+            )
         return seen[0]
 
     assert forcing_mask(1.0) is None  # always forced
@@ -190,19 +219,21 @@ def test_teacher_forcing_schedules_values():
     s, m = 0.9, 0.2
 
     def ratios(name, steps=(0, 1, 5, 50, 100, 250)):
-        tc = make_tc(teacher_forcing_schedule=name, teacher_forcing_ratio=s,
-                     teacher_forcing_min=m)
+        tc = make_tc(teacher_forcing_schedule=name, teacher_forcing_ratio=s, teacher_forcing_min=m)
         fn = train_lib.teacher_forcing_schedule(tc)
         return np.array([float(jax.jit(fn)(jnp.asarray(i, jnp.int32))) for i in steps])
 
     steps = np.array([0, 1, 5, 50, 100, 250], np.float64)
     const = train_lib.teacher_forcing_schedule(make_tc(teacher_forcing_ratio=s))
     assert const(jnp.asarray(7)) == s and isinstance(const(7), float)
-    for name, f in [("linear", np.maximum(0.0, 1 - steps / 100)),  # decay_steps 100
-                    ("exponential", 0.9 ** steps),  # decay_rate 0.9
-                    ("inverse_sigmoid", 10.0 / (10.0 + np.exp(steps / 10.0)))]:  # k = 10
-        np.testing.assert_allclose(ratios(name), m + (s - m) * f, rtol=1e-6, atol=1e-7,
-                                   err_msg=name)
+    for name, f in [
+        ("linear", np.maximum(0.0, 1 - steps / 100)),  # decay_steps 100
+        ("exponential", 0.9**steps),  # decay_rate 0.9
+        ("inverse_sigmoid", 10.0 / (10.0 + np.exp(steps / 10.0))),
+    ]:  # k = 10
+        np.testing.assert_allclose(
+            ratios(name), m + (s - m) * f, rtol=1e-6, atol=1e-7, err_msg=name
+        )
     np.testing.assert_allclose(ratios("linear")[[0, 3, 4, 5]], [0.9, 0.55, 0.2, 0.2], rtol=1e-6)
     with pytest.raises(train_lib.TrainingError, match="teacher_forcing_schedule"):
         ratios("cosine")
@@ -246,8 +277,12 @@ def test_default_config_keeps_the_teacher_forced_fast_path():
             return next_fun(*args, **kwargs)
 
         with nn.intercept_methods(record):
-            jax.eval_shape(functools.partial(train_lib.train_step, model=model, tc=tc),
-                           state, batch, jax.random.key(0))
+            jax.eval_shape(
+                functools.partial(train_lib.train_step, model=model, tc=tc),
+                state,
+                batch,
+                jax.random.key(0),
+            )
         return seen[0]
 
     assert forcing(default) is None
@@ -262,10 +297,13 @@ def test_eval_step_sums():
     logits = forward()(batch)
     nll = np_token_nll(logits, batch["tgt"])
     mask = np.arange(T)[None] < TGT_LEN[:, None]
-    for over_padding, want_loss, want_tokens in [(False, nll[mask].sum(), TGT_LEN.sum()),
-                                                 (True, nll.sum(), B * T)]:
-        out = jax.jit(functools.partial(train_lib.eval_step, model=model,
-                                        loss_over_padding=over_padding))(params, batch)
+    for over_padding, want_loss, want_tokens in [
+        (False, nll[mask].sum(), TGT_LEN.sum()),
+        (True, nll.sum(), B * T),
+    ]:
+        out = jax.jit(
+            functools.partial(train_lib.eval_step, model=model, loss_over_padding=over_padding)
+        )(params, batch)
         assert float(out["loss_sum"]) == pytest.approx(want_loss, rel=1e-5)
         assert float(out["tokens"]) == want_tokens
 
@@ -296,10 +334,10 @@ def test_grad_clip_bounds_the_update_norm():
     assert np.linalg.norm(u) == pytest.approx(0.1 * 1.5, rel=1e-5)
     np.testing.assert_allclose(u, -0.1 * 1.5 * np.asarray(big["w"]) / 200, rtol=1e-5)
     small = {"w": jnp.array([0.3, -0.4, 0.0, 0.0])}  # norm 0.5
-    np.testing.assert_allclose(one_update(make_tc(grad_clip=1.5), small), -0.1 * small["w"],
-                               rtol=1e-6)
-    np.testing.assert_allclose(one_update(make_tc(grad_clip=0.0), big), -0.1 * big["w"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        one_update(make_tc(grad_clip=1.5), small), -0.1 * small["w"], rtol=1e-6
+    )
+    np.testing.assert_allclose(one_update(make_tc(grad_clip=0.0), big), -0.1 * big["w"], rtol=1e-6)
 
 
 def test_optimizer_updates_match_optax():
@@ -318,8 +356,11 @@ def test_optimizer_updates_match_optax():
         for i in range(3):
             got, got_state = tx.update({"w": g["w"] * (i + 1) ** 2}, got_state, params)
         np.testing.assert_allclose(got["w"], updates["w"], rtol=1e-5)
-    decayed = one_update(make_tc(optimizer="adamw", learning_rate=0.01, weight_decay=0.3),
-                         {"w": jnp.zeros(4)}, params={"w": jnp.full(4, 2.0)})
+    decayed = one_update(
+        make_tc(optimizer="adamw", learning_rate=0.01, weight_decay=0.3),
+        {"w": jnp.zeros(4)},
+        params={"w": jnp.full(4, 2.0)},
+    )
     np.testing.assert_allclose(decayed, -0.01 * 0.3 * 2.0, rtol=1e-5)
 
 
@@ -341,15 +382,15 @@ def test_schedules_values():
     lr, total = 0.2, 100
 
     def sched(name, warmup=0):
-        return train_lib.make_schedule(make_tc(learning_rate=lr, lr_schedule=name,
-                                               warmup_steps=warmup), total)
+        return train_lib.make_schedule(
+            make_tc(learning_rate=lr, lr_schedule=name, warmup_steps=warmup), total
+        )
 
     const = sched("constant")
     assert [float(const(s)) for s in (0, 50, 99)] == pytest.approx([lr] * 3)
     cos = sched("cosine")
     for s in (0, 25, 50, 100):
-        assert float(cos(s)) == pytest.approx(lr * 0.5 * (1 + np.cos(np.pi * s / total)),
-                                              abs=1e-7)
+        assert float(cos(s)) == pytest.approx(lr * 0.5 * (1 + np.cos(np.pi * s / total)), abs=1e-7)
     wc = sched("warmup_cosine", warmup=10)
     assert float(wc(0)) == pytest.approx(0.0, abs=1e-8)
     assert float(wc(5)) == pytest.approx(lr / 2, rel=1e-5)
@@ -376,13 +417,15 @@ def test_greedy_texts_skips_padding_rows_and_decodes_through_search():
     c.hidden = c.embed_dim = 8
     model = build_model(c, V, V, bos_id=BOS)
     batch = make_batch()
-    params = train_lib.create_train_state(model, optax.sgd(0.1), jax.random.PRNGKey(3),
-                                          batch).params
+    params = train_lib.create_train_state(
+        model, optax.sgd(0.1), jax.random.PRNGKey(3), batch
+    ).params
     vocab = Vocab(list(SPECIALS) + [f"w{i}" for i in range(V - 4)])  # pad, bos 1, eos 2, unk
     data = SimpleNamespace(tgt_vocab=vocab, decode_target=lambda ids: " ".join(map(str, ids)))
     padded = {**batch, "src_len": jnp.asarray([5, 0, 4], jnp.int32)}  # row 1 is padding
     texts = train_lib.greedy_texts(model, params, [padded], data, max_len=4)
-    r = search.greedy_search(model, {"params": params}, padded["src"], padded["src_len"],
-                             eos_id=vocab.eos_id, max_len=4)
+    r = search.greedy_search(
+        model, {"params": params}, padded["src"], padded["src_len"], eos_id=vocab.eos_id, max_len=4
+    )
     want = [" ".join(map(str, np.asarray(r.tokens)[i, : int(r.lengths[i])])) for i in (0, 2)]
     assert texts == want

@@ -1,6 +1,8 @@
-"""The decoding options as `Translator` users reach them (jaxattn.translation.DecodeOptions):
-n-best lists, sampling, the coverage penalty, ensembles of runs (jaxattn.restore), unknown-word
-replacement (jaxattn.unk), forced-decoding scores; a clear UsageError for every bad value.
+"""The decoding options as `Translator` users reach them
+(jaxattn.inference.translation.DecodeOptions):
+n-best lists, sampling, the coverage penalty, ensembles of runs (jaxattn.rundir.restore),
+unknown-word
+replacement (jaxattn.inference.unk), forced-decoding scores; a clear UsageError for every bad value.
 The conftest `tiny_run` (reverse the symbols) is the model."""
 
 import json
@@ -9,10 +11,10 @@ import shutil
 import numpy as np
 import pytest
 
-from jaxattn import search, unk
+from jaxattn import search
 from jaxattn.data.vocab import Vocab
-from jaxattn.inference import InferenceError, Translator, UsageError
-from jaxattn.translation import DecodeOptions
+from jaxattn.inference.translation import DecodeOptions
+from jaxattn.inference.translator import InferenceError, Translator, UsageError, unk
 
 SENTENCES = ["3 1 4 1 5", "9 2 6", "5 3 5 8 9 7", "1 2", "10 11 0 4 4 4 7", ""]
 
@@ -75,7 +77,8 @@ def test_options_object_and_shortcuts(translator):
     resolved = translator.options(beam)
     assert resolved.alpha == translator.config.eval.length_penalty and resolved.beta == 0.1
     assert _texts(translator.translate(SENTENCES, DecodeOptions(beam_size=3))) == _texts(
-        translator.translate(SENTENCES, beam_size=3))
+        translator.translate(SENTENCES, beam_size=3)
+    )
 
 
 # ------------------------------------------------------------------------------ n-best
@@ -100,8 +103,9 @@ def test_coverage_penalty_reaches_the_search(translator):
     alpha = translator.config.eval.length_penalty
     penalties = []
     for t in translator.translate(SENTENCES[:-1], method="beam", beam_size=3, beta=1.0):
-        cp = float(search.coverage_penalty(t.weights[None], np.array([len(t.input_tokens) + 1]),
-                                           1.0)[0])
+        cp = float(
+            search.coverage_penalty(t.weights[None], np.array([len(t.input_tokens) + 1]), 1.0)[0]
+        )
         lp = float(search.length_penalty(len(t.tokens) + 1, alpha))
         assert t.score == pytest.approx(t.log_prob / lp + cp, abs=1e-4)
         penalties.append(cp)
@@ -114,8 +118,10 @@ def test_sampling(translator):
     assert _texts(translator.translate(SENTENCES, method="sample", temperature=0.0)) == greedy
     assert _texts(translator.translate(SENTENCES, method="sample", top_k=1, seed=5)) == greedy
     hot = dict(method="sample", temperature=3.0, n_best=4)
-    a, b = translator.translate(SENTENCES, seed=1, **hot), translator.translate(SENTENCES, seed=1,
-                                                                                **hot)
+    a, b = (
+        translator.translate(SENTENCES, seed=1, **hot),
+        translator.translate(SENTENCES, seed=1, **hot),
+    )
     c = translator.translate(SENTENCES, seed=2, **hot)
     samples = [[h.text for h in t.hypotheses()] for t in a]
     assert samples == [[h.text for h in t.hypotheses()] for t in b]  # the seed decides
@@ -145,7 +151,8 @@ def test_ensemble_of_a_run_with_itself_is_the_run(tiny_run, translator):
             np.testing.assert_allclose(a.weights, b.weights, atol=1e-5)
     scores = pair.score(SENTENCES[:2], ["5 1 4 1 3", "6 2 9"])
     assert [s.log_prob for s in scores] == pytest.approx(
-        [s.log_prob for s in translator.score(SENTENCES[:2], ["5 1 4 1 3", "6 2 9"])], abs=1e-4)
+        [s.log_prob for s in translator.score(SENTENCES[:2], ["5 1 4 1 3", "6 2 9"])], abs=1e-4
+    )
     assert pair.evaluate(SENTENCES[:2], ["5 1 4 1 3", "6 2 9"])["ensemble"][1]["step"] == 300
 
 
@@ -161,10 +168,14 @@ def test_ensemble_vocabularies_must_match(tiny_run, tmp_path, side):
     tokens[5], tokens[6] = tokens[6], tokens[5]  # same size, two words swapped
     path.write_text("\n".join(tokens))
     what = "source" if side == "src" else "target"
-    with pytest.raises(InferenceError, match=(
+    with pytest.raises(
+        InferenceError,
+        match=(
             rf"{tiny_run.workdir} and {other} cannot decode as one ensemble: their {what} "
             rf"vocabularies \({side}_vocab.txt\) differ: \d+ vs \d+ tokens, first difference "
-            rf"at id 5: '{tokens[6]}' vs '{tokens[5]}'")):
+            rf"at id 5: '{tokens[6]}' vs '{tokens[5]}'"
+        ),
+    ):
         Translator.from_workdirs([tiny_run.workdir, str(other)])
 
 
@@ -183,27 +194,38 @@ def test_ensemble_text_processing_must_match(tiny_run, tmp_path):
 
 # ------------------------------------------------------------------------------ unknown words
 def test_replace_unknown_by_hand():
-    weights = np.array([[0.1, 0.7, 0.1, 0.1],  # <unk> at 0 -> 'Hund' (position 1)
-                        [0.2, 0.2, 0.5, 0.1],
-                        [0.1, 0.1, 0.3, 0.5],  # <unk> at 2: the EOS column is never chosen
-                        [0.0, 0.0, 0.0, 1.0]])  # the EOS row
+    weights = np.array(
+        [
+            [0.1, 0.7, 0.1, 0.1],  # <unk> at 0 -> 'Hund' (position 1)
+            [0.2, 0.2, 0.5, 0.1],
+            [0.1, 0.1, 0.3, 0.5],  # <unk> at 2: the EOS column is never chosen
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )  # the EOS row
     src = ["der", "Hund", "bellt"]
     assert unk.replace_unknown(["<unk>", "barks", "<unk>"], src, weights, "<unk>") == [
-        "Hund", "barks", "bellt"]
-    assert unk.replace_unknown(["<unk>", "barks", "<unk>"], src, weights, "<unk>",
-                               {"Hund": "dog"}) == ["dog", "barks", "bellt"]
+        "Hund",
+        "barks",
+        "bellt",
+    ]
+    assert unk.replace_unknown(
+        ["<unk>", "barks", "<unk>"], src, weights, "<unk>", {"Hund": "dog"}
+    ) == ["dog", "barks", "bellt"]
     assert unk.replace_unknown(["the", "dog"], src, weights, "<unk>") == ["the", "dog"]
     with pytest.raises(ValueError, match="weights must be shaped"):
         unk.replace_unknown(["<unk>"] * 5, src, weights, "<unk>")
 
 
-@pytest.mark.parametrize("content,message", [
-    (None, "Cannot read the unknown-word dictionary"),
-    (b"Hund\tdog\n\xe9\tx\n", r"not valid UTF-8 \(line 2\)"),
-    (b"Hund\tdog\nKatze cat\n", r"line 2: 'Katze cat' is not 'source<TAB>target'"),
-    (b"Hund\t\n", "line 1"),
-    (b"\n\n", "has no entries"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (None, "Cannot read the unknown-word dictionary"),
+        (b"Hund\tdog\n\xe9\tx\n", r"not valid UTF-8 \(line 2\)"),
+        (b"Hund\tdog\nKatze cat\n", r"line 2: 'Katze cat' is not 'source<TAB>target'"),
+        (b"Hund\t\n", "line 1"),
+        (b"\n\n", "has no entries"),
+    ],
+)
 def test_bad_dictionary_files(tmp_path, content, message):
     path = tmp_path / "lex.tsv"
     if content is not None:
@@ -232,13 +254,14 @@ def unk_first(translator, monkeypatch):
 
 
 def test_unknown_words_replaced_in_translation(unk_first, tmp_path):
-    plain, = unk_first.translate(["1 2 3"])
+    (plain,) = unk_first.translate(["1 2 3"])
     assert plain.tokens == ["<unk>", "2", "1"] and plain.text == "<unk> 2 1"
-    fixed, = unk_first.translate(["1 2 3"], replace_unk=True)  # reversing: attends to '3'
+    (fixed,) = unk_first.translate(["1 2 3"], replace_unk=True)  # reversing: attends to '3'
     assert fixed.tokens == ["3", "2", "1"] and fixed.text == "3 2 1"
     (tmp_path / "lex.tsv").write_text("3\tthree\n")
-    looked_up, = unk_first.translate(["1 2 3"], replace_unk=True,
-                                     unk_dictionary=str(tmp_path / "lex.tsv"))
+    (looked_up,) = unk_first.translate(
+        ["1 2 3"], replace_unk=True, unk_dictionary=str(tmp_path / "lex.tsv")
+    )
     assert looked_up.text == "three 2 1"
     r = unk_first.evaluate(["1 2 3", "4 5"], ["3 2 1", "5 4"], replace_unk=True, beam_size=2)
     assert r["hypotheses"] == ["3 2 1", "5 4"] and r["replace_unk"] and r["chrf"] == 100
@@ -262,12 +285,14 @@ def test_score_of_own_output_is_its_log_prob(translator):
 
 def test_score_references(translator):
     right, shorter, longer, wrong, empty = translator.score(
-        ["1 2 3"] * 4 + [""], ["3 2 1", "3 2", "3 2 1 1", "1 2 3", "3"])
-    assert right.log_prob > -1 and all(x.log_prob < right.log_prob - 2
-                                       for x in (shorter, longer, wrong))
+        ["1 2 3"] * 4 + [""], ["3 2 1", "3 2", "3 2 1 1", "1 2 3", "3"]
+    )
+    assert right.log_prob > -1 and all(
+        x.log_prob < right.log_prob - 2 for x in (shorter, longer, wrong)
+    )
     assert shorter.token_log_probs[:2] == pytest.approx(right.token_log_probs[:2], abs=1e-6)
     assert len(longer.tokens) == 5 and empty.log_prob < 0
-    zz, = translator.score(["1 2"], ["2 zz"])  # unknown target words score as <unk>
+    (zz,) = translator.score(["1 2"], ["2 zz"])  # unknown target words score as <unk>
     assert zz.tokens == ["2", "zz", "</s>"] and zz.log_prob < right.log_prob
     with pytest.raises(InferenceError, match="1 sources but 2 targets"):
         translator.score(["1"], ["1", "2"])

@@ -20,7 +20,7 @@ def encode_tokens(vocab: Vocab, tokens: Sequence[str], max_positions: int = 0) -
     kept)."""
     ids = vocab.encode(tokens)
     if max_positions and len(ids) >= max_positions:
-        del ids[max_positions - 1:]
+        del ids[max_positions - 1 :]
     ids.append(vocab.eos_id)
     return ids
 
@@ -30,8 +30,7 @@ def encode(tok: Tokenizer, vocab: Vocab, text: str, max_positions: int = 0) -> l
     return encode_tokens(vocab, tok.tokenize(text), max_positions)
 
 
-def pad(rows: Sequence[list[int]], padded_len: int,
-        pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+def pad(rows: Sequence[list[int]], padded_len: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """-> (ids int32[B, padded_len] padded with pad_id, lengths int32[B]); B = len(rows)."""
     out = np.full((len(rows), padded_len), pad_id, np.int32)
     lens = np.fromiter(map(len, rows), np.int32, len(rows))

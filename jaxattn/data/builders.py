@@ -72,23 +72,37 @@ class JaxattnEngFra(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
-            builder=self, description=self.__doc__, features=_features(),
-            supervised_keys=("src", "tgt"), homepage="https://www.manythings.org/anki/",
-            citation=CITATION, metadata=tfds.core.MetadataDict(), disable_shuffling=True,
+            builder=self,
+            description=self.__doc__,
+            features=_features(),
+            supervised_keys=("src", "tgt"),
+            homepage="https://www.manythings.org/anki/",
+            citation=CITATION,
+            metadata=tfds.core.MetadataDict(),
+            disable_shuffling=True,
         )
 
     def _split_generators(self, dl_manager):
         c = self.builder_config
         pairs, counts = read_tsv_pairs(read_bytes(c.source), c.source)  # (eng, fra)
-        kept = list(tutorial_pairs(pairs, reverse=c.reverse, apply_filter=c.apply_filter,
-                                   max_length=c.max_length, prefixes=c.prefixes))
+        kept = list(
+            tutorial_pairs(
+                pairs,
+                reverse=c.reverse,
+                apply_filter=c.apply_filter,
+                max_length=c.max_length,
+                prefixes=c.prefixes,
+            )
+        )
         rows = [(i, src, tgt) for i, src, tgt, _, _ in kept]
         keys = [(nsrc, ntgt) for _, _, _, nsrc, ntgt in kept]
         counts["filtered"] = len(pairs) - len(rows)
         counts["kept"] = len(rows)
         if not rows:
-            raise DataError(f"The tutorial filter kept no pairs of {c.source} ({counts}); "
-                             "check max_length/prefixes or set filter=False.")
+            raise DataError(
+                f"The tutorial filter kept no pairs of {c.source} ({counts}); "
+                "check max_length/prefixes or set filter=False."
+            )
         by_split = split_rows(rows, assign_splits(keys, c.split_fractions, c.split_seed))
         counts.update({f"split_{k}": len(v) for k, v in by_split.items()})
         self.info.metadata.update(counts, source_sha256=c.source_sha256)
@@ -99,24 +113,36 @@ class JaxattnEngFra(tfds.core.GeneratorBasedBuilder):
             yield key, {"src": src, "tgt": tgt}
 
 
-def tutorial_builder(*, path: str = "", url: str = TUTORIAL_URL,
-                     sha256_check: str = TUTORIAL_SHA256, download: bool = True,
-                     data_dir: str = "", src_lang: str = "fra", tgt_lang: str = "eng",
-                     apply_filter: bool = True, max_length: int = 10,
-                     prefixes: Sequence[str] = ENG_PREFIXES,
-                     split_fractions: Sequence[float] = (0.9, 0.05, 0.05),
-                     split_seed: int = 0) -> JaxattnEngFra:
+def tutorial_builder(
+    *,
+    path: str = "",
+    url: str = TUTORIAL_URL,
+    sha256_check: str = TUTORIAL_SHA256,
+    download: bool = True,
+    data_dir: str = "",
+    src_lang: str = "fra",
+    tgt_lang: str = "eng",
+    apply_filter: bool = True,
+    max_length: int = 10,
+    prefixes: Sequence[str] = ENG_PREFIXES,
+    split_fractions: Sequence[float] = (0.9, 0.05, 0.05),
+    split_seed: int = 0,
+) -> JaxattnEngFra:
     """A prepared `JaxattnEngFra` builder (prepares it on first use)."""
     reverse = tutorial_reverse(src_lang, tgt_lang)
     source = tutorial_source(path, url, sha256_check, download, data_dir)
     params = dict(
-        source_sha256=sha256(read_bytes(source)), reverse=reverse,
-        apply_filter=bool(apply_filter), max_length=int(max_length),
-        prefixes=tuple(prefixes), split_fractions=check_fractions(split_fractions),
+        source_sha256=sha256(read_bytes(source)),
+        reverse=reverse,
+        apply_filter=bool(apply_filter),
+        max_length=int(max_length),
+        prefixes=tuple(prefixes),
+        split_fractions=check_fractions(split_fractions),
         split_seed=int(split_seed),
     )
-    config = EngFraConfig(name=_digest(params), source=source, description=json.dumps(params),
-                          **params)
+    config = EngFraConfig(
+        name=_digest(params), source=source, description=json.dumps(params), **params
+    )
     return _prepare(JaxattnEngFra(config=config, data_dir=default_data_dir(data_dir)))
 
 
@@ -138,8 +164,11 @@ class JaxattnParallelText(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
-            builder=self, description=self.__doc__, features=_features(),
-            supervised_keys=("src", "tgt"), metadata=tfds.core.MetadataDict(),
+            builder=self,
+            description=self.__doc__,
+            features=_features(),
+            supervised_keys=("src", "tgt"),
+            metadata=tfds.core.MetadataDict(),
             disable_shuffling=True,
         )
 
@@ -155,10 +184,10 @@ class JaxattnParallelText(tfds.core.GeneratorBasedBuilder):
                 counts[k] = counts.get(k, 0) + v
             rows = [(i, s, t) for i, (s, t) in enumerate(pairs)]
             if split == "*":
-                keys = [(" ".join(s.lower().split()), " ".join(t.lower().split()))
-                        for s, t in pairs]
-                by_split = split_rows(rows, assign_splits(keys, c.split_fractions,
-                                                           c.split_seed))
+                keys = [
+                    (" ".join(s.lower().split()), " ".join(t.lower().split())) for s, t in pairs
+                ]
+                by_split = split_rows(rows, assign_splits(keys, c.split_fractions, c.split_seed))
             else:
                 by_split[split] = rows
         counts.update({f"split_{k}": len(v) for k, v in by_split.items()})
@@ -170,13 +199,16 @@ class JaxattnParallelText(tfds.core.GeneratorBasedBuilder):
             yield key, {"src": src, "tgt": tgt}
 
 
-def _parallel_files(path: str, src_lang: str, tgt_lang: str,
-                    splits: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
+def _parallel_files(
+    path: str, src_lang: str, tgt_lang: str, splits: dict[str, str]
+) -> tuple[tuple[str, str, str], ...]:
     path = os.path.expanduser(path)
     if not path:
-        raise DataError("name='parallel' needs config.data.path: a folder with "
-                         "{split}.{src_lang} and {split}.{tgt_lang} (or {split}.tsv) files, "
-                         "or one TSV file.")
+        raise DataError(
+            "name='parallel' needs config.data.path: a folder with "
+            "{split}.{src_lang} and {split}.{tgt_lang} (or {split}.tsv) files, "
+            "or one TSV file."
+        )
     if os.path.isfile(path):
         return (("*", path, ""),)
     if not os.path.isdir(path):
@@ -202,10 +234,17 @@ def _parallel_files(path: str, src_lang: str, tgt_lang: str,
     return tuple(files)
 
 
-def parallel_builder(path: str, *, src_lang: str, tgt_lang: str, splits: dict[str, str],
-                     tsv_columns: Sequence[int] = (0, 1),
-                     split_fractions: Sequence[float] = (0.9, 0.05, 0.05),
-                     split_seed: int = 0, data_dir: str = "") -> JaxattnParallelText:
+def parallel_builder(
+    path: str,
+    *,
+    src_lang: str,
+    tgt_lang: str,
+    splits: dict[str, str],
+    tsv_columns: Sequence[int] = (0, 1),
+    split_fractions: Sequence[float] = (0.9, 0.05, 0.05),
+    split_seed: int = 0,
+    data_dir: str = "",
+) -> JaxattnParallelText:
     """A prepared `JaxattnParallelText` builder.
 
     `path` is a folder with `{prefix}.{src_lang}` + `{prefix}.{tgt_lang}` (or `{prefix}.tsv`)
@@ -213,14 +252,17 @@ def parallel_builder(path: str, *, src_lang: str, tgt_lang: str, splits: dict[st
     """
     files = _parallel_files(path, src_lang, tgt_lang, splits)
     params = dict(
-        files=[(s, sha256(read_bytes(a)), sha256(read_bytes(b)) if b else "")
-               for s, a, b in files],
-        tsv_columns=list(tsv_columns), split_fractions=check_fractions(split_fractions),
+        files=[(s, sha256(read_bytes(a)), sha256(read_bytes(b)) if b else "") for s, a, b in files],
+        tsv_columns=list(tsv_columns),
+        split_fractions=check_fractions(split_fractions),
         split_seed=int(split_seed),
     )
     config = ParallelTextConfig(
-        name=_digest(params), description=json.dumps(params), files=files,
-        tsv_columns=tuple(tsv_columns), split_fractions=params["split_fractions"],
+        name=_digest(params),
+        description=json.dumps(params),
+        files=files,
+        tsv_columns=tuple(tsv_columns),
+        split_fractions=params["split_fractions"],
         split_seed=params["split_seed"],
     )
     return _prepare(JaxattnParallelText(config=config, data_dir=default_data_dir(data_dir)))
@@ -241,12 +283,16 @@ def catalog_builder(name: str, *, data_dir: str = "", download: bool = True):
     try:
         builder = tfds.builder(name, data_dir=default_data_dir(data_dir))
     except Exception as e:
-        raise DataError(f"TFDS has no dataset {name!r} ({e}). See "
-                         "https://www.tensorflow.org/datasets/catalog/overview.") from e
+        raise DataError(
+            f"TFDS has no dataset {name!r} ({e}). See "
+            "https://www.tensorflow.org/datasets/catalog/overview."
+        ) from e
     if not builder.is_prepared():
         if not download:
-            raise FileNotFoundError(f"{name} is not prepared in {builder.data_dir} and "
-                                    "download=False: set config.data.download=True.")
+            raise FileNotFoundError(
+                f"{name} is not prepared in {builder.data_dir} and "
+                "download=False: set config.data.download=True."
+            )
         builder.download_and_prepare(file_format="array_record")
     fmt = builder.info.file_format
     if fmt is not None and fmt != tfds.core.FileFormat.ARRAY_RECORD:
@@ -265,12 +311,16 @@ def data_sources(builder, splits: dict[str, str] | None = None) -> dict[str, Seq
     available = set(builder.info.splits.keys())
     splits = splits or {s: s for s in SPLITS}
     order = sorted(splits, key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), s))
-    return {ours: builder.as_data_source(split=splits[ours]) for ours in order
-            if splits[ours] and splits[ours].split("[")[0] in available}
+    return {
+        ours: builder.as_data_source(split=splits[ours])
+        for ours in order
+        if splits[ours] and splits[ours].split("[")[0] in available
+    }
 
 
-def read_texts(source: Sequence, src_key: str = "src", tgt_key: str = "tgt",
-               name: str = "") -> tuple[list[str], list[str]]:
+def read_texts(
+    source: Sequence, src_key: str = "src", tgt_key: str = "tgt", name: str = ""
+) -> tuple[list[str], list[str]]:
     """A data source's examples -> (source texts, target texts), decoded from UTF-8."""
     n = len(source)
     if n == 0:
@@ -278,8 +328,10 @@ def read_texts(source: Sequence, src_key: str = "src", tgt_key: str = "tgt",
     first = source[0]
     missing = [k for k in (src_key, tgt_key) if k not in first]
     if missing:
-        raise DataError(f"{name or 'The dataset'} has no feature {missing[0]!r}; its examples "
-                         f"have {sorted(first)}. Set src_lang/tgt_lang to two of these.")
+        raise DataError(
+            f"{name or 'The dataset'} has no feature {missing[0]!r}; its examples "
+            f"have {sorted(first)}. Set src_lang/tgt_lang to two of these."
+        )
     decode: Callable = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)
     get_many = getattr(source, "__getitems__", None) or (lambda idx: [source[i] for i in idx])
     src, tgt = [], []

@@ -41,42 +41,65 @@ def load_texts(cfg: ml_collections.ConfigDict, max_length: int) -> tuple[dict, d
     """{split: (sources, targets)} for the splits that exist, and reading statistics."""
     if cfg.name == "synthetic":
         texts = synthetic_splits(
-            cfg.synthetic_task, tuple(cfg.synthetic_sizes), seed=cfg.split_seed,
-            min_len=cfg.synthetic_min_len, max_len=cfg.synthetic_max_len,
-            num_symbols=cfg.synthetic_num_symbols)
+            cfg.synthetic_task,
+            tuple(cfg.synthetic_sizes),
+            seed=cfg.split_seed,
+            min_len=cfg.synthetic_min_len,
+            max_len=cfg.synthetic_max_len,
+            num_symbols=cfg.synthetic_num_symbols,
+        )
         return texts, {}
     from jaxattn.data import builders  # imports tensorflow_datasets: only when needed
 
     src_key, tgt_key, splits = "src", "tgt", None
     if cfg.name == "tutorial":
         builder = builders.tutorial_builder(
-            path=cfg.path, url=cfg.url, sha256_check=cfg.sha256, download=cfg.download,
-            data_dir=cfg.data_dir, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang,
-            apply_filter=cfg.filter, max_length=max_length, prefixes=tuple(cfg.prefixes),
-            split_fractions=tuple(cfg.split_fractions), split_seed=cfg.split_seed)
+            path=cfg.path,
+            url=cfg.url,
+            sha256_check=cfg.sha256,
+            download=cfg.download,
+            data_dir=cfg.data_dir,
+            src_lang=cfg.src_lang,
+            tgt_lang=cfg.tgt_lang,
+            apply_filter=cfg.filter,
+            max_length=max_length,
+            prefixes=tuple(cfg.prefixes),
+            split_fractions=tuple(cfg.split_fractions),
+            split_seed=cfg.split_seed,
+        )
     elif cfg.name == "parallel":
         builder = builders.parallel_builder(
-            cfg.path, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang, splits=dict(cfg.splits),
-            tsv_columns=tuple(cfg.tsv_columns), split_fractions=tuple(cfg.split_fractions),
-            split_seed=cfg.split_seed, data_dir=cfg.data_dir)
+            cfg.path,
+            src_lang=cfg.src_lang,
+            tgt_lang=cfg.tgt_lang,
+            splits=dict(cfg.splits),
+            tsv_columns=tuple(cfg.tsv_columns),
+            split_fractions=tuple(cfg.split_fractions),
+            split_seed=cfg.split_seed,
+            data_dir=cfg.data_dir,
+        )
     else:
         if not cfg.tfds_name:
-            raise DataError("name='tfds' needs config.data.tfds_name, e.g. "
-                             "'wmt14_translate/fr-en'.")
-        builder = builders.catalog_builder(cfg.tfds_name, data_dir=cfg.data_dir,
-                                           download=cfg.download)
+            raise DataError(
+                "name='tfds' needs config.data.tfds_name, e.g. 'wmt14_translate/fr-en'."
+            )
+        builder = builders.catalog_builder(
+            cfg.tfds_name, data_dir=cfg.data_dir, download=cfg.download
+        )
         src_key, tgt_key, splits = cfg.src_lang, cfg.tgt_lang, dict(cfg.splits)
     sources = builders.data_sources(builder, splits)
     if "train" not in sources:
-        raise DataError(f"{builder.name} has no training split (it has "
-                         f"{list(builder.info.splits.keys())}); set config.data.splits.train.")
-    texts = {k: builders.read_texts(v, src_key, tgt_key, builder.name)
-             for k, v in sources.items()}
+        raise DataError(
+            f"{builder.name} has no training split (it has "
+            f"{list(builder.info.splits.keys())}); set config.data.splits.train."
+        )
+    texts = {k: builders.read_texts(v, src_key, tgt_key, builder.name) for k, v in sources.items()}
     return texts, dict(builder.info.metadata or {})
 
 
-def read_tsv(path: str, cfg: ml_collections.ConfigDict,
-             max_length: int) -> tuple[list[str], list[str], dict]:
+def read_tsv(
+    path: str, cfg: ml_collections.ConfigDict, max_length: int
+) -> tuple[list[str], list[str], dict]:
     """Source and reference sentences of a TSV file, prepared as the run's corpus was.
 
     The tutorial's format (English<TAB>French, further columns ignored): the direction is the
@@ -89,17 +112,28 @@ def read_tsv(path: str, cfg: ml_collections.ConfigDict,
     columns = (0, 1) if tutorial else tuple(cfg.tsv_columns)
     pairs, counts = read_tsv_pairs(read_bytes(path), path, columns)
     if tutorial:
-        kept = [(src, tgt) for _, src, tgt, _, _ in tutorial_pairs(
-            pairs, reverse=tutorial_reverse(cfg.src_lang, cfg.tgt_lang),
-            apply_filter=cfg.filter, max_length=max_length, prefixes=tuple(cfg.prefixes))]
+        kept = [
+            (src, tgt)
+            for _, src, tgt, _, _ in tutorial_pairs(
+                pairs,
+                reverse=tutorial_reverse(cfg.src_lang, cfg.tgt_lang),
+                apply_filter=cfg.filter,
+                max_length=max_length,
+                prefixes=tuple(cfg.prefixes),
+            )
+        ]
     else:
         kept = pairs
-    counts = dict(lines=counts["lines"], kept=len(kept),
-                  **{k: counts[k] for k in ("skipped_undecodable", "skipped_empty",
-                                            "skipped_no_tab")},
-                  skipped_filter=len(pairs) - len(kept))
+    counts = dict(
+        lines=counts["lines"],
+        kept=len(kept),
+        **{k: counts[k] for k in ("skipped_undecodable", "skipped_empty", "skipped_no_tab")},
+        skipped_filter=len(pairs) - len(kept),
+    )
     if not kept:
-        raise DataError(f"No usable sentence pairs in {path} ({summary(counts)}): the "
-                         "tutorial filter kept none. Expected the tutorial's English<TAB>French "
-                         "lines, as the run was trained on.")
+        raise DataError(
+            f"No usable sentence pairs in {path} ({summary(counts)}): the "
+            "tutorial filter kept none. Expected the tutorial's English<TAB>French "
+            "lines, as the run was trained on."
+        )
     return [s for s, _ in kept], [t for _, t in kept], counts

@@ -45,7 +45,7 @@ from jaxattn.data.processing import (
 from jaxattn.data.text import Tokenizer
 from jaxattn.data.vocab import Vocab
 from jaxattn.errors import DataError
-from jaxattn.workdir import write_bytes, write_json
+from jaxattn.rundir.files import write_bytes, write_json
 
 # The training data's figures that inference needs (longest sentences), beside the vocabularies.
 DATA_STATS_FILE = "data_stats.json"
@@ -53,8 +53,9 @@ DATA_STATS_FILE = "data_stats.json"
 log = logging.getLogger(__name__)
 
 
-def build(data_cfg: ml_collections.ConfigDict, *, vocab_dir: str | None = None,
-          seed: int = 0) -> Data:
+def build(
+    data_cfg: ml_collections.ConfigDict, *, vocab_dir: str | None = None, seed: int = 0
+) -> Data:
     """Reads the configured corpus and returns its `Data`.
 
     Vocabularies (and SentencePiece models) come from `vocab_dir` when it holds them (see
@@ -62,19 +63,31 @@ def build(data_cfg: ml_collections.ConfigDict, *, vocab_dir: str | None = None,
     of `Data.train_iterator`; the split assignment and synthetic data use data_cfg.split_seed.
     """
     resolved = resolve(data_cfg)
-    if vocab_dir and (os.path.exists(os.path.join(vocab_dir, SRC_VOCAB_FILE))
-                      != os.path.exists(os.path.join(vocab_dir, TGT_VOCAB_FILE))):
-        raise FileNotFoundError(f"{vocab_dir} holds only one of {SRC_VOCAB_FILE}, "
-                                f"{TGT_VOCAB_FILE}; both or neither are needed.")
+    if vocab_dir and (
+        os.path.exists(os.path.join(vocab_dir, SRC_VOCAB_FILE))
+        != os.path.exists(os.path.join(vocab_dir, TGT_VOCAB_FILE))
+    ):
+        raise FileNotFoundError(
+            f"{vocab_dir} holds only one of {SRC_VOCAB_FILE}, "
+            f"{TGT_VOCAB_FILE}; both or neither are needed."
+        )
     texts, read_stats = load_texts(data_cfg, resolved["max_length"])
     tp, train_counts = build_processing(data_cfg, resolved, texts["train"], vocab_dir)
     # The tutorial's filter counted words, in every split: its tokens (e.g. subword pieces, more
     # than the words) are not limited again. Other corpora: training pairs, in tokens.
-    token_limit = (0 if data_cfg.name == "tutorial" and data_cfg.filter
-                   else resolved["max_length"])
-    return Data(data_cfg, texts, src_tokenizer=tp.src_tokenizer, tgt_tokenizer=tp.tgt_tokenizer,
-                src_vocab=tp.src_vocab, tgt_vocab=tp.tgt_vocab, train_counts=train_counts,
-                read_stats=read_stats, max_length=token_limit, seed=seed)
+    token_limit = 0 if data_cfg.name == "tutorial" and data_cfg.filter else resolved["max_length"]
+    return Data(
+        data_cfg,
+        texts,
+        src_tokenizer=tp.src_tokenizer,
+        tgt_tokenizer=tp.tgt_tokenizer,
+        src_vocab=tp.src_vocab,
+        tgt_vocab=tp.tgt_vocab,
+        train_counts=train_counts,
+        read_stats=read_stats,
+        max_length=token_limit,
+        seed=seed,
+    )
 
 
 class _TrainBatches:
@@ -87,8 +100,9 @@ class _TrainBatches:
     A pure function of j, so grain's iterator state (the next j) resumes it exactly.
     """
 
-    def __init__(self, data: Data, seed: int, batch_size: int, shard_index: int,
-                 shard_count: int, pool: int):
+    def __init__(
+        self, data: Data, seed: int, batch_size: int, shard_index: int, shard_count: int, pool: int
+    ):
         self.data, self.seed, self.pool = data, seed, pool
         self.batch_size, self.start = batch_size, shard_index * batch_size
         self.global_batch = batch_size * shard_count
@@ -111,9 +125,11 @@ class _TrainBatches:
         n = len(self.data._train_rows)
         parts = []
         for epoch in range(start // n, (stop - 1) // n + 1):
-            perm = self._cached(("epoch", epoch), lambda e=epoch: np.random.default_rng(
-                [self.seed, e]).permutation(n))
-            parts.append(perm[max(start - epoch * n, 0): min(stop - epoch * n, n)])
+            perm = self._cached(
+                ("epoch", epoch),
+                lambda e=epoch: np.random.default_rng([self.seed, e]).permutation(n),
+            )
+            parts.append(perm[max(start - epoch * n, 0) : min(stop - epoch * n, n)])
         return np.concatenate(parts)
 
     def _pool(self, p: int) -> np.ndarray:
@@ -134,9 +150,10 @@ class _TrainBatches:
         d = self.data
         pairs = self.global_batch_pairs(j)
         longest = d._train_counts[pairs].max(0) + 1  # src, tgt positions with EOS, all shards
-        mine = d._train_rows[pairs[self.start: self.start + self.batch_size]]
-        return d._batch("train", mine.tolist(), d._pad_length(int(longest[0])),
-                        d._pad_length(int(longest[1])))
+        mine = d._train_rows[pairs[self.start : self.start + self.batch_size]]
+        return d._batch(
+            "train", mine.tolist(), d._pad_length(int(longest[0])), d._pad_length(int(longest[1]))
+        )
 
 
 def read_data_stats(directory: str) -> dict:
@@ -147,17 +164,34 @@ def read_data_stats(directory: str) -> dict:
             stats = json.load(f)
     except (OSError, ValueError):
         return {}
-    return {k: v for k, v in stats.items() if isinstance(v, int) and not isinstance(v, bool)
-            and v >= 0} if isinstance(stats, dict) else {}
+    return (
+        {
+            k: v
+            for k, v in stats.items()
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        }
+        if isinstance(stats, dict)
+        else {}
+    )
 
 
 class Data:
     """A corpus ready for training and evaluation; made by `build`."""
 
-    def __init__(self, config, texts: dict[str, tuple[list[str], list[str]]], *,
-                 src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, src_vocab: Vocab,
-                 tgt_vocab: Vocab, train_counts: np.ndarray, read_stats: dict,
-                 max_length: int, seed: int = 0):
+    def __init__(
+        self,
+        config,
+        texts: dict[str, tuple[list[str], list[str]]],
+        *,
+        src_tokenizer: Tokenizer,
+        tgt_tokenizer: Tokenizer,
+        src_vocab: Vocab,
+        tgt_vocab: Vocab,
+        train_counts: np.ndarray,
+        read_stats: dict,
+        max_length: int,
+        seed: int = 0,
+    ):
         self.config, self.seed = config, seed
         self.src_tokenizer, self.tgt_tokenizer = src_tokenizer, tgt_tokenizer
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
@@ -169,20 +203,29 @@ class Data:
         self._train_rows = np.flatnonzero(fits)  # int[N] indices into texts['train']
         self._train_counts = train_counts[fits]  # int[N, 2] token counts (no EOS)
         if not len(self._train_rows):
-            raise DataError(f"No training pair has fewer than {limit} tokens a side; raise "
-                             "config.data.max_length / pad_to.")
+            raise DataError(
+                f"No training pair has fewer than {limit} tokens a side; raise "
+                "config.data.max_length / pad_to."
+            )
         self.stats = dict(
-            dataset=config.name, read=read_stats,
+            dataset=config.name,
+            read=read_stats,
             examples={k: len(v[0]) for k, v in texts.items()},
-            train_pairs=len(self._train_rows), train_too_long=int((~fits).sum()),
-            src_vocab=len(src_vocab), tgt_vocab=len(tgt_vocab),
+            train_pairs=len(self._train_rows),
+            train_too_long=int((~fits).sum()),
+            src_vocab=len(src_vocab),
+            tgt_vocab=len(tgt_vocab),
             # the longest training sentences, in tokens without EOS (limits for new input)
             max_source_len=int(self._train_counts[:, 0].max()),
             max_target_len=int(self._train_counts[:, 1].max()),
         )
         if self.stats["train_too_long"]:
-            log.info("Left out %d of %d training pairs with %d or more tokens a side.",
-                     self.stats["train_too_long"], len(fits), limit)
+            log.info(
+                "Left out %d of %d training pairs with %d or more tokens a side.",
+                self.stats["train_too_long"],
+                len(fits),
+                limit,
+            )
         # Evaluation sentences are cut to what training saw (so that one long line cannot
         # blow up an evaluation batch): the training limit, else twice the longest pair.
         self.eval_cut = limit if limit < 2**31 else 2 * (int(self._train_counts.max()) + 1)
@@ -195,8 +238,10 @@ class Data:
 
     def _split(self, split: str) -> tuple[list[str], list[str]]:
         if split not in self._texts:
-            raise DataError(f"No {split!r} split in this dataset; it has {list(self._texts)}. "
-                             "(split_fractions=(1, 0, 0) puts every pair in train.)")
+            raise DataError(
+                f"No {split!r} split in this dataset; it has {list(self._texts)}. "
+                "(split_fractions=(1, 0, 0) puts every pair in train.)"
+            )
         return self._texts[split]
 
     def num_examples(self, split: str) -> int:
@@ -212,8 +257,9 @@ class Data:
         longest = self._train_counts.max(0) + 1  # int[2]
         return batch_size, self._pad_length(int(longest[0])), self._pad_length(int(longest[1]))
 
-    def check_batch_fits(self, batch_size: int, shard_count: int = 1,
-                         num_epochs: int | None = None) -> None:
+    def check_batch_fits(
+        self, batch_size: int, shard_count: int = 1, num_epochs: int | None = None
+    ) -> None:
         """DataError (a ValueError) unless one global batch, times bucket_pool, fits in the
         training pairs (times `num_epochs`, when the iterator is finite)."""
         n, pool = len(self._train_rows), max(self.config.bucket_pool, 1)
@@ -224,11 +270,15 @@ class Data:
             + (f" x bucket_pool {pool}" if pool > 1 else "")
             + f" needs more than the {n} training pairs"
             + (f" x {num_epochs} epochs" if num_epochs else "")
-            + (f" ({self.stats['train_too_long']} more were left out as too long)"
-               if self.stats["train_too_long"] else "")
+            + (
+                f" ({self.stats['train_too_long']} more were left out as too long)"
+                if self.stats["train_too_long"]
+                else ""
+            )
             + ": lower --config.train.batch_size"
             + (" or --config.data.bucket_pool" if pool > 1 else "")
-            + ", or use a larger corpus.")
+            + ", or use a larger corpus."
+        )
 
     def sources(self, split: str) -> list[str]:
         """The split's source sentences as stored (raw text)."""
@@ -260,17 +310,22 @@ class Data:
         os.makedirs(directory, exist_ok=True)
         self.src_vocab.save(os.path.join(directory, SRC_VOCAB_FILE))
         self.tgt_vocab.save(os.path.join(directory, TGT_VOCAB_FILE))
-        models = {spm_file(self.config, side): tok.sp_model  # sp_joint: one file
-                  for side, tok in (("src", self.src_tokenizer), ("tgt", self.tgt_tokenizer))
-                  if tok.sp_model is not None}
+        models = {
+            spm_file(self.config, side): tok.sp_model  # sp_joint: one file
+            for side, tok in (("src", self.src_tokenizer), ("tgt", self.tgt_tokenizer))
+            if tok.sp_model is not None
+        }
         for name, model in models.items():
             write_bytes(os.path.join(directory, name), model)
-        write_json(os.path.join(directory, DATA_STATS_FILE), {
-            k: self.stats[k] for k in ("train_pairs", "max_source_len", "max_target_len")})
+        write_json(
+            os.path.join(directory, DATA_STATS_FILE),
+            {k: self.stats[k] for k in ("train_pairs", "max_source_len", "max_target_len")},
+        )
 
     # ------------------------------------------------------------------ batches
-    def _batch(self, split: str, rows: list[int], src_padded_len: int = 0,
-               tgt_padded_len: int = 0) -> dict[str, np.ndarray]:
+    def _batch(
+        self, split: str, rows: list[int], src_padded_len: int = 0, tgt_padded_len: int = 0
+    ) -> dict[str, np.ndarray]:
         """Rows of a split -> padded batch; widths 0 = the rows' own longest (padded)."""
         src_text, tgt_text = self._texts[split]
         cut = self.config.pad_to if split == "train" else self.eval_cut
@@ -278,12 +333,16 @@ class Data:
             src = [encode(self.src_tokenizer, self.src_vocab, src_text[i], cut) for i in rows]
             tgt = [encode(self.tgt_tokenizer, self.tgt_vocab, tgt_text[i], cut) for i in rows]
         except ValueError as e:  # unknown word with tutorial_ids
-            raise DataError(f"In the {split!r} split: {e} Or train on every pair "
-                             "(split_fractions=(1, 0, 0)), as the tutorial does.") from None
-        s, sl = pad(src, src_padded_len or self._pad_length(max(map(len, src))),
-                    self.src_vocab.pad_id)  # [B, S], [B]
-        t, tl = pad(tgt, tgt_padded_len or self._pad_length(max(map(len, tgt))),
-                    self.tgt_vocab.pad_id)  # [B, T], [B]
+            raise DataError(
+                f"In the {split!r} split: {e} Or train on every pair "
+                "(split_fractions=(1, 0, 0)), as the tutorial does."
+            ) from None
+        s, sl = pad(
+            src, src_padded_len or self._pad_length(max(map(len, src))), self.src_vocab.pad_id
+        )  # [B, S], [B]
+        t, tl = pad(
+            tgt, tgt_padded_len or self._pad_length(max(map(len, tgt))), self.tgt_vocab.pad_id
+        )  # [B, T], [B]
         return {"src": s, "src_len": sl, "tgt": t, "tgt_len": tl}
 
     def eval_batches(self, split: str, batch_size: int) -> list[dict[str, np.ndarray]]:
@@ -292,19 +351,31 @@ class Data:
         n = len(self._split(split)[0])
         if split != "train" and split not in self._eval_checked:
             self._eval_checked.add(split)
-            sides = zip(self._texts[split], (self.src_tokenizer, self.tgt_tokenizer),
-                        strict=True)
-            long = sum(len(tok.tokenize(t)) >= self.eval_cut for side, tok in sides
-                       for t in side)
+            sides = zip(self._texts[split], (self.src_tokenizer, self.tgt_tokenizer), strict=True)
+            long = sum(len(tok.tokenize(t)) >= self.eval_cut for side, tok in sides for t in side)
             if long:
-                log.warning("%s: %d sentence(s) of %d or more tokens cut to %d positions for "
-                            "evaluation (the training limit; data.max_length sets it).", split,
-                            long, self.eval_cut, self.eval_cut)
-        return [self._batch(split, list(range(i, min(i + batch_size, n))))
-                for i in range(0, n, batch_size)]
+                log.warning(
+                    "%s: %d sentence(s) of %d or more tokens cut to %d positions for "
+                    "evaluation (the training limit; data.max_length sets it).",
+                    split,
+                    long,
+                    self.eval_cut,
+                    self.eval_cut,
+                )
+        return [
+            self._batch(split, list(range(i, min(i + batch_size, n))))
+            for i in range(0, n, batch_size)
+        ]
 
-    def train_dataset(self, batch_size: int, *, seed: int | None = None, shard_index: int = 0,
-                      shard_count: int = 1, num_epochs: int | None = None) -> grain.IterDataset:
+    def train_dataset(
+        self,
+        batch_size: int,
+        *,
+        seed: int | None = None,
+        shard_index: int = 0,
+        shard_count: int = 1,
+        num_epochs: int | None = None,
+    ) -> grain.IterDataset:
         """The grain pipeline behind `train_iterator` (for composing, e.g. `mp_prefetch`)."""
         if not 0 <= shard_index < shard_count:
             raise ValueError(f"shard_index={shard_index} is not in [0, {shard_count}).")
@@ -316,20 +387,36 @@ class Data:
         seed = (self.seed if seed is None else seed) % 2**64  # numpy seeds are >= 0
         total = pool * (n * num_epochs // (pool * global_batch)) if num_epochs else sys.maxsize
         ds = grain.MapDataset.range(total).map(
-            _TrainBatches(self, seed, batch_size, shard_index, shard_count, pool))
+            _TrainBatches(self, seed, batch_size, shard_index, shard_count, pool)
+        )
         ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
         if self.config.prefetch:
             ds = grain.experimental.ThreadPrefetchIterDataset(
-                ds, prefetch_buffer_size=self.config.prefetch)
+                ds, prefetch_buffer_size=self.config.prefetch
+            )
         return ds
 
-    def train_iterator(self, batch_size: int, *, seed: int | None = None, shard_index: int = 0,
-                       shard_count: int = 1, num_epochs: int | None = None):
+    def train_iterator(
+        self,
+        batch_size: int,
+        *,
+        seed: int | None = None,
+        shard_index: int = 0,
+        shard_count: int = 1,
+        num_epochs: int | None = None,
+    ):
         """Shuffled training batches of `batch_size` rows for shard `shard_index` (see the
         module docstring), reshuffled every epoch, forever unless `num_epochs` is given.
 
         A grain iterator: `get_state()`/`set_state()` (or grain.checkpoint.CheckpointSave in
         Orbax) resume it exactly. `seed` defaults to build()'s.
         """
-        return iter(self.train_dataset(batch_size, seed=seed, shard_index=shard_index,
-                                       shard_count=shard_count, num_epochs=num_epochs))
+        return iter(
+            self.train_dataset(
+                batch_size,
+                seed=seed,
+                shard_index=shard_index,
+                shard_count=shard_count,
+                num_epochs=num_epochs,
+            )
+        )

@@ -46,8 +46,12 @@ def spm_file(cfg, side: str) -> str:
 
 
 def _tokenizer(cfg, resolved: dict, sp_model: bytes | None = None) -> Tokenizer:
-    return Tokenizer(resolved["tokenizer"], normalize=resolved["normalize"],
-                     lowercase=cfg.lowercase, sp_model=sp_model)
+    return Tokenizer(
+        resolved["tokenizer"],
+        normalize=resolved["normalize"],
+        lowercase=cfg.lowercase,
+        sp_model=sp_model,
+    )
 
 
 def _load_side(cfg, resolved: dict, vocab_dir: str, side: str) -> tuple[Tokenizer, Vocab]:
@@ -60,15 +64,18 @@ def _load_side(cfg, resolved: dict, vocab_dir: str, side: str) -> tuple[Tokenize
         if not os.path.exists(spm_path):
             raise FileNotFoundError(
                 f"{vocab_dir} has no {spm_name} (beside {vocab_name}), which "
-                f"tokenizer='sentencepiece' with sp_joint={cfg.sp_joint} needs.")
+                f"tokenizer='sentencepiece' with sp_joint={cfg.sp_joint} needs."
+            )
         with open(spm_path, "rb") as f:
             sp_model = f.read()
     vocab_file = os.path.join(vocab_dir, vocab_name)
     vocab = Vocab.load(vocab_file)
     if vocab.tutorial_ids != cfg.tutorial_ids:
         layout = "tutorial" if vocab.tutorial_ids else "default"
-        raise ValueError(f"{vocab_file} has the {layout} id layout but "
-                         f"config.data.tutorial_ids={cfg.tutorial_ids}.")
+        raise ValueError(
+            f"{vocab_file} has the {layout} id layout but "
+            f"config.data.tutorial_ids={cfg.tutorial_ids}."
+        )
     return _tokenizer(cfg, resolved, sp_model), vocab
 
 
@@ -76,8 +83,9 @@ def load_text_processing(cfg: ml_collections.ConfigDict, vocab_dir: str) -> Text
     """The tokenizers and vocabularies `build(cfg, vocab_dir=vocab_dir)` would use, made from
     the files `Data.save_vocabs` wrote there, without reading the corpus (for inference)."""
     resolved = resolve(cfg)
-    (src_tok, src_vocab), (tgt_tok, tgt_vocab) = (_load_side(cfg, resolved, vocab_dir, side)
-                                                  for side in ("src", "tgt"))
+    (src_tok, src_vocab), (tgt_tok, tgt_vocab) = (
+        _load_side(cfg, resolved, vocab_dir, side) for side in ("src", "tgt")
+    )
     return TextProcessing(src_tok, tgt_tok, src_vocab, tgt_vocab, resolved["max_length"])
 
 
@@ -85,12 +93,17 @@ def _train_sentencepiece(cfg, resolved: dict, texts: Iterable[str]) -> bytes:
     """A SentencePiece model trained on `texts` (preprocessed as the tokenizer will)."""
     plain = Tokenizer("space", normalize=resolved["normalize"], lowercase=cfg.lowercase)
     return train_sentencepiece(
-        (plain.preprocess(t) for t in texts), cfg.sp_vocab_size, model_type=cfg.sp_model_type,
-        byte_fallback=cfg.sp_byte_fallback, character_coverage=cfg.sp_character_coverage)
+        (plain.preprocess(t) for t in texts),
+        cfg.sp_vocab_size,
+        model_type=cfg.sp_model_type,
+        byte_fallback=cfg.sp_byte_fallback,
+        character_coverage=cfg.sp_character_coverage,
+    )
 
 
-def build_processing(cfg, resolved: dict, train: tuple[list[str], list[str]],
-                     vocab_dir: str | None) -> tuple[TextProcessing, np.ndarray]:
+def build_processing(
+    cfg, resolved: dict, train: tuple[list[str], list[str]], vocab_dir: str | None
+) -> tuple[TextProcessing, np.ndarray]:
     """A run's text processing and int[N, 2] token counts (source, target) of the N training
     pairs `train` (sources, targets): loaded from vocab_dir when it holds the vocabularies,
     else built from `train`, the training split, the only text a SentencePiece model or a
@@ -117,18 +130,34 @@ def build_processing(cfg, resolved: dict, train: tuple[list[str], list[str]],
     if resolved["tokenizer"] != "sentencepiece":
         for side in (0, 1):
             tok = _tokenizer(cfg, resolved)
-            sides.append((tok, Vocab.build(
-                token_lists(tok, side), min_freq=cfg.vocab_min_freq,
-                max_size=cfg.vocab_max_size or None, order=cfg.vocab_order,
-                tutorial_ids=cfg.tutorial_ids)))
+            sides.append(
+                (
+                    tok,
+                    Vocab.build(
+                        token_lists(tok, side),
+                        min_freq=cfg.vocab_min_freq,
+                        max_size=cfg.vocab_max_size or None,
+                        order=cfg.vocab_order,
+                        tutorial_ids=cfg.tutorial_ids,
+                    ),
+                )
+            )
     else:
-        joint = (_train_sentencepiece(cfg, resolved, itertools.chain(*train))
-                 if cfg.sp_joint else None)
+        joint = (
+            _train_sentencepiece(cfg, resolved, itertools.chain(*train)) if cfg.sp_joint else None
+        )
         for side in (0, 1):
-            tok = _tokenizer(cfg, resolved, joint or _train_sentencepiece(cfg, resolved,
-                                                                          train[side]))
+            tok = _tokenizer(
+                cfg, resolved, joint or _train_sentencepiece(cfg, resolved, train[side])
+            )
             collections.deque(token_lists(tok, side), maxlen=0)
-            sides.append((tok, Vocab.build([sentencepiece_pieces(tok.sp_model)],
-                                           tutorial_ids=cfg.tutorial_ids)))
+            sides.append(
+                (
+                    tok,
+                    Vocab.build(
+                        [sentencepiece_pieces(tok.sp_model)], tutorial_ids=cfg.tutorial_ids
+                    ),
+                )
+            )
     (src_tok, src_vocab), (tgt_tok, tgt_vocab) = sides
     return TextProcessing(src_tok, tgt_tok, src_vocab, tgt_vocab, resolved["max_length"]), counts

@@ -37,15 +37,27 @@ TUTORIAL_MEMBER = "eng-fra.txt"
 
 
 # Leading bytes of the compressed and archive formats that are no text: (format, how to unpack).
-_PACKED = ((b"\x1f\x8b", "gzip", "gunzip"),
-           (b"\xfd7zXZ\x00", "xz", "unxz"), (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
-           (b"7z\xbc\xaf\x27\x1c", "7z", "7z x"), (b"Rar!\x1a\x07", "rar", "unrar x"))
+_PACKED = (
+    (b"\x1f\x8b", "gzip", "gunzip"),
+    (b"\xfd7zXZ\x00", "xz", "unxz"),
+    (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
+    (b"7z\xbc\xaf\x27\x1c", "7z", "7z x"),
+    (b"Rar!\x1a\x07", "rar", "unrar x"),
+)
 _BZIP2 = re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)")  # a block, or the end of an empty stream
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")  # a member; an empty zip; split
 # What zipfile raises for damaged data: bad headers, CRC, a truncated or corrupt stream (zlib,
 # bz2, lzma), unsupported compression, an encrypted member.
-_ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
-               lzma.LZMAError, struct.error, ValueError)
+_ZIP_DAMAGE = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    lzma.LZMAError,
+    struct.error,
+    ValueError,
+)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -64,13 +76,17 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     if zipfile.is_zipfile(path):
         return _read_zip(path)
     if head.startswith(_ZIP_MAGIC) or path.lower().endswith(".zip"):
-        why = ("it starts like one but its end (the member list) is missing or damaged"
-               if head.startswith(_ZIP_MAGIC) else "it is no zip archive at all")
-        raise DataError(f"{path} is not a readable zip archive: {why}. A truncated or "
-                        "damaged download? Delete it and download it again, or give the "
-                        "unpacked text file.")
-    packed = next(((kind, tool) for magic, kind, tool in _PACKED if head.startswith(magic)),
-                  None)
+        why = (
+            "it starts like one but its end (the member list) is missing or damaged"
+            if head.startswith(_ZIP_MAGIC)
+            else "it is no zip archive at all"
+        )
+        raise DataError(
+            f"{path} is not a readable zip archive: {why}. A truncated or "
+            "damaged download? Delete it and download it again, or give the "
+            "unpacked text file."
+        )
+    packed = next(((kind, tool) for magic, kind, tool in _PACKED if head.startswith(magic)), None)
     if packed is None and _BZIP2.match(head):
         packed = ("bzip2", "bunzip2")
     if packed is None and head[257:262] == b"ustar" and head[262:263] in (b"\x00", b" "):
@@ -78,9 +94,11 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     if packed:
         kind, tool = packed
         what = "an archive" if kind in ("7z", "rar", "tar") else "compressed"
-        raise DataError(f"{path} is {what} ({kind}); jaxattn reads plain UTF-8 text (and the "
-                        f"tutorial's data.zip): unpack it first ({tool} {path}) and give the "
-                        "text file.")
+        raise DataError(
+            f"{path} is {what} ({kind}); jaxattn reads plain UTF-8 text (and the "
+            f"tutorial's data.zip): unpack it first ({tool} {path}) and give the "
+            "text file."
+        )
     with open(path, "rb") as f:
         return f.read()
 
@@ -101,13 +119,16 @@ def _read_zip(path: str) -> bytes:
             raise  # the system's (permissions, I/O), not the data's; EINVAL: a bad offset
         what = f"its member {member}" if member else "its member list"
         kind = type(e).__name__ if type(e).__name__ != "error" else f"{type(e).__module__}.error"
-        raise DataError(f"{path} is a damaged zip archive: {what} cannot be read "
-                        f"({kind}: {str(e) or 'no details'}). A truncated or "
-                        "corrupted download? Delete it and download it again, or give the "
-                        "unpacked text file.") from None
+        raise DataError(
+            f"{path} is a damaged zip archive: {what} cannot be read "
+            f"({kind}: {str(e) or 'no details'}). A truncated or "
+            "corrupted download? Delete it and download it again, or give the "
+            "unpacked text file."
+        ) from None
     raise FileNotFoundError(
         f"{path} is a zip without {TUTORIAL_MEMBER} inside (it holds {listing[:5]}...); "
-        "give the text file's path instead.")
+        "give the text file's path instead."
+    )
 
 
 def sha256(data: bytes) -> str:
@@ -136,8 +157,10 @@ def decode_lines(data: bytes, name: str) -> tuple[list[str | None], list[int]]:
 def bad_lines_message(name: str, bad: list[int]) -> str:
     """'NAME: 2 line(s) are not valid UTF-8 (line 3, 9); convert the file ...'."""
     shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
-    return (f"{name}: {len(bad)} line(s) are not valid UTF-8 (line {shown}); convert the file "
-            "to UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    return (
+        f"{name}: {len(bad)} line(s) are not valid UTF-8 (line {shown}); convert the file "
+        "to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    )
 
 
 def summary(counts: dict) -> str:
@@ -163,8 +186,10 @@ def read_parallel(src_path: str, ref_path: str) -> tuple[list[str], list[str]]:
     """Line-aligned source and reference files, every line kept (empty ones too)."""
     sources, references = read_lines(src_path), read_lines(ref_path)
     if len(sources) != len(references):
-        raise DataError(f"{src_path} has {len(sources)} lines but {ref_path} has "
-                         f"{len(references)}: they must align, one sentence a line.")
+        raise DataError(
+            f"{src_path} has {len(sources)} lines but {ref_path} has "
+            f"{len(references)}: they must align, one sentence a line."
+        )
     if not sources:
         raise DataError(f"{src_path} is empty: nothing to evaluate.")
     return sources, references
@@ -185,9 +210,14 @@ def _report(counts: dict, name: str, bad: list[int]) -> dict:
             "Expected UTF-8 text, one sentence pair a line."
         )
     if skipped:
-        log.warning("%s: skipped %s of %d lines (%s)%s.", name, sum(skipped.values()),
-                    counts["lines"], ", ".join(f"{k[8:]}: {v}" for k, v in skipped.items()),
-                    "; " + bad_lines_message(name, bad) if bad else "")
+        log.warning(
+            "%s: skipped %s of %d lines (%s)%s.",
+            name,
+            sum(skipped.values()),
+            counts["lines"],
+            ", ".join(f"{k[8:]}: {v}" for k, v in skipped.items()),
+            "; " + bad_lines_message(name, bad) if bad else "",
+        )
     return counts
 
 
@@ -198,8 +228,9 @@ def read_tsv_pairs(data: bytes, name: str, columns: tuple[int, int] = (0, 1)):
     bytes ('undecodable'), an empty sentence on either side ('empty').
     """
     lines, bad = _decoded(data, name)
-    counts = dict(lines=len(lines), pairs=0, skipped_no_tab=0, skipped_undecodable=len(bad),
-                  skipped_empty=0)
+    counts = dict(
+        lines=len(lines), pairs=0, skipped_no_tab=0, skipped_undecodable=len(bad), skipped_empty=0
+    )
     pairs = []
     for line in lines:
         if line is None:
@@ -223,8 +254,10 @@ def read_aligned_pairs(src_data: bytes, tgt_data: bytes, src_name: str, tgt_name
     Different line counts mean the alignment is unknown: a ValueError, naming both files.
     Skipped and counted: pairs with undecodable bytes or an empty line on either side.
     """
-    (src_lines, src_bad), (tgt_lines, tgt_bad) = (_decoded(src_data, src_name),
-                                                  _decoded(tgt_data, tgt_name))
+    (src_lines, src_bad), (tgt_lines, tgt_bad) = (
+        _decoded(src_data, src_name),
+        _decoded(tgt_data, tgt_name),
+    )
     if len(src_lines) != len(tgt_lines):
         raise DataError(
             f"{src_name} has {len(src_lines)} lines but {tgt_name} has {len(tgt_lines)}: "

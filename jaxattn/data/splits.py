@@ -32,8 +32,9 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     return tuple(f / total for f in fractions)
 
 
-def assign_splits(keys: Sequence[tuple[str, str]], fractions: Sequence[float],
-                  seed: int) -> np.ndarray:
+def assign_splits(
+    keys: Sequence[tuple[str, str]], fractions: Sequence[float], seed: int
+) -> np.ndarray:
     """Index into SPLITS for each (source key, target key) pair.
 
     Pairs sharing a source or a target key are grouped (union-find); a group's split comes
@@ -59,10 +60,16 @@ def assign_splits(keys: Sequence[tuple[str, str]], fractions: Sequence[float],
     cum = np.cumsum(check_fractions(fractions))
     cum[-1] = 1.0
     return np.array(
-        [np.searchsorted(cum, _unit_hash(seed, smallest[find(("s", s))]), side="right")
-         for s, _ in keys], dtype=np.int64).reshape(-1)
+        [
+            np.searchsorted(cum, _unit_hash(seed, smallest[find(("s", s))]), side="right")
+            for s, _ in keys
+        ],
+        dtype=np.int64,
+    ).reshape(-1)
 
 
 def split_rows(rows: list, split_of: np.ndarray) -> dict[str, list]:
-    return {name: [r for r, k in zip(rows, split_of, strict=True) if k == i]
-            for i, name in enumerate(SPLITS)}
+    return {
+        name: [r for r, k in zip(rows, split_of, strict=True) if k == i]
+        for i, name in enumerate(SPLITS)
+    }

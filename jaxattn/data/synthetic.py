@@ -17,8 +17,20 @@ import datetime
 import numpy as np
 
 TASKS = ("copy", "reverse", "sort", "dates")
-MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
-          "september", "october", "november", "december")
+MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _FIRST_DAY = datetime.date(1950, 1, 1).toordinal()
 _LAST_DAY = datetime.date(2049, 12, 31).toordinal()
@@ -44,8 +56,14 @@ def format_date(d: datetime.date, style: int) -> str:
     )[style]
 
 
-def sample_pair(task: str, rng: np.random.Generator, *, min_len: int = 3, max_len: int = 8,
-                num_symbols: int = 20) -> tuple[str, str]:
+def sample_pair(
+    task: str,
+    rng: np.random.Generator,
+    *,
+    min_len: int = 3,
+    max_len: int = 8,
+    num_symbols: int = 20,
+) -> tuple[str, str]:
     """One (source, target) pair of `task`."""
     if task == "dates":
         d = datetime.date.fromordinal(int(rng.integers(_FIRST_DAY, _LAST_DAY + 1)))
@@ -58,9 +76,15 @@ def sample_pair(task: str, rng: np.random.Generator, *, min_len: int = 3, max_le
     return " ".join(map(str, xs)), " ".join(map(str, ys))
 
 
-def synthetic_splits(task: str, sizes: tuple[int, int, int] = (10000, 500, 500), *,
-                     seed: int = 0, min_len: int = 3, max_len: int = 8,
-                     num_symbols: int = 20) -> dict[str, tuple[list[str], list[str]]]:
+def synthetic_splits(
+    task: str,
+    sizes: tuple[int, int, int] = (10000, 500, 500),
+    *,
+    seed: int = 0,
+    min_len: int = 3,
+    max_len: int = 8,
+    num_symbols: int = 20,
+) -> dict[str, tuple[list[str], list[str]]]:
     """{'train'|'validation'|'test': (sources, targets)}; splits of size 0 are left out."""
     if task not in TASKS:
         raise ValueError(f"Unknown synthetic task {task!r}; choose one of {TASKS}.")

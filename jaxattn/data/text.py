@@ -29,12 +29,18 @@ from collections.abc import Iterable, Sequence
 
 # The tutorial's English prefixes, exactly as written there ("i m " comes from "I'm").
 ENG_PREFIXES = (
-    "i am ", "i m ",
-    "he is", "he s ",
-    "she is", "she s ",
-    "you are", "you re ",
-    "we are", "we re ",
-    "they are", "they re ",
+    "i am ",
+    "i m ",
+    "he is",
+    "he s ",
+    "she is",
+    "she s ",
+    "you are",
+    "you re ",
+    "we are",
+    "we re ",
+    "they are",
+    "they re ",
 )
 LANG_CODES = {"fra": "fra", "fr": "fra", "eng": "eng", "en": "eng"}  # the tutorial's languages
 JOINER = "\uffed"  # '￭': "no space before this token" (OpenNMT's joiner)
@@ -45,13 +51,15 @@ NORMALIZATIONS = ("tutorial", "none")
 
 # Invisible format characters (Unicode category Cf) that show nothing, removed by `preprocess`
 # and `normalize_tutorial`; visible Cf characters (Arabic number signs, ...) are kept.
-INVISIBLE = ("\u00ad"  # soft hyphen
-             "\u200b\u200c\u200d"  # zero-width space, non-joiner, joiner
-             "\u200e\u200f"  # left-to-right and right-to-left marks
-             "\u202a\u202b\u202c\u202d\u202e"  # directional embeddings and overrides
-             "\u2060\u2061\u2062\u2063\u2064"  # word joiner, invisible operators
-             "\u2066\u2067\u2068\u2069"  # directional isolates
-             "\ufeff")  # zero-width no-break space (a byte order mark inside text)
+INVISIBLE = (
+    "\u00ad"  # soft hyphen
+    "\u200b\u200c\u200d"  # zero-width space, non-joiner, joiner
+    "\u200e\u200f"  # left-to-right and right-to-left marks
+    "\u202a\u202b\u202c\u202d\u202e"  # directional embeddings and overrides
+    "\u2060\u2061\u2062\u2063\u2064"  # word joiner, invisible operators
+    "\u2066\u2067\u2068\u2069"  # directional isolates
+    "\ufeff"
+)  # zero-width no-break space (a byte order mark inside text)
 _REMOVE_INVISIBLE = str.maketrans("", "", INVISIBLE)
 _COMBINING_DIACRITICS = re.compile("[\u0300-\u036f]")  # a block of category Mn only
 _NOT_LETTER = re.compile(r"[^a-zA-Z!?]+")
@@ -91,7 +99,11 @@ def normalize_tutorial(s: str) -> str:
 
 
 def tutorial_filter(
-    src: str, tgt: str, *, max_length: int = 10, prefixes: Sequence[str] = ENG_PREFIXES,
+    src: str,
+    tgt: str,
+    *,
+    max_length: int = 10,
+    prefixes: Sequence[str] = ENG_PREFIXES,
     eng: str | None = None,
 ) -> bool:
     """The tutorial's filterPair on normalized text: both sides shorter than `max_length` words
@@ -110,13 +122,21 @@ def tutorial_reverse(src_lang: str, tgt_lang: str) -> bool:
     for eng->fra; ValueError for other languages."""
     langs = (LANG_CODES.get(src_lang), LANG_CODES.get(tgt_lang))
     if langs not in (("fra", "eng"), ("eng", "fra")):
-        raise ValueError(f"The tutorial corpus translates between fra and eng; got "
-                         f"src_lang={src_lang!r}, tgt_lang={tgt_lang!r}.")
+        raise ValueError(
+            f"The tutorial corpus translates between fra and eng; got "
+            f"src_lang={src_lang!r}, tgt_lang={tgt_lang!r}."
+        )
     return langs[0] == "fra"
 
 
-def tutorial_pairs(pairs: Iterable[tuple[str, str]], *, reverse: bool, apply_filter: bool,
-                   max_length: int, prefixes: Sequence[str] = ENG_PREFIXES):
+def tutorial_pairs(
+    pairs: Iterable[tuple[str, str]],
+    *,
+    reverse: bool,
+    apply_filter: bool,
+    max_length: int,
+    prefixes: Sequence[str] = ENG_PREFIXES,
+):
     """The tutorial's prepareData on (English, French) pairs, for the training corpus and for
     evaluation files alike: each pair turned around if `reverse` (fra->eng), normalized, and
     kept if it passes `tutorial_filter` (when `apply_filter`).
@@ -127,8 +147,9 @@ def tutorial_pairs(pairs: Iterable[tuple[str, str]], *, reverse: bool, apply_fil
     for i, (eng, fra) in enumerate(pairs):
         neng, nfra = normalize_tutorial(eng), normalize_tutorial(fra)
         src, tgt, nsrc, ntgt = (fra, eng, nfra, neng) if reverse else (eng, fra, neng, nfra)
-        if apply_filter and not tutorial_filter(nsrc, ntgt, max_length=max_length,
-                                                prefixes=tuple(prefixes), eng=neng):
+        if apply_filter and not tutorial_filter(
+            nsrc, ntgt, max_length=max_length, prefixes=tuple(prefixes), eng=neng
+        ):
             continue
         yield i, src, tgt, nsrc, ntgt
 
@@ -158,8 +179,14 @@ def char_detokenize(tokens: Iterable[str]) -> str:
     return "".join(tokens).replace(SPACE_MARK, " ").strip()
 
 
-def train_sentencepiece(texts: Iterable[str], vocab_size: int, *, model_type: str = "unigram",
-                        byte_fallback: bool = False, character_coverage: float = 1.0) -> bytes:
+def train_sentencepiece(
+    texts: Iterable[str],
+    vocab_size: int,
+    *,
+    model_type: str = "unigram",
+    byte_fallback: bool = False,
+    character_coverage: float = 1.0,
+) -> bytes:
     """Trains a SentencePiece model on `texts`; returns the serialized model.
 
     model_type: one of SP_MODEL_TYPES. vocab_size is a soft limit (a small corpus may give
@@ -170,23 +197,35 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, *, model_type: st
     give the same model.
     """
     if model_type not in SP_MODEL_TYPES:
-        raise ValueError(f"Unknown SentencePiece model_type {model_type!r}; choose one of "
-                         f"{SP_MODEL_TYPES}.")
+        raise ValueError(
+            f"Unknown SentencePiece model_type {model_type!r}; choose one of {SP_MODEL_TYPES}."
+        )
     spm = _import_sentencepiece()
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
-            model_type=model_type, character_coverage=character_coverage,
-            byte_fallback=byte_fallback, normalization_rule_name="identity",
-            hard_vocab_limit=False, unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
-            num_threads=1, minloglevel=2,
+            sentence_iterator=iter(texts),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            byte_fallback=byte_fallback,
+            normalization_rule_name="identity",
+            hard_vocab_limit=False,
+            unk_id=0,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            num_threads=1,
+            minloglevel=2,
         )
     except RuntimeError as e:  # e.g. "Vocabulary size is smaller than required_chars"
         why = str(e).strip().splitlines()[0].rstrip(".")
         hint = " (with byte fallback the 256 byte pieces count too)" if byte_fallback else ""
-        raise ValueError(f"SentencePiece training failed (sp_vocab_size={vocab_size}): {why}. "
-                         f"Raise sp_vocab_size{hint}.") from None
+        raise ValueError(
+            f"SentencePiece training failed (sp_vocab_size={vocab_size}): {why}. "
+            f"Raise sp_vocab_size{hint}."
+        ) from None
     return model.getvalue()
 
 
@@ -194,8 +233,11 @@ def sentencepiece_pieces(sp_model: bytes) -> list[str]:
     """The model's pieces in id order, byte pieces included, <unk> and control symbols left
     out: the vocabulary of a SentencePiece side (every piece the tokenizer can emit)."""
     sp = _import_sentencepiece().SentencePieceProcessor(model_proto=sp_model)
-    return [sp.id_to_piece(i) for i in range(sp.get_piece_size())
-            if not (sp.is_unknown(i) or sp.is_control(i))]
+    return [
+        sp.id_to_piece(i)
+        for i in range(sp.get_piece_size())
+        if not (sp.is_unknown(i) or sp.is_control(i))
+    ]
 
 
 def _import_sentencepiece():
@@ -218,8 +260,14 @@ class Tokenizer:
     Picklable (grain may send it to workers).
     """
 
-    def __init__(self, kind: str, *, normalize: str = "none", lowercase: bool = False,
-                 sp_model: bytes | None = None):
+    def __init__(
+        self,
+        kind: str,
+        *,
+        normalize: str = "none",
+        lowercase: bool = False,
+        sp_model: bytes | None = None,
+    ):
         if kind not in TOKENIZERS:
             raise ValueError(f"Unknown tokenizer {kind!r}; choose one of {TOKENIZERS}.")
         if normalize not in NORMALIZATIONS:
@@ -234,8 +282,7 @@ class Tokenizer:
         return {**self.__dict__, "_sp": None}
 
     def __repr__(self):
-        return (f"Tokenizer({self.kind!r}, normalize={self.normalize!r}, "
-                f"lowercase={self.lowercase})")
+        return f"Tokenizer({self.kind!r}, normalize={self.normalize!r}, lowercase={self.lowercase})"
 
     @property
     def sp(self):

@@ -50,9 +50,15 @@ class Vocab:
         self._strip = {self.pad_id, self.bos_id}  # dropped by decode(strip_special=True)
 
     @classmethod
-    def build(cls, token_lists: Iterable[Sequence[str]], *, min_freq: int = 1,
-              max_size: int | None = None, order: str = "first",
-              tutorial_ids: bool = False) -> Vocab:
+    def build(
+        cls,
+        token_lists: Iterable[Sequence[str]],
+        *,
+        min_freq: int = 1,
+        max_size: int | None = None,
+        order: str = "first",
+        tutorial_ids: bool = False,
+    ) -> Vocab:
         """Counts tokens and keeps those seen at least `min_freq` times.
 
         order='first': in order of first appearance (the tutorial's Lang); 'freq': most frequent
@@ -72,8 +78,9 @@ class Vocab:
             words.sort(key=lambda t: -counts[t])  # stable: ties keep first appearance
         if max_size:
             if max_size <= len(specials):
-                raise ValueError(f"max_size={max_size} leaves no room beside the "
-                                 f"{len(specials)} special tokens.")
+                raise ValueError(
+                    f"max_size={max_size} leaves no room beside the {len(specials)} special tokens."
+                )
             words = words[: max_size - len(specials)]
         return cls(specials + tuple(words))
 
@@ -125,7 +132,7 @@ class Vocab:
 
     def save(self, path: str | os.PathLike) -> None:
         """One token a line, UTF-8, specials first; written atomically (temp file + rename)."""
-        from jaxattn.workdir import write_bytes
+        from jaxattn.rundir.files import write_bytes
 
         write_bytes(os.fspath(path), ("\n".join(self.tokens) + "\n").encode("utf-8"))
 

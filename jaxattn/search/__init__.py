@@ -40,17 +40,34 @@ from jaxattn.search.force import Forced, force_decode
 from jaxattn.search.greedy import greedy_search
 from jaxattn.search.sample import filter_logits, sample
 
-__all__ = ["METHODS", "Ensemble", "Forced", "SearchResult", "beam_search", "check_inputs",
-           "coverage_penalty", "decode", "filter_logits", "force_decode", "greedy_search",
-           "length_penalty", "sample"]
+__all__ = [
+    "METHODS",
+    "Ensemble",
+    "Forced",
+    "SearchResult",
+    "beam_search",
+    "check_inputs",
+    "coverage_penalty",
+    "decode",
+    "filter_logits",
+    "force_decode",
+    "greedy_search",
+    "length_penalty",
+    "sample",
+]
 
 METHODS = ("greedy", "beam", "sample")  # decode(method=...)
 
 
 # options that only some methods read -> (their value when unused, the methods that read them)
-_ONLY_FOR = {"beam_size": (1, ("beam",)), "beta": (0.0, ("beam",)), "rng": (None, ("sample",)),
-             "temperature": (1.0, ("sample",)), "top_k": (0, ("sample",)),
-             "top_p": (1.0, ("sample",))}
+_ONLY_FOR = {
+    "beam_size": (1, ("beam",)),
+    "beta": (0.0, ("beam",)),
+    "rng": (None, ("sample",)),
+    "temperature": (1.0, ("sample",)),
+    "top_k": (0, ("sample",)),
+    "top_p": (1.0, ("sample",)),
+}
 
 
 def _check_unused(method: str, **options) -> None:
@@ -66,8 +83,10 @@ def _check_unused(method: str, **options) -> None:
             same = False
         if not same:
             given = name if name == "rng" else f"{name}={value!r}"
-            raise ValueError(f"{given} is for method={' or '.join(map(repr, methods))}"
-                             f"; method={method!r} would ignore it.")
+            raise ValueError(
+                f"{given} is for method={' or '.join(map(repr, methods))}"
+                f"; method={method!r} would ignore it."
+            )
 
 
 @jax.jit
@@ -76,11 +95,27 @@ def _with_n_best_axis(r: SearchResult) -> SearchResult:
     return SearchResult(*(x[:, None] for x in r[:-1]), r.steps)
 
 
-def decode(model, variables, src, src_len=None, *, eos_id: int, max_len: int,
-        method: str = "greedy", beam_size: int = 1, alpha: float = 0.0, beta: float = 0.0,
-        n_best: int = 1, keep_greedy: bool = True, rng=None, temperature: float = 1.0,
-        top_k: int = 0, top_p: float = 1.0, bos_id: int | None = None,
-        pad_id: int | None = None) -> SearchResult:
+def decode(
+    model,
+    variables,
+    src,
+    src_len=None,
+    *,
+    eos_id: int,
+    max_len: int,
+    method: str = "greedy",
+    beam_size: int = 1,
+    alpha: float = 0.0,
+    beta: float = 0.0,
+    n_best: int = 1,
+    keep_greedy: bool = True,
+    rng=None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    bos_id: int | None = None,
+    pad_id: int | None = None,
+) -> SearchResult:
     """Decodes a batch of source ids with one model or an `Ensemble` (variables: a tuple).
 
     Args:
@@ -96,16 +131,45 @@ def decode(model, variables, src, src_len=None, *, eos_id: int, max_len: int,
     """
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"Unknown decoding method {method!r}; choose one of {METHODS}.")
-    _check_unused(method, beam_size=beam_size, beta=beta, rng=rng, temperature=temperature,
-                  top_k=top_k, top_p=top_p)
+    _check_unused(
+        method,
+        beam_size=beam_size,
+        beta=beta,
+        rng=rng,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+    )
     ids = dict(eos_id=eos_id, max_len=max_len, bos_id=bos_id, pad_id=pad_id)
     if method == "sample":
-        return sample(model, variables, src, src_len, rng=rng, num_samples=n_best,
-                      temperature=temperature, top_k=top_k, top_p=top_p, **ids)
+        return sample(
+            model,
+            variables,
+            src,
+            src_len,
+            rng=rng,
+            num_samples=n_best,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            **ids,
+        )
     if method == "greedy":
         if beam_size != 1 or n_best != 1:
-            raise ValueError(f"method='greedy' keeps one hypothesis: got beam_size={beam_size}, "
-                             f"n_best={n_best}; use method='beam' for more.")
+            raise ValueError(
+                f"method='greedy' keeps one hypothesis: got beam_size={beam_size}, "
+                f"n_best={n_best}; use method='beam' for more."
+            )
         return _with_n_best_axis(greedy_search(model, variables, src, src_len, **ids))
-    return beam_search(model, variables, src, src_len, beam_size=beam_size, alpha=alpha,
-                       beta=beta, n_best=n_best, keep_greedy=keep_greedy, **ids)
+    return beam_search(
+        model,
+        variables,
+        src,
+        src_len,
+        beam_size=beam_size,
+        alpha=alpha,
+        beta=beta,
+        n_best=n_best,
+        keep_greedy=keep_greedy,
+        **ids,
+    )

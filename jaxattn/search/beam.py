@@ -55,8 +55,23 @@ class BeamState:
     done: jax.Array  # [B] bool: nothing alive can still enter the pool
 
 
-def beam_loop(model, variables, memory, state, src_steps, alpha, beta=None, src_len=None, *,
-              bos_id, eos_id, pad_id, max_len, beam_size, n_best):
+def beam_loop(
+    model,
+    variables,
+    memory,
+    state,
+    src_steps,
+    alpha,
+    beta=None,
+    src_len=None,
+    *,
+    bos_id,
+    eos_id,
+    pad_id,
+    max_len,
+    beam_size,
+    n_best,
+):
     """Beam search from an encoded batch (leaves [B, ...]) -> SearchResult with [B, N, ...].
 
     A finished hypothesis scores log_prob / length_penalty(len, alpha) + coverage_penalty
@@ -103,8 +118,9 @@ def beam_loop(model, variables, memory, state, src_steps, alpha, beta=None, src_
         # extensions ending in EOS join the pool (kept sorted; ties keep the older entry)
         ended = (tok == eos_id) & (top_logp > neg_inf)  # [B, K]
         length = t + 1
-        normalized = _plus_coverage(top_logp / length_penalty(length, alpha), weights, src_len,
-                                    beta)  # [B, K]
+        normalized = _plus_coverage(
+            top_logp / length_penalty(length, alpha), weights, src_len, beta
+        )  # [B, K]
         new_scores = jnp.where(ended, normalized, neg_inf)
         scores = jnp.concatenate([c.fin_scores, new_scores], axis=1)  # [B, N + K]
         fin_scores, sel = lax.top_k(scores, n)  # [B, N]
@@ -155,8 +171,9 @@ def _n_best(c: BeamState, n: int, k: int, alpha, beta, src_len) -> SearchResult:
 
     alive_logp_n = gather(alive_logp, alive_slot)  # [B, N]
     alive_weights = gather(c.alive_weights, order)  # [B, min(N, K), T, S]
-    alive_scores = _plus_coverage(alive_logp_n / length_penalty(c.t, alpha),
-                                  gather(alive_weights, alive_slot), src_len, beta)  # [B, N]
+    alive_scores = _plus_coverage(
+        alive_logp_n / length_penalty(c.t, alpha), gather(alive_weights, alive_slot), src_len, beta
+    )  # [B, N]
     return SearchResult(
         tokens=fill(c.fin_tokens, gather(c.alive_tokens, order)),
         lengths=jnp.where(from_fin, c.fin_lengths, c.t),
@@ -173,18 +190,21 @@ def _plus_coverage(scores, weights, src_len, beta):
     positions; beta None: no penalty, and nothing computed (beam_search passes None for 0)."""
     if beta is None:
         return scores
-    return scores + coverage_penalty(weights, None if src_len is None else src_len[:, None],
-                                     beta)
+    return scores + coverage_penalty(weights, None if src_len is None else src_len[:, None], beta)
 
 
-def add_greedy(beam: SearchResult, greedy: SearchResult, alpha, beta=None, src_len=None
-               ) -> SearchResult:
+def add_greedy(
+    beam: SearchResult, greedy: SearchResult, alpha, beta=None, src_len=None
+) -> SearchResult:
     """Puts the greedy hypothesis into each n-best list (unless already there) and re-ranks:
     finished before cut-off ones, then by score. So beam search never does worse than greedy."""
     n = beam.tokens.shape[1]
     g = jax.tree.map(lambda x: x[:, None], greedy._replace(steps=None))  # [B, 1, ...]
-    g = g._replace(scores=_plus_coverage(g.log_probs / length_penalty(g.lengths, alpha),
-                                         g.weights, src_len, beta))
+    g = g._replace(
+        scores=_plus_coverage(
+            g.log_probs / length_penalty(g.lengths, alpha), g.weights, src_len, beta
+        )
+    )
     dup = jnp.all(beam.tokens == g.tokens, axis=-1) & (beam.lengths == g.lengths)  # [B, N]
     dup = jnp.any(dup & (beam.finished == g.finished) & (beam.scores > -jnp.inf), axis=1)
     g = g._replace(  # a duplicate ranks last, so it is dropped
@@ -197,24 +217,72 @@ def add_greedy(beam: SearchResult, greedy: SearchResult, alpha, beta=None, src_l
     return best._replace(steps=beam.steps)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "bos_id", "eos_id", "pad_id", "max_len",
-                                             "beam_size", "n_best", "keep_greedy"))
-def _beam(model, variables, src, src_len, alpha, beta, *, bos_id, eos_id, pad_id, max_len,
-          beam_size, n_best, keep_greedy):
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "model",
+        "bos_id",
+        "eos_id",
+        "pad_id",
+        "max_len",
+        "beam_size",
+        "n_best",
+        "keep_greedy",
+    ),
+)
+def _beam(
+    model,
+    variables,
+    src,
+    src_len,
+    alpha,
+    beta,
+    *,
+    bos_id,
+    eos_id,
+    pad_id,
+    max_len,
+    beam_size,
+    n_best,
+    keep_greedy,
+):
     memory, state = start(model, variables, src, src_len)
     ids = dict(bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, max_len=max_len)
-    result = beam_loop(model, variables, memory, state, src.shape[1], alpha, beta, src_len,
-                       beam_size=beam_size, n_best=n_best, **ids)
+    result = beam_loop(
+        model,
+        variables,
+        memory,
+        state,
+        src.shape[1],
+        alpha,
+        beta,
+        src_len,
+        beam_size=beam_size,
+        n_best=n_best,
+        **ids,
+    )
     if keep_greedy and beam_size > 1:
         greedy = greedy_loop(model, variables, memory, state, src.shape[1], **ids)
         result = add_greedy(result, greedy, alpha, beta, src_len)
     return result
 
 
-def beam_search(model, variables, src, src_len=None, *, eos_id: int, max_len: int,
-        beam_size: int, alpha: float = 0.0, beta: float = 0.0, n_best: int = 1,
-        bos_id: int | None = None, pad_id: int | None = None,
-        keep_greedy: bool = True) -> SearchResult:
+def beam_search(
+    model,
+    variables,
+    src,
+    src_len=None,
+    *,
+    eos_id: int,
+    max_len: int,
+    beam_size: int,
+    alpha: float = 0.0,
+    beta: float = 0.0,
+    n_best: int = 1,
+    bos_id: int | None = None,
+    pad_id: int | None = None,
+    keep_greedy: bool = True,
+) -> SearchResult:
     """Beam search with a length penalty, jitted, stopping early.
 
     Slots no hypothesis reached (tiny vocabularies only) have score -inf. beam_size=1 gives
@@ -233,16 +301,36 @@ def beam_search(model, variables, src, src_len=None, *, eos_id: int, max_len: in
         A `SearchResult` with an n_best axis: tokens [B, n_best, max_len], weights
         [B, n_best, max_len, S], lengths/scores/log_probs/finished [B, n_best], steps [].
     """
-    src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len,
-                                beam_size=beam_size, alpha=alpha, n_best=n_best, model=model,
-                                bos_id=bos_id, pad_id=pad_id)
+    src, src_len = check_inputs(
+        src,
+        src_len,
+        eos_id=eos_id,
+        max_len=max_len,
+        beam_size=beam_size,
+        alpha=alpha,
+        n_best=n_best,
+        model=model,
+        bos_id=bos_id,
+        pad_id=pad_id,
+    )
     check_number("beta", beta, 0, " (the coverage penalty)")
     if not isinstance(keep_greedy, (bool, np.bool_)):
         raise ValueError(f"keep_greedy must be True or False, got {keep_greedy!r}.")
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
     beta = None if isinstance(beta, numbers.Real) and beta == 0 else jnp.float32(beta)
-    return _beam(model, variables, src, src_len, jnp.float32(alpha), beta,
-                 bos_id=bos_id,
-                 eos_id=eos_id, pad_id=pad_id, max_len=max_len, beam_size=beam_size,
-                 n_best=n_best, keep_greedy=keep_greedy and beam_size > 1)
+    return _beam(
+        model,
+        variables,
+        src,
+        src_len,
+        jnp.float32(alpha),
+        beta,
+        bos_id=bos_id,
+        eos_id=eos_id,
+        pad_id=pad_id,
+        max_len=max_len,
+        beam_size=beam_size,
+        n_best=n_best,
+        keep_greedy=keep_greedy and beam_size > 1,
+    )

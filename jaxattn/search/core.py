@@ -58,8 +58,11 @@ def check_number(name: str, v, low: float | None = None, why: str = "") -> None:
     if isinstance(x, np.ndarray):
         x = x.item() if x.ndim == 0 and np.issubdtype(x.dtype, np.number) else None
     if not is_finite_real(x) or (low is not None and x < low):
-        raise ValueError(f"{name}{why} must be a finite number" +
-                         (f" >= {low}" if low is not None else "") + f", got {v!r}.")
+        raise ValueError(
+            f"{name}{why} must be a finite number"
+            + (f" >= {low}" if low is not None else "")
+            + f", got {v!r}."
+        )
 
 
 def vocab_sizes(model) -> tuple[int | None, int | None]:
@@ -67,8 +70,9 @@ def vocab_sizes(model) -> tuple[int | None, int | None]:
     an `Ensemble`; None where the model does not say (a module of another kind)."""
     if isinstance(model, Ensemble):
         return vocab_sizes(model.models[0])
-    return tuple(getattr(getattr(model, part, None), "vocab_size", None)
-                 for part in ("encoder", "decoder"))
+    return tuple(
+        getattr(getattr(model, part, None), "vocab_size", None) for part in ("encoder", "decoder")
+    )
 
 
 def check_ids(name: str, x, vocab: int | None, what: str = "token ids") -> None:
@@ -79,28 +83,49 @@ def check_ids(name: str, x, vocab: int | None, what: str = "token ids") -> None:
     lo, hi = int(values.min()), int(values.max())
     if lo < 0 or hi >= vocab:
         bad = lo if lo < 0 else hi
-        raise ValueError(f"{name} holds {bad}, not one of the model's {vocab} {what} "
-                         f"(0..{vocab - 1}); encode with the vocabulary the model was trained "
-                         "with.")
+        raise ValueError(
+            f"{name} holds {bad}, not one of the model's {vocab} {what} "
+            f"(0..{vocab - 1}); encode with the vocabulary the model was trained "
+            "with."
+        )
 
 
 def check_lengths(name: str, lengths, width, shape) -> jax.Array:
     """lengths as int32 after checking: integers shaped `shape`, each in [0, width]."""
     arr = jnp.asarray(lengths)
     if arr.shape != shape or not jnp.issubdtype(arr.dtype, jnp.integer):
-        raise ValueError(f"{name} must be integer lengths shaped {list(shape)}, got "
-                         f"{arr.dtype}{list(arr.shape)}.")
+        raise ValueError(
+            f"{name} must be integer lengths shaped {list(shape)}, got "
+            f"{arr.dtype}{list(arr.shape)}."
+        )
     values = _concrete(lengths)
-    if values is not None and values.size and isinstance(width, int) and (
-            values.min() < 0 or values.max() > width):
+    if (
+        values is not None
+        and values.size
+        and isinstance(width, int)
+        and (values.min() < 0 or values.max() > width)
+    ):
         bad = values.min() if values.min() < 0 else values.max()
-        raise ValueError(f"{name} holds {bad}: lengths must be in [0, {width}] (the padded "
-                         f"width); 0 marks an empty (padding) row.")
+        raise ValueError(
+            f"{name} holds {bad}: lengths must be in [0, {width}] (the padded "
+            f"width); 0 marks an empty (padding) row."
+        )
     return arr.astype(jnp.int32)
 
 
-def check_inputs(src, src_len, *, eos_id, max_len, beam_size=1, alpha=0.0, n_best=1,
-                 model=None, bos_id=None, pad_id=None):
+def check_inputs(
+    src,
+    src_len,
+    *,
+    eos_id,
+    max_len,
+    beam_size=1,
+    alpha=0.0,
+    n_best=1,
+    model=None,
+    bos_id=None,
+    pad_id=None,
+):
     """(src int32 [B, S], src_len int32 [B] or None) after checking the search arguments;
     ValueError naming the first bad one. With `model`, ids (src, eos_id, bos_id) are checked
     against its vocabulary sizes."""
@@ -109,23 +134,31 @@ def check_inputs(src, src_len, *, eos_id, max_len, beam_size=1, alpha=0.0, n_bes
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
     if not is_int(n_best) or not 1 <= n_best <= beam_size:
         raise ValueError(
-            f"Need 1 <= n_best <= beam_size, got n_best={n_best}, beam_size={beam_size}.")
+            f"Need 1 <= n_best <= beam_size, got n_best={n_best}, beam_size={beam_size}."
+        )
     src_vocab, tgt_vocab = vocab_sizes(model) if model is not None else (None, None)
     for name, v in (("eos_id", eos_id), ("bos_id", bos_id)):
         if v is not None and (not is_int(v) or v < 0 or (tgt_vocab and v >= tgt_vocab)):
-            raise ValueError(f"{name} must be a target token id (an integer in [0, "
-                             f"{tgt_vocab or 'vocab size'})), got {v!r}.")
+            raise ValueError(
+                f"{name} must be a target token id (an integer in [0, "
+                f"{tgt_vocab or 'vocab size'})), got {v!r}."
+            )
     if pad_id is not None and not is_int(pad_id):
-        raise ValueError(f"pad_id must be an integer (the id after a hypothesis's end), got "
-                         f"{pad_id!r}.")
+        raise ValueError(
+            f"pad_id must be an integer (the id after a hypothesis's end), got {pad_id!r}."
+        )
     check_number("alpha", alpha, why=" (the length penalty)")
     raw, src = src, jnp.asarray(src) if not isinstance(src, jax.Array) else src
     if src.ndim != 2 or not jnp.issubdtype(src.dtype, jnp.integer):
-        raise ValueError(f"src must be integer token ids shaped [batch, length], got "
-                         f"{src.dtype}{list(src.shape)}.")
+        raise ValueError(
+            f"src must be integer token ids shaped [batch, length], got "
+            f"{src.dtype}{list(src.shape)}."
+        )
     if any(isinstance(d, int) and d == 0 for d in src.shape):
-        raise ValueError(f"src is empty (shape {list(src.shape)}): give at least one sentence "
-                         "of at least one position (EOS).")
+        raise ValueError(
+            f"src is empty (shape {list(src.shape)}): give at least one sentence "
+            "of at least one position (EOS)."
+        )
     check_ids("src", raw, src_vocab, "source ids")
     if src_len is not None:
         src_len = check_lengths("src_len", src_len, src.shape[1], src.shape[:1])
@@ -175,15 +208,21 @@ class Ensemble:
         if not isinstance(self.models, tuple) or not self.models:
             raise ValueError("An Ensemble needs a tuple of at least one model.")
         if any(isinstance(m, Ensemble) for m in self.models):
-            raise ValueError("An Ensemble's members must be models, not Ensembles: list the "
-                             "models in one Ensemble.")
+            raise ValueError(
+                "An Ensemble's members must be models, not Ensembles: list the "
+                "models in one Ensemble."
+            )
         if len({m.bos_id for m in self.models}) > 1:
-            raise ValueError("The ensemble's models start from different BOS ids: their "
-                             "target vocabularies differ.")
+            raise ValueError(
+                "The ensemble's models start from different BOS ids: their "
+                "target vocabularies differ."
+            )
         sizes = [vocab_sizes(m) for m in self.models]
         if len(set(sizes)) > 1:
-            raise ValueError(f"The ensemble's models have different (source, target) vocabulary "
-                             f"sizes {sizes}: ensembled models must share both vocabularies.")
+            raise ValueError(
+                f"The ensemble's models have different (source, target) vocabulary "
+                f"sizes {sizes}: ensembled models must share both vocabularies."
+            )
 
     @property
     def bos_id(self) -> int:
@@ -194,8 +233,9 @@ def _members(model, variables):
     if not isinstance(model, Ensemble):
         return None
     if not isinstance(variables, (tuple, list)) or len(variables) != len(model.models):
-        raise ValueError(f"An Ensemble of {len(model.models)} models needs a tuple of as many "
-                         "variable dicts.")
+        raise ValueError(
+            f"An Ensemble of {len(model.models)} models needs a tuple of as many variable dicts."
+        )
     return tuple(zip(model.models, variables, strict=True))
 
 
@@ -221,8 +261,10 @@ def step(model, variables, memory, state, prev, t):
     log-probs (log_z = 0)."""
     members = _members(model, variables)
     if members is not None:
-        out = [step(m, v, mem, st, prev, t)
-               for (m, v), mem, st in zip(members, memory, state, strict=True)]
+        out = [
+            step(m, v, mem, st, prev, t)
+            for (m, v), mem, st in zip(members, memory, state, strict=True)
+        ]
         logp = jnp.stack([o[1] - o[2][:, None] for o in out])  # [M, N, V]
         logp = jax.nn.logsumexp(logp, axis=0) - math.log(len(out))
         weights = jnp.mean(jnp.stack([o[3] for o in out]), axis=0)

@@ -62,15 +62,26 @@ def force_decode(model, variables, src, src_len, tgt, tgt_len=None, *, bos_id=No
     """
     src, src_len = check_inputs(src, src_len, eos_id=0, max_len=1, model=model, bos_id=bos_id)
     raw, tgt = tgt, jnp.asarray(tgt)
-    if tgt.ndim != 2 or tgt.shape[0] != src.shape[0] or not jnp.issubdtype(tgt.dtype,
-                                                                           jnp.integer):
-        raise ValueError(f"tgt must be integer ids shaped [{src.shape[0]}, length], got "
-                         f"{tgt.dtype}{list(tgt.shape)}.")
+    if tgt.ndim != 2 or tgt.shape[0] != src.shape[0] or not jnp.issubdtype(tgt.dtype, jnp.integer):
+        raise ValueError(
+            f"tgt must be integer ids shaped [{src.shape[0]}, length], got "
+            f"{tgt.dtype}{list(tgt.shape)}."
+        )
     if isinstance(tgt.shape[1], int) and tgt.shape[1] == 0:
         raise ValueError("tgt has no positions: each target needs at least its EOS.")
     check_ids("tgt", raw, vocab_sizes(model)[1], "target ids")
-    tgt_len = (jnp.full(tgt.shape[:1], tgt.shape[1], jnp.int32) if tgt_len is None else
-               check_lengths("tgt_len", tgt_len, tgt.shape[1], tgt.shape[:1]))
+    tgt_len = (
+        jnp.full(tgt.shape[:1], tgt.shape[1], jnp.int32)
+        if tgt_len is None
+        else check_lengths("tgt_len", tgt_len, tgt.shape[1], tgt.shape[:1])
+    )
     bos_id = model.bos_id if bos_id is None else bos_id
-    return _force(model, variables, src, src_len, tgt.astype(jnp.int32),
-                  tgt_len.astype(jnp.int32), bos_id=bos_id)
+    return _force(
+        model,
+        variables,
+        src,
+        src_len,
+        tgt.astype(jnp.int32),
+        tgt_len.astype(jnp.int32),
+        bos_id=bos_id,
+    )

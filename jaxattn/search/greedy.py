@@ -35,8 +35,9 @@ class GreedyState:
     lengths: jax.Array  # [B] int32: tokens emitted, EOS included
 
 
-def greedy_loop(model, variables, memory, state, src_steps, *, bos_id, eos_id, pad_id, max_len,
-                pick=None):
+def greedy_loop(
+    model, variables, memory, state, src_steps, *, bos_id, eos_id, pad_id, max_len, pick=None
+):
     """Greedy decoding from an encoded batch (state leaves [B, ...]) -> SearchResult.
 
     pick(logits [B, V], t) -> tokens [B] int32 replaces the argmax (e.g. to sample)."""
@@ -78,12 +79,30 @@ def greedy_loop(model, variables, memory, state, src_steps, *, bos_id, eos_id, p
 @functools.partial(jax.jit, static_argnames=("model", "bos_id", "eos_id", "pad_id", "max_len"))
 def _greedy(model, variables, src, src_len, *, bos_id, eos_id, pad_id, max_len):
     memory, state = start(model, variables, src, src_len)
-    return greedy_loop(model, variables, memory, state, src.shape[1], bos_id=bos_id,
-                       eos_id=eos_id, pad_id=pad_id, max_len=max_len)
+    return greedy_loop(
+        model,
+        variables,
+        memory,
+        state,
+        src.shape[1],
+        bos_id=bos_id,
+        eos_id=eos_id,
+        pad_id=pad_id,
+        max_len=max_len,
+    )
 
 
-def greedy_search(model, variables, src, src_len=None, *, eos_id: int, max_len: int,
-        bos_id: int | None = None, pad_id: int | None = None) -> SearchResult:
+def greedy_search(
+    model,
+    variables,
+    src,
+    src_len=None,
+    *,
+    eos_id: int,
+    max_len: int,
+    bos_id: int | None = None,
+    pad_id: int | None = None,
+) -> SearchResult:
     """Greedy decoding, jitted, stopping once every sentence has emitted EOS.
 
     Picks argmax(logits) each step, as the model's free-running `__call__`.
@@ -102,9 +121,11 @@ def greedy_search(model, variables, src, src_len=None, *, eos_id: int, max_len: 
         A `SearchResult`: tokens [B, max_len], weights [B, max_len, S], lengths, scores,
         log_probs and finished [B], steps [].
     """
-    src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len, model=model,
-                                bos_id=bos_id, pad_id=pad_id)
+    src, src_len = check_inputs(
+        src, src_len, eos_id=eos_id, max_len=max_len, model=model, bos_id=bos_id, pad_id=pad_id
+    )
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
-    return _greedy(model, variables, src, src_len, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id,
-                   max_len=max_len)
+    return _greedy(
+        model, variables, src, src_len, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, max_len=max_len
+    )

@@ -151,21 +151,49 @@ def row_keys(rng, batch: int):
     rng = jnp.asarray(rng) if not isinstance(rng, jax.Array) else rng
     if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
         if rng.dtype != jnp.uint32 or rng.shape[-1:] != (2,):
-            raise ValueError(f"rng must be a PRNG key (jax.random.key(seed)) or one per "
-                             f"sentence, got {rng.dtype}{list(rng.shape)}.")
+            raise ValueError(
+                f"rng must be a PRNG key (jax.random.key(seed)) or one per "
+                f"sentence, got {rng.dtype}{list(rng.shape)}."
+            )
         rng = jax.random.wrap_key_data(rng)
     if rng.shape == ():
         return jax.vmap(jax.random.fold_in, (None, 0))(rng, jnp.arange(batch))
     if rng.shape != (batch,):
-        raise ValueError(f"rng must be one PRNG key or one per sentence ({batch}), got "
-                         f"{list(rng.shape)} keys.")
+        raise ValueError(
+            f"rng must be one PRNG key or one per sentence ({batch}), got {list(rng.shape)} keys."
+        )
     return rng
 
 
-@functools.partial(jax.jit, static_argnames=("model", "bos_id", "eos_id", "pad_id", "max_len",
-                                             "num_samples", "top_k", "top_p"))
-def _sample(model, variables, src, src_len, keys, temperature, *, bos_id, eos_id, pad_id,
-            max_len, num_samples, top_k, top_p):
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "model",
+        "bos_id",
+        "eos_id",
+        "pad_id",
+        "max_len",
+        "num_samples",
+        "top_k",
+        "top_p",
+    ),
+)
+def _sample(
+    model,
+    variables,
+    src,
+    src_len,
+    keys,
+    temperature,
+    *,
+    bos_id,
+    eos_id,
+    pad_id,
+    max_len,
+    num_samples,
+    top_k,
+    top_p,
+):
     batch, n = src.shape[0], num_samples
     memory, state = start(model, variables, src, src_len)
     tile = functools.partial(jnp.repeat, repeats=n, axis=0)  # [B, ...] -> [B * N, ...]
@@ -179,15 +207,38 @@ def _sample(model, variables, src, src_len, keys, temperature, *, bos_id, eos_id
         drawn = _draw_nucleus(step_keys, x, top_p) if top_p < 1 else _draw(step_keys, x)
         return jnp.where(temperature > 0, drawn, argmax(logits))
 
-    r = greedy_loop(model, variables, memory, state, src.shape[1], bos_id=bos_id, eos_id=eos_id,
-                    pad_id=pad_id, max_len=max_len, pick=pick)
+    r = greedy_loop(
+        model,
+        variables,
+        memory,
+        state,
+        src.shape[1],
+        bos_id=bos_id,
+        eos_id=eos_id,
+        pad_id=pad_id,
+        max_len=max_len,
+        pick=pick,
+    )
     split = lambda x: x.reshape((batch, n) + x.shape[1:])  # noqa: E731 - [B * N, ...] -> [B, N, ...]
     return SearchResult(*(split(x) for x in r[:-1]), r.steps)
 
 
-def sample(model, variables, src, src_len=None, *, rng, eos_id: int, max_len: int,
-        num_samples: int = 1, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-        bos_id: int | None = None, pad_id: int | None = None) -> SearchResult:
+def sample(
+    model,
+    variables,
+    src,
+    src_len=None,
+    *,
+    rng,
+    eos_id: int,
+    max_len: int,
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    bos_id: int | None = None,
+    pad_id: int | None = None,
+) -> SearchResult:
     """Samples `num_samples` translations per sentence, jitted, stopping once all have ended.
 
     Args:
@@ -206,8 +257,9 @@ def sample(model, variables, src, src_len=None, *, rng, eos_id: int, max_len: in
     """
     if not is_int(num_samples) or num_samples < 1:
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}.")
-    src, src_len = check_inputs(src, src_len, eos_id=eos_id, max_len=max_len, model=model,
-                                bos_id=bos_id, pad_id=pad_id)
+    src, src_len = check_inputs(
+        src, src_len, eos_id=eos_id, max_len=max_len, model=model, bos_id=bos_id, pad_id=pad_id
+    )
     keys = row_keys(rng, src.shape[0])
     check_number("temperature", temperature, 0)
     if not is_int(top_k) or top_k < 0:
@@ -216,6 +268,18 @@ def sample(model, variables, src, src_len=None, *, rng, eos_id: int, max_len: in
         raise ValueError(f"top_p must be in (0, 1] (1 = no nucleus filter), got {top_p!r}.")
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
-    return _sample(model, variables, src, src_len, keys, jnp.float32(temperature), bos_id=bos_id,
-                   eos_id=eos_id, pad_id=pad_id, max_len=max_len, num_samples=num_samples,
-                   top_k=int(top_k), top_p=float(top_p))
+    return _sample(
+        model,
+        variables,
+        src,
+        src_len,
+        keys,
+        jnp.float32(temperature),
+        bos_id=bos_id,
+        eos_id=eos_id,
+        pad_id=pad_id,
+        max_len=max_len,
+        num_samples=num_samples,
+        top_k=int(top_k),
+        top_p=float(top_p),
+    )

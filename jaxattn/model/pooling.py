@@ -1,7 +1,7 @@
 """Attention pooling without a learned score of the query: Nadaraya-Watson kernels and
 query-free pooling.
 
-Members of the attention family (`jaxattn.attention` is its front door and registry, names
+Members of the attention family (`jaxattn.model.attention` is its front door and registry, names
 'kernel' and 'pooling'), built on the shared call of `scoring.Attention`. `KernelAttention`
 is d2l's Nadaraya-Watson regression (weights from the distance between query and keys, no
 parameters unless the width is learned); `AttentionPooling` summarizes a sequence into one
@@ -15,7 +15,14 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxattn.scoring import Array, Attention, Dtype, check_same_dim, dense_kwargs, masked_softmax
+from jaxattn.model.attention_core import (
+    Array,
+    Attention,
+    Dtype,
+    check_same_dim,
+    dense_kwargs,
+    masked_softmax,
+)
 
 KERNELS = ("gaussian", "boxcar", "epanechnikov", "constant")
 KERNEL_ALIASES = {"epanechikov": "epanechnikov"}  # d2l's spelling

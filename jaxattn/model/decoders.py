@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxattn.rnn import make_cell
+from jaxattn.model.rnn import make_cell
 
 BRIDGES = ("copy", "dense", "zero")
 # Teacher-forced loops whose per-step [B, S, D_enc]-sized residuals (attention energies) would
@@ -69,8 +69,13 @@ def _dense_part(dense: nn.Dense, x, start: int, stop: int | None, bias: bool):
     params = dense.variables["params"]
     kernel = params["kernel"][start:stop]
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=dense.dtype)
-    y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())),
-                            precision=dense.precision, preferred_element_type=jnp.float32)
+    y = jax.lax.dot_general(
+        x,
+        kernel,
+        (((x.ndim - 1,), (0,)), ((), ())),
+        precision=dense.precision,
+        preferred_element_type=jnp.float32,
+    )
     if bias and dense.use_bias:
         y = y + params["bias"].astype(jnp.float32)
     return y
@@ -126,8 +131,11 @@ class Decoder(nn.Module):
             raise ValueError(f"Unknown bridge {self.bridge!r}; choose one of {BRIDGES}.")
         if self.bridge == "dense":
             self.bridge_proj = nn.Dense(self.hidden, dtype=self.dtype)
-        self.out = nn.Dense(self.vocab_size, dtype=self.dtype,  # logits: cast to float32
-                            dot_general=_projection_dot_general)
+        self.out = nn.Dense(
+            self.vocab_size,
+            dtype=self.dtype,  # logits: cast to float32
+            dot_general=_projection_dot_general,
+        )
         self.drop = nn.Dropout(self.dropout)
 
     def precompute(self, keys):
@@ -240,11 +248,10 @@ class Decoder(nn.Module):
             if steps * memory.keys.size * 4 > REMAT_BYTES:
                 # Saving every step's attention energies ([B, S, D] each) for the backward pass
                 # costs more memory traffic than recomputing them: keep only matmul results.
-                forced = nn.remat(forced, prevent_cse=False,
-                                  policy=jax.checkpoint_policies.dots_saveable)
-            state, (features, weights) = nn.scan(forced, **scan_kw)(
-                self, state0, (embedded, times)
-            )
+                forced = nn.remat(
+                    forced, prevent_cse=False, policy=jax.checkpoint_policies.dots_saveable
+                )
+            state, (features, weights) = nn.scan(forced, **scan_kw)(self, state0, (embedded, times))
             return self._logits(features), weights, state
         if teacher_forcing is None:  # init: the per-step path, so params init as before
             teacher_forcing = jnp.ones((batch, steps), bool)
@@ -284,8 +291,10 @@ class BahdanauDecoder(Decoder):
         dense = self.cells[0].input_proj
         rows = dense.variables["params"]["kernel"].shape[0]
         if rows != self.embed_dim + context_dim:
-            raise AssertionError(f"the first RNN layer reads {rows} inputs, not "
-                                 f"[embedding {self.embed_dim}; context {context_dim}]")
+            raise AssertionError(
+                f"the first RNN layer reads {rows} inputs, not "
+                f"[embedding {self.embed_dim}; context {context_dim}]"
+            )
         return dense
 
     def _project_embedded(self, embedded):

@@ -1,7 +1,8 @@
 """Luong et al. (2015, section 3.2) local attention: a scoring function over a window.
 
-A member of the attention family (`jaxattn.attention` is its front door and registry, names
-'local_m' and 'local_p'). It reuses a scoring attention from `jaxattn.scoring` as its `align`
+A member of the attention family (`jaxattn.model.attention` is its front door and registry, names
+'local_m' and 'local_p'). It reuses a scoring attention from `jaxattn.model.attention_core` as its
+`align`
 submodule and the shared call of `scoring.Attention`; only the window and the Gaussian are
 written here.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxattn.scoring import (
+from jaxattn.model.attention_core import (
     AdditiveAttention,
     Array,
     Attention,

@@ -4,7 +4,7 @@ training it, and its test-split scores, cached.
 An experiment asks a question with a `Group` of `Run`s, each a set of config overrides on top
 of one base config, scored under the group's decoding settings (`Search`). The groups that
 docs/experiments.md answers, and the loop over them, are in scripts/experiments.py; the report
-(markdown tables, experiments.json) in `jaxattn.experiment_report`.
+(markdown tables, experiments.json) in `jaxattn.tools.experiment_report`.
 
 Runs with the same effective overrides are the same run (`run_key` names its directory), so a
 run shared by several groups trains once. A run whose training reached its final step is not
@@ -30,11 +30,12 @@ from collections.abc import Callable, Sequence
 import ml_collections
 import sacrebleu
 
-from jaxattn import inference, plots
-from jaxattn import train as train_lib
-from jaxattn.checkpoints import Checkpointer, checkpoint_dir, resolve_step
+from jaxattn.inference import translator as inference
 from jaxattn.metrics import read_metrics
-from jaxattn.workdir import read_json, write_json
+from jaxattn.rundir.checkpointer import Checkpointer, checkpoint_dir, resolve_step
+from jaxattn.rundir.files import read_json, write_json
+from jaxattn.tools import plots
+from jaxattn.training import loop as train_lib
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,12 @@ def make_runs(*items: tuple[str, dict]) -> tuple[Run, ...]:
 
 def cpu_budget(steps: int = 1500, eval_every: int = 500, log_every: int = 50) -> dict:
     """Overrides for a short CPU run: `steps` optimizer steps, validation every `eval_every`."""
-    return {"train.num_train_steps": steps, "train.eval_every": eval_every,
-            "train.checkpoint_every": eval_every, "train.log_every": log_every}
+    return {
+        "train.num_train_steps": steps,
+        "train.eval_every": eval_every,
+        "train.checkpoint_every": eval_every,
+        "train.log_every": log_every,
+    }
 
 
 # ------------------------------------------------------------------------------ configs
@@ -179,15 +184,17 @@ def is_finished(workdir: str) -> bool:
     return bool(rec.get("finished_step")) and bool(steps) and steps[-1] == rec["finished_step"]
 
 
-def train_run(config: ml_collections.ConfigDict, workdir: str,
-              train_fn: Callable | None = None) -> dict:
+def train_run(
+    config: ml_collections.ConfigDict, workdir: str, train_fn: Callable | None = None
+) -> dict:
     """Trains (or resumes) unless finished; returns the run's record. Wall time accumulates
     over resumptions; a failed run is recorded with its error (not raised), so a grid goes on.
     train_fn(config, workdir) -> (state, metrics): `train.train_and_evaluate` by default."""
     path = os.path.join(workdir, RESULT_FILE)
     if is_finished(workdir):
-        log.info("%s: finished at step %d, not trained again.", workdir,
-                 _read(path)["finished_step"])
+        log.info(
+            "%s: finished at step %d, not trained again.", workdir, _read(path)["finished_step"]
+        )
         return _read(path)
     train_fn = train_fn or train_lib.train_and_evaluate
     os.makedirs(workdir, exist_ok=True)
@@ -216,10 +223,15 @@ def train_run(config: ml_collections.ConfigDict, workdir: str,
 def curves(workdir: str) -> dict:
     """Train loss and validation loss/BLEU by step from metrics.jsonl: {name: [(step, value)]}."""
     records = read_metrics(workdir)
-    series = {"train_loss": ("train", "loss"), "valid_loss": ("valid", "loss"),
-              "valid_bleu": ("valid", "bleu")}
-    return {name: list(zip(*plots.metric_series(records, split, key), strict=True))
-            for name, (split, key) in series.items()}
+    series = {
+        "train_loss": ("train", "loss"),
+        "valid_loss": ("valid", "loss"),
+        "valid_bleu": ("valid", "bleu"),
+    }
+    return {
+        name: list(zip(*plots.metric_series(records, split, key), strict=True))
+        for name, (split, key) in series.items()
+    }
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -234,20 +246,25 @@ def test_split(config, workdir: str) -> tuple[list[str], list[str]]:
     return _TEST_CACHE[key]
 
 
-def bleu_ci(hypotheses: list[str], references: list[str],
-            n_bootstrap: int = 1000) -> tuple[float, float]:
+def bleu_ci(
+    hypotheses: list[str], references: list[str], n_bootstrap: int = 1000
+) -> tuple[float, float]:
     """(BLEU, half-width of sacreBLEU's 95% bootstrap confidence interval): resampling the
     test sentences (sacreBLEU's seed 12345) shows how much of a BLEU difference is noise."""
-    score = sacrebleu.metrics.BLEU().corpus_score(hypotheses, [list(references)],
-                                                  n_bootstrap=n_bootstrap)
+    score = sacrebleu.metrics.BLEU().corpus_score(
+        hypotheses, [list(references)], n_bootstrap=n_bootstrap
+    )
     return float(score.score), float(score._ci)
 
 
 def _with_ci(scores: dict, hypotheses: list[str], references: list[str]) -> None:
     bleu, ci = bleu_ci(hypotheses, references)
     if abs(bleu - scores["bleu"]) > 1e-6:
-        log.warning("Bootstrap BLEU %.4f differs from the scored %.4f (reference text?).",
-                    bleu, scores["bleu"])
+        log.warning(
+            "Bootstrap BLEU %.4f differs from the scored %.4f (reference text?).",
+            bleu,
+            scores["bleu"],
+        )
     scores["bleu_ci"] = ci
 
 
@@ -256,23 +273,45 @@ def _read_lines(path: str) -> list[str]:
         return f.read().split("\n")[:-1]
 
 
-def _score(translator, config, workdir: str, search: Search, max_len: int,
-           hyp_path: str) -> dict:
+def _score(translator, config, workdir: str, search: Search, max_len: int, hyp_path: str) -> dict:
     """Test-split scores of one checkpoint under one search (through `Translator.evaluate`,
     the library's one decoding path); the hypotheses are written to hyp_path."""
     sources, refs = test_split(config, workdir)
-    r = translator.evaluate(sources, refs, beam_size=search.beam_size, alpha=search.alpha,
-                            max_len=max_len, overlong="truncate")  # as evaluate.py --split
+    r = translator.evaluate(
+        sources,
+        refs,
+        beam_size=search.beam_size,
+        alpha=search.alpha,
+        max_len=max_len,
+        overlong="truncate",
+    )  # as evaluate.py --split
     hyps = r.pop("hypotheses")
     os.makedirs(os.path.dirname(hyp_path), exist_ok=True)
     with open(hyp_path, "w", encoding="utf-8") as f:
         f.write("".join(h + "\n" for h in hyps))
-    scores = {k: r[k] for k in ("bleu", "chrf", "bleu_signature", "chrf_signature",
-                                "bleu_detail", "sentences", "seconds", "sentences_per_sec",
-                                "unfinished")}
+    scores = {
+        k: r[k]
+        for k in (
+            "bleu",
+            "chrf",
+            "bleu_signature",
+            "chrf_signature",
+            "bleu_detail",
+            "sentences",
+            "seconds",
+            "sentences_per_sec",
+            "unfinished",
+        )
+    }
     _with_ci(scores, hyps, refs)
-    log.info("%s step %d %s: test BLEU %.2f, chrF %.2f", workdir, translator.step, search.name,
-             r["bleu"], r["chrf"])
+    log.info(
+        "%s step %d %s: test BLEU %.2f, chrF %.2f",
+        workdir,
+        translator.step,
+        search.name,
+        r["bleu"],
+        r["chrf"],
+    )
     return scores
 
 
@@ -307,8 +346,14 @@ def evaluate_run(config, workdir: str, searches: Sequence[Search]) -> dict:
     return out
 
 
-def run_row(base: ml_collections.ConfigDict, run: Run, group: Group, root: str, budget: dict,
-            train_fn: Callable | None = None) -> dict:
+def run_row(
+    base: ml_collections.ConfigDict,
+    run: Run,
+    group: Group,
+    root: str,
+    budget: dict,
+    train_fn: Callable | None = None,
+) -> dict:
     """Trains (unless finished) and scores one run of a group under ROOT/run_key: the row of
     its table, with the curves the plots draw."""
     key = run_key(base, run)
@@ -318,9 +363,15 @@ def run_row(base: ml_collections.ConfigDict, run: Run, group: Group, root: str, 
     config.train.progress_bar = False
     log.info("[%s] %s -> %s", group.name, run.name, workdir)
     rec = train_run(config, workdir, train_fn)
-    row = {"run": run.name, "key": key, "overrides": overrides, "workdir": workdir,
-           "train_seconds": rec.get("train_seconds"), "steps": rec.get("finished_step"),
-           "error": rec.get("error")}
+    row = {
+        "run": run.name,
+        "key": key,
+        "overrides": overrides,
+        "workdir": workdir,
+        "train_seconds": rec.get("train_seconds"),
+        "steps": rec.get("finished_step"),
+        "error": rec.get("error"),
+    }
     if not rec.get("error"):
         try:
             row["test"] = evaluate_run(config, workdir, group.searches)

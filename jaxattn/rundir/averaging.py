@@ -33,9 +33,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxattn import checkpoints
-from jaxattn import workdir as workdir_lib
 from jaxattn.errors import CheckpointError, LockHeld, UsageError, WorkdirError, first_line
+from jaxattn.rundir import checkpointer as checkpoints
+from jaxattn.rundir import files as workdir_lib
 
 AVERAGED = checkpoints.AVERAGED  # the checkpoint name; also the directory WORKDIR/averaged
 _ITEMS = ("params", "meta")
@@ -80,45 +80,65 @@ def average_params(trees: Sequence) -> dict:
             raise ValueError(f"Leaf {name} has different shapes: {[v.shape for v in values]}.")
         dtype = values[0].dtype
         if np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.complexfloating):
-            mean = np.mean(np.stack(values).astype(np.complex128 if dtype.kind == "c"
-                                                   else np.float64), axis=0)
+            mean = np.mean(
+                np.stack(values).astype(np.complex128 if dtype.kind == "c" else np.float64), axis=0
+            )
             out.append(mean.astype(dtype))
         elif all(np.array_equal(values[0], v) for v in values[1:]):
             out.append(values[0])
         else:
-            raise ValueError(f"Leaf {name} ({dtype}) is not a floating-point parameter and "
-                             "differs between the checkpoints; it cannot be averaged.")
+            raise ValueError(
+                f"Leaf {name} ({dtype}) is not a floating-point parameter and "
+                "differs between the checkpoints; it cannot be averaged."
+            )
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
 # ---------------------------------------------------------------------- which checkpoints
-def select_steps(ckpt: checkpoints.Checkpointer, *, last: int | None = None,
-                 best: int | None = None, metric: str = "bleu") -> list[int]:
+def select_steps(
+    ckpt: checkpoints.Checkpointer,
+    *,
+    last: int | None = None,
+    best: int | None = None,
+    metric: str = "bleu",
+) -> list[int]:
     """The steps to average (ascending): the `last` newest, or the `best` by `metric` (higher
     is better; ties go to the newer step). Exactly one of last/best; CheckpointError when the
     run has fewer such checkpoints, UsageError for N < 1."""
     if (last is None) == (best is None):
-        raise UsageError("Give exactly one of last=N (the newest N checkpoints) and best=N "
-                         "(the N with the highest validation BLEU).")
+        raise UsageError(
+            "Give exactly one of last=N (the newest N checkpoints) and best=N "
+            "(the N with the highest validation BLEU)."
+        )
     n = last if last is not None else best
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UsageError(f"The number of checkpoints to average must be an integer >= 1, "
-                         f"not {n!r}.")
+        raise UsageError(
+            f"The number of checkpoints to average must be an integer >= 1, not {n!r}."
+        )
     where = checkpoints.checkpoint_dir(ckpt.workdir)
     steps = ckpt.all_steps()
     if not steps:
-        raise CheckpointError(f"No checkpoint in {where} to average. Train first: python "
-                              f"scripts/train.py --config configs/base.py --workdir "
-                              f"{ckpt.workdir}")
-    keep_more = ("Train with a larger train.keep_checkpoints (the newest kept; the best one by "
-                 "BLEU is kept too) to have more.")
+        raise CheckpointError(
+            f"No checkpoint in {where} to average. Train first: python "
+            f"scripts/train.py --config configs/base.py --workdir "
+            f"{ckpt.workdir}"
+        )
+    keep_more = (
+        "Train with a larger train.keep_checkpoints (the newest kept; the best one by "
+        "BLEU is kept too) to have more."
+    )
     if last is not None:
         if n > len(steps):
-            raise CheckpointError(f"Cannot average the last {n} checkpoints: {where} holds "
-                                  f"{len(steps)} (steps {steps}). {keep_more}")
+            raise CheckpointError(
+                f"Cannot average the last {n} checkpoints: {where} holds "
+                f"{len(steps)} (steps {steps}). {keep_more}"
+            )
         return steps[-n:]
-    scored = [(m[metric], s) for s in steps
-              if isinstance((m := ckpt.metrics(s)).get(metric), (int, float))]
+    scored = [
+        (m[metric], s)
+        for s in steps
+        if isinstance((m := ckpt.metrics(s)).get(metric), (int, float))
+    ]
     if not scored:  # nothing to rank: more checkpoints or training would not help
         config = ckpt.meta(steps[-1]).get("config")
         evals = config.get("eval") if isinstance(config, dict) else None
@@ -127,21 +147,27 @@ def select_steps(ckpt: checkpoints.Checkpointer, *, last: int | None = None,
         raise CheckpointError(
             f"Cannot average the best {n} checkpoints by {metric}: this run has no validation "
             f"{label} (none of the {len(steps)} checkpoints in {where}, steps {steps}, carries "
-            + ("one; it was trained with config.eval.bleu=False)" if off else
-               "one: trained with config.eval.bleu=False, or never validated at a saved step)")
+            + (
+                "one; it was trained with config.eval.bleu=False)"
+                if off
+                else "one: trained with config.eval.bleu=False, or never validated at a saved step)"
+            )
             + f". Average the newest ones instead: --last {min(n, len(steps))} (last="
-            f"{min(n, len(steps))} in Python).")
+            f"{min(n, len(steps))} in Python)."
+        )
     if n > len(scored):
         raise CheckpointError(
             f"Cannot average the best {n} checkpoints by {metric}: {len(scored)} of the "
             f"{len(steps)} in {where} (steps {steps}) have a validation {metric}. {keep_more} "
-            "Checkpoints saved at eval_every steps carry one.")
+            "Checkpoints saved at eval_every steps carry one."
+        )
     return sorted(s for _, s in sorted(scored, reverse=True)[:n])
 
 
 # --------------------------------------------------------------------- write and read back
-def average_checkpoints(workdir: str, *, last: int | None = None, best: int | None = None,
-                        metric: str = "bleu") -> dict:
+def average_checkpoints(
+    workdir: str, *, last: int | None = None, best: int | None = None, metric: str = "bleu"
+) -> dict:
     """Averages the parameters of the run's `last` N or `best` N checkpoints (see
     `select_steps`) into WORKDIR/averaged, replacing an earlier average; returns its meta
     (steps, how chosen, source metrics). The vocabulary files must be those every averaged
@@ -156,9 +182,12 @@ def average_checkpoints(workdir: str, *, last: int | None = None, best: int | No
             params = average_params(_read_params(ckpt, steps))
             newest = ckpt.meta(steps[-1])
             meta = {
-                "name": AVERAGED, "steps": steps,
-                "method": "last" if last is not None else "best", "n": len(steps),
-                "metric": metric, "sources": {str(s): ckpt.metrics(s) for s in steps},
+                "name": AVERAGED,
+                "steps": steps,
+                "method": "last" if last is not None else "best",
+                "n": len(steps),
+                "metric": metric,
+                "sources": {str(s): ckpt.metrics(s) for s in steps},
                 "metrics": {},  # this average has not been validated
                 "config": newest.get("config"),
                 "vocab_sha256": newest.get("vocab_sha256") or {},
@@ -186,11 +215,14 @@ def _holding_the_run(workdir: str):
             f"Cannot average {workdir} now: a training (or another averaging) is running on it "
             f"({e.holder}, holding {lock.path}); a live training saves and deletes checkpoints "
             "while they would be read. Average when it has finished, or stop it first (Ctrl-C "
-            "saves a checkpoint).") from None
+            "saves a checkpoint)."
+        ) from None
     except OSError as e:
-        raise WorkdirError(f"Cannot average into {workdir}: cannot open its lock file "
-                           f"{lock.path} ({e.strerror or e}); the run must be writable to "
-                           f"hold {AVERAGED}/.") from None
+        raise WorkdirError(
+            f"Cannot average into {workdir}: cannot open its lock file "
+            f"{lock.path} ({e.strerror or e}); the run must be writable to "
+            f"hold {AVERAGED}/."
+        ) from None
     try:
         yield
     finally:
@@ -199,14 +231,24 @@ def _holding_the_run(workdir: str):
 
 def _save_averaged(workdir: str, params, meta: dict) -> None:
     """Writes version n+1 of WORKDIR/averaged (Orbax: atomically), dropping the older one."""
-    manager = ocp.CheckpointManager(averaged_dir(workdir), item_names=_ITEMS,
-                                    options=ocp.CheckpointManagerOptions(
-                                        max_to_keep=1, create=True, cleanup_tmp_directories=True,
-                                        enable_async_checkpointing=False))
+    manager = ocp.CheckpointManager(
+        averaged_dir(workdir),
+        item_names=_ITEMS,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=1,
+            create=True,
+            cleanup_tmp_directories=True,
+            enable_async_checkpointing=False,
+        ),
+    )
     try:
         version = (manager.latest_step() or 0) + 1
-        manager.save(version, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
-                                                      meta=ocp.args.JsonSave(meta)))
+        manager.save(
+            version,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(meta)
+            ),
+        )
         manager.wait_until_finished()
     finally:
         manager.close()
@@ -219,8 +261,9 @@ def _read_params(ckpt: checkpoints.Checkpointer, steps: list[int]) -> list:
     for step in reversed(steps):  # the newest first: it fixes the shapes
         try:
             if not trees:
-                abstract = _saved_tree(os.path.join(checkpoints.checkpoint_dir(ckpt.workdir),
-                                                    str(step), "state"))["params"]
+                abstract = _saved_tree(
+                    os.path.join(checkpoints.checkpoint_dir(ckpt.workdir), str(step), "state")
+                )["params"]
             trees.append(ckpt.restore_params(step, abstract))
         except CheckpointError:
             raise
@@ -231,11 +274,13 @@ def _read_params(ckpt: checkpoints.Checkpointer, steps: list[int]) -> list:
                     f"The checkpoint {where} vanished while it was being read (its directory "
                     "no longer exists): a training on the run (keeping only its newest "
                     "checkpoints and the best) or someone removed it, after it was chosen. "
-                    "Average again: the steps the run holds now are chosen.") from None
+                    "Average again: the steps the run holds now are chosen."
+                ) from None
             raise CheckpointError(
                 f"Cannot read the checkpoint {where} ({first_line(e)}); it is incomplete or "
                 f"damaged. Move it aside (mv {where} {os.path.dirname(where)}/corrupt-{step}; "
-                "a resumed training does the same) and average again.") from None
+                "a resumed training does the same) and average again."
+            ) from None
     return trees[::-1]
 
 
@@ -245,15 +290,19 @@ def _reader(workdir: str) -> tuple[ocp.CheckpointManager, int]:
     where = averaged_dir(workdir)
     version = None
     if os.path.isdir(where):
-        manager = ocp.CheckpointManager(where, item_names=_ITEMS, options=(
-            ocp.CheckpointManagerOptions(read_only=True, create=False)))
+        manager = ocp.CheckpointManager(
+            where,
+            item_names=_ITEMS,
+            options=(ocp.CheckpointManagerOptions(read_only=True, create=False)),
+        )
         version = manager.latest_step()
         if version is None:
             manager.close()
     if version is None:
         raise CheckpointError(
             f"No averaged checkpoint in {workdir} (no {where}). Make one first: python "
-            f"scripts/average.py --workdir {workdir} --last 5 (or --best 5).")
+            f"scripts/average.py --workdir {workdir} --last 5 (or --best 5)."
+        )
     return manager, version
 
 
@@ -272,8 +321,9 @@ def averaged_meta(workdir: str) -> dict | None:
     except CheckpointError:
         return None
     try:
-        meta = checkpoints._read_quietly(os.path.join(averaged_dir(workdir), str(version),
-                                                      "meta", "metadata"))
+        meta = checkpoints._read_quietly(
+            os.path.join(averaged_dir(workdir), str(version), "meta", "metadata")
+        )
     finally:
         manager.close()
     return meta if isinstance(meta, dict) else None
@@ -285,13 +335,15 @@ def restore_averaged(ckpt: checkpoints.Checkpointer, abstract_params) -> dict:
     the vocabulary file). `Checkpointer.restore_params(AVERAGED, ...)` calls this."""
     manager, version = _reader(ckpt.workdir)
     try:
-        saved = checkpoints._shapes(_saved_tree(os.path.join(averaged_dir(ckpt.workdir),
-                                                             str(version), "params")))
+        saved = checkpoints._shapes(
+            _saved_tree(os.path.join(averaged_dir(ckpt.workdir), str(version), "params"))
+        )
         for name, shape in checkpoints._shapes(abstract_params).items():
             if saved.get(name) != shape:
                 raise CheckpointError(ckpt.shape_message(AVERAGED, name, saved.get(name), shape))
-        restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray),
-                                    abstract_params)
+        restore_args = jax.tree.map(
+            lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), abstract_params
+        )
         args = ocp.args.PyTreeRestore(item=abstract_params, restore_args=restore_args)
         return manager.restore(version, args=ocp.args.Composite(params=args))["params"]
     finally:

@@ -56,8 +56,10 @@ CHARS_PER_TOKEN = 100  # characters a token may take: bounds a line before it is
 UNLIMITED_CHARS = 1_000_000  # characters of a sentence when no token limit is known
 MAX_DECODE_STEPS = 10_000  # decoding steps (max_len) at most, unless eval.max_decode_len is more
 OVERLONG = ("error", "truncate")  # what to do with an over-long sentence
-_FIX = ("Raise the limit (--max_input_len N, max_input_len=N) or cut over-long sentences with "
-        "a warning (--truncate_long, overlong='truncate').")
+_FIX = (
+    "Raise the limit (--max_input_len N, max_input_len=N) or cut over-long sentences with "
+    "a warning (--truncate_long, overlong='truncate')."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,19 +83,24 @@ class InputLimit:
         if self.tokens is None:
             return f"at most {self.chars:,} characters: {self.why}"
         if unit == "characters":
-            return (f"at most {self.chars:,} characters: {CHARS_PER_TOKEN} a token for its "
-                    f"limit of {self.tokens:,} tokens, {self.why}")
+            return (
+                f"at most {self.chars:,} characters: {CHARS_PER_TOKEN} a token for its "
+                f"limit of {self.tokens:,} tokens, {self.why}"
+            )
         return f"at most {self.tokens:,} tokens: {self.why}"
 
-    def error(self, name: str, length: int, unit: str = "tokens",
-              at_least: bool = False) -> InputTooLongError:
+    def error(
+        self, name: str, length: int, unit: str = "tokens", at_least: bool = False
+    ) -> InputTooLongError:
         """InputTooLongError for sentence `name` ('line 3 of stdin', 'sentences[2]') of
         `length` tokens or characters (`at_least`: more than that, not read to its end)."""
         has = f"{'more than ' if at_least else ''}{length:,} {unit}"
-        fix = ("Cut over-long sentences with a warning (--truncate_long, overlong='truncate')."
-               if self.hard else _FIX)
-        return InputTooLongError(f"{name} has {has}; this model takes {self.describe(unit)}. "
-                                 f"{fix}")
+        fix = (
+            "Cut over-long sentences with a warning (--truncate_long, overlong='truncate')."
+            if self.hard
+            else _FIX
+        )
+        return InputTooLongError(f"{name} has {has}; this model takes {self.describe(unit)}. {fix}")
 
 
 def run_stats(workdir: str | None) -> dict:
@@ -150,8 +157,10 @@ class DecodeOptions:
         that is not an option. A beam_size alone (no method) picks greedy or beam again."""
         unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise UsageError(f"Unknown decoding option(s) {unknown}; the options are "
-                             f"{[f.name for f in dataclasses.fields(cls)]}.")
+            raise UsageError(
+                f"Unknown decoding option(s) {unknown}; the options are "
+                f"{[f.name for f in dataclasses.fields(cls)]}."
+            )
         if options is not None and not isinstance(options, cls):
             raise UsageError(f"options must be a DecodeOptions, not {type(options).__name__}.")
         if options is None:
@@ -166,29 +175,40 @@ class DecodeOptions:
             return "greedy"
         if self.method == "beam":
             alpha = "" if self.alpha is None else f", alpha {self.alpha:g}"
-            return (f"beam {self.beam_size}{alpha}" + (f", beta {self.beta:g}" if self.beta
-                                                        else "")
-                    + (f", {self.n_best}-best" if self.n_best > 1 else ""))
-        return (f"sampling (temperature {self.temperature:g}, top-k {self.top_k}, top-p "
-                f"{self.top_p:g}, seed {self.seed}" + (f", {self.n_best} samples"
-                                                       if self.n_best > 1 else "") + ")")
+            return (
+                f"beam {self.beam_size}{alpha}"
+                + (f", beta {self.beta:g}" if self.beta else "")
+                + (f", {self.n_best}-best" if self.n_best > 1 else "")
+            )
+        return (
+            f"sampling (temperature {self.temperature:g}, top-k {self.top_k}, top-p "
+            f"{self.top_p:g}, seed {self.seed}"
+            + (f", {self.n_best} samples" if self.n_best > 1 else "")
+            + ")"
+        )
 
 
 def check_decode_options(o: DecodeOptions) -> None:
     """UsageError for a bad value or an inconsistent combination of decoding options."""
     for name, low in (("beam_size", 1), ("n_best", 1), ("top_k", 0), ("seed", 0)):
         v = getattr(o, name)
-        if not is_int(v) or v < low or (name == "seed" and v >= 2 ** 32):
-            raise UsageError(f"{name} must be an integer >= {low}"
-                             + (" and < 2**32" if name == "seed" else "") + f", got {v!r}.")
+        if not is_int(v) or v < low or (name == "seed" and v >= 2**32):
+            raise UsageError(
+                f"{name} must be an integer >= {low}"
+                + (" and < 2**32" if name == "seed" else "")
+                + f", got {v!r}."
+            )
     if o.method not in METHODS:
         raise UsageError(f"method must be one of {list(METHODS)}, got {o.method!r}.")
     if o.alpha is not None and not (is_finite_real(o.alpha) and o.alpha >= 0):
-        raise UsageError(f"alpha (the length penalty exponent) must be a finite number >= 0 "
-                         f"or None (the run's), got {o.alpha!r}.")
+        raise UsageError(
+            f"alpha (the length penalty exponent) must be a finite number >= 0 "
+            f"or None (the run's), got {o.alpha!r}."
+        )
     if not is_finite_real(o.beta) or o.beta < 0:
-        raise UsageError(f"beta (the coverage penalty) must be a finite number >= 0, got "
-                         f"{o.beta!r}.")
+        raise UsageError(
+            f"beta (the coverage penalty) must be a finite number >= 0, got {o.beta!r}."
+        )
     if not is_finite_real(o.temperature) or o.temperature < 0:
         raise UsageError(f"temperature must be a finite number >= 0, got {o.temperature!r}.")
     if not is_finite_real(o.top_p) or not 0 < o.top_p <= 1:
@@ -196,17 +216,22 @@ def check_decode_options(o: DecodeOptions) -> None:
     if o.method != "beam" and o.beta:
         raise UsageError(f"beta (the coverage penalty) is for method='beam', not {o.method!r}.")
     if o.method != "sample" and (o.temperature != 1.0 or o.top_k or o.top_p != 1.0):
-        raise UsageError(f"temperature, top_k and top_p are for method='sample', not "
-                         f"{o.method!r}.")
+        raise UsageError(f"temperature, top_k and top_p are for method='sample', not {o.method!r}.")
     if o.method != "beam" and o.beam_size != 1:
-        raise UsageError(f"beam_size={o.beam_size} is for method='beam' (method={o.method!r}"
-                         " decodes one hypothesis at a time).")
+        raise UsageError(
+            f"beam_size={o.beam_size} is for method='beam' (method={o.method!r}"
+            " decodes one hypothesis at a time)."
+        )
     if o.method == "greedy" and o.n_best != 1:
-        raise UsageError(f"greedy search finds one hypothesis, not n_best={o.n_best}: use "
-                         "method='beam' (n_best <= beam_size) or 'sample'.")
+        raise UsageError(
+            f"greedy search finds one hypothesis, not n_best={o.n_best}: use "
+            "method='beam' (n_best <= beam_size) or 'sample'."
+        )
     if o.method == "beam" and o.n_best > o.beam_size:
-        raise UsageError(f"n_best={o.n_best} > beam_size={o.beam_size}: beam search returns "
-                         "at most beam_size hypotheses.")
+        raise UsageError(
+            f"n_best={o.n_best} > beam_size={o.beam_size}: beam search returns "
+            "at most beam_size hypotheses."
+        )
 
 
 def check_options(**kwargs) -> None:
@@ -217,17 +242,24 @@ def check_options(**kwargs) -> None:
     for name, v in kwargs.items():
         if name in ("sentences", "sources", "references", "targets"):
             if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
-                raise UsageError(f"{name} must be a list of strings (one sentence each), not "
-                                 f"{type(v).__name__}" + (" (wrap one sentence in a list)"
-                                                          if isinstance(v, str) else "") + ".")
+                raise UsageError(
+                    f"{name} must be a list of strings (one sentence each), not "
+                    f"{type(v).__name__}"
+                    + (" (wrap one sentence in a list)" if isinstance(v, str) else "")
+                    + "."
+                )
             bad = next((i for i, s in enumerate(v) if not isinstance(s, str)), None)
             if bad is not None:
-                raise UsageError(f"{name}[{bad}] is {type(v[bad]).__name__} {v[bad]!r:.40}, not a "
-                                 "string: give every sentence as text ('' for an empty one).")
+                raise UsageError(
+                    f"{name}[{bad}] is {type(v[bad]).__name__} {v[bad]!r:.40}, not a "
+                    "string: give every sentence as text ('' for an empty one)."
+                )
         elif name == "alpha":
             if v is not None and not (is_finite_real(v) and v >= 0):
-                raise UsageError(f"alpha (the length penalty exponent) must be a finite number "
-                                 f">= 0 or None, got {v!r}.")
+                raise UsageError(
+                    f"alpha (the length penalty exponent) must be a finite number "
+                    f">= 0 or None, got {v!r}."
+                )
         elif name == "replace_unk":
             if not isinstance(v, bool):
                 raise UsageError(f"replace_unk must be True or False, got {v!r}.")
@@ -236,12 +268,16 @@ def check_options(**kwargs) -> None:
                 raise UsageError(f"unk_dictionary must be a file path or None, got {v!r}.")
         elif name == "overlong":
             if v is not None and v not in OVERLONG:
-                raise UsageError(f"overlong must be one of {list(OVERLONG)} (or None: the "
-                                 f"Translator's), got {v!r}.")
+                raise UsageError(
+                    f"overlong must be one of {list(OVERLONG)} (or None: the "
+                    f"Translator's), got {v!r}."
+                )
         elif name in ("where", "target_where"):
             if v is not None and not callable(v):
-                raise UsageError(f"{name} must be a function of a sentence's index that names "
-                                 f"it in messages, or None, got {v!r:.40}.")
+                raise UsageError(
+                    f"{name} must be a function of a sentence's index that names "
+                    f"it in messages, or None, got {v!r:.40}."
+                )
         elif v is not None or name == "beam_size":
             if not is_int(v) or v < 1:
                 raise UsageError(f"{name} must be an integer >= 1, got {v!r}.")
@@ -283,11 +319,14 @@ class Score:
 def attention_labels(t: Translation) -> tuple[list[str], list[str]]:
     """Heatmap labels: (input tokens + ['<EOS>'], output tokens (+ '<EOS>' if finished)),
     without the word tokenizer's joiner marks."""
+
     def label(token):
         return token.replace(JOINER, "") or token
 
-    return ([label(w) for w in t.input_tokens] + [EOS_LABEL],
-            [label(w) for w in t.tokens] + ([EOS_LABEL] if t.finished else []))
+    return (
+        [label(w) for w in t.input_tokens] + [EOS_LABEL],
+        [label(w) for w in t.tokens] + ([EOS_LABEL] if t.finished else []),
+    )
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -299,6 +338,10 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[tuple[list[i
     """[(indices, rows)]: the indices sorted by length in chunks of batch_size, each padded
     to `rows`, a power of two (rows past the chunk repeat its last)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [(order[s: s + batch_size],
-             min(batch_size, 1 << (len(order[s: s + batch_size]) - 1).bit_length()))
-            for s in range(0, len(order), batch_size)]
+    return [
+        (
+            order[s : s + batch_size],
+            min(batch_size, 1 << (len(order[s : s + batch_size]) - 1).bit_length()),
+        )
+        for s in range(0, len(order), batch_size)
+    ]

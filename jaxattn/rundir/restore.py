@@ -18,8 +18,12 @@ import jax.numpy as jnp
 
 from jaxattn import config as config_lib
 from jaxattn import data as data_lib
-from jaxattn.averaging import averaged_dir
-from jaxattn.checkpoints import (
+from jaxattn.data.processing import SRC_VOCAB_FILE, TGT_VOCAB_FILE, TextProcessing
+from jaxattn.errors import ConfigError, WorkdirError
+from jaxattn.inference.translation import InferenceError, UsageError
+from jaxattn.model.seq2seq import build_model
+from jaxattn.rundir.averaging import averaged_dir
+from jaxattn.rundir.checkpointer import (
     AVERAGED,
     CONFIG_FILE,
     Checkpointer,
@@ -30,10 +34,6 @@ from jaxattn.checkpoints import (
     quiet_failed_reads,
     resolve_step,
 )
-from jaxattn.data.processing import SRC_VOCAB_FILE, TGT_VOCAB_FILE, TextProcessing
-from jaxattn.errors import ConfigError, WorkdirError
-from jaxattn.models import build_model
-from jaxattn.translation import InferenceError, UsageError
 
 
 class Run(NamedTuple):
@@ -65,11 +65,16 @@ def restore_params(run: Run, checkpoint: str | int = "latest"):
     UsageError (a ValueError) for any other `checkpoint` (bool included); InferenceError if it
     is missing, unreadable or trained with other vocabulary files."""
     _check_checkpoint(checkpoint)
-    model = build_model(run.config.model, len(run.text.src_vocab), len(run.text.tgt_vocab),
-                        bos_id=run.text.tgt_vocab.bos_id)
+    model = build_model(
+        run.config.model,
+        len(run.text.src_vocab),
+        len(run.text.tgt_vocab),
+        bos_id=run.text.tgt_vocab.bos_id,
+    )
     example = jnp.zeros((1, 2), jnp.int32)
     abstract = jax.eval_shape(
-        lambda: model.init(jax.random.PRNGKey(0), example, jnp.array([2]), example))["params"]
+        lambda: model.init(jax.random.PRNGKey(0), example, jnp.array([2]), example)
+    )["params"]
     step, failure = checkpoint, None
     # the failure is raised outside: a failed read's exception (and Orbax's abandoned read
     # coroutines it holds) is freed inside quiet_failed_reads, which drops their noise
@@ -101,17 +106,21 @@ def _unreadable(workdir: str, step, error: BaseException) -> str:
     """Why a checkpoint's parameters could not be read, and which others there are."""
     why = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:300]}"
     if step == AVERAGED:
-        return (f"Cannot restore the averaged checkpoint in {averaged_dir(workdir)} ({why}); it "
-                f"is incomplete or damaged. Make it again: python scripts/average.py --workdir "
-                f"{workdir} --last N (or --best N).")
+        return (
+            f"Cannot restore the averaged checkpoint in {averaged_dir(workdir)} ({why}); it "
+            f"is incomplete or damaged. Make it again: python scripts/average.py --workdir "
+            f"{workdir} --last N (or --best N)."
+        )
     try:
         with Checkpointer(workdir, read_only=True) as ckpts:
             others = [s for s in ckpts.all_steps() if s != step]
     except Exception:  # noqa: BLE001 - only for the hint
         others = []
-    return (f"Cannot restore the parameters of step {step} in {checkpoint_dir(workdir)} ({why})."
-            f" Is it complete, and from this run's {CONFIG_FILE}? Try another --checkpoint"
-            + (f" (steps: {', '.join(map(str, others))})." if others else "."))
+    return (
+        f"Cannot restore the parameters of step {step} in {checkpoint_dir(workdir)} ({why})."
+        f" Is it complete, and from this run's {CONFIG_FILE}? Try another --checkpoint"
+        + (f" (steps: {', '.join(map(str, others))})." if others else ".")
+    )
 
 
 def restore_runs(workdirs, checkpoints="latest") -> list[tuple[Run, Any, int]]:
@@ -123,8 +132,10 @@ def restore_runs(workdirs, checkpoints="latest") -> list[tuple[Run, Any, int]]:
     else:
         checkpoints = [checkpoints] * len(workdirs)
     if not workdirs or len(checkpoints) != len(workdirs):
-        raise UsageError(f"Give one workdir or more, and one checkpoint for all or one each: "
-                         f"got {len(workdirs)} workdir(s), {len(checkpoints)} checkpoints.")
+        raise UsageError(
+            f"Give one workdir or more, and one checkpoint for all or one each: "
+            f"got {len(workdirs)} workdir(s), {len(checkpoints)} checkpoints."
+        )
     for checkpoint in checkpoints:  # before any run is loaded
         _check_checkpoint(checkpoint)
     runs = [load_run(w) for w in workdirs]
@@ -146,25 +157,32 @@ def check_ensemble(runs: list[Run]) -> None:
     for other in runs[1:]:
         why = _difference(first, other)
         if why:
-            raise InferenceError(f"{first.workdir} and {other.workdir} cannot decode as one "
-                                 f"ensemble: {why}. Ensemble members need the same "
-                                 "vocabularies and text processing.")
+            raise InferenceError(
+                f"{first.workdir} and {other.workdir} cannot decode as one "
+                f"ensemble: {why}. Ensemble members need the same "
+                "vocabularies and text processing."
+            )
 
 
 def _difference(a: Run, b: Run) -> str:
     """What differs between two runs' text processing ('' if nothing)."""
-    for side, name, va, vb in (("source", SRC_VOCAB_FILE, a.text.src_vocab, b.text.src_vocab),
-                               ("target", TGT_VOCAB_FILE, a.text.tgt_vocab, b.text.tgt_vocab)):
+    for side, name, va, vb in (
+        ("source", SRC_VOCAB_FILE, a.text.src_vocab, b.text.src_vocab),
+        ("target", TGT_VOCAB_FILE, a.text.tgt_vocab, b.text.tgt_vocab),
+    ):
         if va.tokens != vb.tokens:
             pairs = enumerate(zip(va.tokens, vb.tokens, strict=False))
             first = next((i for i, (x, y) in pairs if x != y), min(len(va), len(vb)))
-            at = (f"first difference at id {first}: {va.tokens[first]!r} vs "
-                  f"{vb.tokens[first]!r}" if first < min(len(va), len(vb)) else
-                  "one extends the other")
-            return (f"their {side} vocabularies ({name}) differ: {len(va)} vs {len(vb)} tokens, "
-                    f"{at}")
-    for side, ta, tb in (("source", a.text.src_tokenizer, b.text.src_tokenizer),
-                         ("target", a.text.tgt_tokenizer, b.text.tgt_tokenizer)):
+            at = (
+                f"first difference at id {first}: {va.tokens[first]!r} vs {vb.tokens[first]!r}"
+                if first < min(len(va), len(vb))
+                else "one extends the other"
+            )
+            return f"their {side} vocabularies ({name}) differ: {len(va)} vs {len(vb)} tokens, {at}"
+    for side, ta, tb in (
+        ("source", a.text.src_tokenizer, b.text.src_tokenizer),
+        ("target", a.text.tgt_tokenizer, b.text.tgt_tokenizer),
+    ):
         for what in ("kind", "normalize", "lowercase", "sp_model"):
             x, y = getattr(ta, what), getattr(tb, what)
             if x != y:
@@ -172,6 +190,8 @@ def _difference(a: Run, b: Run) -> str:
                 return f"their {side} tokenizers differ in {what}{shown}"
     pa, pb = max_src_positions(a.config), max_src_positions(b.config)
     if pa != pb:
-        return (f"their location attention scores {pa or 'any number of'} vs "
-                f"{pb or 'any number of'} source positions")
+        return (
+            f"their location attention scores {pa or 'any number of'} vs "
+            f"{pb or 'any number of'} source positions"
+        )
     return ""

@@ -1,6 +1,6 @@
 """A trained translator shipped as `jax.export` artifacts: it runs without jaxattn's model code::
 
-    from jaxattn import exported
+    from jaxattn.inference import exported
     exported.export_workdir("runs/base", "runs/base-export", checkpoint="best", beam_size=5)
     tr = exported.load("runs/base-export")      # checks manifest.json and every file's sha256
     tr.translate(["je suis content ."])         # -> ['i m happy .'] (default: the exported beam)
@@ -52,10 +52,11 @@ import numpy as np
 import jaxattn
 from jaxattn import config as config_lib
 from jaxattn import data as data_lib
-from jaxattn import inference, search
-from jaxattn import workdir as workdir_lib
-from jaxattn.checkpoints import Checkpointer, checkpoint_dir
+from jaxattn import search
 from jaxattn.errors import JaxattnError, first_line
+from jaxattn.inference import translator as inference
+from jaxattn.rundir import files as workdir_lib
+from jaxattn.rundir.checkpointer import Checkpointer, checkpoint_dir
 
 FORMAT, FORMAT_VERSION = "jaxattn-export", 1
 MANIFEST_FILE, PARAMS_FILE = "manifest.json", "params.npz"
@@ -81,8 +82,7 @@ class Decoded(NamedTuple):
 
 
 # --------------------------------------------------------------------------------- export
-def export_workdir(workdir: str, out: str, *, checkpoint: str | int = "latest",
-                   **kwargs) -> dict:
+def export_workdir(workdir: str, out: str, *, checkpoint: str | int = "latest", **kwargs) -> dict:
     """Exports a run's checkpoint ('latest', 'best' or a step) to `out`; kwargs as
     `export_translator`. InferenceError if the run has no usable checkpoint; ExportError,
     before anything is restored, for an `out` in a training run or not writable."""
@@ -91,9 +91,16 @@ def export_workdir(workdir: str, out: str, *, checkpoint: str | int = "latest",
     return export_translator(translator, out, checkpoint=checkpoint, **kwargs)
 
 
-def export_translator(translator: inference.Translator, out: str, *, beam_size: int = 5,
-                      platforms: Sequence[str] = ("cpu",), max_source_len: int | None = None,
-                      overwrite: bool = False, checkpoint: str | int | None = None) -> dict:
+def export_translator(
+    translator: inference.Translator,
+    out: str,
+    *,
+    beam_size: int = 5,
+    platforms: Sequence[str] = ("cpu",),
+    max_source_len: int | None = None,
+    overwrite: bool = False,
+    checkpoint: str | int | None = None,
+) -> dict:
     """Writes the export directory of `translator` and returns its manifest.
 
     beam_size: the beam artifacts' k (0 or 1: greedy only); alpha is the run's
@@ -108,18 +115,25 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
         raise ExportError(f"beam_size must be an integer >= 0, got {beam_size!r}.")
     unknown = [p for p in platforms if p not in PLATFORMS]
     if unknown or not platforms:
-        raise ExportError((f"Unknown platform(s) {unknown}" if unknown else "No platform given")
-                          + f": choose among {list(PLATFORMS)}.")
+        raise ExportError(
+            (f"Unknown platform(s) {unknown}" if unknown else "No platform given")
+            + f": choose among {list(PLATFORMS)}."
+        )
     if len(translator.members) > 1:
         raise ExportError("An ensemble cannot be exported: export each run on its own.")
     if not translator.workdir:
-        raise ExportError("Export needs a Translator from a workdir (Translator.from_workdir): "
-                          "its config.json and vocabulary files are copied as they are.")
+        raise ExportError(
+            "Export needs a Translator from a workdir (Translator.from_workdir): "
+            "its config.json and vocabulary files are copied as they are."
+        )
     _check_out(out, overwrite, translator.workdir)
     # by default the export serves what the Translator takes (twice the longest training
     # sentence); runs from before data_stats.json: max(64, the corpus filter's limit)
-    max_source_len = (max_source_len or translator.input_limit().tokens
-                      or max(DEFAULT_MAX_SOURCE_LEN, translator.max_length))
+    max_source_len = (
+        max_source_len
+        or translator.input_limit().tokens
+        or max(DEFAULT_MAX_SOURCE_LEN, translator.max_length)
+    )
     params = jax.tree.map(np.asarray, translator.variables["params"])
     sources = {}  # the run's config and vocabularies, read before anything is written
     for name in [config_lib.CONFIG_FILE, data_lib.DATA_STATS_FILE, *data_lib.VOCAB_FILES]:
@@ -129,14 +143,17 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
                 with open(path, "rb") as f:
                     sources[name] = f.read()
             except OSError as e:
-                raise ExportError(f"Cannot read {path} of the run exported: "
-                                  f"{e.strerror or e}.") from None
+                raise ExportError(
+                    f"Cannot read {path} of the run exported: {e.strerror or e}."
+                ) from None
     parent = os.path.dirname(os.path.abspath(out))
     try:
         tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.", dir=parent)
     except OSError as e:
-        raise ExportError(f"Cannot write the directory {out}: cannot create files in {parent} "
-                          f"({e.strerror or e}); choose a writable --out.") from None
+        raise ExportError(
+            f"Cannot write the directory {out}: cannot create files in {parent} "
+            f"({e.strerror or e}); choose a writable --out."
+        ) from None
     os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the export from its users
     # Built in `tmp` and renamed into place, manifest last: a failed export leaves nothing that
     # `load` accepts. A write error names the file of `out` being written, not `tmp`.
@@ -155,14 +172,33 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
                 blob = _export(translator, params, method, k, alpha, max_len, tuple(platforms))
                 with _writing(out, name):
                     workdir_lib.write_bytes(os.path.join(tmp, name), blob)
-                artifacts.append(dict(file=name, method=method, beam_size=k, alpha=alpha,
-                                      max_len=max_len, src_widths=widths))
-        manifest = _manifest(translator, checkpoint, platforms, max_source_len, leaves,
-                             artifacts, default_beam_size=max(beam_size, 1))
+                artifacts.append(
+                    dict(
+                        file=name,
+                        method=method,
+                        beam_size=k,
+                        alpha=alpha,
+                        max_len=max_len,
+                        src_widths=widths,
+                    )
+                )
+        manifest = _manifest(
+            translator,
+            checkpoint,
+            platforms,
+            max_source_len,
+            leaves,
+            artifacts,
+            default_beam_size=max(beam_size, 1),
+        )
         with _writing(out, MANIFEST_FILE):
-            manifest["files"] = {n: dict(sha256=workdir_lib.sha256_file(os.path.join(tmp, n)),
-                                         bytes=os.path.getsize(os.path.join(tmp, n)))
-                                 for n in sorted(os.listdir(tmp))}
+            manifest["files"] = {
+                n: dict(
+                    sha256=workdir_lib.sha256_file(os.path.join(tmp, n)),
+                    bytes=os.path.getsize(os.path.join(tmp, n)),
+                )
+                for n in sorted(os.listdir(tmp))
+            }
             workdir_lib.write_json(os.path.join(tmp, MANIFEST_FILE), manifest)
         with _writing(out):
             _move_into_place(tmp, out)
@@ -176,7 +212,8 @@ def export_translator(translator: inference.Translator, out: str, *, beam_size: 
 def _is_run(directory: str) -> bool:
     return os.path.isdir(checkpoint_dir(directory)) and any(
         os.path.isfile(os.path.join(directory, name))
-        for name in (config_lib.CONFIG_FILE, workdir_lib.LOCK_FILE))
+        for name in (config_lib.CONFIG_FILE, workdir_lib.LOCK_FILE)
+    )
 
 
 def _run_around(real_path: str) -> str | None:
@@ -202,20 +239,25 @@ def _check_out(out: str, overwrite: bool, workdir: str = "") -> None:
         real_run = os.path.realpath(workdir)
         common = os.path.commonpath([real_out, real_run])
         if common == real_out:
-            raise ExportError(f"--out {shown} is (or holds) the run being exported, {workdir}; "
-                              "choose a directory outside it.")
+            raise ExportError(
+                f"--out {shown} is (or holds) the run being exported, {workdir}; "
+                "choose a directory outside it."
+            )
         if common == real_run:
             raise ExportError(
                 f"--out {shown} is inside the run being exported, {workdir}: an export there "
                 "would mix with the run's files (one in checkpoints/ is taken for a damaged "
                 f"checkpoint). Choose a folder outside {workdir}, e.g. "
-                f"{os.path.normpath(workdir)}-export.")
+                f"{os.path.normpath(workdir)}-export."
+            )
     run = _run_around(real_out)
     if run is not None:
         where = "is the training run" if run == real_out else "is inside the training run"
-        raise ExportError(f"--out {shown} {where} {run} (it holds {config_lib.CONFIG_FILE} or "
-                          f"{workdir_lib.LOCK_FILE}, and checkpoints/): an export never goes in "
-                          "a run. Choose a folder outside it.")
+        raise ExportError(
+            f"--out {shown} {where} {run} (it holds {config_lib.CONFIG_FILE} or "
+            f"{workdir_lib.LOCK_FILE}, and checkpoints/): an export never goes in "
+            "a run. Choose a folder outside it."
+        )
     parent = os.path.dirname(os.path.abspath(out))
     if os.path.exists(out) and not os.path.isdir(out) or not os.path.isdir(parent):
         raise ExportError(f"Cannot write the directory {out}: a file, or its parent is missing.")
@@ -224,17 +266,22 @@ def _check_out(out: str, overwrite: bool, workdir: str = "") -> None:
     if not (os.path.isdir(out) and os.listdir(out)):
         return
     if not overwrite:
-        raise ExportError(f"--out {out} is not empty; choose a new directory or pass "
-                          "--overwrite to replace it.")
+        raise ExportError(
+            f"--out {out} is not empty; choose a new directory or pass --overwrite to replace it."
+        )
     if not os.path.isfile(os.path.join(out, MANIFEST_FILE)):
-        raise ExportError(f"--out {out} is not an export directory (no {MANIFEST_FILE}): "
-                          "--overwrite replaces only an earlier export. Choose a new directory, "
-                          "or empty this one yourself.")
+        raise ExportError(
+            f"--out {out} is not an export directory (no {MANIFEST_FILE}): "
+            "--overwrite replaces only an earlier export. Choose a new directory, "
+            "or empty this one yourself."
+        )
     folders = sorted(n for n in os.listdir(out) if os.path.isdir(os.path.join(out, n)))
     if folders:
-        raise ExportError(f"--out {out} holds folders ({', '.join(folders[:3])}), which an "
-                          "export never does: --overwrite replaces only an earlier export. "
-                          "Choose a new directory, or empty this one yourself.")
+        raise ExportError(
+            f"--out {out} holds folders ({', '.join(folders[:3])}), which an "
+            "export never does: --overwrite replaces only an earlier export. "
+            "Choose a new directory, or empty this one yourself."
+        )
 
 
 @contextlib.contextmanager
@@ -248,13 +295,21 @@ def _writing(out: str, name: str | None = None):
         full = e.errno in (errno.ENOSPC, errno.EDQUOT)
         code = errno.errorcode.get(e.errno) if e.errno else None
         why = f"{e.strerror or e}" + (f" [{code}]" if code else "")
-        fix = (f"free space on the disk of {os.path.dirname(os.path.abspath(out))} (or the "
-               "quota) or choose another --out on a disk with room" if full else
-               "check that folder's permissions and free space, or choose another --out")
-        before = (f"{out} is as it was before" if os.path.lexists(out) else
-                  f"nothing was written to {out}")
-        raise ExportError(f"Cannot write {dest}: {why}. The export is not made ({before}): "
-                          f"{fix}, then export again.") from None
+        fix = (
+            f"free space on the disk of {os.path.dirname(os.path.abspath(out))} (or the "
+            "quota) or choose another --out on a disk with room"
+            if full
+            else "check that folder's permissions and free space, or choose another --out"
+        )
+        before = (
+            f"{out} is as it was before"
+            if os.path.lexists(out)
+            else f"nothing was written to {out}"
+        )
+        raise ExportError(
+            f"Cannot write {dest}: {why}. The export is not made ({before}): "
+            f"{fix}, then export again."
+        ) from None
 
 
 def _move_into_place(tmp: str, out: str) -> None:
@@ -293,34 +348,43 @@ def _export(translator, params, method, beam_size, alpha, max_len, platforms) ->
     options = inference.DecodeOptions(method=method, beam_size=beam_size, alpha=alpha)
 
     def decode(params, src, src_len):
-        r = translator.decode_ids(src, src_len, max_len=max_len, options=options,
-                                  variables={"params": params})
+        r = translator.decode_ids(
+            src, src_len, max_len=max_len, options=options, variables={"params": params}
+        )
         return tuple(getattr(r.top(), f) for f in Decoded._fields)
 
     b, s = jax.export.symbolic_shape("b, s")
-    specs = (jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params),
-             jax.ShapeDtypeStruct((b, s), np.int32), jax.ShapeDtypeStruct((b,), np.int32))
+    specs = (
+        jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params),
+        jax.ShapeDtypeStruct((b, s), np.int32),
+        jax.ShapeDtypeStruct((b,), np.int32),
+    )
     try:
         exp = jax.export.export(jax.jit(decode), platforms=platforms)(*specs)
         return bytes(exp.serialize())
     except ImportError as e:  # jax serializes with the flatbuffers package
         raise ExportError(f"Cannot serialize: {e} (pip install flatbuffers).") from None
     except Exception as e:  # noqa: BLE001 - a platform jax cannot lower for, here
-        raise ExportError(f"jax.export cannot lower {method} search for platforms "
-                          f"{list(platforms)} ({first_line(e)}); try --platforms=cpu.") from None
+        raise ExportError(
+            f"jax.export cannot lower {method} search for platforms "
+            f"{list(platforms)} ({first_line(e)}); try --platforms=cpu."
+        ) from None
 
 
 def _save_params(params, path: str) -> list[dict]:
     """params.npz of the leaves by '/'-joined tree path; their [{path, shape, dtype}]."""
-    flat = {"/".join(str(k.key) for k in p): np.asarray(x)
-            for p, x in jax.tree_util.tree_flatten_with_path(params)[0]}
+    flat = {
+        "/".join(str(k.key) for k in p): np.asarray(x)
+        for p, x in jax.tree_util.tree_flatten_with_path(params)[0]
+    }
     with open(path, "wb") as f:
         np.savez(f, **flat)
     return [dict(path=k, shape=list(v.shape), dtype=str(v.dtype)) for k, v in flat.items()]
 
 
-def _manifest(translator, checkpoint, platforms, max_source_len, leaves, artifacts,
-              default_beam_size) -> dict:
+def _manifest(
+    translator, checkpoint, platforms, max_source_len, leaves, artifacts, default_beam_size
+) -> dict:
     c = translator.config
     metrics = {}
     if translator.workdir and translator.step is not None:
@@ -330,22 +394,34 @@ def _manifest(translator, checkpoint, platforms, max_source_len, leaves, artifac
         except Exception:  # noqa: BLE001 - the figure is optional
             metrics = {}
     return dict(
-        format=FORMAT, format_version=FORMAT_VERSION, created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        versions=dict(jaxattn=jaxattn.__version__, jax=jax.__version__,
-                      jaxlib=jax.lib.__version__),
-        source=dict(workdir=translator.workdir and os.path.abspath(translator.workdir),
-                    checkpoint=checkpoint, step=translator.step),
-        config=dict(model=c.model.to_dict(), eval=c.eval.to_dict(), data=dict(
-            name=c.data.name, src_lang=c.data.src_lang, tgt_lang=c.data.tgt_lang)),
-        validation=dict(bleu=metrics.get("bleu"), chrf=metrics.get("chrf"),
-                        note="greedy validation scores saved with this checkpoint (sacreBLEU)"),
-        platforms=list(platforms), default_beam_size=default_beam_size,
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        versions=dict(jaxattn=jaxattn.__version__, jax=jax.__version__, jaxlib=jax.lib.__version__),
+        source=dict(
+            workdir=translator.workdir and os.path.abspath(translator.workdir),
+            checkpoint=checkpoint,
+            step=translator.step,
+        ),
+        config=dict(
+            model=c.model.to_dict(),
+            eval=c.eval.to_dict(),
+            data=dict(name=c.data.name, src_lang=c.data.src_lang, tgt_lang=c.data.tgt_lang),
+        ),
+        validation=dict(
+            bleu=metrics.get("bleu"),
+            chrf=metrics.get("chrf"),
+            note="greedy validation scores saved with this checkpoint (sacreBLEU)",
+        ),
+        platforms=list(platforms),
+        default_beam_size=default_beam_size,
         inputs=dict(params=PARAMS_FILE, src="int32[b, s]", src_len="int32[b]"),
         outputs="tokens int32[b, max_len], lengths int32[b], scores float32[b], "
-                "weights float32[b, max_len, s], finished bool[b]",
+        "weights float32[b, max_len, s], finished bool[b]",
         decode_length=dict(rule=DECODE_LENGTH_RULE, max_source_len=max_source_len),
         params=dict(count=int(sum(np.prod(x["shape"]) for x in leaves)), leaves=leaves),
-        artifacts=artifacts)
+        artifacts=artifacts,
+    )
 
 
 # ----------------------------------------------------------------------------------- load
@@ -366,26 +442,32 @@ def read_manifest(directory: str) -> dict:
     except JaxattnError as e:
         raise ExportError(str(e)) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ExportError(f"{path} is missing or not a jaxattn export manifest; export again: "
-                          "python scripts/export.py --workdir RUN --out DIR.")
+        raise ExportError(
+            f"{path} is missing or not a jaxattn export manifest; export again: "
+            "python scripts/export.py --workdir RUN --out DIR."
+        )
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise ExportError(f"{path} has format version {manifest.get('format_version')!r}; this "
-                          f"jaxattn reads version {FORMAT_VERSION}. Export the run again, or "
-                          "load it with the jaxattn version that wrote it.")
+        raise ExportError(
+            f"{path} has format version {manifest.get('format_version')!r}; this "
+            f"jaxattn reads version {FORMAT_VERSION}. Export the run again, or "
+            "load it with the jaxattn version that wrote it."
+        )
     for name, want in manifest.get("files", {}).items():
         _check_file(os.path.join(directory, name), want)
     return manifest
 
 
 def _check_file(path: str, want: dict) -> None:
-    what = ("vocabulary file" if path.endswith((".txt", ".model")) else "file")
+    what = "vocabulary file" if path.endswith((".txt", ".model")) else "file"
     fix = "copy it again from the original export, or export the run again."
     if not os.path.isfile(path):
         raise ExportError(f"The {what} {path} is missing (listed in {MANIFEST_FILE}); {fix}")
     size = os.path.getsize(path)
     if size != want["bytes"]:
-        raise ExportError(f"{path} is truncated or changed: {size} bytes, {want['bytes']} "
-                          f"expected ({MANIFEST_FILE}); {fix}")
+        raise ExportError(
+            f"{path} is truncated or changed: {size} bytes, {want['bytes']} "
+            f"expected ({MANIFEST_FILE}); {fix}"
+        )
     if workdir_lib.sha256_file(path) != want["sha256"]:
         raise ExportError(f"{path} is corrupted: its sha256 differs from {MANIFEST_FILE}; {fix}")
 
@@ -399,14 +481,24 @@ class ExportedTranslator:
         # A Translator over the artifacts: .evaluate(sources, references), .attention(s) too
         self.translator = _ArtifactTranslator(directory, manifest)
 
-    def translate(self, sentences: Sequence[str], beam_size: int | None = None, *,
-                  batch_size: int | None = None) -> list[str]:
+    def translate(
+        self,
+        sentences: Sequence[str],
+        beam_size: int | None = None,
+        *,
+        batch_size: int | None = None,
+    ) -> list[str]:
         """Detokenized translations of raw sentences; beam_size None: the exported default
         (manifest default_beam_size), 1: greedy."""
         return [t.text for t in self.translations(sentences, beam_size, batch_size=batch_size)]
 
-    def translations(self, sentences: Sequence[str], beam_size: int | None = None, *,
-                     batch_size: int | None = None) -> list[inference.Translation]:
+    def translations(
+        self,
+        sentences: Sequence[str],
+        beam_size: int | None = None,
+        *,
+        batch_size: int | None = None,
+    ) -> list[inference.Translation]:
         """`Translator.translate`'s Translation objects (tokens, score, attention weights)."""
         beam_size = self.default_beam_size if beam_size is None else beam_size
         return self.translator.translate(sentences, beam_size=beam_size, batch_size=batch_size)
@@ -425,17 +517,27 @@ class _ArtifactTranslator(inference.Translator):
             text = data_lib.load_text_processing(config.data, directory)
         except (JaxattnError, FileNotFoundError, ValueError) as e:
             raise ExportError(f"Cannot load the text processing of {directory}: {e}") from None
-        self._init_text(config, text, runs=[(config, directory)],
-                        max_input_len=manifest["decode_length"]["max_source_len"])
+        self._init_text(
+            config,
+            text,
+            runs=[(config, directory)],
+            max_input_len=manifest["decode_length"]["max_source_len"],
+        )
         self.step, self.workdir, self.model = manifest["source"]["step"], None, None
         self.members = [(manifest["source"]["workdir"], self.step)]
         self.directory, self.max_source_len = directory, manifest["decode_length"]["max_source_len"]
         self.beam_sizes = sorted({a["beam_size"] for a in manifest["artifacts"]})
         self.device = _device(manifest["platforms"])
         leaves = np.load(os.path.join(directory, PARAMS_FILE), allow_pickle=False)
-        self.variables = jax.device_put(_unflatten({
-            x["path"]: leaves[x["path"]].view(jnp.dtype(x["dtype"]))
-            for x in manifest["params"]["leaves"]}), self.device)
+        self.variables = jax.device_put(
+            _unflatten(
+                {
+                    x["path"]: leaves[x["path"]].view(jnp.dtype(x["dtype"]))
+                    for x in manifest["params"]["leaves"]
+                }
+            ),
+            self.device,
+        )
         self.artifacts = {}  # (beam_size, max_len) -> (jitted call, manifest entry)
         for a in manifest["artifacts"]:
             path = os.path.join(directory, a["file"])
@@ -443,19 +545,31 @@ class _ArtifactTranslator(inference.Translator):
                 with open(path, "rb") as f:
                     exp = jax.export.deserialize(bytearray(f.read()))
             except Exception as e:  # noqa: BLE001 - any failure: this file is unusable
-                raise ExportError(f"Cannot deserialize {path} ({first_line(e)}); it was written "
-                                  f"by jax {manifest['versions']['jax']}, this is jax "
-                                  f"{jax.__version__}. Export the run again.") from None
+                raise ExportError(
+                    f"Cannot deserialize {path} ({first_line(e)}); it was written "
+                    f"by jax {manifest['versions']['jax']}, this is jax "
+                    f"{jax.__version__}. Export the run again."
+                ) from None
             self.artifacts[a["beam_size"], a["max_len"]] = (jax.jit(exp.call), a)
 
-    def decode_ids(self, src, src_len, *, max_len: int, options: inference.DecodeOptions,
-                   rng=None, variables=None) -> search.SearchResult:
+    def decode_ids(
+        self,
+        src,
+        src_len,
+        *,
+        max_len: int,
+        options: inference.DecodeOptions,
+        rng=None,
+        variables=None,
+    ) -> search.SearchResult:
         """Runs the artifact serving (options, max_len, src width) -> SearchResult [B, 1, ...]."""
         o = options
         if o.method not in ("greedy", "beam") or o.n_best != 1 or o.beta:
-            raise ExportError(f"{self.directory} decodes greedy and beam search of one "
-                              f"hypothesis without a coverage penalty, not {o.describe()}: "
-                              "translate with the training run (--workdir) for that.")
+            raise ExportError(
+                f"{self.directory} decodes greedy and beam search of one "
+                f"hypothesis without a coverage penalty, not {o.describe()}: "
+                "translate with the training run (--workdir) for that."
+            )
         call, a = self.artifacts.get((o.beam_size, max_len), (None, None))
         if a is None or src.shape[1] not in a["src_widths"] or o.alpha != a["alpha"]:
             raise ExportError(
@@ -464,12 +578,19 @@ class _ArtifactTranslator(inference.Translator):
                 f"tokens. It serves beam sizes {self.beam_sizes}, alpha "
                 f"{self.config.eval.length_penalty}, the run's decoding lengths (no max_len) and "
                 f"up to {self.max_source_len} tokens: export again with the --beam_size or "
-                "--max_source_len you need.")
+                "--max_source_len you need."
+            )
         r = Decoded(*call(self.variables, *jax.device_put((src, src_len), self.device)))
         log_probs = r.scores * search.length_penalty(r.lengths, a["alpha"])  # no coverage
-        return search.SearchResult(r.tokens[:, None], r.lengths[:, None], r.scores[:, None],
-                                   log_probs[:, None], r.weights[:, None], r.finished[:, None],
-                                   r.lengths.max())
+        return search.SearchResult(
+            r.tokens[:, None],
+            r.lengths[:, None],
+            r.scores[:, None],
+            log_probs[:, None],
+            r.weights[:, None],
+            r.finished[:, None],
+            r.lengths.max(),
+        )
 
 
 def _unflatten(flat: dict) -> dict:
@@ -491,5 +612,7 @@ def _device(platforms: Sequence[str]):
             return jax.devices(p)[0]
         except RuntimeError:
             continue
-    raise ExportError(f"This export runs on {list(platforms)}, none of which this machine has; "
-                      "export again with --platforms=cpu.")
+    raise ExportError(
+        f"This export runs on {list(platforms)}, none of which this machine has; "
+        "export again with --platforms=cpu."
+    )

@@ -39,9 +39,11 @@ def read_json(path: str):
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WorkdirError(f"{path} is unreadable ({type(e).__name__}: {e}); it may be "
-                           "truncated. Restore it, or delete it if the run can rebuild "
-                           "it.") from None
+        raise WorkdirError(
+            f"{path} is unreadable ({type(e).__name__}: {e}); it may be "
+            "truncated. Restore it, or delete it if the run can rebuild "
+            "it."
+        ) from None
 
 
 def write_bytes(path: str, data: bytes) -> None:
@@ -103,8 +105,9 @@ def prepare(workdir: str) -> str:
     except OSError as e:
         raise WorkdirError(f"Cannot create --workdir {workdir}: {e.strerror or e}.") from None
     if not os.access(workdir, os.W_OK | os.X_OK):
-        raise WorkdirError(f"--workdir {workdir} is not writable; fix its permissions or use "
-                           "another directory.")
+        raise WorkdirError(
+            f"--workdir {workdir} is not writable; fix its permissions or use another directory."
+        )
     return workdir
 
 
@@ -128,12 +131,14 @@ class Lock:
                 raise LockHeld(
                     f"{os.path.dirname(self.path)} is in use by another training ({holder}). "
                     "Wait for it to finish or stop it, or use another --workdir.",
-                    holder=holder) from None
+                    holder=holder,
+                ) from None
             raise
         previous = os.pread(fd, 4096, 0).decode(errors="replace").strip()
         if previous:
-            log.warning("Taking over the lock of a training that is no longer running (%s).",
-                        previous)
+            log.warning(
+                "Taking over the lock of a training that is no longer running (%s).", previous
+            )
         me = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%F %T')}"
         os.ftruncate(fd, 0)
         os.pwrite(fd, me.encode(), 0)

@@ -1,6 +1,6 @@
 """Score-based attention: the shared call, the masked softmax and the scoring functions.
 
-The bottom layer of the attention family (`jaxattn.attention` is its front door, with the
+The bottom layer of the attention family (`jaxattn.model.attention` is its front door, with the
 registry): every attention module subclasses `Attention`, whose one `__call__` is
 
     values = keys if values is None else values
@@ -11,8 +11,8 @@ registry): every attention module subclasses `Attention`, whose one `__call__` i
 so a subclass writes only `precompute` (optional) and `attention_weights`. The scoring
 attentions here (`_ScoreAttention`) go one step further: weights = masked_softmax(score(q, k)),
 and a subclass writes only `score` (Bahdanau's additive, Luong's dot / general / location, and
-the scaled dot product). Local attention (`jaxattn.local_attention`) and query-free or kernel
-pooling (`jaxattn.pooling`) build on the same base and helpers; nothing here imports them, so
+the scaled dot product). Local attention (`jaxattn.model.local_attention`) and query-free or kernel
+pooling (`jaxattn.model.pooling`) build on the same base and helpers; nothing here imports them, so
 the family has no import cycle.
 
 Shapes: query [B, D_q]; keys [B, S, D_k]; values [B, S, D_v] (None = keys); mask [B, S] bool,

@@ -43,8 +43,9 @@ def show_attention(input_words, output_words, weights, path: str, title: str | N
         path.
     """
     weights = np.asarray(weights)[: len(output_words), : len(input_words)]
-    fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(input_words) + 2),
-                                    max(3, 0.45 * len(output_words) + 1.5)))
+    fig, ax = plt.subplots(
+        figsize=(max(4, 0.5 * len(input_words) + 2), max(3, 0.45 * len(output_words) + 1.5))
+    )
     im = _draw_attention(ax, weights, input_words, output_words)
     fig.colorbar(im, ax=ax)
     if title:
@@ -69,7 +70,7 @@ def attention_grid(examples, path: str, cols: int = 2):
         w = np.asarray(w)[: len(out), : len(inp)]
         im = _draw_attention(ax, w, inp, out)
         fig.colorbar(im, ax=ax)
-    for ax in list(axes.flat)[len(examples):]:
+    for ax in list(axes.flat)[len(examples) :]:
         ax.axis("off")
     return _save(fig, path, 100)
 
@@ -126,11 +127,21 @@ def runs_curves(runs: list[tuple[str, dict]], title: str, path: str):
     for i, (label, c) in enumerate(runs):
         color = f"C{i % 10}"
         if c["train_loss"]:
-            ax1.plot(*zip(*c["train_loss"], strict=True), color=color, alpha=0.8,
-                     label=f"{label} (train)")
+            ax1.plot(
+                *zip(*c["train_loss"], strict=True),
+                color=color,
+                alpha=0.8,
+                label=f"{label} (train)",
+            )
         if c["valid_loss"]:
-            ax1.plot(*zip(*c["valid_loss"], strict=True), color=color, ls="--", marker="o",
-                     ms=3, label=f"{label} (valid)")
+            ax1.plot(
+                *zip(*c["valid_loss"], strict=True),
+                color=color,
+                ls="--",
+                marker="o",
+                ms=3,
+                label=f"{label} (valid)",
+            )
         if c["valid_bleu"]:
             ax2.plot(*zip(*c["valid_bleu"], strict=True), color=color, marker="o", label=label)
     ax1.set(xlabel="step", ylabel="cross-entropy", title=f"{title}: loss")
@@ -140,8 +151,7 @@ def runs_curves(runs: list[tuple[str, dict]], title: str, path: str):
     return _save(fig, path, 90)
 
 
-def sweep_bleu(points: list[tuple], title: str, x_label: str, path: str, *,
-               log_x: bool = False):
+def sweep_bleu(points: list[tuple], title: str, x_label: str, path: str, *, log_x: bool = False):
     """BLEU against a swept setting (learning rate, hidden size, ...).
 
     Args:

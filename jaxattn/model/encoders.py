@@ -10,7 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxattn.rnn import RNN, valid_mask
+from jaxattn.model.rnn import RNN, valid_mask
 
 
 class Encoder(nn.Module):

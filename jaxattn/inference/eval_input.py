@@ -22,7 +22,7 @@ import ml_collections
 from jaxattn import data as data_lib
 from jaxattn.data.readers import bad_lines_message, read_parallel
 from jaxattn.errors import DataError
-from jaxattn.translation import InferenceError, InputLimit, UsageError
+from jaxattn.inference.translation import InferenceError, InputLimit, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,15 @@ def limit_options(default_overlong: str = "error") -> dict:
     value = flags.FLAGS.max_input_len
     if value is not None and value < 1:
         raise UsageError(f"--max_input_len must be >= 1, got {value}.")
-    return dict(max_input_len=value,
-                overlong="truncate" if flags.FLAGS.truncate_long else default_overlong)
+    return dict(
+        max_input_len=value, overlong="truncate" if flags.FLAGS.truncate_long else default_overlong
+    )
 
 
 # ------------------------------------------------------------------------ bounded lines
-def iter_lines(stream: BinaryIO, name: str, limit: InputLimit,
-               overlong: str = "error") -> Iterator[tuple[int, str | None]]:
+def iter_lines(
+    stream: BinaryIO, name: str, limit: InputLimit, overlong: str = "error"
+) -> Iterator[tuple[int, str | None]]:
     """(1-based number, text) of each line of a binary stream, as readers.decode_lines reads
     them (UTF-8, no line end, no byte order mark; None for an undecodable line), reading at
     most 4 x limit.chars bytes of a line: a longer one raises InputTooLongError naming it
@@ -58,11 +60,10 @@ def iter_lines(stream: BinaryIO, name: str, limit: InputLimit,
             return
         n += 1
         if n == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM):]
+            raw = raw[len(_BOM) :]
         if len(raw) > most and not raw.endswith(b"\n"):
             if overlong == "error":
-                raise limit.error(f"line {n} of {name}", limit.chars, "characters",
-                                  at_least=True)
+                raise limit.error(f"line {n} of {name}", limit.chars, "characters", at_least=True)
             while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
                 pass  # the rest of the line, a megabyte at a time
             yield n, _decode_cut(raw)
@@ -101,8 +102,15 @@ def read_lines(path: str, limit: InputLimit, overlong: str = "error") -> list[st
     return [line for _, line in lines]
 
 
-def names(*, split: str | None = None, src: str | None = None, ref: str | None = None,
-          tsv: str | None = None, target: bool = False, **_) -> Callable[[int], str]:
+def names(
+    *,
+    split: str | None = None,
+    src: str | None = None,
+    ref: str | None = None,
+    tsv: str | None = None,
+    target: bool = False,
+    **_,
+) -> Callable[[int], str]:
     """How messages name sentence i of `load_pairs`' input (`target`: its reference): 'line 3
     of test.fr', 'pair 3 kept from pairs.tsv', 'sentence 3 of the test split'."""
     if src is not None:
@@ -113,10 +121,17 @@ def names(*, split: str | None = None, src: str | None = None, ref: str | None =
     return lambda i: f"{what}sentence {i + 1} of the {split or 'test'} split"
 
 
-def load_pairs(translator, *, split: str | None = None, src: str | None = None,
-               ref: str | None = None, tsv: str | None = None, data_path: str = "",
-               max_input_len: int | None = None,
-               overlong: str | None = None) -> tuple[list[str], list[str], dict | None]:
+def load_pairs(
+    translator,
+    *,
+    split: str | None = None,
+    src: str | None = None,
+    ref: str | None = None,
+    tsv: str | None = None,
+    data_path: str = "",
+    max_input_len: int | None = None,
+    overlong: str | None = None,
+) -> tuple[list[str], list[str], dict | None]:
     """(sources, references, TSV reading counts or None) to evaluate a run on: line-aligned
     `src` + `ref` files, a `tsv` file (read as the run's corpus was: columns, direction,
     filter), or a `split` of the run's corpus (default 'test'). InferenceError if unreadable.
@@ -135,8 +150,9 @@ def load_pairs(translator, *, split: str | None = None, src: str | None = None,
     return *load_split(translator.config, translator.workdir, split or "test", data_path), None
 
 
-def _read_files(translator, src: str, ref: str, max_input_len: int | None,
-                overlong: str | None) -> tuple[list[str], list[str]]:
+def _read_files(
+    translator, src: str, ref: str, max_input_len: int | None, overlong: str | None
+) -> tuple[list[str], list[str]]:
     """read_parallel's (sources, references), each line bounded (`read_lines`)."""
     if any(p != "-" and zipfile.is_zipfile(p) for p in (src, ref) if os.path.isfile(p)):
         return read_parallel(src, ref)  # the tutorial's data.zip: read whole, as before
@@ -155,19 +171,26 @@ def _read_files(translator, src: str, ref: str, max_input_len: int | None,
         raise limit.error(f"line {i + 1} of {ref}", len(references[i]), "characters")
     if long:
         references = [r[: limit.chars] for r in references]
-        log.warning("%s: %d reference line(s) cut to %s characters (line %s).", ref, len(long),
-                    f"{limit.chars:,}", ", ".join(str(i + 1) for i in long[:10])
-                    + (", ..." if len(long) > 10 else ""))
+        log.warning(
+            "%s: %d reference line(s) cut to %s characters (line %s).",
+            ref,
+            len(long),
+            f"{limit.chars:,}",
+            ", ".join(str(i + 1) for i in long[:10]) + (", ..." if len(long) > 10 else ""),
+        )
     if len(sources) != len(references):
-        raise DataError(f"{src} has {len(sources)} lines but {ref} has {len(references)}: "
-                        "they must align, one sentence a line.")
+        raise DataError(
+            f"{src} has {len(sources)} lines but {ref} has {len(references)}: "
+            "they must align, one sentence a line."
+        )
     if not sources:
         raise DataError(f"{src} is empty: nothing to evaluate.")
     return sources, references
 
 
-def load_split(config: ml_collections.ConfigDict, workdir: str, split: str,
-               data_path: str = "") -> tuple[list[str], list[str]]:
+def load_split(
+    config: ml_collections.ConfigDict, workdir: str, split: str, data_path: str = ""
+) -> tuple[list[str], list[str]]:
     """(sources, references) of a split of the run's corpus, built with the run's own
     vocabularies (nothing is retrained; a prepared TFDS dataset is reused)."""
     data_cfg = ml_collections.ConfigDict(config.data.to_dict())
@@ -179,10 +202,12 @@ def load_split(config: ml_collections.ConfigDict, workdir: str, split: str,
         raise InferenceError(
             f"Cannot read this run's corpus (config.data.path={data_cfg.path!r}): {e}\n"
             "Evaluate on files instead (--src FILE --ref FILE, or --tsv FILE), or point to the "
-            "corpus with --data_path.") from None
+            "corpus with --data_path."
+        ) from None
     if split not in data.splits:
-        raise UsageError(f"No {split!r} split in this run's corpus; it has "
-                         f"{', '.join(data.splits)}.")
+        raise UsageError(
+            f"No {split!r} split in this run's corpus; it has {', '.join(data.splits)}."
+        )
     sources, references = data.sources(split), data.references(split)
     if not sources:
         raise InferenceError(f"The {split!r} split is empty; use another --split.")

@@ -28,22 +28,35 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxattn import config as config_lib
-from jaxattn import workdir as workdir_lib
 from jaxattn.config import CONFIG_FILE
 from jaxattn.errors import CheckpointError, WorkdirError, first_line
+from jaxattn.rundir import files as workdir_lib
 
 log = logging.getLogger(__name__)
 
 BEST_FILE = "best.json"
-AVERAGED = "averaged"  # the name of a run's averaged checkpoint (jaxattn.averaging)
+AVERAGED = "averaged"  # the name of a run's averaged checkpoint (jaxattn.rundir.averaging)
 # Parameters whose first or last axis is a vocabulary size, by the vocabulary file.
-VOCAB_PARAMS = {"encoder/embed": "src_vocab.txt", "decoder/embed": "tgt_vocab.txt",
-                "decoder/out": "tgt_vocab.txt"}
+VOCAB_PARAMS = {
+    "encoder/embed": "src_vocab.txt",
+    "decoder/embed": "tgt_vocab.txt",
+    "decoder/out": "tgt_vocab.txt",
+}
 
-__all__ = ["BEST_FILE", "CONFIG_FILE", "SELECTORS", "CheckpointError", "Checkpointer",
-           "checkpoint_dir", "check_resumable", "check_selector", "check_vocab_files",
-           "drop_closed_loop_reports",
-           "quiet_failed_reads", "resolve_step"]
+__all__ = [
+    "BEST_FILE",
+    "CONFIG_FILE",
+    "SELECTORS",
+    "CheckpointError",
+    "Checkpointer",
+    "checkpoint_dir",
+    "check_resumable",
+    "check_selector",
+    "check_vocab_files",
+    "drop_closed_loop_reports",
+    "quiet_failed_reads",
+    "resolve_step",
+]
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -66,18 +79,28 @@ class Checkpointer:
     manager: `with Checkpointer(workdir, read_only=True) as ckpt: ...` closes it.
     """
 
-    def __init__(self, workdir: str, *, keep_latest: int = 2, best_metric: str | None = "bleu",
-                 async_save: bool = True, read_only: bool = False):
+    def __init__(
+        self,
+        workdir: str,
+        *,
+        keep_latest: int = 2,
+        best_metric: str | None = "bleu",
+        async_save: bool = True,
+        read_only: bool = False,
+    ):
         self.workdir, self.best_metric, self.read_only = workdir, best_metric, read_only
         names = ("state", "data_iter", "meta")
         if read_only:  # evaluation: writes nothing, even beside a running training
             if not os.path.isdir(checkpoint_dir(workdir)):
                 raise CheckpointError(
                     f"No checkpoint in {checkpoint_dir(workdir)}. Train first: python "
-                    f"scripts/train.py --config configs/base.py --workdir {workdir}")
+                    f"scripts/train.py --config configs/base.py --workdir {workdir}"
+                )
             self.manager = ocp.CheckpointManager(
-                checkpoint_dir(workdir), item_names=names,
-                options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+                checkpoint_dir(workdir),
+                item_names=names,
+                options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+            )
             return
         keep = [policies.LatestN(n=max(2, keep_latest))]
         best_fn = None
@@ -85,20 +108,32 @@ class Checkpointer:
             # Every save passes a metrics dict (empty without validation), which Orbax stores
             # in the checkpoint, so the ranking is known again after a restart.
             best_fn = lambda m: m.get(best_metric, float("-inf"))  # noqa: E731
-            keep.append(policies.BestN(get_metric_fn=best_fn, n=1,
-                                       keep_checkpoints_without_metrics=False))
+            keep.append(
+                policies.BestN(get_metric_fn=best_fn, n=1, keep_checkpoints_without_metrics=False)
+            )
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=policies.AnyPreservationPolicy(keep), best_fn=best_fn,
-            enable_async_checkpointing=async_save, create=True,
-            cleanup_tmp_directories=True)  # a save killed midway leaves a tmp dir
-        self.manager = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=names,
-                                             options=options)
+            preservation_policy=policies.AnyPreservationPolicy(keep),
+            best_fn=best_fn,
+            enable_async_checkpointing=async_save,
+            create=True,
+            cleanup_tmp_directories=True,
+        )  # a save killed midway leaves a tmp dir
+        self.manager = ocp.CheckpointManager(
+            checkpoint_dir(workdir), item_names=names, options=options
+        )
         if best_metric and self._backfill_metrics():
             self.manager.reload()
 
     # ----------------------------------------------------------------------------- save
-    def save(self, step: int, state, data_iter, meta: dict, metrics: dict | None = None,
-             force: bool = False) -> bool:
+    def save(
+        self,
+        step: int,
+        state,
+        data_iter,
+        meta: dict,
+        metrics: dict | None = None,
+        force: bool = False,
+    ) -> bool:
         """Saves state + iterator + meta at `step`; `metrics` (floats) rank the best one."""
         metrics = {k: float(v) for k, v in (metrics or {}).items()}
         self.wait()  # the previous save is complete: best.json may name it
@@ -107,8 +142,9 @@ class Checkpointer:
             data_iter=grain.checkpoint.CheckpointSave(data_iter),
             meta=ocp.args.JsonSave({**meta, "step": int(step), "metrics": metrics}),
         )
-        return self.manager.save(step, args=args, metrics=metrics if self.best_metric else None,
-                                 force=force)
+        return self.manager.save(
+            step, args=args, metrics=metrics if self.best_metric else None, force=force
+        )
 
     def wait(self) -> None:
         """Blocks until an asynchronous save has finished, then updates best.json."""
@@ -122,8 +158,11 @@ class Checkpointer:
                     if _read_quietly(path) != best:
                         workdir_lib.write_json(path, best)
                 except OSError as e:
-                    log.warning("Cannot write %s (%s); the best step is also in the checkpoints.",
-                                path, e.strerror or e)
+                    log.warning(
+                        "Cannot write %s (%s); the best step is also in the checkpoints.",
+                        path,
+                        e.strerror or e,
+                    )
 
     def close(self) -> None:
         """Waits for a pending save, then releases Orbax's manager (and its threads)."""
@@ -157,18 +196,22 @@ class Checkpointer:
     def best_step(self) -> int | None:
         """The step on disk with the highest `best_metric`, or None if no step has one."""
         metric = self.best_metric or "bleu"
-        scored = [(m[metric], s) for s in self.all_steps()
-                  if isinstance((m := self.metrics(s)).get(metric), (int, float))]
+        scored = [
+            (m[metric], s)
+            for s in self.all_steps()
+            if isinstance((m := self.metrics(s)).get(metric), (int, float))
+        ]
         return max(scored)[1] if scored else None
 
     def meta(self, step: int | str) -> dict:
         """The `meta` item of a step or of the "averaged" checkpoint ({} if unreadable)."""
         if step == AVERAGED:
-            from jaxattn import averaging  # averaging builds on this module
+            from jaxattn.rundir import averaging  # averaging builds on this module
 
             return averaging.averaged_meta(self.workdir) or {}
-        meta = _read_quietly(os.path.join(checkpoint_dir(self.workdir), str(step), "meta",
-                                          "metadata"))
+        meta = _read_quietly(
+            os.path.join(checkpoint_dir(self.workdir), str(step), "meta", "metadata")
+        )
         return meta if isinstance(meta, dict) else {}
 
     def _backfill_metrics(self) -> bool:
@@ -212,8 +255,10 @@ class Checkpointer:
             self.quarantine(step, reason)
             moved += 1
         if moved:
-            log.warning("No readable checkpoint left in %s: starting from scratch (step 0).",
-                        checkpoint_dir(self.workdir))
+            log.warning(
+                "No readable checkpoint left in %s: starting from scratch (step 0).",
+                checkpoint_dir(self.workdir),
+            )
         return None, None
 
     def _try_restore(self, step: int, abstract_state, data_iter, reads):
@@ -236,11 +281,15 @@ class Checkpointer:
                 raise CheckpointError(
                     f"Cannot restore step {step} in {checkpoint_dir(self.workdir)}: "
                     f"{first_line(e)}. Resume with the run's {CONFIG_FILE} settings, or "
-                    "use a new --workdir.") from None
+                    "use a new --workdir."
+                ) from None
             return None, reason
-        log.warning("The optimizer state of step %d does not fit this config's optimizer "
-                    "(train.optimizer, grad_clip or weight_decay changed?); resuming from "
-                    "its parameters and step with a fresh optimizer state.", step)
+        log.warning(
+            "The optimizer state of step %d does not fit this config's optimizer "
+            "(train.optimizer, grad_clip or weight_decay changed?); resuming from "
+            "its parameters and step with a fresh optimizer state.",
+            step,
+        )
         return state, None
 
     def restore(self, step: int, abstract_state, data_iter=None):
@@ -257,11 +306,15 @@ class Checkpointer:
         with Checkpointer(self.workdir, read_only=True) as reader:
             params = jax.tree.map(jnp.asarray, reader.restore_params(step, abstract_state.params))
         if data_iter is not None:
-            self.manager.restore(step, args=ocp.args.Composite(
-                data_iter=grain.checkpoint.CheckpointRestore(data_iter)))
+            self.manager.restore(
+                step,
+                args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointRestore(data_iter)),
+            )
         return abstract_state.replace(
-            params=params, step=jnp.asarray(step, jnp.asarray(abstract_state.step).dtype),
-            opt_state=abstract_state.tx.init(params))
+            params=params,
+            step=jnp.asarray(step, jnp.asarray(abstract_state.step).dtype),
+            opt_state=abstract_state.tx.init(params),
+        )
 
     def _check_params(self, step: int, abstract_params) -> None:
         """CheckpointError if the saved parameters differ from the model's in names or shapes;
@@ -277,19 +330,25 @@ class Checkpointer:
                 f"The checkpoint at step {step} in {checkpoint_dir(self.workdir)} holds another "
                 f"model (only in the checkpoint: {extra[:4]}; only in this config: "
                 f"{missing[:4]}). Use this run's {CONFIG_FILE} (--config.model.* as saved) or "
-                "a new --workdir.")
+                "a new --workdir."
+            )
         for name, shape in want.items():
             if saved[name] != shape:
                 raise CheckpointError(self.shape_message(step, name, saved[name], shape))
 
     def shape_message(self, step: int | str, name: str, saved: tuple, now: tuple) -> str:
         vocab = next((f for prefix, f in VOCAB_PARAMS.items() if name.startswith(prefix)), None)
-        why = (f"{os.path.join(self.workdir, vocab)} has changed since the checkpoint was saved "
-               "(restore the original file, or use a new --workdir)" if vocab else
-               f"the model config differs from the run's {CONFIG_FILE}")
+        why = (
+            f"{os.path.join(self.workdir, vocab)} has changed since the checkpoint was saved "
+            "(restore the original file, or use a new --workdir)"
+            if vocab
+            else f"the model config differs from the run's {CONFIG_FILE}"
+        )
         at = f"at step {step}" if step != AVERAGED else f"'{AVERAGED}'"
-        return f"Parameter {name} has shape {saved} in the checkpoint {at} but {now} in this " \
+        return (
+            f"Parameter {name} has shape {saved} in the checkpoint {at} but {now} in this "
             f"model: {why}."
+        )
 
     def quarantine(self, step: int, error: BaseException | str) -> None:
         """Moves an unreadable step aside (checkpoints/corrupt-<step>), so that it is saved
@@ -305,8 +364,12 @@ class Checkpointer:
             where = f"moved it to {dst}"
         else:
             where = "left it in place"
-        log.warning("Checkpoint at step %d is unreadable (%s); %s and tried the previous one.",
-                    step, error if isinstance(error, str) else _reason(error), where)
+        log.warning(
+            "Checkpoint at step %d is unreadable (%s); %s and tried the previous one.",
+            step,
+            error if isinstance(error, str) else _reason(error),
+            where,
+        )
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
@@ -318,14 +381,18 @@ class Checkpointer:
         or of the "averaged" checkpoint, as numpy arrays shaped like `abstract_params`; a
         shape mismatch is a CheckpointError."""
         if step == AVERAGED:
-            from jaxattn import averaging
+            from jaxattn.rundir import averaging
 
             return averaging.restore_averaged(self, abstract_params)
         self._check_params(step, abstract_params)
-        restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray),
-                                    abstract_params)
-        args = ocp.args.PyTreeRestore(item={"params": abstract_params},
-                                      restore_args={"params": restore_args}, partial_restore=True)
+        restore_args = jax.tree.map(
+            lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), abstract_params
+        )
+        args = ocp.args.PyTreeRestore(
+            item={"params": abstract_params},
+            restore_args={"params": restore_args},
+            partial_restore=True,
+        )
         params = self.manager.restore(step, args=ocp.args.Composite(state=args))["state"]["params"]
         got, want = _shapes(params), _shapes(abstract_params)
         for name, shape in want.items():
@@ -353,17 +420,20 @@ _NOISY_LOGGERS = ("absl", "asyncio", "orbax", "tensorstore")
 
 
 def _is_closed_loop(unraisable) -> bool:
-    return isinstance(unraisable.exc_value, RuntimeError) and \
-        "Event loop is closed" in str(unraisable.exc_value)
+    return isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(
+        unraisable.exc_value
+    )
 
 
 def _is_read_noise(unraisable) -> bool:
-    code = getattr(unraisable.object, "cr_code", None) or getattr(unraisable.object, "gi_code",
-                                                                   None)
+    code = getattr(unraisable.object, "cr_code", None) or getattr(
+        unraisable.object, "gi_code", None
+    )
     if code is not None and any(lib in code.co_filename for lib in ("orbax", "tensorstore")):
         return True
-    return _is_closed_loop(unraisable) or \
-        "Encountered error while reading array" in str(unraisable.exc_value)
+    return _is_closed_loop(unraisable) or "Encountered error while reading array" in str(
+        unraisable.exc_value
+    )
 
 
 class _Reads:
@@ -416,7 +486,7 @@ def drop_closed_loop_reports() -> None:
     """Wraps sys.unraisablehook (once per process) to drop only RuntimeError('Event loop is
     closed'): Orbax's and TensorStore's background threads report it after a failed read or
     save, once their event loop has ended. Everything else goes on to the hook that was there.
-    The scripts install it at start (jaxattn.cli.main)."""
+    The scripts install it at start (jaxattn.tools.cli.main)."""
     hook = sys.unraisablehook
     if getattr(hook, "drops_closed_loop_reports", False):
         return
@@ -452,16 +522,17 @@ def check_selector(which) -> str | int:
     kind = "" if isinstance(which, str) else f" (a {type(which).__name__})"
     raise CheckpointError(
         f"checkpoint must be 'latest', 'best', 'averaged' or a step number (an int, or its "
-        f"digits as a string), not {which!r}{kind}.")
+        f"digits as a string), not {which!r}{kind}."
+    )
 
 
 def resolve_step(ckpt: Checkpointer, which: str | int) -> int | str:
     """'latest' | 'best' | a step number -> an existing step; 'averaged' -> 'averaged' if the
-    run has an averaged checkpoint (jaxattn.averaging); else a clear CheckpointError (for a
+    run has an averaged checkpoint (jaxattn.rundir.averaging); else a clear CheckpointError (for a
     `which` that is no checkpoint selector too: `check_selector`)."""
     check_selector(which)
     if which == AVERAGED:
-        from jaxattn import averaging
+        from jaxattn.rundir import averaging
 
         averaging.averaged_version(ckpt.workdir)  # CheckpointError if the run has none
         return AVERAGED
@@ -476,8 +547,11 @@ def resolve_step(ckpt: Checkpointer, which: str | int) -> int | str:
     if which == "best":
         step = ckpt.best_step()
         if step is None:
-            log.warning("No best checkpoint (no validation BLEU saved with any checkpoint); "
-                        "using the latest, step %d.", steps[-1])
+            log.warning(
+                "No best checkpoint (no validation BLEU saved with any checkpoint); "
+                "using the latest, step %d.",
+                steps[-1],
+            )
             return steps[-1]
         return step
     step = int(which)
@@ -492,8 +566,9 @@ def check_resumable(workdir: str, config, ckpt: Checkpointer) -> None:
     files; CheckpointError naming what differs (train/eval changes are logged, allowed)."""
     steps = ckpt.all_steps()
     if steps:
-        check_workdir(workdir, config,
-                      config_lib.read_config_file(os.path.join(workdir, CONFIG_FILE)))
+        check_workdir(
+            workdir, config, config_lib.read_config_file(os.path.join(workdir, CONFIG_FILE))
+        )
         check_vocab_files(workdir, ckpt, steps[-1])
 
 
@@ -505,15 +580,19 @@ def check_workdir(workdir: str, config, saved) -> None:
     now, before = config_lib.to_json(config), config_lib.to_json(saved)
 
     def diffs(sections):
-        return [f"{section}.{k}: saved {before[section].get(k)!r}, now {now[section].get(k)!r}"
-                for section in sections
-                for k in sorted(set(now[section]) | set(before[section]))
-                if before[section].get(k) != now[section].get(k)]
+        return [
+            f"{section}.{k}: saved {before[section].get(k)!r}, now {now[section].get(k)!r}"
+            for section in sections
+            for k in sorted(set(now[section]) | set(before[section]))
+            if before[section].get(k) != now[section].get(k)
+        ]
 
     if bad := diffs(("model", "data")):
         raise CheckpointError(
             f"{workdir} holds checkpoints of a different model or data/vocabulary:\n  "
-            + "\n  ".join(bad) + "\nUse a new --workdir, or the same config to resume.")
+            + "\n  ".join(bad)
+            + "\nUse a new --workdir, or the same config to resume."
+        )
     if changed := diffs(("train", "eval")):
         log.info("Resuming with changed settings: %s.", "; ".join(changed))
 
@@ -527,4 +606,5 @@ def check_vocab_files(workdir: str, ckpt: Checkpointer, step: int) -> None:
             raise CheckpointError(
                 f"{os.path.join(workdir, name)} is {'missing' if name not in now else 'changed'}"
                 f" since the checkpoint at step {step} was saved with it. Restore the original "
-                "file (or use a new --workdir).")
+                "file (or use a new --workdir)."
+            )

@@ -5,7 +5,7 @@ summary of every number, merged over calls so that groups run separately share o
 
 A group record (what scripts/experiments.py builds) holds the group's title, question, decoding
 settings ('searches'), budget, command, machine and date, and its 'rows': one per run, from
-`jaxattn.experiments.run_row`. Only the block between BEGIN and END of experiments.md is
+`jaxattn.tools.experiments.run_row`. Only the block between BEGIN and END of experiments.md is
 rewritten; text around it (hand-written findings) is kept.
 """
 
@@ -17,9 +17,9 @@ import math
 import os
 from collections.abc import Sequence
 
-from jaxattn import plots
-from jaxattn.experiments import GREEDY, format_value
-from jaxattn.workdir import read_json, write_bytes
+from jaxattn.rundir.files import read_json, write_bytes
+from jaxattn.tools import plots
+from jaxattn.tools.experiments import GREEDY, format_value
 
 SUMMARY_FILE = "experiments.json"  # per output folder: every group's rows (merged over calls)
 MARKDOWN_FILE = "experiments.md"
@@ -63,8 +63,10 @@ def _signature(rec: dict) -> tuple[str | None, int | None]:
 def _budget_text(rec: dict) -> str:
     b = rec["budget_overrides"]
     if "train.num_train_steps" in b:
-        text = (f"`{rec['budget']}`: {b['train.num_train_steps']} steps, validation every "
-                f"{b.get('train.eval_every', '?')}")
+        text = (
+            f"`{rec['budget']}`: {b['train.num_train_steps']} steps, validation every "
+            f"{b.get('train.eval_every', '?')}"
+        )
     else:
         text = f"`{rec['budget']}`: the config's own schedule"
     extra = {k: v for k, v in rec.get("extra_overrides", {}).items() if k != "data.path"}
@@ -76,30 +78,38 @@ def _budget_text(rec: dict) -> str:
 # ------------------------------------------------------------------------------ tables
 def _training_table(rec: dict) -> list[str]:
     """Greedy only: one line a run, test scores of both checkpoints and training figures."""
-    lines = ["| run | overrides | test BLEU (best ckpt) | test chrF (best) | "
-             "test BLEU (last ckpt) | test chrF (last) | best valid BLEU (step) | "
-             "final train loss | steps | train time |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| run | overrides | test BLEU (best ckpt) | test chrF (best) | "
+        "test BLEU (last ckpt) | test chrF (last) | best valid BLEU (step) | "
+        "final train loss | steps | train time |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rec["rows"]:
         t = row.get("test") or {}
         best, last = (t.get(w, {}).get("greedy", {}) for w in ("best", "last"))
-        valid = (f"{row['best_valid_bleu']:.2f} ({row['best_valid_step']})"
-                 if row.get("best_valid_bleu") is not None else "—")
+        valid = (
+            f"{row['best_valid_bleu']:.2f} ({row['best_valid_step']})"
+            if row.get("best_valid_bleu") is not None
+            else "—"
+        )
         name_cell = row["run"] + (f" — **failed**: {row['error']}" if row.get("error") else "")
         lines.append(
             f"| {name_cell} | {_overrides_text(row['overrides'])} | "
             f"{_bleu(best)} | {_num(best.get('chrf'))} | "
             f"{_bleu(last)} | {_num(last.get('chrf'))} | {valid} | "
             f"{_num(row.get('final_train_loss'), '{:.3f}')} | {row.get('steps') or '—'} | "
-            f"{_duration(row.get('train_seconds'))} |")
+            f"{_duration(row.get('train_seconds'))} |"
+        )
     return lines
 
 
 def _search_table(rec: dict) -> list[str]:
     """Several searches: one line a run, checkpoint and search."""
-    lines = ["| run | checkpoint (step) | search | test BLEU | test chrF | "
-             "unfinished at max_len | sentences/s |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| run | checkpoint (step) | search | test BLEU | test chrF | "
+        "unfinished at max_len | sentences/s |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for row in rec["rows"]:
         t = row.get("test") or {}
         for which in ("best", "last"):
@@ -110,7 +120,8 @@ def _search_table(rec: dict) -> list[str]:
                 lines.append(
                     f"| {row['run']} | {which} ({t[which + '_step']}) | {s['name']} | "
                     f"{_bleu(sc)} | {_num(sc['chrf'])} | {sc['unfinished']} | "
-                    f"{_num(sc['sentences_per_sec'], '{:.0f}')} |")
+                    f"{_num(sc['sentences_per_sec'], '{:.0f}')} |"
+                )
             if t.get("best_step") == t.get("last_step"):
                 break  # the same checkpoint
     return lines
@@ -134,11 +145,13 @@ def render_group(name: str, rec: dict) -> str:
     sig, n = _signature(rec)
     lines.append("")
     if sig:
-        lines.append(f"sacreBLEU `BLEU|{sig}` (chrF: chrF2) on the {n} sentences of the "
-                     f"held-out test split; decoding at most {rec['max_decode_len']} steps. "
-                     "Best checkpoint = the highest validation BLEU (greedy). ± = half-width "
-                     "of sacreBLEU's 95% bootstrap confidence interval (1000 resamplings of "
-                     "the test sentences).")
+        lines.append(
+            f"sacreBLEU `BLEU|{sig}` (chrF: chrF2) on the {n} sentences of the "
+            f"held-out test split; decoding at most {rec['max_decode_len']} steps. "
+            "Best checkpoint = the highest validation BLEU (greedy). ± = half-width "
+            "of sacreBLEU's 95% bootstrap confidence interval (1000 resamplings of "
+            "the test sentences)."
+        )
     lines.append(f"Budget {_budget_text(rec)}; {rec['machine']}; {rec['date']}.")
     lines += ["", "```bash", rec["command"] or "(library call)", "```", ""]
     for png, caption in plot_files(name, rec):
@@ -157,15 +170,29 @@ def plot_group(name: str, rec: dict, out_dir: str) -> list[str]:
     paths = []
     ok = [(r["run"], r["curves"]) for r in rec["rows"] if r.get("curves")]
     if rec.get("curves") and ok:
-        paths.append(plots.runs_curves(ok, rec["title"],
-                                       os.path.join(out_dir, f"exp_{name}_curves.png")))
-    points = [(r["x"], r["test"]["best"]["greedy"]["bleu"], r["test"]["last"]["greedy"]["bleu"],
-               r.get("best_valid_bleu")) for r in rec["rows"]
-              if rec.get("sweep") and r.get("test") and "x" in r]
+        paths.append(
+            plots.runs_curves(ok, rec["title"], os.path.join(out_dir, f"exp_{name}_curves.png"))
+        )
+    points = [
+        (
+            r["x"],
+            r["test"]["best"]["greedy"]["bleu"],
+            r["test"]["last"]["greedy"]["bleu"],
+            r.get("best_valid_bleu"),
+        )
+        for r in rec["rows"]
+        if rec.get("sweep") and r.get("test") and "x" in r
+    ]
     if points:
-        paths.append(plots.sweep_bleu(points, rec["title"], rec["sweep_label"],
-                                      os.path.join(out_dir, f"exp_{name}_bleu.png"),
-                                      log_x=rec.get("log_x", False)))
+        paths.append(
+            plots.sweep_bleu(
+                points,
+                rec["title"],
+                rec["sweep_label"],
+                os.path.join(out_dir, f"exp_{name}_bleu.png"),
+                log_x=rec.get("log_x", False),
+            )
+        )
     return paths
 
 

@@ -58,5 +58,7 @@ def machine_summary() -> str:
     """One line for a report: devices (the CPU model on CPU), cores, jax version."""
     dev = jax.devices()[0]
     kind = dev.device_kind if dev.platform != "cpu" else cpu_model()
-    return (f"{jax.device_count()} x {dev.platform} ({kind}), {cpu_cores()} CPU cores, "
-            f"jax {jax.__version__}")
+    return (
+        f"{jax.device_count()} x {dev.platform} ({kind}), {cpu_cores()} CPU cores, "
+        f"jax {jax.__version__}"
+    )

@@ -41,32 +41,55 @@ def define_run_flags(*, workdir: bool = True, ensemble: bool = False) -> None:
     """--workdir (required; `workdir=False`: the script names its runs otherwise) and
     --checkpoint; `ensemble`: several runs, comma-separated, decode as one (`run_specs`)."""
     if workdir:
-        flags.DEFINE_string("workdir", None, "A training run's directory"
-                            + (ENSEMBLE_HELP if ensemble else "") + ".")
+        flags.DEFINE_string(
+            "workdir",
+            None,
+            "A training run's directory" + (ENSEMBLE_HELP if ensemble else "") + ".",
+        )
         flags.mark_flag_as_required("workdir")
-    flags.DEFINE_string("checkpoint", "latest", "'latest', 'best', 'averaged' "
-                        "(scripts/average.py) or a step number" + (
-                            "; for several runs one for all, or one each, comma-separated"
-                            if ensemble else "") + ".")
+    flags.DEFINE_string(
+        "checkpoint",
+        "latest",
+        "'latest', 'best', 'averaged' "
+        "(scripts/average.py) or a step number"
+        + ("; for several runs one for all, or one each, comma-separated" if ensemble else "")
+        + ".",
+    )
 
 
 # (type, name, help) of the decoding flags that default to None: the run's config or
 # DecodeOptions' default
 _DECODING_FLAGS = (
-    ("integer", "beam_size", "Beam size (1: greedy); default: the run's config.eval.beam_size "
-     "(1 for --method=greedy|sample)."),
+    (
+        "integer",
+        "beam_size",
+        "Beam size (1: greedy); default: the run's config.eval.beam_size "
+        "(1 for --method=greedy|sample).",
+    ),
     ("float", "alpha", "Length penalty exponent; default: the run's config.eval.length_penalty."),
     ("float", "beta", "Coverage penalty weight of beam search (Wu et al. 2016); default 0."),
-    ("integer", "n_best", "Hypotheses per sentence (beam: <= --beam_size; sample: samples); "
-     "default 1."),
+    (
+        "integer",
+        "n_best",
+        "Hypotheses per sentence (beam: <= --beam_size; sample: samples); default 1.",
+    ),
     ("float", "temperature", "Sampling temperature (0: greedy); default 1."),
     ("integer", "top_k", "Sample among the k most likely tokens (0: all, the default)."),
-    ("float", "top_p", "Nucleus sampling: among the fewest tokens with this much probability; "
-     "default 1 (all)."),
-    ("integer", "seed", "Sampling seed (the same seed, input and --batch_size give the same "
-     "samples); default 0."),
-    ("integer", "max_len", "Decoding steps; default: the run's config.eval.max_decode_len, more "
-     "for long sentences."),
+    (
+        "float",
+        "top_p",
+        "Nucleus sampling: among the fewest tokens with this much probability; default 1 (all).",
+    ),
+    (
+        "integer",
+        "seed",
+        "Sampling seed (the same seed, input and --batch_size give the same samples); default 0.",
+    ),
+    (
+        "integer",
+        "max_len",
+        "Decoding steps; default: the run's config.eval.max_decode_len, more for long sentences.",
+    ),
     ("integer", "batch_size", "Sentences a batch; default: the run's config.eval.batch_size."),
 )
 
@@ -76,48 +99,79 @@ def define_decoding_flags() -> None:
     --top_k, --top_p, --seed), --max_len, --batch_size, unknown-word replacement
     (--replace_unk, --unk_dictionary) and input limits (--max_input_len, --truncate_long);
     unset: the run's config.eval values or DecodeOptions' defaults."""
-    flags.DEFINE_enum("method", None, ["greedy", "beam", "sample"], "Search; default: beam "
-                      "if the beam size is > 1, else greedy.")
+    flags.DEFINE_enum(
+        "method",
+        None,
+        ["greedy", "beam", "sample"],
+        "Search; default: beam if the beam size is > 1, else greedy.",
+    )
     for kind, name, help_text in _DECODING_FLAGS:
         getattr(flags, f"DEFINE_{kind}")(name, None, help_text)
-    flags.DEFINE_bool("replace_unk", False, "Replace each output <unk> by the source word "
-                      "attended most at that step (word-level runs with an <unk> token).")
-    flags.DEFINE_string("unk_dictionary", None, "With --replace_unk: a 'source<TAB>target' "
-                        "file mapping the attended source word to its replacement.")
-    # input limits (jaxattn.eval_input.limit_options turns them into Translator keywords)
-    flags.DEFINE_integer("max_input_len", None, "The longest input sentence, in tokens; "
-                         "default: twice the longest training sentence (the run's "
-                         "data_stats.json).")
-    flags.DEFINE_bool("truncate_long", False, "Cut sentences over the input limit to it, "
-                      "with a warning, instead of stopping with an error.")
+    flags.DEFINE_bool(
+        "replace_unk",
+        False,
+        "Replace each output <unk> by the source word "
+        "attended most at that step (word-level runs with an <unk> token).",
+    )
+    flags.DEFINE_string(
+        "unk_dictionary",
+        None,
+        "With --replace_unk: a 'source<TAB>target' "
+        "file mapping the attended source word to its replacement.",
+    )
+    # input limits (jaxattn.inference.eval_input.limit_options turns them into Translator keywords)
+    flags.DEFINE_integer(
+        "max_input_len",
+        None,
+        "The longest input sentence, in tokens; "
+        "default: twice the longest training sentence (the run's "
+        "data_stats.json).",
+    )
+    flags.DEFINE_bool(
+        "truncate_long",
+        False,
+        "Cut sentences over the input limit to it, "
+        "with a warning, instead of stopping with an error.",
+    )
 
 
 def define_eval_data_flags() -> None:
     """Where evaluation sentences come from (--split | --src/--ref | --tsv, --data_path), and
     --json, --warmup."""
-    flags.DEFINE_string("split", None, "A split of the run's corpus: test (the default "
-                        "without --src/--tsv), validation or train.")
+    flags.DEFINE_string(
+        "split",
+        None,
+        "A split of the run's corpus: test (the default without --src/--tsv), validation or train.",
+    )
     flags.DEFINE_string("src", None, "Source sentences, one a line (UTF-8).")
     flags.DEFINE_string("ref", None, "Reference translations, aligned with --src.")
-    flags.DEFINE_string("tsv", None, "Sentence pairs, 'source<TAB>target' a line; for the "
-                        "tutorial corpus its own format, English<TAB>French.")
-    flags.DEFINE_string("data_path", None, "With --split: the corpus, if it is no longer at "
-                        "the run's config.data.path.")
+    flags.DEFINE_string(
+        "tsv",
+        None,
+        "Sentence pairs, 'source<TAB>target' a line; for the "
+        "tutorial corpus its own format, English<TAB>French.",
+    )
+    flags.DEFINE_string(
+        "data_path",
+        None,
+        "With --split: the corpus, if it is no longer at the run's config.data.path.",
+    )
     flags.DEFINE_string("json", None, "Write the JSON result here.")
-    flags.DEFINE_bool("warmup", True, "Compile before timing (sentences/s without "
-                      "compilation).")
+    flags.DEFINE_bool("warmup", True, "Compile before timing (sentences/s without compilation).")
 
 
-def define_config_flag(name: str = "config", help_text: str = "Config file (configs/*.py).",
-                       *, required: bool = True):
+def define_config_flag(
+    name: str = "config", help_text: str = "Config file (configs/*.py).", *, required: bool = True
+):
     """An ml_collections config-file flag (`--config=FILE[:ARG]`, `--config.a.b=value`
     overrides) whose file is loaded by `_ConfigFileParser`: a file that is missing, does
     not compile, has no get_config(), or whose get_config() raises or returns None ends in one
     'error: --config: FILE ...' line (see `parse_flags`). Returns the flag holder."""
     from ml_collections import config_flags
 
-    holder = config_flags.DEFINE_config_file(name, None, help_text, flag_values=FLAGS,
-                                             lock_config=True)
+    holder = config_flags.DEFINE_config_file(
+        name, None, help_text, flag_values=FLAGS, lock_config=True
+    )
     FLAGS[name].parser = _ConfigFileParser(name)
     if required:
         flags.mark_flag_as_required(name, flag_values=FLAGS)
@@ -145,14 +199,15 @@ class _ConfigFileParser(flags.ArgumentParser):
         path, *arg = argument.split(":", 1)
         flag = f"--{self.name}"
         if not path:
-            raise _ConfigFileProblem(f"{flag} is empty; give a config file, e.g. "
-                                     "configs/base.py.")
+            raise _ConfigFileProblem(f"{flag} is empty; give a config file, e.g. configs/base.py.")
         if not os.path.exists(path):
-            raise _ConfigFileProblem(f"{flag}: no such file: {path} (the shipped configs are "
-                                     "configs/*.py).")
+            raise _ConfigFileProblem(
+                f"{flag}: no such file: {path} (the shipped configs are configs/*.py)."
+            )
         if not os.path.isfile(path):
-            raise _ConfigFileProblem(f"{flag}: {path} is not a file; give a Python config "
-                                     "file, e.g. configs/base.py.")
+            raise _ConfigFileProblem(
+                f"{flag}: {path} is not a file; give a Python config file, e.g. configs/base.py."
+            )
         module_name = f"{self.name}_config"
         loader = importlib.machinery.SourceFileLoader(module_name, path)
         spec = importlib.util.spec_from_loader(module_name, loader)
@@ -161,28 +216,33 @@ class _ConfigFileParser(flags.ArgumentParser):
         try:
             loader.exec_module(module)
         except SyntaxError as e:
-            raise _ConfigFileProblem(f"{flag}: {path} line {e.lineno}: syntax error "
-                                     f"({e.msg}).") from None
+            raise _ConfigFileProblem(
+                f"{flag}: {path} line {e.lineno}: syntax error ({e.msg})."
+            ) from None
         except OSError as e:
-            raise _ConfigFileProblem(f"{flag}: cannot read {path} "
-                                     f"({e.strerror or e}).") from None
+            raise _ConfigFileProblem(f"{flag}: cannot read {path} ({e.strerror or e}).") from None
         except Exception as e:  # noqa: BLE001 - the config file's own code failed
-            raise _ConfigFileProblem(f"{flag}: {path}{_where(e, path)}: loading it failed: "
-                                     f"{first_line(e)}.") from None
+            raise _ConfigFileProblem(
+                f"{flag}: {path}{_where(e, path)}: loading it failed: {first_line(e)}."
+            ) from None
         get_config = getattr(module, "get_config", None)
         if not callable(get_config):
             raise _ConfigFileProblem(
                 f"{flag}: {path} has no get_config() function; a config file defines "
-                "get_config() returning an ml_collections.ConfigDict (see configs/base.py).")
+                "get_config() returning an ml_collections.ConfigDict (see configs/base.py)."
+            )
         call = f"get_config({arg[0]!r})" if arg else "get_config()"
         try:
             config = get_config(*arg)
         except Exception as e:  # noqa: BLE001 - the config file's own code failed
-            raise _ConfigFileProblem(f"{flag}: {path}{_where(e, path)}: {call} raised "
-                                     f"{first_line(e)}.") from None
+            raise _ConfigFileProblem(
+                f"{flag}: {path}{_where(e, path)}: {call} raised {first_line(e)}."
+            ) from None
         if config is None:
-            raise _ConfigFileProblem(f"{flag}: {path}: {call} returned None; it must return "
-                                     "an ml_collections.ConfigDict (a missing return?).")
+            raise _ConfigFileProblem(
+                f"{flag}: {path}: {call} returned None; it must return "
+                "an ml_collections.ConfigDict (a missing return?)."
+            )
         if callable(getattr(config, "lock", None)):
             config.lock()
         return config
@@ -190,22 +250,31 @@ class _ConfigFileParser(flags.ArgumentParser):
 
 def _where(error: BaseException, path: str) -> str:
     """' line N': the last line of `path` the error's traceback passed through, if any."""
-    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__)
-             if os.path.abspath(f.filename) == os.path.abspath(path)]
+    lines = [
+        f.lineno
+        for f in traceback.extract_tb(error.__traceback__)
+        if os.path.abspath(f.filename) == os.path.abspath(path)
+    ]
     return f" line {lines[-1]}" if lines else ""
 
 
 def define_distributed_flags() -> None:
     """--distributed=off|auto|explicit and its --coordinator_address, --num_processes,
     --process_id, --distributed_timeout (see `init_distributed`)."""
-    flags.DEFINE_enum("distributed", "off", ["off", "auto", "explicit"], "Multi-host: 'auto' "
-                      "lets jax.distributed detect the cluster; 'explicit' uses the three flags "
-                      "below.")
+    flags.DEFINE_enum(
+        "distributed",
+        "off",
+        ["off", "auto", "explicit"],
+        "Multi-host: 'auto' "
+        "lets jax.distributed detect the cluster; 'explicit' uses the three flags "
+        "below.",
+    )
     flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
     flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
     flags.DEFINE_integer("process_id", None, "This process's index.")
-    flags.DEFINE_integer("distributed_timeout", 300, "Seconds to wait for every process to "
-                         "join the coordinator.")
+    flags.DEFINE_integer(
+        "distributed_timeout", 300, "Seconds to wait for every process to join the coordinator."
+    )
 
 
 def check_positive(*names: str) -> None:
@@ -242,22 +311,35 @@ def no_arguments(argv) -> None:
         raise UsageError(f"Unexpected arguments: {argv[1:]} (options are --name=value).")
 
 
-SEARCH_FLAGS = ("method", "beam_size", "alpha", "beta", "n_best", "temperature", "top_k",
-                "top_p", "seed")
+SEARCH_FLAGS = (
+    "method",
+    "beam_size",
+    "alpha",
+    "beta",
+    "n_best",
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+)
 
 
 def decoding_options(default_beam_size: int) -> dict:
     """translate()/evaluate() keyword arguments from the decoding flags: options (a
     DecodeOptions, checked), max_len, batch_size, replace_unk, unk_dictionary."""
-    from jaxattn.translation import DecodeOptions  # jax: only for the scripts that decode
+    from jaxattn.inference.translation import DecodeOptions  # jax: only for the scripts that decode
 
     check_positive("beam_size", "max_len", "batch_size")
     given = {name: FLAGS[name].value for name in SEARCH_FLAGS if FLAGS[name].value is not None}
     if "beam_size" not in given and FLAGS.method in (None, "beam"):
         given["beam_size"] = default_beam_size
-    return dict(options=DecodeOptions(**given), max_len=FLAGS.max_len,
-                batch_size=FLAGS.batch_size, replace_unk=FLAGS.replace_unk,
-                unk_dictionary=FLAGS.unk_dictionary)
+    return dict(
+        options=DecodeOptions(**given),
+        max_len=FLAGS.max_len,
+        batch_size=FLAGS.batch_size,
+        replace_unk=FLAGS.replace_unk,
+        unk_dictionary=FLAGS.unk_dictionary,
+    )
 
 
 def reject_flags(names, why: str) -> None:
@@ -275,22 +357,28 @@ def run_specs(workdirs: str) -> tuple[list[str], list[str]]:
     if not dirs:
         raise UsageError("--workdir names no run.")
     if len(ckpts) not in (1, len(dirs)) or not all(ckpts):
-        raise UsageError(f"--checkpoint={FLAGS.checkpoint} gives {len(ckpts)} checkpoints for "
-                         f"{len(dirs)} workdirs: give one for all, or one per --workdir "
-                         "(comma-separated).")
+        raise UsageError(
+            f"--checkpoint={FLAGS.checkpoint} gives {len(ckpts)} checkpoints for "
+            f"{len(dirs)} workdirs: give one for all, or one per --workdir "
+            "(comma-separated)."
+        )
     return dirs, ckpts * len(dirs) if len(ckpts) == 1 else ckpts
 
 
 def eval_data_options() -> dict:
     """inference.load_pairs keyword arguments from the evaluation data flags (checked)."""
     split, src, ref, tsv = FLAGS.split, FLAGS.src, FLAGS.ref, FLAGS.tsv
-    given = [name for name, v in (("--split", split), ("--src/--ref", src), ("--tsv", tsv))
-             if v is not None]
+    given = [
+        name
+        for name, v in (("--split", split), ("--src/--ref", src), ("--tsv", tsv))
+        if v is not None
+    ]
     if ref is not None and src is None:
         raise UsageError("--ref needs --src (the sentences to translate).")
     if src is not None and ref is None:
-        raise UsageError("--src needs --ref (to translate without references, use "
-                         "scripts/translate.py).")
+        raise UsageError(
+            "--src needs --ref (to translate without references, use scripts/translate.py)."
+        )
     if len(given) > 1:
         raise UsageError(f"Give one of --split, --src/--ref and --tsv, not {' and '.join(given)}.")
     if FLAGS.data_path and (src or tsv):
@@ -338,12 +426,17 @@ def parse_flags(argv):
     except _ConfigFileProblem as e:
         fail(str(e), USAGE_EXIT)
     except flags.Error as e:
-        required = re.fullmatch(r"flag --(\w+)=None: Flag --\1 must have a value other than "
-                                r"None\.", str(e))
+        required = re.fullmatch(
+            r"flag --(\w+)=None: Flag --\1 must have a value other than "
+            r"None\.",
+            str(e),
+        )
         if required:  # absl's words for a required flag left out
             name = required.group(1)
-            fail(f"--{name} is required: {flags.FLAGS[name].help}\nPass --help to see the "
-                 "options.", USAGE_EXIT)
+            fail(
+                f"--{name} is required: {flags.FLAGS[name].help}\nPass --help to see the options.",
+                USAGE_EXIT,
+            )
         fail(f"{e}{_config_type_hint(e)}\nPass --help to see the options.", USAGE_EXIT)
     except (AttributeError, KeyError) as e:  # ml_collections: --config.<unknown key>=...
         msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
@@ -351,15 +444,23 @@ def parse_flags(argv):
         key = msg.split()[0].strip("'\"") if msg else ""
         named = next((g for g in given if key and key in g.split(".")[1:]), None)
         msg = msg.replace("' Did you mean", "'. Did you mean")
-        fail(f"{named}: unknown config key {msg} (the fields: the --config file's and "
-             "jaxattn/config.py's)" if named else f"unknown config key {msg}", USAGE_EXIT)
+        fail(
+            f"{named}: unknown config key {msg} (the fields: the --config file's and "
+            "jaxattn/config.py's)"
+            if named
+            else f"unknown config key {msg}",
+            USAGE_EXIT,
+        )
     except Exception as e:  # noqa: BLE001 - a --config file that does not load
         fail(f"cannot load the --config file ({first_line(e)}).", USAGE_EXIT)
     if "config" in flags.FLAGS:
         error = getattr(flags.FLAGS["config"].value, "_error", None)  # ml_collections' stand-in
         if error is not None:
-            fail(f"cannot load --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
-                 f"{first_line(error)}", USAGE_EXIT)
+            fail(
+                f"cannot load --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
+                f"{first_line(error)}",
+                USAGE_EXIT,
+            )
     return rest
 
 
@@ -369,16 +470,18 @@ def _config_type_hint(error) -> str:
     if not name.startswith("config.") or name not in FLAGS:
         return ""
     default = FLAGS[name].default
-    kind = {bool: "true or false", int: "an integer", float: "a number",
-            str: "a string"}.get(type(default), f"a {type(default).__name__}")
+    kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        type(default), f"a {type(default).__name__}"
+    )
     return f"; {name} is {kind}, like its default {default!r}"
 
 
 def main(run):
     """Wraps a script's run(argv) for absl's app.run: user mistakes -> one error line."""
+
     def wrapped(argv):
         setup_logging()
-        from jaxattn.checkpoints import drop_closed_loop_reports  # orbax: on first use
+        from jaxattn.rundir.checkpointer import drop_closed_loop_reports  # orbax: on first use
 
         drop_closed_loop_reports()
         try:
@@ -394,34 +497,60 @@ def main(run):
             where = f" ({e.filename})" if getattr(e, "filename", None) else ""
             fail(f"{str(e.strerror or e).rstrip('.')}{where}.")
         except KeyboardInterrupt as e:
-            print(f"interrupted ({e}); rerun the same command to resume." if str(e) else
-                  "interrupted", file=sys.stderr, flush=True)
+            print(
+                f"interrupted ({e}); rerun the same command to resume."
+                if str(e)
+                else "interrupted",
+                file=sys.stderr,
+                flush=True,
+            )
             os._exit(INTERRUPTED_EXIT)
+
     return wrapped
 
 
 def init_distributed_from_flags() -> None:
     """`init_distributed` with the values of `define_distributed_flags`' flags."""
-    init_distributed(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
-                     FLAGS.process_id, FLAGS.distributed_timeout)
+    init_distributed(
+        FLAGS.distributed,
+        FLAGS.coordinator_address,
+        FLAGS.num_processes,
+        FLAGS.process_id,
+        FLAGS.distributed_timeout,
+    )
 
 
-def init_distributed(mode: str, coordinator: str | None, num_processes: int | None,
-                     process_id: int | None, timeout: int) -> None:
+def init_distributed(
+    mode: str,
+    coordinator: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+    timeout: int,
+) -> None:
     """jax.distributed for --distributed=off|auto|explicit, with the flags checked first and a
     timeout that names what it waited for (JAX itself aborts with a C++ stack trace)."""
-    given = {name: v for name, v in (("--coordinator_address", coordinator),
-                                     ("--num_processes", num_processes),
-                                     ("--process_id", process_id)) if v is not None}
+    given = {
+        name: v
+        for name, v in (
+            ("--coordinator_address", coordinator),
+            ("--num_processes", num_processes),
+            ("--process_id", process_id),
+        )
+        if v is not None
+    }
     if mode == "off" and len(given) in (1, 2):
-        raise UsageError(f"{', '.join(given)} set without --distributed=explicit; a multi-host "
-                         "run needs --distributed=explicit and all three of --coordinator_address,"
-                         " --num_processes and --process_id.")
+        raise UsageError(
+            f"{', '.join(given)} set without --distributed=explicit; a multi-host "
+            "run needs --distributed=explicit and all three of --coordinator_address,"
+            " --num_processes and --process_id."
+        )
     if mode == "off" and not given:
         return
     if mode == "auto" and given:
-        raise UsageError(f"--distributed=auto detects the cluster by itself; drop "
-                         f"{', '.join(given)} or use --distributed=explicit.")
+        raise UsageError(
+            f"--distributed=auto detects the cluster by itself; drop "
+            f"{', '.join(given)} or use --distributed=explicit."
+        )
     if mode != "auto":  # explicit (or off with all three flags, as older versions allowed)
         missing = sorted({"--coordinator_address", "--num_processes", "--process_id"} - set(given))
         if missing:
@@ -430,29 +559,42 @@ def init_distributed(mode: str, coordinator: str | None, num_processes: int | No
         if not host or not port.isdigit():
             raise UsageError(f"--coordinator_address={coordinator!r} must be host:port.")
         if num_processes < 1 or not 0 <= process_id < num_processes:
-            raise UsageError(f"--process_id={process_id} must be in [0, --num_processes="
-                             f"{num_processes}).")
+            raise UsageError(
+                f"--process_id={process_id} must be in [0, --num_processes={num_processes})."
+            )
     if timeout < 1:
         raise UsageError(f"--distributed_timeout must be >= 1 second, got {timeout}.")
     if mode != "auto":
         _check_coordinator(coordinator, process_id)
     import jax
 
-    what = (f"all {num_processes} processes to join the coordinator at {coordinator}"
-            if mode != "auto" else "the cluster's processes to join")
+    what = (
+        f"all {num_processes} processes to join the coordinator at {coordinator}"
+        if mode != "auto"
+        else "the cluster's processes to join"
+    )
 
     def give_up():
-        print(f"error: waited {timeout} s for {what}; none or not all came. Start every process "
-              "with the same --coordinator_address and --num_processes and its own --process_id "
-              "(0 first), or raise --distributed_timeout.", file=sys.stderr, flush=True)
+        print(
+            f"error: waited {timeout} s for {what}; none or not all came. Start every process "
+            "with the same --coordinator_address and --num_processes and its own --process_id "
+            "(0 first), or raise --distributed_timeout.",
+            file=sys.stderr,
+            flush=True,
+        )
         os._exit(ERROR_EXIT)
 
     watchdog = threading.Timer(timeout, give_up)
     watchdog.daemon = True
     watchdog.start()
     try:
-        kwargs = {} if mode == "auto" else dict(
-            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+        kwargs = (
+            {}
+            if mode == "auto"
+            else dict(
+                coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+            )
+        )
         jax.distributed.initialize(initialization_timeout=timeout + 60, **kwargs)
     except (ValueError, TypeError) as e:
         if mode != "auto":
@@ -462,13 +604,15 @@ def init_distributed(mode: str, coordinator: str | None, num_processes: int | No
         raise UsageError(
             f"--distributed=auto: no cluster detected ({str(e).rstrip('.')}). On one machine "
             "use --distributed=off (the default); on several use --distributed=explicit with "
-            "--coordinator_address, --num_processes and --process_id.") from None
+            "--coordinator_address, --num_processes and --process_id."
+        ) from None
     except jax.errors.JaxRuntimeError as e:  # e.g. the coordinator's port taken meanwhile
         raise TrainingError(
             f"jax.distributed could not start ({first_line(e)}) for "
             f"{'the detected cluster' if mode == 'auto' else f'the coordinator {coordinator}'}"
             ". Check that its port is free on process 0's host and reachable from the "
-            "others.") from None
+            "others."
+        ) from None
     finally:
         watchdog.cancel()
 
@@ -480,14 +624,14 @@ def _check_coordinator(coordinator: str, process_id: int) -> None:
     host, _, port = coordinator.rpartition(":")
     host = host.strip("[]")  # [::1]:1234
     if not 0 < int(port) < 65536:
-        raise UsageError(f"--coordinator_address={coordinator}: port {port} is not in "
-                         "1..65535.")
+        raise UsageError(f"--coordinator_address={coordinator}: port {port} is not in 1..65535.")
     try:
         socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
     except OSError as e:
-        raise UsageError(f"--coordinator_address={coordinator}: cannot resolve host {host!r} "
-                         f"({e.strerror or e}); give process 0's host name or IP address."
-                         ) from None
+        raise UsageError(
+            f"--coordinator_address={coordinator}: cannot resolve host {host!r} "
+            f"({e.strerror or e}); give process 0's host name or IP address."
+        ) from None
     if process_id != 0:
         return
     for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
@@ -504,10 +648,12 @@ def _check_coordinator(coordinator: str, process_id: int) -> None:
                     raise UsageError(
                         f"--coordinator_address={coordinator}: port {port} is already in use on "
                         "this host, where process 0 serves the coordinator; choose a free port "
-                        "(the same on every process).") from None
+                        "(the same on every process)."
+                    ) from None
                 if e.errno == getattr(errno_lib, "EACCES", 13):
                     raise UsageError(
                         f"--coordinator_address={coordinator}: port {port} needs privileges on "
-                        "this host; choose a port above 1023.") from None
+                        "this host; choose a port above 1023."
+                    ) from None
                 continue  # e.g. an address family the host lacks: JAX decides
         return

@@ -8,7 +8,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxattn.rnn import valid_mask
+from jaxattn.model.rnn import valid_mask
 
 
 def token_losses(logits, targets, label_smoothing: float = 0.0):

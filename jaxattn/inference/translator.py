@@ -52,13 +52,12 @@ import ml_collections
 import numpy as np
 
 from jaxattn import metrics as metrics_lib
-from jaxattn import restore, search
-from jaxattn import unk as unk_lib
+from jaxattn import search
 from jaxattn.checks import is_int
 from jaxattn.data.batching import PadLength, encode_tokens, pad
-from jaxattn.eval_input import load_pairs, load_split  # noqa: F401 - part of this API
-from jaxattn.models import build_model
-from jaxattn.translation import (  # noqa: F401 - the inference API's types live there
+from jaxattn.inference import unk as unk_lib
+from jaxattn.inference.eval_input import load_pairs, load_split  # noqa: F401 - part of this API
+from jaxattn.inference.translation import (  # noqa: F401 - the inference API's types live there
     EOS_LABEL,
     MAX_DECODE_STEPS,
     OVERLONG,
@@ -76,6 +75,8 @@ from jaxattn.translation import (  # noqa: F401 - the inference API's types live
     run_stats,
     training_limit,
 )
+from jaxattn.model.seq2seq import build_model
+from jaxattn.rundir import restore
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,18 @@ class Translator:
     """A trained model (or an ensemble) with its config, tokenizers and vocabularies; see the
     module docstring."""
 
-    def __init__(self, config: ml_collections.ConfigDict, params, text, *, step: int | None = None,
-                 workdir: str | None = None, ensemble: Sequence[tuple] = (),
-                 max_input_len: int | None = None, overlong: str = "error"):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        params,
+        text,
+        *,
+        step: int | None = None,
+        workdir: str | None = None,
+        ensemble: Sequence[tuple] = (),
+        max_input_len: int | None = None,
+        overlong: str = "error",
+    ):
         """ensemble: more (config, params, step, workdir) runs with the same text processing
         (see `restore.check_ensemble`), decoded with this one as a `search.Ensemble`: each step
         the mean of the models' probabilities, and of their attention weights.
@@ -111,19 +121,35 @@ class Translator:
         overlong: 'error' (InputTooLongError) or 'truncate' (cut, with a warning) for longer
         ones; both can be changed later, or per call."""
         runs = [(config, params, step, workdir), *ensemble]
-        self._init_text(config, text, runs=[(c, w) for c, _, _, w in runs],
-                        max_input_len=max_input_len, overlong=overlong)
+        self._init_text(
+            config,
+            text,
+            runs=[(c, w) for c, _, _, w in runs],
+            max_input_len=max_input_len,
+            overlong=overlong,
+        )
         self.step, self.workdir = step, workdir
-        models = tuple(build_model(c.model, len(self.src_vocab), len(self.tgt_vocab),
-                                   bos_id=self.tgt_vocab.bos_id) for c, *_ in runs)
+        models = tuple(
+            build_model(
+                c.model, len(self.src_vocab), len(self.tgt_vocab), bos_id=self.tgt_vocab.bos_id
+            )
+            for c, *_ in runs
+        )
         variables = tuple({"params": jax.device_put(p)} for _, p, *_ in runs)
-        self.model, self.variables = ((models[0], variables[0]) if len(runs) == 1 else
-                                      (search.Ensemble(models), variables))
+        self.model, self.variables = (
+            (models[0], variables[0]) if len(runs) == 1 else (search.Ensemble(models), variables)
+        )
         self.members = [(w, s) for _, _, s, w in runs]  # (workdir, step) of each model
 
-    def _init_text(self, config: ml_collections.ConfigDict, text, *,
-                   runs: Sequence[tuple] = (), max_input_len: int | None = None,
-                   overlong: str = "error") -> None:
+    def _init_text(
+        self,
+        config: ml_collections.ConfigDict,
+        text,
+        *,
+        runs: Sequence[tuple] = (),
+        max_input_len: int | None = None,
+        overlong: str = "error",
+    ) -> None:
         """The text side (no model): config, tokenizers, vocabularies, source lengths and input
         limits. runs: (config, workdir) of each model (default: `config` alone, no workdir)."""
         self.config = config
@@ -143,25 +169,36 @@ class Translator:
         self.overlong = overlong
 
     @classmethod
-    def from_workdir(cls, workdir: str, checkpoint: str | int = "latest",
-                     **limits) -> Translator:
+    def from_workdir(cls, workdir: str, checkpoint: str | int = "latest", **limits) -> Translator:
         """Restores a run's checkpoint ('latest', 'best' or a step) with its own config and
         vocabularies. limits: max_input_len, overlong (see __init__)."""
         return cls.from_workdirs(workdir, checkpoint, **limits)
 
     @classmethod
-    def from_workdirs(cls, workdirs: Sequence[str] | str,
-                      checkpoints: Sequence[str | int] | str | int = "latest", *,
-                      max_input_len: int | None = None, overlong: str = "error") -> Translator:
+    def from_workdirs(
+        cls,
+        workdirs: Sequence[str] | str,
+        checkpoints: Sequence[str | int] | str | int = "latest",
+        *,
+        max_input_len: int | None = None,
+        overlong: str = "error",
+    ) -> Translator:
         """An ensemble of runs' checkpoints (one checkpoint for all, or one each); they must
         have the same vocabularies and text processing (InferenceError naming the difference,
         before any parameters are read). The first run's config sets the text and eval
         defaults; the input limit is the least the runs' training implies."""
         check_options(max_input_len=max_input_len, overlong=overlong)  # before restoring
         (first, params, step), *more = restore.restore_runs(workdirs, checkpoints)
-        return cls(first.config, params, first.text, step=step, workdir=first.workdir,
-                   ensemble=[(r.config, p, s, r.workdir) for r, p, s in more],
-                   max_input_len=max_input_len, overlong=overlong)
+        return cls(
+            first.config,
+            params,
+            first.text,
+            step=step,
+            workdir=first.workdir,
+            ensemble=[(r.config, p, s, r.workdir) for r, p, s in more],
+            max_input_len=max_input_len,
+            overlong=overlong,
+        )
 
     # ------------------------------------------------------------------ input limits
     @property
@@ -196,13 +233,22 @@ class Translator:
         (the targets of `score`)."""
         check_options(max_input_len=max_input_len)
         positions = self.max_src_positions if side == "source" else 0
-        hard = InputLimit(positions - 1, f"location attention scores {positions} source "
-                          "positions, EOS included", hard=True) if positions else None
+        hard = (
+            InputLimit(
+                positions - 1,
+                f"location attention scores {positions} source positions, EOS included",
+                hard=True,
+            )
+            if positions
+            else None
+        )
         given = self._user_max_input_len if max_input_len is None else max_input_len
         if given is not None:
             if hard and given > hard.tokens:
-                raise UsageError(f"max_input_len={given} (--max_input_len) is more than this "
-                                 f"model can read: at most {hard.tokens} tokens ({hard.why}).")
+                raise UsageError(
+                    f"max_input_len={given} (--max_input_len) is more than this "
+                    f"model can read: at most {hard.tokens} tokens ({hard.why})."
+                )
             return InputLimit(given, "set by max_input_len (--max_input_len)")
         run = self._run_limits[side]
         if run is None:  # location attention without a known limit cuts, as it always did
@@ -218,18 +264,28 @@ class Translator:
     def _decode_bound(self, max_input_len: int | None) -> tuple[int, str]:
         """(max_decode_steps, why it is that, for messages)."""
         limit, floor = self.input_limit(max_input_len), self.config.eval.max_decode_len
-        cap = (MAX_DECODE_STEPS, "the cap on decoding steps: every step keeps the attention "
-               "weights of each source position")
+        cap = (
+            MAX_DECODE_STEPS,
+            "the cap on decoding steps: every step keeps the attention "
+            "weights of each source position",
+        )
         bound = cap
         if limit.tokens:
             steps = max(4 * limit.tokens, self.decode_len(self.padded_len(limit.tokens + 1), None))
             if steps < MAX_DECODE_STEPS:
-                bound = (steps, f"4 x the input limit of {limit.tokens:,} tokens; longer output "
-                         "cannot be a translation of such input")
+                bound = (
+                    steps,
+                    f"4 x the input limit of {limit.tokens:,} tokens; longer output "
+                    "cannot be a translation of such input",
+                )
         return bound if bound[0] >= floor else (floor, "the run's eval.max_decode_len")
 
-    def check_limits(self, max_len: int | None = None, max_input_len: int | None = None,
-                     overlong: str | None = None) -> None:
+    def check_limits(
+        self,
+        max_len: int | None = None,
+        max_input_len: int | None = None,
+        overlong: str | None = None,
+    ) -> None:
         """UsageError, before any work, for a max_input_len the model cannot read, a bad
         overlong or a max_len above `max_decode_steps` (its message says why)."""
         check_options(max_len=max_len, max_input_len=max_input_len, overlong=overlong)
@@ -239,9 +295,14 @@ class Translator:
             raise UsageError(
                 f"max_len={max_len:,} (--max_len) decoding steps is more than this model can "
                 f"use: at most {steps:,} ({why}). Lower it, or leave it out (the default grows "
-                "with the input)" + (", or raise the input limit (--max_input_len, "
-                                     "max_input_len=)" if why.startswith("4 x") and not limit.hard
-                                     else "") + ".")
+                "with the input)"
+                + (
+                    ", or raise the input limit (--max_input_len, max_input_len=)"
+                    if why.startswith("4 x") and not limit.hard
+                    else ""
+                )
+                + "."
+            )
 
     @property
     def num_params(self) -> int:
@@ -251,12 +312,16 @@ class Translator:
         """The DecodeOptions of a call (`DecodeOptions.make`), alpha None -> the run's
         eval.length_penalty."""
         o = DecodeOptions.make(options, **decoding)
-        return o if o.alpha is not None else dataclasses.replace(
-            o, alpha=float(self.config.eval.length_penalty))
+        return (
+            o
+            if o.alpha is not None
+            else dataclasses.replace(o, alpha=float(self.config.eval.length_penalty))
+        )
 
     # ------------------------------------------------------------------ text -> ids
-    def _prepare(self, sentence: str, limit: InputLimit, overlong: str,
-                 name: Callable[[], str]) -> _Input:
+    def _prepare(
+        self, sentence: str, limit: InputLimit, overlong: str, name: Callable[[], str]
+    ) -> _Input:
         """A sentence's tokens and ids, encoded as training encodes (jaxattn.data.batching);
         unknown words of the tutorial id layout (no UNK) are dropped. Over `limit` (its
         characters first, untokenized; then its tokens): InputTooLongError naming it (name()),
@@ -276,33 +341,49 @@ class Translator:
                 raise limit.error(name(), len(tokens))
             over, tokens = over or (len(tokens), "tokens"), tokens[: limit.tokens]
         ids = encode_tokens(vocab, tokens, self.max_src_positions)
-        return _Input(tokens[: len(ids) - 1], ids, unknown,
-                      len(ids) <= len(tokens) or over is not None, over)
+        return _Input(
+            tokens[: len(ids) - 1], ids, unknown, len(ids) <= len(tokens) or over is not None, over
+        )
 
-    def _inputs(self, sentences: Sequence[str], *, max_input_len: int | None, overlong: str | None,
-                where: Callable[[int], str] | None, name: str = "sentences",
-                warn: bool = True) -> list[_Input]:
+    def _inputs(
+        self,
+        sentences: Sequence[str],
+        *,
+        max_input_len: int | None,
+        overlong: str | None,
+        where: Callable[[int], str] | None,
+        name: str = "sentences",
+        warn: bool = True,
+    ) -> list[_Input]:
         """`_prepare` of each sentence with the call's limit and overlong mode (None: the
         Translator's); `warn`: log the cut ones (by `where(i)`) and unknown words."""
         limit, overlong = self.input_limit(max_input_len), overlong or self.overlong
         where = where or _names(name)
-        inputs = [self._prepare(s, limit, overlong, lambda i=i: where(i))
-                  for i, s in enumerate(sentences)]
+        inputs = [
+            self._prepare(s, limit, overlong, lambda i=i: where(i)) for i, s in enumerate(sentences)
+        ]
         if warn:
             self._warn_inputs(sentences, inputs)
             self._warn_cut([(where(i), x) for i, x in enumerate(inputs) if x.over], limit)
         return inputs
 
-    def check_inputs(self, sentences: Sequence[str], *, max_input_len: int | None = None,
-                     overlong: str | None = None,
-                     where: Callable[[int], str] | None = None) -> int:
+    def check_inputs(
+        self,
+        sentences: Sequence[str],
+        *,
+        max_input_len: int | None = None,
+        overlong: str | None = None,
+        where: Callable[[int], str] | None = None,
+    ) -> int:
         """The input checks of `translate` alone (no decoding, no warnings): InputTooLongError
         for the first over-long sentence (overlong 'error'), else the number that would be cut.
         For checking several inputs before decoding any (scripts/compare.py)."""
-        check_options(sentences=sentences, max_input_len=max_input_len, overlong=overlong,
-                      where=where)
-        inputs = self._inputs(sentences, max_input_len=max_input_len, overlong=overlong,
-                              where=where, warn=False)
+        check_options(
+            sentences=sentences, max_input_len=max_input_len, overlong=overlong, where=where
+        )
+        inputs = self._inputs(
+            sentences, max_input_len=max_input_len, overlong=overlong, where=where, warn=False
+        )
         return sum(x.over is not None for x in inputs)
 
     @staticmethod
@@ -311,12 +392,22 @@ class Translator:
         their count."""
         for name, x in cut[:_CUT_WARNINGS]:
             length, unit = x.over
-            log.warning("%s has %s%s %s: cut to its first %d tokens (the limit: %s).", name,
-                        "at least " if unit == "characters" else "", f"{length:,}", unit,
-                        len(x.tokens), limit.why)
+            log.warning(
+                "%s has %s%s %s: cut to its first %d tokens (the limit: %s).",
+                name,
+                "at least " if unit == "characters" else "",
+                f"{length:,}",
+                unit,
+                len(x.tokens),
+                limit.why,
+            )
         if len(cut) > _CUT_WARNINGS:
-            log.warning("%d more sentence(s) cut to %d tokens (%d in all).",
-                        len(cut) - _CUT_WARNINGS, limit.tokens or 0, len(cut))
+            log.warning(
+                "%d more sentence(s) cut to %d tokens (%d in all).",
+                len(cut) - _CUT_WARNINGS,
+                limit.tokens or 0,
+                len(cut),
+            )
 
     def padded_len(self, n: int) -> int:
         """The padded source width S of a batch whose longest row has n positions: as training
@@ -336,15 +427,17 @@ class Translator:
         """Batches [(indices, rows, padded_len, max_len)] of the non-empty inputs, by length."""
         todo = [i for i, x in enumerate(inputs) if len(x.ids) > 1]
         plan = []
-        for idx, rows in length_batches([len(inputs[i].ids) for i in todo],
-                                  batch_size or self.config.eval.batch_size):
+        for idx, rows in length_batches(
+            [len(inputs[i].ids) for i in todo], batch_size or self.config.eval.batch_size
+        ):
             idx = [todo[i] for i in idx]
             padded_len = self.padded_len(len(inputs[idx[-1]].ids))
             plan.append((idx, rows, padded_len, self.decode_len(padded_len, max_len)))
         return plan
 
-    def decode_ids(self, src, src_len, *, max_len: int, options: DecodeOptions, rng=None,
-                   variables=None) -> search.SearchResult:
+    def decode_ids(
+        self, src, src_len, *, max_len: int, options: DecodeOptions, rng=None, variables=None
+    ) -> search.SearchResult:
         """THE search call: `search.decode` of padded source ids src [B, S], src_len [B] with
         `options` -> SearchResult [B, N, ...] (asynchronous). rng: the sampling key (None:
         options.seed's); variables: other parameters (the export traces with its own)."""
@@ -352,29 +445,55 @@ class Translator:
         if o.method == "sample" and rng is None:
             rng = jax.random.key(o.seed)
         return search.decode(
-            self.model, self.variables if variables is None else variables, src, src_len,
-            eos_id=self.tgt_vocab.eos_id, max_len=max_len, method=o.method,
-            beam_size=o.beam_size, n_best=o.n_best, beta=o.beta, bos_id=self.tgt_vocab.bos_id,
+            self.model,
+            self.variables if variables is None else variables,
+            src,
+            src_len,
+            eos_id=self.tgt_vocab.eos_id,
+            max_len=max_len,
+            method=o.method,
+            beam_size=o.beam_size,
+            n_best=o.n_best,
+            beta=o.beta,
+            bos_id=self.tgt_vocab.bos_id,
             alpha=self.config.eval.length_penalty if o.alpha is None else o.alpha,
-            rng=rng if o.method == "sample" else None, temperature=o.temperature, top_k=o.top_k,
-            top_p=o.top_p)
+            rng=rng if o.method == "sample" else None,
+            temperature=o.temperature,
+            top_k=o.top_k,
+            top_p=o.top_p,
+        )
 
-    def _search(self, inputs, idx, rows, padded_len, max_len, options: DecodeOptions,
-                offset: int = 0):
+    def _search(
+        self, inputs, idx, rows, padded_len, max_len, options: DecodeOptions, offset: int = 0
+    ):
         """Starts decoding one batch (asynchronously); rows past len(idx) repeat the last.
         Sampling: sentence i's key folds in its input position, offset + i."""
         order = [idx[min(r, len(idx) - 1)] for r in range(rows)]
         src, src_len = pad([inputs[i].ids for i in order], padded_len, self.src_vocab.pad_id)
-        rng = (jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(options.seed),
-               jnp.asarray(order) + offset) if options.method == "sample" else None)
+        rng = (
+            jax.vmap(jax.random.fold_in, (None, 0))(
+                jax.random.key(options.seed), jnp.asarray(order) + offset
+            )
+            if options.method == "sample"
+            else None
+        )
         return self.decode_ids(src, src_len, max_len=max_len, options=options, rng=rng)
 
-    def translate(self, sentences: Sequence[str], options: DecodeOptions | None = None, *,
-                  max_len: int | None = None, batch_size: int | None = None,
-                  replace_unk: bool = False, unk_dictionary: str | None = None,
-                  max_input_len: int | None = None, overlong: str | None = None,
-                  where: Callable[[int], str] | None = None, index_offset: int = 0,
-                  **decoding) -> list[Translation]:
+    def translate(
+        self,
+        sentences: Sequence[str],
+        options: DecodeOptions | None = None,
+        *,
+        max_len: int | None = None,
+        batch_size: int | None = None,
+        replace_unk: bool = False,
+        unk_dictionary: str | None = None,
+        max_input_len: int | None = None,
+        overlong: str | None = None,
+        where: Callable[[int], str] | None = None,
+        index_offset: int = 0,
+        **decoding,
+    ) -> list[Translation]:
         """Translates raw sentences (normalized and tokenized as in training).
 
         options / decoding: a `DecodeOptions`, or its fields as keywords (beam_size=5, ...);
@@ -382,7 +501,8 @@ class Translator:
         (None: config.eval.max_decode_len, more for long input; at most `max_decode_steps`).
         n_best > 1: each Translation's `alternatives` hold the other hypotheses (samples:
         ranked by score). replace_unk: replace output <unk>s by the most attended source word,
-        looked up in the `unk_dictionary` file if given (see jaxattn.unk). Sentences with no
+        looked up in the `unk_dictionary` file if given (see jaxattn.inference.unk). Sentences with
+        no
         tokens give an empty translation without running the model. max_input_len, overlong:
         this call's input limit and what over-long sentences get (None: the Translator's; see
         the module doc); where: names sentence i in messages (default 'sentences[i]').
@@ -390,19 +510,32 @@ class Translator:
         (sampling draws by input position: the parts then sample as the whole would).
         """
         options = self.options(options, **decoding)
-        check_options(sentences=sentences, max_len=max_len, batch_size=batch_size,
-                      replace_unk=replace_unk, unk_dictionary=unk_dictionary, where=where)
+        check_options(
+            sentences=sentences,
+            max_len=max_len,
+            batch_size=batch_size,
+            replace_unk=replace_unk,
+            unk_dictionary=unk_dictionary,
+            where=where,
+        )
         if not is_int(index_offset) or index_offset < 0:
             raise UsageError(f"index_offset must be an integer >= 0, got {index_offset!r}.")
         self.check_limits(max_len, max_input_len, overlong)
         dictionary = self._unk_dictionary(replace_unk, unk_dictionary)
-        inputs = self._inputs(sentences, max_input_len=max_input_len, overlong=overlong,
-                              where=where)
+        inputs = self._inputs(
+            sentences, max_input_len=max_input_len, overlong=overlong, where=where
+        )
         return self._translate(inputs, options, max_len, batch_size, dictionary, index_offset)
 
-    def _translate(self, inputs: list[_Input], options: DecodeOptions, max_len: int | None,
-                   batch_size: int | None, dictionary: dict | None,
-                   offset: int = 0) -> list[Translation]:
+    def _translate(
+        self,
+        inputs: list[_Input],
+        options: DecodeOptions,
+        max_len: int | None,
+        batch_size: int | None,
+        dictionary: dict | None,
+        offset: int = 0,
+    ) -> list[Translation]:
         """Decodes prepared inputs, batched by length, several batches in flight."""
         out: list[Translation | None] = [None] * len(inputs)
         pending = collections.deque()  # batches in flight: decoded while the host reads others
@@ -414,8 +547,15 @@ class Translator:
             self._collect(inputs, *pending.popleft(), out, options, dictionary)
         for i, x in enumerate(inputs):
             if out[i] is None:  # nothing to translate
-                out[i] = Translation("", [], x.tokens, np.zeros((0, 1), np.float32), 0.0,
-                                     unknown=x.unknown, truncated=x.truncated)
+                out[i] = Translation(
+                    "",
+                    [],
+                    x.tokens,
+                    np.zeros((0, 1), np.float32),
+                    0.0,
+                    unknown=x.unknown,
+                    truncated=x.truncated,
+                )
         return out
 
     def _unk_dictionary(self, replace_unk: bool, path: str | None) -> dict | None:
@@ -425,23 +565,39 @@ class Translator:
         if not replace_unk:
             return None
         if self.tgt_vocab.unk_id is None:
-            raise UsageError("replace_unk: this run's target vocabulary has no <unk> (the "
-                             "tutorial id layout, tutorial_ids=True), so the model never "
-                             "outputs an unknown word: there is nothing to replace.")
+            raise UsageError(
+                "replace_unk: this run's target vocabulary has no <unk> (the "
+                "tutorial id layout, tutorial_ids=True), so the model never "
+                "outputs an unknown word: there is nothing to replace."
+            )
         return unk_lib.read_dictionary(path) if path is not None else {}
 
-    def _collect(self, inputs, idx, result: search.SearchResult, out, options: DecodeOptions,
-                 dictionary: dict | None) -> None:
+    def _collect(
+        self,
+        inputs,
+        idx,
+        result: search.SearchResult,
+        out,
+        options: DecodeOptions,
+        dictionary: dict | None,
+    ) -> None:
         r = jax.tree.map(np.asarray, result)  # tokens [B, N, T], scores [B, N], ...
         for row, i in enumerate(idx):
-            ranks = (np.argsort(-r.scores[row], kind="stable") if options.method == "sample"
-                     else range(r.scores.shape[1]))
-            hyps = [self._translation(inputs[i], r, row, k, dictionary) for k in ranks
-                    if k == ranks[0] or r.scores[row, k] > -np.inf]  # no empty beam slots
+            ranks = (
+                np.argsort(-r.scores[row], kind="stable")
+                if options.method == "sample"
+                else range(r.scores.shape[1])
+            )
+            hyps = [
+                self._translation(inputs[i], r, row, k, dictionary)
+                for k in ranks
+                if k == ranks[0] or r.scores[row, k] > -np.inf
+            ]  # no empty beam slots
             out[i] = dataclasses.replace(hyps[0], alternatives=hyps[1:])
 
-    def _translation(self, x: _Input, r: search.SearchResult, row: int, k: int,
-                     dictionary: dict | None) -> Translation:
+    def _translation(
+        self, x: _Input, r: search.SearchResult, row: int, k: int, dictionary: dict | None
+    ) -> Translation:
         length = int(r.lengths[row, k])
         ids = r.tokens[row, k, :length].tolist()
         finished = bool(r.finished[row, k])
@@ -449,49 +605,94 @@ class Translator:
         words = [self.tgt_vocab.tokens[i] for i in ids]
         weights = r.weights[row, k, :length, : len(x.ids)]
         if dictionary is not None:
-            words = unk_lib.replace_unknown(words, x.tokens, weights,
-                                            self.tgt_vocab.tokens[self.tgt_vocab.unk_id],
-                                            dictionary)
+            words = unk_lib.replace_unknown(
+                words, x.tokens, weights, self.tgt_vocab.tokens[self.tgt_vocab.unk_id], dictionary
+            )
         special = {self.tgt_vocab.pad_id, self.tgt_vocab.bos_id}
-        text = self.tgt_tokenizer.detokenize([w for i, w in zip(ids, words, strict=True)
-                                              if i not in special])
-        return Translation(text, words, x.tokens, weights, float(r.scores[row, k]), finished,
-                           x.unknown, x.truncated, float(r.log_probs[row, k]))
+        text = self.tgt_tokenizer.detokenize(
+            [w for i, w in zip(ids, words, strict=True) if i not in special]
+        )
+        return Translation(
+            text,
+            words,
+            x.tokens,
+            weights,
+            float(r.scores[row, k]),
+            finished,
+            x.unknown,
+            x.truncated,
+            float(r.log_probs[row, k]),
+        )
 
     def _warn_inputs(self, sentences: Sequence[str], inputs: list[_Input]) -> None:
-        void = sum(bool(s.strip()) and len(x.ids) == 1 for s, x in zip(sentences, inputs,
-                                                                      strict=True))
+        void = sum(
+            bool(s.strip()) and len(x.ids) == 1 for s, x in zip(sentences, inputs, strict=True)
+        )
         if void:
-            log.warning("%d sentence(s) have no token the model knows (after normalization): "
-                        "empty translations.", void)
+            log.warning(
+                "%d sentence(s) have no token the model knows (after normalization): "
+                "empty translations.",
+                void,
+            )
         unknown = [w for x in inputs for w in x.unknown]
         if unknown:
             shown = ", ".join(repr(w) for w in dict.fromkeys(unknown).keys() if w)
             shown = shown if len(shown) < 300 else shown[:300] + "..."
-            how = ("dropped: this run's vocabulary (tutorial_ids) has no UNK"
-                   if self.src_vocab.unk_id is None else "read as <unk>")
-            log.warning("%d unknown word(s) in %d sentence(s), %s: %s", len(unknown),
-                        sum(bool(x.unknown) for x in inputs), how, shown)
+            how = (
+                "dropped: this run's vocabulary (tutorial_ids) has no UNK"
+                if self.src_vocab.unk_id is None
+                else "read as <unk>"
+            )
+            log.warning(
+                "%d unknown word(s) in %d sentence(s), %s: %s",
+                len(unknown),
+                sum(bool(x.unknown) for x in inputs),
+                how,
+                shown,
+            )
         cut = sum(x.truncated and not x.over for x in inputs)
         if cut:
-            log.warning("%d sentence(s) cut to %d tokens: location attention scores at most "
-                        "%d source positions (EOS included).", cut, self.max_src_positions - 1,
-                        self.max_src_positions)
+            log.warning(
+                "%d sentence(s) cut to %d tokens: location attention scores at most "
+                "%d source positions (EOS included).",
+                cut,
+                self.max_src_positions - 1,
+                self.max_src_positions,
+            )
 
-    def warmup(self, sentences: Sequence[str], options: DecodeOptions | None = None, *,
-               max_len: int | None = None, batch_size: int | None = None,
-               max_input_len: int | None = None, overlong: str | None = None,
-               where: Callable[[int], str] | None = None, **decoding) -> None:
+    def warmup(
+        self,
+        sentences: Sequence[str],
+        options: DecodeOptions | None = None,
+        *,
+        max_len: int | None = None,
+        batch_size: int | None = None,
+        max_input_len: int | None = None,
+        overlong: str | None = None,
+        where: Callable[[int], str] | None = None,
+        **decoding,
+    ) -> None:
         """Compiles every batch shape that `translate` will use on `sentences` (one batch each);
         the same input checks as `translate`, without its warnings."""
         check_options(sentences=sentences, max_len=max_len, batch_size=batch_size, where=where)
         self.check_limits(max_len, max_input_len, overlong)
         options = self.options(options, **decoding)
-        self._warmup(self._inputs(sentences, max_input_len=max_input_len, overlong=overlong,
-                                  where=where, warn=False), options, max_len, batch_size)
+        self._warmup(
+            self._inputs(
+                sentences, max_input_len=max_input_len, overlong=overlong, where=where, warn=False
+            ),
+            options,
+            max_len,
+            batch_size,
+        )
 
-    def _warmup(self, inputs: list[_Input], options: DecodeOptions, max_len: int | None,
-                batch_size: int | None) -> None:
+    def _warmup(
+        self,
+        inputs: list[_Input],
+        options: DecodeOptions,
+        max_len: int | None,
+        batch_size: int | None,
+    ) -> None:
         seen = {}
         for idx, rows, padded_len, steps in self._plan(inputs, batch_size, max_len):
             seen.setdefault((rows, padded_len, steps), idx)
@@ -511,12 +712,22 @@ class Translator:
         return *attention_labels(t), t.weights
 
     # ------------------------------------------------------------------ scores
-    def evaluate(self, sources: Sequence[str], references: Sequence[str],
-                 options: DecodeOptions | None = None, *, max_len: int | None = None,
-                 batch_size: int | None = None, warmup: bool = True, replace_unk: bool = False,
-                 unk_dictionary: str | None = None, max_input_len: int | None = None,
-                 overlong: str | None = None, where: Callable[[int], str] | None = None,
-                 **decoding) -> dict:
+    def evaluate(
+        self,
+        sources: Sequence[str],
+        references: Sequence[str],
+        options: DecodeOptions | None = None,
+        *,
+        max_len: int | None = None,
+        batch_size: int | None = None,
+        warmup: bool = True,
+        replace_unk: bool = False,
+        unk_dictionary: str | None = None,
+        max_input_len: int | None = None,
+        overlong: str | None = None,
+        where: Callable[[int], str] | None = None,
+        **decoding,
+    ) -> dict:
         """Translates `sources` (options as `translate`) and scores the best translations
         against `references` with sacreBLEU.
 
@@ -529,12 +740,18 @@ class Translator:
         """
         options = self.options(options, **decoding)
         self._check_pairs("references", sources, references)
-        check_options(max_len=max_len, batch_size=batch_size, replace_unk=replace_unk,
-                      unk_dictionary=unk_dictionary, where=where)
+        check_options(
+            max_len=max_len,
+            batch_size=batch_size,
+            replace_unk=replace_unk,
+            unk_dictionary=unk_dictionary,
+            where=where,
+        )
         self.check_limits(max_len, max_input_len, overlong)
         dictionary = self._unk_dictionary(replace_unk, unk_dictionary)
-        inputs = self._inputs(sources, max_input_len=max_input_len, overlong=overlong,
-                              where=where, name="sources")
+        inputs = self._inputs(
+            sources, max_input_len=max_input_len, overlong=overlong, where=where, name="sources"
+        )
         if warmup:
             self._warmup(inputs, options, max_len, batch_size)
         t0 = time.perf_counter()
@@ -544,14 +761,19 @@ class Translator:
         refs = [self.tgt_tokenizer.preprocess(r) for r in references]
         result = metrics_lib.corpus_scores(hyps, refs)
         result.update(
-            step=self.step, **dataclasses.asdict(options), sentences=len(out),
+            step=self.step,
+            **dataclasses.asdict(options),
+            sentences=len(out),
             empty_inputs=sum(not t.input_tokens for t in out),
             with_unknown_words=sum(bool(t.unknown) for t in out),
             truncated_inputs=sum(t.truncated for t in out),
             max_input_len=self.input_limit(max_input_len).tokens,
-            unfinished=sum(not t.finished for t in out), replace_unk=replace_unk,
-            seconds=seconds, sentences_per_sec=len(out) / max(seconds, 1e-9),
-            includes_compilation=not warmup, hypotheses=hyps,
+            unfinished=sum(not t.finished for t in out),
+            replace_unk=replace_unk,
+            seconds=seconds,
+            sentences_per_sec=len(out) / max(seconds, 1e-9),
+            includes_compilation=not warmup,
+            hypotheses=hyps,
         )
         if len(self.members) > 1:
             result["ensemble"] = [dict(workdir=w, step=s) for w, s in self.members]
@@ -560,16 +782,26 @@ class Translator:
     def _check_pairs(self, name: str, sources: Sequence[str], targets: Sequence[str]) -> None:
         check_options(sources=sources, **{name: targets})
         if len(sources) != len(targets):
-            raise InferenceError(f"{len(sources)} sources but {len(targets)} {name}: "
-                                 "they must align, one sentence a line.")
+            raise InferenceError(
+                f"{len(sources)} sources but {len(targets)} {name}: "
+                "they must align, one sentence a line."
+            )
         if not sources:
-            raise InferenceError(f"Nothing to {'evaluate' if name == 'references' else 'score'}"
-                                 ": no sentence pairs.")
+            raise InferenceError(
+                f"Nothing to {'evaluate' if name == 'references' else 'score'}: no sentence pairs."
+            )
 
-    def score(self, sources: Sequence[str], targets: Sequence[str], *,
-              batch_size: int | None = None, max_input_len: int | None = None,
-              overlong: str | None = None, where: Callable[[int], str] | None = None,
-              target_where: Callable[[int], str] | None = None) -> list[Score]:
+    def score(
+        self,
+        sources: Sequence[str],
+        targets: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        max_input_len: int | None = None,
+        overlong: str | None = None,
+        where: Callable[[int], str] | None = None,
+        target_where: Callable[[int], str] | None = None,
+    ) -> list[Score]:
         """Forced decoding: the model's log-probability of each target given its source
         (`search.force_decode`, batched by length like `translate`), per sentence and per
         token (the target's tokens, then EOS). Targets are tokenized as in training; unknown
@@ -581,14 +813,19 @@ class Translator:
         check_options(batch_size=batch_size, where=where, target_where=target_where)
         self.check_limits(None, max_input_len, overlong)
         target_limit = self.input_limit(max_input_len, side="target")
-        inputs = self._inputs(sources, max_input_len=max_input_len, overlong=overlong,
-                              where=where, name="sources")
-        where_target = target_where or ((lambda i: f"the target of {where(i)}") if where
-                                        else _names("targets"))
+        inputs = self._inputs(
+            sources, max_input_len=max_input_len, overlong=overlong, where=where, name="sources"
+        )
+        where_target = target_where or (
+            (lambda i: f"the target of {where(i)}") if where else _names("targets")
+        )
         tokens, cut = [], []
         for i, t in enumerate(targets):
-            tokens.append(self._target_tokens(t, target_limit, overlong or self.overlong,
-                                              lambda i=i: where_target(i)))
+            tokens.append(
+                self._target_tokens(
+                    t, target_limit, overlong or self.overlong, lambda i=i: where_target(i)
+                )
+            )
             if tokens[-1].over:
                 cut.append((where_target(i), tokens[-1]))
         self._warn_cut(cut, target_limit)
@@ -596,25 +833,43 @@ class Translator:
         tgt_ids = [encode_tokens(self.tgt_vocab, t) for t in tokens]
         eos = self.tgt_vocab.tokens[self.tgt_vocab.eos_id]
         out: list[Score | None] = [None] * len(sources)
-        for idx, rows in length_batches([len(x.ids) for x in inputs],
-                                  batch_size or self.config.eval.batch_size):
+        for idx, rows in length_batches(
+            [len(x.ids) for x in inputs], batch_size or self.config.eval.batch_size
+        ):
             chosen = [idx[min(r, len(idx) - 1)] for r in range(rows)]
-            src, src_len = pad([inputs[i].ids for i in chosen],
-                               self.padded_len(max(len(inputs[i].ids) for i in idx)),
-                               self.src_vocab.pad_id)  # [B, S], [B]
-            tgt, tgt_len = pad([tgt_ids[i] for i in chosen],
-                               round_up(max(len(tgt_ids[i]) for i in idx), 8),
-                               self.tgt_vocab.pad_id)  # [B, T], [B]
-            f = jax.tree.map(np.asarray, search.force_decode(
-                self.model, self.variables, src, src_len, tgt, tgt_len,
-                bos_id=self.tgt_vocab.bos_id))
+            src, src_len = pad(
+                [inputs[i].ids for i in chosen],
+                self.padded_len(max(len(inputs[i].ids) for i in idx)),
+                self.src_vocab.pad_id,
+            )  # [B, S], [B]
+            tgt, tgt_len = pad(
+                [tgt_ids[i] for i in chosen],
+                round_up(max(len(tgt_ids[i]) for i in idx), 8),
+                self.tgt_vocab.pad_id,
+            )  # [B, T], [B]
+            f = jax.tree.map(
+                np.asarray,
+                search.force_decode(
+                    self.model,
+                    self.variables,
+                    src,
+                    src_len,
+                    tgt,
+                    tgt_len,
+                    bos_id=self.tgt_vocab.bos_id,
+                ),
+            )
             for row, i in enumerate(idx):
-                out[i] = Score(float(f.log_probs[row]), tokens[i] + [eos],
-                               f.token_log_probs[row, : len(tgt_ids[i])].tolist())
+                out[i] = Score(
+                    float(f.log_probs[row]),
+                    tokens[i] + [eos],
+                    f.token_log_probs[row, : len(tgt_ids[i])].tolist(),
+                )
         return out
 
-    def _target_tokens(self, target: str, limit: InputLimit, overlong: str,
-                       name: Callable[[], str]) -> _Input:
+    def _target_tokens(
+        self, target: str, limit: InputLimit, overlong: str, name: Callable[[], str]
+    ) -> _Input:
         """A target's tokens (an _Input without ids), held to `limit` as `_prepare` holds
         sources."""
         over = None
@@ -632,12 +887,15 @@ class Translator:
             if unknown:
                 raise InferenceError(
                     f"Cannot score {target!r:.200}: {', '.join(map(repr, unknown[:5]))} not in "
-                    "the target vocabulary, which (tutorial id layout) has no <unk>.")
+                    "the target vocabulary, which (tutorial id layout) has no <unk>."
+                )
         return _Input(tokens, [], [], over is not None, over)
 
 
 def format_scores(result: dict) -> str:
     """sacreBLEU's lines: 'BLEU|<signature> = 24.55 ...' and 'chrF2|<signature> = 31.35'."""
     detail = result["bleu_detail"].split(" = ", 1)[-1]
-    return (f"BLEU|{result['bleu_signature']} = {detail}\n"
-            f"chrF2|{result['chrf_signature']} = {result['chrf']:.2f}")
+    return (
+        f"BLEU|{result['bleu_signature']} = {detail}\n"
+        f"chrF2|{result['chrf_signature']} = {result['chrf']:.2f}"
+    )

@@ -24,12 +24,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxattn import attention as attention_lib
 from jaxattn.checks import attention_sizes
 from jaxattn.config import default_model_config  # noqa: F401 - models.default_model_config
-from jaxattn.decoders import DECODERS, DecoderState, Memory
-from jaxattn.encoders import Encoder
-from jaxattn.rnn import valid_mask
+from jaxattn.model import attention as attention_lib
+from jaxattn.model.decoders import DECODERS, DecoderState, Memory
+from jaxattn.model.encoders import Encoder
+from jaxattn.model.rnn import valid_mask
 from jaxattn.search.core import check_ids, vocab_sizes
 
 
@@ -151,8 +151,9 @@ class Seq2Seq(nn.Module):
             teacher_forcing = jnp.zeros(targets.shape, bool)
         elif not static or teacher_forcing_ratio < 1.0:
             if rng is None:
-                raise ValueError("teacher_forcing_ratio < 1 (or an array) draws coins: pass "
-                                 "rng=<PRNG key>.")
+                raise ValueError(
+                    "teacher_forcing_ratio < 1 (or an array) draws coins: pass rng=<PRNG key>."
+                )
             teacher_forcing = jax.random.bernoulli(rng, teacher_forcing_ratio, targets.shape)
         logits, weights, _ = self.decoder(
             memory, targets, bos_id=self.bos_id, teacher_forcing=teacher_forcing, train=train
@@ -184,8 +185,9 @@ def _attention_from_config(c, query_dim: int, key_dim: int) -> nn.Module:
     return attention_lib.make_attention(name, dtype=compute_dtype(c), **kwargs)
 
 
-def build_model(c: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_size: int,
-                bos_id: int) -> Seq2Seq:
+def build_model(
+    c: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_size: int, bos_id: int
+) -> Seq2Seq:
     """Builds a Seq2Seq from a model config.
 
     Args:
@@ -202,13 +204,17 @@ def build_model(c: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_siz
     """
     dtype = compute_dtype(c)
     shared = dict(embed_dim=c.embed_dim, hidden=c.hidden, cell=c.cell, unroll=c.unroll, dtype=dtype)
-    encoder = Encoder(vocab_size=src_vocab_size, num_layers=c.encoder_layers,
-                      bidirectional=c.bidirectional, dropout=c.dropout,
-                      rnn_dropout=c.rnn_dropout, **shared)
+    encoder = Encoder(
+        vocab_size=src_vocab_size,
+        num_layers=c.encoder_layers,
+        bidirectional=c.bidirectional,
+        dropout=c.dropout,
+        rnn_dropout=c.rnn_dropout,
+        **shared,
+    )
     if c.decoder not in DECODERS:
         raise ValueError(f"Unknown decoder {c.decoder!r}; choose one of {sorted(DECODERS)}.")
-    common = dict(vocab_size=tgt_vocab_size, num_layers=c.decoder_layers, bridge=c.bridge,
-                  **shared)
+    common = dict(vocab_size=tgt_vocab_size, num_layers=c.decoder_layers, bridge=c.bridge, **shared)
     key_dim = encoder.output_dim
     if c.decoder == "plain":
         decoder = DECODERS["plain"](**common)

@@ -17,7 +17,8 @@ def _warmup_cosine(lr: float, warmup: int, total: int):
         raise TrainingError(
             f"train.warmup_steps ({warmup}) must be smaller than the run's {total} training "
             "steps for lr_schedule='warmup_cosine'; lower --config.train.warmup_steps or train "
-            "longer.")
+            "longer."
+        )
     return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total, 2))
 
 
@@ -47,8 +48,9 @@ OPTIMIZERS = {
 def make_schedule(tc: ml_collections.ConfigDict, total_steps: int):
     """The learning-rate schedule `tc.lr_schedule` names (see `LR_SCHEDULES`)."""
     if tc.lr_schedule not in LR_SCHEDULES:
-        raise TrainingError(f"Unknown lr_schedule {tc.lr_schedule!r}; choose one of "
-                            f"{sorted(LR_SCHEDULES)}.")
+        raise TrainingError(
+            f"Unknown lr_schedule {tc.lr_schedule!r}; choose one of {sorted(LR_SCHEDULES)}."
+        )
     return LR_SCHEDULES[tc.lr_schedule](tc.learning_rate, tc.warmup_steps, total_steps)
 
 
@@ -56,8 +58,9 @@ def make_optimizer(tc: ml_collections.ConfigDict, total_steps: int):
     """The optimizer `tc.optimizer` names (see `OPTIMIZERS`) on `make_schedule`'s schedule,
     after global-norm clipping when tc.grad_clip > 0."""
     if tc.optimizer not in OPTIMIZERS:
-        raise TrainingError(f"Unknown optimizer {tc.optimizer!r}; choose one of "
-                            f"{sorted(OPTIMIZERS)}.")
+        raise TrainingError(
+            f"Unknown optimizer {tc.optimizer!r}; choose one of {sorted(OPTIMIZERS)}."
+        )
     opt = OPTIMIZERS[tc.optimizer](tc, make_schedule(tc, total_steps))
     if tc.grad_clip > 0:
         opt = optax.chain(optax.clip_by_global_norm(tc.grad_clip), opt)
@@ -104,8 +107,10 @@ def teacher_forcing_schedule(tc: ml_collections.ConfigDict):
     `tc.teacher_forcing_ratio` for 'constant' (configs of older versions have no schedule)."""
     name = tc.get("teacher_forcing_schedule", "constant")
     if name not in TEACHER_FORCING_SCHEDULES:
-        raise TrainingError(f"Unknown teacher_forcing_schedule {name!r}; choose one of "
-                            f"{sorted(TEACHER_FORCING_SCHEDULES)}.")
+        raise TrainingError(
+            f"Unknown teacher_forcing_schedule {name!r}; choose one of "
+            f"{sorted(TEACHER_FORCING_SCHEDULES)}."
+        )
     decay = TEACHER_FORCING_SCHEDULES[name](tc)
     start = float(tc.teacher_forcing_ratio)
     if decay is None:

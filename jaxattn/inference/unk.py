@@ -14,11 +14,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jaxattn.translation import InferenceError
+from jaxattn.inference.translation import InferenceError
 
 
-def replace_unknown(tokens: Sequence[str], src_tokens: Sequence[str], weights: np.ndarray,
-                    unk: str, dictionary: Mapping[str, str] | None = None) -> list[str]:
+def replace_unknown(
+    tokens: Sequence[str],
+    src_tokens: Sequence[str],
+    weights: np.ndarray,
+    unk: str,
+    dictionary: Mapping[str, str] | None = None,
+) -> list[str]:
     """`tokens` with each `unk` replaced by the most attended source token (looked up in
     `dictionary` when it has the token).
 
@@ -35,8 +40,10 @@ def replace_unknown(tokens: Sequence[str], src_tokens: Sequence[str], weights: n
     if unk not in tokens or not src_tokens:
         return list(tokens)
     if weights.ndim != 2 or weights.shape[0] < len(tokens) or weights.shape[1] < len(src_tokens):
-        raise ValueError(f"weights must be shaped [>= {len(tokens)}, >= {len(src_tokens)}], got "
-                         f"{list(weights.shape)}.")
+        raise ValueError(
+            f"weights must be shaped [>= {len(tokens)}, >= {len(src_tokens)}], got "
+            f"{list(weights.shape)}."
+        )
     dictionary = dictionary or {}
     out = list(tokens)
     for j, token in enumerate(tokens):
@@ -53,14 +60,16 @@ def read_dictionary(path: str) -> dict[str, str]:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise InferenceError(f"Cannot read the unknown-word dictionary {path}: "
-                             f"{e.strerror or e}.") from None
+        raise InferenceError(
+            f"Cannot read the unknown-word dictionary {path}: {e.strerror or e}."
+        ) from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise InferenceError(f"The unknown-word dictionary {path} is not valid UTF-8 (line "
-                             f"{line}).") from None
+        raise InferenceError(
+            f"The unknown-word dictionary {path} is not valid UTF-8 (line {line})."
+        ) from None
     out: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -69,9 +78,11 @@ def read_dictionary(path: str) -> dict[str, str]:
         if not tab or not source.strip() or not target.strip() or "\t" in target:
             raise InferenceError(
                 f"{path}, line {n}: {line[:80]!r} is not 'source<TAB>target' (two non-empty "
-                "columns separated by one tab).")
+                "columns separated by one tab)."
+            )
         out.setdefault(source.strip(), target.strip())
     if not out:
-        raise InferenceError(f"The unknown-word dictionary {path} has no entries "
-                             "('source<TAB>target' lines).")
+        raise InferenceError(
+            f"The unknown-word dictionary {path} has no entries ('source<TAB>target' lines)."
+        )
     return out

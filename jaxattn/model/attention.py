@@ -37,9 +37,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from jaxattn.local_attention import LocalAttention
-from jaxattn.pooling import KERNEL_ALIASES, KERNELS, AttentionPooling, KernelAttention, kernel_name
-from jaxattn.scoring import (
+from jaxattn.model.attention_core import (
     AdditiveAttention,
     Attention,
     DotAttention,
@@ -47,6 +45,14 @@ from jaxattn.scoring import (
     LocationAttention,
     ScaledDotAttention,
     masked_softmax,
+)
+from jaxattn.model.local_attention import LocalAttention
+from jaxattn.model.pooling import (
+    KERNEL_ALIASES,
+    KERNELS,
+    AttentionPooling,
+    KernelAttention,
+    kernel_name,
 )
 
 __all__ = [

@@ -30,13 +30,14 @@ from tqdm import tqdm
 from jaxattn import config as config_lib
 from jaxattn import data as data_lib
 from jaxattn import metrics as metrics_lib
-from jaxattn import plots, search
-from jaxattn import workdir as workdir_lib
-from jaxattn.checkpoints import CONFIG_FILE, Checkpointer, check_resumable, checkpoint_dir
+from jaxattn import search
 from jaxattn.errors import CheckpointError, ConfigError, TrainingError, first_line
-from jaxattn.losses import loss_mask, token_losses  # noqa: F401 - train.token_losses
-from jaxattn.models import build_model
-from jaxattn.optim import (  # noqa: F401 - train.make_optimizer
+from jaxattn.model.seq2seq import build_model
+from jaxattn.rundir import files as workdir_lib
+from jaxattn.rundir.checkpointer import CONFIG_FILE, Checkpointer, check_resumable, checkpoint_dir
+from jaxattn.tools import plots
+from jaxattn.training.losses import loss_mask, token_losses  # noqa: F401 - train.token_losses
+from jaxattn.training.optim import (  # noqa: F401 - train.make_optimizer
     make_optimizer,
     make_schedule,
     teacher_forcing_schedule,
@@ -70,8 +71,13 @@ def train_step(state: TrainState, batch, base_key, *, model, tc):
 
     def loss_fn(params):
         logits, _ = model.apply(
-            {"params": params}, batch["src"], batch["src_len"], batch["tgt"],
-            teacher_forcing_ratio=ratio, rng=tf_key, train=True,
+            {"params": params},
+            batch["src"],
+            batch["src_len"],
+            batch["tgt"],
+            teacher_forcing_ratio=ratio,
+            rng=tf_key,
+            train=True,
             rngs={"dropout": dropout_key},
         )
         losses = token_losses(logits, batch["tgt"], tc.label_smoothing) * mask
@@ -79,8 +85,11 @@ def train_step(state: TrainState, batch, base_key, *, model, tc):
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     state = state.apply_gradients(grads=grads)
-    return state, {"loss": loss, "grad_norm": optax.global_norm(grads),
-                   "tokens": batch["tgt_len"].sum()}
+    return state, {
+        "loss": loss,
+        "grad_norm": optax.global_norm(grads),
+        "tokens": batch["tgt_len"].sum(),
+    }
 
 
 def eval_step(params, batch, *, model, loss_over_padding: bool):
@@ -99,8 +108,9 @@ def make_mesh() -> Mesh:
 
 def to_global(batch: dict, sharding: NamedSharding) -> dict:
     """Per-host numpy batch -> global jax arrays laid out by `sharding`."""
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in batch.items()}
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
+    }
 
 
 def pad_batch(batch: dict, size: int) -> dict:
@@ -108,8 +118,10 @@ def pad_batch(batch: dict, size: int) -> dict:
     n = len(batch["src_len"])
     if n == size:
         return batch
-    return {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)])
-            for k, v in batch.items()}
+    return {
+        k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)])
+        for k, v in batch.items()
+    }
 
 
 # ---------------------------------------------------------------------------------- loop
@@ -141,16 +153,25 @@ def greedy_texts(model, params, batches, data, *, max_len: int) -> list[str]:
     decoded through the one decoding path, `search.decode`."""
     texts = []
     for b in batches:
-        r = search.decode(model, {"params": params}, b["src"], b["src_len"],
-                          eos_id=data.tgt_vocab.eos_id, max_len=max_len).top()
+        r = search.decode(
+            model,
+            {"params": params},
+            b["src"],
+            b["src_len"],
+            eos_id=data.tgt_vocab.eos_id,
+            max_len=max_len,
+        ).top()
         tokens, lengths = np.asarray(r.tokens), np.asarray(r.lengths)  # [B, T], [B]
-        texts += [data.decode_target(tokens[i, : lengths[i]])
-                  for i in np.flatnonzero(np.asarray(b["src_len"]))]
+        texts += [
+            data.decode_target(tokens[i, : lengths[i]])
+            for i in np.flatnonzero(np.asarray(b["src_len"]))
+        ]
     return texts
 
 
-def validate(model, params, data, split, *, config, p_eval_step, replicated,
-             with_bleu: bool = True) -> dict:
+def validate(
+    model, params, data, split, *, config, p_eval_step, replicated, with_bleu: bool = True
+) -> dict:
     """Training-time validation on a split: teacher-forced loss/perplexity, and sacreBLEU/chrF
     of greedy translations (the ones `Translator` and scripts/evaluate.py produce)."""
     ec = config.eval
@@ -200,8 +221,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str):
         raise
     ckpt.close()
     if is_main:
-        plots.training_curves(metrics_lib.read_metrics(workdir),
-                              os.path.join(workdir, "curves.png"))
+        plots.training_curves(
+            metrics_lib.read_metrics(workdir), os.path.join(workdir, "curves.png")
+        )
     return result
 
 
@@ -223,38 +245,53 @@ def _prepare(config, workdir: str) -> dict:
         raise ConfigError(
             f"config.eval.split={config.eval.split!r}: the corpus has no such split or it is "
             f"empty (it has {', '.join(data.splits)}); set --config.eval.split or "
-            "data.split_fractions.")
+            "data.split_fractions."
+        )
     data.check_batch_fits(tc.batch_size // jax.process_count(), jax.process_count())
     steps_per_epoch = max(data.num_examples("train") // tc.batch_size, 1)
     total_steps = tc.num_train_steps if tc.num_train_steps > 0 else tc.num_epochs * steps_per_epoch
-    model = build_model(config.model, len(data.src_vocab), len(data.tgt_vocab),
-                        bos_id=data.tgt_vocab.bos_id)
+    model = build_model(
+        config.model, len(data.src_vocab), len(data.tgt_vocab), bos_id=data.tgt_vocab.bos_id
+    )
     tx = make_optimizer(tc, total_steps)
     example = data.eval_batches("train", 2)[0]
-    abstract = jax.eval_shape(lambda: create_train_state(model, tx, jax.random.PRNGKey(0),
-                                                         example))
+    abstract = jax.eval_shape(lambda: create_train_state(model, tx, jax.random.PRNGKey(0), example))
     n_params = sum(x.size for x in jax.tree.leaves(abstract.params))
-    log.info("Model: %s parameters; %d steps (%d per epoch), global batch %d on %d devices.",
-             f"{n_params:,}", total_steps, steps_per_epoch, tc.batch_size, jax.device_count())
+    log.info(
+        "Model: %s parameters; %d steps (%d per epoch), global batch %d on %d devices.",
+        f"{n_params:,}",
+        total_steps,
+        steps_per_epoch,
+        tc.batch_size,
+        jax.device_count(),
+    )
     check_memory(abstract, data.largest_batch_shape(tc.batch_size), len(data.tgt_vocab))
-    return dict(steps=steps, data=data, model=model, tx=tx, example=example,
-                total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    return dict(
+        steps=steps,
+        data=data,
+        model=model,
+        tx=tx,
+        example=example,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+    )
 
 
 def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
     tc = config.train
     is_main = jax.process_index() == 0
     steps, data, model, total_steps = run["steps"], run["data"], run["model"], run["total_steps"]
-    vocab_files = [f for f in data_lib.VOCAB_FILES if not steps or
-                   os.path.exists(os.path.join(workdir, f))]
+    vocab_files = [
+        f for f in data_lib.VOCAB_FILES if not steps or os.path.exists(os.path.join(workdir, f))
+    ]
 
     mesh = make_mesh()
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P("data"))
     per_host = tc.batch_size // jax.process_count()
-    train_iter = data.train_iterator(per_host, seed=config.seed,
-                                     shard_index=jax.process_index(),
-                                     shard_count=jax.process_count())
+    train_iter = data.train_iterator(
+        per_host, seed=config.seed, shard_index=jax.process_index(), shard_count=jax.process_count()
+    )
     init_key, base_key = jax.random.split(jax.random.PRNGKey(config.seed))
     state = create_train_state(model, run["tx"], init_key, run["example"], sharding=replicated)
     restored, start_step = ckpt.restore_latest(state, train_iter)
@@ -284,32 +321,46 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
         nonlocal run_files_written
         try:
             if not run_files_written and is_main:
-                workdir_lib.write_json(os.path.join(workdir, CONFIG_FILE),
-                                       config_lib.to_json(config))
+                workdir_lib.write_json(
+                    os.path.join(workdir, CONFIG_FILE), config_lib.to_json(config)
+                )
                 if not steps:
                     data.save_vocabs(workdir)
             run_files_written = True
-            meta = {"config": config_lib.to_json(config),
-                    "vocab_sha256": workdir_lib.fingerprints(workdir, vocab_files)}
+            meta = {
+                "config": config_lib.to_json(config),
+                "vocab_sha256": workdir_lib.fingerprints(workdir, vocab_files),
+            }
             ckpt.save(step, state, train_iter, meta, metrics=metrics, force=force)
             ckpt.wait() if force else None
         except (OSError, ValueError, RuntimeError) as e:
-            last = [s for s in ckpt.all_steps() if s < step and os.path.isdir(
-                os.path.join(ckpt_dir, str(s)))][-1:] or ["none"]
+            last = [
+                s
+                for s in ckpt.all_steps()
+                if s < step and os.path.isdir(os.path.join(ckpt_dir, str(s)))
+            ][-1:] or ["none"]
             full = any(x in str(e) for x in ("No space left", "RESOURCE_EXHAUSTED"))
             raise CheckpointError(
                 f"Saving a checkpoint in {ckpt_dir} failed ("
-                + ("the disk is full" if full else first_line(e)) + "). Free disk space or fix "
+                + ("the disk is full" if full else first_line(e))
+                + "). Free disk space or fix "
                 f"the directory, then rerun to resume from the last complete checkpoint (step "
-                f"{last[0]}).") from None
+                f"{last[0]})."
+            ) from None
 
     last_valid: dict = {}
     pending: list = []  # device metrics since the last log
-    guard = DivergenceGuard(tc.divergence_factor, len(data.tgt_vocab),
-                            warmup=max(tc.divergence_warmup, tc.warmup_steps))
+    guard = DivergenceGuard(
+        tc.divergence_factor, len(data.tgt_vocab), warmup=max(tc.divergence_warmup, tc.warmup_steps)
+    )
     t_log = time.time()
-    bar = tqdm(total=total_steps, initial=start_step, disable=not (is_main and tc.progress_bar),
-               dynamic_ncols=True, desc="train")
+    bar = tqdm(
+        total=total_steps,
+        initial=start_step,
+        disable=not (is_main and tc.progress_bar),
+        dynamic_ncols=True,
+        desc="train",
+    )
     try:
         with _StopFlag() as stop:
             for step in range(start_step, total_steps):
@@ -327,31 +378,51 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
                     tokens = sum(int(h["tokens"]) for h in host) * jax.process_count()
                     tps = tokens / max(time.time() - t_log, 1e-9)
                     t_log = time.time()
-                    writer.write(done, "train", {
-                        "loss": loss, "grad_norm": float(np.mean([h["grad_norm"] for h in host])),
-                        "tokens_per_sec": tps, "learning_rate": float(schedule(done))})
+                    writer.write(
+                        done,
+                        "train",
+                        {
+                            "loss": loss,
+                            "grad_norm": float(np.mean([h["grad_norm"] for h in host])),
+                            "tokens_per_sec": tps,
+                            "learning_rate": float(schedule(done)),
+                        },
+                    )
                     bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}")
                 metrics = None
                 if run_eval:
                     try:
-                        metrics = validate(model, state.params, data, config.eval.split,
-                                           config=config, p_eval_step=p_eval_step,
-                                           replicated=replicated, with_bleu=config.eval.bleu)
+                        metrics = validate(
+                            model,
+                            state.params,
+                            data,
+                            config.eval.split,
+                            config=config,
+                            p_eval_step=p_eval_step,
+                            replicated=replicated,
+                            with_bleu=config.eval.bleu,
+                        )
                     except Exception as e:  # noqa: BLE001 - keep the work, then report
                         save(done, force=True)
                         raise TrainingError(
                             f"Validation at step {done} failed ({first_line(e)}); the checkpoint"
                             f" of step {done} is saved. Fix config.eval (e.g. a smaller "
-                            "--config.eval.batch_size) and rerun to resume.") from e
+                            "--config.eval.batch_size) and rerun to resume."
+                        ) from e
                     writer.write(done, "valid", metrics)
                     last_valid = metrics
-                    bar.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}"
-                                                          for k, v in metrics.items()))
+                    bar.write(
+                        f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                    )
                 if will_save:
                     save(done, metrics, force=bool(stop.signal))
                 if stop.signal:
-                    log.warning("Got %s: saved a checkpoint at step %d and stopped. Rerun the "
-                                "same command to resume.", stop.signal, done)
+                    log.warning(
+                        "Got %s: saved a checkpoint at step %d and stopped. Rerun the "
+                        "same command to resume.",
+                        stop.signal,
+                        done,
+                    )
                     raise KeyboardInterrupt(f"{stop.signal} at step {done}")
     finally:
         bar.close()
@@ -378,8 +449,15 @@ class DivergenceGuard:
     starts it anew (the guard never changes what is trained, so resume stays bit-exact).
     """
 
-    def __init__(self, factor: float, vocab_size: int, *, warmup: int = 1000, window: int = 200,
-                 min_history: int = 20):
+    def __init__(
+        self,
+        factor: float,
+        vocab_size: int,
+        *,
+        warmup: int = 1000,
+        window: int = 200,
+        min_history: int = 20,
+    ):
         self.factor, self.warmup, self.min_history = factor, warmup, min_history
         self.vocab_size, self.init_loss = vocab_size, math.log(max(vocab_size, 2))
         self.losses: collections.deque[float] = collections.deque(maxlen=window)
@@ -393,27 +471,33 @@ class DivergenceGuard:
         worst, f, guess = float(losses.max()), self.factor, self.init_loss
         if not f:
             return None
-        uniform = (f"a uniform guess over the {self.vocab_size:,} target tokens "
-                   f"(log V = {guess:.3g})")
+        uniform = (
+            f"a uniform guess over the {self.vocab_size:,} target tokens (log V = {guess:.3g})"
+        )
         if worst > f * guess:
             return f"Loss {worst:.4g} is over {f:g}x the loss of {uniform}: the run blew up"
         if len(self.losses) >= self.min_history:
             median = float(np.median(self.losses))
             if worst > max(f * median, guess):
-                return (f"Loss {worst:.4g} is over {f:g}x the median {median:.4g} of the last "
-                        f"{len(self.losses)} steps and worse than {uniform}: the run diverged")
+                return (
+                    f"Loss {worst:.4g} is over {f:g}x the median {median:.4g} of the last "
+                    f"{len(self.losses)} steps and worse than {uniform}: the run diverged"
+                )
         self.losses.extend(losses.tolist())
         if step >= self.warmup and len(self.losses) >= self.min_history:
             median = float(np.median(self.losses))
             if median >= guess:
-                return (f"The median loss of the last {len(self.losses)} steps, {median:.4g}, is "
-                        f"no better than {uniform} after {step} steps (train.divergence_warmup "
-                        f"= {self.warmup}): the run is not learning")
+                return (
+                    f"The median loss of the last {len(self.losses)} steps, {median:.4g}, is "
+                    f"no better than {uniform} after {step} steps (train.divergence_warmup "
+                    f"= {self.warmup}): the run is not learning"
+                )
         return None
 
 
-def check_loss(host: list[dict], step: int, guard: DivergenceGuard, ckpt: Checkpointer,
-               checkpoint_every: int) -> float:
+def check_loss(
+    host: list[dict], step: int, guard: DivergenceGuard, ckpt: Checkpointer, checkpoint_every: int
+) -> float:
     """The mean loss of the logged steps (per-step metrics in `host`); TrainingError, with
     nothing saved, if `guard` finds a problem."""
     losses = [h["loss"] for h in host]
@@ -421,16 +505,22 @@ def check_loss(host: list[dict], step: int, guard: DivergenceGuard, ckpt: Checkp
     if problem:
         ckpt.wait()
         saved = ckpt.all_steps()
-        kept = (f"The last good checkpoint (step {saved[-1]}) is kept; rerun to resume from it "
-                "once the config is fixed" if saved else
-                f"Nothing is saved: this came before the run's first checkpoint "
-                f"(train.checkpoint_every = {checkpoint_every}); the rerun starts from scratch")
-        fix = ("Check the learning rate (too high or too low), its warm-up and the data"
-               if "not learning" in problem else
-               "Lower the learning rate or set config.train.grad_clip")
+        kept = (
+            f"The last good checkpoint (step {saved[-1]}) is kept; rerun to resume from it "
+            "once the config is fixed"
+            if saved
+            else f"Nothing is saved: this came before the run's first checkpoint "
+            f"(train.checkpoint_every = {checkpoint_every}); the rerun starts from scratch"
+        )
+        fix = (
+            "Check the learning rate (too high or too low), its warm-up and the data"
+            if "not learning" in problem
+            else "Lower the learning rate or set config.train.grad_clip"
+        )
         raise TrainingError(
             f"{problem} at step {step}; stopped without saving. {kept}. {fix}; "
-            "config.train.divergence_factor=0 checks only NaN/inf.")
+            "config.train.divergence_factor=0 checks only NaN/inf."
+        )
     return float(np.mean(losses))
 
 
@@ -449,8 +539,9 @@ def available_memory() -> tuple[int | None, str]:
         return None, "memory"
 
 
-def check_memory(abstract_state: TrainState, batch_shape: tuple[int, int, int],
-                 tgt_vocab: int) -> None:
+def check_memory(
+    abstract_state: TrainState, batch_shape: tuple[int, int, int], tgt_vocab: int
+) -> None:
     """ConfigError, before anything is allocated, when training cannot fit in memory.
 
     The estimate is a lower bound (so it never refuses a run that fits): per device, the train
@@ -477,4 +568,5 @@ def check_memory(abstract_state: TrainState, batch_shape: tuple[int, int, int],
             f"logits of a batch of {rows} x {tgt_len} target positions over {tgt_vocab:,} "
             f"words: {gb(logits)}), more than {what} ({gb(limit)}). Lower "
             "--config.model.hidden, embed_dim or the layer counts, or "
-            "--config.train.batch_size (or use a device with more memory).")
+            "--config.train.batch_size (or use a device with more memory)."
+        )
