@@ -15,6 +15,7 @@ import tempfile
 import time
 
 import jaxattn.data as data_lib
+from jaxattn.config import default_data_config
 
 SETTINGS = {
     # the tutorial mirror: every filtered pair trains, its ids, fixed length MAX_LENGTH = 10
@@ -56,7 +57,7 @@ def main(argv=None):
     }
     try:
         for name, overrides in SETTINGS.items():
-            c = data_lib.default_data_config()
+            c = default_data_config()
             c.path, c.data_dir = args.path, data_dir
             c.update(overrides)
             for prefetch in (0, 2):

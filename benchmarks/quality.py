@@ -18,6 +18,7 @@ from benchmarks import torch_tutorial as tt
 from jaxattn import metrics as metrics_lib
 from jaxattn.model.seq2seq import build_model
 from jaxattn.training import loop as train_lib
+from jaxattn.training.optim import make_optimizer
 
 
 def train_with_evaluations(args, steps_per_epoch: int, step, bleu, label: str) -> list[dict]:
@@ -42,7 +43,7 @@ def jax_curve(args, config, data, steps_per_epoch: int) -> list[dict]:
     model = build_model(
         config.model, len(data.src_vocab), len(data.tgt_vocab), bos_id=data.tgt_vocab.bos_id
     )
-    tx = train_lib.make_optimizer(tc, args.epochs * steps_per_epoch)
+    tx = make_optimizer(tc, args.epochs * steps_per_epoch)
     it = data.train_iterator(tc.batch_size, seed=config.seed)
     first = next(it)
     init_key, base_key = jax.random.split(jax.random.PRNGKey(config.seed))

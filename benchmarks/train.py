@@ -23,6 +23,7 @@ from benchmarks import torch_tutorial as tt
 from benchmarks.common import med
 from jaxattn.model.seq2seq import build_model
 from jaxattn.training import loop as train_lib
+from jaxattn.training.optim import make_optimizer
 
 CONFIGS = {  # name: (hidden = embedding, batch, length, bidirectional)
     "tutorial": dict(hidden=128, batch=32, length=10, bidirectional=False),
@@ -93,7 +94,7 @@ def jax_trainer(args, spec: dict, vocab, batches) -> tuple:
     config = common.base_config(args.data_path)
     mc = common.model_config(config, spec["hidden"], spec["bidirectional"], args.unroll)
     model = build_model(mc, *vocab, bos_id=1)
-    tx = train_lib.make_optimizer(config.train, 1000)
+    tx = make_optimizer(config.train, 1000)
     jb = [jax.device_put(b) for b in batches]
     state = train_lib.create_train_state(model, tx, jax.random.PRNGKey(0), jb[0])
     key = jax.random.PRNGKey(1)

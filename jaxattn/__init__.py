@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from jaxattn.config import default_model_config
 from jaxattn.model.attention import (
     AdditiveAttention,
     Attention,
@@ -37,7 +38,7 @@ from jaxattn.model.attention import (
 from jaxattn.model.decoders import BahdanauDecoder, LegacyDecoder, LuongDecoder, PlainDecoder
 from jaxattn.model.encoders import Encoder
 from jaxattn.model.rnn import RNN, GRUCell, LSTMCell
-from jaxattn.model.seq2seq import Seq2Seq, build_model, default_model_config
+from jaxattn.model.seq2seq import Seq2Seq, build_model
 from jaxattn.search import SearchResult, beam_search, decode, greedy_search
 
 if TYPE_CHECKING:

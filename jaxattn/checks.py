@@ -109,27 +109,8 @@ def fractions(v):
 
 
 # ----------------------------------------------------------------- rules between fields
-def attention_sizes(name: str, query_dim: int, key_dim: int) -> str | None:
-    """Why attention `name` cannot compare decoder states of query_dim with encoder outputs
-    of key_dim, or None (dot-product-like attentions need equal sizes)."""
-    if name in ("dot", "scaled_dot", "kernel") and query_dim != key_dim:
-        return (
-            f"attention={name!r} compares the decoder state ({query_dim}) with encoder "
-            f"outputs ({key_dim}) directly, so their sizes must match; use 'general' or "
-            "'additive', or set hidden/bidirectional so that they match."
-        )
-    return None
-
-
-def model_conflict(c):
-    """The first rule between model fields that c breaks (a message), or None."""
-    if c.decoder == "plain":
-        return None
-    query_dim = c.hidden + (c.embed_dim if c.decoder == "legacy" else 0)
-    why = attention_sizes(c.attention, query_dim, c.hidden * (2 if c.bidirectional else 1))
-    return f"config.model: {why}" if why else None
-
-
+# (The model section's rules belong to the classes its names register:
+# `jaxattn.model.seq2seq.config_conflict`.)
 def data_conflict(c):
     """The first rule between data fields that c breaks: (field, why) for one field, a
     message for a combination of fields, or None."""

@@ -27,15 +27,12 @@ from jaxattn.checks import (
     fractions,
     integer,
     ints,
-    model_conflict,
     nonempty_string,
     one_of,
     real,
     string,
     strings,
 )
-from jaxattn.data.readers import TUTORIAL_SHA256, TUTORIAL_URL
-from jaxattn.data.text import ENG_PREFIXES
 from jaxattn.errors import ConfigError, WorkdirError
 from jaxattn.rundir.files import read_json
 
@@ -44,6 +41,11 @@ CONFIG_FILE = "config.json"  # WORKDIR/config.json: the run's config
 
 def default_data_config() -> ml_collections.ConfigDict:
     """Every data option with its default ('auto' values depend on `name`)."""
+    # Here, not at the top: importing jaxattn.data loads the data pipeline (grain), which the
+    # model's users (`import jaxattn`, `default_model_config`) do not need.
+    from jaxattn.data.readers import TUTORIAL_SHA256, TUTORIAL_URL
+    from jaxattn.data.text import ENG_PREFIXES
+
     c = ml_collections.ConfigDict()
     c.name = "tutorial"  # tutorial | parallel | tfds | synthetic (jaxattn.data.DATASETS)
     # --- where the text comes from
@@ -130,8 +132,9 @@ def default_model_config() -> ml_collections.ConfigDict:
     c.bidirectional = False
     c.dropout = 0.1  # on embeddings (and Luong's attentional vector)
     c.rnn_dropout = 0.0  # between stacked RNN layers
-    c.decoder = "bahdanau"  # bahdanau | luong | plain | legacy
-    c.attention = "additive"  # see jaxattn.model.attention.make_attention
+    c.encoder = "rnn"  # jaxattn.model.encoders.ENCODERS (saved runs without it: 'rnn')
+    c.decoder = "bahdanau"  # bahdanau | luong | plain | legacy (jaxattn.model.decoders.DECODERS)
+    c.attention = "additive"  # jaxattn.model.attention.ATTENTIONS (not 'pooling')
     c.attention_bias = True  # the tutorial's Linear layers have biases
     c.attention_window = 5  # local attention half-width D
     c.attention_max_length = 10  # location attention's Linear(., max_length)
@@ -218,11 +221,12 @@ def _registries() -> dict:
     from jaxattn.data.vocab import ORDERS
     from jaxattn.model import attention
     from jaxattn.model.decoders import BRIDGES, DECODERS
+    from jaxattn.model.encoders import ENCODERS
     from jaxattn.model.rnn import CELLS
     from jaxattn.training.optim import LR_SCHEDULES, OPTIMIZERS, TEACHER_FORCING_SCHEDULES
 
     return dict(
-        attentions=attention.ATTENTIONS,
+        attentions=attention.decoder_attentions(),
         kernels=attention.kernel_name,
         datasets=DATASETS,
         tasks=TASKS,
@@ -231,12 +235,20 @@ def _registries() -> dict:
         sp_model_types=SP_MODEL_TYPES,
         normalizations=("auto",) + NORMALIZATIONS,
         bridges=BRIDGES,
+        encoders=tuple(ENCODERS),
         decoders=tuple(DECODERS),
         cells=tuple(CELLS),
         optimizers=tuple(OPTIMIZERS),
         schedules=tuple(LR_SCHEDULES),
         teacher_forcing_schedules=tuple(TEACHER_FORCING_SCHEDULES),
     )
+
+
+def _conflicts() -> dict:
+    """section -> its rule between fields: returns None, a message, or (field, why)."""
+    from jaxattn.model.seq2seq import config_conflict  # asks the classes the config names
+
+    return {"data": data_conflict, "model": config_conflict}
 
 
 def rules() -> dict[str, dict]:
@@ -292,6 +304,7 @@ def rules() -> dict[str, dict]:
             "bidirectional": boolean,
             "dropout": real(0, 1, hi_open=True),
             "rnn_dropout": real(0, 1, hi_open=True),
+            "encoder": one_of(*r["encoders"]),
             "decoder": one_of(*r["decoders"]),
             "attention": one_of(*r["attentions"]),
             "attention_bias": boolean,
@@ -369,7 +382,7 @@ def validate_section(section: str, cfg, *, allow_unknown: bool = False) -> None:
         why = checks[key](cfg[key])
         if why:
             _fail(section, key, cfg[key], why)
-    conflict = {"data": data_conflict, "model": model_conflict}.get(section)
+    conflict = _conflicts().get(section)
     problem = conflict(cfg) if conflict else None
     if isinstance(problem, tuple):
         _fail(section, problem[0], cfg[problem[0]], problem[1])

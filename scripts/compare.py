@@ -19,8 +19,9 @@ import sys
 from absl import app, flags
 
 from jaxattn.data.readers import summary
+from jaxattn.inference import eval_input
 from jaxattn.inference import translator as inference
-from jaxattn.inference.translator import InferenceError, UsageError, eval_input
+from jaxattn.inference.translation import InferenceError, UsageError
 from jaxattn.rundir.files import write_text
 from jaxattn.tools import cli
 
@@ -64,9 +65,9 @@ def _pairs(translator, options: dict, limits: dict) -> tuple[str, list[str], lis
         split = options["split"] or "test"
         key = (translator.config.data.to_json(), split)
         if key not in _PAIRS:
-            _PAIRS[key] = inference.load_pairs(translator, **options)
+            _PAIRS[key] = eval_input.load_pairs(translator, **options)
         return (split, *_PAIRS[key][:2])
-    sources, refs, counts = inference.load_pairs(translator, **options, **limits)
+    sources, refs, counts = eval_input.load_pairs(translator, **options, **limits)
     return ("src/ref" if counts is None else f"tsv ({summary(counts)})", sources, refs)
 
 

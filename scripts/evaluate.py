@@ -88,7 +88,7 @@ def run(argv):
     limits = eval_input.limit_options("truncate" if own_split else "error")
     translator = inference.Translator.from_workdirs(*cli.run_specs(FLAGS.workdir))
     translator.check_limits(FLAGS.max_len, limits["max_input_len"], limits["overlong"])
-    sources, refs, counts = inference.load_pairs(translator, **data_options, **limits)
+    sources, refs, counts = eval_input.load_pairs(translator, **data_options, **limits)
     what = describe(data_options, counts)
     where = eval_input.names(**data_options)
     if _SCORE.value:

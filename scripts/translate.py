@@ -36,7 +36,7 @@ from absl import app, flags
 from matplotlib.backend_bases import FigureCanvasBase
 
 from jaxattn.data.readers import bad_lines_message
-from jaxattn.inference import eval_input, exported
+from jaxattn.inference import eval_input, exported, translation
 from jaxattn.inference import translator as inference
 from jaxattn.tools import cli, plots
 
@@ -63,7 +63,7 @@ FLAGS = flags.FLAGS
 CHUNK_LINES = 1024  # stdin lines translated together (1 from a terminal: a line, its output)
 
 
-def read_chunks(argv, limit: inference.InputLimit, overlong: str):
+def read_chunks(argv, limit: translation.InputLimit, overlong: str):
     """(number of the first line, sentences, 1-based numbers of the lines that were not UTF-8
     and became '') of each chunk of input: the arguments at once, or stdin a chunk of lines at
     a time, each line bounded (`eval_input.iter_lines`)."""
@@ -91,7 +91,7 @@ def check_attention_png(path) -> None:
     cli.check_outputs("attention_png")
     kinds = FigureCanvasBase.get_supported_filetypes()
     if path and os.path.splitext(path)[1].lower().lstrip(".") not in kinds:
-        raise inference.UsageError(
+        raise translation.UsageError(
             f"--attention_png={path}: name an image file ending in "
             f"{', '.join('.' + k for k in sorted(kinds))} (e.g. att.png)."
         )
@@ -101,7 +101,7 @@ def run(argv):
     cli.check_positive("beam_size", "max_len", "batch_size", "max_plots")
     limits = eval_input.limit_options()
     if (_WORKDIR.value is None) == (_EXPORTED.value is None):
-        raise inference.UsageError(
+        raise translation.UsageError(
             "Give one of --workdir (a training run) and --exported (an export directory)."
         )
     if _EXPORTED.value:
@@ -112,7 +112,7 @@ def run(argv):
     check_attention_png(_ATTENTION_PNG.value)
     n_best = FLAGS["n_best"].present
     if n_best and _VERBOSE.value:
-        raise inference.UsageError("Give one of --n_best (its own format) and --verbose.")
+        raise translation.UsageError("Give one of --n_best (its own format) and --verbose.")
     if _EXPORTED.value:  # a Translator whose decoding runs the jax.export artifacts
         translator = exported.load(_EXPORTED.value).translator
     else:
@@ -149,9 +149,9 @@ def run(argv):
         sys.stdout.flush()
         if _ATTENTION_PNG.value:
             drawable += sum(bool(t.input_tokens) for t in out)
-            examples += [(inference.attention_labels(t), t.weights) for t in out if t.input_tokens][
-                : _MAX_PLOTS.value - len(examples)
-            ]
+            examples += [
+                (translation.attention_labels(t), t.weights) for t in out if t.input_tokens
+            ][: _MAX_PLOTS.value - len(examples)]
     if bad:
         print(
             "error: " + bad_lines_message("stdin", bad) + "; their output lines are empty.",
@@ -166,7 +166,7 @@ def run(argv):
 def plot_attention(examples, drawable: int, path):
     """The heatmap of the first --max_plots `examples` ((labels, weights)) of `drawable`."""
     if not examples:
-        raise inference.InferenceError("No sentence to draw attention for (all were empty).")
+        raise translation.InferenceError("No sentence to draw attention for (all were empty).")
     if drawable > len(examples):
         print(
             f"warning: drawing the first {len(examples)} of {drawable} sentences (--max_plots).",
@@ -179,7 +179,7 @@ def plot_attention(examples, drawable: int, path):
         else:
             plots.attention_grid([(i, o, w) for (i, o), w in examples], path)
     except OSError as e:
-        raise inference.InferenceError(f"Cannot write {path}: {e.strerror or e}.") from None
+        raise translation.InferenceError(f"Cannot write {path}: {e.strerror or e}.") from None
     print(f"attention: {path}", file=sys.stderr)
 
 

@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 
 from jaxattn import config as config_lib
+from jaxattn.config import default_model_config
 from jaxattn.data.processing import TextProcessing
 from jaxattn.data.text import Tokenizer
 from jaxattn.data.vocab import Vocab
 from jaxattn.errors import ConfigError
-from jaxattn.inference.translator import DecodeOptions, Translator, UsageError
-from jaxattn.model.seq2seq import build_model, default_model_config
+from jaxattn.inference.translation import DecodeOptions, UsageError
+from jaxattn.inference.translator import Translator
+from jaxattn.model.seq2seq import build_model
 from jaxattn.search import Ensemble, decode, force_decode
 
 V, BOS, EOS = 10, 1, 2  # the vocabulary layout of jaxattn.data.Vocab (pad 0, unk 3)

@@ -211,7 +211,8 @@ def test_averaged_checkpoint_of_a_run_translates(tiny_run, tmp_path):
     import subprocess
     import sys
 
-    from jaxattn.inference.translator import InferenceError, Translator
+    from jaxattn.inference.translation import InferenceError
+    from jaxattn.inference.translator import Translator
 
     w = tmp_path / "w"
     shutil.copytree(tiny_run.workdir, w)

@@ -7,13 +7,14 @@ from __future__ import annotations
 import numpy as np
 
 from jaxattn import data as data_lib
+from jaxattn.config import default_data_config
 from jaxattn.data.batching import encode
 
 
 def test_eval_sentences_cut_to_the_training_limit_keeping_eos():
     """With max_length 9, a long test target keeps its first 8 ids and then EOS (9 positions);
     shorter ones are untouched. Guards against a cut that drops EOS or overshoots the limit."""
-    c = data_lib.default_data_config()
+    c = default_data_config()
     c.name, c.synthetic_task, c.synthetic_sizes = "synthetic", "copy", (300, 20, 20)
     c.prefetch, c.synthetic_min_len, c.synthetic_max_len, c.max_length = 0, 1, 12, 9
     data = data_lib.build(c)

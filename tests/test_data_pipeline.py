@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import jaxattn.data as data_lib
+from jaxattn.config import default_data_config
 from jaxattn.data.synthetic import synthetic_splits
 
 SUBJECTS = [
@@ -51,7 +52,7 @@ def eng_fra(tmp_path_factory):
 
 
 def tutorial_config(root, **overrides):
-    c = data_lib.default_data_config()
+    c = default_data_config()
     c.path, c.data_dir = str(root / "eng-fra.txt"), str(root / "tfds")
     c.prefetch = 0
     c.update(overrides)
@@ -59,7 +60,7 @@ def tutorial_config(root, **overrides):
 
 
 def synthetic_config(task="copy", **overrides):
-    c = data_lib.default_data_config()
+    c = default_data_config()
     c.name, c.synthetic_task, c.synthetic_sizes = "synthetic", task, (300, 20, 20)
     c.prefetch = 0
     c.update(overrides)
@@ -276,7 +277,7 @@ def test_parallel_corpus_keeps_case_and_punctuation(tmp_path):
         (folder / f"{split}.en").write_text(
             "".join(f"A dog (number {i}) runs!\n" for i in range(n)), encoding="utf-8"
         )
-    c = data_lib.default_data_config()
+    c = default_data_config()
     c.name, c.path, c.data_dir = "parallel", str(folder), str(tmp_path / "tfds")
     c.src_lang, c.tgt_lang, c.prefetch = "de", "en", 0
     c.splits.validation, c.splits.test = "val", "test_2016_flickr"
@@ -319,7 +320,7 @@ def test_tfds_catalog_dataset_through_the_pipeline(tmp_path):
             for i in range(n):
                 yield i, {"en": f"I have {i} cats.", "fr": f"J'ai {i} chats."}
 
-    c = data_lib.default_data_config()
+    c = default_data_config()
     c.name, c.tfds_name, c.data_dir = "tfds", "tiny_pipeline_translate", str(tmp_path)
     c.prefetch = 0
     c.src_lang, c.tgt_lang = "fr", "en"

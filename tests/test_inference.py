@@ -12,7 +12,9 @@ import pytest
 from jaxattn.config import default_data_config, load_config
 from jaxattn.data import load_text_processing, read_tsv, readers
 from jaxattn.inference import translator as inference
-from jaxattn.inference.translator import InferenceError, Translator
+from jaxattn.inference.eval_input import load_pairs
+from jaxattn.inference.translation import InferenceError
+from jaxattn.inference.translator import Translator
 from jaxattn.tools import plots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -193,6 +195,6 @@ def test_read_parallel_errors(tmp_path):
         readers.read_lines(str(tmp_path / "nothing"))
     run = type("Run", (), {})()  # evaluation input through the Translator-side loader
     with pytest.raises(InferenceError, match=r"not valid UTF-8 \(line 2\)"):
-        inference.load_pairs(run, src=str(tmp_path / "s"), ref=str(tmp_path / "r"))
+        load_pairs(run, src=str(tmp_path / "s"), ref=str(tmp_path / "r"))
     with pytest.raises(InferenceError, match="No such file"):
-        inference.load_pairs(run, src=str(tmp_path / "nothing"), ref=str(tmp_path / "r"))
+        load_pairs(run, src=str(tmp_path / "nothing"), ref=str(tmp_path / "r"))

@@ -19,15 +19,18 @@ import pytest
 
 from jaxattn.config import default_config, load_config
 from jaxattn.data import load_text_processing, readers
-from jaxattn.inference import translator as inference
+from jaxattn.inference import eval_input
 from jaxattn.inference.translation import (
     CHARS_PER_TOKEN,
     MAX_DECODE_STEPS,
     UNLIMITED_CHARS,
+    InferenceError,
     InputLimit,
+    InputTooLongError,
+    UsageError,
     training_limit,
 )
-from jaxattn.inference.translator import InputTooLongError, Translator, UsageError, eval_input
+from jaxattn.inference.translator import Translator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATS = {"train_pairs": 2000, "max_source_len": 8, "max_target_len": 8}  # the tiny run's
@@ -134,7 +137,7 @@ def test_overlong_is_an_error_naming_it(no_decoding, n):
     msg = str(e.value)
     assert msg.startswith(f"sentences[1] has {n} tokens; this model takes at most {LIMIT} tokens")
     assert "--max_input_len" in msg and "--truncate_long" in msg and "overlong='truncate'" in msg
-    assert isinstance(e.value, inference.InferenceError) and e.value.exit_code == 1
+    assert isinstance(e.value, InferenceError) and e.value.exit_code == 1
 
 
 def test_overlong_everywhere_in_the_api(no_decoding):
@@ -309,8 +312,8 @@ def test_evaluation_files_are_read_bounded(translator, tmp_path):
     src.write_bytes(b"1 2\n" + b"7 " * 2_000_000 + b"\n")
     ref.write_text("2 1\n1\n")
     with pytest.raises(InputTooLongError, match=f"^line 2 of {src} has more than 1,600 char"):
-        inference.load_pairs(translator, src=str(src), ref=str(ref))
-    sources, refs, _ = inference.load_pairs(
+        eval_input.load_pairs(translator, src=str(src), ref=str(ref))
+    sources, refs, _ = eval_input.load_pairs(
         translator, src=str(src), ref=str(ref), overlong="truncate"
     )
     assert refs == ["2 1", "1"] and len(sources[1]) > 1_600
@@ -318,7 +321,7 @@ def test_evaluation_files_are_read_bounded(translator, tmp_path):
     ref.write_text("2 1\n" + "x" * 5_000 + "\n")
     src.write_text("1 2\n3\n")
     with pytest.raises(InputTooLongError, match=f"^line 2 of {ref} has 5,000 characters"):
-        inference.load_pairs(translator, src=str(src), ref=str(ref))
+        eval_input.load_pairs(translator, src=str(src), ref=str(ref))
     assert eval_input.names(src="a", ref="b", target=True)(2) == "line 3 of b"
     assert eval_input.names(split="test")(0) == "sentence 1 of the test split"
 

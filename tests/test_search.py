@@ -14,7 +14,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxattn.model.seq2seq import build_model, default_model_config
+from jaxattn.config import default_model_config
+from jaxattn.model.seq2seq import build_model
 from jaxattn.search import SearchResult, beam_search, greedy_search, length_penalty
 
 BOS, EOS, PAD = 0, 1, -1  # target ids (PAD fills after EOS in most tests); the source pads with 0

@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 
 from jaxattn.config import default_config
-from jaxattn.errors import ConfigError
+from jaxattn.errors import ConfigError, TrainingError
 from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError
 from jaxattn.training import loop as train_lib
+from jaxattn.training.losses import loss_mask, token_losses
+from jaxattn.training.optim import make_optimizer, make_schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
@@ -238,7 +240,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, na
     workdir = str(tmp_path / "w")
     train_lib.train_and_evaluate(_config(**{"train.num_train_steps": 10}), workdir)
     monkeypatch.setattr(train_lib, "train_step", nan_loss_from(10))
-    with pytest.raises(train_lib.TrainingError, match="Loss became nan"):
+    with pytest.raises(TrainingError, match="Loss became nan"):
         train_lib.train_and_evaluate(_config(), workdir)
     monkeypatch.undo()
     ckpt = Checkpointer(workdir)
@@ -331,30 +333,30 @@ def test_optimizer_options_build_and_step():
     ]:
         tc = default_config().train
         tc.optimizer, tc.lr_schedule, tc.warmup_steps, tc.grad_clip = opt, sched, 10, 1.0
-        tx = train_lib.make_optimizer(tc, total_steps=100)
+        tx = make_optimizer(tc, total_steps=100)
         params = {"w": jnp.ones(3)}
         updates, _ = tx.update({"w": jnp.full(3, 100.0)}, tx.init(params), params)
         assert np.isfinite(np.asarray(updates["w"])).all()
         if opt != "sgd":
             assert float(jnp.abs(updates["w"]).max()) > 0
     tc.lr_schedule = "rsqrt"
-    schedule = train_lib.make_schedule(tc, 100)
+    schedule = make_schedule(tc, 100)
     assert float(schedule(4)) < float(schedule(9)) and float(schedule(99)) < float(schedule(9))
     tc.lr_schedule, tc.warmup_steps = "warmup_cosine", 500  # a short run of a long config
-    with pytest.raises(train_lib.TrainingError, match="warmup_steps"):
-        train_lib.make_schedule(tc, 60)
+    with pytest.raises(TrainingError, match="warmup_steps"):
+        make_schedule(tc, 60)
 
 
 def test_loss_mask_and_label_smoothing():
     import jax.numpy as jnp
 
     batch = {"tgt": jnp.array([[5, 2, 0, 0]]), "tgt_len": jnp.array([2])}
-    np.testing.assert_array_equal(train_lib.loss_mask(batch, False), [[1, 1, 0, 0]])
-    np.testing.assert_array_equal(train_lib.loss_mask(batch, True), [[1, 1, 1, 1]])
+    np.testing.assert_array_equal(loss_mask(batch, False), [[1, 1, 0, 0]])
+    np.testing.assert_array_equal(loss_mask(batch, True), [[1, 1, 1, 1]])
     logits = jnp.log(jnp.array([[[0.7, 0.1, 0.2]]]))
-    plain = float(train_lib.token_losses(logits, jnp.array([[0]]))[0, 0])
+    plain = float(token_losses(logits, jnp.array([[0]]))[0, 0])
     assert plain == pytest.approx(-np.log(0.7), rel=1e-6)
-    smooth = float(train_lib.token_losses(logits, jnp.array([[0]]), 0.3)[0, 0])
+    smooth = float(token_losses(logits, jnp.array([[0]]), 0.3)[0, 0])
     expected = -(0.8 * np.log(0.7) + 0.1 * np.log(0.1) + 0.1 * np.log(0.2))
     assert smooth == pytest.approx(expected, rel=1e-6)
 
@@ -372,14 +374,12 @@ def test_cross_entropy_gradient_is_autodiffs(eps):
     mask = (jnp.arange(5)[None] < jnp.array([5, 2, 0])[:, None]).astype(jnp.float32)
     labels = optax.smooth_labels(jax.nn.one_hot(targets, 40), eps)
     ref = jax.value_and_grad(lambda x: (optax.softmax_cross_entropy(x, labels) * mask).sum())
-    ours = jax.jit(
-        jax.value_and_grad(lambda x: (train_lib.token_losses(x, targets, eps) * mask).sum())
-    )
+    ours = jax.jit(jax.value_and_grad(lambda x: (token_losses(x, targets, eps) * mask).sum()))
     (v1, g1), (v2, g2) = ref(logits), ours(logits)
     assert float(v2) == pytest.approx(float(v1), rel=1e-5)
     np.testing.assert_allclose(g2, g1, atol=1e-6)
     assert np.all(np.asarray(g2)[2] == 0) and np.abs(np.asarray(g2)[0]).max() > 0.01
     tangent = jax.random.normal(jax.random.key(3), logits.shape)  # forward mode works too
     _, t1 = jax.jvp(lambda x: optax.softmax_cross_entropy(x, labels), (logits,), (tangent,))
-    _, t2 = jax.jvp(lambda x: train_lib.token_losses(x, targets, eps), (logits,), (tangent,))
+    _, t2 = jax.jvp(lambda x: token_losses(x, targets, eps), (logits,), (tangent,))
     np.testing.assert_allclose(t2, t1, rtol=1e-4, atol=1e-5)

@@ -17,8 +17,11 @@ import numpy as np
 import optax
 import pytest
 
-from jaxattn.model.seq2seq import build_model, default_model_config
+from jaxattn.config import default_model_config
+from jaxattn.errors import TrainingError
+from jaxattn.model.seq2seq import build_model
 from jaxattn.training import loop as train_lib
+from jaxattn.training.optim import make_optimizer, make_schedule, teacher_forcing_schedule
 
 V, B, S, T = 9, 3, 5, 6
 BOS = 1
@@ -87,7 +90,7 @@ def jitted_step(tc_json, dropout):
     model, params = model_and_params(dropout)
     tc = ml_collections.ConfigDict(json.loads(tc_json))
     state = train_lib.TrainState.create(
-        apply_fn=model.apply, params=params, tx=train_lib.make_optimizer(tc, 100)
+        apply_fn=model.apply, params=params, tx=make_optimizer(tc, 100)
     )
     return jax.jit(functools.partial(train_lib.train_step, model=model, tc=tc)), state
 
@@ -220,11 +223,11 @@ def test_teacher_forcing_schedules_values():
 
     def ratios(name, steps=(0, 1, 5, 50, 100, 250)):
         tc = make_tc(teacher_forcing_schedule=name, teacher_forcing_ratio=s, teacher_forcing_min=m)
-        fn = train_lib.teacher_forcing_schedule(tc)
+        fn = teacher_forcing_schedule(tc)
         return np.array([float(jax.jit(fn)(jnp.asarray(i, jnp.int32))) for i in steps])
 
     steps = np.array([0, 1, 5, 50, 100, 250], np.float64)
-    const = train_lib.teacher_forcing_schedule(make_tc(teacher_forcing_ratio=s))
+    const = teacher_forcing_schedule(make_tc(teacher_forcing_ratio=s))
     assert const(jnp.asarray(7)) == s and isinstance(const(7), float)
     for name, f in [
         ("linear", np.maximum(0.0, 1 - steps / 100)),  # decay_steps 100
@@ -235,7 +238,7 @@ def test_teacher_forcing_schedules_values():
             ratios(name), m + (s - m) * f, rtol=1e-6, atol=1e-7, err_msg=name
         )
     np.testing.assert_allclose(ratios("linear")[[0, 3, 4, 5]], [0.9, 0.55, 0.2, 0.2], rtol=1e-6)
-    with pytest.raises(train_lib.TrainingError, match="teacher_forcing_schedule"):
+    with pytest.raises(TrainingError, match="teacher_forcing_schedule"):
         ratios("cosine")
 
 
@@ -310,7 +313,7 @@ def test_eval_step_sums():
 
 # ------------------------------------------------------------------------------ optimizers
 def one_update(tc, grads, params=None, steps=1):
-    tx = train_lib.make_optimizer(tc, total_steps=100)
+    tx = make_optimizer(tc, total_steps=100)
     params = {"w": jnp.ones(4)} if params is None else params
     opt_state = tx.init(params)
     for _ in range(steps):
@@ -351,7 +354,7 @@ def test_optimizer_updates_match_optax():
         state = ref.init(params)
         for i in range(3):  # a changing gradient, so that the betas matter
             updates, state = ref.update({"w": g["w"] * (i + 1) ** 2}, state, params)
-        tx = train_lib.make_optimizer(tc, 100)
+        tx = make_optimizer(tc, 100)
         got_state = tx.init(params)
         for i in range(3):
             got, got_state = tx.update({"w": g["w"] * (i + 1) ** 2}, got_state, params)
@@ -367,8 +370,8 @@ def test_optimizer_updates_match_optax():
 def test_optimizer_follows_the_schedule():
     """The optimizer's step size is the schedule's value at each step (SGD, warmup_cosine)."""
     tc = make_tc(lr_schedule="warmup_cosine", warmup_steps=4)
-    tx = train_lib.make_optimizer(tc, total_steps=20)
-    schedule = train_lib.make_schedule(tc, 20)
+    tx = make_optimizer(tc, total_steps=20)
+    schedule = make_schedule(tc, 20)
     params = {"w": jnp.ones(2)}
     state = tx.init(params)
     for step in range(6):
@@ -382,7 +385,7 @@ def test_schedules_values():
     lr, total = 0.2, 100
 
     def sched(name, warmup=0):
-        return train_lib.make_schedule(
+        return make_schedule(
             make_tc(learning_rate=lr, lr_schedule=name, warmup_steps=warmup), total
         )
 
@@ -401,7 +404,7 @@ def test_schedules_values():
     for s in range(12):  # linear warmup to lr at step 3, then lr * sqrt(4 / (step + 1))
         want = lr * (s + 1) / 4 if s < 4 else lr * np.sqrt(4 / (s + 1))
         assert float(rs(s)) == pytest.approx(want, rel=1e-5)
-    with pytest.raises(train_lib.TrainingError, match="lr_schedule"):
+    with pytest.raises(TrainingError, match="lr_schedule"):
         sched("linear")
 
 

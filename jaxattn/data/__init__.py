@@ -1,10 +1,11 @@
 """Data: the tutorial's eng-fra corpus and any parallel corpus, through TFDS and grain.
 
-    data = jaxattn.data.build(config.data)          # config.data = default_data_config()
+    data = jaxattn.data.build(config.data)          # a validated jaxattn.config section
     it = data.train_iterator(32, seed=0)            # {'src', 'src_len', 'tgt', 'tgt_len'}
     data.eval_batches('validation', 128); data.references('validation')
 
-Recipes (fields of `default_data_config()`; see jaxattn/config.py for all of them):
+The data config is checked where it enters (`jaxattn.config.validate`: training, loading a
+run), not here. Recipes (fields of `jaxattn.config.default_data_config()`, with all of them):
 
 - The tutorial mirror: name='tutorial', path='../shared/data/eng-fra/eng-fra.txt' (or ''
   to download data.zip), tutorial_ids=True, pad_to=10, split_fractions=(1, 0, 0).
@@ -56,17 +57,6 @@ from jaxattn.data.text import (
 )
 from jaxattn.data.vocab import Vocab
 
-
-def __getattr__(name: str):
-    """`default_data_config` lives in jaxattn.config (every default in one place), which
-    imports this package's readers, so it is looked up on first use."""
-    if name == "default_data_config":
-        from jaxattn.config import default_data_config
-
-        return default_data_config
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "DATASETS",
     "DATA_STATS_FILE",
@@ -83,7 +73,6 @@ __all__ = [
     "Tokenizer",
     "Vocab",
     "build",
-    "default_data_config",
     "load_text_processing",
     "normalize_tutorial",
     "read_data_stats",

@@ -4,13 +4,16 @@ the way that corpus was read.
 `resolve(cfg)` makes the 'auto' options concrete; `load_texts` reads every split (TFDS
 builders, or the offline synthetic tasks); `read_tsv` reads a TSV file for evaluation with the
 corpus's columns, direction, normalization and filter, through the same readers.
+
+A config is validated once, where it enters (`jaxattn.config.validate` before training, the
+saved run's config when it is loaded); the code here trusts it, so a saved run whose data
+section holds a field of another version still loads.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from jaxattn import config as config_lib  # a module: config imports jaxattn.data too
 from jaxattn.data.readers import read_bytes, read_tsv_pairs, summary
 from jaxattn.data.synthetic import synthetic_splits
 from jaxattn.data.text import tutorial_pairs, tutorial_reverse
@@ -20,9 +23,8 @@ DATASETS = ("tutorial", "parallel", "tfds", "synthetic")  # config.data.name
 
 
 def resolve(cfg: ml_collections.ConfigDict) -> dict:
-    """The 'auto' options made concrete (tokenizer, normalize, max_length), after checking
-    every option of the data config."""
-    config_lib.validate_section("data", cfg)
+    """The 'auto' options made concrete (tokenizer, normalize, max_length) of a validated data
+    config."""
     tokenizer = cfg.tokenizer
     if tokenizer == "auto":
         tokenizer = {"tutorial": "space", "synthetic": "space"}.get(cfg.name, "word")

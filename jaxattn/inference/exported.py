@@ -55,6 +55,7 @@ from jaxattn import data as data_lib
 from jaxattn import search
 from jaxattn.errors import JaxattnError, first_line
 from jaxattn.inference import translator as inference
+from jaxattn.inference.translation import DecodeOptions, Translation
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir.checkpointer import Checkpointer, checkpoint_dir
 
@@ -345,7 +346,7 @@ def _length_table(translator: inference.Translator, max_positions: int) -> dict[
 def _export(translator, params, method, beam_size, alpha, max_len, platforms) -> bytes:
     """A serialized artifact of `Translator.decode_ids` (the best hypothesis), symbolic in
     batch b and source width s: (params, src, src_len) -> Decoded's fields."""
-    options = inference.DecodeOptions(method=method, beam_size=beam_size, alpha=alpha)
+    options = DecodeOptions(method=method, beam_size=beam_size, alpha=alpha)
 
     def decode(params, src, src_len):
         r = translator.decode_ids(
@@ -498,7 +499,7 @@ class ExportedTranslator:
         beam_size: int | None = None,
         *,
         batch_size: int | None = None,
-    ) -> list[inference.Translation]:
+    ) -> list[Translation]:
         """`Translator.translate`'s Translation objects (tokens, score, attention weights)."""
         beam_size = self.default_beam_size if beam_size is None else beam_size
         return self.translator.translate(sentences, beam_size=beam_size, batch_size=batch_size)
@@ -558,7 +559,7 @@ class _ArtifactTranslator(inference.Translator):
         src_len,
         *,
         max_len: int,
-        options: inference.DecodeOptions,
+        options: DecodeOptions,
         rng=None,
         variables=None,
     ) -> search.SearchResult:

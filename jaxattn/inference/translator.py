@@ -56,15 +56,12 @@ from jaxattn import search
 from jaxattn.checks import is_int
 from jaxattn.data.batching import PadLength, encode_tokens, pad
 from jaxattn.inference import unk as unk_lib
-from jaxattn.inference.eval_input import load_pairs, load_split  # noqa: F401 - part of this API
-from jaxattn.inference.translation import (  # noqa: F401 - the inference API's types live there
-    EOS_LABEL,
+from jaxattn.inference.translation import (
     MAX_DECODE_STEPS,
     OVERLONG,
     DecodeOptions,
     InferenceError,
     InputLimit,
-    InputTooLongError,
     Score,
     Translation,
     UsageError,

@@ -17,18 +17,20 @@ out, only cheaper inside a decoder's `nn.scan`. Parameters are declared in `setu
 
 The family is split by concept into flat modules, imported one way (no cycles):
 
-    scoring.py          the shared call (`Attention`), `masked_softmax` and the scoring
+    attention_core.py   the shared call (`Attention`), `masked_softmax` and the scoring
                         attentions: additive, dot, scaled dot, general, location
     local_attention.py  Luong's local-m / local-p attention (a scoring attention in a window)
     pooling.py          Nadaraya-Watson `KernelAttention` (`KERNELS`, `kernel_name`) and the
                         query-free `AttentionPooling`
     attention.py        this front door: every public name of the family, and the registry
-                        (`make_attention`, `ATTENTIONS`, `ATTENTION_TYPES`)
+                        (`ATTENTIONS`, `make_attention`, `from_config`, `ATTENTION_TYPES`)
 
-`scoring` imports none of the others; `local_attention` and `pooling` import `scoring`; this
-module imports all three. A new attention type is a subclass of `scoring.Attention` (or of a
-scoring attention, writing only `score`) in the module of its concept, plus one line in
-`_BY_NAME` below, which also makes it a valid `config.model.attention`.
+`attention_core` imports none of the others; `local_attention` and `pooling` import it; this
+module imports all three. A new attention type is a subclass of `attention_core.Attention` (or
+of a scoring attention, writing only `score`) in the module of its concept, which says what it
+reads from a model config (`Attention.config_fields`) and which sizes it cannot join
+(`same_size`, `Attention.config_conflict`), plus one line in `ATTENTIONS` below; that line also
+makes it a valid `config.model.attention`, and decoders build it from the config.
 """
 
 from __future__ import annotations
@@ -69,12 +71,15 @@ __all__ = [
     "LocalAttention",
     "LocationAttention",
     "ScaledDotAttention",
+    "config_conflict",
+    "decoder_attentions",
+    "from_config",
     "kernel_name",
     "make_attention",
     "masked_softmax",
 ]
 
-ATTENTION_TYPES: tuple[type[nn.Module], ...] = (
+ATTENTION_TYPES: tuple[type[Attention], ...] = (
     AdditiveAttention,
     DotAttention,
     ScaledDotAttention,
@@ -85,7 +90,9 @@ ATTENTION_TYPES: tuple[type[nn.Module], ...] = (
     AttentionPooling,
 )
 
-_BY_NAME: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
+# The registry, name -> (class, fixed fields): `make_attention` builds every name; a decoder
+# can use those whose class reads a query (`decoder_attentions`: not 'pooling').
+ATTENTIONS: dict[str, tuple[type[Attention], dict[str, Any]]] = {
     "additive": (AdditiveAttention, {}),
     "bahdanau": (AdditiveAttention, {}),
     "mlp": (AdditiveAttention, {}),
@@ -101,17 +108,26 @@ _BY_NAME: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
 }
 
 
-# The scoring functions a decoder can use (config.model.attention); 'pooling' summarizes a
-# sequence without a query.
-ATTENTIONS = tuple(name for name in _BY_NAME if name != "pooling")
+def _entry(name: str) -> tuple[type[Attention], dict[str, Any]]:
+    """The registry entry of `name` (any case, '-' or '_'); ValueError for an unknown one."""
+    key = name.lower().replace("-", "_")
+    if key not in ATTENTIONS:
+        raise ValueError(f"Unknown attention {name!r}; choose one of {sorted(ATTENTIONS)}.")
+    return ATTENTIONS[key]
+
+
+def decoder_attentions() -> tuple[str, ...]:
+    """The names a decoder can attend with (the valid `config.model.attention` values)."""
+    return tuple(name for name, (cls, _) in ATTENTIONS.items() if cls.reads_query)
 
 
 def make_attention(name: str, *, dtype: Any = None, **kwargs: Any) -> nn.Module:
     """Builds an attention module by name.
 
     Args:
-        name: 'additive'/'bahdanau'/'mlp', 'dot', 'scaled_dot', 'general'/'luong', 'location',
-            'local_m', 'local_p', 'kernel' or 'pooling' (any case, '-' or '_').
+        name: A name in `ATTENTIONS` ('additive'/'bahdanau'/'mlp', 'dot', 'scaled_dot',
+            'general'/'luong', 'location', 'local_m', 'local_p', 'kernel', 'pooling'), in any
+            case, with '-' or '_'.
         dtype: The compute dtype (e.g. jnp.bfloat16) of the modules with parameters; the
             parameter-free ones compute in their inputs' dtype. None: float32.
         **kwargs: The module's fields, e.g. hidden=128 for additive, max_length=10 for
@@ -125,13 +141,31 @@ def make_attention(name: str, *, dtype: Any = None, **kwargs: Any) -> nn.Module:
     Raises:
         ValueError: For an unknown name. TypeError: For fields the module does not have.
     """
-    key = name.lower().replace("-", "_")
-    if key not in _BY_NAME:
-        raise ValueError(f"Unknown attention {name!r}; choose one of {sorted(_BY_NAME)}.")
-    cls, fixed = _BY_NAME[key]
+    cls, fixed = _entry(name)
     if dtype is not None and "dtype" in cls.__dataclass_fields__:
         kwargs["dtype"] = dtype
     try:
         return cls(**fixed, **kwargs)
     except TypeError as e:
         raise TypeError(f"make_attention({name!r}) -> {cls.__name__}: {e}") from e
+
+
+def config_conflict(c, query_dim: int, key_dim: int) -> str | None:
+    """Why model config c's attention cannot compare decoder queries [B, query_dim] with
+    encoder outputs [B, S, key_dim], or None (asked of the registered class)."""
+    cls, _ = _entry(c.attention)
+    return cls.config_conflict(c.attention, query_dim, key_dim)
+
+
+def from_config(c, query_dim: int, key_dim: int, *, dtype: Any = None) -> nn.Module:
+    """Model config c's attention (`c.attention`, with the fields its class reads from c) for
+    decoder queries [B, query_dim] over encoder outputs [B, S, key_dim].
+
+    Raises:
+        ValueError: For an unknown name, or sizes the attention cannot compare.
+    """
+    why = config_conflict(c, query_dim, key_dim)
+    if why:
+        raise ValueError(why)
+    cls, _ = _entry(c.attention)
+    return make_attention(c.attention, dtype=dtype, **cls.config_fields(c, query_dim))

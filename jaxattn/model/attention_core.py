@@ -23,7 +23,7 @@ leading batch axes works.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -127,7 +127,35 @@ class Attention(nn.Module):
     `precompute` (its result, passed back as `cache`, gives the same numbers as leaving it out,
     only cheaper inside a decoder's `nn.scan`). Parameters are declared in `setup()`, so
     `precompute` and `__call__` on one bound instance share them.
+
+    As a registry entry (`jaxattn.model.attention.ATTENTIONS`) a class also says what it takes
+    from a model config (`config_fields`) and which decoder/encoder sizes it cannot join
+    (`config_conflict`), so that a decoder builds any of them alike.
     """
+
+    # The query and the keys are compared directly (a dot product, a distance), so the
+    # decoder's query must be as wide as the encoder outputs.
+    same_size: ClassVar[bool] = False
+    # False: the query is ignored (pooling), so a decoder cannot attend with it.
+    reads_query: ClassVar[bool] = True
+
+    @classmethod
+    def config_fields(cls, c, query_dim: int) -> dict[str, Any]:
+        """This attention's fields from model config `c`, for a decoder query [B, query_dim]."""
+        del c, query_dim
+        return {}
+
+    @classmethod
+    def config_conflict(cls, name: str, query_dim: int, key_dim: int) -> str | None:
+        """Why attention `name` (this class) cannot compare decoder queries of query_dim with
+        encoder outputs of key_dim, or None."""
+        if cls.same_size and query_dim != key_dim:
+            return (
+                f"attention={name!r} compares the decoder state ({query_dim}) with encoder "
+                f"outputs ({key_dim}) directly, so their sizes must match; use 'general' or "
+                "'additive', or set hidden/bidirectional so that they match."
+            )
+        return None
 
     def precompute(self, keys: Array) -> Array | None:
         """Key-only work [B, S, ...], done once per sentence; None when there is none."""
@@ -196,6 +224,10 @@ class AdditiveAttention(_ScoreAttention):
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
 
+    @classmethod
+    def config_fields(cls, c, query_dim):
+        return {"hidden": c.hidden, "use_bias": c.attention_bias}
+
     def setup(self):
         kw = dense_kwargs(self, use_bias=self.use_bias)
         self.query_proj = nn.Dense(self.hidden, **kw)  # Wa
@@ -216,6 +248,8 @@ _PROJECT_HINT = "; use 'general' or 'additive' attention to learn a projection"
 class DotAttention(_ScoreAttention):
     """Dot-product attention (Luong "dot"): a(q, k) = q . k. No parameters."""
 
+    same_size: ClassVar[bool] = True
+
     def score(self, query, keys, cache):
         check_same_dim("DotAttention", query, keys, _PROJECT_HINT)
         return dot_scores(query, keys)  # [B, S]
@@ -223,6 +257,8 @@ class DotAttention(_ScoreAttention):
 
 class ScaledDotAttention(_ScoreAttention):
     """Scaled dot-product attention: a(q, k) = q . k / sqrt(d), keeping score variance ~1."""
+
+    same_size: ClassVar[bool] = True
 
     def score(self, query, keys, cache):
         check_same_dim("ScaledDotAttention", query, keys, _PROJECT_HINT)
@@ -242,6 +278,10 @@ class GeneralAttention(_ScoreAttention):
     use_bias: bool = False
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
+
+    @classmethod
+    def config_fields(cls, c, query_dim):
+        return {"use_bias": False, "query_dim": query_dim}  # Luong's W_a has no bias
 
     def setup(self):
         self.key_proj = AutoDense(self.query_dim, self.use_bias, **dense_kwargs(self))
@@ -274,6 +314,10 @@ class LocationAttention(_ScoreAttention):
     use_bias: bool = True
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
+
+    @classmethod
+    def config_fields(cls, c, query_dim):
+        return {"max_length": c.attention_max_length, "use_bias": c.attention_bias}
 
     def setup(self):
         self.attn = nn.Dense(self.max_length, **dense_kwargs(self, use_bias=self.use_bias))

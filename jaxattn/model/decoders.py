@@ -17,6 +17,10 @@ in them has the batch first, so search code can tile and gather them.
 - `PlainDecoder`: the tutorial's DecoderRNN (Embedding -> ReLU -> GRU -> Linear), no attention.
 - `LegacyDecoder`: the pre-2023 tutorial's AttnDecoderRNN: location attention over
   concat(embedding, hidden), attn_combine + ReLU before the RNN.
+
+`DECODERS` registers them by name (`config.model.decoder`); each class builds itself and its
+attention from a model config (`Decoder.from_config`), knowing its fields, its query size and
+its conflicts, so a new decoder is its class plus one line there.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxattn.model.rnn import make_cell
+from jaxattn.model import attention as attention_lib
+from jaxattn.model.rnn import compute_dtype, make_cell
 
 BRIDGES = ("copy", "dense", "zero")
 # Teacher-forced loops whose per-step [B, S, D_enc]-sized residuals (attention energies) would
@@ -118,6 +123,47 @@ class Decoder(nn.Module):
     unroll: int = 1  # scan unroll factor
     dtype: jnp.dtype | None = None  # compute dtype (params stay float32)
     needs_attention: ClassVar[bool] = True  # False: the subclass reads no `attention`
+
+    # ------------------------------------------------- the registry entry: from a model config
+    @classmethod
+    def query_size(cls, c) -> int:
+        """The width of the query this decoder hands its attention, for model config c."""
+        return c.hidden  # the top RNN state
+
+    @classmethod
+    def config_fields(cls, c) -> dict[str, Any]:
+        """This decoder's fields from model config c (besides vocab_size, attention, dtype)."""
+        return dict(
+            embed_dim=c.embed_dim,
+            hidden=c.hidden,
+            cell=c.cell,
+            num_layers=c.decoder_layers,
+            dropout=c.dropout,
+            bridge=c.bridge,
+            unroll=c.unroll,
+        )
+
+    @classmethod
+    def config_conflict(cls, c, key_dim: int) -> str | None:
+        """Why model config c cannot build this decoder over encoder outputs [B, S, key_dim]
+        (a message), or None."""
+        if not cls.needs_attention:
+            return None
+        return attention_lib.config_conflict(c, cls.query_size(c), key_dim)
+
+    @classmethod
+    def from_config(cls, c, vocab_size: int, key_dim: int) -> Decoder:
+        """The decoder model config c describes, with its attention (`c.attention`) over
+        encoder outputs [B, S, key_dim], for a target vocabulary of vocab_size.
+
+        Raises:
+            ValueError: For an unknown attention, or sizes it cannot compare.
+        """
+        dtype = compute_dtype(c)
+        attention = None
+        if cls.needs_attention:
+            attention = attention_lib.from_config(c, cls.query_size(c), key_dim, dtype=dtype)
+        return cls(vocab_size=vocab_size, attention=attention, dtype=dtype, **cls.config_fields(c))
 
     def setup(self):
         if self.needs_attention and self.attention is None:
@@ -323,6 +369,10 @@ class LuongDecoder(Decoder):
 
     input_feeding: bool = True  # the RNN also reads the previous attentional vector
 
+    @classmethod
+    def config_fields(cls, c):
+        return {**super().config_fields(c), "input_feeding": c.input_feeding}
+
     def setup(self):
         super().setup()
         self.combine = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype)  # W_c
@@ -349,6 +399,12 @@ class PlainDecoder(Decoder):
     dropout: float = 0.0  # the tutorial's DecoderRNN has none (used between layers only)
     needs_attention: ClassVar[bool] = False
 
+    @classmethod
+    def config_fields(cls, c):
+        fields = super().config_fields(c)
+        del fields["dropout"]  # config.model.dropout is not the tutorial's: keep 0
+        return fields
+
     def _embed_tokens(self, tokens, *, train: bool):
         return jax.nn.relu(self.embed(tokens))  # no dropout
 
@@ -365,6 +421,10 @@ class LegacyDecoder(Decoder):
     RNN input = ReLU(attn_combine([embedded; context])). Use with `LocationAttention`.
     """
 
+    @classmethod
+    def query_size(cls, c):
+        return c.embed_dim + c.hidden  # [embedded; hidden]
+
     def setup(self):
         super().setup()
         self.attn_combine = nn.Dense(self.hidden, dtype=self.dtype)
@@ -377,7 +437,8 @@ class LegacyDecoder(Decoder):
         return state.replace(rnn=rnn), h, weights
 
 
-DECODERS = {
+# config.model.decoder -> its class: one line registers a decoder.
+DECODERS: dict[str, type[Decoder]] = {
     "bahdanau": BahdanauDecoder,
     "luong": LuongDecoder,
     "plain": PlainDecoder,

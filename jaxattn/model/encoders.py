@@ -3,6 +3,11 @@
 The tutorial's EncoderRNN is `Encoder(vocab_size, hidden, hidden)` with one GRU layer and
 dropout 0.1. Unlike the tutorial, padding is never read when `lengths` are given: outputs at
 valid positions and the final state do not depend on how much padding follows.
+
+`ENCODERS` registers encoders by name (`config.model.encoder`). An encoder is a module called
+as ``outputs, finals = encoder(src, lengths, train=...)`` (shapes in `Encoder.__call__`) with
+an `output_dim` property (the outputs' last axis) and a `from_config(c, vocab_size)`
+classmethod; a new one is its class plus one line in `ENCODERS`.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxattn.model.rnn import RNN, valid_mask
+from jaxattn.model.rnn import RNN, compute_dtype, valid_mask
 
 
 class Encoder(nn.Module):
@@ -32,6 +37,22 @@ class Encoder(nn.Module):
     rnn_dropout: float = 0.0  # between stacked layers, as torch.nn.GRU(dropout=...)
     unroll: int = 1
     dtype: jnp.dtype | None = None
+
+    @classmethod
+    def from_config(cls, c, vocab_size: int) -> Encoder:
+        """The encoder model config c describes, for a source vocabulary of vocab_size."""
+        return cls(
+            vocab_size=vocab_size,
+            embed_dim=c.embed_dim,
+            hidden=c.hidden,
+            cell=c.cell,
+            num_layers=c.encoder_layers,
+            bidirectional=c.bidirectional,
+            dropout=c.dropout,
+            rnn_dropout=c.rnn_dropout,
+            unroll=c.unroll,
+            dtype=compute_dtype(c),
+        )
 
     @nn.compact
     def __call__(self, src, lengths=None, *, train: bool = False):
@@ -81,4 +102,9 @@ class Encoder(nn.Module):
 
     @property
     def output_dim(self) -> int:
+        """The outputs' last axis (the decoder's keys): hidden * directions."""
         return self.hidden * (2 if self.bidirectional else 1)
+
+
+# config.model.encoder -> its class: one line registers an encoder.
+ENCODERS: dict[str, type[nn.Module]] = {"rnn": Encoder}

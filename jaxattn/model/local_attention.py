@@ -53,6 +53,10 @@ class LocalAttention(Attention):
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
 
+    @classmethod
+    def config_fields(cls, c, query_dim):
+        return {"window": c.attention_window, "query_dim": query_dim}
+
     def setup(self):
         if self.window < 1:
             raise ValueError(f"LocalAttention needs window >= 1, got {self.window}.")

@@ -11,6 +11,7 @@ vector for classification (scores from the keys alone, the query ignored).
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -76,6 +77,11 @@ class KernelAttention(Attention):
     kernel: str = "gaussian"
     width: float = 1.0
     learnable_width: bool = False
+    same_size: ClassVar[bool] = True  # the distance ||q - k_s|| needs D_q = D_k
+
+    @classmethod
+    def config_fields(cls, c, query_dim):
+        return {"kernel": c.kernel}
 
     def setup(self):
         self._kernel = kernel_name(self.kernel)
@@ -116,6 +122,7 @@ class AttentionPooling(Attention):
     use_bias: bool = True
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
+    reads_query: ClassVar[bool] = False
 
     def setup(self):
         kw = dense_kwargs(self, use_bias=self.use_bias)

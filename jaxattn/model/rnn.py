@@ -86,6 +86,11 @@ class LSTMCell(nn.Module):
 CELLS = {"gru": GRUCell, "lstm": LSTMCell}
 
 
+def compute_dtype(c):
+    """Model config c's `dtype` as the modules' `dtype` field: None for float32 (the default)."""
+    return jnp.dtype(c.dtype) if c.dtype != "float32" else None
+
+
 def make_cell(cell: str, features: int, dtype=None, name: str | None = None) -> nn.Module:
     """Returns a GRUCell or LSTMCell by name."""
     if cell not in CELLS:

@@ -24,11 +24,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxattn.checks import attention_sizes
-from jaxattn.config import default_model_config  # noqa: F401 - models.default_model_config
-from jaxattn.model import attention as attention_lib
 from jaxattn.model.decoders import DECODERS, DecoderState, Memory
-from jaxattn.model.encoders import Encoder
+from jaxattn.model.encoders import ENCODERS
 from jaxattn.model.rnn import valid_mask
 from jaxattn.search.core import check_ids, vocab_sizes
 
@@ -40,14 +37,14 @@ class Seq2Seq(nn.Module):
     (attention over padding; the encoder reading padding); the defaults are correct.
 
     Attributes:
-        encoder: The `Encoder`.
+        encoder: An encoder (`ENCODERS`: the RNN `Encoder`).
         decoder: A decoder (`BahdanauDecoder`, `LuongDecoder`, `PlainDecoder`, `LegacyDecoder`).
         bos_id: The first decoder input (the tutorial's SOS).
         mask_attention: Mask padding out of the attention (False: the tutorial).
         encoder_lengths: Stop the encoder at each sentence's length (False: the tutorial).
     """
 
-    encoder: Encoder
+    encoder: nn.Module
     decoder: nn.Module
     bos_id: int
     mask_attention: bool = True
@@ -161,37 +158,33 @@ class Seq2Seq(nn.Module):
         return logits, weights
 
 
-def compute_dtype(c: ml_collections.ConfigDict):
-    """config.model.dtype as the modules' `dtype` field: None for float32 (the default)."""
-    return jnp.dtype(c.dtype) if c.dtype != "float32" else None
+def _registered(registry: dict, kind: str, name: str):
+    """registry[name]; ValueError naming the choices for an unknown name."""
+    if name not in registry:
+        raise ValueError(f"Unknown {kind} {name!r}; choose one of {sorted(registry)}.")
+    return registry[name]
 
 
-def _attention_from_config(c, query_dim: int, key_dim: int) -> nn.Module:
-    name = c.attention
-    kwargs = {}
-    if name in ("additive", "bahdanau", "mlp"):
-        kwargs = {"hidden": c.hidden, "use_bias": c.attention_bias}
-    elif name in ("general", "luong"):
-        kwargs = {"use_bias": False, "query_dim": query_dim}
-    elif name == "location":
-        kwargs = {"max_length": c.attention_max_length, "use_bias": c.attention_bias}
-    elif name in ("local_m", "local_p"):
-        kwargs = {"window": c.attention_window, "query_dim": query_dim}
-    elif name == "kernel":
-        kwargs = {"kernel": c.kernel}
-    why = attention_sizes(name, query_dim, key_dim)
-    if why:
-        raise ValueError(why)
-    return attention_lib.make_attention(name, dtype=compute_dtype(c), **kwargs)
+def config_conflict(c: ml_collections.ConfigDict) -> str | None:
+    """The first rule between model config c's fields that it breaks (a message), or None.
+
+    Asked of the classes c names, so it holds no names: the decoder checks its attention's
+    query size against the encoder's output size (e.g. dot-like attentions need them equal).
+    """
+    # An unbound module is only its fields: building it just reads the output size.
+    encoder = _registered(ENCODERS, "encoder", c.encoder).from_config(c, vocab_size=1)
+    why = _registered(DECODERS, "decoder", c.decoder).config_conflict(c, encoder.output_dim)
+    return f"config.model: {why}" if why else None
 
 
 def build_model(
     c: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_size: int, bos_id: int
 ) -> Seq2Seq:
-    """Builds a Seq2Seq from a model config.
+    """Builds a Seq2Seq from a model config: the encoder and decoder classes it names
+    (`ENCODERS`, `DECODERS`) build themselves from it, the decoder its attention too.
 
     Args:
-        c: A model config (see `default_model_config`).
+        c: A model config (see `jaxattn.config.default_model_config`).
         src_vocab_size: Source vocabulary size.
         tgt_vocab_size: Target vocabulary size (the logits' last axis).
         bos_id: The decoder's first input id.
@@ -200,29 +193,11 @@ def build_model(
         The `Seq2Seq` module (initialise it with ``model.init(key, src, src_len, tgt)``).
 
     Raises:
-        ValueError: For an unknown decoder or attention, or sizes that cannot match.
+        ValueError: For an unknown encoder, decoder or attention, or sizes that cannot match.
     """
-    dtype = compute_dtype(c)
-    shared = dict(embed_dim=c.embed_dim, hidden=c.hidden, cell=c.cell, unroll=c.unroll, dtype=dtype)
-    encoder = Encoder(
-        vocab_size=src_vocab_size,
-        num_layers=c.encoder_layers,
-        bidirectional=c.bidirectional,
-        dropout=c.dropout,
-        rnn_dropout=c.rnn_dropout,
-        **shared,
-    )
-    if c.decoder not in DECODERS:
-        raise ValueError(f"Unknown decoder {c.decoder!r}; choose one of {sorted(DECODERS)}.")
-    common = dict(vocab_size=tgt_vocab_size, num_layers=c.decoder_layers, bridge=c.bridge, **shared)
-    key_dim = encoder.output_dim
-    if c.decoder == "plain":
-        decoder = DECODERS["plain"](**common)
-    else:
-        query_dim = c.hidden + (c.embed_dim if c.decoder == "legacy" else 0)
-        attn = _attention_from_config(c, query_dim, key_dim)
-        extra = {"input_feeding": c.input_feeding} if c.decoder == "luong" else {}
-        decoder = DECODERS[c.decoder](attention=attn, dropout=c.dropout, **common, **extra)
+    encoder = _registered(ENCODERS, "encoder", c.encoder).from_config(c, src_vocab_size)
+    decoder_class = _registered(DECODERS, "decoder", c.decoder)
+    decoder = decoder_class.from_config(c, tgt_vocab_size, encoder.output_dim)
     return Seq2Seq(
         encoder=encoder,
         decoder=decoder,

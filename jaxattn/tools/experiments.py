@@ -31,6 +31,7 @@ import ml_collections
 import sacrebleu
 
 from jaxattn.inference import translator as inference
+from jaxattn.inference.eval_input import load_split
 from jaxattn.metrics import read_metrics
 from jaxattn.rundir.checkpointer import Checkpointer, checkpoint_dir, resolve_step
 from jaxattn.rundir.files import read_json, write_json
@@ -242,7 +243,7 @@ def test_split(config, workdir: str) -> tuple[list[str], list[str]]:
     """(sources, references) of the test split (cached per data config)."""
     key = json.dumps(config.data.to_dict(), sort_keys=True, default=str)
     if key not in _TEST_CACHE:
-        _TEST_CACHE[key] = inference.load_split(config, workdir, "test")
+        _TEST_CACHE[key] = load_split(config, workdir, "test")
     return _TEST_CACHE[key]
 
 

@@ -36,8 +36,8 @@ from jaxattn.model.seq2seq import build_model
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir.checkpointer import CONFIG_FILE, Checkpointer, check_resumable, checkpoint_dir
 from jaxattn.tools import plots
-from jaxattn.training.losses import loss_mask, token_losses  # noqa: F401 - train.token_losses
-from jaxattn.training.optim import (  # noqa: F401 - train.make_optimizer
+from jaxattn.training.losses import loss_mask, token_losses
+from jaxattn.training.optim import (
     make_optimizer,
     make_schedule,
     teacher_forcing_schedule,
