@@ -80,7 +80,7 @@ def load_texts(cfg: ml_collections.ConfigDict, max_length: int) -> tuple[dict, d
             split_seed=cfg.split_seed,
             data_dir=cfg.data_dir,
         )
-    else:
+    elif cfg.name == "tfds":
         if not cfg.tfds_name:
             raise DataError(
                 "name='tfds' needs config.data.tfds_name, e.g. 'wmt14_translate/fr-en'."
@@ -89,6 +89,8 @@ def load_texts(cfg: ml_collections.ConfigDict, max_length: int) -> tuple[dict, d
             cfg.tfds_name, data_dir=cfg.data_dir, download=cfg.download
         )
         src_key, tgt_key, splits = cfg.src_lang, cfg.tgt_lang, dict(cfg.splits)
+    else:
+        raise DataError(f"config.data.name={cfg.name!r} is not one of {DATASETS}.")
     sources = builders.data_sources(builder, splits)
     if "train" not in sources:
         raise DataError(
