@@ -1,6 +1,8 @@
 """Value checks for config rules (`config.rules()`): each `check(value)` returns None when the
 value is fine, else what is wrong with it ("must be an integer"), which `config.validate`
-turns into a ConfigError naming the field."""
+turns into a ConfigError naming the field. The rules between data fields are here
+(`data_conflict`); those between model fields belong to the classes the model config names
+(`jaxattn.model.seq2seq.config_conflict`)."""
 
 from __future__ import annotations
 
@@ -109,8 +111,6 @@ def fractions(v):
 
 
 # ----------------------------------------------------------------- rules between fields
-# (The model section's rules belong to the classes its names register:
-# `jaxattn.model.seq2seq.config_conflict`.)
 def data_conflict(c):
     """The first rule between data fields that c breaks: (field, why) for one field, a
     message for a combination of fields, or None."""

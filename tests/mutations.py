@@ -635,6 +635,20 @@ MUTATIONS = [
         "tests/test_faults.py -k every_bad_field -x",
     ),
     M(
+        "attention_size_rule_dropped",
+        "jaxattn/model/attention_core.py",
+        "        if cls.same_size and query_dim != key_dim:",
+        "        if False:",
+        "tests/test_registries.py -k size_rules",
+    ),
+    M(
+        "legacy_query_is_hidden_only",
+        "jaxattn/model/decoders.py",
+        "        return c.embed_dim + c.hidden  # [embedded; hidden]",
+        "        return c.hidden",
+        "tests/test_registries.py -k legacy_query",
+    ),
+    M(
         "workdir_not_locked",
         "jaxattn/rundir/files.py",
         "            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)",
