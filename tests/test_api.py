@@ -1,5 +1,6 @@
 """The public API: every name `jaxattn` (and `jaxattn.model.attention`) exports resolves, the heavy
-`Translator` is imported only on first use, and every `jaxattn` name the README and the docs
+`Translator` is imported only on first use, `import jaxattn` loads no data pipeline (and
+`jaxattn.data` never imports `jaxattn.config`), and every `jaxattn` name the README and the docs
 use exists (code blocks and prose alike), so a rename cannot leave them stale."""
 
 from __future__ import annotations
@@ -127,3 +128,39 @@ def test_data_does_not_import_config():
             if "jaxattn.config" in names:
                 offenders.append(f"{os.path.basename(path)}:{node.lineno}")
     assert not offenders, offenders
+
+
+# The fields each registered attention needs (the others have defaults).
+REQUIRED = {
+    "additive": dict(hidden=4),
+    "bahdanau": dict(hidden=4),
+    "mlp": dict(hidden=4),
+    "location": dict(max_length=4),
+    "local_m": dict(window=1),
+    "local_p": dict(window=1),
+}
+
+
+@pytest.mark.parametrize("name", tuple(attention.ATTENTIONS))
+def test_registry_builds_family_members(name):
+    """Every registered name builds a module of `ATTENTION_TYPES`, on the shared base."""
+    module = attention.make_attention(name.upper(), **REQUIRED.get(name, {}))
+    assert type(module) in attention.ATTENTION_TYPES
+    assert isinstance(module, attention.Attention)
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_docs_use_existing_names(doc):
+    with open(os.path.join(ROOT, doc), encoding="utf-8") as f:
+        names = references(f.read())
+    stale = []
+    for name in sorted(names):
+        try:
+            resolve(name)
+        except ModuleNotFoundError as e:
+            if e.name and not e.name.startswith("jaxattn"):
+                continue  # an optional dependency (e.g. torch) that is not installed
+            stale.append(name)
+        except AttributeError:
+            stale.append(name)
+    assert not stale, f"{doc} uses names jaxattn does not have: {stale}"
