@@ -154,7 +154,9 @@ def validation_scores(
     """Training-time validation on a split: teacher-forced loss/perplexity, and sacreBLEU/chrF
     of greedy translations made by the prediction path `Translator` takes
     (`predict.greedy_texts`: the same batches, search and text), so the BLEU is that of
-    scripts/evaluate.py --split with batch size eval.batch_size and max_len eval.max_decode_len.
+    scripts/evaluate.py --split with batch size eval.batch_size and max_len eval.max_decode_len
+    (sources are encoded by `data`: cut to data.eval_cut positions, where evaluate.py cuts to
+    the Translator's input limit; the two differ only for sentences longer than training's).
     """
     ec = config.eval
     batches = data.eval_batches(split, ec.batch_size)  # in order; src [B, S], src_len [B]
