@@ -16,6 +16,7 @@ import torch
 from benchmarks import common
 from benchmarks import torch_tutorial as tt
 from jaxattn import metrics as metrics_lib
+from jaxattn.inference import predict
 from jaxattn.model.seq2seq import build_model
 from jaxattn.training import loop as train_lib
 from jaxattn.training.optim import make_optimizer
@@ -53,10 +54,7 @@ def jax_curve(args, config, data, steps_per_epoch: int) -> list[dict]:
         functools.partial(train_lib.train_step, model=model, tc=tc), donate_argnums=0
     )
     references = data.references(split)
-    eval_batches = [
-        train_lib.pad_batch(b, config.eval.batch_size)  # one shape: one compile
-        for b in data.eval_batches(split, config.eval.batch_size)
-    ]
+    sources = predict.source_rows(data.eval_batches(split, config.eval.batch_size))
 
     def step(n):
         nonlocal state
@@ -64,9 +62,17 @@ def jax_curve(args, config, data, steps_per_epoch: int) -> list[dict]:
             state, metrics = train_step(state, next(batches), base_key)
         jax.block_until_ready(metrics)
 
-    def bleu():  # validation's greedy translations (through search.decode)
-        hyps = train_lib.greedy_texts(
-            model, state.params, eval_batches, data, max_len=config.eval.max_decode_len
+    def bleu():  # validation's greedy translations (the prediction path of Translator)
+        hyps = predict.greedy_texts(
+            model,
+            {"params": state.params},
+            sources,
+            tgt_vocab=data.tgt_vocab,
+            tgt_tokenizer=data.tgt_tokenizer,
+            src_pad_id=data.src_vocab.pad_id,
+            batch_size=config.eval.batch_size,
+            padded_len=predict.source_width(config),
+            max_len=config.eval.max_decode_len,
         )
         return metrics_lib.corpus_scores(hyps, references)["bleu"]
 

@@ -455,11 +455,18 @@ MUTATIONS = [
         "tests/test_data_text.py -k vocab_min_freq",
     ),
     M(
-        "validation_keeps_padding_rows",
-        "jaxattn/training/loop.py",
-        'for i in np.flatnonzero(np.asarray(b["src_len"]))]',
-        'for i in range(len(b["src_len"]))]',
-        "tests/test_train_step.py -k greedy_texts",
+        "prediction_decodes_eos_only_rows",
+        "jaxattn/inference/predict.py",
+        "todo = [i for i, n in enumerate(lengths) if n > 1]",
+        "todo = list(range(len(lengths)))",
+        "tests/test_predict.py -k 'plan_skips or greedy_texts'",
+    ),
+    M(
+        "prediction_loses_input_order",
+        "jaxattn/inference/predict.py",
+        "out[i] = target_text(",
+        "out[row] = target_text(",
+        "tests/test_predict.py -k greedy_texts",
     ),
     M(
         "decode_ignores_alpha",

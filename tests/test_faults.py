@@ -104,8 +104,10 @@ def test_best_checkpoint_survives_resumes_past_the_keep_window(tmp_path, monkeyp
     best = Checkpointer(str(w), read_only=True).best_step()
     assert best in (10, 20)
     # Resumed and extended twice: with a worse validation, then with no BLEU at all.
-    real = train_lib.validate
-    monkeypatch.setattr(train_lib, "validate", lambda *a, **k: {**real(*a, **k), "bleu": -1.0})
+    real = train_lib.validation_scores
+    monkeypatch.setattr(
+        train_lib, "validation_scores", lambda *a, **k: {**real(*a, **k), "bleu": -1.0}
+    )
     train(w, **{"train.num_train_steps": 40})
     monkeypatch.undo()
     train(w, **{"train.num_train_steps": 60, "eval.bleu": False})  # a resume without BLEU
@@ -262,7 +264,7 @@ def test_failed_validation_keeps_the_checkpoint(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nand 50 more lines")
 
-    monkeypatch.setattr(train_lib, "validate", broken)
+    monkeypatch.setattr(train_lib, "validation_scores", broken)
     with pytest.raises(TrainingError, match="Validation at step 10 failed.*is saved"):
         train(w)
     assert Checkpointer(str(w), read_only=True).all_steps() == [10]

@@ -75,6 +75,34 @@ def test_evaluate_files_end_to_end(run, env, tmp_path):
     assert result["sentences"] == 4 and result["empty_inputs"] == 1
 
 
+def test_validation_bleu_is_evaluate_bleu(tiny_run, env, tmp_path):
+    """The validation BLEU training recorded for a checkpoint is, exactly, scripts/evaluate.py's
+    and Translator.evaluate's on that split (greedy, max_len eval.max_decode_len): one
+    prediction path (jaxattn.inference.predict)."""
+    from jaxattn.inference.translator import Translator, load_split
+    from jaxattn.metrics import read_metrics
+
+    run, ec = tiny_run.workdir, tiny_run.config.eval
+    [recorded] = [m for m in read_metrics(run) if m["split"] == "valid" and m["step"] == 300]
+    script(
+        env,
+        "evaluate",
+        f"--workdir={run}",
+        "--checkpoint=300",
+        f"--split={ec.split}",
+        f"--max_len={ec.max_decode_len}",
+        "--beam_size=1",
+        f"--json={tmp_path / 'r.json'}",
+    )
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["method"] == "greedy" and result["sentences"] == 100
+    assert result["bleu"] == recorded["bleu"] and result["chrf"] == recorded["chrf"]
+    tr = Translator.from_workdir(run, 300)
+    sources, references = load_split(tr.config, run, ec.split)
+    evaluated = tr.evaluate(sources, references, max_len=ec.max_decode_len)
+    assert evaluated["bleu"] == recorded["bleu"] and evaluated["chrf"] == recorded["chrf"]
+
+
 def test_evaluate_split_and_tsv(run, env, tmp_path):
     out, _ = script(
         env, "evaluate", f"--workdir={run}", "--checkpoint=best", f"--json={tmp_path / 'r.json'}"

@@ -406,29 +406,3 @@ def test_schedules_values():
         assert float(rs(s)) == pytest.approx(want, rel=1e-5)
     with pytest.raises(TrainingError, match="lr_schedule"):
         sched("linear")
-
-
-def test_greedy_texts_skips_padding_rows_and_decodes_through_search():
-    """Validation's translations: one text per real row (src_len > 0), in order, each the
-    target decoding of `search.decode`'s best hypothesis up to its length."""
-    from types import SimpleNamespace
-
-    from jaxattn import search
-    from jaxattn.data.vocab import SPECIALS, Vocab
-
-    c = default_model_config()
-    c.hidden = c.embed_dim = 8
-    model = build_model(c, V, V, bos_id=BOS)
-    batch = make_batch()
-    params = train_lib.create_train_state(
-        model, optax.sgd(0.1), jax.random.PRNGKey(3), batch
-    ).params
-    vocab = Vocab(list(SPECIALS) + [f"w{i}" for i in range(V - 4)])  # pad, bos 1, eos 2, unk
-    data = SimpleNamespace(tgt_vocab=vocab, decode_target=lambda ids: " ".join(map(str, ids)))
-    padded = {**batch, "src_len": jnp.asarray([5, 0, 4], jnp.int32)}  # row 1 is padding
-    texts = train_lib.greedy_texts(model, params, [padded], data, max_len=4)
-    r = search.greedy_search(
-        model, {"params": params}, padded["src"], padded["src_len"], eos_id=vocab.eos_id, max_len=4
-    )
-    want = [" ".join(map(str, np.asarray(r.tokens)[i, : int(r.lengths[i])])) for i in (0, 2)]
-    assert texts == want

@@ -9,11 +9,11 @@ settings, checked once), `Translation` (one sentence's output, with its n-best a
 
 Methods: 'greedy'; 'beam' (beam_size, alpha: length penalty, beta: coverage penalty, n_best
 <= beam_size hypotheses); 'sample' (temperature, top_k, top_p from `seed`; n_best samples per
-sentence). Without `method`, beam_size > 1 means beam search and 1 greedy. Also how
-`Translator` plans its batches (`length_batches`, `round_up`), and what input it takes:
-`InputLimit` (the longest sentence in tokens, and a bound on its characters checked before
-any tokenizing), `InputTooLongError`, `training_limit` (the limit a run's training data
-implies, from `run_stats`: WORKDIR/data_stats.json), `MAX_DECODE_STEPS`.
+sentence). Without `method`, beam_size > 1 means beam search and 1 greedy. Also what input
+`Translator` takes (its batches: jaxattn.inference.predict): `InputLimit` (the longest
+sentence in tokens, and a bound on its characters checked before any tokenizing),
+`InputTooLongError`, `training_limit` (the limit a run's training data implies, from
+`run_stats`: WORKDIR/data_stats.json), `MAX_DECODE_STEPS`.
 """
 
 from __future__ import annotations
@@ -327,21 +327,3 @@ def attention_labels(t: Translation) -> tuple[list[str], list[str]]:
         [label(w) for w in t.input_tokens] + [EOS_LABEL],
         [label(w) for w in t.tokens] + ([EOS_LABEL] if t.finished else []),
     )
-
-
-def round_up(n: int, multiple: int) -> int:
-    """n rounded up to a multiple of `multiple` (padded widths and decode lengths)."""
-    return -(-n // multiple) * multiple
-
-
-def length_batches(lengths: Sequence[int], batch_size: int) -> list[tuple[list[int], int]]:
-    """[(indices, rows)]: the indices sorted by length in chunks of batch_size, each padded
-    to `rows`, a power of two (rows past the chunk repeat its last)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [
-        (
-            order[s : s + batch_size],
-            min(batch_size, 1 << (len(order[s : s + batch_size]) - 1).bit_length()),
-        )
-        for s in range(0, len(order), batch_size)
-    ]

@@ -17,7 +17,8 @@ only the parameters of the checkpoint's train state (no optimizer state, no corp
 goes through the run's own normalization and tokenizer; unknown words map to UNK (the tutorial
 id layout has no UNK: they are dropped, with a warning). Sentences are sorted by length and
 decoded in batches whose shapes come from a few buckets (rows: powers of two up to
-config.eval.batch_size; source length: padded as in training), so compilations are few. The
+config.eval.batch_size; source length: padded as in training), so compilations are few: the
+prediction path of jaxattn.inference.predict, which training's validation takes too. The
 decoding options are `translation.DecodeOptions`; every search runs through `decode_ids`.
 
 User mistakes (missing workdir or checkpoint, unreadable input, a bad option) raise
@@ -40,7 +41,6 @@ refused without tokenizing it. An over-long sentence raises `InputTooLongError` 
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import time
@@ -54,7 +54,8 @@ import numpy as np
 from jaxattn import metrics as metrics_lib
 from jaxattn import search
 from jaxattn.checks import is_int
-from jaxattn.data.batching import PadLength, encode_tokens, pad
+from jaxattn.data.batching import encode_tokens, pad
+from jaxattn.inference import predict
 from jaxattn.inference import unk as unk_lib
 from jaxattn.inference.translation import (
     MAX_DECODE_STEPS,
@@ -67,8 +68,6 @@ from jaxattn.inference.translation import (
     UsageError,
     attention_labels,
     check_options,
-    length_batches,
-    round_up,
     run_stats,
     training_limit,
 )
@@ -77,7 +76,6 @@ from jaxattn.rundir import restore
 
 log = logging.getLogger(__name__)
 
-_IN_FLIGHT = 4  # batches dispatched ahead of the one being collected
 _CUT_WARNINGS = 10  # over-long sentences cut (overlong='truncate') named one by one, at most
 
 
@@ -155,7 +153,7 @@ class Translator:
         self.max_length = text.max_length  # the corpus filter's limit (read_tsv filters by it)
         # location attention scores a fixed number of source positions (EOS included); 0 = any
         self.max_src_positions = restore.max_src_positions(config)
-        self._pad_length = PadLength.from_config(config.data)  # source widths as in training
+        self._source_width = predict.source_width(config)  # source widths as in training
         # the limits each run's training implies, (tokens, why) per side; an ensemble: the least
         stats = [(c, run_stats(w)) for c, w in (runs or [(config, None)])]
         self._run_limits = {}
@@ -408,9 +406,8 @@ class Translator:
 
     def padded_len(self, n: int) -> int:
         """The padded source width S of a batch whose longest row has n positions: as training
-        pads (models trained without masks see the padding they were trained on)."""
-        padded_len = self._pad_length(n)
-        return min(padded_len, self.max_src_positions) if self.max_src_positions else padded_len
+        pads (`predict.source_width`)."""
+        return self._source_width(n)
 
     def decode_len(self, padded_len: int, max_len: int | None) -> int:
         """Decoding steps: max_len, else config.eval.max_decode_len, raised for long input
@@ -418,41 +415,42 @@ class Translator:
         if max_len:
             return max_len
         floor = self.config.eval.max_decode_len
-        return min(round_up(max(floor, 2 * padded_len + 10), 8), max(MAX_DECODE_STEPS, floor))
+        return min(
+            predict.round_up(max(floor, 2 * padded_len + 10), 8), max(MAX_DECODE_STEPS, floor)
+        )
 
-    def _plan(self, inputs: list[_Input], batch_size: int | None, max_len: int | None):
-        """Batches [(indices, rows, padded_len, max_len)] of the non-empty inputs, by length."""
-        todo = [i for i, x in enumerate(inputs) if len(x.ids) > 1]
-        plan = []
-        for idx, rows in length_batches(
-            [len(inputs[i].ids) for i in todo], batch_size or self.config.eval.batch_size
-        ):
-            idx = [todo[i] for i in idx]
-            padded_len = self.padded_len(len(inputs[idx[-1]].ids))
-            plan.append((idx, rows, padded_len, self.decode_len(padded_len, max_len)))
-        return plan
+    def _plan(
+        self, inputs: list[_Input], batch_size: int | None, max_len: int | None
+    ) -> list[predict.Batch]:
+        """`predict.plan` of the inputs: the non-empty ones by length, in batches of batch_size
+        (None: config.eval.batch_size), `decode_len` steps each."""
+        return predict.plan(
+            [len(x.ids) for x in inputs],
+            batch_size or self.config.eval.batch_size,
+            self.padded_len,
+            lambda padded_len: self.decode_len(padded_len, max_len),
+        )
 
     def decode_ids(
         self, src, src_len, *, max_len: int, options: DecodeOptions, rng=None, variables=None
     ) -> search.SearchResult:
-        """THE search call: `search.decode` of padded source ids src [B, S], src_len [B] with
+        """THE search call: `predict.decode` of padded source ids src [B, S], src_len [B] with
         `options` -> SearchResult [B, N, ...] (asynchronous). rng: the sampling key (None:
         options.seed's); variables: other parameters (the export traces with its own)."""
         o = DecodeOptions.make(options)  # UsageError for what is not a DecodeOptions
         if o.method == "sample" and rng is None:
             rng = jax.random.key(o.seed)
-        return search.decode(
+        return predict.decode(
             self.model,
             self.variables if variables is None else variables,
             src,
             src_len,
-            eos_id=self.tgt_vocab.eos_id,
+            tgt_vocab=self.tgt_vocab,
             max_len=max_len,
             method=o.method,
             beam_size=o.beam_size,
             n_best=o.n_best,
             beta=o.beta,
-            bos_id=self.tgt_vocab.bos_id,
             alpha=self.config.eval.length_penalty if o.alpha is None else o.alpha,
             rng=rng if o.method == "sample" else None,
             temperature=o.temperature,
@@ -461,20 +459,19 @@ class Translator:
         )
 
     def _search(
-        self, inputs, idx, rows, padded_len, max_len, options: DecodeOptions, offset: int = 0
+        self, sources: list[list[int]], b: predict.Batch, options: DecodeOptions, offset: int = 0
     ):
-        """Starts decoding one batch (asynchronously); rows past len(idx) repeat the last.
-        Sampling: sentence i's key folds in its input position, offset + i."""
-        order = [idx[min(r, len(idx) - 1)] for r in range(rows)]
-        src, src_len = pad([inputs[i].ids for i in order], padded_len, self.src_vocab.pad_id)
+        """Starts decoding batch `b` of the source id rows (asynchronously). Sampling: sentence
+        i's key folds in its input position, offset + i."""
+        src, src_len = b.source(sources, self.src_vocab.pad_id)  # [B, S], [B]
         rng = (
             jax.vmap(jax.random.fold_in, (None, 0))(
-                jax.random.key(options.seed), jnp.asarray(order) + offset
+                jax.random.key(options.seed), jnp.asarray(b.order) + offset
             )
             if options.method == "sample"
             else None
         )
-        return self.decode_ids(src, src_len, max_len=max_len, options=options, rng=rng)
+        return self.decode_ids(src, src_len, max_len=b.max_len, options=options, rng=rng)
 
     def translate(
         self,
@@ -533,15 +530,13 @@ class Translator:
         dictionary: dict | None,
         offset: int = 0,
     ) -> list[Translation]:
-        """Decodes prepared inputs, batched by length, several batches in flight."""
+        """Decodes prepared inputs through `predict.predict` (by length, several batches in
+        flight): the path training's validation takes too."""
         out: list[Translation | None] = [None] * len(inputs)
-        pending = collections.deque()  # batches in flight: decoded while the host reads others
-        for p in self._plan(inputs, batch_size, max_len):
-            pending.append((p[0], self._search(inputs, *p, options, offset)))
-            if len(pending) > _IN_FLIGHT:
-                self._collect(inputs, *pending.popleft(), out, options, dictionary)
-        while pending:
-            self._collect(inputs, *pending.popleft(), out, options, dictionary)
+        sources = [x.ids for x in inputs]
+        batches = self._plan(inputs, batch_size, max_len)
+        for b, r in predict.predict(batches, lambda b: self._search(sources, b, options, offset)):
+            self._collect(inputs, b.idx, r, out, options, dictionary)
         for i, x in enumerate(inputs):
             if out[i] is None:  # nothing to translate
                 out[i] = Translation(
@@ -573,12 +568,13 @@ class Translator:
         self,
         inputs,
         idx,
-        result: search.SearchResult,
+        r: search.SearchResult,
         out,
         options: DecodeOptions,
         dictionary: dict | None,
     ) -> None:
-        r = jax.tree.map(np.asarray, result)  # tokens [B, N, T], scores [B, N], ...
+        """out[i] for each sentence i of a batch: its Translation with the n-best alternatives,
+        from r (host arrays: tokens [B, N, T], scores [B, N], ...)."""
         for row, i in enumerate(idx):
             ranks = (
                 np.argsort(-r.scores[row], kind="stable")
@@ -595,20 +591,14 @@ class Translator:
     def _translation(
         self, x: _Input, r: search.SearchResult, row: int, k: int, dictionary: dict | None
     ) -> Translation:
-        length = int(r.lengths[row, k])
-        ids = r.tokens[row, k, :length].tolist()
-        finished = bool(r.finished[row, k])
-        ids = ids[:-1] if finished else ids
+        ids, finished = predict.hypothesis_ids(r, row, k)
         words = [self.tgt_vocab.tokens[i] for i in ids]
-        weights = r.weights[row, k, :length, : len(x.ids)]
+        weights = r.weights[row, k, : int(r.lengths[row, k]), : len(x.ids)]
         if dictionary is not None:
             words = unk_lib.replace_unknown(
                 words, x.tokens, weights, self.tgt_vocab.tokens[self.tgt_vocab.unk_id], dictionary
             )
-        special = {self.tgt_vocab.pad_id, self.tgt_vocab.bos_id}
-        text = self.tgt_tokenizer.detokenize(
-            [w for i, w in zip(ids, words, strict=True) if i not in special]
-        )
+        text = predict.target_text(self.tgt_tokenizer, self.tgt_vocab, ids, words)
         return Translation(
             text,
             words,
@@ -690,11 +680,12 @@ class Translator:
         max_len: int | None,
         batch_size: int | None,
     ) -> None:
-        seen = {}
-        for idx, rows, padded_len, steps in self._plan(inputs, batch_size, max_len):
-            seen.setdefault((rows, padded_len, steps), idx)
-        for (rows, padded_len, steps), idx in seen.items():
-            jax.block_until_ready(self._search(inputs, idx, rows, padded_len, steps, options))
+        shapes = {}  # (rows, padded_len, max_len) -> the first batch of that shape
+        for b in self._plan(inputs, batch_size, max_len):
+            shapes.setdefault((b.rows, b.padded_len, b.max_len), b)
+        sources = [x.ids for x in inputs]
+        for b in shapes.values():
+            jax.block_until_ready(self._search(sources, b, options))
 
     # ------------------------------------------------------------------ notebooks
     def attention(self, sentence: str, **kwargs) -> tuple[list[str], list[str], np.ndarray]:
@@ -830,7 +821,7 @@ class Translator:
         tgt_ids = [encode_tokens(self.tgt_vocab, t) for t in tokens]
         eos = self.tgt_vocab.tokens[self.tgt_vocab.eos_id]
         out: list[Score | None] = [None] * len(sources)
-        for idx, rows in length_batches(
+        for idx, rows in predict.length_batches(
             [len(x.ids) for x in inputs], batch_size or self.config.eval.batch_size
         ):
             chosen = [idx[min(r, len(idx) - 1)] for r in range(rows)]
@@ -841,7 +832,7 @@ class Translator:
             )  # [B, S], [B]
             tgt, tgt_len = pad(
                 [tgt_ids[i] for i in chosen],
-                round_up(max(len(tgt_ids[i]) for i in idx), 8),
+                predict.round_up(max(len(tgt_ids[i]) for i in idx), 8),
                 self.tgt_vocab.pad_id,
             )  # [B, T], [B]
             f = jax.tree.map(

@@ -30,8 +30,8 @@ from tqdm import tqdm
 from jaxattn import config as config_lib
 from jaxattn import data as data_lib
 from jaxattn import metrics as metrics_lib
-from jaxattn import search
 from jaxattn.errors import CheckpointError, ConfigError, TrainingError, first_line
+from jaxattn.inference import predict
 from jaxattn.model.seq2seq import build_model
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir.checkpointer import CONFIG_FILE, Checkpointer, check_resumable, checkpoint_dir
@@ -148,43 +148,37 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def greedy_texts(model, params, batches, data, *, max_len: int) -> list[str]:
-    """Greedy translations (text) of the real rows of `batches` (src_len 0 rows are padding),
-    decoded through the one decoding path, `search.decode`."""
-    texts = []
-    for b in batches:
-        r = search.decode(
-            model,
-            {"params": params},
-            b["src"],
-            b["src_len"],
-            eos_id=data.tgt_vocab.eos_id,
-            max_len=max_len,
-        ).top()
-        tokens, lengths = np.asarray(r.tokens), np.asarray(r.lengths)  # [B, T], [B]
-        texts += [
-            data.decode_target(tokens[i, : lengths[i]])
-            for i in np.flatnonzero(np.asarray(b["src_len"]))
-        ]
-    return texts
-
-
-def validate(
+def validation_scores(
     model, params, data, split, *, config, p_eval_step, replicated, with_bleu: bool = True
 ) -> dict:
     """Training-time validation on a split: teacher-forced loss/perplexity, and sacreBLEU/chrF
-    of greedy translations (the ones `Translator` and scripts/evaluate.py produce)."""
+    of greedy translations made by the prediction path `Translator` takes
+    (`predict.greedy_texts`: the same batches, search and text), so the BLEU is that of
+    scripts/evaluate.py --split with batch size eval.batch_size and max_len eval.max_decode_len
+    (sources are encoded by `data`: cut to data.eval_cut positions, where evaluate.py cuts to
+    the Translator's input limit; the two differ only for sentences longer than training's).
+    """
     ec = config.eval
-    batches = [pad_batch(b, ec.batch_size) for b in data.eval_batches(split, ec.batch_size)]
+    batches = data.eval_batches(split, ec.batch_size)  # in order; src [B, S], src_len [B]
     loss_sum, tokens = 0.0, 0.0
     for b in batches:
-        out = p_eval_step(params, to_global(b, replicated))
+        out = p_eval_step(params, to_global(pad_batch(b, ec.batch_size), replicated))
         loss_sum += float(out["loss_sum"])
         tokens += float(out["tokens"])
     loss = loss_sum / max(tokens, 1.0)
     result = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
     if with_bleu:
-        hyps = greedy_texts(model, params, batches, data, max_len=ec.max_decode_len)
+        hyps = predict.greedy_texts(
+            model,
+            {"params": params},
+            predict.source_rows(batches),
+            tgt_vocab=data.tgt_vocab,
+            tgt_tokenizer=data.tgt_tokenizer,
+            src_pad_id=data.src_vocab.pad_id,
+            batch_size=ec.batch_size,
+            padded_len=predict.source_width(config),
+            max_len=ec.max_decode_len,
+        )
         scores = metrics_lib.corpus_scores(hyps, data.references(split))
         result.update(bleu=scores["bleu"], chrf=scores["chrf"])
     return result
@@ -392,7 +386,7 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
                 metrics = None
                 if run_eval:
                     try:
-                        metrics = validate(
+                        metrics = validation_scores(
                             model,
                             state.params,
                             data,
