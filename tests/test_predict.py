@@ -14,11 +14,12 @@ from jax.sharding import PartitionSpec as P
 
 from jaxattn import data as data_lib
 from jaxattn import search
+from jaxattn.config import default_model_config
 from jaxattn.data.vocab import SPECIALS, Vocab
 from jaxattn.inference import predict
 from jaxattn.inference.predict import Batch
 from jaxattn.inference.translator import Translator
-from jaxattn.model.seq2seq import build_model, default_model_config
+from jaxattn.model.seq2seq import build_model
 from jaxattn.training import loop as train_lib
 
 V = 9
