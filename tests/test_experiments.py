@@ -19,7 +19,7 @@ RUNNER = runpy.run_path(SCRIPT)  # the script's functions (its main() is not cal
 
 # tiny runs: 2 groups x 2 runs, 2 distinct (the search group reuses the sweep's runs)
 TINY = {"model.hidden": 16, "model.embed_dim": 16, "data.synthetic_sizes": (600, 40, 40)}
-RUNS = ex.make_runs(
+RUNS = ex.make_variants(
     ("3e-3", {"train.learning_rate": 3e-3}), ("1e-2", {"train.learning_rate": 1e-2})
 )
 GROUPS = [
@@ -37,7 +37,7 @@ GROUPS = [
         "Greedy or beam",
         "Tiny question two.",
         RUNS,
-        searches=(ex.GREEDY, ex.Search("beam 3", 3)),
+        decodings=(ex.GREEDY, ex.Decoding("beam 3", 3)),
         curves=False,
     ),
 ]
@@ -142,9 +142,9 @@ def test_failed_run_is_reported_not_fatal(tmp_path):
 
 def test_run_keys_share_equal_runs():
     base = _base()
-    same = ex.Run("x", (("train.learning_rate", base.train.learning_rate),))
-    assert ex.run_key(base, same) == ex.run_key(base, ex.Run("y")) == "base"
-    assert ex.run_key(base, ex.Run("z", (("model.hidden", 32),))) == "hidden=32"
+    same = ex.Variant("x", (("train.learning_rate", base.train.learning_rate),))
+    assert ex.run_key(base, same) == ex.run_key(base, ex.Variant("y")) == "base"
+    assert ex.run_key(base, ex.Variant("z", (("model.hidden", 32),))) == "hidden=32"
     with pytest.raises(KeyError):
         ex.make_config(base, {"model.nope": 1})
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from jaxattn import config as config_lib
-from jaxattn.errors import ConfigError, TrainingError, WorkdirError
+from jaxattn.errors import ConfigError, InferenceError, TrainingError, WorkdirError
 from jaxattn.inference import translator as inference
 from jaxattn.rundir import checkpointer as checkpoints
 from jaxattn.rundir import files as workdir
@@ -185,7 +185,7 @@ def test_changed_vocabulary_is_named(trained, tmp_path, name):
     (w / name).write_text("\n".join(lines[:-3]) + "\n")  # truncated
     with pytest.raises(CheckpointError, match=name):
         train(w, **{"train.num_train_steps": 30})
-    with pytest.raises(inference.InferenceError, match=name):
+    with pytest.raises(InferenceError, match=name):
         inference.Translator.from_workdir(str(w))
     (w / name).unlink()
     with pytest.raises(CheckpointError, match=f"{name} is missing"):
@@ -467,18 +467,18 @@ def test_corrupt_config_json_is_named(trained, tmp_path):
     (w / "config.json").write_text('{"model": {"hidden": 16')
     with pytest.raises(WorkdirError, match="config.json"):
         train(w, **{"train.num_train_steps": 30})
-    with pytest.raises(inference.InferenceError, match="config.json"):
+    with pytest.raises(InferenceError, match="config.json"):
         inference.Translator.from_workdir(str(w))
     r = run_script("evaluate.py", f"--workdir={w}", "--src=/dev/null", "--ref=/dev/null")
     assert_one_error_line(r, "config.json")
     (w / "config.json").write_text("[1, 2]")
-    with pytest.raises(inference.InferenceError, match="config.json"):
+    with pytest.raises(InferenceError, match="config.json"):
         inference.Translator.from_workdir(str(w))
     saved = json.loads((trained / "config.json").read_text())
     saved["model"]["hidden"] = "sixteen"  # valid JSON, invalid value
     saved["model"]["from_a_later_version"] = 1  # unknown fields are kept, not refused
     (w / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(inference.InferenceError, match="config.json.*config.model.hidden"):
+    with pytest.raises(InferenceError, match="config.json.*config.model.hidden"):
         inference.Translator.from_workdir(str(w))
     saved["model"]["hidden"] = 16
     (w / "config.json").write_text(json.dumps(saved))

@@ -19,6 +19,7 @@ import pytest
 
 from jaxattn.config import default_config, load_config
 from jaxattn.data import load_text_processing, readers
+from jaxattn.errors import InferenceError, InputTooLongError, UsageError
 from jaxattn.inference import translator as inference
 from jaxattn.inference.translation import (
     CHARS_PER_TOKEN,
@@ -27,7 +28,7 @@ from jaxattn.inference.translation import (
     InputLimit,
     training_limit,
 )
-from jaxattn.inference.translator import InputTooLongError, Translator, UsageError, eval_input
+from jaxattn.inference.translator import Translator, eval_input
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATS = {"train_pairs": 2000, "max_source_len": 8, "max_target_len": 8}  # the tiny run's
@@ -134,7 +135,7 @@ def test_overlong_is_an_error_naming_it(no_decoding, n):
     msg = str(e.value)
     assert msg.startswith(f"sentences[1] has {n} tokens; this model takes at most {LIMIT} tokens")
     assert "--max_input_len" in msg and "--truncate_long" in msg and "overlong='truncate'" in msg
-    assert isinstance(e.value, inference.InferenceError) and e.value.exit_code == 1
+    assert isinstance(e.value, InferenceError) and e.value.exit_code == 1
 
 
 def test_overlong_everywhere_in_the_api(no_decoding):
