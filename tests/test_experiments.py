@@ -140,6 +140,20 @@ def test_failed_run_is_reported_not_fatal(tmp_path):
     assert "loss became nan" in rec["error"] and "finished_step" not in rec
 
 
+@pytest.mark.parametrize("message", ["", "  \n ", "first\nsecond"])
+def test_failed_run_with_an_empty_message_is_reported_too(tmp_path, message):
+    """An exception with an empty (or blank) message is recorded by its type: the grid goes
+    on (reading the first line of '' raised IndexError, which stopped the grid)."""
+
+    def boom(config, workdir):
+        raise RuntimeError(message)
+
+    rec = ex.train_run(_base(), str(tmp_path / "w"), train_fn=boom)
+    want = "RuntimeError: first" if message.startswith("first") else "RuntimeError: "
+    assert rec["error"] == want and "finished_step" not in rec
+    assert json.loads((tmp_path / "w" / ex.RESULT_FILE).read_text())["error"] == want
+
+
 def test_run_keys_share_equal_runs():
     base = _base()
     same = ex.Variant("x", (("train.learning_rate", base.train.learning_rate),))

@@ -14,7 +14,8 @@ import pytest
 from jaxattn import search
 from jaxattn.data.vocab import Vocab
 from jaxattn.errors import InferenceError, UsageError
-from jaxattn.inference.translator import Translator, unk
+from jaxattn.inference import unk
+from jaxattn.inference.translator import Translator
 from jaxattn.search.options import DecodeOptions
 
 SENTENCES = ["3 1 4 1 5", "9 2 6", "5 3 5 8 9 7", "1 2", "10 11 0 4 4 4 7", ""]

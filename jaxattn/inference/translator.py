@@ -23,8 +23,8 @@ decoding options are `jaxattn.search.options.DecodeOptions`; every search runs t
 
 User mistakes (missing workdir or checkpoint, unreadable input, a bad option) raise
 `InferenceError` (`UsageError` for arguments, `OptionError` for decoding options; all in
-jaxattn.errors) with a message meant for the command line; the
-scripts print it and exit with `exit_code`. Lengths: `max_len` is decoding steps, `padded_len`
+jaxattn.errors) with a message meant for the command line; the scripts print it and exit with
+`exit_code`. Lengths: `max_len` is decoding steps, `padded_len`
 an int source width S (see jaxattn.config).
 
 Input limits, checked before any decoding: a sentence may have at most `max_input_len` tokens
