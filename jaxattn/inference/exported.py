@@ -549,7 +549,7 @@ class _ArtifactTranslator(inference.Translator):
         variables=None,
     ) -> search.SearchResult:
         """Runs the artifact serving (options, max_len, src width) -> SearchResult [B, 1, ...]."""
-        o = options
+        o = self.options(options)  # alpha None: the run's, as the artifacts were traced with
         if o.method not in ("greedy", "beam") or o.n_best != 1 or o.beta:
             raise ExportError(
                 f"{self.directory} decodes greedy and beam search of one "

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import jax
 
+from jaxattn.errors import OptionError
 from jaxattn.search.beam import beam_search
 from jaxattn.search.core import (
     Ensemble,
@@ -39,7 +40,7 @@ from jaxattn.search.core import (
 )
 from jaxattn.search.force import Forced, force_decode
 from jaxattn.search.greedy import greedy_search
-from jaxattn.search.options import METHODS, OPTIONS, DecodeOptions, Option, check_unused
+from jaxattn.search.options import METHODS, OPTIONS, DecodeOptions, Option
 from jaxattn.search.sample import filter_logits, sample
 
 __all__ = [
@@ -103,7 +104,8 @@ def decode(
         decoding.setdefault("method", "greedy")
         OPTIONS["method"].check(decoding["method"], none=False)
     o = DecodeOptions.make(options, **decoding)
-    check_unused(o.method, rng=rng)
+    if rng is not None and o.method != "sample":
+        raise OptionError(f"rng is for method='sample'; method={o.method!r} would ignore it.")
     ids = dict(eos_id=eos_id, max_len=max_len, bos_id=bos_id, pad_id=pad_id)
     if o.method == "sample":
         return sample(

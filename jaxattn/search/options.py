@@ -10,12 +10,12 @@ help text and the methods that read it. Everything else is built from the table:
 - `check_value`: the range check of one option, for the search functions called directly
   (`beam_search(beta=...)`, `sample(temperature=...)`).
 
-A new decoding option is therefore one `Option` row here (and `DecodeOptions.describe` if it
-should show in reports), plus the code of the method that reads it: `search.decode` passing
-it on, and the method's function. Before this table it took eight places: the options
-dataclass, its check, the search's check of unused options, decode's signature, the method's
-argument check, the CLI's flag list, the CLI's list of the flags to read back, and the
-Translator's call of decode.
+A new decoding option is therefore one `Option` row here, plus the method that reads it:
+`decode` passing `o.NAME` to the method's function, which checks it with `check_value(NAME)`
+(and `DecodeOptions.describe`, if reports should show it). Before this table it took nine
+places: the options dataclass, its check, decode's signature, decode's table of options
+other methods ignore, decode's call of the method, the method's own check, the CLI's flag
+list, the CLI's list of flags to read back, and the Translator's call of decode.
 
 Not in the table, because they are not settings of the search: max_len and batch_size (how
 many steps, how many sentences at once: `decode` and `Translator` arguments, flags of their
@@ -269,14 +269,6 @@ def _unused(method: str, given: dict) -> None:
             f"{name}={value!r} is for method={' or '.join(map(repr, o.methods))}; "
             f"method={method!r} would ignore it."
         )
-
-
-def check_unused(method: str, **given) -> None:
-    """OptionError for an option (or `decode`'s rng) set for a method that would ignore it."""
-    rng = given.pop("rng", None)
-    _unused(method, given)
-    if rng is not None and method != "sample":
-        raise OptionError(f"rng is for method='sample'; method={method!r} would ignore it.")
 
 
 class _Checked:
