@@ -19,9 +19,9 @@ import sys
 from absl import app, flags
 
 from jaxattn.data.readers import summary
+from jaxattn.errors import InferenceError, UsageError
 from jaxattn.inference import eval_input
 from jaxattn.inference import translator as inference
-from jaxattn.inference.translation import InferenceError, UsageError
 from jaxattn.rundir.files import write_text
 from jaxattn.tools import cli
 
@@ -74,7 +74,7 @@ def _pairs(translator, options: dict, limits: dict) -> tuple[str, list[str], lis
 def run(argv):
     specs = _parse_specs(argv)
     options = cli.eval_data_options()
-    cli.check_positive("beam_size", "max_len", "batch_size")
+    cli.check_decoding_flags()
     own_split = options["src"] is None and options["tsv"] is None
     limits = eval_input.limit_options("truncate" if own_split else "error")
     cli.check_outputs("json", inputs=("src", "ref", "tsv", "unk_dictionary"))

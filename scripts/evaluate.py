@@ -75,11 +75,11 @@ def describe(options: dict, counts: dict | None) -> str:
 def run(argv):
     cli.no_arguments(argv)
     data_options = cli.eval_data_options()
-    cli.check_positive("beam_size", "max_len", "batch_size")
+    cli.check_decoding_flags()
     cli.check_outputs("output", "json", inputs=("src", "ref", "tsv", "unk_dictionary"))
     if _SCORE.value:
         cli.reject_flags(
-            cli.SEARCH_FLAGS + ("max_len", "replace_unk", "unk_dictionary"),
+            [*cli.search_flags(), "max_len", "replace_unk", "unk_dictionary"],
             "no search runs with --score.",
         )
     elif _PER_TOKEN.value:

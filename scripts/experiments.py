@@ -35,7 +35,7 @@ from absl import logging as absl_logging
 
 from jaxattn.tools import experiment_report as report
 from jaxattn.tools import experiments as ex
-from jaxattn.tools.experiments import GREEDY, Group, Search, make_runs
+from jaxattn.tools.experiments import GREEDY, Decoding, Group, make_variants
 
 # The machine description lives with the benchmarks, in the repository (not the installed package).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,7 +54,7 @@ GROUPS: dict[str, Group] = {
             "Attention vs no attention",
             "Does attention help? The tutorial's AttnDecoderRNN (Bahdanau additive attention) "
             "against its DecoderRNN, which sees only the encoder's last hidden state.",
-            make_runs(ADDITIVE, PLAIN),
+            make_variants(ADDITIVE, PLAIN),
         ),
         Group(
             "scoring",
@@ -64,7 +64,7 @@ GROUPS: dict[str, Group] = {
             "softmax(Linear(q)) over positions, keys unused (10 outputs = the filter's maximum "
             "incl. EOS); local-m/local-p: Luong's windows of D = 5 around p_t = t (monotonic) or "
             "a predicted p_t, general score, Gaussian-weighted.",
-            make_runs(
+            make_variants(
                 ADDITIVE,
                 ("dot", {"model.attention": "dot"}),
                 ("scaled dot", {"model.attention": "scaled_dot"}),
@@ -80,7 +80,7 @@ GROUPS: dict[str, Group] = {
             "The current tutorial always feeds the target (ratio 1.0); the older one used 0.5. "
             "Ratio r: each step feeds the reference token with probability r, else the model's "
             "own previous prediction.",
-            make_runs(
+            make_variants(
                 ("1.0", {"train.teacher_forcing_ratio": 1.0}),
                 ("0.5", {"train.teacher_forcing_ratio": 0.5}),
                 ("0.0", {"train.teacher_forcing_ratio": 0.0}),
@@ -92,7 +92,7 @@ GROUPS: dict[str, Group] = {
             "lr",
             "Learning rate (Adam)",
             "Adam's learning rate around the tutorial's 1e-3.",
-            make_runs(
+            make_variants(
                 ("3e-4", {"train.learning_rate": 3e-4}),
                 ("1e-3", {"train.learning_rate": 1e-3}),
                 ("3e-3", {"train.learning_rate": 3e-3}),
@@ -105,7 +105,7 @@ GROUPS: dict[str, Group] = {
             "hidden",
             "Hidden size",
             "The tutorial's hidden_size sets both the embedding and the GRU size.",
-            make_runs(
+            make_variants(
                 ("64", {"model.hidden": 64, "model.embed_dim": 64}),
                 ("128", {"model.hidden": 128, "model.embed_dim": 128}),
                 ("256", {"model.hidden": 256, "model.embed_dim": 256}),
@@ -119,12 +119,12 @@ GROUPS: dict[str, Group] = {
             "Greedy vs beam search",
             "The tutorial decodes greedily. Beam search on the same checkpoints (no extra "
             "training), length penalty alpha 0 (plain log-probability) and 1.",
-            make_runs(ADDITIVE, PLAIN),
-            searches=(
+            make_variants(ADDITIVE, PLAIN),
+            decodings=(
                 GREEDY,
-                Search("beam 5", 5),
-                Search("beam 5, alpha 1", 5, 1.0),
-                Search("beam 10", 10),
+                Decoding("beam 5", 5),
+                Decoding("beam 5, alpha 1", 5, 1.0),
+                Decoding("beam 10", 10),
             ),
             curves=False,
         ),
@@ -153,16 +153,16 @@ def run_experiments(
     base = ex.make_config(base_config, extra)
     root = os.path.join(workroot, ex.budget_tag(config_path, budget_name, budget, extra))
     t_start = time.time()
-    unique = {ex.run_key(base, r) for g in groups for r in g.runs}
+    unique = {ex.run_key(base, v) for g in groups for v in g.variants}
     log.info("%d group(s), %d distinct run(s) under %s", len(groups), len(unique), root)
     records: dict = {}
     for g in groups:
-        rows = [ex.run_row(base, run, g, root, budget, train_fn) for run in g.runs]
+        rows = [ex.run_row(base, v, g, root, budget, train_fn) for v in g.variants]
         records[g.name] = {
             "title": g.title,
             "question": g.question,
             "rows": rows,
-            "searches": [dataclasses.asdict(s) for s in g.searches],
+            "searches": [dataclasses.asdict(d) for d in g.decodings],
             "sweep": g.sweep,
             "sweep_label": g.sweep_label,
             "log_x": g.log_x,
@@ -247,7 +247,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.list:
         for g in GROUPS.values():
-            print(f"{g.name:16s} {g.title}: " + ", ".join(r.name for r in g.runs))
+            print(f"{g.name:16s} {g.title}: " + ", ".join(v.name for v in g.variants))
         return {}
     groups = select_groups(args.only)
     extra = parse_sets(args.set)

@@ -36,6 +36,7 @@ from absl import app, flags
 from matplotlib.backend_bases import FigureCanvasBase
 
 from jaxattn.data.readers import bad_lines_message
+from jaxattn.errors import InferenceError, UsageError
 from jaxattn.inference import eval_input, exported, translation
 from jaxattn.inference import translator as inference
 from jaxattn.tools import cli, plots
@@ -91,17 +92,18 @@ def check_attention_png(path) -> None:
     cli.check_outputs("attention_png")
     kinds = FigureCanvasBase.get_supported_filetypes()
     if path and os.path.splitext(path)[1].lower().lstrip(".") not in kinds:
-        raise translation.UsageError(
+        raise UsageError(
             f"--attention_png={path}: name an image file ending in "
             f"{', '.join('.' + k for k in sorted(kinds))} (e.g. att.png)."
         )
 
 
 def run(argv):
-    cli.check_positive("beam_size", "max_len", "batch_size", "max_plots")
+    cli.check_decoding_flags()
+    cli.check_positive("max_plots")
     limits = eval_input.limit_options()
     if (_WORKDIR.value is None) == (_EXPORTED.value is None):
-        raise translation.UsageError(
+        raise UsageError(
             "Give one of --workdir (a training run) and --exported (an export directory)."
         )
     if _EXPORTED.value:
@@ -112,7 +114,7 @@ def run(argv):
     check_attention_png(_ATTENTION_PNG.value)
     n_best = FLAGS["n_best"].present
     if n_best and _VERBOSE.value:
-        raise translation.UsageError("Give one of --n_best (its own format) and --verbose.")
+        raise UsageError("Give one of --n_best (its own format) and --verbose.")
     if _EXPORTED.value:  # a Translator whose decoding runs the jax.export artifacts
         translator = exported.load(_EXPORTED.value).translator
     else:
@@ -166,7 +168,7 @@ def run(argv):
 def plot_attention(examples, drawable: int, path):
     """The heatmap of the first --max_plots `examples` ((labels, weights)) of `drawable`."""
     if not examples:
-        raise translation.InferenceError("No sentence to draw attention for (all were empty).")
+        raise InferenceError("No sentence to draw attention for (all were empty).")
     if drawable > len(examples):
         print(
             f"warning: drawing the first {len(examples)} of {drawable} sentences (--max_plots).",
@@ -179,7 +181,7 @@ def plot_attention(examples, drawable: int, path):
         else:
             plots.attention_grid([(i, o, w) for (i, o), w in examples], path)
     except OSError as e:
-        raise translation.InferenceError(f"Cannot write {path}: {e.strerror or e}.") from None
+        raise InferenceError(f"Cannot write {path}: {e.strerror or e}.") from None
     print(f"attention: {path}", file=sys.stderr)
 
 

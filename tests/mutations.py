@@ -351,8 +351,8 @@ MUTATIONS = [
     M(
         "beam_finished_unnormalized",
         "jaxattn/search/beam.py",
-        "normalized = _plus_coverage(top_logp / length_penalty(length, alpha), weights, src_len,",
-        "normalized = _plus_coverage(top_logp, weights, src_len,",
+        "top_logp / length_penalty(length, alpha), weights, src_len, beta",
+        "top_logp, weights, src_len, beta",
         "tests/test_search.py -k exact_nbest",
     ),
     M(
@@ -386,8 +386,8 @@ MUTATIONS = [
     M(
         "keep_greedy_ignored",
         "jaxattn/search/beam.py",
-        "n_best=n_best, keep_greedy=keep_greedy and beam_size > 1)",
-        "n_best=n_best, keep_greedy=False)",
+        "keep_greedy=keep_greedy and beam_size > 1,",
+        "keep_greedy=False,",
         "tests/test_search.py -k keep_greedy_fixes",
     ),
     M(
@@ -471,9 +471,30 @@ MUTATIONS = [
     M(
         "decode_ignores_alpha",
         "jaxattn/search/__init__.py",
-        "return beam_search(model, variables, src, src_len, beam_size=beam_size, alpha=alpha,",
-        "return beam_search(model, variables, src, src_len, beam_size=beam_size, alpha=0.0,",
+        "alpha=0.0 if o.alpha is None else o.alpha,",
+        "alpha=0.0,",
         "tests/test_search.py -k decode_passes",
+    ),
+    M(
+        "options_for_other_methods_accepted",
+        "jaxattn/search/options.py",
+        "if o is None or not o.refuse_unused or method in o.methods or o.is_default(value):",
+        "if True:",
+        "tests/test_search_options.py -k new_option",
+    ),
+    M(
+        "option_flags_without_the_tables_help",
+        "jaxattn/tools/cli.py",
+        "_DEFINE[o.kind](o.name, None, o.help, flag_values=FLAGS)",
+        '_DEFINE[o.kind](o.name, None, "", flag_values=FLAGS)',
+        "tests/test_search_options.py -k flags_are_the_table",
+    ),
+    M(
+        "option_upper_bound_ignored",
+        "jaxattn/search/options.py",
+        "ok = ok and (hi is None or (v < hi if self.high_open else v <= hi))",
+        "ok = ok and True",
+        "tests/test_search_options.py -k new_option",
     ),
     # ----------------------------------------------- tokenization, normalization round trips
     M(

@@ -20,11 +20,10 @@ from jaxattn.config import default_model_config
 from jaxattn.data.processing import TextProcessing
 from jaxattn.data.text import Tokenizer
 from jaxattn.data.vocab import Vocab
-from jaxattn.errors import ConfigError
-from jaxattn.inference.translation import DecodeOptions, UsageError
+from jaxattn.errors import ConfigError, UsageError
 from jaxattn.inference.translator import Translator
 from jaxattn.model.seq2seq import build_model
-from jaxattn.search import Ensemble, decode, force_decode
+from jaxattn.search import DecodeOptions, Ensemble, decode, force_decode
 
 V, BOS, EOS = 10, 1, 2  # the vocabulary layout of jaxattn.data.Vocab (pad 0, unk 3)
 SRC = np.array([[4, 5, 6, EOS], [7, EOS, 0, 0]], np.int32)
@@ -70,7 +69,12 @@ def tiny():
         (SRC, SRC_LEN, dict(bos_id=V), "bos_id must be a target token id"),
         (SRC, SRC_LEN, dict(bos_id=1.0), "bos_id must be a target token id"),
         (SRC, SRC_LEN, dict(pad_id="0"), "pad_id must be an integer"),
-        (SRC, SRC_LEN, dict(method=None), "Unknown decoding method"),
+        (
+            SRC,
+            SRC_LEN,
+            dict(method=None),
+            r"method must be one of \['greedy', 'beam', 'sample'\], got None",
+        ),
         (SRC, SRC_LEN, dict(method="beam", beam_size=2, alpha=np.float32("nan")), "alpha"),
         (SRC, SRC_LEN, dict(method="beam", beam_size=2, alpha="0.6"), "alpha"),
         (SRC, SRC_LEN, dict(method="beam", beam_size=2, beta=np.float32("inf")), "beta"),
@@ -274,8 +278,6 @@ def test_config_json_saved_with_a_bom_loads(tmp_path):
 
 
 def test_negative_alpha_is_refused_by_the_python_api_as_by_the_config():
-    from jaxattn.inference.translation import DecodeOptions
-
     with pytest.raises(ValueError, match="alpha .* >= 0"):
         DecodeOptions(beam_size=2, alpha=-0.5)
     assert DecodeOptions(beam_size=2, alpha=0.0).alpha == 0.0

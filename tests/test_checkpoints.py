@@ -15,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxattn.errors import CheckpointError, UsageError
+from jaxattn.errors import CheckpointError, InferenceError, UsageError
 from jaxattn.rundir import averaging
 from jaxattn.rundir.averaging import average_params
 from jaxattn.rundir.checkpointer import Checkpointer, resolve_step
@@ -211,7 +211,6 @@ def test_averaged_checkpoint_of_a_run_translates(tiny_run, tmp_path):
     import subprocess
     import sys
 
-    from jaxattn.inference.translation import InferenceError
     from jaxattn.inference.translator import Translator
 
     w = tmp_path / "w"

@@ -10,10 +10,8 @@ import sys
 import pytest
 from absl import flags
 
-from jaxattn.errors import CheckpointError, UsageError
+from jaxattn.errors import CheckpointError, ExportError, InferenceError, UsageError
 from jaxattn.inference import exported
-from jaxattn.inference.exported import ExportError
-from jaxattn.inference.translation import InferenceError
 from jaxattn.rundir import averaging, restore
 from jaxattn.rundir.checkpointer import checkpoint_dir
 from jaxattn.tools import cli
@@ -147,11 +145,7 @@ def test_output_flags_are_checked_before_any_work(fresh_flags, tmp_path):
 
 
 def test_negative_alpha_is_refused_like_the_config(fresh_flags):
-    flags.DEFINE_enum("method", None, ["greedy", "beam", "sample"], "", flag_values=fresh_flags)
-    for kind, name, _ in cli._DECODING_FLAGS:
-        getattr(flags, f"DEFINE_{kind}")(name, None, "", flag_values=fresh_flags)
-    flags.DEFINE_bool("replace_unk", False, "", flag_values=fresh_flags)
-    flags.DEFINE_string("unk_dictionary", None, "", flag_values=fresh_flags)
+    cli.define_decoding_flags()
     fresh_flags(["prog", "--beam_size=2", "--alpha=-0.5"])
     with pytest.raises(ValueError, match="alpha .* must be a finite number >= 0"):
         cli.decoding_options(1)

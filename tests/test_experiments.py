@@ -19,7 +19,7 @@ RUNNER = runpy.run_path(SCRIPT)  # the script's functions (its main() is not cal
 
 # tiny runs: 2 groups x 2 runs, 2 distinct (the search group reuses the sweep's runs)
 TINY = {"model.hidden": 16, "model.embed_dim": 16, "data.synthetic_sizes": (600, 40, 40)}
-RUNS = ex.make_runs(
+RUNS = ex.make_variants(
     ("3e-3", {"train.learning_rate": 3e-3}), ("1e-2", {"train.learning_rate": 1e-2})
 )
 GROUPS = [
@@ -37,7 +37,7 @@ GROUPS = [
         "Greedy or beam",
         "Tiny question two.",
         RUNS,
-        searches=(ex.GREEDY, ex.Search("beam 3", 3)),
+        decodings=(ex.GREEDY, ex.Decoding("beam 3", 3)),
         curves=False,
     ),
 ]
@@ -140,11 +140,25 @@ def test_failed_run_is_reported_not_fatal(tmp_path):
     assert "loss became nan" in rec["error"] and "finished_step" not in rec
 
 
+@pytest.mark.parametrize("message", ["", "  \n ", "first\nsecond"])
+def test_failed_run_with_an_empty_message_is_reported_too(tmp_path, message):
+    """An exception with an empty (or blank) message is recorded by its type: the grid goes
+    on (reading the first line of '' raised IndexError, which stopped the grid)."""
+
+    def boom(config, workdir):
+        raise RuntimeError(message)
+
+    rec = ex.train_run(_base(), str(tmp_path / "w"), train_fn=boom)
+    want = "RuntimeError: first" if message.startswith("first") else "RuntimeError: "
+    assert rec["error"] == want and "finished_step" not in rec
+    assert json.loads((tmp_path / "w" / ex.RESULT_FILE).read_text())["error"] == want
+
+
 def test_run_keys_share_equal_runs():
     base = _base()
-    same = ex.Run("x", (("train.learning_rate", base.train.learning_rate),))
-    assert ex.run_key(base, same) == ex.run_key(base, ex.Run("y")) == "base"
-    assert ex.run_key(base, ex.Run("z", (("model.hidden", 32),))) == "hidden=32"
+    same = ex.Variant("x", (("train.learning_rate", base.train.learning_rate),))
+    assert ex.run_key(base, same) == ex.run_key(base, ex.Variant("y")) == "base"
+    assert ex.run_key(base, ex.Variant("z", (("model.hidden", 32),))) == "hidden=32"
     with pytest.raises(KeyError):
         ex.make_config(base, {"model.nope": 1})
 

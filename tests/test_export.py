@@ -14,9 +14,9 @@ import jax
 import numpy as np
 import pytest
 
+from jaxattn.errors import ExportError, InferenceError, InputTooLongError
 from jaxattn.inference import exported
-from jaxattn.inference.exported import ExportError
-from jaxattn.inference.translation import InferenceError
+from jaxattn.inference.translation import Translation
 from jaxattn.inference.translator import Translator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,7 +70,7 @@ def _sentences(n=24, seed=0):
 @pytest.mark.parametrize("beam_size", [1, BEAM])
 def test_same_tokens_as_translator(export_dir, translator, beam_size):
     sentences = _sentences(seed=beam_size)
-    ours = exported.load(export_dir).translations(sentences, beam_size=beam_size)
+    ours = exported.load(export_dir).translate(sentences, beam_size=beam_size)
     theirs = translator.translate(sentences, beam_size=beam_size)
     for a, b in zip(ours, theirs, strict=True):
         assert (a.tokens, a.text, a.finished, a.input_tokens, a.unknown) == (
@@ -83,15 +83,14 @@ def test_same_tokens_as_translator(export_dir, translator, beam_size):
         np.testing.assert_allclose(a.score, b.score, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(a.log_prob, b.log_prob, rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(a.weights, b.weights, atol=1e-5)
-    texts = exported.load(export_dir).translate(sentences, beam_size=beam_size)
-    assert texts == [t.text for t in theirs]
+    assert all(isinstance(t, Translation) for t in ours)  # as Translator.translate's
 
 
 def test_default_beam_and_unknown_beam(export_dir, translator):
     loaded = exported.load(export_dir)
     assert loaded.default_beam_size == BEAM and loaded.beam_sizes == [1, BEAM]
     sentences = ["1 2 3", "4 5 6 7"]
-    assert loaded.translate(sentences) == [
+    assert [t.text for t in loaded.translate(sentences)] == [
         t.text for t in translator.translate(sentences, beam_size=BEAM)
     ]
     with pytest.raises(ExportError, match="beam_size 4.*beam sizes \\[1, 3\\]"):
@@ -119,8 +118,6 @@ def test_an_ensemble_is_not_exported(run, tmp_path):
 
 
 def test_too_long_input_is_refused(export_dir):
-    from jaxattn.inference.translation import InputTooLongError
-
     loaded = exported.load(export_dir)  # its input limit is the export's max_source_len
     with pytest.raises(InputTooLongError, match="has 24 tokens; this model takes at most 20"):
         loaded.translate([" ".join(SYMBOLS * 2)])  # 24 > 20 tokens

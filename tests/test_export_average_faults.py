@@ -23,10 +23,9 @@ import sys
 import numpy as np
 import pytest
 
-from jaxattn.errors import CheckpointError, WorkdirError
+from jaxattn.errors import CheckpointError, ExportError, WorkdirError
 from jaxattn.inference import exported
 from jaxattn.inference import translator as inference
-from jaxattn.inference.exported import ExportError
 from jaxattn.rundir import averaging
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir.checkpointer import checkpoint_dir

@@ -24,7 +24,7 @@ import pytest
 
 from jaxattn.data import download, readers
 from jaxattn.data.text import INVISIBLE, Tokenizer, normalize_tutorial
-from jaxattn.errors import DataError, TrainingError, UsageError
+from jaxattn.errors import DataError, InferenceError, TrainingError, UsageError
 from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError, check_selector
 from jaxattn.tools import cli
 
@@ -333,7 +333,6 @@ def test_no_readable_checkpoint_python_api_is_quiet(run, tmp_path, capfd, caplog
 def test_unreadable_checkpoint_for_inference_is_quiet(run, tmp_path, capfd):
     import gc
 
-    from jaxattn.inference.translation import InferenceError
     from jaxattn.inference.translator import Translator
 
     w = _copy(run[0], tmp_path)

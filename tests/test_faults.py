@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 from jaxattn import config as config_lib
-from jaxattn.errors import ConfigError, TrainingError, WorkdirError
+from jaxattn.errors import ConfigError, InferenceError, TrainingError, WorkdirError
 from jaxattn.inference import translator as inference
-from jaxattn.inference.translation import InferenceError
 from jaxattn.rundir import checkpointer as checkpoints
 from jaxattn.rundir import files as workdir
 from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError

@@ -11,9 +11,9 @@ import pytest
 
 from jaxattn.config import default_data_config, load_config
 from jaxattn.data import load_text_processing, read_tsv, readers
+from jaxattn.errors import InferenceError
 from jaxattn.inference import translator as inference
 from jaxattn.inference.eval_input import load_pairs
-from jaxattn.inference.translation import InferenceError
 from jaxattn.inference.translator import Translator
 from jaxattn.tools import plots
 

@@ -19,15 +19,13 @@ import pytest
 
 from jaxattn.config import default_config, load_config
 from jaxattn.data import load_text_processing, readers
+from jaxattn.errors import InferenceError, InputTooLongError, UsageError
 from jaxattn.inference import eval_input
 from jaxattn.inference.translation import (
     CHARS_PER_TOKEN,
     MAX_DECODE_STEPS,
     UNLIMITED_CHARS,
-    InferenceError,
     InputLimit,
-    InputTooLongError,
-    UsageError,
     training_limit,
 )
 from jaxattn.inference.translator import Translator

@@ -14,10 +14,10 @@ import numpy as np
 import optax
 import pytest
 
+from jaxattn.errors import StateDictError
 from jaxattn.model.encoders import Encoder
 from jaxattn.model.seq2seq import build_model
 from jaxattn.tools.torch_port import (
-    StateDictError,
     convert_decoder_state_dict,
     convert_encoder_state_dict,
     convert_tutorial_state_dicts,

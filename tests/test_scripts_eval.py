@@ -248,7 +248,7 @@ def test_compare_table(run, env):
         (["--workdir={run}", "--method=sample", "--beam_size=3"], 2, "beam_size=3 is for"),
         (["--workdir={run}", "--beam_size=2", "--n_best=3"], 2, "n_best=3 > beam_size=2"),
         (["--workdir={run}", "--method=sample", "--top_p=0"], 2, "top_p must be in (0, 1]"),
-        (["--workdir={run}", "--temperature=0.5"], 2, "are for method='sample'"),
+        (["--workdir={run}", "--temperature=0.5"], 2, "temperature=0.5 is for method='sample'"),
         (["--workdir={run}", "--method=beam", "--beam_size=2", "--beta=-1"], 2, "beta (the "),
         (
             ["--workdir={run}", "--replace_unk", "--unk_dictionary={tmp}/missing.tsv"],

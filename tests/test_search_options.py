@@ -4,6 +4,8 @@ on a small random Seq2Seq."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -263,3 +265,96 @@ def test_beam_scores_include_the_coverage_penalty(random_init, keep_greedy):
     assert not np.array_equal(r.tokens, plain.tokens)  # the penalty changed a ranking
     with pytest.raises(ValueError, match="beta"):
         beam_search(model, variables, src, LENGTHS, beta=-1.0, **kw)
+
+
+# ------------------------------------------------------------------ the table of options
+def test_the_flags_are_the_table(monkeypatch):
+    """cli.define_decoding_flags defines one flag per row of OPTIONS, with its help and type,
+    unset by default; DecodeOptions has one field per row, with its default."""
+    from absl import flags
+
+    from jaxattn.search import options as opts
+    from jaxattn.tools import cli
+
+    values = flags.FlagValues()
+    monkeypatch.setattr(cli, "FLAGS", values)
+    cli.define_decoding_flags()
+    assert cli.search_flags() == list(opts.OPTIONS)
+    fields = {f.name: f for f in dataclasses.fields(opts.DecodeOptions)}
+    assert list(fields) == list(opts.OPTIONS)
+    kinds = {int: "int", float: "float", str: "string enum"}
+    for o in opts.OPTIONS.values():
+        flag = values[o.name]
+        assert flag.help.endswith(o.help) and flag.default is None, o.name  # enum: '<a|b>: '
+        assert flag.flag_type() == kinds[o.kind], o.name
+        assert fields[o.name].default == o.default, o.name
+    assert values["method"].parser.enum_values == list(opts.METHODS)
+
+
+def test_a_new_option_is_checked_and_offered_as_a_flag(monkeypatch):
+    """One row added to OPTIONS (here a throwaway 'warmth' for sampling) is a checked field of
+    DecodeOptions, a keyword of search.decode (checked before any model is touched) and a
+    --warmth flag that the scripts check and read back; nothing else changes."""
+    from absl import flags
+
+    from jaxattn import search
+    from jaxattn.errors import OptionError
+    from jaxattn.search import options as opts
+    from jaxattn.tools import cli
+
+    row = opts.Option("warmth", float, 0.5, "How warm; default 0.5.", ("sample",), low=0, high=1)
+    monkeypatch.setitem(opts.OPTIONS, "warmth", row)
+    with_warmth = opts._dataclass(opts.OPTIONS)
+    monkeypatch.setattr(opts, "DecodeOptions", with_warmth)  # as at import, with the row
+    monkeypatch.setattr(search, "DecodeOptions", with_warmth)
+
+    assert with_warmth(method="sample", warmth=0.25).warmth == 0.25
+    assert with_warmth().warmth == 0.5
+    with pytest.raises(OptionError, match=r"warmth must be in \[0, 1\], got 2.0"):
+        with_warmth(method="sample", warmth=2.0)
+    with pytest.raises(OptionError, match="warmth=0.25 is for method='sample'; method='beam'"):
+        with_warmth(beam_size=3, warmth=0.25)
+    with pytest.raises(OptionError, match="warmth must be in"):
+        search.decode(None, None, None, method="sample", warmth=-1.0, eos_id=EOS, max_len=T)
+
+    values = flags.FlagValues()
+    monkeypatch.setattr(cli, "FLAGS", values)
+    cli.define_decoding_flags()
+    assert values["warmth"].help == "How warm; default 0.5." and values["warmth"].default is None
+    values(["prog", "--method=sample", "--warmth=0.75"])
+    cli.check_decoding_flags()
+    assert cli.decoding_options(1)["options"].warmth == 0.75
+    values["warmth"].value = 3.0
+    with pytest.raises(OptionError, match=r"--warmth must be in \[0, 1\], got 3.0"):
+        cli.check_decoding_flags()
+
+
+def test_flag_ranges_are_checked_before_any_work(monkeypatch):
+    from absl import flags
+
+    from jaxattn.errors import OptionError, UsageError
+    from jaxattn.tools import cli
+
+    values = flags.FlagValues()
+    monkeypatch.setattr(cli, "FLAGS", values)
+    cli.define_decoding_flags()
+    for args, message in (
+        (["--beam_size=0"], "--beam_size must be >= 1, got 0."),
+        (["--alpha=nan"], r"--alpha \(the length penalty exponent\) must be a finite number"),
+        (["--seed=-3"], r"--seed must be >= 0 and < 2\*\*32, got -3."),
+        (["--top_p=0"], r"--top_p must be in \(0, 1\], got 0.0."),
+    ):
+        values.unparse_flags()
+        values(["prog", *args])
+        with pytest.raises(OptionError, match=message):
+            cli.check_decoding_flags()
+    values.unparse_flags()
+    values(["prog", "--max_len=0"])
+    with pytest.raises(UsageError, match="--max_len must be >= 1"):
+        cli.check_decoding_flags()
+    values.unparse_flags()
+    values(["prog", "--n_best=3"])  # a combination: checked with the run's defaults known
+    cli.check_decoding_flags()
+    assert cli.decoding_options(4)["options"].method == "beam"
+    with pytest.raises(OptionError, match="n_best=3 > beam_size=2"):
+        cli.decoding_options(2)

@@ -1,5 +1,5 @@
 """The decoding options as `Translator` users reach them
-(jaxattn.inference.translation.DecodeOptions):
+(jaxattn.search.options.DecodeOptions):
 n-best lists, sampling, the coverage penalty, ensembles of runs (jaxattn.rundir.restore),
 unknown-word
 replacement (jaxattn.inference.unk), forced-decoding scores; a clear UsageError for every bad value.
@@ -13,9 +13,10 @@ import pytest
 
 from jaxattn import search
 from jaxattn.data.vocab import Vocab
+from jaxattn.errors import InferenceError, UsageError
 from jaxattn.inference import unk
-from jaxattn.inference.translation import DecodeOptions, InferenceError, UsageError
 from jaxattn.inference.translator import Translator
+from jaxattn.search.options import DecodeOptions
 
 SENTENCES = ["3 1 4 1 5", "9 2 6", "5 3 5 8 9 7", "1 2", "10 11 0 4 4 4 7", ""]
 
@@ -35,11 +36,11 @@ BAD = [
     (dict(beam_size=0), "beam_size must be an integer >= 1"),
     (dict(beam_size=2.5), "beam_size must be an integer >= 1"),
     (dict(method="beam", beam_size=2, n_best=3), "n_best=3 > beam_size=2"),
-    (dict(n_best=2), "greedy search finds one hypothesis"),
+    (dict(n_best=2), "n_best=2 is for method='beam' or 'sample'; method='greedy' would ignore"),
     (dict(n_best=0, method="sample"), "n_best must be an integer >= 1"),
     (dict(method="sample", beam_size=4), "beam_size=4 is for method='beam'"),
     (dict(method="greedy", beam_size=4), "beam_size=4 is for method='beam'"),
-    (dict(beta=0.2), r"beta \(the coverage penalty\) is for method='beam'"),
+    (dict(beta=0.2), "beta=0.2 is for method='beam'; method='greedy' would ignore it"),
     (dict(method="beam", beam_size=2, beta=-1.0), r"beta \(the coverage penalty\) must be"),
     (dict(method="beam", beam_size=2, beta=float("nan")), r"beta \(the coverage penalty\) must be"),
     (dict(alpha=float("inf")), "alpha .*must be a finite number >= 0"),
@@ -52,8 +53,8 @@ BAD = [
     (dict(method="sample", top_p=1.5), r"top_p must be in \(0, 1\]"),
     (dict(method="sample", seed=-1), "seed must be an integer >= 0"),
     (dict(method="sample", seed=2**32), "seed must be an integer >= 0 and < 2\\*\\*32"),
-    (dict(temperature=0.5), "temperature, top_k and top_p are for method='sample'"),
-    (dict(method="beam", beam_size=3, top_k=5), "are for method='sample'"),
+    (dict(temperature=0.5), "temperature=0.5 is for method='sample'; method='greedy' would"),
+    (dict(method="beam", beam_size=3, top_k=5), "top_k=5 is for method='sample'; method='beam'"),
     (dict(beams=3), r"Unknown decoding option\(s\) \['beams'\]"),
     (dict(options={"beam_size": 2}), "options must be a DecodeOptions"),
     (dict(replace_unk="yes"), "replace_unk must be True or False"),

@@ -27,6 +27,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
+from jaxattn.errors import first_line
+
 # The tutorial's English prefixes, exactly as written there ("i m " comes from "I'm").
 ENG_PREFIXES = (
     "i am ",
@@ -220,7 +222,7 @@ def train_sentencepiece(
             minloglevel=2,
         )
     except RuntimeError as e:  # e.g. "Vocabulary size is smaller than required_chars"
-        why = str(e).strip().splitlines()[0].rstrip(".")
+        why = first_line(e, typed=False).rstrip(".")
         hint = " (with byte fallback the 256 byte pieces count too)" if byte_fallback else ""
         raise ValueError(
             f"SentencePiece training failed (sp_vocab_size={vocab_size}): {why}. "

@@ -21,8 +21,8 @@ import ml_collections
 
 from jaxattn import data as data_lib
 from jaxattn.data.readers import bad_lines_message, read_parallel
-from jaxattn.errors import DataError
-from jaxattn.inference.translation import InferenceError, InputLimit, UsageError
+from jaxattn.errors import DataError, InferenceError, UsageError
+from jaxattn.inference.translation import InputLimit
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
     from jaxattn.inference import exported
     exported.export_workdir("runs/base", "runs/base-export", checkpoint="best", beam_size=5)
     tr = exported.load("runs/base-export")      # checks manifest.json and every file's sha256
-    tr.translate(["je suis content ."])         # -> ['i m happy .'] (default: the exported beam)
-    tr.translate(sentences, beam_size=1)        # greedy; .translations(...): Translation objects
+    [t] = tr.translate(["je suis content ."])   # t.text: 'i m happy .' (the exported beam)
+    tr.translate(sentences, beam_size=1)        # greedy; Translations, as Translator's
 
 The directory: manifest.json (format version, versions, config summary, shapes, decoding
 length rule, validation BLEU, sha256 and size of every file), params.npz (the parameters once,
@@ -53,23 +53,17 @@ import jaxattn
 from jaxattn import config as config_lib
 from jaxattn import data as data_lib
 from jaxattn import search
-from jaxattn.errors import JaxattnError, first_line
+from jaxattn.errors import ExportError, JaxattnError, first_line
 from jaxattn.inference import translator as inference
-from jaxattn.inference.translation import DecodeOptions, Translation
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir.checkpointer import Checkpointer, checkpoint_dir
+from jaxattn.search.options import DecodeOptions
 
 FORMAT, FORMAT_VERSION = "jaxattn-export", 1
 MANIFEST_FILE, PARAMS_FILE = "manifest.json", "params.npz"
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # jax.export's lowering targets
 DEFAULT_MAX_SOURCE_LEN = 64  # tokens covered at least (more if the run's corpus filter allows)
 DECODE_LENGTH_RULE = "max_len = round_up(max(eval.max_decode_len, 2 * S + 10), 8); S = src width"
-
-
-class ExportError(JaxattnError):
-    """An export directory that cannot be written or used; the message names the file."""
-
-    exit_code = 1
 
 
 class Decoded(NamedTuple):
@@ -488,19 +482,10 @@ class ExportedTranslator:
         beam_size: int | None = None,
         *,
         batch_size: int | None = None,
-    ) -> list[str]:
-        """Detokenized translations of raw sentences; beam_size None: the exported default
-        (manifest default_beam_size), 1: greedy."""
-        return [t.text for t in self.translations(sentences, beam_size, batch_size=batch_size)]
-
-    def translations(
-        self,
-        sentences: Sequence[str],
-        beam_size: int | None = None,
-        *,
-        batch_size: int | None = None,
-    ) -> list[Translation]:
-        """`Translator.translate`'s Translation objects (tokens, score, attention weights)."""
+    ) -> list[inference.Translation]:
+        """`Translator.translate`'s Translations (text, tokens, score, attention weights) of raw
+        sentences; beam_size None: the exported default (manifest default_beam_size), 1:
+        greedy."""
         beam_size = self.default_beam_size if beam_size is None else beam_size
         return self.translator.translate(sentences, beam_size=beam_size, batch_size=batch_size)
 
@@ -564,7 +549,7 @@ class _ArtifactTranslator(inference.Translator):
         variables=None,
     ) -> search.SearchResult:
         """Runs the artifact serving (options, max_len, src width) -> SearchResult [B, 1, ...]."""
-        o = options
+        o = self.options(options)  # alpha None: the run's, as the artifacts were traced with
         if o.method not in ("greedy", "beam") or o.n_best != 1 or o.beta:
             raise ExportError(
                 f"{self.directory} decodes greedy and beam search of one "

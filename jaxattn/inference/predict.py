@@ -95,19 +95,20 @@ def plan(
     return batches
 
 
-def decode(model, variables, src, src_len, *, tgt_vocab, max_len: int, **options):
+def decode(model, variables, src, src_len, options=None, *, tgt_vocab, max_len: int, **kw):
     """`search.decode` of src [B, S], src_len [B] with the target vocabulary's EOS and BOS;
-    options: its search keywords (method, beam_size, alpha, rng, ...; default greedy) ->
-    SearchResult [B, N, ...], asynchronous."""
+    options: a `DecodeOptions` (None: greedy); kw: `search.decode`'s other keywords (rng, or
+    the options by name) -> SearchResult [B, N, ...], asynchronous."""
     return search.decode(
         model,
         variables,
         src,
         src_len,
+        options,
         eos_id=tgt_vocab.eos_id,
         bos_id=tgt_vocab.bos_id,
         max_len=max_len,
-        **options,
+        **kw,
     )
 
 

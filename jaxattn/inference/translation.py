@@ -1,19 +1,18 @@
-"""What a translation is and how one is asked for: `DecodeOptions` (the search and its
-settings, checked once), `Translation` (one sentence's output, with its n-best alternatives),
-`Score` (a forced-decoding score), and the errors of the inference API::
+"""What a translation is and how one is asked for: `Translation` (one sentence's output,
+with its n-best alternatives), `Score` (a forced-decoding score), the checks of the
+inference API's arguments that are not decoding options (`check_options`), and its input
+limits. The decoding options themselves are `jaxattn.search.options.DecodeOptions`, one table
+for the search, the Translator and the flags::
 
     opts = DecodeOptions(method="beam", beam_size=5, n_best=3, beta=0.2)
     [t] = translator.translate(["il est grand ."], opts)   # or translate(s, beam_size=5, ...)
     for h in t.hypotheses():                               # best first
         print(h.score, h.text)
 
-Methods: 'greedy'; 'beam' (beam_size, alpha: length penalty, beta: coverage penalty, n_best
-<= beam_size hypotheses); 'sample' (temperature, top_k, top_p from `seed`; n_best samples per
-sentence). Without `method`, beam_size > 1 means beam search and 1 greedy. Also what input
-`Translator` takes (its batches: jaxattn.inference.predict): `InputLimit` (the longest
-sentence in tokens, and a bound on its characters checked before any tokenizing),
-`InputTooLongError`, `training_limit` (the limit a run's training data implies, from
-`run_stats`: WORKDIR/data_stats.json), `MAX_DECODE_STEPS`.
+Also what input `Translator` takes (its batches: jaxattn.inference.predict): `InputLimit`
+(the longest sentence in tokens, and a bound on its characters checked before any tokenizing; too long: `jaxattn.errors.InputTooLongError`), `training_limit` (the
+limit a run's training data implies, from `run_stats`: WORKDIR/data_stats.json),
+`MAX_DECODE_STEPS`.
 """
 
 from __future__ import annotations
@@ -23,32 +22,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxattn.checks import is_finite_real, is_int
+from jaxattn.checks import is_int
 from jaxattn.data.pipeline import DATA_STATS_FILE, read_data_stats
 from jaxattn.data.text import JOINER
-from jaxattn.errors import JaxattnError
-from jaxattn.search import METHODS
+from jaxattn.errors import InputTooLongError, UsageError
 
 EOS_LABEL = "<EOS>"  # the tutorial's label for the end of sentence in attention plots
-
-
-class InferenceError(JaxattnError):
-    """A user mistake (bad workdir, checkpoint, input file or option): a clear message."""
-
-    exit_code = 1
-
-
-class UsageError(InferenceError, ValueError):
-    """Inconsistent command-line options, or a bad argument of the Python API."""
-
-    exit_code = 2
-
-
-class InputTooLongError(InferenceError, ValueError):
-    """A sentence longer than the model takes (`InputLimit`), refused before any decoding;
-    the message names it, its length, the limit and what to do."""
-
-    exit_code = 1
 
 
 # ------------------------------------------------------------------------------ input limits
@@ -132,113 +111,12 @@ def training_limit(config, stats: dict, side: str, tokenizer_kind: str) -> tuple
 
 
 # ------------------------------------------------------------------------------ options
-@dataclasses.dataclass(frozen=True)
-class DecodeOptions:
-    """How to decode; checked when made (UsageError naming the option). See the module doc."""
-
-    method: str | None = None  # 'greedy' | 'beam' | 'sample'; None: beam if beam_size > 1
-    beam_size: int = 1  # alive hypotheses of beam search
-    alpha: float | None = None  # length penalty exponent; None: the run's eval.length_penalty
-    beta: float = 0.0  # coverage penalty weight (beam search; Wu et al. 2016)
-    n_best: int = 1  # hypotheses (beam: <= beam_size) or samples per sentence
-    temperature: float = 1.0  # sampling: divides the logits (0: greedy)
-    top_k: int = 0  # sampling: among the k most likely tokens only (0: all)
-    top_p: float = 1.0  # sampling: nucleus, the fewest tokens with this much probability
-    seed: int = 0  # sampling: the PRNG seed (same seed and input position: same samples)
-
-    def __post_init__(self):
-        if self.method is None and is_int(self.beam_size):
-            object.__setattr__(self, "method", "beam" if self.beam_size > 1 else "greedy")
-        check_decode_options(self)
-
-    @classmethod
-    def make(cls, options: DecodeOptions | None = None, **fields) -> DecodeOptions:
-        """`options` (default: DecodeOptions()) with `fields` replaced; UsageError for a name
-        that is not an option. A beam_size alone (no method) picks greedy or beam again."""
-        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise UsageError(
-                f"Unknown decoding option(s) {unknown}; the options are "
-                f"{[f.name for f in dataclasses.fields(cls)]}."
-            )
-        if options is not None and not isinstance(options, cls):
-            raise UsageError(f"options must be a DecodeOptions, not {type(options).__name__}.")
-        if options is None:
-            return cls(**fields)
-        if "beam_size" in fields and "method" not in fields and options.method != "sample":
-            fields["method"] = None
-        return dataclasses.replace(options, **fields)
-
-    def describe(self) -> str:
-        """'greedy', 'beam 5, alpha 0.6, beta 0.2, 3-best', 'sampling (temperature 0.7, ...)'."""
-        if self.method == "greedy":
-            return "greedy"
-        if self.method == "beam":
-            alpha = "" if self.alpha is None else f", alpha {self.alpha:g}"
-            return (
-                f"beam {self.beam_size}{alpha}"
-                + (f", beta {self.beta:g}" if self.beta else "")
-                + (f", {self.n_best}-best" if self.n_best > 1 else "")
-            )
-        return (
-            f"sampling (temperature {self.temperature:g}, top-k {self.top_k}, top-p "
-            f"{self.top_p:g}, seed {self.seed}"
-            + (f", {self.n_best} samples" if self.n_best > 1 else "")
-            + ")"
-        )
-
-
-def check_decode_options(o: DecodeOptions) -> None:
-    """UsageError for a bad value or an inconsistent combination of decoding options."""
-    for name, low in (("beam_size", 1), ("n_best", 1), ("top_k", 0), ("seed", 0)):
-        v = getattr(o, name)
-        if not is_int(v) or v < low or (name == "seed" and v >= 2**32):
-            raise UsageError(
-                f"{name} must be an integer >= {low}"
-                + (" and < 2**32" if name == "seed" else "")
-                + f", got {v!r}."
-            )
-    if o.method not in METHODS:
-        raise UsageError(f"method must be one of {list(METHODS)}, got {o.method!r}.")
-    if o.alpha is not None and not (is_finite_real(o.alpha) and o.alpha >= 0):
-        raise UsageError(
-            f"alpha (the length penalty exponent) must be a finite number >= 0 "
-            f"or None (the run's), got {o.alpha!r}."
-        )
-    if not is_finite_real(o.beta) or o.beta < 0:
-        raise UsageError(
-            f"beta (the coverage penalty) must be a finite number >= 0, got {o.beta!r}."
-        )
-    if not is_finite_real(o.temperature) or o.temperature < 0:
-        raise UsageError(f"temperature must be a finite number >= 0, got {o.temperature!r}.")
-    if not is_finite_real(o.top_p) or not 0 < o.top_p <= 1:
-        raise UsageError(f"top_p must be in (0, 1] (1: no nucleus filter), got {o.top_p!r}.")
-    if o.method != "beam" and o.beta:
-        raise UsageError(f"beta (the coverage penalty) is for method='beam', not {o.method!r}.")
-    if o.method != "sample" and (o.temperature != 1.0 or o.top_k or o.top_p != 1.0):
-        raise UsageError(f"temperature, top_k and top_p are for method='sample', not {o.method!r}.")
-    if o.method != "beam" and o.beam_size != 1:
-        raise UsageError(
-            f"beam_size={o.beam_size} is for method='beam' (method={o.method!r}"
-            " decodes one hypothesis at a time)."
-        )
-    if o.method == "greedy" and o.n_best != 1:
-        raise UsageError(
-            f"greedy search finds one hypothesis, not n_best={o.n_best}: use "
-            "method='beam' (n_best <= beam_size) or 'sample'."
-        )
-    if o.method == "beam" and o.n_best > o.beam_size:
-        raise UsageError(
-            f"n_best={o.n_best} > beam_size={o.beam_size}: beam search returns "
-            "at most beam_size hypotheses."
-        )
-
-
 def check_options(**kwargs) -> None:
-    """UsageError (a ValueError) naming the first argument of a wrong type or range:
-    sentence lists, alpha, integers >= 1 (beam_size, max_len, batch_size, max_input_len: None
-    allowed but for beam_size), replace_unk (bool), unk_dictionary (a path or None), overlong
-    ('error', 'truncate' or None), where (a function or None)."""
+    """UsageError (a ValueError) naming the first argument of a wrong type or range, for the
+    Translator's arguments that are not decoding options (those: `DecodeOptions`): sentence
+    lists, integers >= 1 or None (max_len, batch_size, max_input_len), replace_unk (bool),
+    unk_dictionary (a path or None), overlong ('error', 'truncate' or None), where (a
+    function or None)."""
     for name, v in kwargs.items():
         if name in ("sentences", "sources", "references", "targets"):
             if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
@@ -253,12 +131,6 @@ def check_options(**kwargs) -> None:
                 raise UsageError(
                     f"{name}[{bad}] is {type(v[bad]).__name__} {v[bad]!r:.40}, not a "
                     "string: give every sentence as text ('' for an empty one)."
-                )
-        elif name == "alpha":
-            if v is not None and not (is_finite_real(v) and v >= 0):
-                raise UsageError(
-                    f"alpha (the length penalty exponent) must be a finite number "
-                    f">= 0 or None, got {v!r}."
                 )
         elif name == "replace_unk":
             if not isinstance(v, bool):
@@ -278,7 +150,7 @@ def check_options(**kwargs) -> None:
                     f"{name} must be a function of a sentence's index that names "
                     f"it in messages, or None, got {v!r:.40}."
                 )
-        elif v is not None or name == "beam_size":
+        elif v is not None:
             if not is_int(v) or v < 1:
                 raise UsageError(f"{name} must be an integer >= 1, got {v!r}.")
 

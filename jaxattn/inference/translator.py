@@ -17,13 +17,14 @@ only the parameters of the checkpoint's train state (no optimizer state, no corp
 goes through the run's own normalization and tokenizer; unknown words map to UNK (the tutorial
 id layout has no UNK: they are dropped, with a warning). Sentences are sorted by length and
 decoded in batches whose shapes come from a few buckets (rows: powers of two up to
-config.eval.batch_size; source length: padded as in training), so compilations are few: the
-prediction path of jaxattn.inference.predict, which training's validation takes too. The
-decoding options are `translation.DecodeOptions`; every search runs through `decode_ids`.
+config.eval.batch_size; source length: padded as in training), so compilations are few. The
+decoding options are `jaxattn.search.options.DecodeOptions`; every search runs through
+`decode_ids`.
 
 User mistakes (missing workdir or checkpoint, unreadable input, a bad option) raise
-`InferenceError` (`UsageError` for options) with a message meant for the command line; the
-scripts print it and exit with `exit_code`. Lengths: `max_len` is decoding steps, `padded_len`
+`InferenceError` (`UsageError` for arguments, `OptionError` for decoding options; all in
+jaxattn.errors) with a message meant for the command line; the scripts print it and exit with
+`exit_code`. Lengths: `max_len` is decoding steps, `padded_len`
 an int source width S (see jaxattn.config).
 
 Input limits, checked before any decoding: a sentence may have at most `max_input_len` tokens
@@ -55,17 +56,15 @@ from jaxattn import metrics as metrics_lib
 from jaxattn import search
 from jaxattn.checks import is_int
 from jaxattn.data.batching import encode_tokens, pad
+from jaxattn.errors import InferenceError, UsageError
 from jaxattn.inference import predict
 from jaxattn.inference import unk as unk_lib
 from jaxattn.inference.translation import (
     MAX_DECODE_STEPS,
     OVERLONG,
-    DecodeOptions,
-    InferenceError,
     InputLimit,
     Score,
     Translation,
-    UsageError,
     attention_labels,
     check_options,
     run_stats,
@@ -73,6 +72,7 @@ from jaxattn.inference.translation import (
 )
 from jaxattn.model.seq2seq import build_model
 from jaxattn.rundir import restore
+from jaxattn.search.options import DecodeOptions
 
 log = logging.getLogger(__name__)
 
@@ -305,13 +305,11 @@ class Translator:
 
     def options(self, options: DecodeOptions | None = None, **decoding) -> DecodeOptions:
         """The DecodeOptions of a call (`DecodeOptions.make`), alpha None -> the run's
-        eval.length_penalty."""
+        eval.length_penalty (here only: every search goes through this)."""
         o = DecodeOptions.make(options, **decoding)
-        return (
-            o
-            if o.alpha is not None
-            else dataclasses.replace(o, alpha=float(self.config.eval.length_penalty))
-        )
+        if o.alpha is not None:
+            return o
+        return dataclasses.replace(o, alpha=float(self.config.eval.length_penalty))
 
     # ------------------------------------------------------------------ text -> ids
     def _prepare(
@@ -437,7 +435,7 @@ class Translator:
         """THE search call: `predict.decode` of padded source ids src [B, S], src_len [B] with
         `options` -> SearchResult [B, N, ...] (asynchronous). rng: the sampling key (None:
         options.seed's); variables: other parameters (the export traces with its own)."""
-        o = DecodeOptions.make(options)  # UsageError for what is not a DecodeOptions
+        o = self.options(options)  # OptionError for what is not a DecodeOptions
         if o.method == "sample" and rng is None:
             rng = jax.random.key(o.seed)
         return predict.decode(
@@ -445,17 +443,10 @@ class Translator:
             self.variables if variables is None else variables,
             src,
             src_len,
+            o,
             tgt_vocab=self.tgt_vocab,
             max_len=max_len,
-            method=o.method,
-            beam_size=o.beam_size,
-            n_best=o.n_best,
-            beta=o.beta,
-            alpha=self.config.eval.length_penalty if o.alpha is None else o.alpha,
             rng=rng if o.method == "sample" else None,
-            temperature=o.temperature,
-            top_k=o.top_k,
-            top_p=o.top_p,
         )
 
     def _search(

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jaxattn.inference.translation import InferenceError
+from jaxattn.errors import InferenceError
 
 
 def replace_unknown(

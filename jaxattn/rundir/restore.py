@@ -19,8 +19,7 @@ import jax.numpy as jnp
 from jaxattn import config as config_lib
 from jaxattn import data as data_lib
 from jaxattn.data.processing import SRC_VOCAB_FILE, TGT_VOCAB_FILE, TextProcessing
-from jaxattn.errors import ConfigError, WorkdirError
-from jaxattn.inference.translation import InferenceError, UsageError
+from jaxattn.errors import ConfigError, InferenceError, UsageError, WorkdirError, first_line
 from jaxattn.model.seq2seq import build_model
 from jaxattn.rundir.averaging import averaged_dir
 from jaxattn.rundir.checkpointer import (
@@ -104,7 +103,7 @@ def _check_checkpoint(checkpoint) -> None:
 
 def _unreadable(workdir: str, step, error: BaseException) -> str:
     """Why a checkpoint's parameters could not be read, and which others there are."""
-    why = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:300]}"
+    why = first_line(error, 300)
     if step == AVERAGED:
         return (
             f"Cannot restore the averaged checkpoint in {averaged_dir(workdir)} ({why}); it "

@@ -1,6 +1,7 @@
-"""Decoding search: one entry, `decode`, over greedy and beam search, batched, jitted and
-stopping early. Training validation, `Translator`, the benchmarks, the experiments and export
-all decode through `decode`, so a decoding option is added once, here.
+"""Decoding search: one entry, `decode`, over greedy search, beam search and sampling, batched,
+jitted and stopping early. Training validation, `Translator`, the benchmarks, the experiments
+and export all decode through `decode`, and its options are the rows of one table
+(`options.OPTIONS`), so a decoding option is added once, there.
 
 The methods drive any `Seq2Seq` (any decoder, GRU or LSTM, padded batches) through its three
 methods (see `core.start` and `core.step`):
@@ -14,6 +15,7 @@ always running `max_len` steps. Scores are sums of `log_softmax(logits)` of the 
 EOS included. Everything is ids only (no vocabulary or text). The jitted cores are cached per
 (model, shapes, static options): repeated calls with the same shapes compile once.
 
+- options.py: the table of decoding options, `DecodeOptions` (checked once) and `METHODS`;
 - core.py: `SearchResult`, argument checks, `length_penalty`, `start`/`step`;
 - greedy.py: `greedy_search` and its typed loop carry `GreedyState`;
 - beam.py: `beam_search` (n-best, length and coverage penalties, keep_greedy), `BeamState`;
@@ -26,8 +28,8 @@ Every method takes one model or an `Ensemble` of models with the same vocabulari
 from __future__ import annotations
 
 import jax
-import numpy as np
 
+from jaxattn.errors import OptionError
 from jaxattn.search.beam import beam_search
 from jaxattn.search.core import (
     Ensemble,
@@ -38,12 +40,16 @@ from jaxattn.search.core import (
 )
 from jaxattn.search.force import Forced, force_decode
 from jaxattn.search.greedy import greedy_search
+from jaxattn.search.options import METHODS, OPTIONS, DecodeOptions, Option
 from jaxattn.search.sample import filter_logits, sample
 
 __all__ = [
     "METHODS",
+    "OPTIONS",
+    "DecodeOptions",
     "Ensemble",
     "Forced",
+    "Option",
     "SearchResult",
     "beam_search",
     "check_inputs",
@@ -55,38 +61,6 @@ __all__ = [
     "length_penalty",
     "sample",
 ]
-
-METHODS = ("greedy", "beam", "sample")  # decode(method=...)
-
-
-# options that only some methods read -> (their value when unused, the methods that read them)
-_ONLY_FOR = {
-    "beam_size": (1, ("beam",)),
-    "beta": (0.0, ("beam",)),
-    "rng": (None, ("sample",)),
-    "temperature": (1.0, ("sample",)),
-    "top_k": (0, ("sample",)),
-    "top_p": (1.0, ("sample",)),
-}
-
-
-def _check_unused(method: str, **options) -> None:
-    """ValueError for an option that `method` would ignore (set, but not read)."""
-    for name, value in options.items():
-        unused, methods = _ONLY_FOR[name]
-        if method in methods or value is unused:
-            continue
-        try:
-            same = value == unused if unused is not None else False
-            same = bool(np.asarray(same)) if not isinstance(same, bool) else same
-        except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
-            same = False
-        if not same:
-            given = name if name == "rng" else f"{name}={value!r}"
-            raise ValueError(
-                f"{given} is for method={' or '.join(map(repr, methods))}"
-                f"; method={method!r} would ignore it."
-            )
 
 
 @jax.jit
@@ -100,76 +74,63 @@ def decode(
     variables,
     src,
     src_len=None,
+    options: DecodeOptions | None = None,
     *,
     eos_id: int,
     max_len: int,
-    method: str = "greedy",
-    beam_size: int = 1,
-    alpha: float = 0.0,
-    beta: float = 0.0,
-    n_best: int = 1,
-    keep_greedy: bool = True,
     rng=None,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
+    keep_greedy: bool = True,
     bos_id: int | None = None,
     pad_id: int | None = None,
+    **decoding,
 ) -> SearchResult:
     """Decodes a batch of source ids with one model or an `Ensemble` (variables: a tuple).
 
     Args:
         model, variables, src, src_len, eos_id, max_len, bos_id, pad_id: As in `greedy_search`.
-        method: One of `METHODS`: 'greedy' (beam_size and n_best 1), 'beam' or 'sample'.
-        beam_size, alpha, beta, n_best, keep_greedy: As in `beam_search` (method 'beam').
-        rng, temperature, top_k, top_p: As in `sample`; n_best samples per sentence.
+        options / decoding: a `DecodeOptions`, or its fields as keywords (method='beam',
+            beam_size=5, ...; see `OPTIONS`), checked as DecodeOptions checks them
+            (OptionError, a ValueError). method: 'greedy' unless given (None is not a method
+            here); alpha None: 0. seed is Translator's: decode samples from `rng`.
+        rng: The PRNG key of method 'sample' (see `sample`).
+        keep_greedy: As in `beam_search`.
 
     Returns:
         A `SearchResult` that always has the n_best axis (greedy: n_best = 1): tokens
         [B, N, max_len], weights [B, N, max_len, S], lengths/scores/log_probs/finished [B, N],
         steps []. `result.top()` drops the axis.
     """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"Unknown decoding method {method!r}; choose one of {METHODS}.")
-    _check_unused(
-        method,
-        beam_size=beam_size,
-        beta=beta,
-        rng=rng,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-    )
+    if options is None:
+        decoding.setdefault("method", "greedy")
+        OPTIONS["method"].check(decoding["method"], none=False)
+    o = DecodeOptions.make(options, **decoding)
+    if rng is not None and o.method != "sample":
+        raise OptionError(f"rng is for method='sample'; method={o.method!r} would ignore it.")
     ids = dict(eos_id=eos_id, max_len=max_len, bos_id=bos_id, pad_id=pad_id)
-    if method == "sample":
+    if o.method == "sample":
         return sample(
             model,
             variables,
             src,
             src_len,
             rng=rng,
-            num_samples=n_best,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
+            num_samples=o.n_best,
+            temperature=o.temperature,
+            top_k=o.top_k,
+            top_p=o.top_p,
             **ids,
         )
-    if method == "greedy":
-        if beam_size != 1 or n_best != 1:
-            raise ValueError(
-                f"method='greedy' keeps one hypothesis: got beam_size={beam_size}, "
-                f"n_best={n_best}; use method='beam' for more."
-            )
+    if o.method == "greedy":
         return _with_n_best_axis(greedy_search(model, variables, src, src_len, **ids))
     return beam_search(
         model,
         variables,
         src,
         src_len,
-        beam_size=beam_size,
-        alpha=alpha,
-        beta=beta,
-        n_best=n_best,
+        beam_size=o.beam_size,
+        alpha=0.0 if o.alpha is None else o.alpha,
+        beta=o.beta,
+        n_best=o.n_best,
         keep_greedy=keep_greedy,
         **ids,
     )

@@ -27,7 +27,6 @@ from jax import lax
 from jaxattn.search.core import (
     SearchResult,
     check_inputs,
-    check_number,
     coverage_penalty,
     gather,
     length_penalty,
@@ -35,6 +34,7 @@ from jaxattn.search.core import (
     step,
 )
 from jaxattn.search.greedy import greedy_loop
+from jaxattn.search.options import check_value
 
 
 @struct.dataclass
@@ -313,7 +313,7 @@ def beam_search(
         bos_id=bos_id,
         pad_id=pad_id,
     )
-    check_number("beta", beta, 0, " (the coverage penalty)")
+    check_value("beta", beta)
     if not isinstance(keep_greedy, (bool, np.bool_)):
         raise ValueError(f"keep_greedy must be True or False, got {keep_greedy!r}.")
     bos_id = model.bos_id if bos_id is None else bos_id

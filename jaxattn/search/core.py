@@ -12,9 +12,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxattn.checks import is_finite_real, is_int
+from jaxattn.checks import is_int
+from jaxattn.search.options import check_n_best, check_value, concrete
 
 
 class SearchResult(NamedTuple):
@@ -40,31 +40,6 @@ class SearchResult(NamedTuple):
         return SearchResult(*(x[:, 0] for x in self[:-1]), self.steps)
 
 
-def _concrete(x) -> np.ndarray | None:
-    """x's values on the host, or None when they are not known here (a tracer, as when
-    `jax.export` traces a search, or an array spread over other hosts)."""
-    if isinstance(x, jax.core.Tracer):
-        return None
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        return None
-    return np.asarray(x)
-
-
-def check_number(name: str, v, low: float | None = None, why: str = "") -> None:
-    """ValueError unless v is a finite real number (Python, NumPy or a 0-d array) >= low."""
-    x = _concrete(v) if isinstance(v, (np.ndarray, jax.Array)) else v
-    if x is None:
-        return  # traced: checked where it was made
-    if isinstance(x, np.ndarray):
-        x = x.item() if x.ndim == 0 and np.issubdtype(x.dtype, np.number) else None
-    if not is_finite_real(x) or (low is not None and x < low):
-        raise ValueError(
-            f"{name}{why} must be a finite number"
-            + (f" >= {low}" if low is not None else "")
-            + f", got {v!r}."
-        )
-
-
 def vocab_sizes(model) -> tuple[int | None, int | None]:
     """(source, target) vocabulary sizes of a `Seq2Seq` (its embedding and output sizes) or
     an `Ensemble`; None where the model does not say (a module of another kind)."""
@@ -77,7 +52,7 @@ def vocab_sizes(model) -> tuple[int | None, int | None]:
 
 def check_ids(name: str, x, vocab: int | None, what: str = "token ids") -> None:
     """ValueError unless every value of x (when known here) is an id in [0, vocab)."""
-    values = _concrete(x)
+    values = concrete(x)
     if vocab is None or values is None or values.size == 0:
         return
     lo, hi = int(values.min()), int(values.max())
@@ -98,7 +73,7 @@ def check_lengths(name: str, lengths, width, shape) -> jax.Array:
             f"{name} must be integer lengths shaped {list(shape)}, got "
             f"{arr.dtype}{list(arr.shape)}."
         )
-    values = _concrete(lengths)
+    values = concrete(lengths)
     if (
         values is not None
         and values.size
@@ -127,15 +102,15 @@ def check_inputs(
     pad_id=None,
 ):
     """(src int32 [B, S], src_len int32 [B] or None) after checking the search arguments;
-    ValueError naming the first bad one. With `model`, ids (src, eos_id, bos_id) are checked
-    against its vocabulary sizes."""
-    for name, v in (("max_len", max_len), ("beam_size", beam_size)):
-        if not is_int(v) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
-    if not is_int(n_best) or not 1 <= n_best <= beam_size:
-        raise ValueError(
-            f"Need 1 <= n_best <= beam_size, got n_best={n_best}, beam_size={beam_size}."
-        )
+    ValueError naming the first bad one (OptionError for decoding options: the ranges of
+    `options.OPTIONS`). With `model`, ids (src, eos_id, bos_id) are checked against its
+    vocabulary sizes."""
+    if not is_int(max_len) or max_len < 1:
+        raise ValueError(f"max_len must be an integer >= 1, got {max_len!r}.")
+    check_value("beam_size", beam_size)
+    check_value("n_best", n_best)
+    check_value("alpha", alpha, bounded=False)  # any finite exponent; DecodeOptions: >= 0
+    check_n_best(n_best, beam_size)
     src_vocab, tgt_vocab = vocab_sizes(model) if model is not None else (None, None)
     for name, v in (("eos_id", eos_id), ("bos_id", bos_id)):
         if v is not None and (not is_int(v) or v < 0 or (tgt_vocab and v >= tgt_vocab)):
@@ -147,7 +122,6 @@ def check_inputs(
         raise ValueError(
             f"pad_id must be an integer (the id after a hypothesis's end), got {pad_id!r}."
         )
-    check_number("alpha", alpha, why=" (the length penalty)")
     raw, src = src, jnp.asarray(src) if not isinstance(src, jax.Array) else src
     if src.ndim != 2 or not jnp.issubdtype(src.dtype, jnp.integer):
         raise ValueError(

@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxattn.checks import is_int, is_real
-from jaxattn.search.core import SearchResult, argmax, check_inputs, check_number, start
+from jaxattn.search.core import SearchResult, argmax, check_inputs, start
 from jaxattn.search.greedy import greedy_loop
+from jaxattn.search.options import check_value
 
 
 def _ordered(x):
@@ -255,17 +255,13 @@ def sample(
         A `SearchResult` with a samples axis: tokens [B, N, max_len], weights
         [B, N, max_len, S], lengths/scores/log_probs/finished [B, N] (scores = log_probs).
     """
-    if not is_int(num_samples) or num_samples < 1:
-        raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}.")
+    check_value("n_best", num_samples, as_name="num_samples")
     src, src_len = check_inputs(
         src, src_len, eos_id=eos_id, max_len=max_len, model=model, bos_id=bos_id, pad_id=pad_id
     )
     keys = row_keys(rng, src.shape[0])
-    check_number("temperature", temperature, 0)
-    if not is_int(top_k) or top_k < 0:
-        raise ValueError(f"top_k must be an integer >= 0 (0 = no limit), got {top_k!r}.")
-    if not is_real(top_p) or not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] (1 = no nucleus filter), got {top_p!r}.")
+    for name, v in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
+        check_value(name, v)
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
     return _sample(

@@ -57,67 +57,44 @@ def define_run_flags(*, workdir: bool = True, ensemble: bool = False) -> None:
     )
 
 
-# (type, name, help) of the decoding flags that default to None: the run's config or
-# DecodeOptions' default
-_DECODING_FLAGS = (
-    (
-        "integer",
-        "beam_size",
-        "Beam size (1: greedy); default: the run's config.eval.beam_size "
-        "(1 for --method=greedy|sample).",
-    ),
-    ("float", "alpha", "Length penalty exponent; default: the run's config.eval.length_penalty."),
-    ("float", "beta", "Coverage penalty weight of beam search (Wu et al. 2016); default 0."),
-    (
-        "integer",
-        "n_best",
-        "Hypotheses per sentence (beam: <= --beam_size; sample: samples); default 1.",
-    ),
-    ("float", "temperature", "Sampling temperature (0: greedy); default 1."),
-    ("integer", "top_k", "Sample among the k most likely tokens (0: all, the default)."),
-    (
-        "float",
-        "top_p",
-        "Nucleus sampling: among the fewest tokens with this much probability; default 1 (all).",
-    ),
-    (
-        "integer",
-        "seed",
-        "Sampling seed (the same seed, input and --batch_size give the same samples); default 0.",
-    ),
-    (
-        "integer",
-        "max_len",
-        "Decoding steps; default: the run's config.eval.max_decode_len, more for long sentences.",
-    ),
-    ("integer", "batch_size", "Sentences a batch; default: the run's config.eval.batch_size."),
-)
-
-
 def define_decoding_flags() -> None:
-    """The search (--method, --beam_size, --alpha, --beta, --n_best; sampling: --temperature,
-    --top_k, --top_p, --seed), --max_len, --batch_size, unknown-word replacement
-    (--replace_unk, --unk_dictionary) and input limits (--max_input_len, --truncate_long);
-    unset: the run's config.eval values or DecodeOptions' defaults."""
-    flags.DEFINE_enum(
-        "method",
+    """A --NAME flag for each decoding option, from its row of the one table
+    (jaxattn.search.options.OPTIONS: type, choices, help), then --max_len, --batch_size,
+    unknown-word replacement (--replace_unk, --unk_dictionary) and input limits
+    (--max_input_len, --truncate_long); unset: the run's config.eval values or DecodeOptions'
+    defaults (`decoding_options` reads them back)."""
+    from jaxattn.search.options import OPTIONS  # jax: only for the scripts that decode
+
+    for o in OPTIONS.values():
+        if o.choices:
+            flags.DEFINE_enum(o.name, None, list(o.choices), o.help, flag_values=FLAGS)
+        else:
+            _DEFINE[o.kind](o.name, None, o.help, flag_values=FLAGS)
+    flags.DEFINE_integer(
+        "max_len",
         None,
-        ["greedy", "beam", "sample"],
-        "Search; default: beam if the beam size is > 1, else greedy.",
+        "Decoding steps; default: the run's config.eval.max_decode_len, more for long sentences.",
+        flag_values=FLAGS,
     )
-    for kind, name, help_text in _DECODING_FLAGS:
-        getattr(flags, f"DEFINE_{kind}")(name, None, help_text)
+    flags.DEFINE_integer(
+        "batch_size",
+        None,
+        "Sentences a batch; default: the run's config.eval.batch_size.",
+        flag_values=FLAGS,
+    )
     flags.DEFINE_bool(
         "replace_unk",
         False,
         "Replace each output <unk> by the source word "
         "attended most at that step (word-level runs with an <unk> token).",
+        flag_values=FLAGS,
     )
     flags.DEFINE_string(
         "unk_dictionary",
         None,
         "With --replace_unk: a 'source<TAB>target' "
         "file mapping the attended source word to its replacement.",
+        flag_values=FLAGS,
     )
     # input limits (jaxattn.inference.eval_input.limit_options turns them into Translator keywords)
     flags.DEFINE_integer(
@@ -126,13 +103,38 @@ def define_decoding_flags() -> None:
         "The longest input sentence, in tokens; "
         "default: twice the longest training sentence (the run's "
         "data_stats.json).",
+        flag_values=FLAGS,
     )
     flags.DEFINE_bool(
         "truncate_long",
         False,
         "Cut sentences over the input limit to it, "
         "with a warning, instead of stopping with an error.",
+        flag_values=FLAGS,
     )
+
+
+_DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float}  # an option's type -> its flag
+
+
+def search_flags() -> list[str]:
+    """The names of the decoding option flags (`define_decoding_flags`), in table order."""
+    from jaxattn.search.options import OPTIONS
+
+    return list(OPTIONS)
+
+
+def check_decoding_flags() -> None:
+    """UsageError (OptionError for an option), before any work, for a decoding flag out of
+    its option's range ('--beam_size must be >= 1, got 0.') or a --max_len or --batch_size
+    below 1. How the options combine is checked by `decoding_options`, once the run's
+    defaults are known."""
+    from jaxattn.search.options import OPTIONS
+
+    for o in OPTIONS.values():
+        if FLAGS[o.name].value is not None:
+            o.check(FLAGS[o.name].value, name=f"--{o.name}", typed=False, none=False)
+    check_positive("max_len", "batch_size")
 
 
 def define_eval_data_flags() -> None:
@@ -311,30 +313,15 @@ def no_arguments(argv) -> None:
         raise UsageError(f"Unexpected arguments: {argv[1:]} (options are --name=value).")
 
 
-SEARCH_FLAGS = (
-    "method",
-    "beam_size",
-    "alpha",
-    "beta",
-    "n_best",
-    "temperature",
-    "top_k",
-    "top_p",
-    "seed",
-)
-
-
 def decoding_options(default_beam_size: int) -> dict:
     """translate()/evaluate() keyword arguments from the decoding flags: options (a
-    DecodeOptions, checked), max_len, batch_size, replace_unk, unk_dictionary."""
-    from jaxattn.inference.translation import DecodeOptions  # jax: only for the scripts that decode
+    DecodeOptions from the flags given, checked; without --beam_size, `default_beam_size` if
+    the method is beam or not given), max_len, batch_size, replace_unk, unk_dictionary."""
+    from jaxattn.search.options import DecodeOptions
 
-    check_positive("beam_size", "max_len", "batch_size")
-    given = {name: FLAGS[name].value for name in SEARCH_FLAGS if FLAGS[name].value is not None}
-    if "beam_size" not in given and FLAGS.method in (None, "beam"):
-        given["beam_size"] = default_beam_size
+    given = {name: FLAGS[name].value for name in search_flags() if FLAGS[name].value is not None}
     return dict(
-        options=DecodeOptions(**given),
+        options=DecodeOptions.make(defaults={"beam_size": default_beam_size}, **given),
         max_len=FLAGS.max_len,
         batch_size=FLAGS.batch_size,
         replace_unk=FLAGS.replace_unk,

@@ -1,19 +1,21 @@
 """One experiment run, resume-safe: its config (a base config plus overrides), its directory,
 training it, and its test-split scores, cached.
 
-An experiment asks a question with a `Group` of `Run`s, each a set of config overrides on top
-of one base config, scored under the group's decoding settings (`Search`). The groups that
-docs/experiments.md answers, and the loop over them, are in scripts/experiments.py; the report
-(markdown tables, experiments.json) in `jaxattn.tools.experiment_report`.
+An experiment asks a question with a `Group` of `Variant`s, each a set of config overrides on
+top of one base config, trained as one run and scored under the group's `Decoding`s. The
+groups that docs/experiments.md answers, and the loop over them, are in
+scripts/experiments.py; the report (markdown tables, experiments.json) in
+`jaxattn.tools.experiment_report`.
 
-Runs with the same effective overrides are the same run (`run_key` names its directory), so a
-run shared by several groups trains once. A run whose training reached its final step is not
-trained again, and each test-split evaluation is cached in the run's directory (RESULT_FILE),
-keyed by checkpoint step and decoding settings; test hypotheses are kept beside it.
+Variants with the same effective overrides are the same run (`run_key` names its directory),
+so a run shared by several groups trains once. A run whose training reached its final step is
+not trained again, and each test-split evaluation is cached in the run's directory
+(RESULT_FILE), keyed by checkpoint step and decoding settings; test hypotheses are kept
+beside it.
 
     config = make_config(base, cpu_budget(1500, 500), {"model.attention": "dot"})
     record = train_run(config, workdir)               # trains, or finds it finished
-    scores = evaluate_run(config, workdir, [GREEDY, Search("beam 5", 5)])
+    scores = evaluate_run(config, workdir, [GREEDY, Decoding("beam 5", 5)])
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import Callable, Sequence
 import ml_collections
 import sacrebleu
 
+from jaxattn.errors import first_line
 from jaxattn.inference import translator as inference
 from jaxattn.inference.eval_input import load_split
 from jaxattn.metrics import read_metrics
@@ -46,43 +49,46 @@ HYPOTHESES_DIR = "test_hypotheses"  # per run: the test translations behind each
 
 # ------------------------------------------------------------------------------ the types
 @dataclasses.dataclass(frozen=True)
-class Run:
-    """A training run: a name for tables and its config overrides."""
+class Variant:
+    """One variant of the base config, trained as one run: a name for tables and its config
+    overrides."""
 
     name: str
     overrides: tuple[tuple[str, object], ...] = ()  # (dotted key, value), e.g. ("model.hidden", 64)
 
 
 @dataclasses.dataclass(frozen=True)
-class Search:
-    """A decoding setting for the test split."""
+class Decoding:
+    """A decoding setting for the test split: a name for tables, beam size and length penalty
+    (stored as a group's 'searches' in experiments.json)."""
 
     name: str
     beam_size: int = 1
     alpha: float = 0.0
 
 
-GREEDY = Search("greedy")
+GREEDY = Decoding("greedy")
 
 
 @dataclasses.dataclass(frozen=True)
 class Group:
-    """A question, answered by training `runs` and scoring them under each of `searches`."""
+    """A question, answered by training `variants` and scoring them under each of
+    `decodings`."""
 
     name: str
     title: str
     question: str
-    runs: tuple[Run, ...]
-    searches: tuple[Search, ...] = (GREEDY,)
+    variants: tuple[Variant, ...]
+    decodings: tuple[Decoding, ...] = (GREEDY,)
     sweep: str | None = None  # dotted key plotted on x against BLEU (lr, hidden, ...)
     sweep_label: str = ""
     log_x: bool = False
-    curves: bool = True  # plot loss / validation BLEU curves of the runs
+    curves: bool = True  # plot loss / validation BLEU curves of the variants
 
 
-def make_runs(*items: tuple[str, dict]) -> tuple[Run, ...]:
-    """Runs from (name, {dotted key: value}) pairs."""
-    return tuple(Run(name, tuple(ov.items())) for name, ov in items)
+def make_variants(*items: tuple[str, dict]) -> tuple[Variant, ...]:
+    """Variants from (name, {dotted key: value}) pairs."""
+    return tuple(Variant(name, tuple(ov.items())) for name, ov in items)
 
 
 def cpu_budget(steps: int = 1500, eval_every: int = 500, log_every: int = 50) -> dict:
@@ -133,9 +139,10 @@ def make_config(base: ml_collections.ConfigDict, *overrides: dict) -> ml_collect
     return config
 
 
-def effective_overrides(base: ml_collections.ConfigDict, run: Run) -> dict:
-    """The run's overrides that differ from the base config (so equal runs share a key)."""
-    return {k: v for k, v in sorted(run.overrides) if get_value(base, k) != v}
+def effective_overrides(base: ml_collections.ConfigDict, variant: Variant) -> dict:
+    """The variant's overrides that differ from the base config (so equal variants share a
+    key)."""
+    return {k: v for k, v in sorted(variant.overrides) if get_value(base, k) != v}
 
 
 def format_value(v) -> str:
@@ -143,9 +150,9 @@ def format_value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def run_key(base: ml_collections.ConfigDict, run: Run) -> str:
-    """A directory name for the run: 'base', or its effective overrides."""
-    ov = effective_overrides(base, run)
+def run_key(base: ml_collections.ConfigDict, variant: Variant) -> str:
+    """A directory name for the variant's run: 'base', or its effective overrides."""
+    ov = effective_overrides(base, variant)
     if not ov:
         return "base"
     text = ",".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in ov.items())
@@ -210,7 +217,7 @@ def train_run(
         raise
     except Exception as e:  # noqa: BLE001 - a failed run is reported, the grid goes on
         rec["train_seconds"] = rec.get("train_seconds", 0.0) + time.time() - t0
-        rec["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
+        rec["error"] = first_line(e, 300)
         write_json(path, rec)
         log.error("%s failed: %s", workdir, rec["error"])
         return rec
@@ -274,15 +281,17 @@ def _read_lines(path: str) -> list[str]:
         return f.read().split("\n")[:-1]
 
 
-def _score(translator, config, workdir: str, search: Search, max_len: int, hyp_path: str) -> dict:
-    """Test-split scores of one checkpoint under one search (through `Translator.evaluate`,
+def _score(
+    translator, config, workdir: str, decoding: Decoding, max_len: int, hyp_path: str
+) -> dict:
+    """Test-split scores of one checkpoint under one decoding (through `Translator.evaluate`,
     the library's one decoding path); the hypotheses are written to hyp_path."""
     sources, refs = test_split(config, workdir)
     r = translator.evaluate(
         sources,
         refs,
-        beam_size=search.beam_size,
-        alpha=search.alpha,
+        beam_size=decoding.beam_size,
+        alpha=decoding.alpha,
         max_len=max_len,
         overlong="truncate",
     )  # as evaluate.py --split
@@ -309,16 +318,16 @@ def _score(translator, config, workdir: str, search: Search, max_len: int, hyp_p
         "%s step %d %s: test BLEU %.2f, chrF %.2f",
         workdir,
         translator.step,
-        search.name,
+        decoding.name,
         r["bleu"],
         r["chrf"],
     )
     return scores
 
 
-def evaluate_run(config, workdir: str, searches: Sequence[Search]) -> dict:
-    """Test-split scores of the best-by-validation and the last checkpoint under each search:
-    {'best': {search name: scores}, 'last': {...}, 'best_step', 'last_step'}. Cached in the
+def evaluate_run(config, workdir: str, decodings: Sequence[Decoding]) -> dict:
+    """Test-split scores of the best-by-validation and the last checkpoint under each decoding:
+    {'best': {decoding name: scores}, 'last': {...}, 'best_step', 'last_step'}. Cached in the
     run's record; decoding steps = config.eval.max_decode_len (the validation setting, the
     tutorial's MAX_LENGTH for configs/base.py)."""
     path = os.path.join(workdir, RESULT_FILE)
@@ -331,7 +340,7 @@ def evaluate_run(config, workdir: str, searches: Sequence[Search]) -> dict:
     translators: dict = {}
     for which, step in steps.items():
         out[which] = {}
-        for s in searches:
+        for s in decodings:
             key = f"step={step},beam={s.beam_size},alpha={s.alpha:g},max_len={max_len}"
             hyp_path = os.path.join(workdir, HYPOTHESES_DIR, key.replace(",", "_") + ".txt")
             if key in cache and "bleu_ci" not in cache[key] and os.path.exists(hyp_path):
@@ -349,23 +358,23 @@ def evaluate_run(config, workdir: str, searches: Sequence[Search]) -> dict:
 
 def run_row(
     base: ml_collections.ConfigDict,
-    run: Run,
+    variant: Variant,
     group: Group,
     root: str,
     budget: dict,
     train_fn: Callable | None = None,
 ) -> dict:
-    """Trains (unless finished) and scores one run of a group under ROOT/run_key: the row of
-    its table, with the curves the plots draw."""
-    key = run_key(base, run)
+    """Trains (unless finished) and scores one variant of a group under ROOT/run_key: the row
+    of its table, with the curves the plots draw."""
+    key = run_key(base, variant)
     workdir = os.path.join(root, key)
-    overrides = effective_overrides(base, run)
+    overrides = effective_overrides(base, variant)
     config = make_config(base, budget, overrides)
     config.train.progress_bar = False
-    log.info("[%s] %s -> %s", group.name, run.name, workdir)
+    log.info("[%s] %s -> %s", group.name, variant.name, workdir)
     rec = train_run(config, workdir, train_fn)
     row = {
-        "run": run.name,
+        "run": variant.name,
         "key": key,
         "overrides": overrides,
         "workdir": workdir,
@@ -375,7 +384,7 @@ def run_row(
     }
     if not rec.get("error"):
         try:
-            row["test"] = evaluate_run(config, workdir, group.searches)
+            row["test"] = evaluate_run(config, workdir, group.decodings)
         except Exception as e:  # noqa: BLE001 - report, go on with the grid
             row["error"] = f"evaluation: {type(e).__name__}: {e}"
             log.error("%s: %s", workdir, row["error"])

@@ -20,13 +20,10 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from jaxattn.config import default_model_config
+from jaxattn.errors import StateDictError
+from jaxattn.model.seq2seq import default_model_config
 
 DECODER_KINDS = ("bahdanau", "plain", "legacy")
-
-
-class StateDictError(ValueError):
-    """A state dict does not fit the expected module: missing/unexpected key or bad shape."""
 
 
 def _to_numpy(x) -> np.ndarray:
