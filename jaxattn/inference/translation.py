@@ -10,9 +10,9 @@ for the search, the Translator and the flags::
         print(h.score, h.text)
 
 Also what input `Translator` takes (its batches: jaxattn.inference.predict): `InputLimit`
-(the longest sentence in tokens, and a bound on its characters checked before any tokenizing; too long: `jaxattn.errors.InputTooLongError`), `training_limit` (the
-limit a run's training data implies, from `run_stats`: WORKDIR/data_stats.json),
-`MAX_DECODE_STEPS`.
+(the longest sentence in tokens, and a bound on its characters checked before any tokenizing;
+too long: `jaxattn.errors.InputTooLongError`), `training_limit` (the limit a run's training
+data implies, from `run_stats`: WORKDIR/data_stats.json), `MAX_DECODE_STEPS`.
 """
 
 from __future__ import annotations
