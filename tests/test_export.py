@@ -14,8 +14,9 @@ import jax
 import numpy as np
 import pytest
 
+from jaxattn.inference import exported
 from jaxattn.inference.exported import ExportError
-from jaxattn.inference.translator import InferenceError, Translator, exported
+from jaxattn.inference.translator import InferenceError, Translator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYMBOLS = [str(i) for i in range(12)]

@@ -19,6 +19,7 @@ import pytest
 
 from jaxattn.config import default_config, load_config
 from jaxattn.data import load_text_processing, readers
+from jaxattn.inference import eval_input
 from jaxattn.inference import translator as inference
 from jaxattn.inference.translation import (
     CHARS_PER_TOKEN,
@@ -27,7 +28,7 @@ from jaxattn.inference.translation import (
     InputLimit,
     training_limit,
 )
-from jaxattn.inference.translator import InputTooLongError, Translator, UsageError, eval_input
+from jaxattn.inference.translator import InputTooLongError, Translator, UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATS = {"train_pairs": 2000, "max_source_len": 8, "max_target_len": 8}  # the tiny run's

@@ -13,8 +13,9 @@ import pytest
 
 from jaxattn import search
 from jaxattn.data.vocab import Vocab
+from jaxattn.inference import unk
 from jaxattn.inference.translation import DecodeOptions
-from jaxattn.inference.translator import InferenceError, Translator, UsageError, unk
+from jaxattn.inference.translator import InferenceError, Translator, UsageError
 
 SENTENCES = ["3 1 4 1 5", "9 2 6", "5 3 5 8 9 7", "1 2", "10 11 0 4 4 4 7", ""]
 
