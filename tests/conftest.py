@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules (tests never import each other; they ask for these).
+"""Fixtures shared by the test modules (test modules never import each other: they ask for these,
+or import tests/shared.py for what they need at import time).
 
 - `random_init`: random variables for any Flax module, without compiling its init.
 - `synthetic_config`: configs/synthetic.py with overrides, for tests that train small runs.
@@ -6,12 +7,19 @@
   evaluating and exporting.
 - `nan_loss_from`: a train_step stand-in whose loss turns NaN from a given step on.
 - `toy_corpus`: a small learnable eng-fra corpus, as a tutorial TSV and as Multi30k-style files.
+
+One definition of each shared thing: fixtures here, for test functions and other fixtures; what
+must exist at import time (the repository's `ROOT`, for module-level globs and parametrize lists,
+and the `synthetic_config` function behind the fixture, for module-level helpers and the scripts
+tests start) in tests/shared.py (`from shared import ROOT`). A test module defines neither again.
+
+Markers (pyproject.toml): `slow` marks the tests that train a run or start a script as a
+subprocess (or use a fixture that does, such as `tiny_run`); `-m "not slow"` is the fast subset
+that still unit-tests every module (README.md, "Tests").
 """
 
 from __future__ import annotations
 
-import os
-import runpy
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,9 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
+import shared
 
 # ---------------------------------------------------------------------------------------------
 # random_init
@@ -60,20 +66,11 @@ class TinyRun(NamedTuple):
     config: Any  # the ml_collections.ConfigDict it was trained with
 
 
-def _synthetic_config(overrides: dict | None = None):
-    """configs/synthetic.py (reverse 3..8 symbols out of 12) with {"section.field": value}."""
-    config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
-    for key, value in (overrides or {}).items():
-        section, name = key.split(".")
-        config[section][name] = value
-    return config
-
-
 @pytest.fixture(scope="session")
 def synthetic_config():
     """The function `synthetic_config({"model.hidden": 16, ...})`: configs/synthetic.py with
     dotted overrides, the base of every small training run in the tests (offline, seconds)."""
-    return _synthetic_config
+    return shared.synthetic_config
 
 
 # The tiny run: big and long enough to learn its task, small enough for a CPU test session.
@@ -94,7 +91,7 @@ def train_tiny_run(workdir: Path) -> TinyRun:
     The run learns its task (validation BLEU > 90), so tests may check translations, not just
     that something came out. Offline: the synthetic corpus needs no download.
     """
-    config = _synthetic_config(TINY_RUN)
+    config = shared.synthetic_config(TINY_RUN)
     if not (workdir / "done").exists():
         from jaxattn.training.loop import (
             train_and_evaluate,  # orbax, grain: only for sessions that train

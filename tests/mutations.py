@@ -29,7 +29,8 @@ import tempfile
 import time
 from typing import NamedTuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from shared import ROOT
+
 IGNORE = shutil.ignore_patterns(
     ".venv",
     "venv",

@@ -12,11 +12,11 @@ import subprocess
 import sys
 
 import pytest
+from shared import ROOT
 
 import jaxattn
 from jaxattn.model import attention
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ["README.md"] + sorted(
     os.path.relpath(p, ROOT)
     for p in glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)

@@ -9,7 +9,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from shared import ROOT
+
 TINY = [
     "--steps",
     "1",

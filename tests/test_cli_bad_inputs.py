@@ -2,13 +2,13 @@
 can, and nothing of a run is lost (export --overwrite, damaged checkpoints, output paths)."""
 
 import os
-import runpy
 import shutil
 import subprocess
 import sys
 
 import pytest
 from absl import flags
+from shared import ROOT
 
 from jaxattn.errors import CheckpointError, UsageError
 from jaxattn.inference import exported
@@ -18,7 +18,6 @@ from jaxattn.rundir import averaging, restore
 from jaxattn.rundir.checkpointer import checkpoint_dir
 from jaxattn.tools import cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
     "model.hidden": 8,
     "model.embed_dim": 8,
@@ -32,14 +31,11 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, synthetic_config):
     """A 4-step synthetic run: checkpoints at steps 2 and 4, and an averaged one."""
     from jaxattn.training.loop import train_and_evaluate
 
-    config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
-    for key, value in TINY.items():
-        section, name = key.split(".")
-        config[section][name] = value
+    config = synthetic_config(TINY)
     workdir = str(tmp_path_factory.mktemp("bad_inputs") / "run")
     train_and_evaluate(config, workdir)
     averaging.average_checkpoints(workdir, last=2)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared import ROOT
 
 from jaxattn.data import download, readers
 from jaxattn.data.text import INVISIBLE, Tokenizer, normalize_tutorial
@@ -28,7 +29,6 @@ from jaxattn.errors import DataError, TrainingError, UsageError
 from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError, check_selector
 from jaxattn.tools import cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
     "model.hidden": 8,
     "model.embed_dim": 8,

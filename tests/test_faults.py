@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+from shared import ROOT, synthetic_config
 
 from jaxattn import config as config_lib
 from jaxattn.errors import ConfigError, TrainingError, WorkdirError
@@ -24,7 +25,6 @@ from jaxattn.rundir import files as workdir
 from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError
 from jaxattn.training import loop as train_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
     "model.hidden": 16,
     "model.embed_dim": 16,
@@ -38,13 +38,7 @@ TINY = {
 
 
 def make_config(**overrides):
-    import runpy
-
-    config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
-    for key, value in {**TINY, **overrides}.items():
-        section, name = key.split(".")
-        config[section][name] = value
-    return config
+    return synthetic_config({**TINY, **overrides})
 
 
 def train(workdir_, **overrides):

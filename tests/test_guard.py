@@ -10,12 +10,12 @@ import runpy
 
 import numpy as np
 import pytest
+from shared import ROOT
 
 from jaxattn.errors import TrainingError
 from jaxattn.rundir.checkpointer import Checkpointer
 from jaxattn.training import loop as train_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
 
 

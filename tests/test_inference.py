@@ -15,7 +15,6 @@ from jaxattn.inference import translator as inference
 from jaxattn.inference.translator import InferenceError, Translator
 from jaxattn.tools import plots
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYMBOLS = [str(i) for i in range(12)]  # configs/synthetic.py: 12 symbols, lengths 3..8
 
 

@@ -16,6 +16,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from shared import ROOT
 
 from jaxattn.config import default_config, load_config
 from jaxattn.data import load_text_processing, readers
@@ -30,7 +31,6 @@ from jaxattn.inference.translation import (
 )
 from jaxattn.inference.translator import InputTooLongError, Translator, UsageError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATS = {"train_pairs": 2000, "max_source_len": 8, "max_target_len": 8}  # the tiny run's
 LIMIT = 16  # twice the longest training sentence
 

@@ -8,7 +8,7 @@ import shlex
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from shared import ROOT
 
 
 def readme_demo() -> list[str]:

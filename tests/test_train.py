@@ -15,13 +15,13 @@ import time
 
 import numpy as np
 import pytest
+from shared import ROOT, synthetic_config
 
 from jaxattn.config import default_config
 from jaxattn.errors import ConfigError
 from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError
 from jaxattn.training import loop as train_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
     "model.hidden": 16,
     "model.embed_dim": 16,
@@ -176,14 +176,7 @@ def test_two_processes_train_together_to_identical_params(tmp_path):
 
 # ------------------------------------------------------------------ in-process fault tests
 def _config(**overrides):
-    config_mod = {}
-    with open(os.path.join(ROOT, "configs", "synthetic.py")) as f:
-        exec(compile(f.read(), "synthetic.py", "exec"), config_mod)
-    config = config_mod["get_config"]()
-    for key, value in {**TINY, **overrides}.items():
-        section, name = key.split(".")
-        config[section][name] = value
-    return config
+    return synthetic_config({**TINY, **overrides})
 
 
 def _params(state):
