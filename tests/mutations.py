@@ -4,7 +4,8 @@
     python tests/mutations.py --only NAME ... # some (a NAME ending in '*' is a prefix)
     python tests/mutations.py --baseline      # the selections must pass unmutated
     python tests/mutations.py --list          # with 'stale' beside the entries to update
-    python tests/mutations.py --sample 4 --seed 1  # 4 mutations drawn at random (CI)
+    python tests/mutations.py --tests tests/test_rnn.py ...  # those whose selection runs these
+    python tests/mutations.py --sample 4 --seed 1  # 4 of the selected, drawn at random (CI)
     python tests/mutations.py --rev HEAD      # mutate a git revision, not the working tree
 
 The repository is copied once to a temporary directory (without .venv, .git, runs, caches);
@@ -712,6 +713,11 @@ def _count(root: str, m: Mutation) -> int:
         return f.read().count(m.old)
 
 
+def _test_file(m: Mutation) -> str:
+    """The test file that the selection of `m` runs (its first argument)."""
+    return shlex.split(m.select)[0]
+
+
 def _selected(names: list[str] | None) -> list[Mutation]:
     if not names:
         return MUTATIONS
@@ -730,6 +736,12 @@ def _selected(names: list[str] | None) -> list[Mutation]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", nargs="+", metavar="NAME", help="mutation names (prefix*)")
+    p.add_argument(
+        "--tests",
+        nargs="+",
+        metavar="FILE",
+        help="only the mutations whose selection runs one of these test files",
+    )
     p.add_argument("--list", action="store_true", help="list the mutations and exit")
     p.add_argument(
         "--baseline",
@@ -756,6 +768,11 @@ def main() -> int:
     names = [m.name for m in MUTATIONS]
     assert len(set(names)) == len(names), "duplicate mutation names"
     todo = _selected(args.only)
+    if args.tests:
+        unknown = [f for f in args.tests if not any(_test_file(m) == f for m in MUTATIONS)]
+        if unknown:
+            sys.exit(f"--tests: no mutation's selection runs {unknown}; see --list")
+        todo = [m for m in todo if _test_file(m) in args.tests]
     if args.sample is not None:
         if not 0 < args.sample <= len(todo):
             sys.exit(f"--sample {args.sample}: choose 1 to {len(todo)} (the selected mutations)")

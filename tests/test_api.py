@@ -79,6 +79,7 @@ def test_unknown_name_is_an_attribute_error():
     assert plots.__name__ == "jaxattn.tools.plots"
 
 
+@pytest.mark.slow
 def test_import_jaxattn_leaves_inference_unloaded():
     """`import jaxattn` must not pay for Orbax and the data pipeline (`Translator` is lazy)."""
     code = "import sys, jaxattn; print('jaxattn.inference.translator' in sys.modules)"

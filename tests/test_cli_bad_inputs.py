@@ -57,6 +57,7 @@ def _listing(directory):
 
 
 # -------------------------------------------------------------- export never eats a run
+@pytest.mark.slow
 def test_export_overwrite_never_replaces_the_run_or_a_non_export(run, tmp_path):
     w = _copy(run, tmp_path)
     before = _listing(w)
@@ -74,6 +75,7 @@ def test_export_overwrite_never_replaces_the_run_or_a_non_export(run, tmp_path):
     exported._check_out(str(other), True, w)
 
 
+@pytest.mark.slow
 def test_export_to_an_unusable_place_names_it(run, tmp_path):
     with pytest.raises(ExportError, match="No platform given"):
         exported.export_workdir(run, str(tmp_path / "e"), platforms=())
@@ -84,6 +86,7 @@ def test_export_to_an_unusable_place_names_it(run, tmp_path):
 
 
 # ------------------------------------------------------------------ damaged checkpoints
+@pytest.mark.slow
 def test_average_with_a_damaged_step_names_it_and_keeps_the_old_average(run, tmp_path):
     w = _copy(run, tmp_path)
     step_dir = os.path.join(checkpoint_dir(w), "4")
@@ -98,6 +101,7 @@ def test_average_with_a_damaged_step_names_it_and_keeps_the_old_average(run, tmp
     assert averaging.average_checkpoints(w, last=1)["steps"] == [2]
 
 
+@pytest.mark.slow
 def test_damaged_checkpoints_name_the_way_out(run, tmp_path):
     w = _copy(run, tmp_path)
     os.unlink(os.path.join(checkpoint_dir(w), "4", "state", "manifest.ocdbt"))
@@ -170,6 +174,7 @@ def _script(name, *args):
     return errors[0]
 
 
+@pytest.mark.slow
 def test_scripts_name_the_bad_flag(tmp_path):
     cfg, w = os.path.join(ROOT, "configs", "synthetic.py"), str(tmp_path / "w")
     err = _script("train", f"--config={cfg}", f"--workdir={w}", "--config.model.hiden=3")

@@ -67,6 +67,7 @@ def _table_rows(md: str, title: str) -> list[list[str]]:
     return [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]  # no header
 
 
+@pytest.mark.slow
 def test_runner_writes_tables_and_plots_and_reruns_nothing(tmp_path, monkeypatch):
     records = _run(tmp_path)
     docs = tmp_path / "docs"

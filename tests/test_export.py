@@ -19,6 +19,8 @@ from jaxattn.inference import exported
 from jaxattn.inference.exported import ExportError
 from jaxattn.inference.translator import InferenceError, Translator
 
+pytestmark = pytest.mark.slow  # every test here trains a run or starts a script
+
 SYMBOLS = [str(i) for i in range(12)]
 BEAM = 3
 MAX_SOURCE_LEN = 20  # source widths 8, 16, 24: three decoding lengths, six artifacts

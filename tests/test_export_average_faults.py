@@ -32,6 +32,8 @@ from jaxattn.rundir import averaging
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir.checkpointer import checkpoint_dir
 
+pytestmark = pytest.mark.slow  # every test here trains a run or starts a script
+
 NO_BLEU_RUN = {
     "model.hidden": 8,
     "model.embed_dim": 8,

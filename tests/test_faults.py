@@ -91,6 +91,7 @@ def copy_run(src, tmp_path):
 
 
 # --------------------------------------------------------------------- 1. keep-best
+@pytest.mark.slow
 def test_best_checkpoint_survives_resumes_past_the_keep_window(tmp_path, monkeypatch):
     w = tmp_path / "w"
     train(w)
@@ -130,6 +131,7 @@ def test_keep_best_policy_unit(tmp_path):
     assert checkpoints.resolve_step(ro, "best") == 1
 
 
+@pytest.mark.slow
 def test_runs_from_before_the_fix_get_their_metrics_back(trained, tmp_path):
     """Old checkpoints kept metrics only in `meta`: they are backfilled on resume."""
     w = copy_run(trained, tmp_path)
@@ -142,6 +144,7 @@ def test_runs_from_before_the_fix_get_their_metrics_back(trained, tmp_path):
 
 
 # ------------------------------------------------------------ 2-3. restore errors
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change",
     [
@@ -172,6 +175,7 @@ def params_of_checkpoint(w, step):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["src_vocab.txt", "tgt_vocab.txt"])
 def test_changed_vocabulary_is_named(trained, tmp_path, name):
     w = copy_run(trained, tmp_path)
@@ -186,6 +190,7 @@ def test_changed_vocabulary_is_named(trained, tmp_path, name):
         train(w, **{"train.num_train_steps": 30})
 
 
+@pytest.mark.slow
 def test_other_model_is_refused_not_called_corrupt(trained, tmp_path):
     w = copy_run(trained, tmp_path)
     with pytest.raises(CheckpointError, match="model.hidden: saved 16, now 32"):
@@ -193,6 +198,7 @@ def test_other_model_is_refused_not_called_corrupt(trained, tmp_path):
     assert Checkpointer(str(w), read_only=True).all_steps() == [10, 20]
 
 
+@pytest.mark.slow
 def test_corrupt_latest_is_moved_aside_and_saved_again(trained, tmp_path, caplog):
     w = copy_run(trained, tmp_path)
     for root, _, files in os.walk(w / "checkpoints" / "20" / "state"):
@@ -228,6 +234,7 @@ def _parallel_corpus(tmp_path, long_line: int):
     return d
 
 
+@pytest.mark.slow
 def test_overlong_validation_sentences_are_cut_not_fatal(tmp_path, caplog):
     from jaxattn import data as data_lib
 
@@ -249,6 +256,7 @@ def test_overlong_validation_sentences_are_cut_not_fatal(tmp_path, caplog):
     assert int(state.step) == 10 and math.isfinite(metrics["loss"])
 
 
+@pytest.mark.slow
 def test_failed_validation_keeps_the_checkpoint(tmp_path, monkeypatch):
     w = tmp_path / "w"
 
@@ -266,6 +274,7 @@ def test_failed_validation_keeps_the_checkpoint(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------- 5. divergence
 # The guard's rules and both directions end to end: tests/test_guard.py.
+@pytest.mark.slow
 def test_diverging_run_keeps_its_good_checkpoints(trained, tmp_path, monkeypatch, nan_loss_from):
     w = copy_run(trained, tmp_path)
     monkeypatch.setattr(train_lib, "train_step", nan_loss_from(23))
@@ -275,6 +284,7 @@ def test_diverging_run_keeps_its_good_checkpoints(trained, tmp_path, monkeypatch
 
 
 # -------------------------------------------------------------- 6. stale vocabulary
+@pytest.mark.slow
 def test_files_of_a_run_without_checkpoints_are_not_reused(tmp_path, monkeypatch, nan_loss_from):
     w = tmp_path / "w"
     monkeypatch.setattr(train_lib, "train_step", nan_loss_from(0))
@@ -291,6 +301,7 @@ def test_files_of_a_run_without_checkpoints_are_not_reused(tmp_path, monkeypatch
 
 
 # ---------------------------------------------------------- 7. best.json, metadata
+@pytest.mark.slow
 def test_truncated_best_json_blocks_nothing(trained, tmp_path):
     w = copy_run(trained, tmp_path)
     (w / "best.json").write_text('{"step": 1')
@@ -316,6 +327,7 @@ def test_atomic_writes_leave_no_partial_file(tmp_path):
 
 
 # ---------------------------------------------------------------- 8. workdir lock
+@pytest.mark.slow
 def test_second_training_on_a_workdir_is_refused(tmp_path, caplog):
     w = tmp_path / "w"
     w.mkdir()
@@ -383,6 +395,7 @@ def test_every_bad_field_value_fails_before_any_work(tmp_path, section, key, val
         assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "key,value",
     [
@@ -402,6 +415,7 @@ def test_issue_examples_fail_before_any_file(tmp_path, key, value):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow
 def test_python_api_checks_arguments(trained, tmp_path):
     with pytest.raises(ConfigError, match="ConfigDict"):
         train_lib.train_and_evaluate({"model": {}}, str(tmp_path / "w"))
@@ -426,6 +440,7 @@ def test_python_api_checks_arguments(trained, tmp_path):
         tr.evaluate(["a b"], "a b")
 
 
+@pytest.mark.slow
 def test_search_entry_points_check_arguments(trained):
     """Every public search function names its bad argument (ValueError), before tracing."""
     from jaxattn import search
@@ -456,6 +471,7 @@ def test_search_entry_points_check_arguments(trained):
 
 
 # ------------------------------------------------------------ 10. corrupt config.json
+@pytest.mark.slow
 def test_corrupt_config_json_is_named(trained, tmp_path):
     w = copy_run(trained, tmp_path)
     (w / "config.json").write_text('{"model": {"hidden": 16')
@@ -486,6 +502,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_cli_user_mistakes_are_one_line(tmp_path, trained):
     cfg = os.path.join(ROOT, "configs", "synthetic.py")
     (tmp_path / "broken.py").write_text("def get_config(:\n")
@@ -554,6 +571,7 @@ def test_cli_user_mistakes_are_one_line(tmp_path, trained):
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.slow
 def test_coordinator_timeout_says_what_it_waited_for(tmp_path):
     cfg = os.path.join(ROOT, "configs", "synthetic.py")
     t0 = time.time()
@@ -581,6 +599,7 @@ def _tmpfs(path, size):
     return path
 
 
+@pytest.mark.slow
 def test_disk_full_is_one_line_and_best_json_stays_true(tmp_path):
     disk = _tmpfs(tmp_path / "disk", "3m")
     try:
@@ -605,6 +624,7 @@ def test_disk_full_is_one_line_and_best_json_stays_true(tmp_path):
         subprocess.run(["umount", str(disk)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_kill_9_during_saves_then_resume(tmp_path):
     w = tmp_path / "w"
     cfg = os.path.join(ROOT, "configs", "synthetic.py")

@@ -8,7 +8,10 @@ import shlex
 import subprocess
 import sys
 
+import pytest
 from shared import ROOT
+
+pytestmark = pytest.mark.slow  # every test here trains a run or starts a script
 
 
 def readme_demo() -> list[str]:

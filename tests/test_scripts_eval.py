@@ -9,6 +9,8 @@ import sys
 import pytest
 from shared import ROOT
 
+pytestmark = pytest.mark.slow  # every test here trains a run or starts a script
+
 
 @pytest.fixture(scope="module")
 def run(tiny_run):
