@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules (tests never import each other; they ask for these).
+"""Fixtures shared by the test modules (test modules never import each other: they ask for these,
+or import tests/shared.py for what they need at import time).
 
 - `random_init`: random variables for any Flax module, without compiling its init.
 - `synthetic_config`: configs/synthetic.py with overrides, for tests that train small runs.
@@ -6,12 +7,22 @@
   evaluating and exporting.
 - `nan_loss_from`: a train_step stand-in whose loss turns NaN from a given step on.
 - `toy_corpus`: a small learnable eng-fra corpus, as a tutorial TSV and as Multi30k-style files.
+
+One definition of each shared thing: fixtures here, for test functions and other fixtures; what
+must exist at import time (the repository's `ROOT`, for module-level globs and parametrize lists,
+and the `synthetic_config` function behind the fixture, for module-level helpers and the scripts
+tests start) in tests/shared.py (`from shared import ROOT`). A test module defines neither again.
+
+Markers (pyproject.toml): `slow` marks the tests that train (a run, or a model to a quality bar)
+or start a script as a subprocess, or use a fixture that does (`tiny_run`): a decorator or a
+module's `pytestmark` says so at the test. Besides, for the parametrized tests in `FAST_EVERY`
+below (one check over many compiled variants) only every n-th case stays out of `slow`.
+`-m "not slow"` is then the fast subset that still unit-tests every module (README.md).
 """
 
 from __future__ import annotations
 
-import os
-import runpy
+import collections
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,8 +30,47 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import shared
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# ---------------------------------------------------------------------------------------------
+# the slow marker on parametrized breadth
+# ---------------------------------------------------------------------------------------------
+
+# {file::test: n}: the fast subset runs every n-th case of these tests (first, n+1-th, ...), the
+# full suite all of them; each case compiles a model variant, the check is the same for all.
+FAST_EVERY = {
+    "test_attention.py::test_cache_jit_vmap": 2,
+    "test_attention.py::test_gradients_finite_with_fully_masked_row": 2,
+    "test_attention.py::test_inside_scan": 2,
+    "test_attention.py::test_matches_numpy": 3,
+    "test_bf16.py::test_every_matmul_runs_in_bf16": 5,
+    "test_decoders.py::test_decoder_forward_masking_padding_and_grads": 4,
+    "test_decoders.py::test_teacher_forcing_matches_step_loop": 2,
+    "test_encoders.py::test_encoder_shapes_finals_and_padding_invariance": 2,
+    "test_models.py::test_model_shapes_masking_and_padding_invariance": 2,
+    "test_parity.py::test_tutorial_model_parity": 2,
+    "test_search.py::test_greedy_matches_step_loop_and_free_running_and_beam1": 2,
+    "test_search_options.py::test_a_sentences_samples_ignore_the_rest_of_its_batch": 3,
+    "test_search_options.py::test_beam_scores_include_the_coverage_penalty": 2,
+    "test_search_options.py::test_sample_frequencies_match_the_filtered_softmax": 3,
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m and -k deselect: count over every collected case
+def pytest_collection_modifyitems(config, items):
+    """Marks `slow` the cases of FAST_EVERY's tests beyond every n-th one."""
+    seen, modules = collections.Counter(), {}
+    for item in items:
+        modules.setdefault(item.path.name, getattr(item, "module", None))
+        name = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
+        if name in FAST_EVERY:
+            if seen[name] % FAST_EVERY[name]:
+                item.add_marker(pytest.mark.slow)
+            seen[name] += 1
+    for name in FAST_EVERY:  # a renamed test would silently join the fast subset in full
+        file, test = name.split("::")
+        if file in modules and not hasattr(modules[file], test):
+            raise pytest.UsageError(f"tests/conftest.py FAST_EVERY: {file} has no {test}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,20 +110,11 @@ class TinyRun(NamedTuple):
     config: Any  # the ml_collections.ConfigDict it was trained with
 
 
-def _synthetic_config(overrides: dict | None = None):
-    """configs/synthetic.py (reverse 3..8 symbols out of 12) with {"section.field": value}."""
-    config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
-    for key, value in (overrides or {}).items():
-        section, name = key.split(".")
-        config[section][name] = value
-    return config
-
-
 @pytest.fixture(scope="session")
 def synthetic_config():
     """The function `synthetic_config({"model.hidden": 16, ...})`: configs/synthetic.py with
     dotted overrides, the base of every small training run in the tests (offline, seconds)."""
-    return _synthetic_config
+    return shared.synthetic_config
 
 
 # The tiny run: big and long enough to learn its task, small enough for a CPU test session.
@@ -94,7 +135,7 @@ def train_tiny_run(workdir: Path) -> TinyRun:
     The run learns its task (validation BLEU > 90), so tests may check translations, not just
     that something came out. Offline: the synthetic corpus needs no download.
     """
-    config = _synthetic_config(TINY_RUN)
+    config = shared.synthetic_config(TINY_RUN)
     if not (workdir / "done").exists():
         from jaxattn.training.loop import (
             train_and_evaluate,  # orbax, grain: only for sessions that train

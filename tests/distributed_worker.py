@@ -8,15 +8,12 @@ in-memory copy of the final parameters to OUT.npz.
 """
 
 import ast
-import os
-import runpy
 import sys
 
 import jax
 import numpy as np
 from absl import flags
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from shared import synthetic_config
 
 
 def main():
@@ -28,11 +25,8 @@ def main():
     flags.FLAGS.mark_as_parsed()
     from jaxattn.training.loop import train_and_evaluate
 
-    config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
-    for item in sys.argv[6:]:
-        key, value = item.split("=", 1)
-        section, name = key.split(".")
-        config[section][name] = ast.literal_eval(value)
+    overrides = dict(item.split("=", 1) for item in sys.argv[6:])
+    config = synthetic_config({k: ast.literal_eval(v) for k, v in overrides.items()})
     config.train.progress_bar = False
     state, metrics = train_and_evaluate(config, workdir)
     leaves = {

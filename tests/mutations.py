@@ -3,7 +3,9 @@
     python tests/mutations.py                 # every mutation, one at a time
     python tests/mutations.py --only NAME ... # some (a NAME ending in '*' is a prefix)
     python tests/mutations.py --baseline      # the selections must pass unmutated
-    python tests/mutations.py --list
+    python tests/mutations.py --list          # with 'stale' beside the entries to update
+    python tests/mutations.py --tests tests/test_rnn.py ...  # those whose selection runs these
+    python tests/mutations.py --sample 4 --seed 1  # 4 of the selected, drawn at random (CI)
     python tests/mutations.py --rev HEAD      # mutate a git revision, not the working tree
 
 The repository is copied once to a temporary directory (without .venv, .git, runs, caches);
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shlex
 import shutil
 import subprocess
@@ -27,7 +30,8 @@ import tempfile
 import time
 from typing import NamedTuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from shared import ROOT
+
 IGNORE = shutil.ignore_patterns(
     ".venv",
     "venv",
@@ -136,8 +140,8 @@ MUTATIONS = [
     M(
         "eval_cut_drops_eos",
         "jaxattn/data/batching.py",
-        "del ids[max_positions - 1:]",
-        "del ids[max_positions:]",
+        "del ids[max_positions - 1 :]",
+        "del ids[max_positions :]",
         "tests/test_data_eval_cut.py",
     ),
     M(
@@ -193,15 +197,15 @@ MUTATIONS = [
     M(
         "train_step_eval_mode",
         "jaxattn/training/loop.py",
-        "teacher_forcing_ratio=ratio, rng=tf_key, train=True,",
-        "teacher_forcing_ratio=ratio, rng=tf_key, train=False,",
+        "teacher_forcing_ratio=ratio,\n            rng=tf_key,\n            train=True,",
+        "teacher_forcing_ratio=ratio,\n            rng=tf_key,\n            train=False,",
         f"{TS} -k training_mode",
     ),
     M(
         "train_step_always_forced",
         "jaxattn/training/loop.py",
-        "teacher_forcing_ratio=ratio, rng=tf_key, train=True,",
-        "teacher_forcing_ratio=1.0, rng=tf_key, train=True,",
+        "teacher_forcing_ratio=ratio,\n            rng=tf_key,\n            train=True,",
+        "teacher_forcing_ratio=1.0,\n            rng=tf_key,\n            train=True,",
         f"{TS} -k label_smoothing_and_free_running",
     ),
     M(
@@ -595,8 +599,8 @@ MUTATIONS = [
     M(
         "keep_best_policy_dropped",
         "jaxattn/rundir/checkpointer.py",
-        "keep.append(policies.BestN(get_metric_fn=best_fn, n=1,",
-        "keep.append(policies.BestN(get_metric_fn=best_fn, n=0,",
+        "policies.BestN(get_metric_fn=best_fn, n=1,",
+        "policies.BestN(get_metric_fn=best_fn, n=0,",
         "tests/test_faults.py -k keep_best_policy_unit",
     ),
     M(
@@ -742,6 +746,20 @@ def _pytest(copy: str, select: str, timeout: int) -> tuple[int, str]:
     return r.returncode, tail[-1] if tail else ""
 
 
+def _count(root: str, m: Mutation) -> int:
+    """How many times the snippet of `m` is in its file under `root` (1 unless stale)."""
+    path = os.path.join(root, m.file)
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        return f.read().count(m.old)
+
+
+def _test_file(m: Mutation) -> str:
+    """The test file that the selection of `m` runs (its first argument)."""
+    return shlex.split(m.select)[0]
+
+
 def _selected(names: list[str] | None) -> list[Mutation]:
     if not names:
         return MUTATIONS
@@ -760,6 +778,12 @@ def _selected(names: list[str] | None) -> list[Mutation]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", nargs="+", metavar="NAME", help="mutation names (prefix*)")
+    p.add_argument(
+        "--tests",
+        nargs="+",
+        metavar="FILE",
+        help="only the mutations whose selection runs one of these test files",
+    )
     p.add_argument("--list", action="store_true", help="list the mutations and exit")
     p.add_argument(
         "--baseline",
@@ -775,14 +799,34 @@ def main() -> int:
         "(e.g. the tests that existed before a change)",
     )
     p.add_argument("--timeout", type=int, default=900, help="seconds per pytest run")
+    p.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="run N of the selected mutations drawn at random (a cheap check, e.g. in CI)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="the draw of --sample (default 0)")
     args = p.parse_args()
     names = [m.name for m in MUTATIONS]
     assert len(set(names)) == len(names), "duplicate mutation names"
     todo = _selected(args.only)
+    if args.tests:
+        unknown = [f for f in args.tests if not any(_test_file(m) == f for m in MUTATIONS)]
+        if unknown:
+            sys.exit(f"--tests: no mutation's selection runs {unknown}; see --list")
+        todo = [m for m in todo if _test_file(m) in args.tests]
+    if args.sample is not None:
+        if not 0 < args.sample <= len(todo):
+            sys.exit(f"--sample {args.sample}: choose 1 to {len(todo)} (the selected mutations)")
+        drawn = set(random.Random(args.seed).sample(range(len(todo)), args.sample))
+        todo = [m for i, m in enumerate(todo) if i in drawn]  # in the list's order
     if args.list:
+        n_stale = 0
         for m in todo:
-            print(f"{m.name:40s} {m.file:28s} {m.select}")
-        return 0
+            stale = _count(ROOT, m) != 1
+            n_stale += stale
+            print(f"{m.name:40s} {m.file:28s} {m.select}{'  stale' if stale else ''}")
+        return 1 if n_stale else 0
 
     copy = _copy(args.rev)
     print(f"copy: {copy}")
@@ -799,12 +843,12 @@ def main() -> int:
             return 0 if all(results) else 1
         for m in todo:
             path = os.path.join(copy, m.file)
-            with open(path, encoding="utf-8") as f:
-                original = f.read()
             t0 = time.time()
-            if original.count(m.old) != 1:
-                status, last = "stale", f"snippet found {original.count(m.old)} times"
+            if _count(copy, m) != 1:
+                status, last = "stale", f"snippet found {_count(copy, m)} times in {m.file}"
             else:
+                with open(path, encoding="utf-8") as f:
+                    original = f.read()
                 with open(path, "w", encoding="utf-8") as f:
                     f.write(original.replace(m.old, m.new))
                 try:

@@ -14,11 +14,11 @@ import subprocess
 import sys
 
 import pytest
+from shared import ROOT
 
 import jaxattn
 from jaxattn.model import attention
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ["README.md"] + sorted(
     os.path.relpath(p, ROOT)
     for p in glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)
@@ -81,6 +81,7 @@ def test_unknown_name_is_an_attribute_error():
     assert plots.__name__ == "jaxattn.tools.plots"
 
 
+@pytest.mark.slow
 def test_import_jaxattn_leaves_inference_unloaded():
     """`import jaxattn` must not pay for Orbax and the data pipeline (`Translator` is lazy)."""
     code = "import sys, jaxattn; print('jaxattn.inference.translator' in sys.modules)"

@@ -9,7 +9,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from shared import ROOT
+
 TINY = [
     "--steps",
     "1",
@@ -43,6 +44,7 @@ def run(*args, **env):
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow
 def test_train_mode_tiny(tmp_path):
     out = tmp_path / "results.json"
     report = run(
@@ -101,6 +103,7 @@ def test_train_flops_counts_matmuls(monkeypatch):
     assert flops == 3 * (encoder + keys + step)
 
 
+@pytest.mark.slow
 def test_decode_mode_tiny(tmp_path):
     """Decode mode on a tiny tutorial-format corpus: every task timed, the per-model-step
     ratios of sampling, a 2-model ensemble and beam search against greedy reported."""

@@ -86,6 +86,7 @@ def default_train_tc():
     return default_train_config()
 
 
+@pytest.mark.slow
 def test_bf16_trains_as_well_as_float32(synthetic_config, tmp_path):
     """The synthetic reverse task, 300 steps each: bf16 reaches float32's validation BLEU
     (within 5) and learns the task (> 85)."""

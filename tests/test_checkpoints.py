@@ -203,6 +203,7 @@ def test_averaging_errors(tmp_path):
         averaging.average_checkpoints(str(tmp_path / "nothing"), last=1)
 
 
+@pytest.mark.slow
 def test_averaged_checkpoint_of_a_run_translates(tiny_run, tmp_path):
     """scripts/average.py averages the tiny run's two checkpoints; Translator.from_workdir(w,
     "averaged") restores exactly their mean and translates; a changed vocabulary file is named;

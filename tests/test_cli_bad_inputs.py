@@ -2,13 +2,13 @@
 can, and nothing of a run is lost (export --overwrite, damaged checkpoints, output paths)."""
 
 import os
-import runpy
 import shutil
 import subprocess
 import sys
 
 import pytest
 from absl import flags
+from shared import ROOT
 
 from jaxattn.errors import CheckpointError, ExportError, InferenceError, UsageError
 from jaxattn.inference import exported
@@ -16,7 +16,6 @@ from jaxattn.rundir import averaging, restore
 from jaxattn.rundir.checkpointer import checkpoint_dir
 from jaxattn.tools import cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
     "model.hidden": 8,
     "model.embed_dim": 8,
@@ -30,14 +29,11 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, synthetic_config):
     """A 4-step synthetic run: checkpoints at steps 2 and 4, and an averaged one."""
     from jaxattn.training.loop import train_and_evaluate
 
-    config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
-    for key, value in TINY.items():
-        section, name = key.split(".")
-        config[section][name] = value
+    config = synthetic_config(TINY)
     workdir = str(tmp_path_factory.mktemp("bad_inputs") / "run")
     train_and_evaluate(config, workdir)
     averaging.average_checkpoints(workdir, last=2)
@@ -59,6 +55,7 @@ def _listing(directory):
 
 
 # -------------------------------------------------------------- export never eats a run
+@pytest.mark.slow
 def test_export_overwrite_never_replaces_the_run_or_a_non_export(run, tmp_path):
     w = _copy(run, tmp_path)
     before = _listing(w)
@@ -76,6 +73,7 @@ def test_export_overwrite_never_replaces_the_run_or_a_non_export(run, tmp_path):
     exported._check_out(str(other), True, w)
 
 
+@pytest.mark.slow
 def test_export_to_an_unusable_place_names_it(run, tmp_path):
     with pytest.raises(ExportError, match="No platform given"):
         exported.export_workdir(run, str(tmp_path / "e"), platforms=())
@@ -86,6 +84,7 @@ def test_export_to_an_unusable_place_names_it(run, tmp_path):
 
 
 # ------------------------------------------------------------------ damaged checkpoints
+@pytest.mark.slow
 def test_average_with_a_damaged_step_names_it_and_keeps_the_old_average(run, tmp_path):
     w = _copy(run, tmp_path)
     step_dir = os.path.join(checkpoint_dir(w), "4")
@@ -100,6 +99,7 @@ def test_average_with_a_damaged_step_names_it_and_keeps_the_old_average(run, tmp
     assert averaging.average_checkpoints(w, last=1)["steps"] == [2]
 
 
+@pytest.mark.slow
 def test_damaged_checkpoints_name_the_way_out(run, tmp_path):
     w = _copy(run, tmp_path)
     os.unlink(os.path.join(checkpoint_dir(w), "4", "state", "manifest.ocdbt"))
@@ -168,6 +168,7 @@ def _script(name, *args):
     return errors[0]
 
 
+@pytest.mark.slow
 def test_scripts_name_the_bad_flag(tmp_path):
     cfg, w = os.path.join(ROOT, "configs", "synthetic.py"), str(tmp_path / "w")
     err = _script("train", f"--config={cfg}", f"--workdir={w}", "--config.model.hiden=3")

@@ -10,11 +10,11 @@ import os
 import runpy
 
 import pytest
+from shared import ROOT
 
 from jaxattn import config as config_lib
 from jaxattn.model.seq2seq import build_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
 
 

@@ -8,12 +8,12 @@ import re
 import runpy
 
 import pytest
+from shared import ROOT, synthetic_config
 
 from jaxattn.inference import translator as inference
 from jaxattn.tools import experiment_report as report
 from jaxattn.tools import experiments as ex
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "experiments.py")
 RUNNER = runpy.run_path(SCRIPT)  # the script's functions (its main() is not called)
 
@@ -44,7 +44,7 @@ GROUPS = [
 
 
 def _base():
-    return runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
+    return synthetic_config()
 
 
 def _run(tmp_path, **kw):
@@ -67,6 +67,7 @@ def _table_rows(md: str, title: str) -> list[list[str]]:
     return [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]  # no header
 
 
+@pytest.mark.slow
 def test_runner_writes_tables_and_plots_and_reruns_nothing(tmp_path, monkeypatch):
     records = _run(tmp_path)
     docs = tmp_path / "docs"

@@ -13,26 +13,26 @@ import sys
 import jax
 import numpy as np
 import pytest
+from shared import ROOT
 
 from jaxattn.errors import ExportError, InferenceError, InputTooLongError
 from jaxattn.inference import exported
 from jaxattn.inference.translation import Translation
 from jaxattn.inference.translator import Translator
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # every test here trains a run or starts a script
+
 SYMBOLS = [str(i) for i in range(12)]
 BEAM = 3
 MAX_SOURCE_LEN = 20  # source widths 8, 16, 24: three decoding lengths, six artifacts
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, synthetic_config):
     """A tiny trained run (configs/synthetic.py shrunk to a few seconds of training)."""
-    import runpy
-
     from jaxattn.training.loop import train_and_evaluate
 
-    config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
+    config = synthetic_config()
     config.model.hidden = config.model.embed_dim = 16
     config.data.synthetic_sizes = (300, 20, 20)
     t = config.train

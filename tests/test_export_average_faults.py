@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 import pytest
+from shared import ROOT
 
 from jaxattn.errors import CheckpointError, ExportError, WorkdirError
 from jaxattn.inference import exported
@@ -30,7 +31,8 @@ from jaxattn.rundir import averaging
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir.checkpointer import checkpoint_dir
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # every test here trains a run or starts a script
+
 NO_BLEU_RUN = {
     "model.hidden": 8,
     "model.embed_dim": 8,

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared import ROOT
 
 from jaxattn.data import download, readers
 from jaxattn.data.text import INVISIBLE, Tokenizer, normalize_tutorial
@@ -28,7 +29,6 @@ from jaxattn.errors import DataError, InferenceError, TrainingError, UsageError
 from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError, check_selector
 from jaxattn.tools import cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
     "model.hidden": 8,
     "model.embed_dim": 8,
@@ -166,6 +166,7 @@ def test_damaged_download_is_removed_and_named(tmp_path):
     assert not dest.exists() and not (tmp_path / "dl" / "data.zip.part").exists()
 
 
+@pytest.mark.slow
 def test_damaged_zip_at_the_command_line_is_one_line(tmp_path):
     z = _damage_member(_zip(tmp_path / "data.zip"))
     r = _script(
@@ -236,6 +237,7 @@ def test_distributed_runtime_failure_is_a_training_error(monkeypatch):
         cli.init_distributed("explicit", "127.0.0.1:1234", 2, 0, 5)
 
 
+@pytest.mark.slow
 def test_distributed_auto_at_the_command_line_is_one_line(tmp_path, no_cluster):
     r = _script(
         "train.py",
@@ -294,6 +296,7 @@ def _copy(run, tmp_path):
     return dst
 
 
+@pytest.mark.slow
 def test_no_readable_checkpoint_script_says_so_in_few_lines(run, tmp_path):
     workdir, config_file, _ = run
     w = _copy(workdir, tmp_path)
@@ -310,6 +313,7 @@ def test_no_readable_checkpoint_script_says_so_in_few_lines(run, tmp_path):
     assert sorted(os.listdir(w / "checkpoints")) == ["2", "4", "corrupt-2", "corrupt-4"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["truncate", "overwrite"])
 def test_no_readable_checkpoint_python_api_is_quiet(run, tmp_path, capfd, caplog, how):
     from jaxattn.training.loop import train_and_evaluate
@@ -330,6 +334,7 @@ def test_no_readable_checkpoint_python_api_is_quiet(run, tmp_path, capfd, caplog
     assert int(state.step) == 4
 
 
+@pytest.mark.slow
 def test_unreadable_checkpoint_for_inference_is_quiet(run, tmp_path, capfd):
     import gc
 
@@ -396,6 +401,7 @@ def test_config_file_loads_like_ml_collections():
     assert config.to_dict() == want.to_dict() and config.is_locked
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "get_config returns None", "no get_config"])
 def test_bad_config_files_at_the_command_line(tmp_path, case):
     content, _, needles = CONFIG_FILES[case]
@@ -411,6 +417,7 @@ def test_bad_config_files_at_the_command_line(tmp_path, case):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow
 def test_missing_required_config_flag(tmp_path):
     r = _script("train.py", f"--workdir={tmp_path / 'w'}")
     _one_error_line(r, "--config is required", code=2)
@@ -430,6 +437,7 @@ def test_checkpoint_selectors_accepted(good):
     assert check_selector(good) is good
 
 
+@pytest.mark.slow
 def test_bool_checkpoint_is_refused_not_read_as_step_1(run):
     from jaxattn.inference.translator import Translator
     from jaxattn.rundir import restore

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+from shared import ROOT, synthetic_config
 
 from jaxattn import config as config_lib
 from jaxattn.errors import ConfigError, InferenceError, TrainingError, WorkdirError
@@ -24,7 +25,6 @@ from jaxattn.rundir import files as workdir
 from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError
 from jaxattn.training import loop as train_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
     "model.hidden": 16,
     "model.embed_dim": 16,
@@ -38,13 +38,7 @@ TINY = {
 
 
 def make_config(**overrides):
-    import runpy
-
-    config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
-    for key, value in {**TINY, **overrides}.items():
-        section, name = key.split(".")
-        config[section][name] = value
-    return config
+    return synthetic_config({**TINY, **overrides})
 
 
 def train(workdir_, **overrides):
@@ -97,6 +91,7 @@ def copy_run(src, tmp_path):
 
 
 # --------------------------------------------------------------------- 1. keep-best
+@pytest.mark.slow
 def test_best_checkpoint_survives_resumes_past_the_keep_window(tmp_path, monkeypatch):
     w = tmp_path / "w"
     train(w)
@@ -138,6 +133,7 @@ def test_keep_best_policy_unit(tmp_path):
     assert checkpoints.resolve_step(ro, "best") == 1
 
 
+@pytest.mark.slow
 def test_runs_from_before_the_fix_get_their_metrics_back(trained, tmp_path):
     """Old checkpoints kept metrics only in `meta`: they are backfilled on resume."""
     w = copy_run(trained, tmp_path)
@@ -150,6 +146,7 @@ def test_runs_from_before_the_fix_get_their_metrics_back(trained, tmp_path):
 
 
 # ------------------------------------------------------------ 2-3. restore errors
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change",
     [
@@ -180,6 +177,7 @@ def params_of_checkpoint(w, step):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["src_vocab.txt", "tgt_vocab.txt"])
 def test_changed_vocabulary_is_named(trained, tmp_path, name):
     w = copy_run(trained, tmp_path)
@@ -194,6 +192,7 @@ def test_changed_vocabulary_is_named(trained, tmp_path, name):
         train(w, **{"train.num_train_steps": 30})
 
 
+@pytest.mark.slow
 def test_other_model_is_refused_not_called_corrupt(trained, tmp_path):
     w = copy_run(trained, tmp_path)
     with pytest.raises(CheckpointError, match="model.hidden: saved 16, now 32"):
@@ -201,6 +200,7 @@ def test_other_model_is_refused_not_called_corrupt(trained, tmp_path):
     assert Checkpointer(str(w), read_only=True).all_steps() == [10, 20]
 
 
+@pytest.mark.slow
 def test_corrupt_latest_is_moved_aside_and_saved_again(trained, tmp_path, caplog):
     w = copy_run(trained, tmp_path)
     for root, _, files in os.walk(w / "checkpoints" / "20" / "state"):
@@ -236,6 +236,7 @@ def _parallel_corpus(tmp_path, long_line: int):
     return d
 
 
+@pytest.mark.slow
 def test_overlong_validation_sentences_are_cut_not_fatal(tmp_path, caplog):
     from jaxattn import data as data_lib
 
@@ -257,6 +258,7 @@ def test_overlong_validation_sentences_are_cut_not_fatal(tmp_path, caplog):
     assert int(state.step) == 10 and math.isfinite(metrics["loss"])
 
 
+@pytest.mark.slow
 def test_failed_validation_keeps_the_checkpoint(tmp_path, monkeypatch):
     w = tmp_path / "w"
 
@@ -274,6 +276,7 @@ def test_failed_validation_keeps_the_checkpoint(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------- 5. divergence
 # The guard's rules and both directions end to end: tests/test_guard.py.
+@pytest.mark.slow
 def test_diverging_run_keeps_its_good_checkpoints(trained, tmp_path, monkeypatch, nan_loss_from):
     w = copy_run(trained, tmp_path)
     monkeypatch.setattr(train_lib, "train_step", nan_loss_from(23))
@@ -283,6 +286,7 @@ def test_diverging_run_keeps_its_good_checkpoints(trained, tmp_path, monkeypatch
 
 
 # -------------------------------------------------------------- 6. stale vocabulary
+@pytest.mark.slow
 def test_files_of_a_run_without_checkpoints_are_not_reused(tmp_path, monkeypatch, nan_loss_from):
     w = tmp_path / "w"
     monkeypatch.setattr(train_lib, "train_step", nan_loss_from(0))
@@ -299,6 +303,7 @@ def test_files_of_a_run_without_checkpoints_are_not_reused(tmp_path, monkeypatch
 
 
 # ---------------------------------------------------------- 7. best.json, metadata
+@pytest.mark.slow
 def test_truncated_best_json_blocks_nothing(trained, tmp_path):
     w = copy_run(trained, tmp_path)
     (w / "best.json").write_text('{"step": 1')
@@ -324,6 +329,7 @@ def test_atomic_writes_leave_no_partial_file(tmp_path):
 
 
 # ---------------------------------------------------------------- 8. workdir lock
+@pytest.mark.slow
 def test_second_training_on_a_workdir_is_refused(tmp_path, caplog):
     w = tmp_path / "w"
     w.mkdir()
@@ -391,6 +397,7 @@ def test_every_bad_field_value_fails_before_any_work(tmp_path, section, key, val
         assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "key,value",
     [
@@ -410,6 +417,7 @@ def test_issue_examples_fail_before_any_file(tmp_path, key, value):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow
 def test_python_api_checks_arguments(trained, tmp_path):
     with pytest.raises(ConfigError, match="ConfigDict"):
         train_lib.train_and_evaluate({"model": {}}, str(tmp_path / "w"))
@@ -434,6 +442,7 @@ def test_python_api_checks_arguments(trained, tmp_path):
         tr.evaluate(["a b"], "a b")
 
 
+@pytest.mark.slow
 def test_search_entry_points_check_arguments(trained):
     """Every public search function names its bad argument (ValueError), before tracing."""
     from jaxattn import search
@@ -464,6 +473,7 @@ def test_search_entry_points_check_arguments(trained):
 
 
 # ------------------------------------------------------------ 10. corrupt config.json
+@pytest.mark.slow
 def test_corrupt_config_json_is_named(trained, tmp_path):
     w = copy_run(trained, tmp_path)
     (w / "config.json").write_text('{"model": {"hidden": 16')
@@ -494,6 +504,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_cli_user_mistakes_are_one_line(tmp_path, trained):
     cfg = os.path.join(ROOT, "configs", "synthetic.py")
     (tmp_path / "broken.py").write_text("def get_config(:\n")
@@ -562,6 +573,7 @@ def test_cli_user_mistakes_are_one_line(tmp_path, trained):
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.slow
 def test_coordinator_timeout_says_what_it_waited_for(tmp_path):
     cfg = os.path.join(ROOT, "configs", "synthetic.py")
     t0 = time.time()
@@ -589,6 +601,7 @@ def _tmpfs(path, size):
     return path
 
 
+@pytest.mark.slow
 def test_disk_full_is_one_line_and_best_json_stays_true(tmp_path):
     disk = _tmpfs(tmp_path / "disk", "3m")
     try:
@@ -613,6 +626,7 @@ def test_disk_full_is_one_line_and_best_json_stays_true(tmp_path):
         subprocess.run(["umount", str(disk)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_kill_9_during_saves_then_resume(tmp_path):
     w = tmp_path / "w"
     cfg = os.path.join(ROOT, "configs", "synthetic.py")

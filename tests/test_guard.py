@@ -10,12 +10,12 @@ import runpy
 
 import numpy as np
 import pytest
+from shared import ROOT
 
 from jaxattn.errors import TrainingError
 from jaxattn.rundir.checkpointer import Checkpointer
 from jaxattn.training import loop as train_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
 
 
@@ -93,6 +93,7 @@ def test_check_loss_says_when_nothing_was_saved(tmp_path):
 
 
 # -------------------------------------------------------------------- end to end, both sides
+@pytest.mark.slow
 def test_a_run_that_blows_up_from_the_start_saves_nothing(tmp_path, synthetic_config):
     """The issue's case: learning_rate 1e6 used to write checkpoints and best.json."""
     config = synthetic_config(
@@ -115,6 +116,7 @@ def test_a_run_that_blows_up_from_the_start_saves_nothing(tmp_path, synthetic_co
     assert not (tmp_path / "w" / "best.json").exists()
 
 
+@pytest.mark.slow
 def test_a_run_that_never_learns_stops_after_the_warm_up(tmp_path, synthetic_config):
     config = synthetic_config(
         {
@@ -155,6 +157,7 @@ def _small(config, corpus):
     return config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_shipped_config_trains_past_the_guard(name, tmp_path, toy_corpus, monkeypatch):
     """No false alarm: each config (its optimizer, schedule, loss and data options) on a small

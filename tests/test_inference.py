@@ -17,7 +17,6 @@ from jaxattn.inference.eval_input import load_pairs
 from jaxattn.inference.translator import Translator
 from jaxattn.tools import plots
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYMBOLS = [str(i) for i in range(12)]  # configs/synthetic.py: 12 symbols, lengths 3..8
 
 
@@ -37,6 +36,7 @@ def _sentences(n=16, seed=0):
     return [" ".join(rng.choice(SYMBOLS, 8 if i == 0 else rng.integers(3, 9))) for i in range(n)]
 
 
+@pytest.mark.slow
 def test_round_trip_reverses(translator):
     sentences = _sentences()
     out = translator.translate(sentences)
@@ -50,6 +50,7 @@ def test_round_trip_reverses(translator):
         assert t.weights.shape == (len(t.tokens) + 1, len(t.input_tokens) + 1)
 
 
+@pytest.mark.slow
 def test_empty_unknown_and_long_input(translator):
     long = " ".join(SYMBOLS * 4)  # 48 symbols; training had at most 8
     empty, blank, unknown, far = translator.translate(
@@ -62,6 +63,7 @@ def test_empty_unknown_and_long_input(translator):
     assert len(far.tokens) <= translator.decode_len(translator.padded_len(49), None)
 
 
+@pytest.mark.slow
 def test_beam_search_through_library(translator):
     sentences = _sentences(seed=1)
     greedy = translator.translate(sentences)
@@ -74,6 +76,7 @@ def test_beam_search_through_library(translator):
     assert np.mean([g.text == b.text for g, b in zip(greedy, beam4, strict=True)]) >= 0.8
 
 
+@pytest.mark.slow
 def test_attention_for_notebooks(translator):
     inputs, outputs, weights = translator.attention("3 7 1 5")
     assert inputs == ["3", "7", "1", "5", "<EOS>"]
@@ -84,6 +87,7 @@ def test_attention_for_notebooks(translator):
         translator.attention("")
 
 
+@pytest.mark.slow
 def test_heatmap_png(translator, tmp_path):
     inputs, outputs, weights = translator.attention("3 7 1 5")
     path = plots.show_attention(inputs, outputs, weights, str(tmp_path / "one.png"))
@@ -95,6 +99,7 @@ def test_heatmap_png(translator, tmp_path):
         assert 5_000 < os.path.getsize(p) < 2_000_000
 
 
+@pytest.mark.slow
 def test_evaluate_scores(translator):
     sources = _sentences(seed=2)
     references = [" ".join(s.split()[::-1]) for s in sources]
@@ -108,6 +113,7 @@ def test_evaluate_scores(translator):
         translator.evaluate(sources, references[:-1])
 
 
+@pytest.mark.slow
 def test_checkpoint_choice_and_bad_workdirs(run, tmp_path):
     assert Translator.from_workdir(run, "150").step == 150
     assert Translator.from_workdir(run, "best").step == 300
@@ -119,6 +125,7 @@ def test_checkpoint_choice_and_bad_workdirs(run, tmp_path):
         Translator.from_workdir(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_params_only_and_config_defaults(run, translator):
     # the restored tree is the parameters alone; config.json fills in over the defaults
     assert set(translator.variables) == {"params"}
@@ -127,6 +134,7 @@ def test_params_only_and_config_defaults(run, translator):
     assert isinstance(cfg.data.prefixes, tuple) and cfg.model.hidden == 32
 
 
+@pytest.mark.slow
 def test_location_attention_cuts_long_input(run):
     config = load_config(run)
     config.model.decoder, config.model.attention = "legacy", "location"
@@ -183,6 +191,7 @@ def test_read_tsv_as_training(tmp_path):
         read_tsv(str(path), cfg, 10)
 
 
+@pytest.mark.slow
 def test_read_parallel_errors(tmp_path):
     (tmp_path / "s").write_bytes(b"a\n\xe9\n")
     (tmp_path / "r").write_text("a\nb\n")

@@ -16,6 +16,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from shared import ROOT
 
 from jaxattn.config import default_config, load_config
 from jaxattn.data import load_text_processing, readers
@@ -30,7 +31,6 @@ from jaxattn.inference.translation import (
 )
 from jaxattn.inference.translator import Translator
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATS = {"train_pairs": 2000, "max_source_len": 8, "max_target_len": 8}  # the tiny run's
 LIMIT = 16  # twice the longest training sentence
 
@@ -87,6 +87,7 @@ def _variant(translator, workdir=None, **data):
 
 
 # ----------------------------------------------------------------------------- the limit
+@pytest.mark.slow
 def test_limit_from_data_stats_and_older_runs(translator, tmp_path):
     limit = translator.input_limit()
     assert translator.max_input_len == limit.tokens == LIMIT and not limit.hard
@@ -117,6 +118,7 @@ def test_training_limit_counts_tokens_only():
     assert training_limit(cfg, {"max_source_len": 0}, "source", "space")[0] == 18
 
 
+@pytest.mark.slow
 def test_ensemble_takes_the_least_limit(translator, tmp_path):
     (tmp_path / "data_stats.json").write_text(json.dumps({**STATS, "max_source_len": 5}))
     p, config = translator.variables["params"], translator.config
@@ -128,6 +130,7 @@ def test_ensemble_takes_the_least_limit(translator, tmp_path):
 
 
 # ----------------------------------------------------------------------------- over-long input
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [LIMIT + 1, 48, 504])
 def test_overlong_is_an_error_naming_it(no_decoding, n):
     with pytest.raises(InputTooLongError) as e:
@@ -138,6 +141,7 @@ def test_overlong_is_an_error_naming_it(no_decoding, n):
     assert isinstance(e.value, InferenceError) and e.value.exit_code == 1
 
 
+@pytest.mark.slow
 def test_overlong_everywhere_in_the_api(no_decoding):
     t, long = no_decoding, _symbols(40)
     with pytest.raises(InputTooLongError, match=r"^sources\[0\] has 40 tokens"):
@@ -168,6 +172,7 @@ def test_overlong_everywhere_in_the_api(no_decoding):
         t.translate(["1"], overlong="cut")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [LIMIT + 1, 504, 100_000])
 def test_truncate_cuts_with_a_warning(translator, warnings, n):
     short, long = translator.translate(["1 2 3", _symbols(n)], overlong="truncate")
@@ -180,6 +185,7 @@ def test_truncate_cuts_with_a_warning(translator, warnings, n):
     assert f"cut to its first {LIMIT} tokens" in text
 
 
+@pytest.mark.slow
 def test_truncate_as_the_translators_default_and_counts(run, warnings):
     t = Translator.from_workdir(run, overlong="truncate")
     sentences = [_symbols(20)] * 12 + ["4 5 6"]
@@ -193,6 +199,7 @@ def test_truncate_as_the_translators_default_and_counts(run, warnings):
         t.translate([_symbols(20)], overlong="error")  # a call's choice wins
 
 
+@pytest.mark.slow
 def test_max_input_len_raises_or_lowers_the_limit(run, translator):
     long = _symbols(40)
     t = Translator.from_workdir(run, max_input_len=48)
@@ -215,6 +222,7 @@ def test_max_input_len_raises_or_lowers_the_limit(run, translator):
             translator.translate(["1"], max_input_len=bad)
 
 
+@pytest.mark.slow
 def test_location_attention_positions_are_a_hard_limit(translator):
     config = load_config(translator.workdir)
     config.model.decoder, config.model.attention = "legacy", "location"
@@ -242,6 +250,7 @@ def test_location_attention_positions_are_a_hard_limit(translator):
 
 
 # ----------------------------------------------------------------------------- decoding steps
+@pytest.mark.slow
 @pytest.mark.parametrize("max_len", [65, 1000, MAX_DECODE_STEPS + 1, 10**9])
 def test_absurd_max_len_is_refused_before_work(no_decoding, max_len):
     t = no_decoding
@@ -262,6 +271,7 @@ def test_absurd_max_len_is_refused_before_work(no_decoding, max_len):
             call()
 
 
+@pytest.mark.slow
 def test_max_len_bound_without_a_known_limit(translator):
     old = _variant(translator)
     assert old.max_decode_steps() == MAX_DECODE_STEPS
@@ -305,6 +315,7 @@ def test_a_huge_line_is_refused_as_soon_as_seen():
     assert 400 < len(got[1][1]) <= 1_000 and set(got[1][1]) == {"\u00e9"}
 
 
+@pytest.mark.slow
 def test_evaluation_files_are_read_bounded(translator, tmp_path):
     src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
     src.write_bytes(b"1 2\n" + b"7 " * 2_000_000 + b"\n")
@@ -350,6 +361,7 @@ def script(env, name, *args, stdin=None, code=0):
     return out, err
 
 
+@pytest.mark.slow
 def test_translate_refuses_a_huge_stdin_line_quickly(run, env):
     start = time.perf_counter()
     out, err = script(
@@ -364,6 +376,7 @@ def test_translate_refuses_a_huge_stdin_line_quickly(run, env):
     assert err.count("\n") == 1 and out == ""
 
 
+@pytest.mark.slow
 def test_translate_overlong_lines_and_flags(run, env):
     lines = b"1 2 3\n" + _symbols(40).encode() + b"\n4 5\n"
     _, err = script(env, "translate", f"--workdir={run}", stdin=lines, code=1)
@@ -388,6 +401,7 @@ def test_translate_overlong_lines_and_flags(run, env):
     )
 
 
+@pytest.mark.slow
 def test_evaluate_files_and_split_limits(run, env, tmp_path):
     src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
     src.write_text("1 2 3\n" + _symbols(30) + "\n")
@@ -406,6 +420,7 @@ def test_evaluate_files_and_split_limits(run, env, tmp_path):
     assert "source sentence(s) cut to the input limit" in err and "BLEU|" in out
 
 
+@pytest.mark.slow
 def test_parts_sample_as_the_whole(translator):
     """translate.py decodes stdin in chunks: index_offset keeps sampling by input position."""
     sentences = ["1 2 3", "4 5 6 7", "8 9", "10 11 1"]

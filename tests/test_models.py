@@ -524,6 +524,7 @@ def reverse_batch(rng: np.random.Generator, n: int):
     return jnp.asarray(src), jnp.asarray(lengths), jnp.asarray(tgt)
 
 
+@pytest.mark.slow
 def test_learns_reverse_task_with_antidiagonal_attention():
     """Hidden 64, Bahdanau decoder, additive attention, Adam 3e-3, masked cross-entropy, at most
     1500 steps of batch 64 (usually 200-300). A bidirectional encoder (dense bridge) makes the

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from jaxattn import AdditiveAttention, BahdanauDecoder, Encoder, Seq2Seq, search
@@ -59,6 +60,7 @@ def test_lazy_init_matches_linen_tree_and_outputs():
     np.testing.assert_allclose(step_weights, weights[:, 0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_nnx_optimizer_trains_and_drives_search():
     model = make_model(dropout=0.1)
     src, src_len, tgt = reverse_batch()

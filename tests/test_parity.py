@@ -199,6 +199,7 @@ def test_conversion_errors():
     assert params["fwd_0"]["cell"]["input_proj"]["kernel"].dtype == np.float32
 
 
+@pytest.mark.slow
 def test_torch_port_does_not_import_torch():
     code = "import sys, jaxattn.tools.torch_port; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,7 +8,10 @@ import shlex
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import pytest
+from shared import ROOT
+
+pytestmark = pytest.mark.slow  # every test here trains a run or starts a script
 
 
 def readme_demo() -> list[str]:

@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from shared import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # every test here trains a run or starts a script
 
 
 @pytest.fixture(scope="module")

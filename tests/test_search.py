@@ -214,6 +214,7 @@ def check_beam_not_worse(model, variables, src, src_len, **kw):
     return g, best
 
 
+@pytest.mark.slow
 def test_trained_model(trained):
     model, variables = trained
     rng = np.random.default_rng(1)
@@ -267,6 +268,7 @@ def test_untrained_model_beam_not_worse():
     assert differs >= 20
 
 
+@pytest.mark.slow
 def test_padding_invariance(trained):
     """Sentences decoded without padding (src_len None) == the same ones in a padded batch."""
     model, variables = trained

@@ -188,6 +188,7 @@ def subword_run(request, tmp_path_factory, synthetic_config):
     return workdir, config, metrics, request.param
 
 
+@pytest.mark.slow
 def test_train_then_translate_with_no_corpus(subword_run, monkeypatch):
     from jaxattn.inference.translator import Translator
     from jaxattn.rundir.checkpointer import Checkpointer

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+from shared import ROOT, synthetic_config
 
 from jaxattn.config import default_config
 from jaxattn.errors import ConfigError, TrainingError
@@ -23,7 +24,6 @@ from jaxattn.training import loop as train_lib
 from jaxattn.training.losses import loss_mask, token_losses
 from jaxattn.training.optim import make_optimizer, make_schedule
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
     "model.hidden": 16,
     "model.embed_dim": 16,
@@ -114,6 +114,7 @@ def uninterrupted(tmp_path_factory):
     return _load(d / "p.npz")
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_exact(tmp_path, uninterrupted):
     workdir = tmp_path / "w"
     proc = _script(workdir, LONG)
@@ -127,6 +128,7 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path, uninterrupted):
     _assert_equal_params(_load(tmp_path / "p.npz"), uninterrupted)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_then_resume_is_bit_exact(tmp_path, uninterrupted):
     workdir = tmp_path / "w"
     proc = _script(workdir, LONG)
@@ -141,6 +143,7 @@ def test_sigterm_saves_then_resume_is_bit_exact(tmp_path, uninterrupted):
     _assert_equal_params(_load(tmp_path / "p.npz"), uninterrupted)
 
 
+@pytest.mark.slow
 def test_data_parallel_over_4_devices_matches_1_device(tmp_path):
     one = _worker(tmp_path / "w1", tmp_path / "p1.npz", TINY, devices=1)
     four = _worker(tmp_path / "w4", tmp_path / "p4.npz", TINY, devices=4)
@@ -161,6 +164,7 @@ def test_data_parallel_over_4_devices_matches_1_device(tmp_path):
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_two_processes_train_together_to_identical_params(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -178,14 +182,7 @@ def test_two_processes_train_together_to_identical_params(tmp_path):
 
 # ------------------------------------------------------------------ in-process fault tests
 def _config(**overrides):
-    config_mod = {}
-    with open(os.path.join(ROOT, "configs", "synthetic.py")) as f:
-        exec(compile(f.read(), "synthetic.py", "exec"), config_mod)
-    config = config_mod["get_config"]()
-    for key, value in {**TINY, **overrides}.items():
-        section, name = key.split(".")
-        config[section][name] = value
-    return config
+    return synthetic_config({**TINY, **overrides})
 
 
 def _params(state):
@@ -197,6 +194,7 @@ def _params(state):
     }
 
 
+@pytest.mark.slow
 def test_scheduled_sampling_resume_is_bit_exact(tmp_path):
     """With a decaying teacher-forcing schedule (a ratio from the traced step, coins from the
     step's key), 10 steps + a resume to 20 give the parameters of 20 uninterrupted steps."""
@@ -220,6 +218,7 @@ def test_scheduled_sampling_resume_is_bit_exact(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
     ref, _ = train_lib.train_and_evaluate(_config(), str(tmp_path / "ref"))
     workdir = str(tmp_path / "w")
@@ -236,6 +235,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
     _assert_equal_params(_params(state), _params(ref))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, nan_loss_from):
     workdir = str(tmp_path / "w")
     train_lib.train_and_evaluate(_config(**{"train.num_train_steps": 10}), workdir)
@@ -251,6 +251,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, na
     assert all(np.isfinite(v).all() for v in _params(state).values())
 
 
+@pytest.mark.slow
 def test_workdir_of_another_model_is_refused(tmp_path):
     workdir = str(tmp_path / "w")
     train_lib.train_and_evaluate(_config(**{"train.num_train_steps": 10}), workdir)
@@ -261,6 +262,7 @@ def test_workdir_of_another_model_is_refused(tmp_path):
     assert Checkpointer(workdir).all_steps() == [10]  # untouched
 
 
+@pytest.mark.slow
 def test_workdir_outputs(tmp_path):
     workdir = tmp_path / "w"
     _, metrics = train_lib.train_and_evaluate(_config(), str(workdir))
@@ -299,6 +301,7 @@ def test_bad_config_fails_before_any_work(tmp_path, key, value, message):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow
 def test_cli_rejects_unknown_key_and_wrong_type_without_traceback(tmp_path):
     for flag, needle in [
         ("--config.model.hiden=3", "hiden"),

@@ -64,12 +64,14 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs,message", BAD, ids=[str(k) for k, _ in BAD])
 def test_bad_options_are_usage_errors(translator, kwargs, message):
     with pytest.raises(UsageError, match=message):
         translator.translate(["1 2 3"], **kwargs)
 
 
+@pytest.mark.slow
 def test_options_object_and_shortcuts(translator):
     assert DecodeOptions().method == "greedy" and DecodeOptions(beam_size=4).method == "beam"
     beam = DecodeOptions(method="beam", beam_size=3, n_best=2, beta=0.1)
@@ -84,6 +86,7 @@ def test_options_object_and_shortcuts(translator):
 
 
 # ------------------------------------------------------------------------------ n-best
+@pytest.mark.slow
 def test_n_best_lists(translator):
     best = translator.translate(SENTENCES, beam_size=3)
     out = translator.translate(SENTENCES, method="beam", beam_size=3, n_best=3)
@@ -101,6 +104,7 @@ def test_n_best_lists(translator):
     assert all(not t.alternatives for t in best)
 
 
+@pytest.mark.slow
 def test_coverage_penalty_reaches_the_search(translator):
     alpha = translator.config.eval.length_penalty
     penalties = []
@@ -115,6 +119,7 @@ def test_coverage_penalty_reaches_the_search(translator):
 
 
 # ------------------------------------------------------------------------------ sampling
+@pytest.mark.slow
 def test_sampling(translator):
     greedy = _texts(translator.translate(SENTENCES))
     assert _texts(translator.translate(SENTENCES, method="sample", temperature=0.0)) == greedy
@@ -140,6 +145,7 @@ def test_sampling(translator):
 
 
 # ------------------------------------------------------------------------------ ensembles
+@pytest.mark.slow
 def test_ensemble_of_a_run_with_itself_is_the_run(tiny_run, translator):
     pair = Translator.from_workdirs([tiny_run.workdir, tiny_run.workdir], ["latest", 300])
     assert isinstance(pair.model, search.Ensemble) and len(pair.variables) == 2
@@ -162,6 +168,7 @@ def _copy_run(tiny_run, tmp_path, name):
     return shutil.copytree(tiny_run.workdir, tmp_path / name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("side", ["src", "tgt"])
 def test_ensemble_vocabularies_must_match(tiny_run, tmp_path, side):
     other = _copy_run(tiny_run, tmp_path, "other")
@@ -181,6 +188,7 @@ def test_ensemble_vocabularies_must_match(tiny_run, tmp_path, side):
         Translator.from_workdirs([tiny_run.workdir, str(other)])
 
 
+@pytest.mark.slow
 def test_ensemble_text_processing_must_match(tiny_run, tmp_path):
     other = _copy_run(tiny_run, tmp_path, "cased")
     config = json.loads((other / "config.json").read_text())
@@ -255,6 +263,7 @@ def unk_first(translator, monkeypatch):
     return translator
 
 
+@pytest.mark.slow
 def test_unknown_words_replaced_in_translation(unk_first, tmp_path):
     (plain,) = unk_first.translate(["1 2 3"])
     assert plain.tokens == ["<unk>", "2", "1"] and plain.text == "<unk> 2 1"
@@ -269,6 +278,7 @@ def test_unknown_words_replaced_in_translation(unk_first, tmp_path):
     assert r["hypotheses"] == ["3 2 1", "5 4"] and r["replace_unk"] and r["chrf"] == 100
 
 
+@pytest.mark.slow
 def test_replace_unk_needs_an_unk_token(translator, monkeypatch):
     monkeypatch.setattr(translator, "tgt_vocab", Vocab(["SOS", "EOS", "1"]))
     with pytest.raises(UsageError, match="no <unk> .*tutorial id layout.* nothing to replace"):
@@ -276,6 +286,7 @@ def test_replace_unk_needs_an_unk_token(translator, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ scoring
+@pytest.mark.slow
 def test_score_of_own_output_is_its_log_prob(translator):
     out = translator.translate(SENTENCES[:-1])
     scores = translator.score(SENTENCES[:-1], [t.text for t in out], batch_size=2)
@@ -285,6 +296,7 @@ def test_score_of_own_output_is_its_log_prob(translator):
         assert sum(s.token_log_probs) == pytest.approx(s.log_prob, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_score_references(translator):
     right, shorter, longer, wrong, empty = translator.score(
         ["1 2 3"] * 4 + [""], ["3 2 1", "3 2", "3 2 1 1", "1 2 3", "3"]

@@ -1,0 +1,25 @@
+"""What the tests share at import time, before any fixture can be asked for: the repository's
+root and configs/synthetic.py with overrides.
+
+Test functions and fixtures ask conftest.py's fixtures (`synthetic_config` among them); this
+module is for module-level code (parametrize lists globbed under ROOT, helper functions of a test
+module) and for the scripts that tests start (tests/distributed_worker.py, tests/mutations.py),
+which are not pytest sessions. `from shared import ROOT` works in both: pytest and Python put
+tests/ on sys.path (tests/ has no __init__.py).
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository's root
+
+
+def synthetic_config(overrides: dict | None = None):
+    """configs/synthetic.py (reverse 3..8 symbols out of 12) with {"section.field": value}."""
+    config = runpy.run_path(os.path.join(ROOT, "configs", "synthetic.py"))["get_config"]()
+    for key, value in (overrides or {}).items():
+        section, name = key.split(".")
+        config[section][name] = value
+    return config
