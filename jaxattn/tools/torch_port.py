@@ -20,8 +20,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from jaxattn.config import default_model_config
 from jaxattn.errors import StateDictError
-from jaxattn.model.seq2seq import default_model_config
 
 DECODER_KINDS = ("bahdanau", "plain", "legacy")
 
