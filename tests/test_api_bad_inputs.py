@@ -22,6 +22,7 @@ from jaxattn.data.vocab import Vocab
 from jaxattn.errors import ConfigError
 from jaxattn.inference.translator import DecodeOptions, Translator, UsageError
 from jaxattn.model.seq2seq import build_model, default_model_config
+from jaxattn.rundir import run as run_lib
 from jaxattn.search import Ensemble, decode, force_decode
 
 V, BOS, EOS = 10, 1, 2  # the vocabulary layout of jaxattn.data.Vocab (pad 0, unk 3)
@@ -230,7 +231,7 @@ def test_hand_edited_splits_fail_to_load(tmp_path, splits):
     saved["data"]["splits"] = splits
     (tmp_path / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match="config.data.splits=.* must map split names"):
-        config_lib.load_config(os.fspath(tmp_path))
+        run_lib.load_config(os.fspath(tmp_path))
 
 
 def test_a_section_that_is_not_a_section():

@@ -9,10 +9,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxattn.config import default_data_config, load_config
+from jaxattn.config import default_data_config
 from jaxattn.data import load_text_processing, read_tsv, readers
 from jaxattn.inference import translator as inference
 from jaxattn.inference.translator import InferenceError, Translator
+from jaxattn.rundir.run import load_config
 from jaxattn.tools import plots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

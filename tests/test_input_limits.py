@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxattn.config import default_config, load_config
+from jaxattn.config import default_config
 from jaxattn.data import load_text_processing, readers
 from jaxattn.inference import translator as inference
 from jaxattn.inference.translation import (
@@ -28,6 +28,7 @@ from jaxattn.inference.translation import (
     training_limit,
 )
 from jaxattn.inference.translator import InputTooLongError, Translator, UsageError, eval_input
+from jaxattn.rundir.run import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATS = {"train_pairs": 2000, "max_source_len": 8, "max_target_len": 8}  # the tiny run's

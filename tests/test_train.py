@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from jaxattn.config import default_config
-from jaxattn.errors import ConfigError
-from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError
+from jaxattn.errors import CheckpointError, ConfigError
+from jaxattn.rundir.checkpointer import Checkpointer
 from jaxattn.training import loop as train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxattn.checks import is_finite_real, is_int
-from jaxattn.data.pipeline import DATA_STATS_FILE, read_data_stats
+from jaxattn.data.pipeline import read_data_stats
 from jaxattn.data.text import JOINER
 from jaxattn.errors import JaxattnError
+from jaxattn.rundir.layout import DATA_STATS_FILE
 from jaxattn.search import METHODS
 
 EOS_LABEL = "<EOS>"  # the tutorial's label for the end of sentence in attention plots
