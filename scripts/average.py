@@ -1,4 +1,4 @@
-"""Averages the parameters of a run's last N or best N checkpoints into its "averaged" one.
+"""Averages the parameters of a run's last N or best N checkpoints into its averaged one.
 
     python scripts/average.py --workdir runs/base --last 5
     python scripts/average.py --workdir runs/base --best 3     # by the validation BLEU saved

@@ -19,8 +19,9 @@ import sys
 from absl import app, flags
 
 from jaxattn.data.readers import summary
+from jaxattn.inference import eval_input
 from jaxattn.inference import translator as inference
-from jaxattn.inference.translator import InferenceError, UsageError, eval_input
+from jaxattn.inference.translator import InferenceError, UsageError
 from jaxattn.rundir.files import write_text
 from jaxattn.tools import cli
 

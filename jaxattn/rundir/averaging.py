@@ -2,7 +2,7 @@
 saved as the run's averaged checkpoint (`layout.AVERAGED`).
 
     average_checkpoints("runs/base", last=5)      # or best=5 (by the validation BLEU saved)
-    Translator.from_workdir("runs/base", AVERAGED)  # or "averaged"
+    Translator.from_workdir("runs/base", AVERAGED)  # or the name, as a user types it
     python scripts/evaluate.py --workdir runs/base --checkpoint averaged
 
 Layout: WORKDIR/averaged/<version>/{params, meta}, an Orbax directory of its own beside
@@ -19,7 +19,7 @@ refused (WorkdirError naming the holder) while a training runs, and a training s
 is refused until it ends. A step that vanishes anyway is told from a damaged one.
 
 A client of `jaxattn.rundir.run`, which lists, reads and writes the checkpoints (the averaged
-one included: `run.Checkpoints.resolve("averaged")`, `read_params(AVERAGED, ...)`, `meta`).
+one included: `run.Checkpoints.resolve(AVERAGED)`, `read_params(AVERAGED, ...)`, `meta`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 from jaxattn.errors import CheckpointError, LockHeld, UsageError, WorkdirError, first_line
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir import run as run_lib
-from jaxattn.rundir.layout import AVERAGED, Step, checkpoint_dir, step_dir
+from jaxattn.rundir.layout import AVERAGED, Step, checkpoint_dir, corrupt_dir, step_dir
 
 
 def _path(key_path) -> str:
@@ -237,7 +237,7 @@ def _read_params(ckpt: run_lib.Checkpoints, steps: list[Step]) -> list:
                 ) from None
             raise CheckpointError(
                 f"Cannot read the checkpoint {where} ({first_line(e)}); it is incomplete or "
-                f"damaged. Move it aside (mv {where} {os.path.dirname(where)}/corrupt-{step}; "
+                f"damaged. Move it aside (mv {where} {corrupt_dir(ckpt.workdir, step)}; "
                 "a resumed training does the same) and average again."
             ) from None
     return trees[::-1]

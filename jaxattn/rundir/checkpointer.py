@@ -30,7 +30,18 @@ from orbax.checkpoint import checkpoint_managers as policies
 from jaxattn.errors import CheckpointError, first_line
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir import params as params_lib
-from jaxattn.rundir.layout import BEST_FILE, CONFIG_FILE, STEP_ITEMS, Step, checkpoint_dir, step_dir
+from jaxattn.rundir.layout import (
+    BEST_FILE,
+    CONFIG_FILE,
+    JSON_ITEM_FILE,
+    METRICS_ITEM,
+    STEP_ITEMS,
+    Step,
+    checkpoint_dir,
+    corrupt_dir,
+    step_dir,
+    step_item,
+)
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +179,7 @@ class Checkpointer:
     def meta(self, step: int) -> dict:
         """The `meta` item of a step ({} if unreadable)."""
         meta = workdir_lib.read_json_quietly(
-            os.path.join(step_dir(self.workdir, step), "meta", "metadata")
+            os.path.join(step_item(self.workdir, step, "meta"), JSON_ITEM_FILE)
         )
         return meta if isinstance(meta, dict) else {}
 
@@ -177,13 +188,13 @@ class Checkpointer:
         from `meta`, so that the keep-best policy sees them. True if anything was written."""
         wrote = False
         for step in self.all_steps():
-            path = os.path.join(checkpoint_dir(self.workdir), str(step), "metrics")
+            path = step_item(self.workdir, step, METRICS_ITEM)
             metrics = self.metrics(step)
             if os.path.exists(path) or not metrics or jax.process_index() != 0:
                 continue
             try:
                 os.makedirs(path, exist_ok=True)
-                workdir_lib.write_json(os.path.join(path, "metrics"), metrics)
+                workdir_lib.write_json(os.path.join(path, METRICS_ITEM), metrics)
                 wrote = True
             except OSError:
                 pass
@@ -261,7 +272,7 @@ class Checkpointer:
     def _restore_params_and_step(self, step: int, abstract_state, data_iter):
         """The parameters, step and iterator of `step` with a fresh optimizer state."""
         params = params_lib.read(
-            os.path.join(step_dir(self.workdir, step), "state"),
+            step_item(self.workdir, step, "state"),
             abstract_state.params,
             key="params",
             workdir=self.workdir,
@@ -283,7 +294,7 @@ class Checkpointer:
         """CheckpointError if the saved parameters differ from the model's in names or shapes;
         nothing if they match or the metadata cannot be read (then the data decides)."""
         params_lib.check(
-            os.path.join(step_dir(self.workdir, step), "state"),
+            step_item(self.workdir, step, "state"),
             abstract_params,
             key="params",
             workdir=self.workdir,
@@ -293,12 +304,11 @@ class Checkpointer:
     def quarantine(self, step: int, error: BaseException | str) -> None:
         """Moves an unreadable step aside (checkpoints/corrupt-<step>), so that it is saved
         again and never chosen by evaluation; one warning line saying why (`error`)."""
-        src = os.path.join(checkpoint_dir(self.workdir), str(step))
-        dst = os.path.join(checkpoint_dir(self.workdir), f"corrupt-{step}")
-        n = 1
+        src, n = step_dir(self.workdir, step), 1
+        dst = corrupt_dir(self.workdir, step)
         while os.path.exists(dst):
             n += 1
-            dst = os.path.join(checkpoint_dir(self.workdir), f"corrupt-{step}.{n}")
+            dst = corrupt_dir(self.workdir, step, n)
         if jax.process_index() == 0 and not self.read_only:
             os.replace(src, dst)
             where = f"moved it to {dst}"

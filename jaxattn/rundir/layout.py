@@ -51,6 +51,8 @@ VOCAB_PARAMS = {
 CHECKPOINTS_DIR = "checkpoints"
 STEP_ITEMS = ("state", "data_iter", "meta")  # Orbax items of a training checkpoint
 AVERAGED_ITEMS = ("params", "meta")  # Orbax items of the averaged checkpoint
+METRICS_ITEM = "metrics"  # a step's metrics (Orbax's): <step>/metrics/metrics, a JSON file
+JSON_ITEM_FILE = "metadata"  # the file of a JSON item (meta) in its folder: <step>/meta/metadata
 
 
 # ------------------------------------------------------------------ checkpoint references
@@ -109,6 +111,24 @@ def averaged_dir(workdir: str) -> str:
 def step_dir(workdir: str, step: int) -> str:
     """WORKDIR/checkpoints/<step>."""
     return os.path.join(checkpoint_dir(workdir), str(int(step)))
+
+
+def corrupt_dir(workdir: str, step: int, n: int = 1) -> str:
+    """WORKDIR/checkpoints/corrupt-<step> (corrupt-<step>.<n> for the n-th): where an
+    unreadable step is moved aside, out of the steps Orbax lists."""
+    return os.path.join(
+        checkpoint_dir(workdir), f"corrupt-{int(step)}" + (f".{n}" if n > 1 else "")
+    )
+
+
+def step_item(workdir: str, step: int, item: str) -> str:
+    """WORKDIR/checkpoints/<step>/<item>: an Orbax item folder (STEP_ITEMS, METRICS_ITEM)."""
+    return os.path.join(step_dir(workdir, step), item)
+
+
+def averaged_item(workdir: str, version: int, item: str) -> str:
+    """WORKDIR/averaged/<version>/<item>: an Orbax item folder (AVERAGED_ITEMS)."""
+    return os.path.join(averaged_dir(workdir), str(int(version)), item)
 
 
 def spm_file(cfg, side: str) -> str:

@@ -46,15 +46,17 @@ from jaxattn.rundir.layout import (
     AVERAGED,
     AVERAGED_ITEMS,
     CONFIG_FILE,
+    JSON_ITEM_FILE,
     LOCK_FILE,
     SRC_VOCAB_FILE,
     TGT_VOCAB_FILE,
     Checkpoint,
     Step,
     averaged_dir,
+    averaged_item,
     check_selector,
     checkpoint_dir,
-    step_dir,
+    step_item,
 )
 
 log = logging.getLogger(__name__)
@@ -259,7 +261,7 @@ class Checkpoints:
             version = _averaged_version(self.workdir)
             if version is None:
                 return {}
-            path = os.path.join(averaged_dir(self.workdir), str(version), "meta", "metadata")
+            path = os.path.join(averaged_item(self.workdir, version, "meta"), JSON_ITEM_FILE)
             meta = files_lib.read_json_quietly(path)
             return meta if isinstance(meta, dict) else {}
         return self._ckpt.meta(checkpoint)
@@ -275,8 +277,8 @@ class Checkpoints:
         """(the Orbax item directory holding the parameters, their key in its tree)."""
         if checkpoint == AVERAGED:
             version = averaged_version(self.workdir)  # CheckpointError if there is none
-            return os.path.join(averaged_dir(self.workdir), str(version), "params"), None
-        return os.path.join(step_dir(self.workdir, checkpoint), "state"), "params"
+            return averaged_item(self.workdir, version, "params"), None
+        return step_item(self.workdir, checkpoint, "state"), "params"
 
     def saved_params(self, checkpoint: Checkpoint) -> dict:
         """The tree of jax.ShapeDtypeStruct of the parameters a checkpoint holds (its files'
