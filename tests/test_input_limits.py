@@ -19,6 +19,7 @@ import pytest
 
 from jaxattn.config import default_config
 from jaxattn.data import load_text_processing, readers
+from jaxattn.inference import eval_input
 from jaxattn.inference import translator as inference
 from jaxattn.inference.translation import (
     CHARS_PER_TOKEN,
@@ -27,7 +28,7 @@ from jaxattn.inference.translation import (
     InputLimit,
     training_limit,
 )
-from jaxattn.inference.translator import InputTooLongError, Translator, UsageError, eval_input
+from jaxattn.inference.translator import InputTooLongError, Translator, UsageError
 from jaxattn.rundir.run import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
