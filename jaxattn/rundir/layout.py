@@ -79,9 +79,10 @@ class Averaged(str):
 AVERAGED = Averaged()
 Checkpoint = Step | Averaged  # what 'latest', 'best', 'averaged' or a step resolve to
 SELECTORS = ("latest", "best", AVERAGED)  # checkpoint names; else a step number
+Selector = str | int  # what a user names a checkpoint by: one of SELECTORS or a step (digits)
 
 
-def check_selector(which) -> str | int:
+def check_selector(which) -> Selector:
     """`which` as `run.Checkpoints.resolve` takes it: one of SELECTORS, a step number (an int,
     numpy integers too) or its digits ("20"); CheckpointError for anything else, bool
     included (True is an int in Python, but no step number). Returns it unchanged."""

@@ -51,6 +51,7 @@ from jaxattn.rundir.layout import (
     SRC_VOCAB_FILE,
     TGT_VOCAB_FILE,
     Checkpoint,
+    Selector,
     Step,
     averaged_dir,
     averaged_item,
@@ -222,7 +223,7 @@ class Checkpoints:
         step = self._ckpt.best_step()
         return None if step is None else Step(step)
 
-    def resolve(self, which: str | int) -> Checkpoint:
+    def resolve(self, which: Selector) -> Checkpoint:
         """'latest' | 'best' | a step number (or its digits) -> that `Step`; 'averaged' ->
         AVERAGED if the run has an averaged checkpoint; else a clear CheckpointError (for a
         `which` that is no checkpoint selector too: `layout.check_selector`)."""
@@ -378,7 +379,7 @@ def load_run(workdir: str) -> Run:
     return Run(workdir, config, text)
 
 
-def restore_params(run: Run, checkpoint: str | int = "latest") -> tuple[Any, Checkpoint]:
+def restore_params(run: Run, checkpoint: Selector = "latest") -> tuple[Any, Checkpoint]:
     """(params, the checkpoint) of the run's 'latest', 'best', 'averaged' or a step;
     UsageError (a ValueError) for any other `checkpoint` (bool included); InferenceError if it
     is missing, unreadable or trained with other vocabulary files."""
