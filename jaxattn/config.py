@@ -1,6 +1,6 @@
 """The run config: every option with its default and comment (sections data, model, train,
-eval), the one `validate(config)`, and `load_config(workdir)`: a saved run's config.json over
-the defaults, so runs from older versions still load.
+eval) and the one `validate(config)`. A saved run's config.json is read back over the defaults
+by `jaxattn.rundir.run.load_config`, so runs from older versions still load.
 
 `validate` checks every field (type, range, allowed names) before a run writes anything and
 raises `ConfigError` naming the field; allowed names come from the registries that define
@@ -16,7 +16,6 @@ Lengths, one name each (config fields keep their saved names):
 from __future__ import annotations
 
 import json
-import os
 
 import ml_collections
 
@@ -33,10 +32,7 @@ from jaxattn.checks import (
     string,
     strings,
 )
-from jaxattn.errors import ConfigError, WorkdirError
-from jaxattn.rundir.files import read_json
-
-CONFIG_FILE = "config.json"  # WORKDIR/config.json: the run's config
+from jaxattn.errors import ConfigError
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -438,54 +434,3 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
 def to_json(config: ml_collections.ConfigDict) -> dict:
     """The config as plain JSON data (what config.json holds)."""
     return json.loads(config.to_json_best_effort())
-
-
-def _merge(default: ml_collections.ConfigDict, saved: dict) -> ml_collections.ConfigDict:
-    """Saved values over `default`; lists become tuples where the default is a tuple."""
-    out = ml_collections.ConfigDict()
-    for key in list(default.keys()) + [k for k in saved if k not in default]:
-        d, s = default.get(key), saved.get(key, default.get(key))
-        if isinstance(d, ml_collections.ConfigDict) and isinstance(s, dict):
-            out[key] = _merge(d, s)
-        elif isinstance(s, ml_collections.ConfigDict):
-            out[key] = ml_collections.ConfigDict(s)
-        else:
-            out[key] = tuple(s) if isinstance(d, tuple) and isinstance(s, list) else s
-    return out
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """A run's WORKDIR/config.json over the defaults; WorkdirError if there is no run there,
-    ConfigError (naming the file and field) if it holds an invalid value."""
-    if not os.path.isdir(workdir):
-        raise WorkdirError(f"No such directory: {workdir} (give the --workdir of a training run).")
-    config = read_config_file(os.path.join(workdir, CONFIG_FILE))
-    if config is None:
-        raise WorkdirError(
-            f"{workdir} holds no training run (no {CONFIG_FILE}). Train first: python "
-            f"scripts/train.py --config configs/base.py --workdir {workdir}"
-        )
-    return config
-
-
-def read_config_file(path: str) -> ml_collections.ConfigDict | None:
-    """WORKDIR/config.json over the defaults; None if absent; ConfigError naming the file if
-    it is not a readable JSON object."""
-    saved = read_json(path)
-    if saved is None:
-        return None
-    if not isinstance(saved, dict) or not all(
-        isinstance(saved.get(s, {}), dict) for s in ("data", "model", "train", "eval")
-    ):
-        raise ConfigError(
-            f"{path} is not a config saved by jaxattn (a JSON object with data, "
-            "model, train and eval sections). Restore it from a backup, or use "
-            "a new workdir."
-        )
-    config = _merge(default_config(), saved)  # older runs lack newer fields
-    try:  # fields of older versions are kept as they are; known ones must be valid
-        for section in rules():
-            validate_section(section, config[section] if section else config, allow_unknown=True)
-    except ConfigError as e:
-        raise ConfigError(f"{path} holds an invalid value: {e}") from None
-    return config

@@ -1,4 +1,4 @@
-"""Averages the parameters of a run's last N or best N checkpoints into its "averaged" one.
+"""Averages the parameters of a run's last N or best N checkpoints into its averaged one.
 
     python scripts/average.py --workdir runs/base --last 5
     python scripts/average.py --workdir runs/base --best 3     # by the validation BLEU saved
@@ -15,7 +15,8 @@ none: use --last).
 from absl import app, flags
 
 from jaxattn.errors import UsageError
-from jaxattn.rundir.averaging import average_checkpoints, averaged_dir
+from jaxattn.rundir.averaging import average_checkpoints
+from jaxattn.rundir.layout import AVERAGED, averaged_dir
 from jaxattn.tools import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
@@ -38,7 +39,7 @@ def run(argv):
     )
     print(
         f"averaged the {meta['method']} {meta['n']} checkpoints, steps {steps}, into "
-        f"{averaged_dir(_WORKDIR.value)}; use --checkpoint averaged."
+        f"{averaged_dir(_WORKDIR.value)}; use --checkpoint {AVERAGED}."
     )
 
 

@@ -599,8 +599,8 @@ MUTATIONS = [
     M(
         "keep_best_policy_dropped",
         "jaxattn/rundir/checkpointer.py",
-        "policies.BestN(get_metric_fn=best_fn, n=1,",
-        "policies.BestN(get_metric_fn=best_fn, n=0,",
+        "policies.BestN(get_metric_fn=best_fn, n=1, keep_checkpoints_without_metrics=False)",
+        "policies.BestN(get_metric_fn=best_fn, n=0, keep_checkpoints_without_metrics=False)",
         "tests/test_faults.py -k keep_best_policy_unit",
     ),
     M(

@@ -23,6 +23,7 @@ from jaxattn.data.vocab import Vocab
 from jaxattn.errors import ConfigError, UsageError
 from jaxattn.inference.translator import Translator
 from jaxattn.model.seq2seq import build_model
+from jaxattn.rundir import run as run_lib
 from jaxattn.search import DecodeOptions, Ensemble, decode, force_decode
 
 V, BOS, EOS = 10, 1, 2  # the vocabulary layout of jaxattn.data.Vocab (pad 0, unk 3)
@@ -236,7 +237,7 @@ def test_hand_edited_splits_fail_to_load(tmp_path, splits):
     saved["data"]["splits"] = splits
     (tmp_path / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match="config.data.splits=.* must map split names"):
-        config_lib.load_config(os.fspath(tmp_path))
+        run_lib.load_config(os.fspath(tmp_path))
 
 
 def test_a_section_that_is_not_a_section():

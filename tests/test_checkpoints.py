@@ -1,7 +1,7 @@
-"""jaxattn.rundir.checkpointer: what a checkpoint holds and gives back (parameters, optimizer state
-and
-step, the data iterator's position, the meta item with the config) and which steps are kept
-and ranked best. Driven directly with a small TrainState and a grain iterator: no training."""
+"""jaxattn.rundir.checkpointer and run.Checkpoints: what a checkpoint holds and gives back
+(parameters, optimizer state and step, the data iterator's position, the meta item with the
+config), which steps are kept and ranked best, the run's checkpoints as typed references and
+averaging. Driven directly with a small TrainState and a grain iterator: no training."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ import pytest
 from jaxattn.errors import CheckpointError, InferenceError, UsageError
 from jaxattn.rundir import averaging
 from jaxattn.rundir.averaging import average_params
-from jaxattn.rundir.checkpointer import Checkpointer, resolve_step
+from jaxattn.rundir.checkpointer import Checkpointer
+from jaxattn.rundir.layout import AVERAGED, Averaged, Step, averaged_dir
+from jaxattn.rundir.run import Checkpoints
 from jaxattn.training.loop import TrainState
 
 
@@ -151,25 +153,64 @@ def test_average_last_and_best_n(tmp_path):
     workdir = str(tmp_path / "w")
     _run_with_bleus(workdir, {1: 5.0, 2: 30.0, 3: None, 4: 10.0, 5: 20.0})
     like = jax.eval_shape(lambda: make_state(0).params)
-    with Checkpointer(workdir, read_only=True) as ro:
-        params = {s: ro.restore_params(s, like) for s in ro.all_steps()}
+    with Checkpoints(workdir) as ro:
+        params = {s: ro.read_params(s, like) for s in ro.steps()}
     for kwargs, steps in [({"last": 3}, [3, 4, 5]), ({"best": 2}, [2, 5]), ({"last": 1}, [5])]:
         meta = averaging.average_checkpoints(workdir, **kwargs)
         assert meta["steps"] == steps and meta["n"] == len(steps)
         assert meta["method"] == next(iter(kwargs)) and meta["config"] == {"step": steps[-1]}
-        with Checkpointer(workdir, read_only=True) as ro:
-            assert resolve_step(ro, "averaged") == "averaged"
-            assert ro.meta("averaged")["steps"] == steps and ro.metrics("averaged") == {}
-            got = ro.restore_params("averaged", like)
-            assert ro.all_steps() == [1, 2, 3, 4, 5] and ro.best_step() == 2
-            assert resolve_step(ro, "latest") == 5
+        with Checkpoints(workdir) as ro:
+            assert ro.resolve(AVERAGED) is AVERAGED
+            assert ro.meta(AVERAGED)["steps"] == steps and ro.metrics(AVERAGED) == {}
+            got = ro.read_params(AVERAGED, like)
+            assert ro.steps() == [1, 2, 3, 4, 5] and ro.best() == 2
+            assert ro.resolve("latest") == 5
         want = average_params([params[s] for s in steps])
         assert_trees_equal(got, want)
-        assert os.listdir(os.path.join(workdir, "averaged")) != []
-    assert len(os.listdir(os.path.join(workdir, "averaged"))) == 1  # older versions dropped
+        assert os.listdir(averaged_dir(workdir)) != []
+    assert len(os.listdir(averaged_dir(workdir))) == 1  # older versions dropped
     # a training manager (keep 2 + best) reopened on the workdir sees only its own steps
     with Checkpointer(workdir, keep_latest=2, async_save=False) as train_ckpt:
-        assert 3 in train_ckpt.all_steps() and "averaged" not in map(str, train_ckpt.all_steps())
+        assert 3 in train_ckpt.all_steps() and AVERAGED not in map(str, train_ckpt.all_steps())
+
+
+def test_a_runs_checkpoints_as_typed_references(tmp_path):
+    """run.Checkpoints lists a run's checkpoints as Step / AVERAGED references and resolves
+    'latest', 'best', 'averaged', a step (int or digits) to one of them; a missing step or a
+    bad selector is a CheckpointError naming what there is or what is allowed."""
+    import pickle
+
+    from jaxattn.rundir.run import saved_steps
+
+    workdir = str(tmp_path / "w")
+    assert saved_steps(workdir) == [] and not os.path.exists(workdir)  # nothing created
+    _run_with_bleus(workdir, {3: 10.0, 7: 30.0, 9: None})
+    with Checkpoints(workdir) as ro:
+        listed = ro.list()
+        assert listed == [3, 7, 9] and all(type(c) is Step for c in listed)
+        assert ro.best() == Step(7) and type(ro.best()) is Step
+        for which, want in [("best", 7), ("latest", 9), ("7", 7), (" 7 ", 7), (np.int64(7), 7)]:
+            got = ro.resolve(which)
+            assert type(got) is Step and got == want, (which, got)
+        with pytest.raises(CheckpointError, match=r"No checkpoint at step 5; .*\[3, 7, 9\]"):
+            ro.resolve("5")
+        for bad in ("newest", True, 7.0, None):
+            with pytest.raises(CheckpointError, match="must be 'latest', 'best', 'averaged'"):
+                ro.resolve(bad)
+        with pytest.raises(CheckpointError, match="No averaged checkpoint"):
+            ro.resolve(str(AVERAGED))
+    assert saved_steps(workdir) == [3, 7, 9]
+    averaging.average_checkpoints(workdir, last=2)
+    with Checkpoints(workdir) as ro:
+        assert ro.list() == [Step(3), Step(7), Step(9), AVERAGED]
+        assert isinstance(ro.list()[-1], Averaged) and not isinstance(ro.list()[-1], Step)
+        assert ro.resolve(str(AVERAGED)) is AVERAGED  # the name as a user types it
+        assert ro.meta(AVERAGED)["steps"] == [7, 9] and ro.meta(Step(7))["config"] == {"step": 7}
+    # they print, compare and are stored as the number and the name
+    assert f"{Step(7)}" == str(Step(7)) == repr(Step(7)) == "7" and f"{AVERAGED!r}" == "'averaged'"
+    assert json.dumps([Step(7), AVERAGED]) == '[7, "averaged"]'
+    assert type(pickle.loads(pickle.dumps(AVERAGED))) is Averaged
+    assert type(pickle.loads(pickle.dumps(Step(7)))) is Step
 
 
 def test_averaging_errors(tmp_path):
@@ -192,10 +233,10 @@ def test_averaging_errors(tmp_path):
         with pytest.raises(UsageError, match="exactly one"):
             averaging.average_checkpoints(workdir, **kwargs)
     with (
-        Checkpointer(workdir, read_only=True) as ro,
+        Checkpoints(workdir) as ro,
         pytest.raises(CheckpointError, match="No averaged checkpoint.*scripts/average.py"),
     ):
-        resolve_step(ro, "averaged")
+        ro.resolve(AVERAGED)
     os.makedirs(tmp_path / "empty" / "checkpoints")
     with pytest.raises(CheckpointError, match="No checkpoint in .* to average"):
         averaging.average_checkpoints(str(tmp_path / "empty"), last=1)
@@ -233,12 +274,12 @@ def test_averaged_checkpoint_of_a_run_translates(tiny_run, tmp_path):
     errors = [x for x in bad.stderr.splitlines() if x.startswith("error:")]
     assert bad.returncode == 1 and len(errors) == 1 and "holds 2" in errors[0], bad.stderr
 
-    tr = Translator.from_workdir(str(w), "averaged")
-    assert tr.step == "averaged"
-    with Checkpointer(str(w), read_only=True) as ro:
-        assert ro.all_steps() == [150, 300] and ro.meta("averaged")["steps"] == [150, 300]
+    tr = Translator.from_workdir(str(w), str(AVERAGED))  # as a user spells it
+    assert tr.step is AVERAGED
+    with Checkpoints(str(w)) as ro:
+        assert ro.steps() == [150, 300] and ro.meta(AVERAGED)["steps"] == [150, 300]
         like = jax.eval_shape(lambda: tr.variables["params"])
-        want = average_params([ro.restore_params(s, like) for s in (150, 300)])
+        want = average_params([ro.read_params(Step(s), like) for s in (150, 300)])
     assert_trees_equal(tr.variables["params"], want)
     out = tr.translate(["1 2 3 4", "5 6 7"])
     assert len(out) == 2 and all(t.tokens for t in out)
@@ -248,7 +289,7 @@ def test_averaged_checkpoint_of_a_run_translates(tiny_run, tmp_path):
     with pytest.raises(
         InferenceError, match="tgt_vocab.txt is changed since the checkpoint at step averaged"
     ):  # same size: the sha256
-        Translator.from_workdir(str(w), "averaged")
+        Translator.from_workdir(str(w), AVERAGED)
     (w / "tgt_vocab.txt").write_text("\n".join(vocab + ["extra"]) + "\n")
     with pytest.raises(InferenceError, match="checkpoint 'averaged' .*tgt_vocab.txt has changed"):
-        Translator.from_workdir(str(w), "averaged")  # another size: the parameter's shape
+        Translator.from_workdir(str(w), AVERAGED)  # another size: the parameter's shape

@@ -12,8 +12,9 @@ from shared import ROOT
 
 from jaxattn.errors import CheckpointError, ExportError, InferenceError, UsageError
 from jaxattn.inference import exported
-from jaxattn.rundir import averaging, restore
-from jaxattn.rundir.checkpointer import checkpoint_dir
+from jaxattn.rundir import averaging
+from jaxattn.rundir import run as run_lib
+from jaxattn.rundir.layout import AVERAGED, averaged_dir, checkpoint_dir
 from jaxattn.tools import cli
 
 TINY = {
@@ -89,12 +90,12 @@ def test_average_with_a_damaged_step_names_it_and_keeps_the_old_average(run, tmp
     w = _copy(run, tmp_path)
     step_dir = os.path.join(checkpoint_dir(w), "4")
     shutil.rmtree(os.path.join(step_dir, "state"))
-    before = _listing(averaging.averaged_dir(w))
+    before = _listing(averaged_dir(w))
     with pytest.raises(
         CheckpointError, match=f"Cannot read the checkpoint {step_dir} .*corrupt-4.*average again"
     ):
         averaging.average_checkpoints(w, last=2)
-    assert _listing(averaging.averaged_dir(w)) == before  # the earlier average is intact
+    assert _listing(averaged_dir(w)) == before  # the earlier average is intact
     os.replace(step_dir, os.path.join(checkpoint_dir(w), "corrupt-4"))  # as the message says
     assert averaging.average_checkpoints(w, last=1)["steps"] == [2]
 
@@ -103,15 +104,15 @@ def test_average_with_a_damaged_step_names_it_and_keeps_the_old_average(run, tmp
 def test_damaged_checkpoints_name_the_way_out(run, tmp_path):
     w = _copy(run, tmp_path)
     os.unlink(os.path.join(checkpoint_dir(w), "4", "state", "manifest.ocdbt"))
-    loaded = restore.load_run(w)
+    loaded = run_lib.load_run(w)
     with pytest.raises(InferenceError, match="step 4 .*another --checkpoint \\(steps: 2\\)"):
-        restore.restore_params(loaded, "latest")
-    assert restore.restore_params(loaded, 2)[1] == 2
-    version = averaging.averaged_version(w)
-    shutil.rmtree(os.path.join(averaging.averaged_dir(w), str(version), "params"))
+        run_lib.restore_params(loaded, "latest")
+    assert run_lib.restore_params(loaded, 2)[1] == 2
+    version = run_lib.averaged_version(w)
+    shutil.rmtree(os.path.join(averaged_dir(w), str(version), "params"))
     with pytest.raises(InferenceError) as e:
-        restore.restore_params(loaded, "averaged")
-    assert averaging.averaged_dir(w) in str(e.value) and "scripts/average.py" in str(e.value)
+        run_lib.restore_params(loaded, AVERAGED)
+    assert averaged_dir(w) in str(e.value) and "scripts/average.py" in str(e.value)
     assert checkpoint_dir(w) not in str(e.value)
 
 

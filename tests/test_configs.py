@@ -5,7 +5,6 @@ at `scripts/train.py`'s first check (or on reload) is caught here."""
 from __future__ import annotations
 
 import glob
-import json
 import os
 import runpy
 
@@ -14,6 +13,7 @@ from shared import ROOT
 
 from jaxattn import config as config_lib
 from jaxattn.model.seq2seq import build_model
+from jaxattn.rundir import run as run_lib
 
 FILES = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
 
@@ -23,11 +23,11 @@ def test_the_configs_folder_is_found():
 
 
 @pytest.mark.parametrize("path", FILES, ids=os.path.basename)
-def test_config_file_validates_and_builds(path):
+def test_config_file_validates_and_builds(path, tmp_path):
     config = runpy.run_path(path)["get_config"]()
     config_lib.validate(config)
-    saved = json.loads(json.dumps(config_lib.to_json(config)))  # what config.json holds
-    reloaded = config_lib._merge(config_lib.default_config(), saved)
+    run_lib.write_config(str(tmp_path), config)  # config.json, as a training writes it
+    reloaded = run_lib.load_config(str(tmp_path))
     config_lib.validate(reloaded)
     assert reloaded.to_dict() == config.to_dict()
     build_model(reloaded.model, 50, 60, bos_id=1)  # raises on an unknown cell/attention/...

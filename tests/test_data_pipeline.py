@@ -11,6 +11,7 @@ import pytest
 import jaxattn.data as data_lib
 from jaxattn.config import default_data_config, validate_section
 from jaxattn.data.synthetic import synthetic_splits
+from jaxattn.rundir import layout
 
 SUBJECTS = [
     ("I am", "Je suis"),
@@ -157,7 +158,7 @@ def test_tutorial_ids_with_held_out_unknown_words_is_a_clear_error(eng_fra):
 def test_vocab_saved_and_loaded(eng_fra, tmp_path):
     data = data_lib.build(tutorial_config(eng_fra))
     data.save_vocabs(str(tmp_path))
-    assert (tmp_path / data_lib.SRC_VOCAB_FILE).read_text().startswith("<pad>\n<s>\n</s>\n<unk>\n")
+    assert (tmp_path / layout.SRC_VOCAB_FILE).read_text().startswith("<pad>\n<s>\n</s>\n<unk>\n")
     # Another split of the corpus would build other vocabularies; the saved ones win.
     other = tutorial_config(eng_fra, split_seed=5)
     assert data_lib.build(other).src_vocab != data.src_vocab
@@ -167,7 +168,7 @@ def test_vocab_saved_and_loaded(eng_fra, tmp_path):
     assert data_lib.build(other, vocab_dir=str(tmp_path / "none")).src_vocab != data.src_vocab
     with pytest.raises(ValueError, match="layout"):
         data_lib.build(tutorial_config(eng_fra, tutorial_ids=True), vocab_dir=str(tmp_path))
-    (tmp_path / data_lib.TGT_VOCAB_FILE).unlink()
+    (tmp_path / layout.TGT_VOCAB_FILE).unlink()
     with pytest.raises(FileNotFoundError, match="only one of"):
         data_lib.build(other, vocab_dir=str(tmp_path))
 
@@ -301,7 +302,7 @@ def test_sentencepiece_pipeline(tmp_path):
     hyps = [data.decode_target(r) for b in data.eval_batches("test", 8) for r in b["tgt"]]
     assert hyps == data.references("test")
     data.save_vocabs(str(tmp_path))
-    assert (tmp_path / data_lib.SRC_SPM_FILE).exists()
+    assert (tmp_path / layout.SRC_SPM_FILE).exists()
     again = data_lib.build(c, vocab_dir=str(tmp_path))
     assert again.src_tokenizer.sp_model == data.src_tokenizer.sp_model
     assert again.encode_source("march 3, 2001") == data.encode_source("march 3, 2001")

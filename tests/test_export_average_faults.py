@@ -29,7 +29,7 @@ from jaxattn.inference import exported
 from jaxattn.inference import translator as inference
 from jaxattn.rundir import averaging
 from jaxattn.rundir import files as workdir_lib
-from jaxattn.rundir.checkpointer import checkpoint_dir
+from jaxattn.rundir.layout import averaged_dir, checkpoint_dir
 
 pytestmark = pytest.mark.slow  # every test here trains a run or starts a script
 
@@ -104,7 +104,7 @@ INSIDE_THE_RUN = [
     ("checkpoints/", lambda w, t: os.path.join(w, "checkpoints")),
     ("a new step", lambda w, t: os.path.join(w, "checkpoints", "400")),
     ("an existing step", lambda w, t: os.path.join(w, "checkpoints", "300")),
-    ("averaged/", lambda w, t: os.path.join(w, "averaged")),
+    ("averaged/", lambda w, t: averaged_dir(w)),
     ("a new nested folder", lambda w, t: os.path.join(w, "exports", "v1", "out")),
     ("tensorboard/", lambda w, t: os.path.join(w, "tensorboard")),
     ("a '..' path", lambda w, t: os.path.join(w, "checkpoints", "..", "export")),
@@ -148,7 +148,7 @@ def test_export_into_the_run_exported_is_refused_before_any_work(
 IN_ANOTHER_RUN = [
     ("the run", lambda r, t: r),
     ("a new step", lambda r, t: os.path.join(r, "checkpoints", "400")),
-    ("averaged/", lambda r, t: os.path.join(r, "averaged", "x")),
+    ("averaged/", lambda r, t: os.path.join(averaged_dir(r), "x")),
     ("a new nested folder", lambda r, t: os.path.join(r, "a", "b")),
     ("a '..' path", lambda r, t: os.path.join(r, "checkpoints", "..", "export")),
     ("a symlink into it", lambda r, t: os.path.join(_symlink(t, "other_alias", r), "export")),
@@ -375,7 +375,7 @@ def test_averaging_is_refused_while_a_training_holds_the_lock(w):
         message = str(e.value)
         assert f"pid {os.getpid()}" in message and f"Cannot average {w} now" in message
         assert "running" in message and "finished" in message and "damaged" not in message
-        assert not os.path.exists(averaging.averaged_dir(w))
+        assert not os.path.exists(averaged_dir(w))
     finally:
         lock.release()
     assert averaging.average_checkpoints(w, last=2)["steps"] == [2, 4]  # once it has ended
@@ -427,7 +427,7 @@ def test_a_vanished_step_is_told_from_a_damaged_one(w, monkeypatch, fault):
         assert "damaged" not in message and "corrupt-" not in message
     else:
         assert "damaged" in message and "corrupt-2" in message and "vanished" not in message
-    assert not os.path.exists(averaging.averaged_dir(w))
+    assert not os.path.exists(averaged_dir(w))
 
 
 def test_script_refuses_while_another_process_trains(w):

@@ -25,8 +25,9 @@ from shared import ROOT
 
 from jaxattn.data import download, readers
 from jaxattn.data.text import INVISIBLE, Tokenizer, normalize_tutorial
-from jaxattn.errors import DataError, InferenceError, TrainingError, UsageError
-from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError, check_selector
+from jaxattn.errors import CheckpointError, DataError, InferenceError, TrainingError, UsageError
+from jaxattn.rundir.checkpointer import Checkpointer
+from jaxattn.rundir.layout import AVERAGED, check_selector
 from jaxattn.tools import cli
 
 TINY = {
@@ -432,7 +433,9 @@ def test_checkpoint_selectors_refuse_other_types(bad):
         check_selector(bad)
 
 
-@pytest.mark.parametrize("good", ["latest", "best", "averaged", 4, np.int64(4), "4", " 4 "])
+@pytest.mark.parametrize(
+    "good", ["latest", "best", AVERAGED, str(AVERAGED), 4, np.int64(4), "4", " 4 "]
+)
 def test_checkpoint_selectors_accepted(good):
     assert check_selector(good) is good
 
@@ -440,18 +443,17 @@ def test_checkpoint_selectors_accepted(good):
 @pytest.mark.slow
 def test_bool_checkpoint_is_refused_not_read_as_step_1(run):
     from jaxattn.inference.translator import Translator
-    from jaxattn.rundir import restore
-    from jaxattn.rundir.checkpointer import resolve_step
+    from jaxattn.rundir import run as run_lib
 
     workdir = str(run[0])
     for bad in (True, 2.0):
         with pytest.raises(ValueError, match="not True|not 2.0"):
             Translator.from_workdir(workdir, checkpoint=bad)
         with pytest.raises(ValueError, match="a step number"):
-            restore.restore_runs([workdir, workdir], [4, bad])
-        with Checkpointer(workdir, read_only=True) as ckpt:
+            run_lib.restore_runs([workdir, workdir], [4, bad])
+        with run_lib.Checkpoints(workdir) as ckpts:
             with pytest.raises(CheckpointError, match="a step number"):
-                resolve_step(ckpt, bad)
+                ckpts.resolve(bad)
     assert Translator.from_workdir(workdir, checkpoint="2").step == 2
 
 

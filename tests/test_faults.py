@@ -18,11 +18,11 @@ import pytest
 from shared import ROOT, synthetic_config
 
 from jaxattn import config as config_lib
-from jaxattn.errors import ConfigError, InferenceError, TrainingError, WorkdirError
+from jaxattn.errors import CheckpointError, ConfigError, InferenceError, TrainingError, WorkdirError
 from jaxattn.inference import translator as inference
-from jaxattn.rundir import checkpointer as checkpoints
 from jaxattn.rundir import files as workdir
-from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError
+from jaxattn.rundir.checkpointer import Checkpointer
+from jaxattn.rundir.run import Checkpoints
 from jaxattn.training import loop as train_lib
 
 TINY = {
@@ -130,7 +130,8 @@ def test_keep_best_policy_unit(tmp_path):
     ro = Checkpointer(str(tmp_path), read_only=True)
     assert ro.all_steps() == [1, 4, 5]
     assert ro.best_step() == 1 and ro.metrics(1) == {"bleu": 50.0}
-    assert checkpoints.resolve_step(ro, "best") == 1
+    with Checkpoints(str(tmp_path)) as ckpts:
+        assert ckpts.resolve("best") == 1
 
 
 @pytest.mark.slow
@@ -307,7 +308,8 @@ def test_files_of_a_run_without_checkpoints_are_not_reused(tmp_path, monkeypatch
 def test_truncated_best_json_blocks_nothing(trained, tmp_path):
     w = copy_run(trained, tmp_path)
     (w / "best.json").write_text('{"step": 1')
-    assert checkpoints.resolve_step(Checkpointer(str(w), read_only=True), "best") in (10, 20)
+    with Checkpoints(str(w)) as ckpts:
+        assert ckpts.resolve("best") in (10, 20)
     state, _ = train(w, **{"train.num_train_steps": 30})
     assert int(state.step) == 30
     assert json.loads((w / "best.json").read_text())["step"] in (10, 20, 30)

@@ -9,12 +9,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxattn.config import default_data_config, load_config
+from jaxattn.config import default_data_config
 from jaxattn.data import load_text_processing, read_tsv, readers
 from jaxattn.errors import InferenceError
 from jaxattn.inference import translator as inference
 from jaxattn.inference.eval_input import load_pairs
 from jaxattn.inference.translator import Translator
+from jaxattn.rundir.run import load_config
 from jaxattn.tools import plots
 
 SYMBOLS = [str(i) for i in range(12)]  # configs/synthetic.py: 12 symbols, lengths 3..8

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from shared import ROOT
 
-from jaxattn.config import default_config, load_config
+from jaxattn.config import default_config
 from jaxattn.data import load_text_processing, readers
 from jaxattn.errors import InferenceError, InputTooLongError, UsageError
 from jaxattn.inference import eval_input
@@ -30,6 +30,7 @@ from jaxattn.inference.translation import (
     training_limit,
 )
 from jaxattn.inference.translator import Translator
+from jaxattn.rundir.run import load_config
 
 STATS = {"train_pairs": 2000, "max_source_len": 8, "max_target_len": 8}  # the tiny run's
 LIMIT = 16  # twice the longest training sentence

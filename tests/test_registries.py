@@ -23,6 +23,7 @@ from jaxattn.model import attention, decoders, encoders
 from jaxattn.model.attention_core import Attention, masked_softmax
 from jaxattn.model.rnn import valid_mask
 from jaxattn.model.seq2seq import build_model
+from jaxattn.rundir.layout import CONFIG_FILE
 
 SRC_V, TGT_V, BOS, EOS = 13, 11, 0, 1
 B, S, T = 3, 6, 5
@@ -168,7 +169,7 @@ def test_run_saved_by_another_version_loads_for_evaluation(tiny_run, tmp_path):
     saved config is checked once as it loads, and the data code does not check it again."""
     workdir = tmp_path / "run"
     shutil.copytree(tiny_run.workdir, workdir)
-    path = workdir / config_lib.CONFIG_FILE
+    path = workdir / CONFIG_FILE
     saved = json.loads(path.read_text())
     assert saved["model"].pop("encoder") == "rnn"
     saved["data"]["from_another_version"] = 1

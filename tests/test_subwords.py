@@ -14,6 +14,7 @@ from jaxattn import data as data_lib  # noqa: E402
 from jaxattn.config import default_data_config, validate_section  # noqa: E402
 from jaxattn.data import processing  # noqa: E402
 from jaxattn.errors import ConfigError  # noqa: E402
+from jaxattn.rundir import layout
 
 SP = "\u2581"  # SentencePiece's space mark
 
@@ -106,13 +107,13 @@ def test_joint_model_one_file_one_vocabulary(tmp_path):
     data.save_vocabs(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == sorted(
         [
-            data_lib.JOINT_SPM_FILE,
-            data_lib.SRC_VOCAB_FILE,
-            data_lib.TGT_VOCAB_FILE,
-            data_lib.DATA_STATS_FILE,
+            layout.JOINT_SPM_FILE,
+            layout.SRC_VOCAB_FILE,
+            layout.TGT_VOCAB_FILE,
+            layout.DATA_STATS_FILE,
         ]
     )
-    assert data_lib.JOINT_SPM_FILE in data_lib.VOCAB_FILES  # fingerprinted by checkpoints
+    assert layout.JOINT_SPM_FILE in layout.VOCAB_FILES  # fingerprinted by checkpoints
     text = data_lib.load_text_processing(data.config, str(tmp_path))
     assert text.src_tokenizer.sp_model == text.tgt_tokenizer.sp_model == data.src_tokenizer.sp_model
     assert text.src_vocab == text.tgt_vocab == data.src_vocab
@@ -194,8 +195,8 @@ def test_train_then_translate_with_no_corpus(subword_run, monkeypatch):
     from jaxattn.rundir.checkpointer import Checkpointer
 
     workdir, config, metrics, (model_type, joint) = subword_run
-    files = [data_lib.JOINT_SPM_FILE] if joint else [data_lib.SRC_SPM_FILE, data_lib.TGT_SPM_FILE]
-    others = {data_lib.JOINT_SPM_FILE, data_lib.SRC_SPM_FILE, data_lib.TGT_SPM_FILE} - set(files)
+    files = [layout.JOINT_SPM_FILE] if joint else [layout.SRC_SPM_FILE, layout.TGT_SPM_FILE]
+    others = {layout.JOINT_SPM_FILE, layout.SRC_SPM_FILE, layout.TGT_SPM_FILE} - set(files)
     assert all(os.path.exists(os.path.join(workdir, f)) for f in files)
     assert not any(os.path.exists(os.path.join(workdir, f)) for f in others)
     with Checkpointer(workdir, read_only=True) as ckpts:  # the model files are fingerprinted

@@ -18,8 +18,8 @@ import pytest
 from shared import ROOT, synthetic_config
 
 from jaxattn.config import default_config
-from jaxattn.errors import ConfigError, TrainingError
-from jaxattn.rundir.checkpointer import Checkpointer, CheckpointError
+from jaxattn.errors import CheckpointError, ConfigError, TrainingError
+from jaxattn.rundir.checkpointer import Checkpointer
 from jaxattn.training import loop as train_lib
 from jaxattn.training.losses import loss_mask, token_losses
 from jaxattn.training.optim import make_optimizer, make_schedule

@@ -1,6 +1,6 @@
 """The decoding options as `Translator` users reach them
 (jaxattn.search.options.DecodeOptions):
-n-best lists, sampling, the coverage penalty, ensembles of runs (jaxattn.rundir.restore),
+n-best lists, sampling, the coverage penalty, ensembles of runs (jaxattn.rundir.run),
 unknown-word
 replacement (jaxattn.inference.unk), forced-decoding scores; a clear UsageError for every bad value.
 The conftest `tiny_run` (reverse the symbols) is the model."""

@@ -35,17 +35,8 @@ batching (ids, padding, bucket widths), pipeline (build, Data, grain batching).
 """
 
 from jaxattn.data.corpus import DATASETS, read_tsv
-from jaxattn.data.pipeline import DATA_STATS_FILE, Data, build, read_data_stats
-from jaxattn.data.processing import (
-    JOINT_SPM_FILE,
-    SRC_SPM_FILE,
-    SRC_VOCAB_FILE,
-    TGT_SPM_FILE,
-    TGT_VOCAB_FILE,
-    VOCAB_FILES,
-    TextProcessing,
-    load_text_processing,
-)
+from jaxattn.data.pipeline import Data, build, read_data_stats
+from jaxattn.data.processing import TextProcessing, load_text_processing
 from jaxattn.data.synthetic import TASKS, synthetic_splits
 from jaxattn.data.text import (
     ENG_PREFIXES,
@@ -59,15 +50,8 @@ from jaxattn.data.vocab import Vocab
 
 __all__ = [
     "DATASETS",
-    "DATA_STATS_FILE",
     "ENG_PREFIXES",
-    "JOINT_SPM_FILE",
-    "SRC_SPM_FILE",
-    "SRC_VOCAB_FILE",
     "TASKS",
-    "TGT_SPM_FILE",
-    "TGT_VOCAB_FILE",
-    "VOCAB_FILES",
     "Data",
     "TextProcessing",
     "Tokenizer",

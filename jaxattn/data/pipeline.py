@@ -36,19 +36,12 @@ import numpy as np
 
 from jaxattn.data.batching import PadLength, encode, pad
 from jaxattn.data.corpus import load_texts, resolve
-from jaxattn.data.processing import (
-    SRC_VOCAB_FILE,
-    TGT_VOCAB_FILE,
-    build_processing,
-    spm_file,
-)
+from jaxattn.data.processing import build_processing
 from jaxattn.data.text import Tokenizer
 from jaxattn.data.vocab import Vocab
 from jaxattn.errors import DataError
 from jaxattn.rundir.files import write_bytes, write_json
-
-# The training data's figures that inference needs (longest sentences), beside the vocabularies.
-DATA_STATS_FILE = "data_stats.json"
+from jaxattn.rundir.layout import DATA_STATS_FILE, SRC_VOCAB_FILE, TGT_VOCAB_FILE, spm_file
 
 log = logging.getLogger(__name__)
 

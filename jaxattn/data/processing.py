@@ -5,7 +5,8 @@ prepares new text exactly as training did, without reading the corpus.
 Subwords (tokenizer='sentencepiece'): a SentencePiece model per side, WORKDIR/src_spm.model
 and tgt_spm.model, or with data.sp_joint one model for both, WORKDIR/joint_spm.model (then
 src_vocab.txt and tgt_vocab.txt hold the same pieces). Every file is written atomically and
-fingerprinted by the run's checkpoints (VOCAB_FILES)."""
+fingerprinted by the run's checkpoints. The file names are the run directory's
+(jaxattn.rundir.layout)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,7 @@ import numpy as np
 from jaxattn.data.corpus import resolve
 from jaxattn.data.text import Tokenizer, sentencepiece_pieces, train_sentencepiece
 from jaxattn.data.vocab import Vocab
-
-SRC_VOCAB_FILE, TGT_VOCAB_FILE = "src_vocab.txt", "tgt_vocab.txt"
-SRC_SPM_FILE, TGT_SPM_FILE = "src_spm.model", "tgt_spm.model"
-JOINT_SPM_FILE = "joint_spm.model"  # data.sp_joint: one SentencePiece model for both sides
-# What a run reuses (and its checkpoints fingerprint): those of them the run has.
-VOCAB_FILES = (SRC_VOCAB_FILE, TGT_VOCAB_FILE, SRC_SPM_FILE, TGT_SPM_FILE, JOINT_SPM_FILE)
-SIDE_FILES = {"src": (SRC_VOCAB_FILE, SRC_SPM_FILE), "tgt": (TGT_VOCAB_FILE, TGT_SPM_FILE)}
+from jaxattn.rundir.layout import SIDE_FILES, SRC_VOCAB_FILE, spm_file
 
 
 class TextProcessing(NamedTuple):
@@ -38,11 +33,6 @@ class TextProcessing(NamedTuple):
     src_vocab: Vocab
     tgt_vocab: Vocab
     max_length: int  # the corpus filter's limit (config.data.max_length resolved; 0 = none)
-
-
-def spm_file(cfg, side: str) -> str:
-    """The SentencePiece model file of a side ('src' or 'tgt'): the joint one if sp_joint."""
-    return JOINT_SPM_FILE if cfg.sp_joint else SIDE_FILES[side][1]
 
 
 def _tokenizer(cfg, resolved: dict, sp_model: bytes | None = None) -> Tokenizer:

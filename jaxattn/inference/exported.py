@@ -50,13 +50,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxattn
-from jaxattn import config as config_lib
 from jaxattn import data as data_lib
 from jaxattn import search
 from jaxattn.errors import ExportError, JaxattnError, first_line
 from jaxattn.inference import translator as inference
 from jaxattn.rundir import files as workdir_lib
-from jaxattn.rundir.checkpointer import Checkpointer, checkpoint_dir
+from jaxattn.rundir import run as run_lib
+from jaxattn.rundir.layout import CONFIG_FILE, DATA_STATS_FILE, LOCK_FILE, VOCAB_FILES
 from jaxattn.search.options import DecodeOptions
 
 FORMAT, FORMAT_VERSION = "jaxattn-export", 1
@@ -131,7 +131,7 @@ def export_translator(
     )
     params = jax.tree.map(np.asarray, translator.variables["params"])
     sources = {}  # the run's config and vocabularies, read before anything is written
-    for name in [config_lib.CONFIG_FILE, data_lib.DATA_STATS_FILE, *data_lib.VOCAB_FILES]:
+    for name in [CONFIG_FILE, DATA_STATS_FILE, *VOCAB_FILES]:
         path = os.path.join(translator.workdir, name)
         if os.path.exists(path):
             try:
@@ -202,20 +202,11 @@ def export_translator(
     return manifest
 
 
-# A directory is a training run (never an export folder, nor a place for one) if it holds
-# checkpoints/ and the run's config.json or its training lock.
-def _is_run(directory: str) -> bool:
-    return os.path.isdir(checkpoint_dir(directory)) and any(
-        os.path.isfile(os.path.join(directory, name))
-        for name in (config_lib.CONFIG_FILE, workdir_lib.LOCK_FILE)
-    )
-
-
 def _run_around(real_path: str) -> str | None:
     """The nearest training run that is `real_path` or one of its parents, else None."""
     path = real_path
     while True:
-        if _is_run(path):
+        if run_lib.is_run(path):  # never an export folder, nor a place for one
             return path
         parent = os.path.dirname(path)
         if parent == path:
@@ -249,8 +240,8 @@ def _check_out(out: str, overwrite: bool, workdir: str = "") -> None:
     if run is not None:
         where = "is the training run" if run == real_out else "is inside the training run"
         raise ExportError(
-            f"--out {shown} {where} {run} (it holds {config_lib.CONFIG_FILE} or "
-            f"{workdir_lib.LOCK_FILE}, and checkpoints/): an export never goes in "
+            f"--out {shown} {where} {run} (it holds {CONFIG_FILE} or "
+            f"{LOCK_FILE}, and checkpoints/): an export never goes in "
             "a run. Choose a folder outside it."
         )
     parent = os.path.dirname(os.path.abspath(out))
@@ -384,7 +375,7 @@ def _manifest(
     metrics = {}
     if translator.workdir and translator.step is not None:
         try:
-            with Checkpointer(translator.workdir, read_only=True) as ckpts:
+            with run_lib.Checkpoints(translator.workdir) as ckpts:
                 metrics = ckpts.metrics(translator.step)
         except Exception:  # noqa: BLE001 - the figure is optional
             metrics = {}
@@ -499,7 +490,7 @@ class _ArtifactTranslator(inference.Translator):
 
     def __init__(self, directory: str, manifest: dict):  # noqa: D107 - no Translator.__init__
         try:
-            config = config_lib.load_config(directory)
+            config = run_lib.load_config(directory)
             text = data_lib.load_text_processing(config.data, directory)
         except (JaxattnError, FileNotFoundError, ValueError) as e:
             raise ExportError(f"Cannot load the text processing of {directory}: {e}") from None

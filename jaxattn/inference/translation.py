@@ -23,9 +23,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxattn.checks import is_int
-from jaxattn.data.pipeline import DATA_STATS_FILE, read_data_stats
+from jaxattn.data.pipeline import read_data_stats
 from jaxattn.data.text import JOINER
 from jaxattn.errors import InputTooLongError, UsageError
+from jaxattn.rundir.layout import DATA_STATS_FILE
 
 EOS_LABEL = "<EOS>"  # the tutorial's label for the end of sentence in attention plots
 

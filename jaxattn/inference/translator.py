@@ -71,7 +71,7 @@ from jaxattn.inference.translation import (
     training_limit,
 )
 from jaxattn.model.seq2seq import build_model
-from jaxattn.rundir import restore
+from jaxattn.rundir import run as run_lib
 from jaxattn.search.options import DecodeOptions
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class Translator:
         overlong: str = "error",
     ):
         """ensemble: more (config, params, step, workdir) runs with the same text processing
-        (see `restore.check_ensemble`), decoded with this one as a `search.Ensemble`: each step
+        (see `run.check_ensemble`), decoded with this one as a `search.Ensemble`: each step
         the mean of the models' probabilities, and of their attention weights.
         max_input_len: the longest sentence in tokens (None: the run's, see `input_limit`);
         overlong: 'error' (InputTooLongError) or 'truncate' (cut, with a warning) for longer
@@ -152,7 +152,6 @@ class Translator:
         self.src_vocab, self.tgt_vocab = text.src_vocab, text.tgt_vocab
         self.max_length = text.max_length  # the corpus filter's limit (read_tsv filters by it)
         # location attention scores a fixed number of source positions (EOS included); 0 = any
-        self.max_src_positions = restore.max_src_positions(config)
         self._source_width = predict.source_width(config)  # source widths as in training
         # the limits each run's training implies, (tokens, why) per side; an ensemble: the least
         stats = [(c, run_stats(w)) for c, w in (runs or [(config, None)])]
@@ -183,7 +182,7 @@ class Translator:
         before any parameters are read). The first run's config sets the text and eval
         defaults; the input limit is the least the runs' training implies."""
         check_options(max_input_len=max_input_len, overlong=overlong)  # before restoring
-        (first, params, step), *more = restore.restore_runs(workdirs, checkpoints)
+        (first, params, step), *more = run_lib.restore_runs(workdirs, checkpoints)
         return cls(
             first.config,
             params,

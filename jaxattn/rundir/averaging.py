@@ -1,8 +1,8 @@
 """Checkpoint averaging: the mean of the parameters of a run's last N or best N checkpoints,
-saved as the run's "averaged" checkpoint.
+saved as the run's averaged checkpoint (`layout.AVERAGED`).
 
     average_checkpoints("runs/base", last=5)      # or best=5 (by the validation BLEU saved)
-    Translator.from_workdir("runs/base", "averaged")
+    Translator.from_workdir("runs/base", AVERAGED)  # or the name, as a user types it
     python scripts/evaluate.py --workdir runs/base --checkpoint averaged
 
 Layout: WORKDIR/averaged/<version>/{params, meta}, an Orbax directory of its own beside
@@ -13,13 +13,13 @@ drops the older one; readers take the newest complete version. `meta` says which
 averaged and how they were chosen, with the run's config and the vocabulary files' sha256 (the
 same for every averaged step, and checked again when the averaged checkpoint is loaded).
 
-Averaging holds the run's training lock (WORKDIR/.lock, `workdir.Lock`) from listing the steps
+Averaging holds the run's training lock (WORKDIR/.lock, `files.Lock`) from listing the steps
 to writing the average, so that a live training never rotates away a step being read: it is
 refused (WorkdirError naming the holder) while a training runs, and a training started meanwhile
 is refused until it ends. A step that vanishes anyway is told from a damaged one.
 
-`checkpoints.resolve_step(ckpt, "averaged")` and `Checkpointer.restore_params` / `meta` accept
-the name, so everything that restores a checkpoint by name accepts it.
+A client of `jaxattn.rundir.run`, which lists, reads and writes the checkpoints (the averaged
+one included: `run.Checkpoints.resolve(AVERAGED)`, `read_params(AVERAGED, ...)`, `meta`).
 """
 
 from __future__ import annotations
@@ -31,29 +31,15 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from jaxattn.errors import CheckpointError, LockHeld, UsageError, WorkdirError, first_line
-from jaxattn.rundir import checkpointer as checkpoints
 from jaxattn.rundir import files as workdir_lib
-
-AVERAGED = checkpoints.AVERAGED  # the checkpoint name; also the directory WORKDIR/averaged
-_ITEMS = ("params", "meta")
-
-
-def averaged_dir(workdir: str) -> str:
-    return os.path.join(os.path.abspath(workdir), AVERAGED)
+from jaxattn.rundir import run as run_lib
+from jaxattn.rundir.layout import AVERAGED, Step, checkpoint_dir, corrupt_dir, step_dir
 
 
 def _path(key_path) -> str:
     return "/".join(str(getattr(k, "key", k)) for k in key_path)
-
-
-def _saved_tree(directory: str) -> dict:
-    """The tree of jax.ShapeDtypeStruct an Orbax PyTree item directory holds."""
-    metadata = ocp.PyTreeCheckpointer().metadata(directory)
-    tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", metadata)
-    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)
 
 
 # ------------------------------------------------------------------------------- the mean
@@ -96,7 +82,7 @@ def average_params(trees: Sequence) -> dict:
 
 # ---------------------------------------------------------------------- which checkpoints
 def select_steps(
-    ckpt: checkpoints.Checkpointer,
+    ckpt: run_lib.Checkpoints,
     *,
     last: int | None = None,
     best: int | None = None,
@@ -115,8 +101,8 @@ def select_steps(
         raise UsageError(
             f"The number of checkpoints to average must be an integer >= 1, not {n!r}."
         )
-    where = checkpoints.checkpoint_dir(ckpt.workdir)
-    steps = ckpt.all_steps()
+    where = checkpoint_dir(ckpt.workdir)
+    steps = ckpt.steps()
     if not steps:
         raise CheckpointError(
             f"No checkpoint in {where} to average. Train first: python "
@@ -175,10 +161,10 @@ def average_checkpoints(
     training lock meanwhile: WorkdirError while a training runs on `workdir`."""
     workdir = os.fspath(workdir)
     with _holding_the_run(workdir):  # no training rotates the steps read meanwhile
-        with checkpoints.Checkpointer(workdir, read_only=True) as ckpt:
+        with run_lib.Checkpoints(workdir) as ckpt:
             steps = select_steps(ckpt, last=last, best=best, metric=metric)
             for step in steps:
-                checkpoints.check_vocab_files(workdir, ckpt, step)
+                ckpt.check_vocab_files(step)
             params = average_params(_read_params(ckpt, steps))
             newest = ckpt.meta(steps[-1])
             meta = {
@@ -193,7 +179,7 @@ def average_checkpoints(
                 "vocab_sha256": newest.get("vocab_sha256") or {},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }
-        _save_averaged(workdir, params, meta)
+        run_lib.write_averaged(workdir, params, meta)
     return meta
 
 
@@ -204,7 +190,7 @@ def _holding_the_run(workdir: str):
     WORKDIR/averaged); WorkdirError naming the holder while a live process holds it. A lock
     left by a dead training is taken over, as a training does. Nothing for a workdir without
     checkpoints/ (Checkpointer then says there is nothing to average)."""
-    if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
+    if not os.path.isdir(checkpoint_dir(workdir)):
         yield
         return
     lock = workdir_lib.Lock(workdir)
@@ -229,46 +215,19 @@ def _holding_the_run(workdir: str):
         lock.release()
 
 
-def _save_averaged(workdir: str, params, meta: dict) -> None:
-    """Writes version n+1 of WORKDIR/averaged (Orbax: atomically), dropping the older one."""
-    manager = ocp.CheckpointManager(
-        averaged_dir(workdir),
-        item_names=_ITEMS,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=1,
-            create=True,
-            cleanup_tmp_directories=True,
-            enable_async_checkpointing=False,
-        ),
-    )
-    try:
-        version = (manager.latest_step() or 0) + 1
-        manager.save(
-            version,
-            args=ocp.args.Composite(
-                params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(meta)
-            ),
-        )
-        manager.wait_until_finished()
-    finally:
-        manager.close()
-
-
-def _read_params(ckpt: checkpoints.Checkpointer, steps: list[int]) -> list:
+def _read_params(ckpt: run_lib.Checkpoints, steps: list[Step]) -> list:
     """The parameters of each step, shaped as the newest one saved them; CheckpointError naming
     an unreadable step (files deleted or truncated) and how to set it aside."""
     trees = []
     for step in reversed(steps):  # the newest first: it fixes the shapes
         try:
             if not trees:
-                abstract = _saved_tree(
-                    os.path.join(checkpoints.checkpoint_dir(ckpt.workdir), str(step), "state")
-                )["params"]
-            trees.append(ckpt.restore_params(step, abstract))
+                abstract = ckpt.saved_params(step)
+            trees.append(ckpt.read_params(step, abstract))
         except CheckpointError:
             raise
         except Exception as e:  # noqa: BLE001 - any failure: this step is unusable
-            where = os.path.join(checkpoints.checkpoint_dir(ckpt.workdir), str(step))
+            where = step_dir(ckpt.workdir, step)
             if not os.path.isdir(where):  # removed since it was listed: not damage
                 raise CheckpointError(
                     f"The checkpoint {where} vanished while it was being read (its directory "
@@ -278,73 +237,7 @@ def _read_params(ckpt: checkpoints.Checkpointer, steps: list[int]) -> list:
                 ) from None
             raise CheckpointError(
                 f"Cannot read the checkpoint {where} ({first_line(e)}); it is incomplete or "
-                f"damaged. Move it aside (mv {where} {os.path.dirname(where)}/corrupt-{step}; "
+                f"damaged. Move it aside (mv {where} {corrupt_dir(ckpt.workdir, step)}; "
                 "a resumed training does the same) and average again."
             ) from None
     return trees[::-1]
-
-
-def _reader(workdir: str) -> tuple[ocp.CheckpointManager, int]:
-    """A read-only manager of WORKDIR/averaged and its newest version; CheckpointError if
-    there is none."""
-    where = averaged_dir(workdir)
-    version = None
-    if os.path.isdir(where):
-        manager = ocp.CheckpointManager(
-            where,
-            item_names=_ITEMS,
-            options=(ocp.CheckpointManagerOptions(read_only=True, create=False)),
-        )
-        version = manager.latest_step()
-        if version is None:
-            manager.close()
-    if version is None:
-        raise CheckpointError(
-            f"No averaged checkpoint in {workdir} (no {where}). Make one first: python "
-            f"scripts/average.py --workdir {workdir} --last 5 (or --best 5)."
-        )
-    return manager, version
-
-
-def averaged_version(workdir: str) -> int:
-    """The newest complete version in WORKDIR/averaged; CheckpointError (saying how to make
-    one) if there is none."""
-    manager, version = _reader(workdir)
-    manager.close()
-    return version
-
-
-def averaged_meta(workdir: str) -> dict | None:
-    """The meta of the run's averaged checkpoint, or None if it has none."""
-    try:
-        manager, version = _reader(workdir)
-    except CheckpointError:
-        return None
-    try:
-        meta = checkpoints._read_quietly(
-            os.path.join(averaged_dir(workdir), str(version), "meta", "metadata")
-        )
-    finally:
-        manager.close()
-    return meta if isinstance(meta, dict) else None
-
-
-def restore_averaged(ckpt: checkpoints.Checkpointer, abstract_params) -> dict:
-    """The averaged parameters of `ckpt`'s run as numpy arrays shaped like `abstract_params`;
-    CheckpointError if there are none or they do not fit the model (naming the parameter and
-    the vocabulary file). `Checkpointer.restore_params(AVERAGED, ...)` calls this."""
-    manager, version = _reader(ckpt.workdir)
-    try:
-        saved = checkpoints._shapes(
-            _saved_tree(os.path.join(averaged_dir(ckpt.workdir), str(version), "params"))
-        )
-        for name, shape in checkpoints._shapes(abstract_params).items():
-            if saved.get(name) != shape:
-                raise CheckpointError(ckpt.shape_message(AVERAGED, name, saved.get(name), shape))
-        restore_args = jax.tree.map(
-            lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), abstract_params
-        )
-        args = ocp.args.PyTreeRestore(item=abstract_params, restore_args=restore_args)
-        return manager.restore(version, args=ocp.args.Composite(params=args))["params"]
-    finally:
-        manager.close()

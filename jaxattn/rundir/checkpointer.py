@@ -7,8 +7,10 @@ item. The metrics are stored with each checkpoint, so the best one is known agai
 restart and survives however often a run is stopped, resumed or extended. WORKDIR/best.json
 repeats the best step for people; nothing depends on it.
 
-Layout: WORKDIR/checkpoints/<step>/{state, data_iter, meta, metrics}; an unreadable step is
-moved aside to WORKDIR/checkpoints/corrupt-<step>.
+The training state's side of the run directory only (`jaxattn.rundir.layout`: the names;
+`jaxattn.rundir.run`: reading any checkpoint's parameters, the averaged one included, and
+the checks before a resume). Layout: WORKDIR/checkpoints/<step>/{state, data_iter, meta,
+metrics}; an unreadable step is moved aside to WORKDIR/checkpoints/corrupt-<step>.
 """
 
 from __future__ import annotations
@@ -17,58 +19,31 @@ import contextlib
 import gc
 import logging
 import os
-import re
 import sys
 
 import grain
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-from jaxattn import config as config_lib
-from jaxattn.config import CONFIG_FILE
-from jaxattn.errors import CheckpointError, WorkdirError, first_line
+from jaxattn.errors import CheckpointError, first_line
 from jaxattn.rundir import files as workdir_lib
+from jaxattn.rundir import params as params_lib
+from jaxattn.rundir.layout import (
+    BEST_FILE,
+    CONFIG_FILE,
+    JSON_ITEM_FILE,
+    METRICS_ITEM,
+    STEP_ITEMS,
+    Step,
+    checkpoint_dir,
+    corrupt_dir,
+    step_dir,
+    step_item,
+)
 
 log = logging.getLogger(__name__)
-
-BEST_FILE = "best.json"
-AVERAGED = "averaged"  # the name of a run's averaged checkpoint (jaxattn.rundir.averaging)
-# Parameters whose first or last axis is a vocabulary size, by the vocabulary file.
-VOCAB_PARAMS = {
-    "encoder/embed": "src_vocab.txt",
-    "decoder/embed": "tgt_vocab.txt",
-    "decoder/out": "tgt_vocab.txt",
-}
-
-__all__ = [
-    "BEST_FILE",
-    "CONFIG_FILE",
-    "SELECTORS",
-    "CheckpointError",
-    "Checkpointer",
-    "checkpoint_dir",
-    "check_resumable",
-    "check_selector",
-    "check_vocab_files",
-    "drop_closed_loop_reports",
-    "quiet_failed_reads",
-    "resolve_step",
-]
-
-
-def checkpoint_dir(workdir: str) -> str:
-    return os.path.join(os.path.abspath(workdir), "checkpoints")
-
-
-def _shapes(tree) -> dict[str, tuple]:
-    """{'a/b/c': shape} for a nested dict of arrays (or of Orbax array metadata)."""
-    out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        out["/".join(str(getattr(k, "key", k)) for k in path)] = tuple(leaf.shape)
-    return out
 
 
 class Checkpointer:
@@ -89,7 +64,7 @@ class Checkpointer:
         read_only: bool = False,
     ):
         self.workdir, self.best_metric, self.read_only = workdir, best_metric, read_only
-        names = ("state", "data_iter", "meta")
+        names = STEP_ITEMS
         if read_only:  # evaluation: writes nothing, even beside a running training
             if not os.path.isdir(checkpoint_dir(workdir)):
                 raise CheckpointError(
@@ -155,7 +130,7 @@ class Checkpointer:
                 best = {"step": step, **self.metrics(step)}
                 path = os.path.join(self.workdir, BEST_FILE)
                 try:
-                    if _read_quietly(path) != best:
+                    if workdir_lib.read_json_quietly(path) != best:
                         workdir_lib.write_json(path, best)
                 except OSError as e:
                     log.warning(
@@ -181,10 +156,8 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def metrics(self, step: int | str) -> dict:
+    def metrics(self, step: int) -> dict:
         """The metrics saved with `step` ({} if none); older runs kept them in `meta` only."""
-        if step == AVERAGED:  # not validated: its meta names the sources' metrics
-            return dict(self.meta(step).get("metrics") or {})
         try:
             m = self.manager.metrics(step)
         except Exception:  # noqa: BLE001 - an unreadable metrics file is no metrics
@@ -203,14 +176,10 @@ class Checkpointer:
         ]
         return max(scored)[1] if scored else None
 
-    def meta(self, step: int | str) -> dict:
-        """The `meta` item of a step or of the "averaged" checkpoint ({} if unreadable)."""
-        if step == AVERAGED:
-            from jaxattn.rundir import averaging  # averaging builds on this module
-
-            return averaging.averaged_meta(self.workdir) or {}
-        meta = _read_quietly(
-            os.path.join(checkpoint_dir(self.workdir), str(step), "meta", "metadata")
+    def meta(self, step: int) -> dict:
+        """The `meta` item of a step ({} if unreadable)."""
+        meta = workdir_lib.read_json_quietly(
+            os.path.join(step_item(self.workdir, step, "meta"), JSON_ITEM_FILE)
         )
         return meta if isinstance(meta, dict) else {}
 
@@ -219,13 +188,13 @@ class Checkpointer:
         from `meta`, so that the keep-best policy sees them. True if anything was written."""
         wrote = False
         for step in self.all_steps():
-            path = os.path.join(checkpoint_dir(self.workdir), str(step), "metrics")
+            path = step_item(self.workdir, step, METRICS_ITEM)
             metrics = self.metrics(step)
             if os.path.exists(path) or not metrics or jax.process_index() != 0:
                 continue
             try:
                 os.makedirs(path, exist_ok=True)
-                workdir_lib.write_json(os.path.join(path, "metrics"), metrics)
+                workdir_lib.write_json(os.path.join(path, METRICS_ITEM), metrics)
                 wrote = True
             except OSError:
                 pass
@@ -302,9 +271,14 @@ class Checkpointer:
 
     def _restore_params_and_step(self, step: int, abstract_state, data_iter):
         """The parameters, step and iterator of `step` with a fresh optimizer state."""
-        # a reader of its own: this manager's "state" handler is the full-state one
-        with Checkpointer(self.workdir, read_only=True) as reader:
-            params = jax.tree.map(jnp.asarray, reader.restore_params(step, abstract_state.params))
+        params = params_lib.read(
+            step_item(self.workdir, step, "state"),
+            abstract_state.params,
+            key="params",
+            workdir=self.workdir,
+            checkpoint=Step(step),
+        )
+        params = jax.tree.map(jnp.asarray, params)
         if data_iter is not None:
             self.manager.restore(
                 step,
@@ -319,46 +293,22 @@ class Checkpointer:
     def _check_params(self, step: int, abstract_params) -> None:
         """CheckpointError if the saved parameters differ from the model's in names or shapes;
         nothing if they match or the metadata cannot be read (then the data decides)."""
-        try:
-            saved = _shapes(self.manager.item_metadata(step)["state"].tree["params"])
-        except Exception:  # noqa: BLE001 - unreadable metadata: treated as corrupt data
-            return
-        want = _shapes(abstract_params)
-        if saved.keys() != want.keys():
-            extra, missing = sorted(saved.keys() - want.keys()), sorted(want.keys() - saved.keys())
-            raise CheckpointError(
-                f"The checkpoint at step {step} in {checkpoint_dir(self.workdir)} holds another "
-                f"model (only in the checkpoint: {extra[:4]}; only in this config: "
-                f"{missing[:4]}). Use this run's {CONFIG_FILE} (--config.model.* as saved) or "
-                "a new --workdir."
-            )
-        for name, shape in want.items():
-            if saved[name] != shape:
-                raise CheckpointError(self.shape_message(step, name, saved[name], shape))
-
-    def shape_message(self, step: int | str, name: str, saved: tuple, now: tuple) -> str:
-        vocab = next((f for prefix, f in VOCAB_PARAMS.items() if name.startswith(prefix)), None)
-        why = (
-            f"{os.path.join(self.workdir, vocab)} has changed since the checkpoint was saved "
-            "(restore the original file, or use a new --workdir)"
-            if vocab
-            else f"the model config differs from the run's {CONFIG_FILE}"
-        )
-        at = f"at step {step}" if step != AVERAGED else f"'{AVERAGED}'"
-        return (
-            f"Parameter {name} has shape {saved} in the checkpoint {at} but {now} in this "
-            f"model: {why}."
+        params_lib.check(
+            step_item(self.workdir, step, "state"),
+            abstract_params,
+            key="params",
+            workdir=self.workdir,
+            checkpoint=Step(step),
         )
 
     def quarantine(self, step: int, error: BaseException | str) -> None:
         """Moves an unreadable step aside (checkpoints/corrupt-<step>), so that it is saved
         again and never chosen by evaluation; one warning line saying why (`error`)."""
-        src = os.path.join(checkpoint_dir(self.workdir), str(step))
-        dst = os.path.join(checkpoint_dir(self.workdir), f"corrupt-{step}")
-        n = 1
+        src, n = step_dir(self.workdir, step), 1
+        dst = corrupt_dir(self.workdir, step)
         while os.path.exists(dst):
             n += 1
-            dst = os.path.join(checkpoint_dir(self.workdir), f"corrupt-{step}.{n}")
+            dst = corrupt_dir(self.workdir, step, n)
         if jax.process_index() == 0 and not self.read_only:
             os.replace(src, dst)
             where = f"moved it to {dst}"
@@ -375,30 +325,6 @@ class Checkpointer:
 
             multihost_utils.sync_global_devices(f"jaxattn_quarantine_{step}")
         self.manager.reload()
-
-    def restore_params(self, step: int | str, abstract_params):
-        """Only the `params` of the train state at `step` (the optimizer state is never read),
-        or of the "averaged" checkpoint, as numpy arrays shaped like `abstract_params`; a
-        shape mismatch is a CheckpointError."""
-        if step == AVERAGED:
-            from jaxattn.rundir import averaging
-
-            return averaging.restore_averaged(self, abstract_params)
-        self._check_params(step, abstract_params)
-        restore_args = jax.tree.map(
-            lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), abstract_params
-        )
-        args = ocp.args.PyTreeRestore(
-            item={"params": abstract_params},
-            restore_args={"params": restore_args},
-            partial_restore=True,
-        )
-        params = self.manager.restore(step, args=ocp.args.Composite(state=args))["state"]["params"]
-        got, want = _shapes(params), _shapes(abstract_params)
-        for name, shape in want.items():
-            if got[name] != shape:
-                raise CheckpointError(self.shape_message(step, name, got[name], shape))
-        return params
 
 
 def _reason(error: BaseException) -> str:
@@ -497,114 +423,3 @@ def drop_closed_loop_reports() -> None:
 
     quiet.drops_closed_loop_reports = True
     sys.unraisablehook = quiet
-
-
-def _read_quietly(path: str):
-    """JSON content, or None if absent or unreadable."""
-    try:
-        return workdir_lib.read_json(path)
-    except WorkdirError:
-        return None
-
-
-SELECTORS = ("latest", "best", AVERAGED)  # checkpoint names; else a step number
-
-
-def check_selector(which) -> str | int:
-    """`which` as `resolve_step` takes it: one of SELECTORS, a step number (an int, numpy
-    integers too) or its digits ("20"); CheckpointError for anything else, bool included
-    (True is an int in Python, but no step number). Returns it unchanged."""
-    if isinstance(which, str):
-        if which in SELECTORS or re.fullmatch(r"[0-9]+", which.strip()):
-            return which
-    elif isinstance(which, (int, np.integer)) and not isinstance(which, (bool, np.bool_)):
-        return which
-    kind = "" if isinstance(which, str) else f" (a {type(which).__name__})"
-    raise CheckpointError(
-        f"checkpoint must be 'latest', 'best', 'averaged' or a step number (an int, or its "
-        f"digits as a string), not {which!r}{kind}."
-    )
-
-
-def resolve_step(ckpt: Checkpointer, which: str | int) -> int | str:
-    """'latest' | 'best' | a step number -> an existing step; 'averaged' -> 'averaged' if the
-    run has an averaged checkpoint (jaxattn.rundir.averaging); else a clear CheckpointError (for a
-    `which` that is no checkpoint selector too: `check_selector`)."""
-    check_selector(which)
-    if which == AVERAGED:
-        from jaxattn.rundir import averaging
-
-        averaging.averaged_version(ckpt.workdir)  # CheckpointError if the run has none
-        return AVERAGED
-    steps = ckpt.all_steps()
-    if not steps:
-        raise CheckpointError(
-            f"No checkpoint in {checkpoint_dir(ckpt.workdir)}. Train first: "
-            f"python scripts/train.py --config configs/base.py --workdir {ckpt.workdir}"
-        )
-    if which == "latest":
-        return steps[-1]
-    if which == "best":
-        step = ckpt.best_step()
-        if step is None:
-            log.warning(
-                "No best checkpoint (no validation BLEU saved with any checkpoint); "
-                "using the latest, step %d.",
-                steps[-1],
-            )
-            return steps[-1]
-        return step
-    step = int(which)
-    if step not in steps:
-        raise CheckpointError(f"No checkpoint at step {step}; available steps: {steps}.")
-    return step
-
-
-# ------------------------------------------------------------------------ resuming a run
-def check_resumable(workdir: str, config, ckpt: Checkpointer) -> None:
-    """A workdir with checkpoints resumes only with the same model, data and vocabulary
-    files; CheckpointError naming what differs (train/eval changes are logged, allowed)."""
-    steps = ckpt.all_steps()
-    if steps:
-        check_workdir(
-            workdir, config, config_lib.read_config_file(os.path.join(workdir, CONFIG_FILE))
-        )
-        check_vocab_files(workdir, ckpt, steps[-1])
-
-
-def check_workdir(workdir: str, config, saved) -> None:
-    """Refuses a workdir whose checkpoints come from another model or data/vocabulary
-    (`saved`: its config.json); says which train/eval settings a resume changes."""
-    if saved is None:
-        return
-    now, before = config_lib.to_json(config), config_lib.to_json(saved)
-
-    def diffs(sections):
-        return [
-            f"{section}.{k}: saved {before[section].get(k)!r}, now {now[section].get(k)!r}"
-            for section in sections
-            for k in sorted(set(now[section]) | set(before[section]))
-            if before[section].get(k) != now[section].get(k)
-        ]
-
-    if bad := diffs(("model", "data")):
-        raise CheckpointError(
-            f"{workdir} holds checkpoints of a different model or data/vocabulary:\n  "
-            + "\n  ".join(bad)
-            + "\nUse a new --workdir, or the same config to resume."
-        )
-    if changed := diffs(("train", "eval")):
-        log.info("Resuming with changed settings: %s.", "; ".join(changed))
-
-
-def check_vocab_files(workdir: str, ckpt: Checkpointer, step: int) -> None:
-    """The vocabulary files must be those the checkpoint was trained with (sha256 in meta)."""
-    saved = ckpt.meta(step).get("vocab_sha256") or {}
-    now = workdir_lib.fingerprints(workdir, saved)
-    for name, digest in saved.items():
-        if now.get(name) != digest:
-            raise CheckpointError(
-                f"{os.path.join(workdir, name)} is {'missing' if name not in now else 'changed'}"
-                f" since the checkpoint at step {step} was saved with it. Restore the original "
-                "file (or use a new --workdir)."
-            )

@@ -1,8 +1,5 @@
-"""A run's directory: its metadata files (written atomically), its lock and its fingerprints.
-
-    WORKDIR/config.json        the run's config        WORKDIR/best.json   best step + metrics
-    WORKDIR/{src,tgt}_vocab.txt (+ *_spm.model)       WORKDIR/checkpoints/<step>/...
-    WORKDIR/.lock              pid and host of the training that holds the directory
+"""The file primitives of a run directory (its layout: `jaxattn.rundir.layout`): JSON and text
+files written atomically, the training lock (WORKDIR/.lock) and the files' fingerprints.
 
 Every file is written to a temporary name and renamed, so a killed process leaves the old
 version or the new one, never half a file.
@@ -22,10 +19,10 @@ import tempfile
 import time
 
 from jaxattn.errors import LockHeld, WorkdirError
+from jaxattn.rundir.layout import LOCK_FILE
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = ".lock"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -44,6 +41,14 @@ def read_json(path: str):
             "truncated. Restore it, or delete it if the run can rebuild "
             "it."
         ) from None
+
+
+def read_json_quietly(path: str):
+    """The JSON content of `path`, or None if it is absent or unreadable."""
+    try:
+        return read_json(path)
+    except WorkdirError:
+        return None
 
 
 def write_bytes(path: str, data: bytes) -> None:

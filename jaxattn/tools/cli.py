@@ -26,6 +26,7 @@ import traceback
 from absl import flags
 
 from jaxattn.errors import ConfigError, JaxattnError, TrainingError, UsageError, first_line
+from jaxattn.rundir.layout import AVERAGED
 
 USAGE_EXIT, ERROR_EXIT, INTERRUPTED_EXIT = 2, 1, 130
 
@@ -50,7 +51,7 @@ def define_run_flags(*, workdir: bool = True, ensemble: bool = False) -> None:
     flags.DEFINE_string(
         "checkpoint",
         "latest",
-        "'latest', 'best', 'averaged' "
+        f"'latest', 'best', '{AVERAGED}' "
         "(scripts/average.py) or a step number"
         + ("; for several runs one for all, or one each, comma-separated" if ensemble else "")
         + ".",

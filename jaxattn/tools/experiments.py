@@ -36,7 +36,7 @@ from jaxattn.errors import first_line
 from jaxattn.inference import translator as inference
 from jaxattn.inference.eval_input import load_split
 from jaxattn.metrics import read_metrics
-from jaxattn.rundir.checkpointer import Checkpointer, checkpoint_dir, resolve_step
+from jaxattn.rundir import run as run_lib
 from jaxattn.rundir.files import read_json, write_json
 from jaxattn.tools import plots
 from jaxattn.training import loop as train_lib
@@ -176,19 +176,11 @@ def _read(path: str) -> dict:
     return read_json(path) or {}
 
 
-def checkpoint_steps(workdir: str) -> list[int]:
-    """The steps saved in a run's checkpoint directory ([] if none)."""
-    if not os.path.isdir(checkpoint_dir(workdir)):
-        return []
-    with Checkpointer(workdir, read_only=True) as ckpt:
-        return ckpt.all_steps()
-
-
 def is_finished(workdir: str) -> bool:
     """Training reached its final step: recorded as finished, and that step's checkpoint is
     the latest on disk."""
     rec = _read(os.path.join(workdir, RESULT_FILE))
-    steps = checkpoint_steps(workdir)
+    steps = run_lib.saved_steps(workdir)
     return bool(rec.get("finished_step")) and bool(steps) and steps[-1] == rec["finished_step"]
 
 
@@ -333,8 +325,8 @@ def evaluate_run(config, workdir: str, decodings: Sequence[Decoding]) -> dict:
     path = os.path.join(workdir, RESULT_FILE)
     rec = _read(path)
     cache = rec.setdefault("test", {})
-    with Checkpointer(workdir, read_only=True) as ckpt:
-        steps = {"best": resolve_step(ckpt, "best"), "last": resolve_step(ckpt, "latest")}
+    with run_lib.Checkpoints(workdir) as ckpts:
+        steps = {"best": ckpts.resolve("best"), "last": ckpts.resolve("latest")}
     max_len = int(config.eval.max_decode_len)
     out: dict = {"best_step": steps["best"], "last_step": steps["last"]}
     translators: dict = {}

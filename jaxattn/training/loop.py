@@ -34,7 +34,9 @@ from jaxattn.errors import CheckpointError, ConfigError, TrainingError, first_li
 from jaxattn.inference import predict
 from jaxattn.model.seq2seq import build_model
 from jaxattn.rundir import files as workdir_lib
-from jaxattn.rundir.checkpointer import CONFIG_FILE, Checkpointer, check_resumable, checkpoint_dir
+from jaxattn.rundir import run as run_lib
+from jaxattn.rundir.checkpointer import Checkpointer
+from jaxattn.rundir.layout import VOCAB_FILES, checkpoint_dir, step_dir
 from jaxattn.tools import plots
 from jaxattn.training.losses import loss_mask, token_losses
 from jaxattn.training.optim import (
@@ -226,14 +228,7 @@ def _prepare(config, workdir: str) -> dict:
     that they fit this config), the data (and that one batch fits in it), the model, its
     parameter count and whether training it fits in memory."""
     tc = config.train
-    steps = []  # the saved steps, read without creating anything
-    if os.path.isdir(checkpoint_dir(workdir)):
-        with Checkpointer(workdir, read_only=True) as reader:
-            steps = reader.all_steps()
-            # A workdir's files count only once a checkpoint uses them: those of a run that
-            # died before its first checkpoint are rebuilt, never reused.
-            if steps:
-                check_resumable(workdir, config, reader)
+    steps = run_lib.check_resumable(workdir, config)  # the saved steps; nothing created
     data = data_lib.build(config.data, vocab_dir=workdir if steps else None, seed=config.seed)
     if config.eval.split not in data.splits or not data.num_examples(config.eval.split):
         raise ConfigError(
@@ -275,9 +270,7 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
     tc = config.train
     is_main = jax.process_index() == 0
     steps, data, model, total_steps = run["steps"], run["data"], run["model"], run["total_steps"]
-    vocab_files = [
-        f for f in data_lib.VOCAB_FILES if not steps or os.path.exists(os.path.join(workdir, f))
-    ]
+    vocab_files = [f for f in VOCAB_FILES if not steps or os.path.exists(os.path.join(workdir, f))]
 
     mesh = make_mesh()
     replicated = NamedSharding(mesh, P())
@@ -315,9 +308,7 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
         nonlocal run_files_written
         try:
             if not run_files_written and is_main:
-                workdir_lib.write_json(
-                    os.path.join(workdir, CONFIG_FILE), config_lib.to_json(config)
-                )
+                run_lib.write_config(workdir, config)
                 if not steps:
                     data.save_vocabs(workdir)
             run_files_written = True
@@ -329,9 +320,7 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
             ckpt.wait() if force else None
         except (OSError, ValueError, RuntimeError) as e:
             last = [
-                s
-                for s in ckpt.all_steps()
-                if s < step and os.path.isdir(os.path.join(ckpt_dir, str(s)))
+                s for s in ckpt.all_steps() if s < step and os.path.isdir(step_dir(workdir, s))
             ][-1:] or ["none"]
             full = any(x in str(e) for x in ("No space left", "RESOURCE_EXHAUSTED"))
             raise CheckpointError(
