@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxattn import search
 from jaxattn.data.batching import PadLength, pad
-from jaxattn.rundir.restore import max_src_positions
+from jaxattn.rundir.run import max_src_positions
 
 IN_FLIGHT = 4  # batches dispatched ahead of the one being collected
 
