@@ -72,6 +72,7 @@ from jaxattn.inference.translation import (
 )
 from jaxattn.model.seq2seq import build_model
 from jaxattn.rundir import run as run_lib
+from jaxattn.rundir.layout import Checkpoint, Selector
 from jaxattn.search.options import DecodeOptions
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class Translator:
         params,
         text,
         *,
-        step: int | None = None,
+        step: Checkpoint | None = None,
         workdir: str | None = None,
         ensemble: Sequence[tuple] = (),
         max_input_len: int | None = None,
@@ -163,16 +164,17 @@ class Translator:
         self.overlong = overlong
 
     @classmethod
-    def from_workdir(cls, workdir: str, checkpoint: str | int = "latest", **limits) -> Translator:
-        """Restores a run's checkpoint ('latest', 'best' or a step) with its own config and
-        vocabularies. limits: max_input_len, overlong (see __init__)."""
+    def from_workdir(cls, workdir: str, checkpoint: Selector = "latest", **limits) -> Translator:
+        """Restores a run's checkpoint ('latest', 'best', 'averaged' or a step; `self.step` is the
+        `Step` or `AVERAGED` it resolved to) with its own config and vocabularies. limits:
+        max_input_len, overlong (see __init__)."""
         return cls.from_workdirs(workdir, checkpoint, **limits)
 
     @classmethod
     def from_workdirs(
         cls,
         workdirs: Sequence[str] | str,
-        checkpoints: Sequence[str | int] | str | int = "latest",
+        checkpoints: Sequence[Selector] | Selector = "latest",
         *,
         max_input_len: int | None = None,
         overlong: str = "error",
