@@ -153,6 +153,7 @@ class Translator:
         self.src_vocab, self.tgt_vocab = text.src_vocab, text.tgt_vocab
         self.max_length = text.max_length  # the corpus filter's limit (read_tsv filters by it)
         # location attention scores a fixed number of source positions (EOS included); 0 = any
+        self.max_src_positions = run_lib.max_src_positions(config)
         self._source_width = predict.source_width(config)  # source widths as in training
         # the limits each run's training implies, (tokens, why) per side; an ensemble: the least
         stats = [(c, run_stats(w)) for c, w in (runs or [(config, None)])]
