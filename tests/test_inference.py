@@ -1,5 +1,5 @@
 """Inference library: restoring a run, translating, beam vs greedy, attention, heatmaps, scores,
-evaluation input (jaxattn.data.readers, data.read_tsv, inference.load_pairs). One tiny
+evaluation input (jaxattn.data.readers, data.read_tsv, eval_input.load_pairs). One tiny
 synthetic run (reverse the symbols), trained once per session."""
 
 import os

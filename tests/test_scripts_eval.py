@@ -80,7 +80,8 @@ def test_validation_bleu_is_evaluate_bleu(tiny_run, env, tmp_path):
     """The validation BLEU training recorded for a checkpoint is, exactly, scripts/evaluate.py's
     and Translator.evaluate's on that split (greedy, max_len eval.max_decode_len): one
     prediction path (jaxattn.inference.predict)."""
-    from jaxattn.inference.translator import Translator, load_split
+    from jaxattn.inference.eval_input import load_split
+    from jaxattn.inference.translator import Translator
     from jaxattn.metrics import read_metrics
 
     run, ec = tiny_run.workdir, tiny_run.config.eval

@@ -354,7 +354,7 @@ def run_specs(workdirs: str) -> tuple[list[str], list[str]]:
 
 
 def eval_data_options() -> dict:
-    """inference.load_pairs keyword arguments from the evaluation data flags (checked)."""
+    """eval_input.load_pairs keyword arguments from the evaluation data flags (checked)."""
     split, src, ref, tsv = FLAGS.split, FLAGS.src, FLAGS.ref, FLAGS.tsv
     given = [
         name
