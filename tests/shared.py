@@ -1,5 +1,6 @@
 """What the tests share at import time, before any fixture can be asked for: the repository's
-root and configs/synthetic.py with overrides.
+root, configs/synthetic.py with overrides, and the words of the small tutorial-format corpora
+that data tests write (`SUBJECTS`, `ADJECTIVES`, `very_pairs`).
 
 Test functions and fixtures ask conftest.py's fixtures (`synthetic_config` among them); this
 module is for module-level code (parametrize lists globbed under ROOT, helper functions of a test
@@ -23,3 +24,24 @@ def synthetic_config(overrides: dict | None = None):
         section, name = key.split(".")
         config[section][name] = value
     return config
+
+
+# Tutorial-format corpora written by tests: "I am very tall.<TAB>Je suis très tall !" pairs pass
+# the tutorial's filter (an English prefix, < 10 words); (English, French) subjects.
+SUBJECTS = [
+    ("I am", "Je suis"),
+    ("He is", "Il est"),
+    ("She's", "Elle est"),
+    ("We are", "Nous sommes"),
+    ("You're", "Vous êtes"),
+    ("They are", "Ils sont"),
+]
+ADJECTIVES = [
+    "tall", "happy", "tired", "ready", "hungry", "late", "sick", "rich",
+    "young", "angry", "calm", "cold", "busy", "sad", "early", "free",
+]  # fmt: skip
+
+
+def very_pairs(subjects=SUBJECTS) -> list[str]:
+    """One tutorial-format line per (subject, adjective): len(subjects) x 16 pairs."""
+    return [f"{e} very {a}.\t{f} très {a} !" for e, f in subjects for a in ADJECTIVES]

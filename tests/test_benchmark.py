@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from shared import ROOT
+from shared import ROOT, SUBJECTS, very_pairs
 
 TINY = [
     "--steps",
@@ -107,28 +107,7 @@ def test_train_flops_counts_matmuls(monkeypatch):
 def test_decode_mode_tiny(tmp_path):
     """Decode mode on a tiny tutorial-format corpus: every task timed, the per-model-step
     ratios of sampling, a 2-model ensemble and beam search against greedy reported."""
-    lines = [
-        f"{e} very {a}.\t{f} très {a} !"
-        for e, f in (("I am", "Je suis"), ("He is", "Il est"), ("We are", "Nous sommes"))
-        for a in (
-            "tall",
-            "happy",
-            "tired",
-            "ready",
-            "hungry",
-            "late",
-            "sick",
-            "rich",
-            "young",
-            "angry",
-            "calm",
-            "cold",
-            "busy",
-            "sad",
-            "early",
-            "free",
-        )
-    ]
+    lines = very_pairs([s for s in SUBJECTS if s[0] in ("I am", "He is", "We are")])
     corpus = tmp_path / "eng-fra.txt"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = run(

@@ -5,19 +5,12 @@ import zipfile
 
 import pytest
 import tensorflow_datasets as tfds
+from shared import SUBJECTS
 
 from jaxattn.data import builders, download, readers
 from jaxattn.data import splits as splits_lib
 from jaxattn.data.text import normalize_tutorial
 
-SUBJECTS = [
-    ("I am", "Je suis"),
-    ("He is", "Il est"),
-    ("She's", "Elle est"),
-    ("We are", "Nous sommes"),
-    ("You're", "Vous êtes"),
-    ("They are", "Ils sont"),
-]
 ADJECTIVES = [
     ("tall", "grand"),
     ("happy", "heureux"),

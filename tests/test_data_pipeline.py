@@ -7,38 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from shared import very_pairs
 
 import jaxattn.data as data_lib
 from jaxattn.config import default_data_config, validate_section
 from jaxattn.data.synthetic import synthetic_splits
 from jaxattn.rundir import layout
-
-SUBJECTS = [
-    ("I am", "Je suis"),
-    ("He is", "Il est"),
-    ("She's", "Elle est"),
-    ("We are", "Nous sommes"),
-    ("You're", "Vous êtes"),
-    ("They are", "Ils sont"),
-]
-ADJECTIVES = [
-    "tall",
-    "happy",
-    "tired",
-    "ready",
-    "hungry",
-    "late",
-    "sick",
-    "rich",
-    "young",
-    "angry",
-    "calm",
-    "cold",
-    "busy",
-    "sad",
-    "early",
-    "free",
-]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +20,7 @@ def eng_fra(tmp_path_factory):
     """A tutorial-style eng-fra.txt (96 pairs that pass the filter, 2 that do not) and a
     TFDS data_dir for it."""
     root = tmp_path_factory.mktemp("engfra")
-    lines = [f"{e} very {a}.\t{f} très {a} !" for e, f in SUBJECTS for a in ADJECTIVES]
+    lines = very_pairs()
     lines += ["Go.\tVa !", "I run.\tJe cours."]
     (root / "eng-fra.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
