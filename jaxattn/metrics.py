@@ -8,6 +8,8 @@ import time
 
 import sacrebleu
 
+from jaxattn.rundir.layout import METRICS_FILE, TENSORBOARD_DIR
+
 
 def corpus_scores(hypotheses: list[str], references: list[str], *, tokenize: str = "13a") -> dict:
     """sacreBLEU corpus BLEU and chrF of detokenized hypotheses against one reference each.
@@ -40,11 +42,11 @@ class MetricWriter:
         if not enabled:
             return
         os.makedirs(workdir, exist_ok=True)
-        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+        self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a")  # noqa: SIM115
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
 
     def write(self, step: int, split: str, scalars: dict) -> None:
         if not self.enabled:
@@ -67,7 +69,7 @@ class MetricWriter:
 
 def read_metrics(workdir: str) -> list[dict]:
     """All records of WORKDIR/metrics.jsonl (the last record wins for a repeated step)."""
-    path = os.path.join(workdir, "metrics.jsonl")
+    path = os.path.join(workdir, METRICS_FILE)
     if not os.path.exists(path):
         return []
     records = []

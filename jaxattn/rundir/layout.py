@@ -13,7 +13,9 @@ that reads or writes a run (the data package included) takes its names from here
       checkpoints/<step>/            a training checkpoint (Orbax): state, data_iter, meta,
                                      metrics; an unreadable one is moved to corrupt-<step>
       averaged/<version>/            the averaged checkpoint (Orbax): params, meta
-      metrics.jsonl, tensorboard/, curves.png   training curves (jaxattn.metrics, plots)
+      metrics.jsonl                  logged scalars, a JSON record a line (METRICS_FILE)
+      tensorboard/                   the same as TensorBoard events (TENSORBOARD_DIR)
+      curves.png                     training curves, drawn at the end (CURVES_FILE)
 
 A checkpoint is named by a `Checkpoint`: a `Step` (a training step, an int) or `AVERAGED` (the
 run's averaged checkpoint); 'latest' and 'best' are selectors that `jaxattn.rundir.run`
@@ -36,6 +38,7 @@ CONFIG_FILE = "config.json"
 BEST_FILE = "best.json"
 LOCK_FILE = ".lock"
 DATA_STATS_FILE = "data_stats.json"
+METRICS_FILE, TENSORBOARD_DIR, CURVES_FILE = "metrics.jsonl", "tensorboard", "curves.png"
 SRC_VOCAB_FILE, TGT_VOCAB_FILE = "src_vocab.txt", "tgt_vocab.txt"
 SRC_SPM_FILE, TGT_SPM_FILE = "src_spm.model", "tgt_spm.model"
 JOINT_SPM_FILE = "joint_spm.model"  # data.sp_joint: one SentencePiece model for both sides

@@ -36,7 +36,7 @@ from jaxattn.model.seq2seq import build_model
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir import run as run_lib
 from jaxattn.rundir.checkpointer import Checkpointer
-from jaxattn.rundir.layout import VOCAB_FILES, checkpoint_dir, step_dir
+from jaxattn.rundir.layout import CURVES_FILE, VOCAB_FILES, checkpoint_dir, step_dir
 from jaxattn.tools import plots
 from jaxattn.training.losses import loss_mask, token_losses
 from jaxattn.training.optim import (
@@ -217,9 +217,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str):
         raise
     ckpt.close()
     if is_main:
-        plots.training_curves(
-            metrics_lib.read_metrics(workdir), os.path.join(workdir, "curves.png")
-        )
+        plots.training_curves(metrics_lib.read_metrics(workdir), os.path.join(workdir, CURVES_FILE))
     return result
 
 
