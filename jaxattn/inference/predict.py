@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxattn import search
 from jaxattn.data.batching import PadLength, pad
-from jaxattn.rundir.run import max_src_positions
+from jaxattn.model.attention import source_positions
 
 IN_FLIGHT = 4  # batches dispatched ahead of the one being collected
 
@@ -52,7 +52,7 @@ def source_width(config) -> Callable[[int], int]:
     """n -> the padded source width S of a batch whose longest row has n positions: as training
     pads (data.pad_to, bucket_boundaries, pad_multiple; models trained without masks see the
     padding they were trained on), at most location attention's positions."""
-    pad_length, positions = PadLength.from_config(config.data), max_src_positions(config)
+    pad_length, positions = PadLength.from_config(config.data), source_positions(config.model)
     return lambda n: min(pad_length(n), positions) if positions else pad_length(n)
 
 

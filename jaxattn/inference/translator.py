@@ -70,6 +70,7 @@ from jaxattn.inference.translation import (
     run_stats,
     training_limit,
 )
+from jaxattn.model.attention import source_positions
 from jaxattn.model.seq2seq import build_model
 from jaxattn.rundir import run as run_lib
 from jaxattn.rundir.layout import Checkpoint, Selector
@@ -153,7 +154,7 @@ class Translator:
         self.src_vocab, self.tgt_vocab = text.src_vocab, text.tgt_vocab
         self.max_length = text.max_length  # the corpus filter's limit (read_tsv filters by it)
         # location attention scores a fixed number of source positions (EOS included); 0 = any
-        self.max_src_positions = run_lib.max_src_positions(config)
+        self.max_src_positions = source_positions(config.model)
         self._source_width = predict.source_width(config)  # source widths as in training
         # the limits each run's training implies, (tokens, why) per side; an ensemble: the least
         stats = [(c, run_stats(w)) for c, w in (runs or [(config, None)])]

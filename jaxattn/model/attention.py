@@ -157,6 +157,13 @@ def config_conflict(c, query_dim: int, key_dim: int) -> str | None:
     return cls.config_conflict(c.attention, query_dim, key_dim)
 
 
+def source_positions(c) -> int:
+    """Source positions (EOS included) model config c's attention can score; 0 = any (asked
+    of the registered class: location attention's fixed number)."""
+    cls, _ = _entry(c.attention)
+    return cls.source_positions(c)
+
+
 def from_config(c, query_dim: int, key_dim: int, *, dtype: Any = None) -> nn.Module:
     """Model config c's attention (`c.attention`, with the fields its class reads from c) for
     decoder queries [B, query_dim] over encoder outputs [B, S, key_dim].

@@ -157,6 +157,13 @@ class Attention(nn.Module):
             )
         return None
 
+    @classmethod
+    def source_positions(cls, c) -> int:
+        """Source positions (EOS included) this attention can score under model config `c`;
+        0 = any (location attention has a fixed number)."""
+        del c
+        return 0
+
     def precompute(self, keys: Array) -> Array | None:
         """Key-only work [B, S, ...], done once per sentence; None when there is none."""
         del keys
@@ -318,6 +325,10 @@ class LocationAttention(_ScoreAttention):
     @classmethod
     def config_fields(cls, c, query_dim):
         return {"max_length": c.attention_max_length, "use_bias": c.attention_bias}
+
+    @classmethod
+    def source_positions(cls, c) -> int:
+        return c.attention_max_length
 
     def setup(self):
         self.attn = nn.Dense(self.max_length, **dense_kwargs(self, use_bias=self.use_bias))

@@ -44,6 +44,7 @@ from jaxattn.errors import (
     WorkdirError,
     first_line,
 )
+from jaxattn.model.attention import source_positions
 from jaxattn.model.seq2seq import build_model
 from jaxattn.rundir import files as files_lib
 from jaxattn.rundir import params as params_lib
@@ -468,12 +469,6 @@ def restore_runs(workdirs, checkpoints="latest") -> list[tuple[Run, Any, Checkpo
     return [(r, *restore_params(r, c)) for r, c in zip(runs, checkpoints, strict=True)]
 
 
-def max_src_positions(config) -> int:
-    """Source positions (EOS included) the model scores: location attention's fixed number;
-    0 = any."""
-    return config.model.attention_max_length if config.model.attention == "location" else 0
-
-
 def check_ensemble(runs: list[Run]) -> None:
     """InferenceError naming two runs and what differs unless every run has the first's
     source and target vocabularies, tokenizers (kind, normalization, case, SentencePiece
@@ -513,7 +508,7 @@ def _difference(a: Run, b: Run) -> str:
             if x != y:
                 shown = "" if what == "sp_model" else f": {x!r} vs {y!r}"
                 return f"their {side} tokenizers differ in {what}{shown}"
-    pa, pb = max_src_positions(a.config), max_src_positions(b.config)
+    pa, pb = source_positions(a.config.model), source_positions(b.config.model)
     if pa != pb:
         return (
             f"their location attention scores {pa or 'any number of'} vs "
