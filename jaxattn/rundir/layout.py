@@ -1,6 +1,6 @@
 """The run directory's layout: the name of every file and folder in a WORKDIR, and the typed
 references to its checkpoints. Imports nothing of jaxattn but the errors, so that every module
-that reads or writes a run (the data package included) takes its names from here.
+that reads or writes a run (the data package included) takes its names from here::
 
     WORKDIR/
       config.json                    the run's config (CONFIG_FILE)

@@ -1,12 +1,12 @@
 """A training run's directory, opened and written: the one owner of the run's files (their
-names and the layout, drawn there: `jaxattn.rundir.layout`).
+names and the layout, drawn there: `jaxattn.rundir.layout`)::
 
     WORKDIR/config.json, {src,tgt}_vocab.txt, *_spm.model, data_stats.json, best.json, .lock
     WORKDIR/checkpoints/<step>/{state, data_iter, meta, metrics}   training checkpoints
     WORKDIR/averaged/<version>/{params, meta}                      the averaged checkpoint
 
 Opening a run (inference, evaluation, export): `load_config`, `load_run` (config + text
-processing), and its checkpoints as typed references (`layout.Step`, `layout.AVERAGED`):
+processing), and its checkpoints as typed references (`layout.Step`, `layout.AVERAGED`)::
 
     run = load_run("runs/a")                              # config + tokenizers + vocabularies
     with Checkpoints("runs/a") as ckpts:
