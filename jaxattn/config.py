@@ -141,6 +141,19 @@ def default_model_config() -> ml_collections.ConfigDict:
     c.encoder_lengths = True  # False: the tutorial's encoder reads padding
     c.dtype = "float32"  # float32 | bfloat16 (compute dtype; params stay float32)
     c.unroll = 1  # scan unroll factor
+    # --- the Transformer (encoder='transformer' and/or decoder='transformer'): its width is
+    # `hidden` (embeddings included; embed_dim is the RNN parts'), its depth encoder_layers /
+    # decoder_layers, `dropout` on embeddings and every sublayer's output.
+    c.heads = 4  # attention heads (must divide hidden)
+    c.ff_dim = 1024  # feed-forward inner width
+    c.attention_dropout = 0.0  # on the attention weights
+    c.norm_first = False  # pre-LN (x + f(LN(x))); False: post-LN (the paper, d2l)
+    c.positional = "sinusoidal"  # sinusoidal (d2l 11.6) | learned
+    c.max_positions = 256  # learned positional table: longest source and decoding steps
+    c.scan_layers = False  # run each stack under nn.scan (one compiled layer; same results)
+    c.tie_embeddings = False  # the Transformer decoder's output layer = its embedding
+    c.alignment_layer = -1  # the cross-attention a step reports as its alignment: this layer
+    c.alignment_head = -1  # ... and head; -1 = the mean of the layer's heads
     return c
 
 
@@ -219,6 +232,7 @@ def _registries() -> dict:
     from jaxattn.model.decoders import BRIDGES, DECODERS
     from jaxattn.model.encoders import ENCODERS
     from jaxattn.model.rnn import CELLS
+    from jaxattn.model.transformer import POSITIONAL
     from jaxattn.training.optim import LR_SCHEDULES, OPTIMIZERS, TEACHER_FORCING_SCHEDULES
 
     return dict(
@@ -231,6 +245,7 @@ def _registries() -> dict:
         sp_model_types=SP_MODEL_TYPES,
         normalizations=("auto",) + NORMALIZATIONS,
         bridges=BRIDGES,
+        positionals=POSITIONAL,
         encoders=tuple(ENCODERS),
         decoders=tuple(DECODERS),
         cells=tuple(CELLS),
@@ -313,6 +328,16 @@ def rules() -> dict[str, dict]:
             "encoder_lengths": boolean,
             "dtype": one_of("float32", "bfloat16"),
             "unroll": integer(1),
+            "heads": integer(1),
+            "ff_dim": integer(1),
+            "attention_dropout": real(0, 1, hi_open=True),
+            "norm_first": boolean,
+            "positional": one_of(*r["positionals"]),
+            "max_positions": integer(1),
+            "scan_layers": boolean,
+            "tie_embeddings": boolean,
+            "alignment_layer": integer(None),
+            "alignment_head": integer(-1),
         },
         "train": {
             "batch_size": integer(1),

@@ -391,7 +391,7 @@ def test_bridge_copy_needs_matching_sizes(init):
 
 def test_config_errors(init):
     with pytest.raises(ValueError, match="Unknown decoder"):
-        build_model(small_config(decoder="transformer"), SRC_V, TGT_V, BOS)
+        build_model(small_config(decoder="mamba"), SRC_V, TGT_V, BOS)
     with pytest.raises(ValueError, match="sizes must match"):  # 8 vs 16 (bidirectional)
         build_model(
             small_config(attention="dot", bidirectional=True, bridge="dense"), SRC_V, TGT_V, BOS

@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxattn import search
 from jaxattn.data.batching import PadLength, pad
-from jaxattn.model.attention import source_positions
+from jaxattn.model.seq2seq import source_positions
 
 IN_FLIGHT = 4  # batches dispatched ahead of the one being collected
 

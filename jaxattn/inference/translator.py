@@ -70,8 +70,7 @@ from jaxattn.inference.translation import (
     run_stats,
     training_limit,
 )
-from jaxattn.model.attention import source_positions
-from jaxattn.model.seq2seq import build_model
+from jaxattn.model.seq2seq import build_model, source_positions
 from jaxattn.rundir import run as run_lib
 from jaxattn.rundir.layout import Checkpoint, Selector
 from jaxattn.search.options import DecodeOptions

@@ -34,6 +34,7 @@ from flax import struct
 
 from jaxattn.model import attention as attention_lib
 from jaxattn.model.rnn import compute_dtype, make_cell
+from jaxattn.model.transformer import TransformerDecoder
 
 BRIDGES = ("copy", "dense", "zero")
 # Teacher-forced loops whose per-step [B, S, D_enc]-sized residuals (attention energies) would
@@ -147,9 +148,17 @@ class Decoder(nn.Module):
     def config_conflict(cls, c, key_dim: int) -> str | None:
         """Why model config c cannot build this decoder over encoder outputs [B, S, key_dim]
         (a message), or None."""
+        if c.tie_embeddings:
+            return "tie_embeddings is the Transformer decoder's (decoder='transformer')."
         if not cls.needs_attention:
             return None
         return attention_lib.config_conflict(c, cls.query_size(c), key_dim)
+
+    @classmethod
+    def target_positions(cls, c) -> int:
+        """Decoding steps it can take: 0 = any."""
+        del c
+        return 0
 
     @classmethod
     def from_config(cls, c, vocab_size: int, key_dim: int) -> Decoder:
@@ -188,8 +197,10 @@ class Decoder(nn.Module):
         """Attention work that depends only on the keys (done once per sentence)."""
         return None if self.attention is None else self.attention.precompute(keys)
 
-    def init_state(self, memory: Memory) -> DecoderState:
-        """Initial decoder state from the encoder's final carries (the 'bridge')."""
+    def init_state(self, memory: Memory, steps: int | None = None) -> DecoderState:
+        """Initial decoder state from the encoder's final carries (the 'bridge'); `steps`
+        (the decoding steps to come, for a fixed-size cache) is not needed by an RNN."""
+        del steps
         finals = memory.finals
         batch = memory.keys.shape[0]
         rnn = []
@@ -301,20 +312,37 @@ class Decoder(nn.Module):
             return self._logits(features), weights, state
         if teacher_forcing is None:  # init: the per-step path, so params init as before
             teacher_forcing = jnp.ones((batch, steps), bool)
+        return step_loop(self, memory, state0, gold_inputs, teacher_forcing, train=train)
 
-        def body(dec, carry, xs):
-            state, prev_pred = carry
-            gold, force, t = xs  # each [B]
-            tokens = jnp.where(force, gold, prev_pred)
-            state, logits, weights = dec.step(memory, state, tokens, t, train=train)
-            pred = jnp.argmax(logits, axis=-1).astype(targets.dtype)
-            return (state, pred), (logits, weights)
 
-        scan = nn.scan(body, **scan_kw)
-        (state, _), (logits, weights) = scan(
-            self, (state0, bos[:, 0]), (gold_inputs, teacher_forcing, times)
-        )
-        return logits, weights, state
+def step_loop(dec, memory, state0, gold_inputs, teacher_forcing, *, train: bool = False):
+    """Decodes step by step in one scanned loop (any decoder of the protocol): the input at
+    step t is gold_inputs[:, t] where teacher_forcing[:, t], else step t-1's argmax (BOS, in
+    gold_inputs[:, 0], first). gold_inputs, teacher_forcing [B, T].
+    Returns (logits [B, T, V], weights [B, T, S], the final state)."""
+    batch, steps = gold_inputs.shape
+    times = jnp.broadcast_to(jnp.arange(steps, dtype=jnp.int32), (batch, steps))
+
+    def body(dec, carry, xs):
+        state, prev_pred = carry
+        gold, force, t = xs  # each [B]
+        tokens = jnp.where(force, gold, prev_pred)
+        state, logits, weights = dec.step(memory, state, tokens, t, train=train)
+        pred = jnp.argmax(logits, axis=-1).astype(gold_inputs.dtype)
+        return (state, pred), (logits, weights)
+
+    scan = nn.scan(
+        body,
+        variable_broadcast="params",
+        split_rngs={"params": False, "dropout": True},
+        in_axes=1,
+        out_axes=1,
+        unroll=getattr(dec, "unroll", 1),
+    )
+    (state, _), (logits, weights) = scan(
+        dec, (state0, gold_inputs[:, 0]), (gold_inputs, teacher_forcing, times)
+    )
+    return logits, weights, state
 
 
 def _attend(attention, query, memory: Memory, t):
@@ -377,7 +405,7 @@ class LuongDecoder(Decoder):
         super().setup()
         self.combine = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype)  # W_c
 
-    def init_state(self, memory: Memory) -> DecoderState:
+    def init_state(self, memory: Memory, steps: int | None = None) -> DecoderState:
         state = super().init_state(memory)
         if not self.input_feeding:
             return state
@@ -438,9 +466,10 @@ class LegacyDecoder(Decoder):
 
 
 # config.model.decoder -> its class: one line registers a decoder.
-DECODERS: dict[str, type[Decoder]] = {
+DECODERS: dict[str, type[nn.Module]] = {
     "bahdanau": BahdanauDecoder,
     "luong": LuongDecoder,
     "plain": PlainDecoder,
     "legacy": LegacyDecoder,
+    "transformer": TransformerDecoder,
 }

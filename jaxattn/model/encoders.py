@@ -7,7 +7,8 @@ valid positions and the final state do not depend on how much padding follows.
 `ENCODERS` registers encoders by name (`config.model.encoder`). An encoder is a module called
 as ``outputs, finals = encoder(src, lengths, train=...)`` (shapes in `Encoder.__call__`) with
 an `output_dim` property (the outputs' last axis) and a `from_config(c, vocab_size)`
-classmethod; a new one is its class plus one line in `ENCODERS`.
+classmethod (and `config_conflict(c)`, `source_positions(c)` classmethods); a new one is its
+class plus one line in `ENCODERS`. `TransformerEncoder` (jaxattn.model.transformer) is one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxattn.model.rnn import RNN, compute_dtype, valid_mask
+from jaxattn.model.transformer import TransformerEncoder
 
 
 class Encoder(nn.Module):
@@ -53,6 +55,18 @@ class Encoder(nn.Module):
             unroll=c.unroll,
             dtype=compute_dtype(c),
         )
+
+    @classmethod
+    def config_conflict(cls, c) -> str | None:
+        """Why model config c cannot build this encoder (a message), or None."""
+        del c
+        return None
+
+    @classmethod
+    def source_positions(cls, c) -> int:
+        """Source positions it can read: 0 = any."""
+        del c
+        return 0
 
     @nn.compact
     def __call__(self, src, lengths=None, *, train: bool = False):
@@ -107,4 +121,4 @@ class Encoder(nn.Module):
 
 
 # config.model.encoder -> its class: one line registers an encoder.
-ENCODERS: dict[str, type[nn.Module]] = {"rnn": Encoder}
+ENCODERS: dict[str, type[nn.Module]] = {"rnn": Encoder, "transformer": TransformerEncoder}

@@ -1,7 +1,7 @@
 """Seq2Seq: an encoder and a decoder, with the methods search code drives.
 
     memory = model.apply(v, src, src_len, method="encode")
-    state = model.apply(v, memory, method="init_state")
+    state = model.apply(v, memory, max_len, method="init_state")
     state, logits, weights = model.apply(v, memory, state, prev, t, method="decode_step")
 
 `__call__` decodes a whole target sequence in one scanned loop: teacher forced (ratio 1.0, the
@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxattn.model.decoders import DECODERS, DecoderState, Memory
+from jaxattn.model.attention import source_positions as attention_source_positions
+from jaxattn.model.decoders import DECODERS, Memory
 from jaxattn.model.encoders import ENCODERS
 from jaxattn.model.rnn import valid_mask
 from jaxattn.search.core import check_ids, vocab_sizes
@@ -75,9 +76,11 @@ class Seq2Seq(nn.Module):
         cache = self.decoder.precompute(keys)
         return Memory(keys=keys, mask=mask, finals=tuple(finals), cache=cache)
 
-    def init_state(self, memory: Memory) -> DecoderState:
-        """The decoder's initial state from `encode`'s memory (rnn carries, [B, H] each)."""
-        return self.decoder.init_state(memory)
+    def init_state(self, memory: Memory, steps: int | None = None):
+        """The decoder's initial state from `encode`'s memory: a `DecoderState` (RNN carries,
+        [B, H] each) or a `TransformerState` (a key/value cache of `steps` positions; search
+        code passes its max_len)."""
+        return self.decoder.init_state(memory, steps)
 
     def decode_step(self, memory, state, prev_tokens, t, *, train: bool = False):
         """One decoder step, as search code drives it.
@@ -172,9 +175,27 @@ def config_conflict(c: ml_collections.ConfigDict) -> str | None:
     query size against the encoder's output size (e.g. dot-like attentions need them equal).
     """
     # An unbound module is only its fields: building it just reads the output size.
-    encoder = _registered(ENCODERS, "encoder", c.encoder).from_config(c, vocab_size=1)
-    why = _registered(DECODERS, "decoder", c.decoder).config_conflict(c, encoder.output_dim)
+    encoder_class = _registered(ENCODERS, "encoder", c.encoder)
+    why = encoder_class.config_conflict(c)
+    if not why:
+        key_dim = encoder_class.from_config(c, vocab_size=1).output_dim
+        why = _registered(DECODERS, "decoder", c.decoder).config_conflict(c, key_dim)
     return f"config.model: {why}" if why else None
+
+
+def source_positions(c: ml_collections.ConfigDict) -> int:
+    """Source positions (EOS included) model config c's model can read; 0 = any: the least
+    limit of its encoder (a learned positional table) and its attention (location's)."""
+    limits = [_registered(ENCODERS, "encoder", c.encoder).source_positions(c)]
+    if getattr(_registered(DECODERS, "decoder", c.decoder), "needs_attention", False):
+        limits.append(attention_source_positions(c))
+    return min((n for n in limits if n), default=0)
+
+
+def target_positions(c: ml_collections.ConfigDict) -> int:
+    """Decoding steps model config c's decoder can take; 0 = any (a learned positional table
+    limits the Transformer's)."""
+    return _registered(DECODERS, "decoder", c.decoder).target_positions(c)
 
 
 def build_model(

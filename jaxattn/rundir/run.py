@@ -44,8 +44,7 @@ from jaxattn.errors import (
     WorkdirError,
     first_line,
 )
-from jaxattn.model.attention import source_positions
-from jaxattn.model.seq2seq import build_model
+from jaxattn.model.seq2seq import build_model, source_positions
 from jaxattn.rundir import files as files_lib
 from jaxattn.rundir import params as params_lib
 from jaxattn.rundir.checkpointer import Checkpointer, quiet_failed_reads

@@ -7,7 +7,7 @@ The methods drive any `Seq2Seq` (any decoder, GRU or LSTM, padded batches) throu
 methods (see `core.start` and `core.step`):
 
     memory = model.apply(v, src, src_len, method="encode")
-    state = model.apply(v, memory, method="init_state")
+    state = model.apply(v, memory, max_len, method="init_state")  # a Transformer's cache size
     state, logits, weights = model.apply(v, memory, state, prev, t, method="decode_step")
 
 and loop with `lax.while_loop`, so decoding ends as soon as every sentence is done instead of

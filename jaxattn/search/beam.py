@@ -246,7 +246,7 @@ def _beam(
     n_best,
     keep_greedy,
 ):
-    memory, state = start(model, variables, src, src_len)
+    memory, state = start(model, variables, src, src_len, max_len)
     ids = dict(bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, max_len=max_len)
     result = beam_loop(
         model,

@@ -7,6 +7,7 @@ goes here once, and greedy, beam, sampling and forced decoding all get it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from typing import NamedTuple
 
@@ -213,15 +214,18 @@ def _members(model, variables):
     return tuple(zip(model.models, variables, strict=True))
 
 
-def start(model, variables, src, src_len):
-    """Encodes a batch: (memory, initial decoder state), every leaf batch first [B, ...]
-    (an Ensemble: tuples of its members')."""
+def start(model, variables, src, src_len, steps: int):
+    """Encodes a batch: (memory, initial decoder state for `steps` decoding steps), every leaf
+    batch first [B, ...] (an Ensemble: tuples of its members')."""
     members = _members(model, variables)
     if members is not None:
-        pairs = [start(m, v, src, src_len) for m, v in members]
+        pairs = [start(m, v, src, src_len, steps) for m, v in members]
         return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
     memory = model.apply(variables, src, src_len, method="encode")
-    state = model.apply(variables, memory, method="init_state")
+    # init_state(memory, steps) sizes a fixed cache (the Transformer's); a model whose
+    # init_state takes the memory only (any module of the protocol) gets that.
+    sized = "steps" in inspect.signature(type(model).init_state).parameters
+    state = model.apply(variables, memory, *((steps,) if sized else ()), method="init_state")
     return memory, state
 
 

@@ -34,7 +34,7 @@ class Forced(NamedTuple):
 @functools.partial(jax.jit, static_argnames=("model", "bos_id"))
 def _force(model, variables, src, src_len, tgt, tgt_len, *, bos_id):
     batch, steps = tgt.shape
-    memory, state = start(model, variables, src, src_len)
+    memory, state = start(model, variables, src, src_len, steps)
     prev = jnp.concatenate([jnp.full((batch, 1), bos_id, jnp.int32), tgt[:, :-1]], axis=1)
 
     def body(state, xs):

@@ -78,7 +78,7 @@ def greedy_loop(
 
 @functools.partial(jax.jit, static_argnames=("model", "bos_id", "eos_id", "pad_id", "max_len"))
 def _greedy(model, variables, src, src_len, *, bos_id, eos_id, pad_id, max_len):
-    memory, state = start(model, variables, src, src_len)
+    memory, state = start(model, variables, src, src_len, max_len)
     return greedy_loop(
         model,
         variables,

@@ -195,7 +195,7 @@ def _sample(
     top_p,
 ):
     batch, n = src.shape[0], num_samples
-    memory, state = start(model, variables, src, src_len)
+    memory, state = start(model, variables, src, src_len, max_len)
     tile = functools.partial(jnp.repeat, repeats=n, axis=0)  # [B, ...] -> [B * N, ...]
     memory, state = jax.tree.map(tile, memory), jax.tree.map(tile, state)
     fold = jax.vmap(jax.random.fold_in)
