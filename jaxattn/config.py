@@ -451,6 +451,17 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
             f"config.train.batch_size={tc.batch_size} must divide evenly over the "
             f"{device_count} devices; use a multiple of {device_count}."
         )
+    from jaxattn.model.seq2seq import target_positions
+
+    steps = target_positions(config.model)
+    if steps and config.eval.max_decode_len > steps:
+        _fail(
+            "eval",
+            "max_decode_len",
+            config.eval.max_decode_len,
+            f"must be <= model.max_positions ({steps}): the decoder's learned positional "
+            "table has no later positions (raise max_positions or use positional='sinusoidal')",
+        )
     if config.eval.beam_size > 1 and config.eval.max_decode_len < 1:
         _fail("eval", "max_decode_len", config.eval.max_decode_len, "must be >= 1")
 

@@ -278,7 +278,7 @@ def test_workdir_outputs(tmp_path):
 @pytest.mark.parametrize(
     "key,value,message",
     [
-        ("model.decoder", "transformer", "config.model.decoder='transformer' is not one of"),
+        ("model.decoder", "mamba", "config.model.decoder='mamba' is not one of"),
         ("train.batch_size", 0, "batch_size=0 must be >= 1"),
         ("train.teacher_forcing_ratio", 1.5, "teacher_forcing_ratio=1.5 must be <= 1"),
         ("train.optimizer", "adagrad", "config.train.optimizer='adagrad'"),
@@ -299,6 +299,65 @@ def test_bad_config_fails_before_any_work(tmp_path, key, value, message):
     with pytest.raises(ConfigError, match=message):
         train_lib.train_and_evaluate(_config(**overrides), str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+
+TRANSFORMER = {
+    "model.encoder": "transformer",
+    "model.decoder": "transformer",
+    "model.heads": 2,
+    "model.ff_dim": 32,
+    "model.encoder_layers": 1,
+    "model.decoder_layers": 2,
+}
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"model.heads": 3}, "heads \\(3\\) must divide hidden \\(16\\)"),
+        ({"model.decoder": "luong", "model.heads": 5}, "heads \\(5\\) must divide"),
+        ({"model.encoder": "rnn", "model.heads": 0}, "heads=0 must be >= 1"),
+        ({"model.alignment_layer": 2}, "alignment_layer 2 is not a layer of the 2-layer decoder"),
+        ({"model.alignment_layer": -3}, "alignment_layer -3"),
+        ({"model.alignment_head": 2}, "alignment_head 2 is not one of the 2 heads"),
+        ({"model.positional": "rotary"}, "config.model.positional='rotary' is not one of"),
+        ({"model.decoder": "bahdanau", "model.tie_embeddings": True}, "tie_embeddings is the"),
+        (
+            {"model.positional": "learned", "model.max_positions": 8, "eval.max_decode_len": 9},
+            "max_decode_len=9 must be <= model.max_positions \\(8\\)",
+        ),
+        ({"model.attention_dropout": 1.0}, "attention_dropout=1.0 must be < 1"),
+        ({"model.ff_dim": 0}, "ff_dim=0 must be >= 1"),
+    ],
+)
+def test_bad_transformer_config_fails_before_any_work(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        train_lib.train_and_evaluate(_config(**{**TRANSFORMER, **overrides}), str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model",
+    [
+        TRANSFORMER,
+        {**TRANSFORMER, "model.scan_layers": True, "model.norm_first": True},
+        {"model.encoder": "transformer", "model.heads": 2, "model.ff_dim": 32},  # + Bahdanau
+    ],
+    ids=["transformer", "scanned_pre_ln", "transformer_encoder_bahdanau"],
+)
+def test_transformer_trains_and_resumes_bit_exact(tmp_path, model):
+    """A Transformer (or a mixed model) learns the synthetic task, and 10 steps + a resume to
+    30 give the parameters of 30 uninterrupted steps."""
+    run = {**model, "train.learning_rate": 3e-3}
+    ref, metrics = train_lib.train_and_evaluate(_config(**run), str(tmp_path / "ref"))
+    assert metrics["loss"] < 2.5, metrics  # a uniform guess is log(V) ~ 3.4
+    train_lib.train_and_evaluate(
+        _config(**{**run, "train.num_train_steps": 10}), str(tmp_path / "w")
+    )
+    state, _ = train_lib.train_and_evaluate(_config(**run), str(tmp_path / "w"))
+    assert Checkpointer(str(tmp_path / "w")).all_steps()[-1] == 30
+    _assert_equal_params(_params(state), _params(ref))
 
 
 @pytest.mark.slow

@@ -70,7 +70,7 @@ from jaxattn.inference.translation import (
     run_stats,
     training_limit,
 )
-from jaxattn.model.seq2seq import build_model, source_positions
+from jaxattn.model.seq2seq import build_model, source_positions, target_positions
 from jaxattn.rundir import run as run_lib
 from jaxattn.rundir.layout import Checkpoint, Selector
 from jaxattn.search.options import DecodeOptions
@@ -275,6 +275,9 @@ class Translator:
                     f"4 x the input limit of {limit.tokens:,} tokens; longer output "
                     "cannot be a translation of such input",
                 )
+        table = target_positions(self.config.model)
+        if table and table < bound[0]:
+            bound = (table, "the decoder's learned positional table (model.max_positions)")
         return bound if bound[0] >= floor else (floor, "the run's eval.max_decode_len")
 
     def check_limits(
@@ -415,9 +418,11 @@ class Translator:
         if max_len:
             return max_len
         floor = self.config.eval.max_decode_len
-        return min(
+        steps = min(
             predict.round_up(max(floor, 2 * padded_len + 10), 8), max(MAX_DECODE_STEPS, floor)
         )
+        table = target_positions(self.config.model)  # a learned positional table's size
+        return min(steps, max(table, floor)) if table else steps
 
     def _plan(
         self, inputs: list[_Input], batch_size: int | None, max_len: int | None
