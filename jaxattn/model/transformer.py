@@ -25,6 +25,7 @@ cross-attention, its heads' mean or one head (`alignment_layer`, `alignment_head
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -131,8 +132,13 @@ class Embedding(nn.Module):
         self.drop = nn.Dropout(self.dropout)
 
     def check_positions(self, n: int, what: str):
-        """ValueError when n positions exceed the learned table."""
-        if self.positional == "learned" and n > self.max_positions:
+        """ValueError when n positions exceed the learned table; a symbolic n (a width under
+        jax.export) is not checked here: the export's callers limit their inputs."""
+        if (
+            self.positional == "learned"
+            and isinstance(n, numbers.Integral)
+            and n > self.max_positions
+        ):
             raise ValueError(
                 f"{what} has {n} positions; this model's learned positional encoding has "
                 f"{self.max_positions} (model.max_positions): shorten it, or train with a "
