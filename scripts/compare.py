@@ -4,6 +4,10 @@
     python scripts/compare.py --workdirs=runs/base,runs/luong --beam_size 5
     python scripts/compare.py runs/base@2000 runs/base@best --tsv eng-fra.txt
     python scripts/compare.py runs/a runs/b --src test.fr --ref test.en --json table.json
+    python scripts/compare.py runs/rnn runs/transformer --curves_png minutes.png
+
+--curves_png also draws each run's validation BLEU (from its metrics.jsonl) against its
+training minutes: an equal-time comparison of architectures.
 
 A workdir may name its checkpoint as DIR@latest, DIR@best or DIR@STEP (default --checkpoint).
 With --split every run reads its own corpus config; runs whose splits differ are flagged (their
@@ -22,11 +26,16 @@ from jaxattn.data.readers import summary
 from jaxattn.errors import InferenceError, UsageError
 from jaxattn.inference import eval_input
 from jaxattn.inference import translator as inference
+from jaxattn.metrics import read_metrics
+from jaxattn.model.seq2seq import describe
 from jaxattn.rundir.files import write_text
-from jaxattn.tools import cli
+from jaxattn.tools import cli, plots
 
 _WORKDIRS = flags.DEFINE_list(
     "workdirs", [], "Training runs (comma-separated); positional arguments are added to these."
+)
+_CURVES_PNG = flags.DEFINE_string(
+    "curves_png", None, "Also draw the runs' validation BLEU against training minutes here."
 )
 cli.define_run_flags(workdir=False)
 cli.define_decoding_flags()
@@ -77,7 +86,7 @@ def run(argv):
     cli.check_decoding_flags()
     own_split = options["src"] is None and options["tsv"] is None
     limits = eval_input.limit_options("truncate" if own_split else "error")
-    cli.check_outputs("json", inputs=("src", "ref", "tsv", "unk_dictionary"))
+    cli.check_outputs("json", "curves_png", inputs=("src", "ref", "tsv", "unk_dictionary"))
     names = _names(specs)
     translators = []  # all restored first: a wrong workdir or step fails before any work
     for name, (workdir, ckpt) in zip(names, specs, strict=True):
@@ -123,14 +132,13 @@ def run(argv):
             )
         except InferenceError as e:
             raise type(e)(f"{name}: {e}") from None
-        m = translator.config.model
         rows.append(
             dict(
                 name=name + ("" if same else " (other data)"),
                 workdir=os.path.abspath(workdir),
                 step=translator.step,
                 params=translator.num_params,
-                model=f"{m.cell} {m.decoder}" + ("" if m.decoder == "plain" else f"/{m.attention}"),
+                model=describe(translator.config.model),
                 bleu=r["bleu"],
                 chrf=r["chrf"],
                 sentences=r["sentences"],
@@ -149,6 +157,12 @@ def run(argv):
     )
     if FLAGS.json:
         write_text(FLAGS.json, json.dumps(rows, indent=2) + "\n")
+    if _CURVES_PNG.value:
+        runs = [(n, read_metrics(w)) for n, (w, _) in zip(names, specs, strict=True)]
+        title = "validation BLEU against training time (the runs' own machines and loads)"
+        print(
+            f"wrote {plots.bleu_against_minutes(runs, title, _CURVES_PNG.value)}", file=sys.stderr
+        )
 
 
 def table(rows: list[dict]) -> str:

@@ -77,3 +77,25 @@ def test_metric_writer_round_trip(tmp_path):
     off.close()
     assert not (tmp_path / "off").exists()
     assert metrics.read_metrics(str(tmp_path / "missing")) == []
+
+
+def test_minutes_series_leaves_out_the_gap_of_a_resume(tmp_path):
+    from jaxattn.tools import plots
+
+    def rec(step, minute, split="train", **kw):
+        return {"step": step, "split": split, "time": 1000.0 + 60 * minute, **kw}
+
+    records = [
+        rec(100, 0),
+        rec(200, 1),
+        rec(200, 2, "valid", bleu=10.0),
+        rec(300, 3),  # killed after step 300, resumed two hours later from step 200
+        rec(300, 123),
+        rec(400, 124, "valid", bleu=20.0),
+        rec(400, 125, "valid", bleu=21.0),  # a repeated step: the last record wins
+    ]
+    minutes, bleu = plots.minutes_series(records)
+    assert minutes == [2.0, 5.0] and bleu == [10.0, 21.0]
+    assert plots.minutes_series([rec(100, 0)]) == ([], [])
+    png = plots.bleu_against_minutes([("a", records), ("b", [])], "t", str(tmp_path / "m.png"))
+    assert (tmp_path / "m.png").stat().st_size > 5000 and png.endswith("m.png")

@@ -596,3 +596,17 @@ def test_learns_reverse_task_with_antidiagonal_attention():
     pad = ~np.asarray(valid_mask(test[1], MAX_LEN))[:, None, :]
     assert np.all(weights[np.broadcast_to(pad, weights.shape)] == 0.0)
     assert elapsed < 120, report
+
+
+def test_describe_names_every_architecture():
+    from jaxattn.model.seq2seq import describe
+
+    assert describe(small_config()) == "gru bahdanau/additive"
+    assert describe(small_config(decoder="plain")) == "gru plain"
+    tf = dict(heads=2, encoder_layers=2, decoder_layers=3)
+    assert describe(small_config(encoder="transformer", decoder="transformer", **tf)) == (
+        "transformer 2+3x8/2h"
+    )
+    mixed = small_config(encoder="transformer", decoder="luong", attention="general", **tf)
+    assert describe(mixed) == "transformer 2x8/2h -> gru luong/general"
+    assert describe(small_config(decoder="transformer", **tf)) == "gru -> transformer 3x8/2h"

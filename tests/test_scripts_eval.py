@@ -210,8 +210,10 @@ def test_evaluate_ensemble_options_and_score(run, env, tmp_path):
     assert -1 < float(rows[0][0]) < 0 and "4 references, log-probability" in err
 
 
-def test_compare_table(run, env):
-    out, _ = script(env, "compare", run, f"{run}@150", "--nowarmup")
+def test_compare_table(run, env, tmp_path):
+    png = tmp_path / "minutes.png"
+    out, err = script(env, "compare", run, f"{run}@150", "--nowarmup", f"--curves_png={png}")
+    assert png.stat().st_size > 5000 and f"wrote {png}" in err
     lines = out.strip().split("\n")
     assert [c.strip() for c in lines[0].split("|")[1:-1]] == [
         "name",

@@ -63,7 +63,10 @@ FORMAT, FORMAT_VERSION = "jaxattn-export", 1
 MANIFEST_FILE, PARAMS_FILE = "manifest.json", "params.npz"
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # jax.export's lowering targets
 DEFAULT_MAX_SOURCE_LEN = 64  # tokens covered at least (more if the run's corpus filter allows)
-DECODE_LENGTH_RULE = "max_len = round_up(max(eval.max_decode_len, 2 * S + 10), 8); S = src width"
+DECODE_LENGTH_RULE = (
+    "max_len = round_up(max(eval.max_decode_len, 2 * S + 10), 8); S = src width; at most "
+    "model.max_positions for a decoder with a learned positional table"
+)
 
 
 class Decoded(NamedTuple):

@@ -226,3 +226,19 @@ def build_model(
         mask_attention=c.mask_attention,
         encoder_lengths=c.encoder_lengths,
     )
+
+
+def describe(c: ml_collections.ConfigDict) -> str:
+    """A short name of model config c's architecture, for tables: 'gru bahdanau/additive' for
+    an RNN model (the decoder and its attention), 'transformer 3+3x256/4h' for a Transformer,
+    'transformer 3x256/4h -> gru luong/general' for a mixed one."""
+    tf = f"{c.hidden}/{c.heads}h"
+    if c.encoder == c.decoder == "transformer":
+        return f"transformer {c.encoder_layers}+{c.decoder_layers}x{tf}"
+    if c.decoder == "transformer":
+        decoder = f"transformer {c.decoder_layers}x{tf}"
+    else:
+        decoder = f"{c.cell} {c.decoder}" + ("" if c.decoder == "plain" else f"/{c.attention}")
+    if c.encoder == "transformer":
+        return f"transformer {c.encoder_layers}x{tf} -> {decoder}"
+    return decoder if c.decoder != "transformer" else f"{c.cell} -> {decoder}"

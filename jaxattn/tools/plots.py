@@ -151,6 +151,50 @@ def runs_curves(runs: list[tuple[str, dict]], title: str, path: str):
     return _save(fig, path, 90)
 
 
+def minutes_series(records: list[dict], key: str = "bleu") -> tuple[list[float], list[float]]:
+    """(minutes, values) of the validation `key` against wall-clock minutes since the run's
+    first record (training and validation time together; resumed runs: the gap between the
+    sessions left out)."""
+    times, points, last, offset = [], {}, None, 0.0
+    for r in sorted((r for r in records if "time" in r), key=lambda r: r["time"]):
+        if last is not None and r["step"] < last[0]:  # a resume re-ran these steps
+            offset += r["time"] - last[1]
+        elif last is not None and r["time"] - last[1] > 3600:  # a stopped run, resumed later
+            offset += r["time"] - last[1]
+        last = (r["step"], r["time"])
+        times.append(r["time"] - offset)
+        if r.get("split") == "valid" and key in r:
+            points[r["step"]] = (times[-1], r[key])
+    if not points:
+        return [], []
+    t0 = times[0]
+    series = sorted(points.values())
+    return [(t - t0) / 60 for t, _ in series], [v for _, v in series]
+
+
+def bleu_against_minutes(runs: list[tuple[str, list[dict]]], title: str, path: str):
+    """Validation BLEU of several runs against their training minutes (equal-time comparison).
+
+    Args:
+        runs: (label, metrics.jsonl records) per run.
+        title: The plot's title (say the machine and its load).
+        path: The PNG file to write.
+
+    Returns:
+        path.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, (label, records) in enumerate(runs):
+        minutes, bleu = minutes_series(records)
+        if minutes:
+            ax.plot(minutes, bleu, marker="o", ms=3, color=f"C{i % 10}", label=label)
+    ax.set(xlabel="minutes since the first logged step", ylabel="validation BLEU (greedy)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path, 100)
+
+
 def sweep_bleu(points: list[tuple], title: str, x_label: str, path: str, *, log_x: bool = False):
     """BLEU against a swept setting (learning rate, hidden size, ...).
 
