@@ -12,7 +12,15 @@
 Input goes through the run's normalization and tokenizer (for the tutorial corpus: lowercase,
 no accents, punctuation split off). One output line per input line: an empty line gives an
 empty line, and a line that is not UTF-8 gives an empty line, a message and exit status 1.
---attention_png draws the tutorial's attention heatmap (several sentences: a grid).
+--attention_png draws the tutorial's attention heatmap (several sentences: a grid) of the
+alignment, the attention each decode step reports (an RNN decoder's; for the Transformer
+decoder the cross-attention of config.model.alignment_layer, the mean of its heads or head
+config.model.alignment_head). --attention_view=cross|encoder_self|decoder_self draws instead a
+layer x head grid of that attention for each sentence (several: PNG-1.png, PNG-2.png, ... by
+input number); the default is cross for a Transformer decoder, alignment otherwise.
+
+    python scripts/translate.py --workdir runs/tf --attention_png att.png \
+        --attention_view encoder_self "elle est belle ."
 
 Stdin is read a line at a time and translated in chunks of lines, each chunk's output written
 as soon as it is decoded. A sentence over the input limit (by default twice the longest training
@@ -39,6 +47,7 @@ from jaxattn.data.readers import bad_lines_message
 from jaxattn.errors import InferenceError, UsageError
 from jaxattn.inference import eval_input, exported, translation
 from jaxattn.inference import translator as inference
+from jaxattn.model import seq2seq
 from jaxattn.tools import cli, plots
 
 cli.define_run_flags(workdir=False, ensemble=True)
@@ -51,6 +60,13 @@ _EXPORTED = flags.DEFINE_string(
 cli.define_decoding_flags()
 _ATTENTION_PNG = flags.DEFINE_string(
     "attention_png", None, "Save the attention heatmap(s) to this PNG file."
+)
+_ATTENTION_VIEW = flags.DEFINE_string(
+    "attention_view",
+    None,
+    "What --attention_png draws: alignment (the attention each decode step reports, one "
+    "heatmap), or a layer x head grid per sentence of cross, encoder_self or decoder_self "
+    "(the Transformer's attentions). Default: cross for a Transformer decoder, else alignment.",
 )
 _MAX_PLOTS = flags.DEFINE_integer(
     "max_plots", 12, "At most this many sentences in the --attention_png grid."
@@ -98,6 +114,38 @@ def check_attention_png(path) -> None:
         )
 
 
+def check_attention_view(view, path) -> None:
+    """UsageError, before any work, for an --attention_view that is no view, or without
+    --attention_png."""
+    if view is None:
+        return
+    if view not in translation.VIEWS:
+        raise UsageError(f"--attention_view={view}: choose one of {', '.join(translation.VIEWS)}.")
+    if not path:
+        raise UsageError("--attention_view goes with --attention_png (the file it draws).")
+
+
+def attention_view(translator, view) -> str:
+    """The view --attention_png draws for this translator: `view` (UsageError, before any
+    decoding, for one the model lacks), else the default (cross for a Transformer decoder)."""
+    exported_model = translator.model is None  # an export: its searches only
+    parts = seq2seq.self_attention(translator.config.model)
+    if view is None:
+        return "cross" if parts["decoder"] and not exported_model else "alignment"
+    if view != "alignment" and exported_model:
+        raise UsageError(
+            f"--attention_view={view} needs the model, which an export does not hold: "
+            "translate with --workdir, or draw the alignment."
+        )
+    part = view.split("_")[0]
+    if view.endswith("_self") and not parts[part]:
+        raise UsageError(
+            f"--attention_view={view}: this model's {part} "
+            f"({translator.config.model[part]!r}) has no self-attention layers."
+        )
+    return view
+
+
 def run(argv):
     cli.check_decoding_flags()
     cli.check_positive("max_plots")
@@ -112,6 +160,7 @@ def run(argv):
             "an export holds one checkpoint (scripts/export.py --checkpoint chose it).",
         )
     check_attention_png(_ATTENTION_PNG.value)
+    check_attention_view(_ATTENTION_VIEW.value, _ATTENTION_PNG.value)
     n_best = FLAGS["n_best"].present
     if n_best and _VERBOSE.value:
         raise UsageError("Give one of --n_best (its own format) and --verbose.")
@@ -122,7 +171,9 @@ def run(argv):
     decoding = {**cli.decoding_options(translator.config.eval.beam_size), **limits}
     translator.check_limits(decoding["max_len"], limits["max_input_len"], limits["overlong"])
     limit = translator.input_limit(limits["max_input_len"])
+    view = attention_view(translator, _ATTENTION_VIEW.value) if _ATTENTION_PNG.value else None
     examples, drawable, bad = [], 0, []  # attention plots: the first --max_plots sentences
+    drawn = []  # (input index, sentence) of each example, for the layer x head views
     stdin = len(argv) <= 1
     for first, sentences, chunk_bad in read_chunks(argv, limit, limits["overlong"]):
         bad += chunk_bad
@@ -151,16 +202,24 @@ def run(argv):
         sys.stdout.flush()
         if _ATTENTION_PNG.value:
             drawable += sum(bool(t.input_tokens) for t in out)
+            room = _MAX_PLOTS.value - len(examples)
+            drawn += [
+                (i, s)
+                for i, (s, t) in enumerate(zip(sentences, out, strict=True), first - 1)
+                if t.input_tokens
+            ][:room]
             examples += [
                 (translation.attention_labels(t), t.weights) for t in out if t.input_tokens
-            ][: _MAX_PLOTS.value - len(examples)]
+            ][:room]
     if bad:
         print(
             "error: " + bad_lines_message("stdin", bad) + "; their output lines are empty.",
             file=sys.stderr,
         )
-    if _ATTENTION_PNG.value:
+    if _ATTENTION_PNG.value and view == "alignment":
         plot_attention(examples, drawable, _ATTENTION_PNG.value)
+    elif _ATTENTION_PNG.value:
+        plot_layers(translator, view, drawn, drawable, decoding, _ATTENTION_PNG.value)
     if bad:
         sys.exit(1)
 
@@ -183,6 +242,32 @@ def plot_attention(examples, drawable: int, path):
     except OSError as e:
         raise InferenceError(f"Cannot write {path}: {e.strerror or e}.") from None
     print(f"attention: {path}", file=sys.stderr)
+
+
+def plot_layers(translator, view: str, drawn, drawable: int, decoding: dict, path):
+    """A layer x head grid of `view` for each of the first --max_plots `drawn` sentences
+    ((input index, sentence)): path itself for one, else PATH-<input number>.EXT each. Each
+    sentence is translated again (`Translator.attention_views`; sampling draws by input
+    index, so it gives the same output)."""
+    if not drawn:
+        raise InferenceError("No sentence to draw attention for (all were empty).")
+    if drawable > len(drawn):
+        print(
+            f"warning: drawing the first {len(drawn)} of {drawable} sentences (--max_plots).",
+            file=sys.stderr,
+        )
+    stem, ext = os.path.splitext(path)
+    for i, sentence in drawn:
+        views = translator.attention_views(
+            sentence, index_offset=i, where=lambda _, i=i: f"sentence {i + 1}", **decoding
+        )
+        weights, x_words, y_words = views.grid(view)
+        out = path if len(drawn) == 1 else f"{stem}-{i + 1}{ext}"
+        try:
+            plots.attention_layers(weights, x_words, y_words, out, title=f"{view}: layer x head")
+        except OSError as e:
+            raise InferenceError(f"Cannot write {out}: {e.strerror or e}.") from None
+        print(f"attention: {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -189,6 +189,49 @@ class Score:
     token_log_probs: list[float]  # log p(token | previous tokens, source), one per token
 
 
+VIEWS = ("alignment", "cross", "encoder_self", "decoder_self")  # `SentenceViews.grid`'s views
+
+
+@dataclasses.dataclass
+class SentenceViews:
+    """One sentence's attention, per layer and head (`Translator.attention_views`): the
+    `jaxattn.model.seq2seq.AttentionViews` of its translation, as numpy without the batch axis
+    and cut to the real positions: in = len(input_words), out = len(output_words).
+
+    `alignment` is the attention each decode step reports, which `Translation.weights`,
+    heatmaps and unknown-word replacement use: an RNN decoder's attention; for the Transformer
+    decoder, the cross-attention of layer config.model.alignment_layer (-1, the default: the
+    last), the mean of its heads (config.model.alignment_head -1, the default) or one head.
+    """
+
+    input_words: list[str]  # heatmap labels (`attention_labels`): the source tokens + '<EOS>'
+    output_words: list[str]  # the output tokens (+ '<EOS>' if finished)
+    encoder_self: np.ndarray | None  # [L_enc, h, in, in]; None: an RNN encoder
+    decoder_self: np.ndarray | None  # [L_dec, h, out, out]; None: an RNN decoder
+    cross: np.ndarray  # [L_dec, h, out, in]; an RNN decoder's attention: [1, 1, out, in]
+    alignment: np.ndarray  # [out, in]
+    translation: Translation  # what was translated (its tokens, score, search weights)
+
+    def grid(self, view: str) -> tuple[np.ndarray, list[str], list[str]]:
+        """(weights [layers, heads, rows, columns], column words, row words) of a view in
+        `VIEWS` (alignment: one layer of one head), for `plots.attention_layers`; UsageError
+        for an unknown view or one this model lacks (self-attention of an RNN part)."""
+        if view not in VIEWS:
+            raise UsageError(f"view must be one of {', '.join(VIEWS)}, got {view!r}.")
+        weights = getattr(self, view)
+        if weights is None:
+            part = view.split("_")[0]
+            raise UsageError(
+                f"This model's {part} is an RNN: it has no self-attention to show "
+                f"({view}); choose one of {', '.join(v for v in VIEWS if v != view)}."
+            )
+        if view == "alignment":
+            weights = weights[None, None]  # [1, 1, out, in]
+        rows = self.input_words if view == "encoder_self" else self.output_words
+        columns = self.output_words if view == "decoder_self" else self.input_words
+        return weights, columns, rows
+
+
 def attention_labels(t: Translation) -> tuple[list[str], list[str]]:
     """Heatmap labels: (input tokens + ['<EOS>'], output tokens (+ '<EOS>' if finished)),
     without the word tokenizer's joiner marks."""

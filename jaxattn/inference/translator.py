@@ -8,6 +8,7 @@ text with any search, score given translations, show attention, evaluate.
     tr.translate(s, method="sample", temperature=0.8, top_p=0.9, n_best=4, seed=1)
     tr.translate(s, replace_unk=True, unk_dictionary="lex.tsv") # <unk> -> attended source word
     inputs, outputs, weights = tr.attention("il est grand .")   # -> plots.show_attention
+    v = tr.attention_views("il est grand .")  # every layer and head -> plots.attention_layers
     tr.evaluate(sources, references)  # {'bleu', 'chrf', 'bleu_signature', ...}
     tr.score(sources, targets)        # [Score(log_prob, tokens, token_log_probs)]: forced decoding
     Translator.from_workdirs(["runs/a", "runs/b"], "best")     # an ensemble (search.Ensemble)
@@ -43,6 +44,7 @@ refused without tokenizing it. An over-long sentence raises `InputTooLongError` 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -64,6 +66,7 @@ from jaxattn.inference.translation import (
     OVERLONG,
     InputLimit,
     Score,
+    SentenceViews,
     Translation,
     attention_labels,
     check_options,
@@ -688,14 +691,81 @@ class Translator:
     # ------------------------------------------------------------------ notebooks
     def attention(self, sentence: str, **kwargs) -> tuple[list[str], list[str], np.ndarray]:
         """(input words + ['<EOS>'], output words (+ '<EOS>'), weights [out, in]): the
-        tutorial's showAttention arguments (see plots.show_attention). kwargs: `translate`'s."""
+        tutorial's showAttention arguments (see plots.show_attention). kwargs: `translate`'s.
+
+        The weights are the search's alignment: what each decode step reports (an RNN
+        decoder's attention; the Transformer decoder's cross-attention of one layer, the mean
+        of its heads or one head: config.model.alignment_layer, alignment_head). Every layer
+        and head: `attention_views`."""
+        t = self._translate_one(sentence, kwargs)
+        return *attention_labels(t), t.weights
+
+    def _translate_one(self, sentence: str, kwargs: dict) -> Translation:
+        """`translate` of one sentence (kwargs: its), which must have a known word."""
         if not isinstance(sentence, str):
             raise UsageError(f"sentence must be a string, not {type(sentence).__name__}.")
         kwargs.setdefault("where", lambda i: "the sentence")
         [t] = self.translate([sentence], **kwargs)
         if not t.input_tokens:
             raise InferenceError(f"Nothing to translate in {sentence!r}: no known words.")
-        return *attention_labels(t), t.weights
+        return t
+
+    def attention_views(self, sentence: str, **kwargs) -> SentenceViews:
+        """Every attention of a sentence's translation, per layer and head: translates it as
+        `attention` does (kwargs: `translate`'s), then runs `Seq2Seq.attention_views` (one
+        teacher-forced pass) on the input and the emitted output (EOS included if finished).
+
+        Which weights count as the alignment (`SentenceViews.alignment`, the search's
+        `Translation.weights`, what heatmaps and unknown-word replacement use) is the model's
+        choice: an RNN decoder's attention; for the Transformer decoder, the cross-attention of
+        layer config.model.alignment_layer (-1, the default: the last), the mean of its heads
+        (config.model.alignment_head -1, the default) or head alignment_head; set them in the
+        run's config before training or in its config.json after (they only pick weights).
+        An ensemble: the views of its first run (the translation is the ensemble's).
+
+        Returns:
+            `SentenceViews`: labels, encoder_self [L_enc, h, in, in] (None: RNN encoder),
+            decoder_self [L_dec, h, out, out] (None: RNN decoder), cross [L_dec, h, out, in],
+            alignment [out, in], and the Translation.
+        """
+        if self.model is None:
+            raise UsageError(
+                "attention_views needs the model, which an export does not hold (only its "
+                "searches): use the run's workdir (Translator.from_workdir)."
+            )
+        replace_unk = kwargs.pop("replace_unk", False)
+        path = kwargs.pop("unk_dictionary", None)
+        check_options(replace_unk=replace_unk, unk_dictionary=path)
+        dictionary = self._unk_dictionary(replace_unk, path)
+        t = self._translate_one(sentence, kwargs)  # without replacement: the emitted ids
+        src_ids = encode_tokens(self.src_vocab, t.input_tokens, self.max_src_positions)
+        tgt_ids = self.tgt_vocab.encode(t.tokens) + ([self.tgt_vocab.eos_id] if t.finished else [])
+        src, src_len = pad([src_ids], self.padded_len(len(src_ids)), self.src_vocab.pad_id)
+        tgt, _ = pad([tgt_ids], predict.round_up(len(tgt_ids), 8), self.tgt_vocab.pad_id)
+        model, variables = self.model, self.variables
+        if isinstance(model, search.Ensemble):
+            model, variables = model.models[0], variables[0]
+        views = _views(model, variables, src, src_len, tgt)  # [1, ...]
+        s, n = len(src_ids), len(tgt_ids)
+
+        def cut(w, rows, columns):  # [1, ..., T|S, T|S] -> [..., rows, columns]
+            return None if w is None else np.asarray(w[0, ..., :rows, :columns])
+
+        if dictionary is not None:  # the labels, as translate(replace_unk=True) gives them
+            unk = self.tgt_vocab.tokens[self.tgt_vocab.unk_id]
+            words = unk_lib.replace_unknown(t.tokens, t.input_tokens, t.weights, unk, dictionary)
+            text = predict.target_text(
+                self.tgt_tokenizer, self.tgt_vocab, tgt_ids[: len(words)], words
+            )
+            t = dataclasses.replace(t, tokens=words, text=text)
+        return SentenceViews(
+            *attention_labels(t),
+            encoder_self=cut(views.encoder_self, s, s),
+            decoder_self=cut(views.decoder_self, n, n),
+            cross=cut(views.cross, n, s),
+            alignment=cut(views.alignment, n, s),
+            translation=t,
+        )
 
     # ------------------------------------------------------------------ scores
     def evaluate(
@@ -876,6 +946,12 @@ class Translator:
                     "the target vocabulary, which (tutorial id layout) has no <unk>."
                 )
         return _Input(tokens, [], [], over is not None, over)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _views(model, variables, src, src_len, tgt):
+    """`Seq2Seq.attention_views`, jitted (one compilation per shape)."""
+    return model.apply(variables, src, src_len, tgt, method="attention_views")
 
 
 def format_scores(result: dict) -> str:

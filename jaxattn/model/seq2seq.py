@@ -8,6 +8,10 @@
 current tutorial), mixed (a per-step, per-sentence Bernoulli draw from an explicit PRNG key), or
 free running greedy (ratio 0.0, or no targets).
 
+`attention_views` gives every attention's weights of one teacher-forced pass, per layer and
+head (`AttentionViews`): the Transformer parts' self- and cross-attention, an RNN decoder's
+attention as one layer of one head, and the alignment the decode steps report.
+
 Token ids outside the vocabulary (negative, or >= its size) raise ValueError naming the input
 when the ids are concrete (`model.apply` called eagerly, `init`), with the search functions'
 check (`jaxattn.search.core.check_ids`). Under `jax.jit` (the train step, the searches' loops)
@@ -23,12 +27,47 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+from flax import struct
 
 from jaxattn.model.attention import source_positions as attention_source_positions
 from jaxattn.model.decoders import DECODERS, Memory
 from jaxattn.model.encoders import ENCODERS
 from jaxattn.model.rnn import valid_mask
 from jaxattn.search.core import check_ids, vocab_sizes
+
+
+@struct.dataclass
+class AttentionViews:
+    """Every attention of one teacher-forced pass (`Seq2Seq.attention_views`), per layer and
+    head; rows are query positions, columns key positions (rows sum to 1 on real positions).
+
+    `alignment` is what each decode step reports (and search results, heatmaps, coverage and
+    unknown-word replacement use): the Transformer decoder's cross-attention of layer
+    config.model.alignment_layer (-1: the last), the mean of its heads or head
+    config.model.alignment_head; an RNN decoder's attention.
+    """
+
+    encoder_self: jax.Array | None  # [B, L_enc, h, S, S]; None: an RNN encoder
+    decoder_self: jax.Array | None  # [B, L_dec, h, T, T]; None: an RNN decoder
+    cross: jax.Array  # [B, L_dec, h, T, S]; an RNN decoder: [B, 1, 1, T, S]
+    alignment: jax.Array  # [B, T, S]
+
+
+def sown_weights(intermediates: dict, stack: str, attention: str) -> jax.Array | None:
+    """The attention weights the layers of `stack` ('encoder' | 'decoder') sowed from their
+    `attention` ('self_attn' | 'cross_attn') in an 'intermediates' collection, as [B, L, h, T,
+    S]; None if none did (an RNN part). Reads both stack layouts: modules `layer_{i}` (each
+    [B, h, T, S]) and one scanned `layers` module (the layer axis first: [L, B, h, T, S])."""
+    tree = intermediates.get(stack, {})
+    if "layers" in tree:  # scan_layers
+        return jnp.moveaxis(tree["layers"][attention]["weights"][-1], 0, 1)  # [B, L, h, T, S]
+    names = sorted(
+        (k for k in tree if k.startswith("layer_") and attention in tree[k]),
+        key=lambda k: int(k[len("layer_") :]),
+    )
+    if not names:
+        return None
+    return jnp.stack([tree[k][attention]["weights"][-1] for k in names], axis=1)  # [B, L, h, T, S]
 
 
 class Seq2Seq(nn.Module):
@@ -160,6 +199,37 @@ class Seq2Seq(nn.Module):
         )
         return logits, weights
 
+    def attention_views(self, src, src_len, targets) -> AttentionViews:
+        """Every attention's weights, per layer and head, of one teacher-forced pass over
+        `targets` (train=False); see `AttentionViews`::
+
+            views = model.apply(variables, src, src_len, tgt, method="attention_views")
+
+        Args:
+            src: Source ids [B, S] int.
+            src_len: Source lengths [B] int, or None (every position is real).
+            targets: Target ids [B, T] (EOS-terminated, no BOS): row t of a view is the step
+                that emits targets[:, t].
+
+        Returns:
+            `AttentionViews` (float32).
+        """
+        # A pass of its own with 'intermediates' mutable (where the Transformer's attentions
+        # sow their weights), whatever the caller's `apply` made mutable.
+        module, variables = self.unbind()
+        variables = {k: v for k, v in variables.items() if k != "intermediates"}
+        (_, alignment), sown = module.apply(
+            variables, src, src_len, targets, mutable="intermediates"
+        )  # alignment [B, T, S]
+        sown = sown.get("intermediates", {})
+        cross = sown_weights(sown, "decoder", "cross_attn")  # [B, L_dec, h, T, S] or None
+        return AttentionViews(
+            encoder_self=sown_weights(sown, "encoder", "self_attn"),
+            decoder_self=sown_weights(sown, "decoder", "self_attn"),
+            cross=alignment[:, None, None] if cross is None else cross,
+            alignment=alignment,
+        )
+
 
 def _registered(registry: dict, kind: str, name: str):
     """registry[name]; ValueError naming the choices for an unknown name."""
@@ -196,6 +266,16 @@ def target_positions(c: ml_collections.ConfigDict) -> int:
     """Decoding steps model config c's decoder can take; 0 = any (a learned positional table
     limits the Transformer's)."""
     return _registered(DECODERS, "decoder", c.decoder).target_positions(c)
+
+
+def self_attention(c: ml_collections.ConfigDict) -> dict[str, bool]:
+    """{'encoder': bool, 'decoder': bool}: which parts of model config c's model have
+    self-attention layers (Transformer parts: `AttentionViews.encoder_self`, `decoder_self`
+    are given), asked of the classes it names."""
+    return {
+        "encoder": getattr(_registered(ENCODERS, "encoder", c.encoder), "self_attention", False),
+        "decoder": getattr(_registered(DECODERS, "decoder", c.decoder), "self_attention", False),
+    }
 
 
 def build_model(

@@ -285,6 +285,7 @@ class _Stack(nn.Module):
 
     num_layers: int = 6
     scan_layers: bool = False
+    self_attention: ClassVar[bool] = True  # its layers sow self-attention weights (views)
 
     def _make_layers(self, layer_class, **fields):
         if self.scan_layers:

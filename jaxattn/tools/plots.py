@@ -1,5 +1,13 @@
 """Attention heatmaps (the tutorial's showAttention), training curves and experiment plots, as
-PNG files (matplotlib's file backend: no display needed)."""
+PNG files (matplotlib's file backend: no display needed).
+
+`show_attention` and `attention_grid` draw the alignment: the weights each decode step
+reports (`Translation.weights`, `Translator.attention`): an RNN decoder's attention; for the
+Transformer decoder, the cross-attention of layer config.model.alignment_layer (-1: the last),
+the mean of its heads (config.model.alignment_head -1) or one head. `attention_layers` draws
+every layer and head of one view (`Translator.attention_views`: cross-attention,
+encoder or decoder self-attention) as a grid.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +27,9 @@ def _save(fig, path: str, dpi: int) -> str:
     return path
 
 
-def _draw_attention(ax, weights, input_words, output_words):
+def _draw_attention(ax, weights, input_words, output_words, vmax=None):
     # weights [out_len, in_len]
-    im = ax.matshow(np.asarray(weights), cmap="bone", vmin=0.0)
+    im = ax.matshow(np.asarray(weights), cmap="bone", vmin=0.0, vmax=vmax)
     ax.set_xticks(range(len(input_words)))
     ax.set_xticklabels(input_words, rotation=90)
     ax.set_yticks(range(len(output_words)))
@@ -73,6 +81,44 @@ def attention_grid(examples, path: str, cols: int = 2):
     for ax in list(axes.flat)[len(examples) :]:
         ax.axis("off")
     return _save(fig, path, 100)
+
+
+def attention_layers(
+    weights, x_words, y_words, path: str, title: str | None = None, dpi: int = 80
+) -> str:
+    """Saves a layer x head grid of one sentence's attention heatmaps (one scale, 0 to 1).
+
+    Args:
+        weights: [layers, heads, len(y_words), len(x_words)] (or larger: the rest is cut),
+            e.g. a view of `SentenceViews.grid` (cross-attention: input words on x, output
+            words on y; self-attention: the same words on both).
+        x_words: The key positions' words (columns).
+        y_words: The query positions' words (rows).
+        path: The PNG file to write.
+        title: An optional title over the grid.
+        dpi: The image's dots per inch.
+
+    Returns:
+        path.
+    """
+    weights = np.asarray(weights)[..., : len(y_words), : len(x_words)]  # [L, h, y, x]
+    layers, heads = weights.shape[:2]
+    cell_w, cell_h = max(2.5, 0.3 * len(x_words) + 1.2), max(2.2, 0.3 * len(y_words) + 1.2)
+    fig, axes = plt.subplots(
+        layers, heads, figsize=(cell_w * heads + 1, cell_h * layers + 0.5), squeeze=False
+    )
+    for layer in range(layers):
+        for head in range(heads):
+            ax = axes[layer, head]
+            im = _draw_attention(ax, weights[layer, head], x_words, y_words, vmax=1.0)
+            ax.tick_params(labelsize=7)
+            ax.set_xlabel(f"layer {layer}, head {head}", fontsize=8)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=dpi)  # not tight_layout: the colorbar spans the grid
+    plt.close(fig)
+    return path
 
 
 def metric_series(records: list[dict], split: str, key: str) -> tuple[list[int], list[float]]:
