@@ -687,6 +687,56 @@ MUTATIONS = [
         "            pass",
         "tests/test_faults.py -k second_training",
     ),
+    # --------------------------------------------------------------------- the Transformer
+    M(
+        "mha_no_scale",
+        "jaxattn/model/transformer.py",
+        'scores = jnp.einsum("bthd,bshd->bhts", q, k) / math.sqrt(q.shape[-1])',
+        'scores = jnp.einsum("bthd,bshd->bhts", q, k)',
+        "tests/test_transformer_parity.py -k multi_head",
+    ),
+    M(
+        "decoder_not_causal",
+        "jaxattn/model/transformer.py",
+        "causal = jnp.tril(jnp.ones((steps, steps), bool))[None]",
+        "causal = jnp.ones((steps, steps), bool)[None]",
+        "tests/test_transformer.py -k steps_match",
+    ),
+    M(
+        "cache_written_one_late",
+        "jaxattn/model/transformer.py",
+        "write = (jnp.arange(steps) == t[:, None])[:, :, None, None]",
+        "write = (jnp.arange(steps) == t[:, None] + 1)[:, :, None, None]",
+        "tests/test_transformer.py -k steps_match",
+    ),
+    M(
+        "pre_ln_norms_after",
+        "jaxattn/model/transformer.py",
+        "return x + self.drop(sublayer(norm(x)), deterministic=not train)",
+        "return norm(x + self.drop(sublayer(x), deterministic=not train))",
+        "tests/test_transformer_parity.py -k encoder_layer",
+    ),
+    M(
+        "encoder_ignores_padding_mask",
+        "jaxattn/model/transformer.py",
+        "return layer(x, mask, train=train), None",
+        "return layer(x, None, train=train), None",
+        "tests/test_transformer.py -k padding_invariance",
+    ),
+    M(
+        "sinusoid_sin_cos_swapped",
+        "jaxattn/model/transformer.py",
+        "pe = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1)",
+        "pe = jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=-1)",
+        "tests/test_transformer.py -k sinusoidal",
+    ),
+    M(
+        "alignment_head_ignored",
+        "jaxattn/model/transformer.py",
+        "return layer[:, self.alignment_head]",
+        "return layer.mean(axis=1)",
+        "tests/test_attention_views.py -k alignment_layer_and_head",
+    ),
 ]
 
 
