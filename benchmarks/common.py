@@ -29,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.normpath(
     os.path.join(ROOT, "..", "shared", "data", "eng-fra", "eng-fra.txt")
 )
+ENG_FRA_VOCAB = (4174, 2727)  # source (French), target (English) sizes of configs/base.py's data
 
 
 # ---------------------------------------------------------------------------- readings

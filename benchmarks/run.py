@@ -3,13 +3,16 @@
     python -m benchmarks.run --mode all --out results.json
     python -m benchmarks.run --mode train --configs large --repeats 5
     python -m benchmarks.run --mode quality --epochs 10 --out quality.json
+    python -m benchmarks.run --mode transformer --data-path ../shared/data/eng-fra/eng-fra.txt
 
 The PyTorch side is benchmarks.torch_tutorial, the independent implementation of the tutorial that
 the parity tests use (EncoderRNN, AttnDecoderRNN, its train_step with two Adam optimizers and
 NLLLoss, its greedy `evaluate`). Modes: train (benchmarks/train.py), decode
-(benchmarks/decode.py), all = train + decode, and quality (benchmarks/quality.py: long, run it
-on its own). The matmul peak (the best GFLOP/s of a jitted float32 JAX matmul at a few sizes)
-is measured at the start and the end; FLOP/s fractions are against the session's best.
+(benchmarks/decode.py), all = train + decode, quality (benchmarks/quality.py: long, run it
+on its own) and transformer (benchmarks/transformer.py: jaxattn's Transformer against
+torch.nn.Transformer of the same size, training and greedy/beam decoding). The matmul peak
+(the best GFLOP/s of a jitted float32 JAX matmul at a few sizes) is measured at the start and
+the end; FLOP/s fractions are against the session's best.
 """
 
 from __future__ import annotations
@@ -23,12 +26,10 @@ import sys
 
 import torch
 
-from benchmarks import common, system
+from benchmarks import common, system, transformer
 from benchmarks.decode import bench_decode
 from benchmarks.quality import bench_quality
 from benchmarks.train import CONFIGS, bench_train
-
-ENG_FRA_VOCAB = (4174, 2727)  # source (French), target (English) sizes of configs/base.py's data
 
 
 def parse_args(argv=None):
@@ -36,8 +37,9 @@ def parse_args(argv=None):
     p.add_argument(
         "--mode",
         default="all",
-        choices=("train", "decode", "quality", "all"),
-        help="all = train + decode (quality is long: run it on its own)",
+        choices=("train", "decode", "quality", "transformer", "all"),
+        help="all = train + decode (quality is long: run it on its own); transformer: "
+        "jaxattn's Transformer against torch.nn.Transformer (benchmarks/transformer.py)",
     )
     p.add_argument("--out", default="", help="also write the JSON here")
     p.add_argument("--data-path", default=common.DEFAULT_DATA, help="eng-fra.txt (the tutorial's)")
@@ -83,14 +85,16 @@ def parse_args(argv=None):
     p.add_argument("--decode-limit", type=int, default=0, help="sentences; 0 = the split")
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--max-len", type=int, default=10, help="decoding steps (MAX_LENGTH)")
+    transformer.add_args(p)
     p.add_argument("--epochs", type=int, default=5, help="quality mode")
     p.add_argument("--eval-every", type=int, default=1, help="quality mode, in epochs")
     return p.parse_args(argv)
 
 
 def load_data(args):
-    """The corpus when a mode needs it (decode, quality, or train without --*-vocab)."""
-    if args.mode == "train" and args.src_vocab and args.tgt_vocab:
+    """The corpus when a mode needs it (decode, quality, or train without --*-vocab); the
+    transformer mode reads its own (or none: synthetic)."""
+    if args.mode == "transformer" or (args.mode == "train" and args.src_vocab and args.tgt_vocab):
         return None
     if os.path.exists(args.data_path):
         return common.build_data(args.data_path)
@@ -132,8 +136,8 @@ def main(argv=None) -> dict:
     with contextlib.redirect_stdout(sys.stderr):  # TFDS prints its first build: stdout is JSON
         data = load_data(args)
     vocab = (
-        args.src_vocab or (len(data.src_vocab) if data else ENG_FRA_VOCAB[0]),
-        args.tgt_vocab or (len(data.tgt_vocab) if data else ENG_FRA_VOCAB[1]),
+        args.src_vocab or (len(data.src_vocab) if data else common.ENG_FRA_VOCAB[0]),
+        args.tgt_vocab or (len(data.tgt_vocab) if data else common.ENG_FRA_VOCAB[1]),
     )
     if args.mode in ("train", "all"):
         report["train"] = run_train(args, vocab)
@@ -142,6 +146,15 @@ def main(argv=None) -> dict:
         common.log("decode", report["decode"]["speedup_vs_tutorial_evaluate"])
     if args.mode == "quality":
         report["quality"] = bench_quality(args, data)
+    if args.mode == "transformer":
+        report["transformer"] = transformer.bench_transformer(args)
+        common.log(
+            "transformer",
+            {
+                "train_speedup": report["transformer"]["train"]["speedup_tokens_per_s"],
+                "greedy_speedup": report["transformer"]["decode"]["speedup_greedy"],
+            },
+        )
     report["matmul_peak_end"] = common.matmul_peak(sizes, 0.5)
     best = max(report["matmul_peak_start"]["gflops"], report["matmul_peak_end"]["gflops"])
     for r in report.get("train", {}).values():

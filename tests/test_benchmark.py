@@ -103,6 +103,28 @@ def test_train_flops_counts_matmuls(monkeypatch):
     assert flops == 3 * (encoder + keys + step)
 
 
+def test_transformer_sides_are_the_same_model(monkeypatch):
+    """The transformer mode's PyTorch model has jaxattn's parameter count and positional
+    encoding (same size, same embedding)."""
+    monkeypatch.syspath_prepend(ROOT)
+    import jax
+    import jax.numpy as jnp
+
+    from benchmarks import transformer as tb
+    from jaxattn.model.seq2seq import build_model
+    from jaxattn.model.transformer import sinusoidal_encoding
+
+    pe = tb.sinusoidal(7, 6).numpy()
+    assert abs(pe - sinusoidal_encoding(jnp.arange(7), 6)).max() < 1e-6
+    spec = dict(hidden=8, heads=2, ff_dim=12, encoder_layers=1, decoder_layers=2, batch=2)
+    args = tb.argparse.Namespace(data_path="")
+    model = build_model(tb.jax_config(args, spec).model, 11, 13, bos_id=tb.BOS)
+    src = jnp.ones((2, 3), jnp.int32)
+    params = model.init(jax.random.PRNGKey(0), src, jnp.array([3, 2]), src)["params"]
+    torch_model = tb.TorchTransformer(11, 13, spec)
+    assert tb.n_params(params) == sum(p.numel() for p in torch_model.parameters())
+
+
 @pytest.mark.slow
 def test_decode_mode_tiny(tmp_path):
     """Decode mode on a tiny tutorial-format corpus: every task timed, the per-model-step
@@ -142,3 +164,61 @@ def test_decode_mode_tiny(tmp_path):
     ratios = report["per_model_step_vs_greedy"]
     assert set(ratios) == {"sample_top_p", "ensemble2_greedy", "beam2"}
     assert all(r > 0 for r in ratios.values())
+
+
+@pytest.mark.slow
+def test_transformer_mode_tiny(tmp_path):
+    """Transformer mode on a tiny tutorial-format corpus: jaxattn's Transformer and
+    torch.nn.Transformer of the same size (same parameter count) trained and decoded."""
+    lines = very_pairs([s for s in SUBJECTS if s[0] in ("I am", "He is", "We are")])
+    corpus = tmp_path / "eng-fra.txt"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "results.json"
+    report = run(
+        "--mode",
+        "transformer",
+        "--data-path",
+        str(corpus),
+        "--transformer-hidden",
+        "8",
+        "--transformer-heads",
+        "2",
+        "--transformer-ff-dim",
+        "16",
+        "--transformer-encoder-layers",
+        "1",
+        "--transformer-decoder-layers",
+        "1",
+        "--transformer-batch",
+        "4",
+        "--transformer-steps",
+        "1",
+        "--transformer-decode-batch",
+        "2",
+        "--decode-split",
+        "train",
+        "--decode-limit",
+        "4",
+        "--max-len",
+        "3",
+        "--beam-size",
+        "2",
+        "--out",
+        str(out),
+        *TINY,
+        TFDS_DATA_DIR=str(tmp_path / "tfds"),
+    )
+    assert json.loads(out.read_text()) == report
+    r = report["transformer"]
+    assert r["data"].startswith(str(corpus)) and r["hidden"] == 8 and r["norm_first"]
+    train = r["train"]
+    for side in ("jax", "torch"):
+        assert train[side]["tokens_per_s"] > 0 and train[side]["step_s_median"] > 0
+    assert train["jax"]["parameters"] == train["torch"]["parameters"] > 0
+    assert train["speedup_tokens_per_s"] > 0 and train["jax"]["compile_s"] > 0
+    decode = r["decode"]
+    assert decode["sentences"] == 4 and decode["batch"] == 2
+    for task in ("jax_greedy_b2", "jax_beam2_b2", "torch_greedy_no_cache_b2"):
+        assert decode[task]["sentences_per_s"] > 0, task
+        assert 1 <= decode[task]["mean_steps_per_batch"] <= 3, task
+    assert decode["speedup_greedy"] > 0 and "cache" in decode["torch_greedy"]
