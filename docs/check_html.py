@@ -26,6 +26,7 @@ MIN_IMAGES = {
     "attention_from_scratch": 6,
     "jaxattn_in_your_code": 1,
     "reproduce_experiments": 3,
+    "transformer": 5,  # causal mask, positional encoding, losses, 2 cross-attention grids
 }
 ERROR_MARKERS = (
     re.compile(r'class="[^"]*\btraceback\b'),

@@ -1,6 +1,6 @@
 """The Transformer family (d2l 11.5-11.7; Vaswani et al. 2017): multi-head attention,
 positional encoding, encoder and decoder layers and their stacks, as an encoder and a decoder
-of the same protocol as the RNN ones, so any mix of them is a `Seq2Seq`:
+of the same protocol as the RNN ones, so any mix of them is a `Seq2Seq`::
 
     outputs, finals = TransformerEncoder(...)(src, lengths, train=...)   # like the RNN Encoder
     cache = decoder.precompute(keys)            # every layer's cross-attention keys and values
