@@ -336,6 +336,33 @@ def test_bad_transformer_config_fails_before_any_work(tmp_path, overrides, messa
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize(
+    "overrides,side",
+    [
+        (
+            {"model.positional": "learned", "model.max_positions": 4, "eval.max_decode_len": 4},
+            "source",
+        ),
+        (
+            {
+                "model.encoder": "rnn",
+                "model.positional": "learned",
+                "model.max_positions": 6,
+                "eval.max_decode_len": 6,
+            },
+            "target",
+        ),
+    ],
+)
+def test_positions_the_data_needs_fail_before_training(tmp_path, overrides, side):
+    """A learned positional table narrower than the widest training batch (known once the
+    data is read) stops the run before any checkpoint, with the numbers."""
+    message = f"The widest training batch has \\d+ {side} positions .* \\(model.max_positions\\)"
+    with pytest.raises(TrainingError, match=message):
+        train_lib.train_and_evaluate(_config(**{**TRANSFORMER, **overrides}), str(tmp_path / "w"))
+    assert not (tmp_path / "w" / "checkpoints").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "model",

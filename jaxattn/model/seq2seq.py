@@ -253,19 +253,30 @@ def config_conflict(c: ml_collections.ConfigDict) -> str | None:
     return f"config.model: {why}" if why else None
 
 
+def position_limits(c: ml_collections.ConfigDict) -> list[tuple[str, int, str]]:
+    """(side, most positions, the config field that sets it) of each fixed limit of model
+    config c's model on source or target positions (EOS included): a learned positional
+    table (model.max_positions), location attention (model.attention_max_length)."""
+    encoder = _registered(ENCODERS, "encoder", c.encoder)
+    decoder = _registered(DECODERS, "decoder", c.decoder)
+    limits = [
+        ("source", encoder.source_positions(c), "model.max_positions"),
+        ("target", decoder.target_positions(c), "model.max_positions"),
+    ]
+    if getattr(decoder, "needs_attention", False):
+        limits.append(("source", attention_source_positions(c), "model.attention_max_length"))
+    return [x for x in limits if x[1]]
+
+
 def source_positions(c: ml_collections.ConfigDict) -> int:
-    """Source positions (EOS included) model config c's model can read; 0 = any: the least
-    limit of its encoder (a learned positional table) and its attention (location's)."""
-    limits = [_registered(ENCODERS, "encoder", c.encoder).source_positions(c)]
-    if getattr(_registered(DECODERS, "decoder", c.decoder), "needs_attention", False):
-        limits.append(attention_source_positions(c))
-    return min((n for n in limits if n), default=0)
+    """Source positions (EOS included) model config c's model can read; 0 = any."""
+    return min((n for side, n, _ in position_limits(c) if side == "source"), default=0)
 
 
 def target_positions(c: ml_collections.ConfigDict) -> int:
     """Decoding steps model config c's decoder can take; 0 = any (a learned positional table
     limits the Transformer's)."""
-    return _registered(DECODERS, "decoder", c.decoder).target_positions(c)
+    return min((n for side, n, _ in position_limits(c) if side == "target"), default=0)
 
 
 def self_attention(c: ml_collections.ConfigDict) -> dict[str, bool]:

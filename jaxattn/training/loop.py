@@ -32,7 +32,7 @@ from jaxattn import data as data_lib
 from jaxattn import metrics as metrics_lib
 from jaxattn.errors import CheckpointError, ConfigError, TrainingError, first_line
 from jaxattn.inference import predict
-from jaxattn.model.seq2seq import build_model
+from jaxattn.model.seq2seq import build_model, position_limits
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir import run as run_lib
 from jaxattn.rundir.checkpointer import Checkpointer
@@ -240,6 +240,7 @@ def _prepare(config, workdir: str) -> dict:
     model = build_model(
         config.model, len(data.src_vocab), len(data.tgt_vocab), bos_id=data.tgt_vocab.bos_id
     )
+    check_positions(config.model, data.largest_batch_shape(tc.batch_size))
     tx = make_optimizer(tc, total_steps)
     example = data.eval_batches("train", 2)[0]
     abstract = jax.eval_shape(lambda: create_train_state(model, tx, jax.random.PRNGKey(0), example))
@@ -518,6 +519,22 @@ def available_memory() -> tuple[int | None, str]:
         return kib * 1024, "the available host memory"
     except (OSError, StopIteration, ValueError):
         return None, "memory"
+
+
+def check_positions(c, batch_shape: tuple[int, int, int]) -> None:
+    """TrainingError, before anything is written, when the widest training batch (batch_shape:
+    (B, S, T), as the data pads it) has more source or target positions than model config
+    c's model can take (a learned positional table, location attention), instead of failing
+    at the first such batch, hours into a run."""
+    _, src_width, tgt_width = batch_shape
+    for side, limit, field in position_limits(c):
+        width = src_width if side == "source" else tgt_width
+        if width > limit:
+            raise TrainingError(
+                f"The widest training batch has {width} {side} positions (EOS and padding "
+                f"included), more than the model's {limit} ({field}): raise {field} to at "
+                f"least {width}, or drop long pairs with data.max_length."
+            )
 
 
 def check_memory(
