@@ -336,7 +336,7 @@ def rules() -> dict[str, dict]:
             "max_positions": integer(1),
             "scan_layers": boolean,
             "tie_embeddings": boolean,
-            "alignment_layer": integer(None),
+            "alignment_layer": integer(-1),
             "alignment_head": integer(-1),
         },
         "train": {

@@ -23,6 +23,7 @@ from jaxattn.model.decoders import (
     PlainDecoder,
 )
 from jaxattn.model.rnn import valid_mask
+from jaxattn.model.transformer import TransformerDecoder
 
 V, E, H = 11, 6, 8  # target vocab, embedding, decoder hidden (= encoder output size D)
 B, S, T, EXTRA = 3, 6, 5, 3
@@ -519,6 +520,7 @@ def test_decoder_classes_registered():
         "luong": LuongDecoder,
         "plain": PlainDecoder,
         "legacy": LegacyDecoder,
+        "transformer": TransformerDecoder,
     }
 
 

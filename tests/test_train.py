@@ -318,7 +318,7 @@ TRANSFORMER = {
         ({"model.decoder": "luong", "model.heads": 5}, "heads \\(5\\) must divide"),
         ({"model.encoder": "rnn", "model.heads": 0}, "heads=0 must be >= 1"),
         ({"model.alignment_layer": 2}, "alignment_layer 2 is not a layer of the 2-layer decoder"),
-        ({"model.alignment_layer": -3}, "alignment_layer -3"),
+        ({"model.alignment_layer": -3}, "alignment_layer=-3 must be >= -1"),
         ({"model.alignment_head": 2}, "alignment_head 2 is not one of the 2 heads"),
         ({"model.positional": "rotary"}, "config.model.positional='rotary' is not one of"),
         ({"model.decoder": "bahdanau", "model.tie_embeddings": True}, "tie_embeddings is the"),

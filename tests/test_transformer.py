@@ -393,7 +393,7 @@ def test_transformer_encoder_padding_invariance(random_init):
     [
         ({"heads": 3}, "heads \\(3\\) must divide hidden \\(8\\)"),
         ({"alignment_layer": 2}, "alignment_layer 2 is not a layer"),
-        ({"alignment_layer": -3}, "alignment_layer -3 is not a layer"),
+        ({"alignment_layer": -3}, "config.model.alignment_layer=-3 must be >= -1"),
         ({"alignment_head": 2}, "alignment_head 2 is not one of the 2 heads"),
         ({"alignment_head": -2}, "config.model.alignment_head"),
         ({"decoder": "bahdanau", "tie_embeddings": True}, "tie_embeddings"),

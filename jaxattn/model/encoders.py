@@ -7,8 +7,9 @@ valid positions and the final state do not depend on how much padding follows.
 `ENCODERS` registers encoders by name (`config.model.encoder`). An encoder is a module called
 as ``outputs, finals = encoder(src, lengths, train=...)`` (shapes in `Encoder.__call__`) with
 an `output_dim` property (the outputs' last axis) and a `from_config(c, vocab_size)`
-classmethod (and `config_conflict(c)`, `source_positions(c)` classmethods); a new one is its
-class plus one line in `ENCODERS`. `TransformerEncoder` (jaxattn.model.transformer) is one.
+classmethod (optional: `config_conflict(c)` -> a message or None, `source_positions(c)` -> the
+most source positions it reads, 0 = any); a new one is its class plus one line in `ENCODERS`.
+`TransformerEncoder` (jaxattn.model.transformer) is one.
 """
 
 from __future__ import annotations

@@ -231,6 +231,12 @@ class Seq2Seq(nn.Module):
         )
 
 
+def _optional(cls, method: str, default):
+    """cls.method, or a function of the config giving `default` for a registered class that
+    does not define it (the optional parts of the encoder and decoder protocols)."""
+    return getattr(cls, method, lambda c: default)
+
+
 def _registered(registry: dict, kind: str, name: str):
     """registry[name]; ValueError naming the choices for an unknown name."""
     if name not in registry:
@@ -246,7 +252,7 @@ def config_conflict(c: ml_collections.ConfigDict) -> str | None:
     """
     # An unbound module is only its fields: building it just reads the output size.
     encoder_class = _registered(ENCODERS, "encoder", c.encoder)
-    why = encoder_class.config_conflict(c)
+    why = _optional(encoder_class, "config_conflict", None)(c)
     if not why:
         key_dim = encoder_class.from_config(c, vocab_size=1).output_dim
         why = _registered(DECODERS, "decoder", c.decoder).config_conflict(c, key_dim)
@@ -260,8 +266,8 @@ def position_limits(c: ml_collections.ConfigDict) -> list[tuple[str, int, str]]:
     encoder = _registered(ENCODERS, "encoder", c.encoder)
     decoder = _registered(DECODERS, "decoder", c.decoder)
     limits = [
-        ("source", encoder.source_positions(c), "model.max_positions"),
-        ("target", decoder.target_positions(c), "model.max_positions"),
+        ("source", _optional(encoder, "source_positions", 0)(c), "model.max_positions"),
+        ("target", _optional(decoder, "target_positions", 0)(c), "model.max_positions"),
     ]
     if getattr(decoder, "needs_attention", False):
         limits.append(("source", attention_source_positions(c), "model.attention_max_length"))

@@ -454,7 +454,7 @@ class TransformerDecoder(_Stack):
         del key_dim  # the cross-attention projects any key width
         if _width_conflict(c):
             return _width_conflict(c)
-        if not -c.decoder_layers <= c.alignment_layer < c.decoder_layers:
+        if c.alignment_layer >= c.decoder_layers:
             return (
                 f"alignment_layer {c.alignment_layer} is not a layer of the "
                 f"{c.decoder_layers}-layer decoder (0..{c.decoder_layers - 1}, or -1 for the last)."
