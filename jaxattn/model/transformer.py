@@ -269,29 +269,68 @@ def _width_conflict(c) -> str | None:
     return None
 
 
-def _layer_fields(c) -> dict[str, Any]:
+def _stack_fields(c, num_layers: int) -> dict[str, Any]:
+    """The fields both stacks read from model config c."""
     return dict(
+        num_layers=num_layers,
         width=c.hidden,
         heads=c.heads,
         ff_dim=c.ff_dim,
         dropout=c.dropout,
         attention_dropout=c.attention_dropout,
         norm_first=c.norm_first,
+        positional=c.positional,
+        max_positions=c.max_positions,
+        scan_layers=c.scan_layers,
+        dtype=compute_dtype(c),
     )
 
 
 class _Stack(nn.Module):
-    """A stack of `num_layers` layers, unrolled or under `nn.scan` (`scan_layers`)."""
+    """What both stacks share: the embedding, `num_layers` layers of `layer_class` (unrolled,
+    or one under `nn.scan` with `scan_layers`) and, pre-LN, a final LayerNorm."""
 
+    vocab_size: int = 0
+    width: int = 256  # d_model
+    heads: int = 4
+    ff_dim: int = 1024  # the feed-forward's inner width
     num_layers: int = 6
+    dropout: float = 0.1  # on the embeddings, every sublayer's output and in the feed-forward
+    attention_dropout: float = 0.0  # on the attention weights
+    norm_first: bool = False  # pre-LN; False: post-LN (the paper)
+    positional: str = "sinusoidal"  # sinusoidal | learned
+    max_positions: int = 256  # the learned table's size
     scan_layers: bool = False
-    self_attention: ClassVar[bool] = True  # its layers sow self-attention weights (views)
+    dtype: Any = None
+    layer_class: ClassVar[type[_Layer]]
+    self_attention: ClassVar[bool] = True  # its layers self-attend (AttentionViews)
 
-    def _make_layers(self, layer_class, **fields):
+    def setup(self):
+        self.embed = Embedding(
+            self.vocab_size,
+            self.width,
+            self.positional,
+            self.max_positions,
+            self.dropout,
+            self.dtype,
+        )
+        fields = dict(
+            width=self.width,
+            heads=self.heads,
+            ff_dim=self.ff_dim,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            norm_first=self.norm_first,
+            dtype=self.dtype,
+        )
         if self.scan_layers:
-            self.layer = layer_class(**fields, name="layers")
+            self.layer = self.layer_class(**fields, name="layers")
         else:
-            self.layers = [layer_class(**fields, name=f"layer_{i}") for i in range(self.num_layers)]
+            self.layers = [
+                self.layer_class(**fields, name=f"layer_{i}") for i in range(self.num_layers)
+            ]
+        if self.norm_first:
+            self.final_norm = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype)
 
     def _over_layers(self, body, carry, xs=None):
         """Runs body(layer, carry, xs_i) -> (carry, ys_i) through the layers; xs and ys
@@ -326,30 +365,12 @@ class TransformerEncoder(_Stack):
     the real positions ((mean [B, width],)), which an RNN decoder's bridge may start from.
     """
 
-    vocab_size: int = 0
-    width: int = 256
-    heads: int = 4
-    ff_dim: int = 1024
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    norm_first: bool = False
-    positional: str = "sinusoidal"
-    max_positions: int = 256
-    dtype: Any = None
+    layer_class: ClassVar[type[_Layer]] = EncoderLayer
 
     @classmethod
     def from_config(cls, c, vocab_size: int) -> TransformerEncoder:
         """The encoder model config c describes, for a source vocabulary of vocab_size."""
-        fields = _layer_fields(c)
-        return cls(
-            vocab_size=vocab_size,
-            num_layers=c.encoder_layers,
-            scan_layers=c.scan_layers,
-            positional=c.positional,
-            max_positions=c.max_positions,
-            dtype=compute_dtype(c),
-            **fields,
-        )
+        return cls(vocab_size=vocab_size, **_stack_fields(c, c.encoder_layers))
 
     @classmethod
     def config_conflict(cls, c) -> str | None:
@@ -364,28 +385,6 @@ class TransformerEncoder(_Stack):
     @property
     def output_dim(self) -> int:
         return self.width
-
-    def setup(self):
-        self.embed = Embedding(
-            self.vocab_size,
-            self.width,
-            self.positional,
-            self.max_positions,
-            self.dropout,
-            self.dtype,
-        )
-        self._make_layers(
-            EncoderLayer,
-            width=self.width,
-            heads=self.heads,
-            ff_dim=self.ff_dim,
-            dropout=self.dropout,
-            attention_dropout=self.attention_dropout,
-            norm_first=self.norm_first,
-            dtype=self.dtype,
-        )
-        if self.norm_first:
-            self.final_norm = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype)
 
     def __call__(self, src, lengths=None, *, train: bool = False):
         """src [B, S] int, lengths [B] or None (all real) -> (outputs [B, S, D], finals)."""
@@ -428,19 +427,10 @@ class TransformerDecoder(_Stack):
     output projection (or the embedding, tied). A decoder of the `Decoder` protocol
     (`precompute`, `init_state`, `step`, `__call__`), over any encoder's outputs."""
 
-    vocab_size: int = 0
-    width: int = 256
-    heads: int = 4
-    ff_dim: int = 1024
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    norm_first: bool = False
-    positional: str = "sinusoidal"
-    max_positions: int = 256
+    layer_class: ClassVar[type[_Layer]] = DecoderLayer
     tie_embeddings: bool = False  # the output layer is the embedding (transposed)
     alignment_layer: int = -1  # the cross-attention a step returns as its weights: this layer
     alignment_head: int = -1  # ... this head; -1: the mean of the heads
-    dtype: Any = None
     attention: Any = None  # unused: cross-attention is the layers' (the Decoder protocol's)
     needs_attention: ClassVar[bool] = False
 
@@ -472,15 +462,10 @@ class TransformerDecoder(_Stack):
         del key_dim
         return cls(
             vocab_size=vocab_size,
-            num_layers=c.decoder_layers,
-            scan_layers=c.scan_layers,
-            positional=c.positional,
-            max_positions=c.max_positions,
             tie_embeddings=c.tie_embeddings,
             alignment_layer=c.alignment_layer,
             alignment_head=c.alignment_head,
-            dtype=compute_dtype(c),
-            **_layer_fields(c),
+            **_stack_fields(c, c.decoder_layers),
         )
 
     @classmethod
@@ -489,26 +474,7 @@ class TransformerDecoder(_Stack):
         return c.max_positions if c.positional == "learned" else 0
 
     def setup(self):
-        self.embed = Embedding(
-            self.vocab_size,
-            self.width,
-            self.positional,
-            self.max_positions,
-            self.dropout,
-            self.dtype,
-        )
-        self._make_layers(
-            DecoderLayer,
-            width=self.width,
-            heads=self.heads,
-            ff_dim=self.ff_dim,
-            dropout=self.dropout,
-            attention_dropout=self.attention_dropout,
-            norm_first=self.norm_first,
-            dtype=self.dtype,
-        )
-        if self.norm_first:
-            self.final_norm = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype)
+        super().setup()
         if not self.tie_embeddings:
             self.out = nn.Dense(self.vocab_size, dtype=self.dtype)
 
