@@ -7,7 +7,8 @@ clipping as there, but 20 epochs (half: it converges sooner), dropout 0.3 for th
     python scripts/train.py --config configs/engfra_transformer.py \
         --workdir runs/engfra_transformer --config.data.path=../shared/data/eng-fra/eng-fra.txt
 
-Measured figures: README.md ("Results") and docs/experiments.md.
+Measured here (56 min beside other jobs, 25 CPU minutes): test 42.18 greedy, 46.94 beam 5
+(configs/engfra_tuned.py retrained beside it: 45.23, 46.92). Details: docs/experiments.md.
 """
 
 import os
