@@ -4,11 +4,13 @@ Every decoder exposes the same three methods, so training, greedy and beam searc
 of them alike:
 
     cache  = decoder.precompute(keys)                    # per-sentence attention work
-    state  = decoder.init_state(memory)                  # from the encoder's final carries
+    state  = decoder.init_state(memory, steps)           # from the encoder's final carries
     state, logits, weights = decoder.step(memory, state, prev_tokens, t, train=...)
 
 `memory` is a `Memory` and a state a `DecoderState` (typed pytrees, shapes below). Every array
-in them has the batch first, so search code can tile and gather them.
+in them has the batch first, so search code can tile and gather them. `steps` (the decoding
+steps to come) sizes a fixed cache; the RNN decoders ignore it, `TransformerDecoder`
+(jaxattn.model.transformer, registered here too) needs it for its key/value cache.
 
 - `BahdanauDecoder`: the tutorial's AttnDecoderRNN. Query = previous hidden state; the RNN
   reads concat(embedding, context); logits = Linear(hidden state). Any attention plugs in.
