@@ -224,15 +224,20 @@ def run(argv):
         sys.exit(1)
 
 
-def plot_attention(examples, drawable: int, path):
-    """The heatmap of the first --max_plots `examples` ((labels, weights)) of `drawable`."""
-    if not examples:
+def check_drawn(n: int, drawable: int) -> None:
+    """InferenceError when no sentence can be drawn; a warning when --max_plots cut some."""
+    if not n:
         raise InferenceError("No sentence to draw attention for (all were empty).")
-    if drawable > len(examples):
+    if drawable > n:
         print(
-            f"warning: drawing the first {len(examples)} of {drawable} sentences (--max_plots).",
+            f"warning: drawing the first {n} of {drawable} sentences (--max_plots).",
             file=sys.stderr,
         )
+
+
+def plot_attention(examples, drawable: int, path):
+    """The heatmap of the first --max_plots `examples` ((labels, weights)) of `drawable`."""
+    check_drawn(len(examples), drawable)
     try:
         if len(examples) == 1:
             (inputs, outputs), weights = examples[0]
@@ -249,13 +254,7 @@ def plot_layers(translator, view: str, drawn, drawable: int, decoding: dict, pat
     ((input index, sentence)): path itself for one, else PATH-<input number>.EXT each. Each
     sentence is translated again (`Translator.attention_views`; sampling draws by input
     index, so it gives the same output)."""
-    if not drawn:
-        raise InferenceError("No sentence to draw attention for (all were empty).")
-    if drawable > len(drawn):
-        print(
-            f"warning: drawing the first {len(drawn)} of {drawable} sentences (--max_plots).",
-            file=sys.stderr,
-        )
+    check_drawn(len(drawn), drawable)
     stem, ext = os.path.splitext(path)
     for i, sentence in drawn:
         views = translator.attention_views(
