@@ -133,8 +133,12 @@ def default_model_config() -> ml_collections.ConfigDict:
     c.attention = "additive"  # jaxattn.model.attention.ATTENTIONS (not 'pooling')
     c.attention_bias = True  # the tutorial's Linear layers have biases
     c.attention_window = 5  # local attention half-width D
-    c.attention_max_length = 10  # location attention's Linear(., max_length)
+    # location attention's Linear(., max_length); 0 = auto: the widest source a training batch
+    # pads to (EOS included), set when training starts and saved in the run's config.json
+    c.attention_max_length = 10
     c.kernel = "gaussian"  # kernel attention
+    c.kernel_width = 1.0  # kernel attention: the width (the Gaussian's sigma), > 0
+    c.learn_kernel_width = False  # kernel attention: learn the width (from kernel_width)
     c.input_feeding = True  # Luong decoder
     c.bridge = "copy"  # copy | dense | zero
     c.mask_attention = True  # False: the tutorial's unmasked attention
@@ -151,7 +155,12 @@ def default_model_config() -> ml_collections.ConfigDict:
     c.positional = "sinusoidal"  # sinusoidal (d2l 11.6) | learned
     c.max_positions = 256  # learned positional table: longest source and decoding steps
     c.scan_layers = False  # run each stack under nn.scan (one compiled layer; same results)
-    c.tie_embeddings = False  # the Transformer decoder's output layer = its embedding
+    # The decoder's output layer = its embedding table (transposed, no bias); RNN decoders need
+    # hidden == embed_dim. With share_embeddings too: all three tables are one.
+    c.tie_embeddings = False
+    # The encoder's embedding table is the decoder's (one parameter): needs one vocabulary
+    # (data.tokenizer='sentencepiece' with data.sp_joint) and one width.
+    c.share_embeddings = False
     c.alignment_layer = -1  # the cross-attention a step reports as its alignment: this layer
     c.alignment_head = -1  # ... and head; -1 = the mean of the layer's heads
     return c
@@ -320,8 +329,10 @@ def rules() -> dict[str, dict]:
             "attention": one_of(*r["attentions"]),
             "attention_bias": boolean,
             "attention_window": integer(1),
-            "attention_max_length": integer(1),
+            "attention_max_length": integer(0),
             "kernel": by_function(r["kernels"]),
+            "kernel_width": real(0, lo_open=True),
+            "learn_kernel_width": boolean,
             "input_feeding": boolean,
             "bridge": one_of(*r["bridges"]),
             "mask_attention": boolean,
@@ -336,6 +347,7 @@ def rules() -> dict[str, dict]:
             "max_positions": integer(1),
             "scan_layers": boolean,
             "tie_embeddings": boolean,
+            "share_embeddings": boolean,
             "alignment_layer": integer(-1),
             "alignment_head": integer(-1),
         },
@@ -446,6 +458,33 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
             f"must be <= teacher_forcing_ratio ({tc.teacher_forcing_ratio}), the start of "
             f"the {tc.teacher_forcing_schedule!r} schedule",
         )
+    from jaxattn.training.optim import warmup_conflict
+
+    if tc.num_train_steps > 0:  # with num_epochs: checked once the data is read
+        why = warmup_conflict(tc.lr_schedule, tc.warmup_steps, tc.num_train_steps)
+        if why:
+            _fail("train", "warmup_steps", tc.warmup_steps, why)
+    dc = config.data
+    if config.model.share_embeddings and not (dc.tokenizer == "sentencepiece" and dc.sp_joint):
+        _fail(
+            "model",
+            "share_embeddings",
+            True,
+            "needs one vocabulary for both sides: set data.tokenizer='sentencepiece' and "
+            "data.sp_joint=True, or share_embeddings=False",
+        )
+    # Corpora the config itself splits: a split with no share is empty before it is read.
+    shares = {"tutorial": "split_fractions", "synthetic": "synthetic_sizes"}.get(dc.name)
+    if shares:
+        sizes = dict(zip(("train", "validation", "test"), dc[shares], strict=True))
+        if not sizes.get(config.eval.split):
+            _fail(
+                "eval",
+                "split",
+                config.eval.split,
+                f"is empty: data.{shares}={tuple(dc[shares])} gives (train, validation, test) "
+                f"of the {dc.name} corpus; give the split a share or validate on another",
+            )
     if device_count and tc.batch_size % device_count:
         raise ConfigError(
             f"config.train.batch_size={tc.batch_size} must divide evenly over the "

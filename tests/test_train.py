@@ -321,7 +321,10 @@ TRANSFORMER = {
         ({"model.alignment_layer": -3}, "alignment_layer=-3 must be >= -1"),
         ({"model.alignment_head": 2}, "alignment_head 2 is not one of the 2 heads"),
         ({"model.positional": "rotary"}, "config.model.positional='rotary' is not one of"),
-        ({"model.decoder": "bahdanau", "model.tie_embeddings": True}, "tie_embeddings is the"),
+        (
+            {"model.decoder": "bahdanau", "model.tie_embeddings": True, "model.embed_dim": 8},
+            "tie_embeddings: the output layer reads 16 features",
+        ),
         (
             {"model.positional": "learned", "model.max_positions": 8, "eval.max_decode_len": 9},
             "max_decode_len=9 must be <= model.max_positions \\(8\\)",

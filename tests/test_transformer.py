@@ -396,7 +396,7 @@ def test_transformer_encoder_padding_invariance(random_init):
         ({"alignment_layer": -3}, "config.model.alignment_layer=-3 must be >= -1"),
         ({"alignment_head": 2}, "alignment_head 2 is not one of the 2 heads"),
         ({"alignment_head": -2}, "config.model.alignment_head"),
-        ({"decoder": "bahdanau", "tie_embeddings": True}, "tie_embeddings"),
+        ({"decoder": "bahdanau", "tie_embeddings": True}, "tie_embeddings: the output layer"),
         ({"positional": "rotary"}, "config.model.positional"),
         ({"encoder": "transformer", "decoder": "luong", "heads": 5}, "heads \\(5\\)"),
     ],

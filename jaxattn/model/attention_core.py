@@ -328,9 +328,15 @@ class LocationAttention(_ScoreAttention):
 
     @classmethod
     def source_positions(cls, c) -> int:
-        return c.attention_max_length
+        return c.attention_max_length  # 0 (auto): not known before the data is read
 
     def setup(self):
+        if self.max_length < 1:
+            raise ValueError(
+                f"LocationAttention needs max_length >= 1, got {self.max_length} "
+                "(model.attention_max_length=0, auto, is set from the data when training "
+                "starts: build the model from the run's saved config)."
+            )
         self.attn = nn.Dense(self.max_length, **dense_kwargs(self, use_bias=self.use_bias))
 
     def score(self, query, keys, cache):

@@ -125,6 +125,8 @@ class Decoder(nn.Module):
     bridge: str = "copy"  # copy | dense | zero: how the encoder's final state starts the RNN
     unroll: int = 1  # scan unroll factor
     dtype: jnp.dtype | None = None  # compute dtype (params stay float32)
+    tie_embeddings: bool = False  # the output layer is the embedding table (transposed)
+    embedding: nn.Module | None = None  # a shared nn.Embed (share_embeddings); None: its own
     needs_attention: ClassVar[bool] = True  # False: the subclass reads no `attention`
 
     # ------------------------------------------------- the registry entry: from a model config
@@ -144,14 +146,26 @@ class Decoder(nn.Module):
             dropout=c.dropout,
             bridge=c.bridge,
             unroll=c.unroll,
+            tie_embeddings=c.tie_embeddings,
         )
+
+    @classmethod
+    def embedding_width(cls, c) -> int:
+        """Its embedding table's width (what a shared table must have)."""
+        return c.embed_dim
 
     @classmethod
     def config_conflict(cls, c, key_dim: int) -> str | None:
         """Why model config c cannot build this decoder over encoder outputs [B, S, key_dim]
         (a message), or None."""
-        if c.tie_embeddings:
-            return "tie_embeddings is the Transformer decoder's (decoder='transformer')."
+        if c.tie_embeddings and c.hidden != c.embed_dim:
+            # The output layer reads the top hidden state (Luong: the attentional vector),
+            # [B, hidden]; tied, its kernel is the [V, embed_dim] table transposed.
+            return (
+                f"tie_embeddings: the output layer reads {c.hidden} features (model.hidden) "
+                f"and the embedding table is {c.embed_dim} wide (model.embed_dim); set them "
+                "equal, or tie_embeddings=False."
+            )
         if not cls.needs_attention:
             return None
         return attention_lib.config_conflict(c, cls.query_size(c), key_dim)
@@ -179,7 +193,10 @@ class Decoder(nn.Module):
     def setup(self):
         if self.needs_attention and self.attention is None:
             raise ValueError(f"{type(self).__name__} needs an attention module.")
-        self.embed = nn.Embed(self.vocab_size, self.embed_dim, dtype=self.dtype)
+        if self.embedding is not None:
+            self.embed = self.embedding
+        else:
+            self.embed = nn.Embed(self.vocab_size, self.embed_dim, dtype=self.dtype)
         self.cells = [
             make_cell(self.cell, self.hidden, self.dtype, name=f"rnn_{i}")
             for i in range(self.num_layers)
@@ -188,11 +205,12 @@ class Decoder(nn.Module):
             raise ValueError(f"Unknown bridge {self.bridge!r}; choose one of {BRIDGES}.")
         if self.bridge == "dense":
             self.bridge_proj = nn.Dense(self.hidden, dtype=self.dtype)
-        self.out = nn.Dense(
-            self.vocab_size,
-            dtype=self.dtype,  # logits: cast to float32
-            dot_general=_projection_dot_general,
-        )
+        if not self.tie_embeddings:
+            self.out = nn.Dense(
+                self.vocab_size,
+                dtype=self.dtype,  # logits: cast to float32
+                dot_general=_projection_dot_general,
+            )
         self.drop = nn.Dropout(self.dropout)
 
     def precompute(self, keys):
@@ -252,11 +270,19 @@ class Decoder(nn.Module):
         return tuple(new), x
 
     def _logits(self, h):
+        if self.tie_embeddings:  # h [..., E] @ table^T, no bias
+            return self.embed.attend(h).astype(jnp.float32)
         return self.out(h).astype(jnp.float32)  # [B, V] (or [B, T, V])
+
+    def _lookup(self, tokens):
+        """The embedding of tokens [B] or [B, T] -> [..., E], in the compute dtype (a shared
+        table computes in float32)."""
+        emb = self.embed(tokens)
+        return emb if self.dtype is None else emb.astype(self.dtype)
 
     def _embed_tokens(self, tokens, *, train: bool):
         """The RNN's token input: dropout(embedding) ([B] or [B, T] ids -> [..., E])."""
-        return self.drop(self.embed(tokens), deterministic=not train)
+        return self.drop(self._lookup(tokens), deterministic=not train)
 
     def _project_embedded(self, embedded):
         """Teacher-forced path: work on the embedded inputs of all steps [B, T, E] done before
@@ -436,7 +462,7 @@ class PlainDecoder(Decoder):
         return fields
 
     def _embed_tokens(self, tokens, *, train: bool):
-        return jax.nn.relu(self.embed(tokens))  # no dropout
+        return jax.nn.relu(self._lookup(tokens))  # no dropout
 
     def _features(self, memory, state, emb, t, *, train: bool = False):
         rnn, h = self._run_rnn(state.rnn, emb, train)

@@ -8,7 +8,9 @@ valid positions and the final state do not depend on how much padding follows.
 as ``outputs, finals = encoder(src, lengths, train=...)`` (shapes in `Encoder.__call__`) with
 an `output_dim` property (the outputs' last axis) and a `from_config(c, vocab_size)`
 classmethod (optional: `config_conflict(c)` -> a message or None, `source_positions(c)` -> the
-most source positions it reads, 0 = any); a new one is its class plus one line in `ENCODERS`.
+most source positions it reads, 0 = any; `embedding_width(c)` and an `embedding` field, a shared
+`nn.Embed` table it reads instead of its own, to share its table with the decoder
+(model.share_embeddings)); a new one is its class plus one line in `ENCODERS`.
 `TransformerEncoder` (jaxattn.model.transformer) is one.
 """
 
@@ -40,6 +42,7 @@ class Encoder(nn.Module):
     rnn_dropout: float = 0.0  # between stacked layers, as torch.nn.GRU(dropout=...)
     unroll: int = 1
     dtype: jnp.dtype | None = None
+    embedding: nn.Module | None = None  # a shared nn.Embed (share_embeddings); None: its own
 
     @classmethod
     def from_config(cls, c, vocab_size: int) -> Encoder:
@@ -69,6 +72,11 @@ class Encoder(nn.Module):
         del c
         return 0
 
+    @classmethod
+    def embedding_width(cls, c) -> int:
+        """Its embedding table's width (what a shared table must have)."""
+        return c.embed_dim
+
     @nn.compact
     def __call__(self, src, lengths=None, *, train: bool = False):
         """Encodes a batch.
@@ -81,7 +89,10 @@ class Encoder(nn.Module):
         Returns:
             (outputs [B, S, hidden * directions], finals: one carry per layer).
         """
-        x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(src)  # [B, S, E]
+        embed = self.embedding
+        if embed is None:
+            embed = nn.Embed(self.vocab_size, self.embed_dim, name="embed")
+        x = embed(src)  # [B, S, E]
         if self.dtype is not None:
             x = x.astype(self.dtype)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)

@@ -81,7 +81,11 @@ class KernelAttention(Attention):
 
     @classmethod
     def config_fields(cls, c, query_dim):
-        return {"kernel": c.kernel}
+        return {
+            "kernel": c.kernel,
+            "width": c.kernel_width,
+            "learnable_width": c.learn_kernel_width,
+        }
 
     def setup(self):
         self._kernel = kernel_name(self.kernel)

@@ -252,11 +252,32 @@ def config_conflict(c: ml_collections.ConfigDict) -> str | None:
     """
     # An unbound module is only its fields: building it just reads the output size.
     encoder_class = _registered(ENCODERS, "encoder", c.encoder)
+    decoder_class = _registered(DECODERS, "decoder", c.decoder)
     why = _optional(encoder_class, "config_conflict", None)(c)
     if not why:
         key_dim = encoder_class.from_config(c, vocab_size=1).output_dim
-        why = _registered(DECODERS, "decoder", c.decoder).config_conflict(c, key_dim)
+        why = decoder_class.config_conflict(c, key_dim)
+    if not why and c.share_embeddings:
+        why = _sharing_conflict(c, encoder_class, decoder_class)
     return f"config.model: {why}" if why else None
+
+
+def _sharing_conflict(c: ml_collections.ConfigDict, encoder_class, decoder_class) -> str | None:
+    """Why model config c's encoder and decoder cannot share one embedding table
+    (share_embeddings): a class without `embedding_width`, or tables of two widths."""
+    widths = {}
+    for part, cls in (("encoder", encoder_class), ("decoder", decoder_class)):
+        width = _optional(cls, "embedding_width", 0)(c)
+        if not width:
+            return f"share_embeddings: the {part} {cls.__name__} has no table to share."
+        widths[part] = width
+    if widths["encoder"] != widths["decoder"]:
+        return (
+            f"share_embeddings needs one table width, but the {c.encoder} encoder's is "
+            f"{widths['encoder']} and the {c.decoder} decoder's {widths['decoder']} (an RNN "
+            "part's is model.embed_dim, a Transformer's model.hidden): set them equal."
+        )
+    return None
 
 
 def position_limits(c: ml_collections.ConfigDict) -> list[tuple[str, int, str]]:
@@ -310,12 +331,28 @@ def build_model(
     Returns:
         The `Seq2Seq` module (initialise it with ``model.init(key, src, src_len, tgt)``).
 
+    With c.share_embeddings the encoder's embedding table is the decoder's: one parameter,
+    params['encoder']['embedding']['embedding'] [V, width], which needs one vocabulary.
+
     Raises:
-        ValueError: For an unknown encoder, decoder or attention, or sizes that cannot match.
+        ValueError: For an unknown encoder, decoder or attention, sizes that cannot match, or
+            two vocabulary sizes with share_embeddings.
     """
-    encoder = _registered(ENCODERS, "encoder", c.encoder).from_config(c, src_vocab_size)
-    decoder_class = _registered(DECODERS, "decoder", c.decoder)
-    decoder = decoder_class.from_config(c, tgt_vocab_size, encoder.output_dim)
+    encoder_class = _registered(ENCODERS, "encoder", c.encoder)
+    encoder = encoder_class.from_config(c, src_vocab_size)
+    decoder = _registered(DECODERS, "decoder", c.decoder).from_config(
+        c, tgt_vocab_size, encoder.output_dim
+    )
+    if c.share_embeddings:
+        if src_vocab_size != tgt_vocab_size:
+            raise ValueError(
+                f"share_embeddings needs one vocabulary for both sides, but the source has "
+                f"{src_vocab_size} ids and the target {tgt_vocab_size} (use data.sp_joint)."
+            )
+        # One unbound module in both: Flax adopts it once (in the encoder, the first field
+        # of Seq2Seq) and the decoder reads the same parameter, ['encoder']['embedding'].
+        table = nn.Embed(src_vocab_size, encoder_class.embedding_width(c))
+        encoder, decoder = encoder.clone(embedding=table), decoder.clone(embedding=table)
     return Seq2Seq(
         encoder=encoder,
         decoder=decoder,

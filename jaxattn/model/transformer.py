@@ -122,11 +122,15 @@ class Embedding(nn.Module):
     max_positions: int = 256  # learned: the table's size (positions 0 .. max_positions - 1)
     dropout: float = 0.1
     dtype: Any = None
+    table: Any = None  # a shared nn.Embed (share_embeddings); None: its own
 
     def setup(self):
         if self.positional not in POSITIONAL:
             raise ValueError(f"Unknown positional {self.positional!r}; choose one of {POSITIONAL}.")
-        self.embed = nn.Embed(self.vocab_size, self.width)
+        if self.table is not None:
+            self.embed = self.table
+        else:
+            self.embed = nn.Embed(self.vocab_size, self.width)
         if self.positional == "learned":
             self.position = nn.Embed(self.max_positions, self.width)
         self.drop = nn.Dropout(self.dropout)
@@ -302,8 +306,14 @@ class _Stack(nn.Module):
     max_positions: int = 256  # the learned table's size
     scan_layers: bool = False
     dtype: Any = None
+    embedding: Any = None  # a shared nn.Embed (share_embeddings); None: its own
     layer_class: ClassVar[type[_Layer]]
     self_attention: ClassVar[bool] = True  # its layers self-attend (AttentionViews)
+
+    @classmethod
+    def embedding_width(cls, c) -> int:
+        """Its embedding table's width (what a shared table must have): the width."""
+        return c.hidden
 
     def setup(self):
         self.embed = Embedding(
@@ -313,6 +323,7 @@ class _Stack(nn.Module):
             self.max_positions,
             self.dropout,
             self.dtype,
+            table=self.embedding,
         )
         fields = dict(
             width=self.width,

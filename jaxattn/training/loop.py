@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import functools
 import logging
 import math
@@ -36,13 +37,14 @@ from jaxattn.model.seq2seq import build_model, position_limits
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir import run as run_lib
 from jaxattn.rundir.checkpointer import Checkpointer
-from jaxattn.rundir.layout import CURVES_FILE, VOCAB_FILES, checkpoint_dir, step_dir
+from jaxattn.rundir.layout import CONFIG_FILE, CURVES_FILE, VOCAB_FILES, checkpoint_dir, step_dir
 from jaxattn.tools import plots
 from jaxattn.training.losses import loss_mask, token_losses
 from jaxattn.training.optim import (
     make_optimizer,
     make_schedule,
     teacher_forcing_schedule,
+    warmup_conflict,
 )
 
 log = logging.getLogger(__name__)
@@ -207,6 +209,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str):
     tc = config.train
     is_main = jax.process_index() == 0
     run = _prepare(config, workdir)  # reads and checks; writes nothing
+    config = run["config"]  # with the auto fields set (model.attention_max_length=0)
     # Ranked by BLEU even with eval.bleu=False, so that an earlier best survives such a resume.
     ckpt = Checkpointer(workdir, keep_latest=tc.keep_checkpoints, best_metric="bleu")
     try:
@@ -223,11 +226,23 @@ def _train(config: ml_collections.ConfigDict, workdir: str):
 
 def _prepare(config, workdir: str) -> dict:
     """Everything decided before the first file of the run is written: the saved steps (and
-    that they fit this config), the data (and that one batch fits in it), the model, its
-    parameter count and whether training it fits in memory."""
+    that they fit this config), the data (and that one batch fits in it), the rules that need
+    the data (warmup against the epochs' steps, the model's position limits), the model, its
+    parameter count and whether training it fits in memory. Its 'config' has the auto fields
+    set (model.attention_max_length=0: the widest training source, or a resumed run's value),
+    the config the run saves."""
     tc = config.train
+    auto = config
+    if not config.model.attention_max_length:  # auto: a resumed run keeps its saved value
+        saved = run_lib.read_config_file(os.path.join(workdir, CONFIG_FILE))
+        if saved is not None:
+            config = with_attention_max_length(config, saved.model.attention_max_length)
     steps = run_lib.check_resumable(workdir, config)  # the saved steps; nothing created
     data = data_lib.build(config.data, vocab_dir=workdir if steps else None, seed=config.seed)
+    if not steps and not auto.model.attention_max_length:  # auto, a new run: from the data
+        src_width = data.largest_batch_shape(tc.batch_size)[1]
+        config = with_attention_max_length(auto, src_width)
+        log.info("model.attention_max_length=0 (auto): %d, the widest source.", src_width)
     if config.eval.split not in data.splits or not data.num_examples(config.eval.split):
         raise ConfigError(
             f"config.eval.split={config.eval.split!r}: the corpus has no such split or it is "
@@ -237,6 +252,11 @@ def _prepare(config, workdir: str) -> dict:
     data.check_batch_fits(tc.batch_size // jax.process_count(), jax.process_count())
     steps_per_epoch = max(data.num_examples("train") // tc.batch_size, 1)
     total_steps = tc.num_train_steps if tc.num_train_steps > 0 else tc.num_epochs * steps_per_epoch
+    how = f" (num_epochs {tc.num_epochs} x {steps_per_epoch} steps an epoch)"
+    if tc.num_train_steps <= 0 and (
+        why := warmup_conflict(tc.lr_schedule, tc.warmup_steps, total_steps, how)
+    ):
+        raise ConfigError(f"config.train.warmup_steps={tc.warmup_steps} {why}.")
     model = build_model(
         config.model, len(data.src_vocab), len(data.tgt_vocab), bos_id=data.tgt_vocab.bos_id
     )
@@ -255,6 +275,7 @@ def _prepare(config, workdir: str) -> dict:
     )
     check_memory(abstract, data.largest_batch_shape(tc.batch_size), len(data.tgt_vocab))
     return dict(
+        config=config,
         steps=steps,
         data=data,
         model=model,
@@ -519,6 +540,13 @@ def available_memory() -> tuple[int | None, str]:
         return kib * 1024, "the available host memory"
     except (OSError, StopIteration, ValueError):
         return None, "memory"
+
+
+def with_attention_max_length(config, n: int) -> ml_collections.ConfigDict:
+    """A copy of config with model.attention_max_length = n (config itself is not changed)."""
+    config = copy.deepcopy(config)
+    config.model.attention_max_length = n
+    return config
 
 
 def check_positions(c, batch_shape: tuple[int, int, int]) -> None:

@@ -12,13 +12,22 @@ import optax
 from jaxattn.errors import TrainingError
 
 
-def _warmup_cosine(lr: float, warmup: int, total: int):
-    if warmup >= total:
-        raise TrainingError(
-            f"train.warmup_steps ({warmup}) must be smaller than the run's {total} training "
-            "steps for lr_schedule='warmup_cosine'; lower --config.train.warmup_steps or train "
-            "longer."
+def warmup_conflict(schedule: str, warmup: int, total: int, steps: str = "") -> str | None:
+    """Why lr_schedule `schedule` cannot warm up for `warmup` of the run's `total` steps
+    (`steps`: how total came about, for the message), or None. Config-decidable with
+    train.num_train_steps (`config.validate`), after the data is read with num_epochs."""
+    if schedule == "warmup_cosine" and warmup >= total:
+        return (
+            f"must be smaller than the run's {total} training steps{steps} for "
+            "lr_schedule='warmup_cosine' (it decays to 0 after the warmup): lower "
+            "train.warmup_steps or train longer"
         )
+    return None
+
+
+def _warmup_cosine(lr: float, warmup: int, total: int):
+    if why := warmup_conflict("warmup_cosine", warmup, total):
+        raise TrainingError(f"train.warmup_steps ({warmup}) {why}.")
     return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total, 2))
 
 
