@@ -737,6 +737,35 @@ MUTATIONS = [
         "return layer.mean(axis=1)",
         "tests/test_attention_views.py -k alignment_layer_and_head",
     ),
+    # ---------------------------------------------- issue 28: tied embeddings, rules, auto fields
+    M(
+        "share_embeddings_decoder_own_table",
+        "jaxattn/model/seq2seq.py",
+        "encoder, decoder = encoder.clone(embedding=table), decoder.clone(embedding=table)",
+        "encoder = encoder.clone(embedding=table)",
+        "tests/test_tied_embeddings.py -k 'bahdanau and share'",
+    ),
+    M(
+        "rnn_tie_embeddings_ignored",
+        "jaxattn/model/decoders.py",
+        "if self.tie_embeddings:  # h [..., E] @ table^T, no bias",
+        "if False:",
+        "tests/test_tied_embeddings.py -k 'bahdanau and tie'",
+    ),
+    M(
+        "warmup_rule_not_in_validate",
+        "jaxattn/config.py",
+        "if tc.num_train_steps > 0:  # with num_epochs: checked once the data is read",
+        "if False:",
+        "tests/test_config_before_data.py -k warmup_cosine",
+    ),
+    M(
+        "auto_attention_max_length_not_set",
+        "jaxattn/training/loop.py",
+        "if not steps and not auto.model.attention_max_length:",
+        "if False:",
+        "tests/test_config_before_data.py -k auto_attention",
+    ),
 ]
 
 
