@@ -25,6 +25,10 @@ before any work.
 decoding), one a line in input order; --per_token adds, tab-separated, the reference's tokens
 (then the EOS token) and their log-probabilities (space-separated): `LOGPROB<TAB>TOKENS<TAB>
 LOGPROBS`. A summary goes to stderr; --output writes the lines to a file instead of stdout.
+
+--print_alignment appends ' ||| ' and a word alignment to each line (Marian's convention):
+the --output hypotheses' (`HYPOTHESIS ||| 0-0 1-2 ...`), or with --score the reference's
+forced alignment (`LOGPROB ||| 0-0 1-2 ...`); see scripts/align_eval.py to score alignments.
 """
 
 import json
@@ -36,7 +40,7 @@ from absl import app, flags
 
 from jaxattn.data.readers import summary
 from jaxattn.errors import UsageError
-from jaxattn.inference import eval_input
+from jaxattn.inference import alignment, eval_input
 from jaxattn.inference import translator as inference
 from jaxattn.rundir.files import write_text
 from jaxattn.tools import cli
@@ -58,6 +62,12 @@ _SCORE = flags.DEFINE_bool(
 )
 _PER_TOKEN = flags.DEFINE_bool(
     "per_token", False, "With --score: also each token's log-probability."
+)
+_PRINT_ALIGNMENT = flags.DEFINE_bool(
+    "print_alignment",
+    False,
+    "With --output: append ' ||| ' and the word alignment (Pharaoh 'i-j' pairs) to each "
+    "line: the hypothesis's, or with --score the reference's forced alignment.",
 )
 FLAGS = flags.FLAGS
 
@@ -84,6 +94,8 @@ def run(argv):
         )
     elif _PER_TOKEN.value:
         raise UsageError("--per_token goes with --score.")
+    if _PRINT_ALIGNMENT.value and not _OUTPUT.value and not _SCORE.value:
+        raise UsageError("--print_alignment goes with --output (the file it writes to) or --score.")
     own_split = data_options["src"] is None and data_options["tsv"] is None
     limits = eval_input.limit_options("truncate" if own_split else "error")
     translator = inference.Translator.from_workdirs(*cli.run_specs(FLAGS.workdir))
@@ -105,8 +117,18 @@ def run(argv):
     if empty:
         print(f"warning: {empty} empty source line(s): empty hypotheses.", file=sys.stderr)
     decoding = {**cli.decoding_options(translator.config.eval.beam_size), **limits}
-    result = translator.evaluate(sources, refs, warmup=FLAGS.warmup, where=where, **decoding)
+    result = translator.evaluate(
+        sources,
+        refs,
+        warmup=FLAGS.warmup,
+        where=where,
+        alignments=_PRINT_ALIGNMENT.value,
+        **decoding,
+    )
     hyps = result.pop("hypotheses")
+    if _PRINT_ALIGNMENT.value:
+        links = result.pop("alignments")
+        hyps = [alignment.with_alignment(h, a) for h, a in zip(hyps, links, strict=True)]
     search = translator.options(decoding["options"]).describe()
     print(
         f"{runs(translator)} ({search}) on {what}: {len(sources)} sentences, "
@@ -157,6 +179,10 @@ def score(translator, sources, refs, what: str, limits: dict, where, target_wher
         )
         for s in scores
     ]
+    if _PRINT_ALIGNMENT.value:
+        lines = [
+            alignment.with_alignment(x, s.alignment) for x, s in zip(lines, scores, strict=True)
+        ]
     total, tokens = sum(s.log_prob for s in scores), sum(len(s.tokens) for s in scores)
     if _OUTPUT.value:
         write_text(_OUTPUT.value, "".join(line + "\n" for line in lines))

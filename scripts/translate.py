@@ -35,6 +35,11 @@ RANK 1 for the best, SCORE the search's score (beam: the log-probability over th
 penalty, plus the coverage penalty; sampling and greedy: the log-probability); beam search
 lists its K best, sampling (--method sample) K samples ranked by score.
 Several comma-separated --workdir runs (same vocabularies) decode as one ensemble.
+
+--print_alignment appends ' ||| ' and the translation's word alignment to each translation
+(Marian's convention: `TRANSLATION ||| 0-0 1-2 ...`, in every format above), Pharaoh pairs
+`i-j` of source word i and target word j, 0-based, each target word linked to the source word
+it attends to most (jaxattn/inference/alignment.py: EOS left out, subwords merged to words).
 """
 
 import os
@@ -45,7 +50,7 @@ from matplotlib.backend_bases import FigureCanvasBase
 
 from jaxattn.data.readers import bad_lines_message
 from jaxattn.errors import InferenceError, UsageError
-from jaxattn.inference import eval_input, exported, translation
+from jaxattn.inference import alignment, eval_input, exported, translation
 from jaxattn.inference import translator as inference
 from jaxattn.model import seq2seq
 from jaxattn.tools import cli, plots
@@ -75,6 +80,12 @@ _VERBOSE = flags.DEFINE_bool(
     "verbose",
     False,
     "Also print the model's input tokens and the score (tab-separated: input, translation, score).",
+)
+_PRINT_ALIGNMENT = flags.DEFINE_bool(
+    "print_alignment",
+    False,
+    "Append ' ||| ' and each translation's word alignment (Pharaoh 'i-j' pairs, source word "
+    "- target word, 0-based, from the attention) to its output line.",
 )
 FLAGS = flags.FLAGS
 CHUNK_LINES = 1024  # stdin lines translated together (1 from a terminal: a line, its output)
@@ -191,14 +202,14 @@ def run(argv):
             if n_best:
                 print(
                     "\n".join(
-                        f"{i}\t{rank}\t{h.score:.4f}\t{h.text}"
+                        f"{i}\t{rank}\t{h.score:.4f}\t{output_text(h)}"
                         for rank, h in enumerate(t.hypotheses(), 1)
                     )
                 )
             elif _VERBOSE.value:
-                print(f"{' '.join(t.input_tokens)}\t{t.text}\t{t.score:.4f}")
+                print(f"{' '.join(t.input_tokens)}\t{output_text(t)}\t{t.score:.4f}")
             else:
-                print(t.text)
+                print(output_text(t))
         sys.stdout.flush()
         if _ATTENTION_PNG.value:
             drawable += sum(bool(t.input_tokens) for t in out)
@@ -222,6 +233,11 @@ def run(argv):
         plot_layers(translator, view, drawn, drawable, decoding, _ATTENTION_PNG.value)
     if bad:
         sys.exit(1)
+
+
+def output_text(t: translation.Translation) -> str:
+    """The translation, with --print_alignment ' ||| ' and its alignment."""
+    return alignment.with_alignment(t.text, t.alignment) if _PRINT_ALIGNMENT.value else t.text
 
 
 def check_drawn(n: int, drawable: int) -> None:

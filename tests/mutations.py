@@ -766,6 +766,28 @@ MUTATIONS = [
         "if False:",
         "tests/test_config_before_data.py -k auto_attention",
     ),
+    # ---------------------------------------------------------------- issue 28: alignments, AER
+    M(
+        "aer_divides_by_possible",
+        "jaxattn/inference/alignment.py",
+        "aer=1.0 - (a_s + a_p) / (a + s) if a + s else 0.0,",
+        "aer=1.0 - (a_s + a_p) / (a + p) if a + p else 0.0,",
+        "tests/test_alignment.py -k by_hand",
+    ),
+    M(
+        "alignment_pieces_not_merged",
+        "jaxattn/inference/alignment.py",
+        "new, visible = k == 0 or tok.startswith(SPACE_MARK), bool(tok.strip(SPACE_MARK))",
+        "new, visible = True, True",
+        "tests/test_alignment.py -k merges_subwords",
+    ),
+    M(
+        "alignment_eos_column_kept",
+        "jaxattn/inference/alignment.py",
+        "weights[: len(tgt_tokens), : len(src_tokens)],",
+        "weights[: len(tgt_tokens)],",
+        "tests/test_alignment.py -k merges_subwords",
+    ),
 ]
 
 

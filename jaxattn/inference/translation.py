@@ -174,6 +174,8 @@ class Translation:
     truncated: bool = False  # input cut: to the input limit (overlong='truncate') or positions
     log_prob: float = 0.0  # the model's log-probability of the tokens (EOS included)
     alternatives: list[Translation] = dataclasses.field(default_factory=list)  # ranks 2..n
+    # (source word, target word) links of `weights` (jaxattn.inference.alignment), 0-based
+    alignment: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
     def hypotheses(self) -> list[Translation]:
         """All n-best hypotheses, best first: this one, then `alternatives`."""
@@ -187,6 +189,8 @@ class Score:
     log_prob: float  # the sum of token_log_probs
     tokens: list[str]  # the target tokens the model scored, then the EOS label
     token_log_probs: list[float]  # log p(token | previous tokens, source), one per token
+    # the forced alignment: (source word, target word) links (jaxattn.inference.alignment)
+    alignment: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
 
 VIEWS = ("alignment", "cross", "encoder_self", "decoder_self")  # `SentenceViews.grid`'s views

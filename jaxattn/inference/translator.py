@@ -11,6 +11,7 @@ text with any search, score given translations, show attention, evaluate.
     v = tr.attention_views("il est grand .")  # every layer and head -> plots.attention_layers
     tr.evaluate(sources, references)  # {'bleu', 'chrf', 'bleu_signature', ...}
     tr.score(sources, targets)        # [Score(log_prob, tokens, token_log_probs)]: forced decoding
+    t.alignment, tr.align(sources, targets)  # Pharaoh links [(src word, tgt word)]: alignment.py
     Translator.from_workdirs(["runs/a", "runs/b"], "best")     # an ensemble (search.Ensemble)
 
 Everything comes from the workdir: config.json, the vocabularies (and SentencePiece models) and
@@ -59,6 +60,7 @@ from jaxattn import search
 from jaxattn.checks import is_int
 from jaxattn.data.batching import encode_tokens, pad
 from jaxattn.errors import InferenceError, UsageError
+from jaxattn.inference import alignment as alignment_lib
 from jaxattn.inference import predict
 from jaxattn.inference import unk as unk_lib
 from jaxattn.inference.translation import (
@@ -610,6 +612,13 @@ class Translator:
             x.unknown,
             x.truncated,
             float(r.log_probs[row, k]),
+            alignment=self._alignment(weights, x.tokens, words),
+        )
+
+    def _alignment(self, weights: np.ndarray, src_tokens, tgt_tokens) -> list[tuple[int, int]]:
+        """`alignment.hard_alignment` with this run's tokenizers."""
+        return alignment_lib.hard_alignment(
+            weights, src_tokens, tgt_tokens, self.src_tokenizer.kind, self.tgt_tokenizer.kind
         )
 
     def _warn_inputs(self, sentences: Sequence[str], inputs: list[_Input]) -> None:
@@ -782,6 +791,7 @@ class Translator:
         max_input_len: int | None = None,
         overlong: str | None = None,
         where: Callable[[int], str] | None = None,
+        alignments: bool = False,
         **decoding,
     ) -> dict:
         """Translates `sources` (options as `translate`) and scores the best translations
@@ -792,7 +802,8 @@ class Translator:
         counts decoding only. Every source is checked (input limit) before any decoding.
         Returns {'bleu', 'chrf', 'bleu_signature', 'chrf_signature', 'bleu_detail',
         'sentences', 'seconds', 'sentences_per_sec', the decoding options, ...,
-        'max_input_len', 'truncated_inputs', 'hypotheses'}.
+        'max_input_len', 'truncated_inputs', 'hypotheses'}; alignments=True adds
+        'alignments', each hypothesis's `Translation.alignment`.
         """
         options = self.options(options, **decoding)
         self._check_pairs("references", sources, references)
@@ -831,6 +842,8 @@ class Translator:
             includes_compilation=not warmup,
             hypotheses=hyps,
         )
+        if alignments:
+            result["alignments"] = [t.alignment for t in out]
         if len(self.members) > 1:
             result["ensemble"] = [dict(workdir=w, step=s) for w, s in self.members]
         return result
@@ -920,8 +933,15 @@ class Translator:
                     float(f.log_probs[row]),
                     tokens[i] + [eos],
                     f.token_log_probs[row, : len(tgt_ids[i])].tolist(),
+                    self._alignment(f.weights[row], inputs[i].tokens, tokens[i]),
                 )
         return out
+
+    def align(self, sources: Sequence[str], targets: Sequence[str], **kwargs) -> list[list]:
+        """The forced alignment of each target with its source: `score`'s attention weights
+        as Pharaoh links (source word, target word), 0-based, over the words the model reads
+        (jaxattn.inference.alignment; what scripts/align_eval.py scores). kwargs: `score`'s."""
+        return [s.alignment for s in self.score(sources, targets, **kwargs)]
 
     def _target_tokens(
         self, target: str, limit: InputLimit, overlong: str, name: Callable[[], str]
