@@ -216,7 +216,7 @@ def default_eval_config() -> ml_collections.ConfigDict:
     c.split = "validation"  # validated during training
     c.batch_size = 128
     c.max_decode_len = 20  # decoding steps (the tutorial: MAX_LENGTH); more for long input
-    c.bleu = True  # greedy sacreBLEU during validation (also ranks the best checkpoint)
+    c.bleu = True  # greedy sacreBLEU during validation (what best_metric bleu|chrf ranks by)
     c.beam_size = 1  # for scripts/evaluate.py
     c.length_penalty = 0.0  # alpha of ((5 + len) / 6) ** alpha
     return c
