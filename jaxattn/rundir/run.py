@@ -322,10 +322,11 @@ class Checkpoints:
 
 # ------------------------------------------------------------------------- resuming a run
 def _best_metric(workdir: str) -> str:
-    """The run's train.best_metric ('bleu' for runs without a readable config.json)."""
+    """The run's train.best_metric ('bleu' for runs without a readable config.json: the
+    errors about that file come from the code that needs the rest of it)."""
     try:
         config = read_config_file(os.path.join(workdir, CONFIG_FILE))
-    except ConfigError:
+    except (ConfigError, WorkdirError):
         config = None
     return "bleu" if config is None else config.train.best_metric
 
