@@ -169,12 +169,18 @@ def default_model_config() -> ml_collections.ConfigDict:
 def default_train_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.batch_size = 32  # global batch, split over all devices and hosts
+    # Gradient accumulation: each update's batch runs as this many micro-batches in turn
+    # (summed gradients, one update; ~1/accumulate of the activation memory); 1 = off.
+    c.accumulate = 1
     c.num_epochs = 80
     c.num_train_steps = -1  # > 0 overrides num_epochs
     c.optimizer = "adam"  # adam | adamw | sgd
     c.learning_rate = 1e-3
-    c.lr_schedule = "constant"  # constant | cosine | warmup_cosine | rsqrt
+    c.lr_schedule = "constant"  # constant | cosine | warmup_cosine | rsqrt | plateau
     c.warmup_steps = 0
+    c.plateau_factor = 0.5  # plateau: the rate is multiplied by this after plateau_patience
+    c.plateau_patience = 2  # plateau: ... validations in a row without a better best_metric
+    c.min_learning_rate = 0.0  # plateau: the rate is never lowered below this
     c.b1 = 0.9
     c.b2 = 0.999
     c.weight_decay = 0.0  # adamw only
@@ -204,7 +210,12 @@ def default_train_config() -> ml_collections.ConfigDict:
     c.log_every = 100
     c.eval_every = 1000
     c.checkpoint_every = 1000
-    c.keep_checkpoints = 2  # newest kept (plus the best by validation BLEU)
+    c.keep_checkpoints = 2  # newest kept (plus the best by validation best_metric)
+    # The validation metric that ranks the best checkpoint and drives early stopping and the
+    # plateau schedule: bleu | chrf (higher is better) | loss (lower is better).
+    c.best_metric = "bleu"
+    c.early_stopping_patience = 0  # end after this many validations without a better one; 0 = off
+    c.early_stopping_min_delta = 0.0  # a smaller gain of best_metric is no improvement
     c.progress_bar = True
     return c
 
@@ -214,7 +225,7 @@ def default_eval_config() -> ml_collections.ConfigDict:
     c.split = "validation"  # validated during training
     c.batch_size = 128
     c.max_decode_len = 20  # decoding steps (the tutorial: MAX_LENGTH); more for long input
-    c.bleu = True  # greedy sacreBLEU during validation (also ranks the best checkpoint)
+    c.bleu = True  # greedy sacreBLEU during validation (what best_metric bleu|chrf ranks by)
     c.beam_size = 1  # for scripts/evaluate.py
     c.length_penalty = 0.0  # alpha of ((5 + len) / 6) ** alpha
     return c
@@ -237,6 +248,7 @@ def _registries() -> dict:
     from jaxattn.data.synthetic import TASKS
     from jaxattn.data.text import NORMALIZATIONS, SP_MODEL_TYPES, TOKENIZERS
     from jaxattn.data.vocab import ORDERS
+    from jaxattn.metrics import BEST_METRICS
     from jaxattn.model import attention
     from jaxattn.model.decoders import BRIDGES, DECODERS
     from jaxattn.model.encoders import ENCODERS
@@ -260,6 +272,7 @@ def _registries() -> dict:
         cells=tuple(CELLS),
         optimizers=tuple(OPTIMIZERS),
         schedules=tuple(LR_SCHEDULES),
+        best_metrics=tuple(BEST_METRICS),
         teacher_forcing_schedules=tuple(TEACHER_FORCING_SCHEDULES),
     )
 
@@ -353,12 +366,16 @@ def rules() -> dict[str, dict]:
         },
         "train": {
             "batch_size": integer(1),
+            "accumulate": integer(1),
             "num_epochs": integer(0),
             "num_train_steps": integer(-1),
             "optimizer": one_of(*r["optimizers"]),
             "learning_rate": real(0, lo_open=True),
             "lr_schedule": one_of(*r["schedules"]),
             "warmup_steps": integer(0),
+            "plateau_factor": real(0, 1, lo_open=True, hi_open=True),
+            "plateau_patience": integer(1),
+            "min_learning_rate": real(0),
             "b1": real(0, 1, hi_open=True),
             "b2": real(0, 1, hi_open=True),
             "weight_decay": real(0),
@@ -377,6 +394,9 @@ def rules() -> dict[str, dict]:
             "eval_every": integer(1),
             "checkpoint_every": integer(1),
             "keep_checkpoints": integer(1),
+            "best_metric": one_of(*r["best_metrics"]),
+            "early_stopping_patience": integer(0),
+            "early_stopping_min_delta": real(0),
             "progress_bar": boolean,
         },
         "eval": {
@@ -490,6 +510,16 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
             f"config.train.batch_size={tc.batch_size} must divide evenly over the "
             f"{device_count} devices; use a multiple of {device_count}."
         )
+    if tc.batch_size % (tc.accumulate * (device_count or 1)):
+        per = f" x {device_count} devices" if device_count else ""
+        _fail(
+            "train",
+            "batch_size",
+            tc.batch_size,
+            f"must divide into {tc.accumulate} micro-batches (train.accumulate){per}: use a "
+            f"multiple of {tc.accumulate * (device_count or 1)} or another train.accumulate",
+        )
+    _check_validation_driven(config)
     from jaxattn.model.seq2seq import target_positions
 
     steps = target_positions(config.model)
@@ -503,6 +533,39 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
         )
     if config.eval.beam_size > 1 and config.eval.max_decode_len < 1:
         _fail("eval", "max_decode_len", config.eval.max_decode_len, "must be >= 1")
+
+
+def _check_validation_driven(config) -> None:
+    """Early stopping and the plateau schedule act on validations of train.best_metric: it
+    must be computed (bleu/chrf need eval.bleu) and the run must validate before its end."""
+    tc = config.train
+    users = ["early_stopping_patience"] if tc.early_stopping_patience > 0 else []
+    users += ["lr_schedule"] if tc.lr_schedule == "plateau" else []
+    if not users:
+        return
+    if tc.best_metric != "loss" and not config.eval.bleu:
+        _fail(
+            "train",
+            "best_metric",
+            tc.best_metric,
+            f"needs eval.bleu=True (train.{users[0]} acts on it); set --config.eval.bleu=True "
+            "or --config.train.best_metric=loss",
+        )
+    if 0 < tc.num_train_steps < tc.eval_every:
+        _fail(
+            "train",
+            "eval_every",
+            tc.eval_every,
+            f"must be <= num_train_steps ({tc.num_train_steps}) for train.{users[0]}, which "
+            "acts on validations: lower eval_every",
+        )
+    if tc.lr_schedule == "plateau" and tc.min_learning_rate > tc.learning_rate:
+        _fail(
+            "train",
+            "min_learning_rate",
+            tc.min_learning_rate,
+            f"must be <= learning_rate ({tc.learning_rate}), where the plateau schedule starts",
+        )
 
 
 # ----------------------------------------------------------------------- saved configs

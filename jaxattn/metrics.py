@@ -10,6 +10,10 @@ import sacrebleu
 
 from jaxattn.rundir.layout import METRICS_FILE, TENSORBOARD_DIR
 
+# The validation metrics that can rank checkpoints (config.train.best_metric): name -> whether
+# higher is better.
+BEST_METRICS = {"bleu": True, "chrf": True, "loss": False}
+
 
 def corpus_scores(hypotheses: list[str], references: list[str], *, tokenize: str = "13a") -> dict:
     """sacreBLEU corpus BLEU and chrF of detokenized hypotheses against one reference each.

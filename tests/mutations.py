@@ -62,8 +62,8 @@ MUTATIONS = [
     M(
         "train_loss_over_padding",
         "jaxattn/training/loop.py",
-        "mask = loss_mask(batch, tc.loss_over_padding)\n\n    def loss_fn",
-        "mask = loss_mask(batch, True)\n\n    def loss_fn",
+        "mask = loss_mask(batch, tc.loss_over_padding)\n    denom",
+        "mask = loss_mask(batch, True)\n    denom",
         f"{TS} -k masked_mean",
     ),
     M(
@@ -176,9 +176,59 @@ MUTATIONS = [
     M(
         "loss_per_sentence_mean",
         "jaxattn/training/loop.py",
-        "return losses.sum() / jnp.maximum(mask.sum(), 1.0)",
-        "return losses.sum() / mask.shape[0]",
+        "denom = jnp.maximum(mask.sum(), 1.0)  # the whole batch's tokens",
+        "denom = mask.shape[0]",
         f"{TS} -k masked_mean",
+    ),
+    # ------------------------------------------- issue 28: accumulation, best metric, plateau
+    M(
+        "accumulate_mean_of_micro_means",
+        "jaxattn/training/loop.py",
+        "return losses.sum() / denom",
+        "return losses.sum() / jnp.maximum(mask.sum(), 1.0) / a",
+        f"{TS} -k accumulated",
+    ),
+    M(
+        "accumulate_last_micro_batch_only",
+        "jaxattn/training/loop.py",
+        "return jax.tree.map(jnp.add, total, one), None",
+        "return one, None",
+        f"{TS} -k accumulated",
+    ),
+    M(
+        "plateau_reduces_once_only",
+        "jaxattn/training/optim.py",
+        "not since_best or since_best % tc.plateau_patience:",
+        "since_best != tc.plateau_patience:",
+        f"{TS} -k plateau_lowers",
+    ),
+    M(
+        "plateau_ignores_min_learning_rate",
+        "jaxattn/training/optim.py",
+        "new = max(rate * tc.plateau_factor, tc.min_learning_rate)",
+        "new = rate * tc.plateau_factor",
+        f"{TS} -k plateau_lowers",
+    ),
+    M(
+        "stopping_ignores_min_delta",
+        "jaxattn/training/stopping.py",
+        "if best is None or (gain if higher else -gain) > self.min_delta:",
+        "if best is None or (gain if higher else -gain) > 0:",
+        "tests/test_stopping.py -k since_best",
+    ),
+    M(
+        "stopping_loss_higher_is_better",
+        "jaxattn/metrics.py",
+        'BEST_METRICS = {"bleu": True, "chrf": True, "loss": False}',
+        'BEST_METRICS = {"bleu": True, "chrf": True, "loss": True}',
+        "tests/test_stopping.py -k since_best",
+    ),
+    M(
+        "best_checkpoint_by_highest_loss",
+        "jaxattn/rundir/checkpointer.py",
+        "return value if BEST_METRICS[metric] else -value",
+        "return value",
+        "tests/test_checkpoints.py -k best_by_loss",
     ),
     M(
         "eval_step_label_smoothing",

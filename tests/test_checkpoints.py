@@ -99,6 +99,30 @@ def test_best_older_than_the_newest_n_survives(tmp_path):
 
 
 # ------------------------------------------------------------------------------ averaging
+def test_best_by_loss_is_the_lowest_and_the_run_says_so(tmp_path):
+    """best_metric='loss': the lowest validation loss is kept through later, worse saves and
+    named in best.json; a run's `Checkpoints` rank by the best_metric of its config.json
+    (a run without one by BLEU)."""
+    from jaxattn.config import default_config
+    from jaxattn.rundir.run import write_config
+
+    workdir = str(tmp_path / "w")
+    it, state = make_iter(), make_state(0)
+    scores = {1: (3.0, 10.0), 2: (1.0, 0.5), 3: (2.0, 30.0), 4: (4.0, 1.0), 5: (5.0, 2.0)}
+    ckpt = Checkpointer(workdir, keep_latest=2, best_metric="loss", async_save=False)
+    for step, (loss, bleu) in scores.items():
+        ckpt.save(step, state, it, {}, {"loss": loss, "bleu": bleu})
+    ckpt.close()
+    assert json.load(open(os.path.join(workdir, "best.json")))["step"] == 2
+    with Checkpoints(workdir) as ro:  # no config.json: BLEU
+        assert ro.steps() == [2, 4, 5] and ro.best() == 5
+    config = default_config()
+    config.train.best_metric = "loss"
+    write_config(workdir, config)
+    with Checkpoints(workdir) as ro:
+        assert ro.best() == 2 and ro.resolve("best") == 2
+
+
 def test_average_params_exact():
     """Floating leaves: the mean (in float64, cast back to the leaf dtype); integer leaves equal
     in every tree are kept; differing ones, other structures and no trees are refused."""

@@ -21,7 +21,14 @@ from jaxattn.config import default_model_config
 from jaxattn.errors import TrainingError
 from jaxattn.model.seq2seq import build_model
 from jaxattn.training import loop as train_lib
-from jaxattn.training.optim import make_optimizer, make_schedule, teacher_forcing_schedule
+from jaxattn.training.optim import (
+    make_optimizer,
+    make_schedule,
+    plateau_rate,
+    reduce_on_plateau,
+    teacher_forcing_schedule,
+)
+from jaxattn.training.stopping import ValidationHistory
 
 V, B, S, T = 9, 3, 5, 6
 BOS = 1
@@ -45,6 +52,10 @@ TRAIN_DEFAULTS = dict(  # the train options train_step and make_optimizer read
     teacher_forcing_decay_steps=100,
     teacher_forcing_decay_rate=0.9,
     teacher_forcing_sigmoid_k=10.0,
+    accumulate=1,
+    plateau_factor=0.5,
+    plateau_patience=2,
+    min_learning_rate=0.0,
 )
 
 
@@ -311,6 +322,41 @@ def test_eval_step_sums():
         assert float(out["tokens"]) == want_tokens
 
 
+def make_big_batch(rows=12, seed=5):
+    """`rows` sentences of random lengths (so that micro-batches hold unequal token counts)."""
+    rng = np.random.default_rng(seed)
+    src_len = rng.integers(1, S + 1, rows).astype(np.int32)
+    tgt_len = rng.integers(1, T + 1, rows).astype(np.int32)
+    src = np.where(np.arange(S) < src_len[:, None], rng.integers(3, V, (rows, S)), 0)
+    tgt = np.where(np.arange(T) < tgt_len[:, None], rng.integers(3, V, (rows, T)), 0)
+    return {
+        "src": jnp.asarray(src, jnp.int32),
+        "src_len": jnp.asarray(src_len),
+        "tgt": jnp.asarray(tgt, jnp.int32),
+        "tgt_len": jnp.asarray(tgt_len),
+    }
+
+
+@pytest.mark.parametrize("accumulate", [2, 4])
+def test_accumulated_micro_batches_equal_one_big_batch(accumulate):
+    """train.accumulate splits the batch into micro-batches of unequal token counts, whose
+    gradients, weighted by their tokens, make the whole batch's: the same loss, gradient
+    norm and SGD update as one step on the whole batch (guards against a mean of the
+    micro-batches' means, a missed micro-batch, or a second update)."""
+    batch = make_big_batch()
+    tokens = [int(batch["tgt_len"][i::accumulate].sum()) for i in range(accumulate)]
+    assert len(set(tokens)) > 1, tokens  # unequal micro-batches, else a mean of means passes
+    _, one, m1 = run_step(make_tc(), batch)
+    state, acc, m = run_step(make_tc(accumulate=accumulate), batch)
+    assert float(m["loss"]) == pytest.approx(float(m1["loss"]), rel=1e-5)
+    assert float(m["grad_norm"]) == pytest.approx(float(m1["grad_norm"]), rel=1e-5)
+    assert int(m["tokens"]) == int(m1["tokens"]) == int(batch["tgt_len"].sum())
+    assert int(acc.step) == int(one.step) == 1
+    moved = jax.tree.map(jnp.subtract, one.params, state.params)
+    assert float(optax.global_norm(moved)) > 1e-3  # the update is not nothing
+    tree_close(acc.params, one.params, rtol=1e-5, atol=1e-7)
+
+
 # ------------------------------------------------------------------------------ optimizers
 def one_update(tc, grads, params=None, steps=1):
     tx = make_optimizer(tc, total_steps=100)
@@ -404,5 +450,61 @@ def test_schedules_values():
     for s in range(12):  # linear warmup to lr at step 3, then lr * sqrt(4 / (step + 1))
         want = lr * (s + 1) / 4 if s < 4 else lr * np.sqrt(4 / (s + 1))
         assert float(rs(s)) == pytest.approx(want, rel=1e-5)
+    pl = sched("plateau", warmup=4)  # linear warmup to lr at step 3, then lr until reduced
+    for s in range(8):
+        assert float(pl(s)) == pytest.approx(lr * min((s + 1) / 4, 1.0), rel=1e-6)
+    assert float(sched("plateau")(0)) == pytest.approx(lr)  # no warmup: lr from the start
     with pytest.raises(TrainingError, match="lr_schedule"):
         sched("linear")
+
+
+@pytest.mark.parametrize(
+    "metric,scores,min_delta,rates",
+    [
+        # since the best: 0 0 1 2 0 1 2 3 4 5 -> x0.5 at every 2nd, down to 0.02
+        (
+            "bleu",
+            [10, 12, 11, 11, 13, 12, 12, 12, 12, 12],
+            0.0,
+            [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025, 0.02, 0.02],
+        ),
+        # loss: lower is better; 2.95 is no gain of more than min_delta 0.1 over 3.0
+        ("loss", [3.0, 2.95, 2.0, 2.5, 1.95, 1.5], 0.1, [0.1, 0.1, 0.1, 0.1, 0.05, 0.05]),
+    ],
+)
+def test_plateau_lowers_the_rate_at_the_right_validations(metric, scores, min_delta, rates):
+    """A scripted sequence of validation scores: the rate in the optimizer state is
+    multiplied by plateau_factor at every plateau_patience-th validation in a row without
+    an improvement, never below min_learning_rate, and the optimizer steps with it."""
+    tc = make_tc(
+        lr_schedule="plateau",
+        learning_rate=0.1,
+        min_learning_rate=0.02,
+        best_metric=metric,
+        early_stopping_min_delta=min_delta,
+        grad_clip=1e3,  # the rate is found inside a chain too
+    )
+    tx = make_optimizer(tc, total_steps=100)
+    params, g = {"w": jnp.ones(2)}, {"w": jnp.array([0.5, -1.0])}
+    opt_state = tx.init(params)
+    history = ValidationHistory(metric, min_delta)
+    got = []
+    for step, score in enumerate(scores):
+        history.add(step, {metric: score})
+        opt_state, _ = reduce_on_plateau(tc, opt_state, history.since_best())
+        got.append(plateau_rate(opt_state))
+        update, _ = tx.update(g, opt_state, params)
+        np.testing.assert_allclose(update["w"], -got[-1] * g["w"], rtol=1e-6)
+    assert got == pytest.approx(rates, rel=1e-6)
+
+
+def test_other_schedules_have_no_plateau_state():
+    """Only 'plateau' puts a rate in the optimizer state: the others' checkpoints keep their
+    structure, and a plateau of validations changes nothing for them."""
+    for name in ("constant", "cosine", "warmup_cosine", "rsqrt"):
+        tc = make_tc(lr_schedule=name, warmup_steps=2)
+        opt_state = make_optimizer(tc, 100).init({"w": jnp.ones(2)})
+        ref = optax.sgd(make_schedule(tc, 100)).init({"w": jnp.ones(2)})
+        assert jax.tree.structure(opt_state) == jax.tree.structure(ref)
+        assert plateau_rate(opt_state) is None
+        assert reduce_on_plateau(tc, opt_state, 2) == (opt_state, None)

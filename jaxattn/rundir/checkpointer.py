@@ -16,6 +16,7 @@ metrics}; an unreadable step is moved aside to WORKDIR/checkpoints/corrupt-<step
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -28,6 +29,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxattn.errors import CheckpointError, first_line
+from jaxattn.metrics import BEST_METRICS
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir import params as params_lib
 from jaxattn.rundir.layout import (
@@ -50,8 +52,9 @@ class Checkpointer:
     """Wraps an `ocp.CheckpointManager` with the project's keep/restore policy.
 
     Keeps the `keep_latest` newest checkpoints (at least 2, so that a corrupt latest one has a
-    fallback) and the best one by `best_metric` (higher is better, e.g. BLEU). A context
-    manager: `with Checkpointer(workdir, read_only=True) as ckpt: ...` closes it.
+    fallback) and the best one by `best_metric` (a name in `metrics.BEST_METRICS`: BLEU and
+    chrF higher is better, the loss lower). A context manager:
+    `with Checkpointer(workdir, read_only=True) as ckpt: ...` closes it.
     """
 
     def __init__(
@@ -82,7 +85,7 @@ class Checkpointer:
         if best_metric:
             # Every save passes a metrics dict (empty without validation), which Orbax stores
             # in the checkpoint, so the ranking is known again after a restart.
-            best_fn = lambda m: m.get(best_metric, float("-inf"))  # noqa: E731
+            best_fn = functools.partial(_score, best_metric)
             keep.append(
                 policies.BestN(get_metric_fn=best_fn, n=1, keep_checkpoints_without_metrics=False)
             )
@@ -167,10 +170,10 @@ class Checkpointer:
         return dict(m) if isinstance(m, dict) else {}
 
     def best_step(self) -> int | None:
-        """The step on disk with the highest `best_metric`, or None if no step has one."""
+        """The step on disk with the best `best_metric`, or None if no step has one."""
         metric = self.best_metric or "bleu"
         scored = [
-            (m[metric], s)
+            (_score(metric, m), s)
             for s in self.all_steps()
             if isinstance((m := self.metrics(s)).get(metric), (int, float))
         ]
@@ -325,6 +328,12 @@ class Checkpointer:
 
             multihost_utils.sync_global_devices(f"jaxattn_quarantine_{step}")
         self.manager.reload()
+
+
+def _score(metric: str, metrics: dict) -> float:
+    """`metrics[metric]` as a score where higher is better (the loss negated); -inf if absent."""
+    value = metrics.get(metric, float("-inf") if BEST_METRICS[metric] else float("inf"))
+    return value if BEST_METRICS[metric] else -value
 
 
 def _reason(error: BaseException) -> str:

@@ -204,7 +204,7 @@ class Checkpoints:
 
     def __init__(self, workdir: str):
         self.workdir = os.fspath(workdir)
-        self._ckpt = Checkpointer(self.workdir, read_only=True)
+        self._ckpt = Checkpointer(self.workdir, read_only=True, best_metric=_best_metric(workdir))
 
     def close(self) -> None:
         self._ckpt.close()
@@ -225,7 +225,8 @@ class Checkpoints:
         return self.steps() + ([AVERAGED] if _averaged_version(self.workdir) is not None else [])
 
     def best(self) -> Step | None:
-        """The step with the highest validation BLEU, None if no step has one."""
+        """The step with the best validation train.best_metric (BLEU unless the run's config
+        says otherwise), None if no step has one."""
         step = self._ckpt.best_step()
         return None if step is None else Step(step)
 
@@ -249,8 +250,9 @@ class Checkpoints:
             step = self.best()
             if step is None:
                 log.warning(
-                    "No best checkpoint (no validation BLEU saved with any checkpoint); "
+                    "No best checkpoint (no validation %s saved with any checkpoint); "
                     "using the latest, step %d.",
+                    self._ckpt.best_metric,
                     steps[-1],
                 )
                 return steps[-1]
@@ -319,6 +321,16 @@ class Checkpoints:
 
 
 # ------------------------------------------------------------------------- resuming a run
+def _best_metric(workdir: str) -> str:
+    """The run's train.best_metric ('bleu' for runs without a readable config.json: the
+    errors about that file come from the code that needs the rest of it)."""
+    try:
+        config = read_config_file(os.path.join(workdir, CONFIG_FILE))
+    except (ConfigError, WorkdirError):
+        config = None
+    return "bleu" if config is None else config.train.best_metric
+
+
 def check_resumable(workdir: str, config) -> list[Step]:
     """The steps a training would resume from ([] for a new run; nothing is created). A run
     with checkpoints resumes only with the same model, data and vocabulary files:
@@ -350,6 +362,15 @@ def check_workdir(workdir: str, config, saved) -> None:
             if before[section].get(k) != now[section].get(k)
         ]
 
+    if now["train"].get("best_metric") != before["train"].get("best_metric", "bleu"):
+        raise CheckpointError(
+            f"{workdir} ranks its checkpoints by train.best_metric="
+            f"{before['train'].get('best_metric', 'bleu')!r} (the best one kept, and the "
+            f"validations without improvement that early stopping and lr_schedule='plateau' "
+            f"count), not {now['train'].get('best_metric')!r}: resume with "
+            f"--config.train.best_metric={before['train'].get('best_metric', 'bleu')}, or use "
+            "a new --workdir."
+        )
     if bad := diffs(("model", "data")):
         raise CheckpointError(
             f"{workdir} holds checkpoints of a different model or data/vocabulary:\n  "

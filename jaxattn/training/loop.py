@@ -41,11 +41,14 @@ from jaxattn.rundir.layout import CONFIG_FILE, CURVES_FILE, VOCAB_FILES, checkpo
 from jaxattn.tools import plots
 from jaxattn.training.losses import loss_mask, token_losses
 from jaxattn.training.optim import (
+    current_learning_rate,
     make_optimizer,
     make_schedule,
+    reduce_on_plateau,
     teacher_forcing_schedule,
     warmup_conflict,
 )
+from jaxattn.training.stopping import ValidationHistory
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +70,20 @@ def create_train_state(model, tx, key, example: dict, *, sharding=None) -> Train
 
 def train_step(state: TrainState, batch, base_key, *, model, tc):
     """One optimizer step on a global batch; returns (state, metrics of this step). The
-    teacher-forcing ratio is `tc.teacher_forcing_schedule`'s value at state.step."""
+    teacher-forcing ratio is `tc.teacher_forcing_schedule`'s value at state.step.
+
+    With tc.accumulate = A > 1 the batch runs as A micro-batches of B / A rows (rows i, i + A,
+    ...: each spread over all devices) one after the other under `lax.scan`, their losses and
+    gradients summed, each divided by the whole batch's token count: one update on the
+    gradient of the whole batch's mean loss, with the activations of one micro-batch alive at
+    a time. Micro-batch i draws its dropout and teacher-forcing keys from fold_in(key, i)."""
     step_key = jax.random.fold_in(base_key, state.step)
-    dropout_key, tf_key = jax.random.split(step_key)
     ratio = teacher_forcing_schedule(tc)(state.step)  # a Python float if constant
     mask = loss_mask(batch, tc.loss_over_padding)
+    denom = jnp.maximum(mask.sum(), 1.0)  # the whole batch's tokens
 
-    def loss_fn(params):
+    def loss_fn(params, batch, mask, key):
+        dropout_key, tf_key = jax.random.split(key)
         logits, _ = model.apply(
             {"params": params},
             batch["src"],
@@ -85,9 +95,22 @@ def train_step(state: TrainState, batch, base_key, *, model, tc):
             rngs={"dropout": dropout_key},
         )
         losses = token_losses(logits, batch["tgt"], tc.label_smoothing) * mask
-        return losses.sum() / jnp.maximum(mask.sum(), 1.0)
+        return losses.sum() / denom
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    grad_fn, a = jax.value_and_grad(loss_fn), tc.get("accumulate", 1)
+    if a == 1:
+        loss, grads = grad_fn(state.params, batch, mask, step_key)
+    else:  # [B, ...] -> [A, B / A, ...]: micro-batch i holds rows i, i + A, ...
+        split = lambda x: jnp.swapaxes(x.reshape(-1, a, *x.shape[1:]), 0, 1)  # noqa: E731
+
+        def add(total, xs):
+            i, micro_batch, micro_mask = xs
+            one = grad_fn(state.params, micro_batch, micro_mask, jax.random.fold_in(step_key, i))
+            return jax.tree.map(jnp.add, total, one), None
+
+        zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
+        xs = (jnp.arange(a), jax.tree.map(split, batch), split(mask))
+        (loss, grads), _ = jax.lax.scan(add, zero, xs)
     state = state.apply_gradients(grads=grads)
     return state, {
         "loss": loss,
@@ -210,8 +233,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str):
     is_main = jax.process_index() == 0
     run = _prepare(config, workdir)  # reads and checks; writes nothing
     config = run["config"]  # with the auto fields set (model.attention_max_length=0)
-    # Ranked by BLEU even with eval.bleu=False, so that an earlier best survives such a resume.
-    ckpt = Checkpointer(workdir, keep_latest=tc.keep_checkpoints, best_metric="bleu")
+    # Ranked by best_metric even when it is not computed (eval.bleu=False), so that an earlier
+    # best survives such a resume.
+    ckpt = Checkpointer(workdir, keep_latest=tc.keep_checkpoints, best_metric=tc.best_metric)
     try:
         result = _loop(config, workdir, ckpt, run)
     except BaseException:
@@ -273,7 +297,9 @@ def _prepare(config, workdir: str) -> dict:
         tc.batch_size,
         jax.device_count(),
     )
-    check_memory(abstract, data.largest_batch_shape(tc.batch_size), len(data.tgt_vocab))
+    check_memory(
+        abstract, data.largest_batch_shape(tc.batch_size), len(data.tgt_vocab), tc.accumulate
+    )
     return dict(
         config=config,
         steps=steps,
@@ -305,6 +331,15 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
     if restored is not None:
         state = jax.device_put(restored, replicated)
         log.info("Resumed from step %d in %s.", start_step, workdir)
+    history = ValidationHistory.restored(tc, ckpt, start_step)
+    if stopped := history.stop_reason(tc.early_stopping_patience):
+        log.warning(
+            "The run stopped early at step %d: %s. Nothing to train; raise "
+            "--config.train.early_stopping_patience to train further.",
+            start_step,
+            stopped,
+        )
+        return state, history.last()
     start_step = int(state.step)
 
     p_train_step = jax.jit(
@@ -335,6 +370,7 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
             meta = {
                 "config": config_lib.to_json(config),
                 "vocab_sha256": workdir_lib.fingerprints(workdir, vocab_files),
+                "validations": history.records,  # early stopping and plateau read them back
             }
             ckpt.save(step, state, train_iter, meta, metrics=metrics, force=force)
             ckpt.wait() if force else None
@@ -388,7 +424,9 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
                             "loss": loss,
                             "grad_norm": float(np.mean([h["grad_norm"] for h in host])),
                             "tokens_per_sec": tps,
-                            "learning_rate": float(schedule(done)),
+                            "learning_rate": current_learning_rate(
+                                tc, schedule, state.opt_state, done
+                            ),
                         },
                     )
                     bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}")
@@ -417,8 +455,13 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
                     bar.write(
                         f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                     )
+                    history.add(done, metrics)
+                    state = _after_validation(tc, state, history, replicated, done)
                 if will_save:
                     save(done, metrics, force=bool(stop.signal))
+                if run_eval and (stopped := history.stop_reason(tc.early_stopping_patience)):
+                    log.info("Stopped early at step %d, checkpoint saved: %s.", done, stopped)
+                    break
                 if stop.signal:
                     log.warning(
                         "Got %s: saved a checkpoint at step %d and stopped. Rerun the "
@@ -431,6 +474,21 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
         bar.close()
         writer.close()
     return state, last_valid
+
+
+def _after_validation(tc, state: TrainState, history: ValidationHistory, sharding, step: int):
+    """The state with the plateau schedule's rate lowered if this validation calls for it."""
+    opt_state, rate = reduce_on_plateau(tc, state.opt_state, history.since_best())
+    if rate is None:
+        return state
+    log.info(
+        "Step %d: %d validations without a better %s; learning rate lowered to %.4g.",
+        step,
+        history.since_best(),
+        tc.best_metric,
+        rate,
+    )
+    return jax.device_put(state.replace(opt_state=opt_state), sharding)
 
 
 class DivergenceGuard:
@@ -566,14 +624,19 @@ def check_positions(c, batch_shape: tuple[int, int, int]) -> None:
 
 
 def check_memory(
-    abstract_state: TrainState, batch_shape: tuple[int, int, int], tgt_vocab: int
+    abstract_state: TrainState,
+    batch_shape: tuple[int, int, int],
+    tgt_vocab: int,
+    accumulate: int = 1,
 ) -> None:
     """ConfigError, before anything is allocated, when training cannot fit in memory.
 
     The estimate is a lower bound (so it never refuses a run that fits): per device, the train
-    state (parameters and optimizer slots), one gradient, and the float32 logits of its share
-    of the widest batch with their gradient, [B, T, V] twice; the recurrent activations come on
-    top. CPU devices share the host's memory, so there it counts every local device.
+    state (parameters and optimizer slots), one gradient (two when accumulating: the sum and
+    a micro-batch's), and the float32 logits of its share of the widest batch, of one of
+    `accumulate` micro-batches, with their gradient, [B / accumulate, T, V] twice; the
+    recurrent activations come on top. CPU devices share the host's memory, so there it
+    counts every local device.
     """
     limit, what = available_memory()
     if not limit:
@@ -581,8 +644,8 @@ def check_memory(
     state = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state))
     params = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state.params))
     rows, _, tgt_len = batch_shape
-    logits = 2 * 4 * tgt_vocab * tgt_len * -(-rows // jax.device_count())
-    need = state + params + logits
+    logits = 2 * 4 * tgt_vocab * tgt_len * -(-rows // (jax.device_count() * accumulate))
+    need = state + params * (1 + (accumulate > 1)) + logits
     if jax.local_devices()[0].platform == "cpu":
         need *= jax.local_device_count()
     if need > limit:

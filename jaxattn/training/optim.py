@@ -1,7 +1,12 @@
 """Optimizers, learning-rate and teacher-forcing schedules by name: the registries
 `OPTIMIZERS`, `LR_SCHEDULES` and `TEACHER_FORCING_SCHEDULES` are what `config.train.optimizer`
 / `lr_schedule` / `teacher_forcing_schedule` may name (config.py reads them), so a new one is
-one entry here."""
+one entry here.
+
+'plateau' is the one schedule driven by validation: its current rate is a hyperparameter in
+the optimizer state (`optax.inject_hyperparams`, so checkpoints hold it and a resume goes on
+with it), lowered by `reduce_on_plateau`, which the training loop calls after a validation.
+"""
 
 from __future__ import annotations
 
@@ -37,12 +42,19 @@ def _rsqrt(lr: float, warmup: int, total: int):
     return lambda s: lr * jnp.minimum((s + 1) / w, jnp.sqrt(w / jnp.maximum(s + 1, w)))
 
 
+def _warmup_constant(lr: float, warmup: int, total: int):
+    """Linear warmup, then lr: the plateau schedule before any reduction."""
+    w = max(warmup, 1)
+    return lambda s: lr * jnp.minimum((s + 1) / w, 1.0)
+
+
 # name: (learning_rate, warmup_steps, total_steps) -> schedule
 LR_SCHEDULES = {
     "constant": lambda lr, warmup, total: optax.constant_schedule(lr),
     "cosine": lambda lr, warmup, total: optax.cosine_decay_schedule(lr, max(total, 1)),
     "warmup_cosine": _warmup_cosine,
     "rsqrt": _rsqrt,
+    "plateau": _warmup_constant,
 }
 
 # name: (train config, schedule) -> optax optimizer. The tutorial's two Adam optimizers
@@ -70,10 +82,51 @@ def make_optimizer(tc: ml_collections.ConfigDict, total_steps: int):
         raise TrainingError(
             f"Unknown optimizer {tc.optimizer!r}; choose one of {sorted(OPTIMIZERS)}."
         )
-    opt = OPTIMIZERS[tc.optimizer](tc, make_schedule(tc, total_steps))
+    schedule = make_schedule(tc, total_steps)
+    if tc.lr_schedule == "plateau":
+        # The current plateau rate lives in the optimizer state; the warm-up scales the update
+        # (for these optimizers the same as scaling the rate).
+        inner = OPTIMIZERS[tc.optimizer]
+        opt = optax.chain(
+            optax.inject_hyperparams(lambda learning_rate: inner(tc, learning_rate))(
+                learning_rate=tc.learning_rate
+            ),
+            optax.scale_by_schedule(lambda s: schedule(s) / tc.learning_rate),
+        )
+    else:
+        opt = OPTIMIZERS[tc.optimizer](tc, schedule)
     if tc.grad_clip > 0:
         opt = optax.chain(optax.clip_by_global_norm(tc.grad_clip), opt)
     return opt
+
+
+def plateau_rate(opt_state) -> float | None:
+    """The plateau schedule's current rate in `opt_state` (None for the other schedules)."""
+    found = optax.tree_utils.tree_get(opt_state, "learning_rate")
+    return None if found is None else float(found)
+
+
+def current_learning_rate(tc: ml_collections.ConfigDict, schedule, opt_state, step: int):
+    """The rate of the update after `step` updates, as logged: the schedule's value, for
+    'plateau' scaled by the reductions made so far."""
+    lr = float(schedule(step))
+    rate = plateau_rate(opt_state) if tc.lr_schedule == "plateau" else None
+    return lr if rate is None else lr * rate / tc.learning_rate
+
+
+def reduce_on_plateau(tc: ml_collections.ConfigDict, opt_state, since_best: int):
+    """After a validation that is the `since_best`-th in a row without a better best_metric:
+    (opt_state, the new rate) with the plateau rate x tc.plateau_factor (not below
+    tc.min_learning_rate) at every tc.plateau_patience-th such validation, else (opt_state,
+    None). Other schedules: unchanged."""
+    if tc.lr_schedule != "plateau" or not since_best or since_best % tc.plateau_patience:
+        return opt_state, None
+    rate = plateau_rate(opt_state)
+    new = max(rate * tc.plateau_factor, tc.min_learning_rate)
+    if new >= rate:
+        return opt_state, None
+    old = optax.tree_utils.tree_get(opt_state, "learning_rate")
+    return optax.tree_utils.tree_set(opt_state, learning_rate=jnp.asarray(new, old.dtype)), new
 
 
 # ------------------------------------------------------------------- scheduled sampling
