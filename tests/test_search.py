@@ -528,13 +528,15 @@ REPEAT_V, REPEAT_T = 5, 5  # content ids 2, 3, 4: every sequence can be enumerat
 
 
 def repeating_variables():
-    """A table model whose greedy output repeats a bigram and stops early: 2 3 2 3 EOS (noise
-    elsewhere, so that the constrained searches have real choices)."""
+    """A table model whose greedy output repeats a bigram and stops early: 2 3 2 3 EOS, and
+    likes 4 4 4 too (noise elsewhere, so that the constrained searches have real choices)."""
     table = np.random.default_rng(5).normal(size=(REPEAT_T, REPEAT_V, REPEAT_V))
     table[0, BOS, 2] += 4.0
     table[:, 2, 3] += 4.0
     table[:, 3, 2] += 3.0
     table[4, 3, EOS] += 8.0
+    table[0, BOS, 4] += 2.0  # and 4 4 4 ...: a bigram repeated overlapping itself
+    table[:, 4, 4] += 3.0
     table[:, :, EOS] += 0.5  # every length ends with a fair chance
     return table_variables(table, 3, seed=5, bias_scale=0.3)
 
