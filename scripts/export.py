@@ -2,6 +2,7 @@
 
     python scripts/export.py --workdir runs/base --checkpoint best --out runs/base-export
     python scripts/export.py --workdir runs/base --out DIR --beam_size 0 --platforms cpu,cuda
+    python scripts/export.py --workdir runs/base --out DIR --no_repeat_ngram 3  # baked in
 
 The directory holds greedy (and beam-k) search artifacts, symbolic in batch and source width,
 the parameters, the run's config and vocabularies, and manifest.json (versions, shapes, sha256
@@ -20,6 +21,7 @@ from absl import app, flags
 
 from jaxattn.errors import UsageError
 from jaxattn.inference import exported
+from jaxattn.search.options import OPTIONS
 from jaxattn.tools import cli
 
 cli.define_run_flags()
@@ -42,6 +44,10 @@ _MAX_SOURCE_LEN = flags.DEFINE_integer(
     "filter's limit).",
 )
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out.")
+_CONSTRAINTS = {  # baked into every artifact (the help texts of search.OPTIONS' rows)
+    name: flags.DEFINE_integer(name, 0, OPTIONS[name].help)
+    for name in ("min_len", "no_repeat_ngram")
+}
 FLAGS = flags.FLAGS
 
 
@@ -51,6 +57,8 @@ def run(argv):
         raise UsageError(f"--beam_size must be >= 0, got {_BEAM_SIZE.value}.")
     if _MAX_SOURCE_LEN.value is not None:
         cli.check_positive("max_source_len")
+    for name, flag in _CONSTRAINTS.items():
+        OPTIONS[name].check(flag.value, name=f"--{name}", typed=False)
     manifest = exported.export_workdir(
         FLAGS.workdir,
         _OUT.value,
@@ -59,6 +67,7 @@ def run(argv):
         platforms=tuple(_PLATFORMS.value),
         max_source_len=_MAX_SOURCE_LEN.value,
         overwrite=_OVERWRITE.value,
+        **{name: flag.value for name, flag in _CONSTRAINTS.items()},
     )
     files = manifest["files"]
     size = sum(f["bytes"] for f in files.values()) + os.path.getsize(

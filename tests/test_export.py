@@ -250,3 +250,47 @@ def test_script_end_to_end(run, tmp_path):
     assert p.returncode == 1
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "nope" in errors[0], p.stderr
+
+
+def test_constraints_are_exported(run, export_dir, translator, tmp_path):
+    """min_len and no_repeat_ngram baked into the artifacts: the loaded export translates as
+    Translator (and an ensemble of the run with itself) does with them, refuses other values,
+    and an export made before them (no such keys in its manifest) still loads, unconstrained."""
+    out = str(tmp_path / "constrained")
+    constraints = dict(min_len=3, no_repeat_ngram=2)
+    exported.export_workdir(run, out, beam_size=BEAM, max_source_len=6, **constraints)
+    loaded = exported.load(out)
+    sentences = ["1 2 3", "4 5", "7 7 7 7 7", "9"]
+    ensemble = Translator.from_workdirs([run, run], max_input_len=MAX_SOURCE_LEN)
+    for k in (1, BEAM):
+        ours = loaded.translate(sentences, beam_size=k)
+        theirs = translator.translate(sentences, beam_size=k, **constraints)
+        both = ensemble.translate(sentences, beam_size=k, **constraints)
+        for a, b, e in zip(ours, theirs, both, strict=True):
+            assert a.tokens == b.tokens == e.tokens and a.text == b.text
+            np.testing.assert_allclose(a.score, b.score, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(e.score, b.score, rtol=1e-5, atol=1e-5)
+            bigrams = list(zip(a.tokens, a.tokens[1:], strict=False))
+            assert len(bigrams) == len(set(bigrams)) and len(a.tokens) >= 3
+    plain = translator.translate(sentences, beam_size=1)
+    assert [t.tokens for t in plain] != [t.tokens for t in loaded.translate(sentences, beam_size=1)]
+    with pytest.raises(
+        ExportError, match="exported with min_len 3, no_repeat_ngram 2, not min_len 0"
+    ):
+        loaded.translator.translate(sentences, beam_size=1)
+
+    old = str(tmp_path / "old")  # as an export made before the constraints
+    shutil.copytree(export_dir, old)
+    path = os.path.join(old, exported.MANIFEST_FILE)
+    m = json.load(open(path))
+    for a in m["artifacts"]:
+        assert (a.pop("min_len"), a.pop("no_repeat_ngram")) == (0, 0)
+    json.dump(m, open(path, "w"))
+    ours = exported.load(old).translate(sentences, beam_size=BEAM)
+    assert [t.tokens for t in ours] == [
+        t.tokens for t in translator.translate(sentences, beam_size=BEAM)
+    ]
+    with pytest.raises(
+        ExportError, match="exported with min_len 0, no_repeat_ngram 0, not min_len 3"
+    ):
+        exported.load(old).translator.translate(sentences, **constraints)

@@ -518,3 +518,196 @@ def test_rejects_bad_n_best():
     src, src_len = make_batch()
     with pytest.raises(ValueError, match="n_best"):
         beam_search(model, variables, src, src_len, beam_size=2, n_best=3, **KW)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding constraints: min_len and no_repeat_ngram (search.Constraints)
+# ---------------------------------------------------------------------------------------------
+
+REPEAT_V, REPEAT_T = 5, 5  # content ids 2, 3, 4: every sequence can be enumerated
+
+
+def repeating_variables():
+    """A table model whose greedy output repeats a bigram and stops early: 2 3 2 3 EOS, and
+    likes 4 4 4 too (noise elsewhere, so that the constrained searches have real choices)."""
+    table = np.random.default_rng(5).normal(size=(REPEAT_T, REPEAT_V, REPEAT_V))
+    table[0, BOS, 2] += 4.0
+    table[:, 2, 3] += 4.0
+    table[:, 3, 2] += 3.0
+    table[4, 3, EOS] += 8.0
+    table[0, BOS, 4] += 2.0  # and 4 4 4 ...: a bigram repeated overlapping itself
+    table[:, 4, 4] += 3.0
+    table[:, :, EOS] += 0.5  # every length ends with a fair chance
+    return table_variables(table, 3, seed=5, bias_scale=0.3)
+
+
+def repeats(seq, n):
+    """Whether the content tokens of seq (EOS dropped) hold one n-gram twice."""
+    content = [x for x in seq if x != EOS]
+    grams = [tuple(content[i : i + n]) for i in range(len(content) - n + 1)]
+    return n > 0 and len(grams) != len(set(grams))
+
+
+def python_constrained_greedy(variables, src0, max_len, min_len, n):
+    """Reference: argmax of the table model's log-probs over the tokens the rules allow."""
+    p = {k: np.asarray(v, np.float64) for k, v in variables["params"].items()}
+    seq = []
+    for t in range(max_len):
+        logp = np_log_softmax(p["table"][t, ([BOS] + seq)[-1]] + p["bias"][src0])
+        allowed = [
+            w
+            for w in range(len(logp))
+            if not (w == EOS and t < min_len) and not (w != EOS and repeats(seq + [w], n))
+        ]
+        seq.append(max(allowed, key=lambda w: logp[w]))
+        if seq[-1] == EOS:
+            break
+    return seq
+
+
+def hypotheses(r: SearchResult):
+    """Every hypothesis of a result [B, N, ...] as a tuple of its emitted tokens."""
+    lengths = np.asarray(r.lengths)
+    return [
+        tuple(np.asarray(r.tokens)[b, j, : lengths[b, j]].tolist())
+        for b in range(lengths.shape[0])
+        for j in range(lengths.shape[1])
+        if r.scores[b, j] > -np.inf
+    ]
+
+
+def test_repeating_table_model_unconstrained():
+    """The toy model repeats the bigram (2, 3) and ends after 4 tokens, and an explicit 0 for
+    both options is the search without them, bit for bit."""
+    variables = repeating_variables()
+    src = np.array([[0, 0, 0], [2, 0, 0]], np.int32)
+    kw = dict(eos_id=EOS, max_len=REPEAT_T)
+    g = greedy_search(TableModel(), variables, src, **kw)
+    assert [g.tokens[b, : g.lengths[b]].tolist() for b in range(2)] == [[2, 3, 2, 3, EOS]] * 2
+    assert_same(g, greedy_search(TableModel(), variables, src, min_len=0, no_repeat_ngram=0, **kw))
+    kw.update(beam_size=4, n_best=3)
+    assert_same(
+        beam_search(TableModel(), variables, src, **kw),
+        beam_search(TableModel(), variables, src, min_len=0, no_repeat_ngram=0, **kw),
+    )
+
+
+@pytest.mark.parametrize(
+    "min_len, n, alpha", [(0, 2, 0.0), (0, 3, 1.0), (4, 0, 0.0), (2, 0, 1.0), (1, 2, 0.0)]
+)
+def test_constrained_search_is_exact_on_the_repeating_model(min_len, n, alpha):
+    """Beam search wide enough to keep every candidate (3^4 * 5) == enumeration of every
+    sequence the rules allow (no output shorter than min_len tokens, no n-gram twice),
+    ranked by the model's own log-probabilities; greedy == argmax over the allowed tokens."""
+    variables = repeating_variables()
+    src = np.array([[0, 0, 0], [2, 0, 0], [4, 0, 0]], np.int32)
+    kw = dict(eos_id=EOS, max_len=REPEAT_T, min_len=min_len, no_repeat_ngram=n)
+    n_best = 8
+    g = greedy_search(TableModel(), variables, src, **kw)
+    r = beam_search(TableModel(), variables, src, beam_size=405, n_best=n_best, alpha=alpha, **kw)
+    for b in range(len(src)):
+        seq = python_constrained_greedy(variables, src[b, 0], REPEAT_T, min_len, n)
+        assert g.tokens[b, : g.lengths[b]].tolist() == seq
+        ref, _ = exhaustive(variables, src[b, 0], REPEAT_T, alpha, 10**6)
+        ref = [h for h in ref if not repeats(h[3], n) and (not h[0] or len(h[3]) - 1 >= min_len)][
+            :n_best
+        ]
+        assert len(ref) == n_best
+        for j, (finished, score, logp, seq) in enumerate(ref):
+            assert bool(r.finished[b, j]) == finished and int(r.lengths[b, j]) == len(seq)
+            np.testing.assert_array_equal(r.tokens[b, j, : len(seq)], seq)
+            np.testing.assert_allclose(r.scores[b, j], score, rtol=1e-5)
+            np.testing.assert_allclose(r.log_probs[b, j], logp, rtol=1e-5)
+
+
+def check_constrained(r: SearchResult, min_len, n, finished_too=True):
+    """Every hypothesis of r [B, N, ...] holds min_len tokens before its EOS and no n-gram
+    twice; returns them."""
+    hyps = hypotheses(r)
+    assert hyps
+    for h in hyps:
+        assert not repeats(h, n), h
+        if h[-1] == EOS:
+            assert len(h) - 1 >= min_len, h
+    return hyps
+
+
+def test_constraints_hold_in_every_method_on_random_models():
+    """Two random GRU seq2seq models (V = 12): one repeats a token to max_len, one ends at
+    once. With no_repeat_ngram=2 no hypothesis (greedy, every one of a 4-best beam, 6 samples
+    a sentence) repeats a bigram, with min_len=6 none ends before 6 tokens, and both hold
+    together."""
+    from jaxattn.search import decode, sample
+
+    src, src_len = make_batch(4)
+
+    def runs(model, variables):
+        return dict(
+            greedy=lambda **kw: decode(model, variables, src, src_len, **KW, **kw),
+            beam=lambda **kw: beam_search(
+                model, variables, src, src_len, beam_size=4, n_best=4, **KW, **kw
+            ),
+            sample=lambda **kw: sample(
+                model, variables, src, src_len, rng=jax.random.key(0), num_samples=6, **KW, **kw
+            ),
+        )
+
+    repeating, short = init_model(make_config(), seed=0), init_model(make_config(), seed=3)
+    for name, run in runs(*repeating).items():
+        assert any(repeats(h, 2) for h in hypotheses(run())), name  # work for the constraint
+        check_constrained(run(no_repeat_ngram=2), 0, 2)
+        check_constrained(run(min_len=3, no_repeat_ngram=3), 3, 3)
+    for name, run in runs(*short).items():
+        assert any(h[-1] == EOS and len(h) - 1 < 6 for h in hypotheses(run())), name
+        check_constrained(run(min_len=6), 6, 0)
+        check_constrained(run(min_len=6, no_repeat_ngram=2), 6, 2)
+
+
+def test_min_len_falls_back_to_eos_when_nothing_else_is_allowed():
+    """Two content tokens, no_repeat_ngram=2 and min_len=6: after 2 3 3 2 2 both content
+    tokens complete a bigram already out, so EOS is allowed (the one rule that yields), in
+    greedy and beam search alike."""
+    probs = np.full((7, 4, 4), 0.01)
+    probs[0, BOS, 2] = probs[1, 2, 3] = probs[2, 3, 3] = probs[3, 3, 2] = probs[4, 2, 2] = 0.9
+    probs[..., BOS] = 0.0  # never emitted (log-prob -inf): the content tokens are 2 and 3
+    logits = np.where(probs > 0, np.log(np.where(probs > 0, probs, 1.0)), -np.inf)
+    variables = table_variables(logits, 3, bias_scale=0.0)
+    p = probs / probs.sum(-1, keepdims=True)
+    src = np.zeros((1, 3), np.int32)
+    kw = dict(eos_id=EOS, max_len=7, min_len=6, no_repeat_ngram=2)
+    g = greedy_search(TableModel(), variables, src, **kw)
+    assert g.tokens[0, : g.lengths[0]].tolist() == [2, 3, 3, 2, 2, EOS]
+    want = np.log(p[0, BOS, 2] * p[1, 2, 3] * p[2, 3, 3] * p[3, 3, 2] * p[4, 2, 2] * p[5, 2, EOS])
+    np.testing.assert_allclose(g.log_probs[0], want, rtol=1e-5)
+    b = beam_search(TableModel(), variables, src, beam_size=3, **kw)
+    assert b.tokens[0, 0, : b.lengths[0, 0]].tolist() == [2, 3, 3, 2, 2, EOS]
+
+
+@pytest.mark.parametrize(
+    "kw, says",
+    [
+        (dict(min_len=-1), r"min_len must be an integer >= 0, got -1"),
+        (dict(min_len=2.5), r"min_len must be an integer >= 0, got 2.5"),
+        (dict(no_repeat_ngram=1), r"no_repeat_ngram must be 0 \(off\) or an integer >= 2, got 1"),
+        (dict(no_repeat_ngram=-2), r"no_repeat_ngram must be 0 \(off\) or an integer >= 2"),
+        (dict(no_repeat_ngram="2"), r"no_repeat_ngram must be 0 \(off\) or an integer >= 2"),
+        (dict(min_len=T), rf"min_len={T} needs max_len >= {T + 1} .*got max_len={T}"),
+    ],
+)
+def test_bad_constraints_are_refused(kw, says):
+    from jaxattn.errors import OptionError
+    from jaxattn.search import DecodeOptions, decode, sample
+
+    model, variables = init_model(make_config())
+    src, src_len = make_batch()
+    calls = [
+        lambda: greedy_search(model, variables, src, src_len, **KW, **kw),
+        lambda: beam_search(model, variables, src, src_len, beam_size=2, **KW, **kw),
+        lambda: sample(model, variables, src, src_len, rng=jax.random.key(0), **KW, **kw),
+        lambda: decode(model, variables, src, src_len, method="beam", beam_size=2, **KW, **kw),
+    ]
+    if "max_len" not in says:  # a range: DecodeOptions refuses it too
+        calls.append(lambda: DecodeOptions(**kw))
+    for call in calls:
+        with pytest.raises(OptionError, match=says):
+            call()

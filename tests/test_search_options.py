@@ -73,6 +73,25 @@ def test_ensemble_of_a_model_with_itself_is_the_model(random_init):
     )
 
 
+def test_constraints_reach_an_ensemble(random_init):
+    """min_len and no_repeat_ngram act on the ensemble's combined step: an ensemble of a model
+    with itself decodes, with them, as the model does (greedy, beam, samples), and they do
+    change its output."""
+    model, variables, src = small_model(random_init, 0)
+    both, pair = Ensemble((model, model)), (variables, variables)
+    kw = dict(min_len=4, no_repeat_ngram=2, **KW)
+    for opts in (
+        dict(),
+        dict(method="beam", beam_size=3, n_best=2, alpha=0.6),
+        dict(method="sample", n_best=3, rng=jax.random.key(1)),
+    ):
+        constrained = decode(model, variables, src, LENGTHS, **opts, **kw)
+        assert_same(decode(both, pair, src, LENGTHS, **opts, **kw), constrained)
+        plain = decode(model, variables, src, LENGTHS, **opts, **KW)
+        assert not np.array_equal(plain.tokens, constrained.tokens), opts
+        assert (np.asarray(constrained.lengths) >= np.minimum(5, T)).all(), opts
+
+
 def test_ensemble_probabilities_lie_between_its_members(random_init):
     """Forced decoding of one target: each token's ensemble probability is the mean of the two
     models' (so between them), and the attention is the mean of theirs."""
@@ -343,6 +362,8 @@ def test_flag_ranges_are_checked_before_any_work(monkeypatch):
         (["--alpha=nan"], r"--alpha \(the length penalty exponent\) must be a finite number"),
         (["--seed=-3"], r"--seed must be >= 0 and < 2\*\*32, got -3."),
         (["--top_p=0"], r"--top_p must be in \(0, 1\], got 0.0."),
+        (["--no_repeat_ngram=1"], r"--no_repeat_ngram must be 0 \(off\) or >= 2, got 1."),
+        (["--min_len=-1"], r"--min_len must be >= 0, got -1."),
     ):
         values.unparse_flags()
         values(["prog", *args])

@@ -10,7 +10,8 @@ The directory: manifest.json (format version, versions, config summary, shapes, 
 length rule, validation BLEU, sha256 and size of every file), params.npz (the parameters once,
 by tree path 'decoder/out/kernel': an input, not constants baked into each artifact), the run's
 config.json and vocabularies, and one artifact per (search, decoding length T): greedy_T32.bin,
-beam5_T32.bin, ... Each is `search.decode` traced with symbolic batch b and source width s,
+beam5_T32.bin, ... Each is `search.decode` traced with symbolic batch b and source width s
+(and the decoding constraints given, min_len and no_repeat_ngram, baked in),
 (params, src int32[b, s], src_len int32[b]) -> (tokens int32[b, T], lengths int32[b], scores
 float32[b], weights float32[b, T, s], finished bool[b]). T is static in `search.decode` and
 Translator derives it from the padded width (DECODE_LENGTH_RULE), so each artifact lists the
@@ -29,7 +30,7 @@ padded with pad_id to a width the artifact serves::
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = flat[path]
-    art = m["artifacts"][0]   # {'file', 'method', 'beam_size', 'max_len', 'src_widths'}
+    art = m["artifacts"][0]   # {'file', 'method', 'beam_size', 'max_len', 'src_widths', ...}
     exp = jax.export.deserialize(bytearray(open("DIR/" + art["file"], "rb").read()))
     tokens, lengths, scores, weights, finished = exp.call(params, src, src_len)
 """
@@ -57,7 +58,7 @@ from jaxattn.inference import translator as inference
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir import run as run_lib
 from jaxattn.rundir.layout import CONFIG_FILE, DATA_STATS_FILE, LOCK_FILE, VOCAB_FILES
-from jaxattn.search.options import DecodeOptions
+from jaxattn.search.options import DecodeOptions, check_value
 
 FORMAT, FORMAT_VERSION = "jaxattn-export", 1
 MANIFEST_FILE, PARAMS_FILE = "manifest.json", "params.npz"
@@ -98,11 +99,15 @@ def export_translator(
     max_source_len: int | None = None,
     overwrite: bool = False,
     checkpoint: str | int | None = None,
+    min_len: int = 0,
+    no_repeat_ngram: int = 0,
 ) -> dict:
     """Writes the export directory of `translator` and returns its manifest.
 
     beam_size: the beam artifacts' k (0 or 1: greedy only); alpha is the run's
-    eval.length_penalty. platforms: jax.export lowering targets ('cpu', 'cuda', ...).
+    eval.length_penalty. min_len, no_repeat_ngram: the decoding constraints every artifact
+    is traced with (search.Constraints; static, so baked in), and the loaded export's
+    defaults; it serves no others. platforms: jax.export lowering targets ('cpu', 'cuda', ...).
     max_source_len: longest input (tokens) served, and the loaded export's input limit; None:
     the Translator's (twice the longest training sentence), else max(64, the filter's limit).
     The directory is built beside `out` and renamed into place, manifest last, so `out` is
@@ -117,6 +122,9 @@ def export_translator(
             (f"Unknown platform(s) {unknown}" if unknown else "No platform given")
             + f": choose among {list(PLATFORMS)}."
         )
+    constraints = dict(min_len=min_len, no_repeat_ngram=no_repeat_ngram)
+    for name, value in constraints.items():
+        check_value(name, value)  # OptionError naming it, before any work
     if len(translator.members) > 1:
         raise ExportError("An ensemble cannot be exported: export each run on its own.")
     if not translator.workdir:
@@ -167,7 +175,9 @@ def export_translator(
         for max_len, widths in _length_table(translator, max_source_len + 1).items():
             for method, k in searches:
                 name = f"{'greedy' if k == 1 else f'beam{k}'}_T{max_len}.bin"
-                blob = _export(translator, params, method, k, alpha, max_len, tuple(platforms))
+                blob = _export(
+                    translator, params, method, k, alpha, max_len, tuple(platforms), constraints
+                )
                 with _writing(out, name):
                     workdir_lib.write_bytes(os.path.join(tmp, name), blob)
                 artifacts.append(
@@ -178,6 +188,7 @@ def export_translator(
                         alpha=alpha,
                         max_len=max_len,
                         src_widths=widths,
+                        **constraints,  # absent from exports made before them: 0
                     )
                 )
         manifest = _manifest(
@@ -331,10 +342,10 @@ def _length_table(translator: inference.Translator, max_positions: int) -> dict[
     return table
 
 
-def _export(translator, params, method, beam_size, alpha, max_len, platforms) -> bytes:
+def _export(translator, params, method, beam_size, alpha, max_len, platforms, constraints) -> bytes:
     """A serialized artifact of `Translator.decode_ids` (the best hypothesis), symbolic in
     batch b and source width s: (params, src, src_len) -> Decoded's fields."""
-    options = DecodeOptions(method=method, beam_size=beam_size, alpha=alpha)
+    options = DecodeOptions(method=method, beam_size=beam_size, alpha=alpha, **constraints)
 
     def decode(params, src, src_len):
         r = translator.decode_ids(
@@ -467,6 +478,7 @@ class ExportedTranslator:
     def __init__(self, directory: str, manifest: dict):
         self.directory, self.manifest = directory, manifest
         self.default_beam_size = manifest["default_beam_size"]
+        self.constraints = constraints(manifest["artifacts"][0]) if manifest["artifacts"] else {}
         # A Translator over the artifacts: .evaluate(sources, references), .attention(s) too
         self.translator = _ArtifactTranslator(directory, manifest)
 
@@ -479,9 +491,11 @@ class ExportedTranslator:
     ) -> list[inference.Translation]:
         """`Translator.translate`'s Translations (text, tokens, score, attention weights) of raw
         sentences; beam_size None: the exported default (manifest default_beam_size), 1:
-        greedy."""
+        greedy; with the constraints exported (min_len, no_repeat_ngram)."""
         beam_size = self.default_beam_size if beam_size is None else beam_size
-        return self.translator.translate(sentences, beam_size=beam_size, batch_size=batch_size)
+        return self.translator.translate(
+            sentences, beam_size=beam_size, batch_size=batch_size, **self.constraints
+        )
 
     @property
     def beam_sizes(self) -> list[int]:
@@ -506,6 +520,7 @@ class _ArtifactTranslator(inference.Translator):
         self.step, self.workdir, self.model = manifest["source"]["step"], None, None
         self.members = [(manifest["source"]["workdir"], self.step)]
         self.directory, self.max_source_len = directory, manifest["decode_length"]["max_source_len"]
+        self.manifest = manifest
         self.beam_sizes = sorted({a["beam_size"] for a in manifest["artifacts"]})
         self.device = _device(manifest["platforms"])
         leaves = np.load(os.path.join(directory, PARAMS_FILE), allow_pickle=False)
@@ -551,6 +566,14 @@ class _ArtifactTranslator(inference.Translator):
                 "translate with the training run (--workdir) for that."
             )
         call, a = self.artifacts.get((o.beam_size, max_len), (None, None))
+        baked = constraints(a or next(iter(self.manifest["artifacts"]), {}))
+        asked = {name: getattr(o, name) for name in baked}
+        if asked != baked:
+            raise ExportError(
+                f"{self.directory} was exported with {_listed(baked)}, not {_listed(asked)}: "
+                "export again with the --min_len / --no_repeat_ngram you need, or translate "
+                "with the training run (--workdir)."
+            )
         if a is None or src.shape[1] not in a["src_widths"] or o.alpha != a["alpha"]:
             raise ExportError(
                 f"{self.directory} has no artifact for beam_size {o.beam_size}, alpha {o.alpha}, "
@@ -571,6 +594,16 @@ class _ArtifactTranslator(inference.Translator):
             r.finished[:, None],
             r.lengths.max(),
         )
+
+
+def constraints(artifact: dict) -> dict:
+    """{'min_len': m, 'no_repeat_ngram': n} an artifact was traced with (0: an artifact of an
+    export made before these options, which had none)."""
+    return {name: artifact.get(name, 0) for name in ("min_len", "no_repeat_ngram")}
+
+
+def _listed(values: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in values.items())
 
 
 def _unflatten(flat: dict) -> dict:

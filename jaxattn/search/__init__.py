@@ -16,7 +16,8 @@ EOS included. Everything is ids only (no vocabulary or text). The jitted cores a
 (model, shapes, static options): repeated calls with the same shapes compile once.
 
 - options.py: the table of decoding options, `DecodeOptions` (checked once) and `METHODS`;
-- core.py: `SearchResult`, argument checks, `length_penalty`, `start`/`step`;
+- core.py: `SearchResult`, argument checks, `length_penalty`, `Constraints` (min_len,
+  no_repeat_ngram: banned tokens -inf each step, in every method), `start`/`step`;
 - greedy.py: `greedy_search` and its typed loop carry `GreedyState`;
 - beam.py: `beam_search` (n-best, length and coverage penalties, keep_greedy), `BeamState`;
 - sample.py: `sample` (temperature, top-k, top-p, from a PRNG key; several per sentence);
@@ -32,6 +33,7 @@ import jax
 from jaxattn.errors import OptionError
 from jaxattn.search.beam import beam_search
 from jaxattn.search.core import (
+    Constraints,
     Ensemble,
     SearchResult,
     check_inputs,
@@ -46,6 +48,7 @@ from jaxattn.search.sample import filter_logits, sample
 __all__ = [
     "METHODS",
     "OPTIONS",
+    "Constraints",
     "DecodeOptions",
     "Ensemble",
     "Forced",
@@ -107,6 +110,7 @@ def decode(
     if rng is not None and o.method != "sample":
         raise OptionError(f"rng is for method='sample'; method={o.method!r} would ignore it.")
     ids = dict(eos_id=eos_id, max_len=max_len, bos_id=bos_id, pad_id=pad_id)
+    ids.update(min_len=o.min_len, no_repeat_ngram=o.no_repeat_ngram)  # every method's
     if o.method == "sample":
         return sample(
             model,

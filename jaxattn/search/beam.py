@@ -25,6 +25,8 @@ from flax import struct
 from jax import lax
 
 from jaxattn.search.core import (
+    NO_CONSTRAINTS,
+    Constraints,
     SearchResult,
     check_inputs,
     coverage_penalty,
@@ -71,11 +73,13 @@ def beam_loop(
     max_len,
     beam_size,
     n_best,
+    constraints=NO_CONSTRAINTS,
 ):
     """Beam search from an encoded batch (leaves [B, ...]) -> SearchResult with [B, N, ...].
 
     A finished hypothesis scores log_prob / length_penalty(len, alpha) + coverage_penalty
-    (of its attention over the src_len [B] real positions, beta)."""
+    (of its attention over the src_len [B] real positions, beta). `constraints` apply to each
+    beam's own output (its history, reordered with the beams)."""
     batch = jax.tree.leaves(state)[0].shape[0]
     k, n, steps = beam_size, n_best, max_len
     tile = functools.partial(jnp.repeat, repeats=k, axis=0)  # [B, ...] -> [B * K, ...]
@@ -103,6 +107,8 @@ def beam_loop(
     def body(c: BeamState) -> BeamState:
         t = c.t
         dec_state, logits, log_z, w = step(model, variables, memory, c.state, c.prev, t)
+        history = c.alive_tokens.reshape(batch * k, steps)  # row b * K + k, as the logits'
+        logits = constraints.apply(logits, t, history, eos_id)  # [B * K, V]
         vocab = logits.shape[-1]
         logp = (logits - log_z[:, None]).reshape(batch, k, vocab)  # fused into cand's pass
         cand = c.alive_logp[:, :, None] + logp  # [B, K, V]
@@ -228,6 +234,7 @@ def add_greedy(
         "beam_size",
         "n_best",
         "keep_greedy",
+        "constraints",
     ),
 )
 def _beam(
@@ -245,9 +252,12 @@ def _beam(
     beam_size,
     n_best,
     keep_greedy,
+    constraints,
 ):
     memory, state = start(model, variables, src, src_len, max_len)
-    ids = dict(bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, max_len=max_len)
+    ids = dict(
+        bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, max_len=max_len, constraints=constraints
+    )
     result = beam_loop(
         model,
         variables,
@@ -282,6 +292,8 @@ def beam_search(
     bos_id: int | None = None,
     pad_id: int | None = None,
     keep_greedy: bool = True,
+    min_len: int = 0,
+    no_repeat_ngram: int = 0,
 ) -> SearchResult:
     """Beam search with a length penalty, jitted, stopping early.
 
@@ -296,6 +308,7 @@ def beam_search(
         n_best: Hypotheses returned per sentence, best first (<= beam_size).
         pad_id: The id after a hypothesis's end; None = eos_id.
         keep_greedy: Also rank the greedy hypothesis (see the module docstring).
+        min_len, no_repeat_ngram: As in `greedy_search`, for each beam (and the greedy one).
 
     Returns:
         A `SearchResult` with an n_best axis: tokens [B, n_best, max_len], weights
@@ -314,6 +327,7 @@ def beam_search(
         pad_id=pad_id,
     )
     check_value("beta", beta)
+    constraints = Constraints.checked(min_len, no_repeat_ngram, max_len)
     if not isinstance(keep_greedy, (bool, np.bool_)):
         raise ValueError(f"keep_greedy must be True or False, got {keep_greedy!r}.")
     bos_id = model.bos_id if bos_id is None else bos_id
@@ -333,4 +347,5 @@ def beam_search(
         beam_size=beam_size,
         n_best=n_best,
         keep_greedy=keep_greedy and beam_size > 1,
+        constraints=constraints,
     )

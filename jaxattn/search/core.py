@@ -1,7 +1,8 @@
 """What every search method shares: the result type, argument checks, the length and coverage
-penalties, and the two calls that drive a model (`start`: encode + initial state; `step`: one
-decoder step to log-probabilities), for one model or an `Ensemble`. A new way to score a step
-goes here once, and greedy, beam, sampling and forced decoding all get it.
+penalties, the decoding constraints (`Constraints`: min_len, no_repeat_ngram), and the two
+calls that drive a model (`start`: encode + initial state; `step`: one decoder step to
+log-probabilities), for one model or an `Ensemble`. A new way to score a step goes here once,
+and greedy, beam, sampling and forced decoding all get it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from jaxattn.checks import is_int
+from jaxattn.errors import OptionError
 from jaxattn.search.options import check_n_best, check_value, concrete
 
 
@@ -138,6 +141,61 @@ def check_inputs(
     if src_len is not None:
         src_len = check_lengths("src_len", src_len, src.shape[1], src.shape[:1])
     return src.astype(jnp.int32), src_len
+
+
+class Constraints(NamedTuple):
+    """What no hypothesis may do, as -inf log-probabilities at each step (`apply`), the same in
+    greedy, beam search (each beam's own output) and sampling. Static (jit compiles once per
+    value); the zeros constrain nothing and leave the search's code as it was. Scores stay the
+    model's own log-probabilities of the tokens emitted (the allowed ones are not renormalized).
+    """
+
+    min_len: int = 0  # EOS -inf while fewer than min_len tokens are out (EOS not counted)
+    no_repeat_ngram: int = 0  # n: a token completing an n-gram already in the output -inf
+
+    @classmethod
+    def checked(cls, min_len, no_repeat_ngram, max_len) -> Constraints:
+        """Constraints after the checks of their options (OptionError naming the option) and
+        of min_len against max_len: min_len tokens then EOS must fit in max_len steps."""
+        check_value("min_len", min_len)
+        check_value("no_repeat_ngram", no_repeat_ngram)
+        if min_len and is_int(max_len) and min_len >= max_len:
+            raise OptionError(
+                f"min_len={min_len} needs max_len >= {min_len + 1} (min_len tokens, then EOS), "
+                f"got max_len={max_len}: raise max_len (--max_len) or lower min_len."
+            )
+        return cls(int(min_len), int(no_repeat_ngram))
+
+    def apply(self, logits, t, tokens, eos_id: int):
+        """`step`'s logits [N, V] at step t (tokens out so far) with the banned tokens -inf.
+
+        tokens [N, T]: each row's output, tokens[:, :t] emitted. n-grams are of the output
+        alone (BOS not part of one): token w is banned where tokens[:, t-n+1:t] followed by w
+        is an n-gram tokens[:, j:j+n], j + n <= t. If the n-gram ban leaves nothing but EOS
+        (a vocabulary of a few tokens only), EOS is allowed before min_len.
+        """
+        n = self.no_repeat_ngram
+        if n and tokens.shape[1] > n:  # an n-gram repeats at step n at the earliest
+            rows, steps = tokens.shape
+            padded = jnp.pad(tokens, ((0, 0), (0, n - 1)))  # windows of every start j: [N, T]
+            suffix = lax.dynamic_slice_in_dim(tokens, jnp.maximum(t - (n - 1), 0), n - 1, 1)
+            match = jnp.broadcast_to(jnp.arange(steps) <= t - n, (rows, steps))  # [N, T]
+            for i in range(n - 1):
+                match = match & (padded[:, i : i + steps] == suffix[:, i : i + 1])
+            after = padded[:, n - 1 : n - 1 + steps]  # [N, T]: the token after each (n-1)-gram
+            hits = jnp.zeros(logits.shape, jnp.int32)
+            hits = hits.at[jnp.arange(rows)[:, None], after].add(match.astype(jnp.int32))
+            logits = jnp.where(hits > 0, -jnp.inf, logits)
+        if self.min_len:
+            early = t < self.min_len
+            if n:  # EOS is the one token left: allowed
+                content = jnp.arange(logits.shape[-1]) != eos_id
+                early = early & jnp.any(content & (logits > -jnp.inf), axis=-1)  # [N]
+            logits = logits.at[:, eos_id].set(jnp.where(early, -jnp.inf, logits[:, eos_id]))
+        return logits
+
+
+NO_CONSTRAINTS = Constraints()  # the searches' default: nothing banned
 
 
 def length_penalty(length, alpha):

@@ -12,6 +12,8 @@ from flax import struct
 from jax import lax
 
 from jaxattn.search.core import (
+    NO_CONSTRAINTS,
+    Constraints,
     SearchResult,
     argmax,
     check_inputs,
@@ -36,11 +38,23 @@ class GreedyState:
 
 
 def greedy_loop(
-    model, variables, memory, state, src_steps, *, bos_id, eos_id, pad_id, max_len, pick=None
+    model,
+    variables,
+    memory,
+    state,
+    src_steps,
+    *,
+    bos_id,
+    eos_id,
+    pad_id,
+    max_len,
+    pick=None,
+    constraints=NO_CONSTRAINTS,
 ):
     """Greedy decoding from an encoded batch (state leaves [B, ...]) -> SearchResult.
 
-    pick(logits [B, V], t) -> tokens [B] int32 replaces the argmax (e.g. to sample)."""
+    pick(logits [B, V], t) -> tokens [B] int32 replaces the argmax (e.g. to sample); it and
+    the argmax see the logits with `constraints` applied."""
     batch = jax.tree.leaves(state)[0].shape[0]
     init = GreedyState(
         t=jnp.int32(0),
@@ -59,6 +73,7 @@ def greedy_loop(
     def body(c: GreedyState) -> GreedyState:
         live = ~c.done  # [B]: still emitting
         dec_state, logits, log_z, w = step(model, variables, memory, c.state, c.prev, c.t)
+        logits = constraints.apply(logits, c.t, c.tokens, eos_id)  # [B, V]
         tok = argmax(logits) if pick is None else pick(logits, c.t)  # [B] int32
         tok_logp = token_log_prob(logits, log_z, tok)  # [B]
         return GreedyState(
@@ -76,8 +91,10 @@ def greedy_loop(
     return SearchResult(c.tokens, c.lengths, c.log_probs, c.log_probs, c.weights, c.done, c.t)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "bos_id", "eos_id", "pad_id", "max_len"))
-def _greedy(model, variables, src, src_len, *, bos_id, eos_id, pad_id, max_len):
+@functools.partial(
+    jax.jit, static_argnames=("model", "bos_id", "eos_id", "pad_id", "max_len", "constraints")
+)
+def _greedy(model, variables, src, src_len, *, bos_id, eos_id, pad_id, max_len, constraints):
     memory, state = start(model, variables, src, src_len, max_len)
     return greedy_loop(
         model,
@@ -89,6 +106,7 @@ def _greedy(model, variables, src, src_len, *, bos_id, eos_id, pad_id, max_len):
         eos_id=eos_id,
         pad_id=pad_id,
         max_len=max_len,
+        constraints=constraints,
     )
 
 
@@ -102,6 +120,8 @@ def greedy_search(
     max_len: int,
     bos_id: int | None = None,
     pad_id: int | None = None,
+    min_len: int = 0,
+    no_repeat_ngram: int = 0,
 ) -> SearchResult:
     """Greedy decoding, jitted, stopping once every sentence has emitted EOS.
 
@@ -116,6 +136,9 @@ def greedy_search(
         max_len: At most this many steps.
         bos_id: The first input; None = the model's `bos_id`.
         pad_id: The id after a sentence's end; None = eos_id.
+        min_len: EOS is not chosen before this many tokens (EOS not counted); 0 = off.
+        no_repeat_ngram: n >= 2: no n-gram of the output is repeated; 0 = off. See
+            `Constraints`.
 
     Returns:
         A `SearchResult`: tokens [B, max_len], weights [B, max_len, S], lengths, scores,
@@ -124,8 +147,17 @@ def greedy_search(
     src, src_len = check_inputs(
         src, src_len, eos_id=eos_id, max_len=max_len, model=model, bos_id=bos_id, pad_id=pad_id
     )
+    constraints = Constraints.checked(min_len, no_repeat_ngram, max_len)
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
     return _greedy(
-        model, variables, src, src_len, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, max_len=max_len
+        model,
+        variables,
+        src,
+        src_len,
+        bos_id=bos_id,
+        eos_id=eos_id,
+        pad_id=pad_id,
+        max_len=max_len,
+        constraints=constraints,
     )

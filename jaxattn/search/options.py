@@ -85,6 +85,7 @@ class Option:
     low_open: bool = False
     high_open: bool = False
     choices: tuple = ()  # the values allowed (kind str)
+    off: Any = None  # a value outside [low, high] allowed too, meaning off (no_repeat_ngram's 0)
     none: str = ""  # what None means, if None is allowed ('the run's')
     about: str = ""  # a few words after the name in messages: ' (the coverage penalty)'
     refuse_unused: bool = True  # a value other than the default for another method: an error
@@ -94,6 +95,8 @@ class Option:
         typed False (a flag, already parsed as an integer): '>= 1'."""
         if self.choices:
             return f"one of {list(self.choices)}"
+        if self.off is not None:
+            return f"{self.off} (off) or " + dataclasses.replace(self, off=None).range(typed)
         lo, hi = self.low, self.high
         if self.kind is float and lo is not None and hi is not None:
             return (
@@ -127,7 +130,7 @@ class Option:
             ok = isinstance(v, str) and v in self.choices
         else:
             ok = is_int(v) if self.kind is int else is_finite_real(v)
-            if ok and bounded:
+            if ok and bounded and not (self.off is not None and v == self.off):
                 lo, hi = self.low, self.high
                 ok = lo is None or (v > lo if self.low_open else v >= lo)
                 ok = ok and (hi is None or (v < hi if self.high_open else v <= hi))
@@ -238,6 +241,23 @@ OPTIONS: dict[str, Option] = {
             high_open=True,
             refuse_unused=False,  # harmless: scripts pass one whatever the method
         ),
+        Option(
+            "min_len",
+            int,
+            0,
+            "Fewest output tokens before EOS (EOS not counted; EOS gets probability 0 until "
+            "then; needs --max_len > min_len); default 0 (off).",
+            low=0,
+        ),
+        Option(
+            "no_repeat_ngram",
+            int,
+            0,
+            "Never repeat an n-gram of a hypothesis's own output (n >= 2; a token that would "
+            "complete one gets probability 0); default 0 (off).",
+            low=2,
+            off=0,
+        ),
     )
 }
 
@@ -307,7 +327,16 @@ class _Checked:
         return dataclasses.replace(options, **fields)
 
     def describe(self) -> str:
-        """'greedy', 'beam 5, alpha 0.6, beta 0.2, 3-best', 'sampling (temperature 0.7, ...)'."""
+        """'greedy', 'beam 5, alpha 0.6, beta 0.2, 3-best', 'sampling (temperature 0.7, ...)',
+        then the constraints set: ', min_len 3, no_repeat_ngram 2'."""
+        constraints = "".join(
+            f", {name} {getattr(self, name)}"
+            for name in ("min_len", "no_repeat_ngram")
+            if getattr(self, name)
+        )
+        return self._method_text() + constraints
+
+    def _method_text(self) -> str:
         if self.method == "greedy":
             return "greedy"
         if self.method == "beam":
@@ -343,9 +372,10 @@ def _dataclass(table: dict[str, Option]) -> type:
 
 
 _DOC = """How to decode: one field per row of `OPTIONS` (method, beam_size, alpha, beta, n_best,
-temperature, top_k, top_p, seed), each checked when made (OptionError naming the option).
-method None: beam if beam_size > 1, else greedy; alpha None: the run's eval.length_penalty
-(Translator) or 0 (search.decode)::
+temperature, top_k, top_p, seed, min_len, no_repeat_ngram), each checked when made (OptionError
+naming the option). method None: beam if beam_size > 1, else greedy; alpha None: the run's
+eval.length_penalty (Translator) or 0 (search.decode); min_len and no_repeat_ngram constrain
+every method (see `jaxattn.search.core.Constraints`)::
 
     DecodeOptions(method="beam", beam_size=5, n_best=3, beta=0.2)
     DecodeOptions.make(options, beam_size=1)   # a copy with fields replaced (-> greedy)

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxattn.search.core import SearchResult, argmax, check_inputs, start
+from jaxattn.search.core import Constraints, SearchResult, argmax, check_inputs, start
 from jaxattn.search.greedy import greedy_loop
 from jaxattn.search.options import check_value
 
@@ -176,6 +176,7 @@ def row_keys(rng, batch: int):
         "num_samples",
         "top_k",
         "top_p",
+        "constraints",
     ),
 )
 def _sample(
@@ -193,6 +194,7 @@ def _sample(
     num_samples,
     top_k,
     top_p,
+    constraints,
 ):
     batch, n = src.shape[0], num_samples
     memory, state = start(model, variables, src, src_len, max_len)
@@ -218,6 +220,7 @@ def _sample(
         pad_id=pad_id,
         max_len=max_len,
         pick=pick,
+        constraints=constraints,
     )
     split = lambda x: x.reshape((batch, n) + x.shape[1:])  # noqa: E731 - [B * N, ...] -> [B, N, ...]
     return SearchResult(*(split(x) for x in r[:-1]), r.steps)
@@ -238,6 +241,8 @@ def sample(
     top_p: float = 1.0,
     bos_id: int | None = None,
     pad_id: int | None = None,
+    min_len: int = 0,
+    no_repeat_ngram: int = 0,
 ) -> SearchResult:
     """Samples `num_samples` translations per sentence, jitted, stopping once all have ended.
 
@@ -250,6 +255,8 @@ def sample(
         top_k: Sample among the k most likely tokens only (0: all).
         top_p: Nucleus sampling: among the fewest most likely tokens with total probability
             >= top_p (1.0: all).
+        min_len, no_repeat_ngram: As in `greedy_search`, for each sample (banned tokens are
+            never drawn).
 
     Returns:
         A `SearchResult` with a samples axis: tokens [B, N, max_len], weights
@@ -262,6 +269,7 @@ def sample(
     keys = row_keys(rng, src.shape[0])
     for name, v in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
         check_value(name, v)
+    constraints = Constraints.checked(min_len, no_repeat_ngram, max_len)
     bos_id = model.bos_id if bos_id is None else bos_id
     pad_id = eos_id if pad_id is None else pad_id
     return _sample(
@@ -278,4 +286,5 @@ def sample(
         num_samples=num_samples,
         top_k=int(top_k),
         top_p=float(top_p),
+        constraints=constraints,
     )
