@@ -121,6 +121,13 @@ def test_best_by_loss_is_the_lowest_and_the_run_says_so(tmp_path):
     write_config(workdir, config)
     with Checkpoints(workdir) as ro:
         assert ro.best() == 2 and ro.resolve("best") == 2
+        # averaging's best N follow the run's metric (lowest loss: 2 and 4 of the kept 2, 4, 5);
+        # another metric is asked for by name, an unknown one refused
+        assert averaging.select_steps(ro, best=2) == [2, 4]
+        assert averaging.select_steps(ro, best=2, metric="bleu") == [4, 5]
+        with pytest.raises(UsageError, match="metric must be one of"):
+            averaging.select_steps(ro, best=2, metric="ter")
+    assert averaging.average_checkpoints(workdir, best=1)["metric"] == "loss"
 
 
 def test_average_params_exact():

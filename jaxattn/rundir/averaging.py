@@ -33,6 +33,7 @@ import jax
 import numpy as np
 
 from jaxattn.errors import CheckpointError, LockHeld, UsageError, WorkdirError, first_line
+from jaxattn.metrics import BEST_METRICS
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir import run as run_lib
 from jaxattn.rundir.layout import AVERAGED, Step, checkpoint_dir, corrupt_dir, step_dir
@@ -86,16 +87,20 @@ def select_steps(
     *,
     last: int | None = None,
     best: int | None = None,
-    metric: str = "bleu",
+    metric: str | None = None,
 ) -> list[int]:
-    """The steps to average (ascending): the `last` newest, or the `best` by `metric` (higher
-    is better; ties go to the newer step). Exactly one of last/best; CheckpointError when the
-    run has fewer such checkpoints, UsageError for N < 1."""
+    """The steps to average (ascending): the `last` newest, or the `best` by `metric` (a name
+    in `metrics.BEST_METRICS`; None = the run's train.best_metric, which ranks its best
+    checkpoint; ties go to the newer step). Exactly one of last/best; CheckpointError when the
+    run has fewer such checkpoints, UsageError for N < 1 or an unknown metric."""
     if (last is None) == (best is None):
         raise UsageError(
             "Give exactly one of last=N (the newest N checkpoints) and best=N "
-            "(the N with the highest validation BLEU)."
+            "(the N with the best validation train.best_metric)."
         )
+    metric = metric or ckpt.best_metric
+    if metric not in BEST_METRICS:
+        raise UsageError(f"metric must be one of {', '.join(BEST_METRICS)}, not {metric!r}.")
     n = last if last is not None else best
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise UsageError(
@@ -120,8 +125,9 @@ def select_steps(
                 f"{len(steps)} (steps {steps}). {keep_more}"
             )
         return steps[-n:]
+    sign = 1 if BEST_METRICS[metric] else -1  # higher is better, or lower (the loss)
     scored = [
-        (m[metric], s)
+        (sign * m[metric], s)
         for s in steps
         if isinstance((m := ckpt.metrics(s)).get(metric), (int, float))
     ]
@@ -152,7 +158,7 @@ def select_steps(
 
 # --------------------------------------------------------------------- write and read back
 def average_checkpoints(
-    workdir: str, *, last: int | None = None, best: int | None = None, metric: str = "bleu"
+    workdir: str, *, last: int | None = None, best: int | None = None, metric: str | None = None
 ) -> dict:
     """Averages the parameters of the run's `last` N or `best` N checkpoints (see
     `select_steps`) into WORKDIR/averaged, replacing an earlier average; returns its meta
@@ -162,6 +168,7 @@ def average_checkpoints(
     workdir = os.fspath(workdir)
     with _holding_the_run(workdir):  # no training rotates the steps read meanwhile
         with run_lib.Checkpoints(workdir) as ckpt:
+            metric = metric or ckpt.best_metric
             steps = select_steps(ckpt, last=last, best=best, metric=metric)
             for step in steps:
                 ckpt.check_vocab_files(step)

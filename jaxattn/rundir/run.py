@@ -224,6 +224,11 @@ class Checkpoints:
         """Every checkpoint of the run: its steps, ascending, then AVERAGED if it has one."""
         return self.steps() + ([AVERAGED] if _averaged_version(self.workdir) is not None else [])
 
+    @property
+    def best_metric(self) -> str:
+        """The validation metric that ranks this run's checkpoints (its train.best_metric)."""
+        return self._ckpt.best_metric
+
     def best(self) -> Step | None:
         """The step with the best validation train.best_metric (BLEU unless the run's config
         says otherwise), None if no step has one."""
