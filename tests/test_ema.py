@@ -163,6 +163,22 @@ def test_checkpoint_keeps_the_ema_and_resumes_with_it_on_or_off(tmp_path, caplog
     )
 
 
+def test_resume_with_another_optimizer_keeps_the_ema(tmp_path, caplog):
+    """A resume whose optimizer state no longer fits (another optimizer: fresh optimizer
+    state from the step's parameters) still restores the step's EMA weights."""
+    workdir = str(tmp_path / "w")
+    _save(workdir, [3], ema=True)
+    sgd = optax.sgd(0.1)
+    fresh = _state(0, ema=True)
+    fresh = fresh.replace(tx=sgd, opt_state=sgd.init(fresh.params))
+    caplog.set_level(logging.WARNING)
+    with Checkpointer(workdir, async_save=False) as ckpt:
+        got, step = ckpt.restore_latest(fresh, _iter())
+    assert step == 3 and int(got.step) == 3 and "fresh optimizer state" in caplog.text
+    want = _state(3, ema=True)
+    _assert_equal((got.params, got.ema_params), (want.params, want.ema_params))
+
+
 def test_ema_selector_reads_the_newest_steps_ema(tmp_path):
     """Checkpoints lists EMA when the newest step has EMA weights, resolves 'ema' to it, reads
     them, gives its meta and its ema_* validation metrics; a run without them is told to set
