@@ -196,6 +196,12 @@ def default_train_config() -> ml_collections.ConfigDict:
     c.teacher_forcing_decay_rate = 0.9999  # exponential: factor a step, in (0, 1]
     c.teacher_forcing_sigmoid_k = 1000.0  # inverse_sigmoid: k >= 1; half way at k * ln(k)
     c.loss_over_padding = False  # True: the tutorial's loss over all positions
+    # Exponential moving average of the weights, in (0, 1), e.g. 0.999; 0 = off. After each
+    # update ema = d * ema + (1 - d) * params; saved with each checkpoint (resumes exactly),
+    # selected by --checkpoint ema, validated beside the weights (ema_loss, ema_bleu: twice
+    # the validation time; 'best' stays by the weights' BLEU).
+    c.ema_decay = 0.0
+    c.ema_start = 0  # the EMA copies the params for this many updates, then averages
     # The divergence guard (jaxattn.training.loop.DivergenceGuard) stops a run, without saving,
     # when a
     # loss or gradient is NaN/inf, a loss is over this factor x log(target vocabulary size)
@@ -383,6 +389,8 @@ def rules() -> dict[str, dict]:
             "label_smoothing": real(0, 1, hi_open=True),
             "teacher_forcing_ratio": real(0, 1),
             "loss_over_padding": boolean,
+            "ema_decay": real(0, 1, hi_open=True),
+            "ema_start": integer(0),
             "teacher_forcing_schedule": one_of(*r["teacher_forcing_schedules"]),
             "teacher_forcing_min": real(0, 1),
             "teacher_forcing_decay_steps": integer(1),
@@ -505,6 +513,8 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
                 f"is empty: data.{shares}={tuple(dc[shares])} gives (train, validation, test) "
                 f"of the {dc.name} corpus; give the split a share or validate on another",
             )
+    if tc.ema_start and not tc.ema_decay:
+        _fail("train", "ema_start", tc.ema_start, "needs train.ema_decay > 0 (EMA is off)")
     if device_count and tc.batch_size % device_count:
         raise ConfigError(
             f"config.train.batch_size={tc.batch_size} must divide evenly over the "

@@ -279,6 +279,28 @@ MUTATIONS = [
         "sorted(scored)[:n]",
         "tests/test_checkpoints.py -k last_and_best",
     ),
+    # ----------------------------------------------------------------- EMA of the weights
+    M(
+        "ema_weights_swapped",
+        "jaxattn/training/loop.py",
+        "d * e + (1 - d) * p",
+        "d * p + (1 - d) * e",
+        "tests/test_ema.py -k numpy",
+    ),
+    M(
+        "ema_start_one_late",
+        "jaxattn/training/loop.py",
+        "state.step <= tc.ema_start",
+        "state.step < tc.ema_start",
+        "tests/test_ema.py -k numpy",
+    ),
+    M(
+        "ema_not_saved",
+        "jaxattn/rundir/checkpointer.py",
+        "items[EMA_ITEM] = ocp.args.StandardSave(ema)",
+        "pass",
+        "tests/test_ema.py -k checkpoint_keeps",
+    ),
     # ------------------------------------------------------------------ optimizer options
     M(
         "sgd_momentum",

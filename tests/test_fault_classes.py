@@ -27,7 +27,7 @@ from jaxattn.data import download, readers
 from jaxattn.data.text import INVISIBLE, Tokenizer, normalize_tutorial
 from jaxattn.errors import CheckpointError, DataError, InferenceError, TrainingError, UsageError
 from jaxattn.rundir.checkpointer import Checkpointer
-from jaxattn.rundir.layout import AVERAGED, check_selector
+from jaxattn.rundir.layout import AVERAGED, EMA, check_selector
 from jaxattn.tools import cli
 
 TINY = {
@@ -429,12 +429,14 @@ def test_missing_required_config_flag(tmp_path):
     "bad", [True, False, np.bool_(True), 2.0, None, [4], "4.0", "", "lates", b"4"]
 )
 def test_checkpoint_selectors_refuse_other_types(bad):
-    with pytest.raises(CheckpointError, match="must be 'latest', 'best', 'averaged' or a step"):
+    with pytest.raises(
+        CheckpointError, match="must be 'latest', 'best', 'averaged', 'ema' or a step"
+    ):
         check_selector(bad)
 
 
 @pytest.mark.parametrize(
-    "good", ["latest", "best", AVERAGED, str(AVERAGED), 4, np.int64(4), "4", " 4 "]
+    "good", ["latest", "best", AVERAGED, str(AVERAGED), EMA, "ema", 4, np.int64(4), "4", " 4 "]
 )
 def test_checkpoint_selectors_accepted(good):
     assert check_selector(good) is good

@@ -171,9 +171,9 @@ class Translator:
 
     @classmethod
     def from_workdir(cls, workdir: str, checkpoint: Selector = "latest", **limits) -> Translator:
-        """Restores a run's checkpoint ('latest', 'best', 'averaged' or a step; `self.step` is the
-        `Step` or `AVERAGED` it resolved to) with its own config and vocabularies. limits:
-        max_input_len, overlong (see __init__)."""
+        """Restores a run's checkpoint ('latest', 'best', 'averaged', 'ema' or a step;
+        `self.step` is the `Step`, `AVERAGED` or `EMA` it resolved to) with its own config and
+        vocabularies. limits: max_input_len, overlong (see __init__)."""
         return cls.from_workdirs(workdir, checkpoint, **limits)
 
     @classmethod

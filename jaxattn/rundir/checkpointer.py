@@ -7,10 +7,15 @@ item. The metrics are stored with each checkpoint, so the best one is known agai
 restart and survives however often a run is stopped, resumed or extended. WORKDIR/best.json
 repeats the best step for people; nothing depends on it.
 
+A state with EMA weights (`ema_params`, train.ema_decay > 0) keeps them in an item of their
+own, `ema` (a params tree, which the 'ema' selector reads as it reads any parameters), so that
+the `state` item is the same with or without them: a run resumes when EMA is turned on (the
+EMA starts from the restored parameters) or off (it is dropped).
+
 The training state's side of the run directory only (`jaxattn.rundir.layout`: the names;
 `jaxattn.rundir.run`: reading any checkpoint's parameters, the averaged one included, and
 the checks before a resume). Layout: WORKDIR/checkpoints/<step>/{state, data_iter, meta,
-metrics}; an unreadable step is moved aside to WORKDIR/checkpoints/corrupt-<step>.
+metrics, ema}; an unreadable step is moved aside to WORKDIR/checkpoints/corrupt-<step>.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import grain
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from flax.training import train_state
 from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxattn.errors import CheckpointError, first_line
@@ -35,6 +41,7 @@ from jaxattn.rundir import params as params_lib
 from jaxattn.rundir.layout import (
     BEST_FILE,
     CONFIG_FILE,
+    EMA_ITEM,
     JSON_ITEM_FILE,
     METRICS_ITEM,
     STEP_ITEMS,
@@ -67,7 +74,7 @@ class Checkpointer:
         read_only: bool = False,
     ):
         self.workdir, self.best_metric, self.read_only = workdir, best_metric, read_only
-        names = STEP_ITEMS
+        names = (*STEP_ITEMS, EMA_ITEM)
         if read_only:  # evaluation: writes nothing, even beside a running training
             if not os.path.isdir(checkpoint_dir(workdir)):
                 raise CheckpointError(
@@ -112,14 +119,19 @@ class Checkpointer:
         metrics: dict | None = None,
         force: bool = False,
     ) -> bool:
-        """Saves state + iterator + meta at `step`; `metrics` (floats) rank the best one."""
+        """Saves state + iterator + meta at `step` (and the state's EMA weights, if it has
+        them); `metrics` (floats) rank the best one."""
         metrics = {k: float(v) for k, v in (metrics or {}).items()}
         self.wait()  # the previous save is complete: best.json may name it
-        args = ocp.args.Composite(
+        state, ema = _split_ema(state)
+        items = dict(
             state=ocp.args.StandardSave(state),
             data_iter=grain.checkpoint.CheckpointSave(data_iter),
             meta=ocp.args.JsonSave({**meta, "step": int(step), "metrics": metrics}),
         )
+        if ema is not None:
+            items[EMA_ITEM] = ocp.args.StandardSave(ema)
+        args = ocp.args.Composite(**items)
         return self.manager.save(
             step, args=args, metrics=metrics if self.best_metric else None, force=force
         )
@@ -265,12 +277,49 @@ class Checkpointer:
         return state, None
 
     def restore(self, step: int, abstract_state, data_iter=None):
-        """Restores one step; `data_iter` (if given) is set to the saved iterator position."""
-        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        """Restores one step; `data_iter` (if given) is set to the saved iterator position.
+        A state with `ema_params` gets the step's EMA weights (`_with_ema`)."""
+        plain, ema = _split_ema(abstract_state)
+        items = {"state": ocp.args.StandardRestore(plain)}
         if data_iter is not None:
             items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+        if ema is not None and self.has_ema(step):
+            items[EMA_ITEM] = ocp.args.StandardRestore(ema)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
-        return restored["state"]
+        state = restored["state"]
+        return self._with_ema(
+            step,
+            abstract_state,
+            state.params,
+            restored[EMA_ITEM] if EMA_ITEM in items else None,
+            step=state.step,
+            opt_state=state.opt_state,
+        )
+
+    def has_ema(self, step: int) -> bool:
+        """Whether `step` holds EMA weights (saved by a training with train.ema_decay > 0)."""
+        return os.path.isdir(step_item(self.workdir, step, EMA_ITEM))
+
+    def _with_ema(self, at: int, abstract_state, params, ema, /, **fields):
+        """`abstract_state` with the `params` and `fields` restored from step `at`, and its EMA
+        weights: the saved `ema`; the parameters when the state keeps an EMA but the step has
+        none (EMA turned on for this resume); none when the state keeps none (turned off)."""
+        wants = getattr(abstract_state, "ema_params", None) is not None
+        if wants and ema is None:
+            log.warning(
+                "Step %d has no EMA weights (trained with train.ema_decay=0); the EMA starts "
+                "from its parameters.",
+                at,
+            )
+            ema = jax.tree.map(jnp.array, params)  # a copy: a train step donates both
+        elif not wants and self.has_ema(at):
+            log.warning(
+                "Step %d has EMA weights, but train.ema_decay=0 now: they are dropped (the "
+                "next checkpoints have none; --checkpoint ema reads the newest step's).",
+                at,
+            )
+        extra = {"ema_params": ema} if wants else {}
+        return abstract_state.replace(params=params, **fields, **extra)
 
     def _restore_params_and_step(self, step: int, abstract_state, data_iter):
         """The parameters, step and iterator of `step` with a fresh optimizer state."""
@@ -282,13 +331,18 @@ class Checkpointer:
             checkpoint=Step(step),
         )
         params = jax.tree.map(jnp.asarray, params)
+        items = {}
         if data_iter is not None:
-            self.manager.restore(
-                step,
-                args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointRestore(data_iter)),
-            )
-        return abstract_state.replace(
-            params=params,
+            items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+        _, ema = _split_ema(abstract_state)
+        if ema is not None and self.has_ema(step):
+            items[EMA_ITEM] = ocp.args.StandardRestore(ema)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items)) if items else {}
+        return self._with_ema(
+            step,
+            abstract_state,
+            params,
+            restored[EMA_ITEM] if EMA_ITEM in items else None,
             step=jnp.asarray(step, jnp.asarray(abstract_state.step).dtype),
             opt_state=abstract_state.tx.init(params),
         )
@@ -334,6 +388,19 @@ def _score(metric: str, metrics: dict) -> float:
     """`metrics[metric]` as a score where higher is better (the loss negated); -inf if absent."""
     value = metrics.get(metric, float("-inf") if BEST_METRICS[metric] else float("inf"))
     return value if BEST_METRICS[metric] else -value
+
+
+def _split_ema(state) -> tuple:
+    """(flax's TrainState of `state`'s step, params and optimizer state: the `state` item, the
+    same with or without EMA; its EMA weights, `ema_params`, or None)."""
+    plain = train_state.TrainState(
+        step=state.step,
+        apply_fn=state.apply_fn,
+        params=state.params,
+        tx=state.tx,
+        opt_state=state.opt_state,
+    )
+    return plain, getattr(state, "ema_params", None)
 
 
 def _reason(error: BaseException) -> str:

@@ -11,17 +11,19 @@ that reads or writes a run (the data package included) takes its names from here
       best.json                      the best step and its metrics, for people (BEST_FILE)
       .lock                          pid and host of the training holding the run (LOCK_FILE)
       checkpoints/<step>/            a training checkpoint (Orbax): state, data_iter, meta,
-                                     metrics; an unreadable one is moved to corrupt-<step>
+                                     metrics, and ema (the EMA weights, train.ema_decay > 0);
+                                     an unreadable one is moved to corrupt-<step>
       averaged/<version>/            the averaged checkpoint (Orbax): params, meta
       metrics.jsonl                  logged scalars, a JSON record a line (METRICS_FILE)
       tensorboard/                   the same as TensorBoard events (TENSORBOARD_DIR)
       curves.png                     training curves, drawn at the end (CURVES_FILE)
 
-A checkpoint is named by a `Checkpoint`: a `Step` (a training step, an int) or `AVERAGED` (the
-run's averaged checkpoint); 'latest' and 'best' are selectors that `jaxattn.rundir.run`
-resolves to a `Step`. Who reads and writes these files: `jaxattn.rundir.run` (opening a run,
-its checkpoints' parameters and meta, the files written for training), `checkpointer` (Orbax
-saves and resumes of the training state), `averaging` (the mean of checkpoints), `files`
+A checkpoint is named by a `Checkpoint`: a `Step` (a training step, an int), `AVERAGED` (the
+run's averaged checkpoint) or `EMA` (the EMA weights saved with the newest training step);
+'latest' and 'best' are selectors that `jaxattn.rundir.run` resolves to a `Step`. Who reads
+and writes these files: `jaxattn.rundir.run` (opening a run, its checkpoints' parameters and
+meta, the files written for training), `checkpointer` (Orbax saves and resumes of the
+training state, its EMA weights included), `averaging` (the mean of checkpoints), `files`
 (atomic writes, the lock).
 """
 
@@ -54,6 +56,7 @@ VOCAB_PARAMS = {
 CHECKPOINTS_DIR = "checkpoints"
 STEP_ITEMS = ("state", "data_iter", "meta")  # Orbax items of a training checkpoint
 AVERAGED_ITEMS = ("params", "meta")  # Orbax items of the averaged checkpoint
+EMA_ITEM = "ema"  # a step's EMA weights (train.ema_decay > 0): <step>/ema, a params tree
 METRICS_ITEM = "metrics"  # a step's metrics (Orbax's): <step>/metrics/metrics, a JSON file
 JSON_ITEM_FILE = "metadata"  # the file of a JSON item (meta) in its folder: <step>/meta/metadata
 
@@ -66,22 +69,39 @@ class Step(int):
     __slots__ = ()
 
 
-class Averaged(str):
-    """The run's averaged checkpoint (`AVERAGED`, the only instance): WORKDIR/averaged. A str,
+class _Named(str):
+    """A checkpoint that is no training step, by its name (one instance per subclass): a str,
     so that it prints and is stored in JSON as its name, as a step is as its number."""
 
     __slots__ = ()
+    NAME = ""
 
     def __new__(cls):
-        return super().__new__(cls, "averaged")
+        return super().__new__(cls, cls.NAME)
 
     def __getnewargs__(self) -> tuple:  # pickle and copy make it again without arguments
         return ()
 
 
+class Averaged(_Named):
+    """The run's averaged checkpoint (`AVERAGED`, the only instance): WORKDIR/averaged."""
+
+    __slots__ = ()
+    NAME = "averaged"
+
+
+class Ema(_Named):
+    """The EMA weights (`EMA`, the only instance) saved with the run's newest training step
+    (checkpoints/<step>/ema), by a training with train.ema_decay > 0."""
+
+    __slots__ = ()
+    NAME = "ema"
+
+
 AVERAGED = Averaged()
-Checkpoint = Step | Averaged  # what 'latest', 'best', 'averaged' or a step resolve to
-SELECTORS = ("latest", "best", AVERAGED)  # checkpoint names; else a step number
+EMA = Ema()
+Checkpoint = Step | Averaged | Ema  # what a selector resolves to
+SELECTORS = ("latest", "best", AVERAGED, EMA)  # checkpoint names; else a step number
 Selector = str | int  # what a user names a checkpoint by: one of SELECTORS or a step (digits)
 
 
@@ -96,8 +116,8 @@ def check_selector(which) -> Selector:
         return which
     kind = "" if isinstance(which, str) else f" (a {type(which).__name__})"
     raise CheckpointError(
-        f"checkpoint must be 'latest', 'best', '{AVERAGED}' or a step number (an int, or its "
-        f"digits as a string), not {which!r}{kind}."
+        f"checkpoint must be 'latest', 'best', '{AVERAGED}', '{EMA}' or a step number (an int, "
+        f"or its digits as a string), not {which!r}{kind}."
     )
 
 
@@ -126,7 +146,8 @@ def corrupt_dir(workdir: str, step: int, n: int = 1) -> str:
 
 
 def step_item(workdir: str, step: int, item: str) -> str:
-    """WORKDIR/checkpoints/<step>/<item>: an Orbax item folder (STEP_ITEMS, METRICS_ITEM)."""
+    """WORKDIR/checkpoints/<step>/<item>: an Orbax item folder (STEP_ITEMS, METRICS_ITEM,
+    EMA_ITEM)."""
     return os.path.join(step_dir(workdir, step), item)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxattn.errors import CheckpointError
-from jaxattn.rundir.layout import AVERAGED, CONFIG_FILE, VOCAB_PARAMS, Checkpoint
+from jaxattn.rundir.layout import AVERAGED, CONFIG_FILE, EMA, VOCAB_PARAMS, Checkpoint
 
 
 def shapes(tree) -> dict[str, tuple]:
@@ -35,7 +35,7 @@ def saved_tree(item_dir: str) -> dict:
 
 
 def _at(checkpoint: Checkpoint) -> str:
-    return f"'{AVERAGED}'" if checkpoint == AVERAGED else f"at step {checkpoint}"
+    return f"'{checkpoint}'" if checkpoint in (AVERAGED, EMA) else f"at step {checkpoint}"
 
 
 def shape_message(workdir: str, checkpoint: Checkpoint, name: str, saved, now: tuple) -> str:

@@ -3,15 +3,18 @@ names and the layout, drawn there: `jaxattn.rundir.layout`)::
 
     WORKDIR/config.json, {src,tgt}_vocab.txt, *_spm.model, data_stats.json, best.json, .lock
     WORKDIR/checkpoints/<step>/{state, data_iter, meta, metrics}   training checkpoints
+    WORKDIR/checkpoints/<step>/ema                                 their EMA weights, if kept
     WORKDIR/averaged/<version>/{params, meta}                      the averaged checkpoint
 
 Opening a run (inference, evaluation, export): `load_config`, `load_run` (config + text
-processing), and its checkpoints as typed references (`layout.Step`, `layout.AVERAGED`)::
+processing), and its checkpoints as typed references (`layout.Step`, `layout.AVERAGED`,
+`layout.EMA`)::
 
     run = load_run("runs/a")                              # config + tokenizers + vocabularies
     with Checkpoints("runs/a") as ckpts:
         ckpts.list()                                      # [Step(150), Step(300), AVERAGED]
         ckpt = ckpts.resolve("best")                      # 'latest' | 'best' | 'averaged' | 300
+        ckpts.resolve("ema")                              # EMA: the newest step's EMA weights
         params = ckpts.read_params(ckpt, abstract)        # checked against model + vocabularies
     params, ckpt = restore_params(run, "best")            # the same, errors as InferenceError
     check_ensemble([run, load_run("runs/b")])             # InferenceError if they differ
@@ -52,6 +55,8 @@ from jaxattn.rundir.layout import (
     AVERAGED,
     AVERAGED_ITEMS,
     CONFIG_FILE,
+    EMA,
+    EMA_ITEM,
     JSON_ITEM_FILE,
     LOCK_FILE,
     SRC_VOCAB_FILE,
@@ -198,9 +203,10 @@ def write_averaged(workdir: str, params, meta: dict) -> None:
 
 
 class Checkpoints:
-    """A run's checkpoints, read-only, by typed reference: each training `Step` and the
-    `AVERAGED` checkpoint. CheckpointError (saying to train first) for a run without
-    checkpoints/. A context manager: `with Checkpoints(workdir) as ckpts: ...` closes it."""
+    """A run's checkpoints, read-only, by typed reference: each training `Step`, the
+    `AVERAGED` checkpoint and the `EMA` weights of the newest step. CheckpointError (saying to
+    train first) for a run without checkpoints/. A context manager: `with
+    Checkpoints(workdir) as ckpts: ...` closes it."""
 
     def __init__(self, workdir: str):
         self.workdir = os.fspath(workdir)
@@ -221,8 +227,28 @@ class Checkpoints:
         return [Step(s) for s in self._ckpt.all_steps()]
 
     def list(self) -> list[Checkpoint]:
-        """Every checkpoint of the run: its steps, ascending, then AVERAGED if it has one."""
-        return self.steps() + ([AVERAGED] if _averaged_version(self.workdir) is not None else [])
+        """Every checkpoint of the run: its steps, ascending, then AVERAGED and EMA if it has
+        them."""
+        steps = self.steps()
+        averaged = [AVERAGED] if _averaged_version(self.workdir) is not None else []
+        return steps + averaged + ([EMA] if steps and self._ckpt.has_ema(steps[-1]) else [])
+
+    def ema_step(self) -> Step:
+        """The newest step, whose EMA weights `EMA` names; CheckpointError if it has none."""
+        steps = self.steps()
+        if not steps:
+            raise CheckpointError(
+                f"No checkpoint in {checkpoint_dir(self.workdir)}. Train first: python "
+                f"scripts/train.py --config configs/base.py --workdir {self.workdir}"
+            )
+        if not self._ckpt.has_ema(steps[-1]):
+            raise CheckpointError(
+                f"The newest checkpoint of {self.workdir} (step {steps[-1]}) holds no EMA "
+                f"weights: it was trained with train.ema_decay=0 (off). Train or resume with "
+                f"--config.train.ema_decay=0.999 (say) to keep them, or use another "
+                "--checkpoint."
+            )
+        return steps[-1]
 
     @property
     def best_metric(self) -> str:
@@ -237,12 +263,16 @@ class Checkpoints:
 
     def resolve(self, which: Selector) -> Checkpoint:
         """'latest' | 'best' | a step number (or its digits) -> that `Step`; 'averaged' ->
-        AVERAGED if the run has an averaged checkpoint; else a clear CheckpointError (for a
-        `which` that is no checkpoint selector too: `layout.check_selector`)."""
+        AVERAGED if the run has an averaged checkpoint; 'ema' -> EMA if its newest step has
+        EMA weights; else a clear CheckpointError (for a `which` that is no checkpoint
+        selector too: `layout.check_selector`)."""
         check_selector(which)
         if which == AVERAGED:
             averaged_version(self.workdir)  # CheckpointError if the run has none
             return AVERAGED
+        if which == EMA:
+            self.ema_step()  # CheckpointError if it has none
+            return EMA
         steps = self.steps()
         if not steps:
             raise CheckpointError(
@@ -270,7 +300,10 @@ class Checkpoints:
     # ------------------------------------------------------------------------- contents
     def meta(self, checkpoint: Checkpoint) -> dict:
         """The `meta` item of a checkpoint ({} if absent or unreadable): the run's config and
-        the vocabulary files' sha256 when it was saved; for AVERAGED, the averaged steps."""
+        the vocabulary files' sha256 when it was saved; for AVERAGED, the averaged steps; for
+        EMA, the newest step's (its `step` says which)."""
+        if checkpoint == EMA:
+            return self._ckpt.meta(self.ema_step())
         if checkpoint == AVERAGED:
             version = _averaged_version(self.workdir)
             if version is None:
@@ -281,8 +314,13 @@ class Checkpoints:
         return self._ckpt.meta(checkpoint)
 
     def metrics(self, checkpoint: Checkpoint) -> dict:
-        """The validation metrics saved with a step ({} if none); AVERAGED has none of its own
-        (its meta names its sources' metrics)."""
+        """The validation metrics saved with a step ({} if none); EMA's are those of its step
+        named ema_* (the EMA weights' validation); AVERAGED has none of its own (its meta names
+        its sources' metrics)."""
+        if checkpoint == EMA:
+            prefix = f"{EMA}_"
+            metrics = self._ckpt.metrics(self.ema_step())
+            return {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
         if checkpoint == AVERAGED:
             return dict(self.meta(checkpoint).get("metrics") or {})
         return self._ckpt.metrics(checkpoint)
@@ -292,6 +330,8 @@ class Checkpoints:
         if checkpoint == AVERAGED:
             version = averaged_version(self.workdir)  # CheckpointError if there is none
             return averaged_item(self.workdir, version, "params"), None
+        if checkpoint == EMA:
+            return step_item(self.workdir, self.ema_step(), EMA_ITEM), None
         return step_item(self.workdir, checkpoint, "state"), "params"
 
     def saved_params(self, checkpoint: Checkpoint) -> dict:
@@ -412,7 +452,7 @@ def load_run(workdir: str) -> Run:
 
 
 def restore_params(run: Run, checkpoint: Selector = "latest") -> tuple[Any, Checkpoint]:
-    """(params, the checkpoint) of the run's 'latest', 'best', 'averaged' or a step;
+    """(params, the checkpoint) of the run's 'latest', 'best', 'averaged', 'ema' or a step;
     UsageError (a ValueError) for any other `checkpoint` (bool included); InferenceError if it
     is missing, unreadable or trained with other vocabulary files."""
     _check_checkpoint(checkpoint)
@@ -466,6 +506,8 @@ def _unreadable(workdir: str, checkpoint, error: BaseException) -> str:
         others = [s for s in saved_steps(workdir) if s != checkpoint]
     except Exception:  # noqa: BLE001 - only for the hint
         others = []
+    if checkpoint == EMA:
+        checkpoint = f"{others[-1]} (its EMA weights)" if others else checkpoint
     return (
         f"Cannot restore the parameters of step {checkpoint} in {checkpoint_dir(workdir)} "
         f"({why}). Is it complete, and from this run's {CONFIG_FILE}? Try another --checkpoint"

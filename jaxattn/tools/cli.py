@@ -26,7 +26,7 @@ import traceback
 from absl import flags
 
 from jaxattn.errors import ConfigError, JaxattnError, TrainingError, UsageError, first_line
-from jaxattn.rundir.layout import AVERAGED
+from jaxattn.rundir.layout import AVERAGED, EMA
 
 USAGE_EXIT, ERROR_EXIT, INTERRUPTED_EXIT = 2, 1, 130
 
@@ -52,7 +52,7 @@ def define_run_flags(*, workdir: bool = True, ensemble: bool = False) -> None:
         "checkpoint",
         "latest",
         f"'latest', 'best', '{AVERAGED}' "
-        "(scripts/average.py) or a step number"
+        f"(scripts/average.py), '{EMA}' (the EMA weights, train.ema_decay) or a step number"
         + ("; for several runs one for all, or one each, comma-separated" if ensemble else "")
         + ".",
     )

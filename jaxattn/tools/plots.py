@@ -130,7 +130,8 @@ def metric_series(records: list[dict], split: str, key: str) -> tuple[list[int],
 
 
 def training_curves(records: list[dict], path: str):
-    """Plots loss (train, valid) and validation BLEU against step.
+    """Plots loss (train, valid) and validation BLEU against step (and the EMA weights'
+    validation, train.ema_decay > 0).
 
     Args:
         records: metrics.jsonl records ({'step', 'split', 'loss', 'bleu', ...}).
@@ -140,17 +141,18 @@ def training_curves(records: list[dict], path: str):
         path.
     """
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for split in ("train", "valid"):
-        steps, vals = metric_series(records, split, "loss")
+    for split, key in (("train", "loss"), ("valid", "loss"), ("valid", "ema_loss")):
+        steps, vals = metric_series(records, split, key)
         if steps:
-            ax1.plot(steps, vals, label=f"{split} loss")
+            ax1.plot(steps, vals, label=f"{split} {key.replace('_', ' ')}")
     ax1.set_xlabel("step")
     ax1.set_ylabel("cross-entropy")
     ax1.legend()
-    steps, vals = metric_series(records, "valid", "bleu")
-    if steps:
-        ax2.plot(steps, vals, marker="o", label="valid BLEU")
-        ax2.legend()
+    for key, label in (("bleu", "valid BLEU"), ("ema_bleu", "valid BLEU of the EMA")):
+        steps, vals = metric_series(records, "valid", key)
+        if steps:
+            ax2.plot(steps, vals, marker="o", label=label)
+            ax2.legend()
     ax2.set_xlabel("step")
     ax2.set_ylabel("BLEU")
     return _save(fig, path, 100)

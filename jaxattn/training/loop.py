@@ -17,6 +17,7 @@ import math
 import os
 import signal
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,14 @@ from jaxattn.model.seq2seq import build_model, position_limits
 from jaxattn.rundir import files as workdir_lib
 from jaxattn.rundir import run as run_lib
 from jaxattn.rundir.checkpointer import Checkpointer
-from jaxattn.rundir.layout import CONFIG_FILE, CURVES_FILE, VOCAB_FILES, checkpoint_dir, step_dir
+from jaxattn.rundir.layout import (
+    CONFIG_FILE,
+    CURVES_FILE,
+    EMA,
+    VOCAB_FILES,
+    checkpoint_dir,
+    step_dir,
+)
 from jaxattn.tools import plots
 from jaxattn.training.losses import loss_mask, token_losses
 from jaxattn.training.optim import (
@@ -52,18 +60,29 @@ from jaxattn.training.stopping import ValidationHistory
 
 log = logging.getLogger(__name__)
 
-TrainState = train_state.TrainState
+
+class TrainState(train_state.TrainState):
+    """Flax's TrainState and `ema_params`: the exponential moving average of the parameters
+    (float32, the params' tree) when train.ema_decay > 0, else None (no leaves: the state of
+    a run without EMA is flax's, leaf for leaf). Checkpoints keep the EMA as an item of its
+    own (`rundir.checkpointer`)."""
+
+    ema_params: Any = None
 
 
 # ------------------------------------------------------------------------ train / eval step
-def create_train_state(model, tx, key, example: dict, *, sharding=None) -> TrainState:
+def create_train_state(
+    model, tx, key, example: dict, *, sharding=None, ema: bool = False
+) -> TrainState:
     """A fresh TrainState: `model` initialized from `key` on an example batch (any batch size;
-    {'src', 'src_len', 'tgt'} arrays), with optimizer `tx`; jitted, placed by `sharding`."""
+    {'src', 'src_len', 'tgt'} arrays), with optimizer `tx`; jitted, placed by `sharding`.
+    `ema`: with EMA weights, which start as a copy of the parameters."""
 
     @functools.partial(jax.jit, out_shardings=sharding)
     def init(key, src, src_len, tgt):
         params = model.init({"params": key}, src, src_len, tgt)["params"]
-        return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+        ema_params = jax.tree.map(jnp.copy, params) if ema else None
+        return TrainState.create(apply_fn=model.apply, params=params, tx=tx, ema_params=ema_params)
 
     return init(key, *(jnp.asarray(example[k]) for k in ("src", "src_len", "tgt")))
 
@@ -111,12 +130,23 @@ def train_step(state: TrainState, batch, base_key, *, model, tc):
         zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
         xs = (jnp.arange(a), jax.tree.map(split, batch), split(mask))
         (loss, grads), _ = jax.lax.scan(add, zero, xs)
-    state = state.apply_gradients(grads=grads)
+    state = update_ema(state.apply_gradients(grads=grads), tc)
     return state, {
         "loss": loss,
         "grad_norm": optax.global_norm(grads),
         "tokens": batch["tgt_len"].sum(),
     }
+
+
+def update_ema(state: TrainState, tc) -> TrainState:
+    """The EMA after an update (state.step counts it): ema = d * ema + (1 - d) * params with
+    d = tc.ema_decay, or d = 0 (a copy of the params) for the first tc.ema_start updates, so
+    that the average leaves out the first, random weights. A state without EMA is returned."""
+    if state.ema_params is None:
+        return state
+    d = jnp.where(state.step <= tc.ema_start, 0.0, tc.ema_decay).astype(jnp.float32)
+    ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state.ema_params, state.params)
+    return state.replace(ema_params=ema)
 
 
 def eval_step(params, batch, *, model, loss_over_padding: bool):
@@ -287,7 +317,9 @@ def _prepare(config, workdir: str) -> dict:
     check_positions(config.model, data.largest_batch_shape(tc.batch_size))
     tx = make_optimizer(tc, total_steps)
     example = data.eval_batches("train", 2)[0]
-    abstract = jax.eval_shape(lambda: create_train_state(model, tx, jax.random.PRNGKey(0), example))
+    abstract = jax.eval_shape(
+        lambda: create_train_state(model, tx, jax.random.PRNGKey(0), example, ema=tc.ema_decay > 0)
+    )
     n_params = sum(x.size for x in jax.tree.leaves(abstract.params))
     log.info(
         "Model: %s parameters; %d steps (%d per epoch), global batch %d on %d devices.",
@@ -326,7 +358,9 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
         per_host, seed=config.seed, shard_index=jax.process_index(), shard_count=jax.process_count()
     )
     init_key, base_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    state = create_train_state(model, run["tx"], init_key, run["example"], sharding=replicated)
+    state = create_train_state(
+        model, run["tx"], init_key, run["example"], sharding=replicated, ema=tc.ema_decay > 0
+    )
     restored, start_step = ckpt.restore_latest(state, train_iter)
     if restored is not None:
         state = jax.device_put(restored, replicated)
@@ -352,6 +386,16 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
         functools.partial(eval_step, model=model, loss_over_padding=tc.loss_over_padding),
         out_shardings=replicated,
     )
+    score = functools.partial(
+        validation_scores,
+        model,
+        data=data,
+        split=config.eval.split,
+        config=config,
+        p_eval_step=p_eval_step,
+        replicated=replicated,
+        with_bleu=config.eval.bleu,
+    )  # score(params) -> the validation metrics
     writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
     schedule = make_schedule(tc, total_steps)
     run_files_written = False
@@ -433,16 +477,10 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
                 metrics = None
                 if run_eval:
                     try:
-                        metrics = validation_scores(
-                            model,
-                            state.params,
-                            data,
-                            config.eval.split,
-                            config=config,
-                            p_eval_step=p_eval_step,
-                            replicated=replicated,
-                            with_bleu=config.eval.bleu,
-                        )
+                        metrics = score(state.params)
+                        if state.ema_params is not None:  # the EMA's too: twice the time
+                            ema = score(state.ema_params)
+                            metrics.update({f"{EMA}_{k}": v for k, v in ema.items()})
                     except Exception as e:  # noqa: BLE001 - keep the work, then report
                         save(done, force=True)
                         raise TrainingError(
