@@ -99,6 +99,7 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.pad_multiple = 8  # else pad to the batch's longest, rounded up to this multiple
     c.bucket_boundaries = ()  # e.g. (8, 16, 32): pad up to the next boundary first
     c.bucket_pool = 0  # > 1: sort pools of this many batches by length (less padding)
+    # (token batches, train.batch_tokens: 0/1 = sort the whole epoch, the least padding)
     # > 0: batches made ahead in a background thread (close() the iterator when done). 0 (the
     # default) is enough under JAX's asynchronous dispatch: the next batch is made while the
     # device runs the step.
@@ -160,6 +161,9 @@ def default_model_config() -> ml_collections.ConfigDict:
 def default_train_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.batch_size = 32  # global batch, split over all devices and hosts
+    # > 0: batches of as many length-bucketed pairs as fit this many padded target positions
+    # (rows x T), rows a multiple of the devices; batch_size is then unused. 0 = batch_size.
+    c.batch_tokens = 0
     c.num_epochs = 80
     c.num_train_steps = -1  # > 0 overrides num_epochs
     c.optimizer = "adam"  # adam | adamw | sgd
@@ -341,6 +345,7 @@ def rules() -> dict[str, dict]:
         },
         "train": {
             "batch_size": integer(1),
+            "batch_tokens": integer(0),
             "num_epochs": integer(0),
             "num_train_steps": integer(-1),
             "optimizer": one_of(*r["optimizers"]),
@@ -446,7 +451,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
             f"must be <= teacher_forcing_ratio ({tc.teacher_forcing_ratio}), the start of "
             f"the {tc.teacher_forcing_schedule!r} schedule",
         )
-    if device_count and tc.batch_size % device_count:
+    if tc.batch_tokens:
+        _check_batch_tokens(config, device_count or 1)
+    elif device_count and tc.batch_size % device_count:
         raise ConfigError(
             f"config.train.batch_size={tc.batch_size} must divide evenly over the "
             f"{device_count} devices; use a multiple of {device_count}."
@@ -464,6 +471,28 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
         )
     if config.eval.beam_size > 1 and config.eval.max_decode_len < 1:
         _fail("eval", "max_decode_len", config.eval.max_decode_len, "must be >= 1")
+
+
+def _check_batch_tokens(config, device_count: int) -> None:
+    """train.batch_tokens > 0 against the fields it depends on (the data's own limit, the
+    widest pair, is `Data.check_token_budget`'s)."""
+    tc, pad_to = config.train, config.data.pad_to
+    if tc.loss_over_padding:
+        _fail(
+            "train",
+            "loss_over_padding",
+            True,
+            "would train token batches on their empty filler rows (train.batch_tokens > 0); "
+            "set it to False or train.batch_tokens=0",
+        )
+    if pad_to and tc.batch_tokens < pad_to * device_count:
+        _fail(
+            "train",
+            "batch_tokens",
+            tc.batch_tokens,
+            f"is less than one row of data.pad_to={pad_to} positions on each of the "
+            f"{device_count} device(s); use at least {pad_to * device_count}",
+        )
 
 
 # ----------------------------------------------------------------------- saved configs

@@ -234,26 +234,30 @@ def _prepare(config, workdir: str) -> dict:
             f"empty (it has {', '.join(data.splits)}); set --config.eval.split or "
             "data.split_fractions."
         )
-    data.check_batch_fits(tc.batch_size // jax.process_count(), jax.process_count())
+    tokens = dict(batch_tokens=tc.batch_tokens, row_multiple=jax.device_count())
+    data.check_batch_fits(tc.batch_size // jax.process_count(), jax.process_count(), **tokens)
     steps_per_epoch = max(data.num_examples("train") // tc.batch_size, 1)
+    if tc.batch_tokens:  # the token batches' real plan
+        steps_per_epoch = data.steps_per_epoch(0, jax.process_count(), **tokens, seed=config.seed)
+    largest = data.largest_batch_shape(tc.batch_size, **tokens, seed=config.seed)
     total_steps = tc.num_train_steps if tc.num_train_steps > 0 else tc.num_epochs * steps_per_epoch
     model = build_model(
         config.model, len(data.src_vocab), len(data.tgt_vocab), bos_id=data.tgt_vocab.bos_id
     )
-    check_positions(config.model, data.largest_batch_shape(tc.batch_size))
+    check_positions(config.model, largest)
     tx = make_optimizer(tc, total_steps)
     example = data.eval_batches("train", 2)[0]
     abstract = jax.eval_shape(lambda: create_train_state(model, tx, jax.random.PRNGKey(0), example))
     n_params = sum(x.size for x in jax.tree.leaves(abstract.params))
     log.info(
-        "Model: %s parameters; %d steps (%d per epoch), global batch %d on %d devices.",
+        "Model: %s parameters; %d steps (%d per epoch), global batch %s on %d devices.",
         f"{n_params:,}",
         total_steps,
         steps_per_epoch,
-        tc.batch_size,
+        f"<= {tc.batch_tokens} target tokens" if tc.batch_tokens else tc.batch_size,
         jax.device_count(),
     )
-    check_memory(abstract, data.largest_batch_shape(tc.batch_size), len(data.tgt_vocab))
+    check_memory(abstract, largest, len(data.tgt_vocab))
     return dict(
         steps=steps,
         data=data,
@@ -276,7 +280,12 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
     sharded = NamedSharding(mesh, P("data"))
     per_host = tc.batch_size // jax.process_count()
     train_iter = data.train_iterator(
-        per_host, seed=config.seed, shard_index=jax.process_index(), shard_count=jax.process_count()
+        per_host,
+        seed=config.seed,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        batch_tokens=tc.batch_tokens,
+        row_multiple=jax.device_count(),
     )
     init_key, base_key = jax.random.split(jax.random.PRNGKey(config.seed))
     state = create_train_state(model, run["tx"], init_key, run["example"], sharding=replicated)
@@ -566,5 +575,5 @@ def check_memory(
             f"logits of a batch of {rows} x {tgt_len} target positions over {tgt_vocab:,} "
             f"words: {gb(logits)}), more than {what} ({gb(limit)}). Lower "
             "--config.model.hidden, embed_dim or the layer counts, or "
-            "--config.train.batch_size (or use a device with more memory)."
+            "--config.train.batch_size (batch_tokens) (or use a device with more memory)."
         )

@@ -1,0 +1,161 @@
+"""Token batches (train.batch_tokens): the budget, the few shapes, every pair once an epoch,
+less padding than sentence batches, equal shard shares, exact resume, and the checks."""
+
+import numpy as np
+import pytest
+from shared import synthetic_config
+
+import jaxattn.data as data_lib
+from jaxattn.config import default_data_config, validate
+from jaxattn.data.batching import token_batches, token_rows
+from jaxattn.errors import ConfigError, DataError
+from jaxattn.training import loop as train_lib
+
+
+def skewed_config(**overrides):
+    """Copy task, 1..24 symbols: target lengths 2..25 positions, padded to multiples of 4."""
+    c = default_data_config()
+    c.name, c.synthetic_task, c.synthetic_sizes = "synthetic", "copy", (400, 20, 20)
+    c.synthetic_min_len, c.synthetic_max_len, c.pad_multiple, c.prefetch = 1, 24, 4, 0
+    c.update(overrides)
+    return c
+
+
+@pytest.fixture(scope="module")
+def skewed():
+    data = data_lib.build(skewed_config())
+    counts = data._train_counts[:, 1] + 1  # target positions, EOS included
+    assert counts.min() <= 4 and counts.max() >= 24  # skewed: a few widths
+    return data
+
+
+def epoch(data, steps=None, **kwargs):
+    """One epoch's batches (steps_per_epoch of them, unless `steps`)."""
+    it = data.train_iterator(32, seed=3, **kwargs)
+    n = steps or data.steps_per_epoch(32, kwargs.get("shard_count", 1), seed=3, **_tok(kwargs))
+    return [next(it) for _ in range(n)]
+
+
+def _tok(kwargs):
+    return {k: kwargs[k] for k in ("batch_tokens", "row_multiple") if k in kwargs}
+
+
+def padding_share(batches) -> float:
+    """Padded target positions that are padding (filler rows included)."""
+    padded = sum(b["tgt"].size for b in batches)
+    return 1 - sum(int(b["tgt_len"].sum()) for b in batches) / padded
+
+
+def test_token_batches_cuts_within_budget_on_few_row_counts():
+    widths = np.repeat([4, 8, 12, 24], [37, 50, 9, 20])
+    cuts = token_batches(widths, 96, 2)
+    assert [a for a, _, _ in cuts] == [0] + [b for _, b, _ in cuts[:-1]]  # contiguous
+    assert cuts[-1][1] == len(widths)
+    for a, b, rows in cuts:
+        assert rows % 2 == 0 and b - a <= rows and rows * widths[b - 1] <= 96
+        assert rows == token_rows(b - a, 96 // widths[b - 1] // 2 * 2, 2)
+    # full batches at each width (24 rows of 4, 12 of 8, ...) but for the cut where it grows
+    assert [b - a for a, b, _ in cuts[:3]] == [24, 13, 12] and cuts[1][2] == 16
+    assert token_rows(5, 24, 2) == 8 and token_rows(20, 24, 2) == 24 and token_rows(1, 4, 4) == 4
+    with pytest.raises(ValueError, match="2 row\\(s\\) of 24 target positions need 48"):
+        token_batches(widths, 40, 2)
+
+
+def test_every_batch_within_budget_every_pair_once_an_epoch(skewed):
+    budget, multiple = 160, 4
+    plan = skewed._token_batches(budget, multiple, seed=3)
+    for e in range(2):
+        pairs = np.concatenate([p for p, _ in plan.plan(e)])
+        np.testing.assert_array_equal(np.sort(pairs), np.arange(skewed.num_examples("train")))
+    assert [len(p) for p, _ in plan.plan(0)] != [len(p) for p, _ in plan.plan(1)]  # reshuffled
+    batches = epoch(skewed, batch_tokens=budget, row_multiple=multiple)
+    shapes = set()
+    for b in batches:
+        rows, width = b["tgt"].shape
+        assert rows * width <= budget and rows % multiple == 0
+        real = b["tgt_len"] > 0
+        assert real.sum() > rows // 2 or rows == multiple  # rounded up to at most twice
+        assert not real[real.argmin() :].any() or real.all()  # empty rows last
+        assert (b["src_len"][~real] == 0).all() and (b["tgt"][~real] == 0).all()  # pad id 0
+        assert b["tgt_len"].max() > width - 4  # padded to the multiple of its longest
+        shapes.add((rows,) + b["src"].shape[1:] + (width,))
+    lengths = np.sort(np.concatenate([b["tgt_len"][b["tgt_len"] > 0] for b in batches]))
+    np.testing.assert_array_equal(lengths, np.sort(skewed._train_counts[:, 1] + 1))
+    assert len(shapes) <= 12, shapes  # copy task: S = T; 6 widths x at most 2 row counts
+    largest = skewed.largest_batch_shape(32, batch_tokens=budget, row_multiple=multiple, seed=3)
+    assert largest[1:] == (28, 28)
+    assert largest[0] == max(b["tgt"].size for b in batches) // 28  # the most positions
+
+
+def test_token_batches_pad_less_than_sentence_batches(skewed):
+    sentences = epoch(skewed)
+    mean_tokens = np.mean([b["tgt"].size for b in sentences])  # about 32 x 28
+    tokens = epoch(skewed, batch_tokens=int(mean_tokens))
+    assert padding_share(tokens) < 0.5 * padding_share(sentences)
+    assert padding_share(tokens) < 0.2 < padding_share(sentences)
+
+
+def test_shards_get_equal_shares_of_each_global_batch(skewed):
+    kw = dict(batch_tokens=192, row_multiple=2)
+    whole = epoch(skewed, **kw, shard_count=1)
+    shards = [epoch(skewed, **kw, shard_index=i, shard_count=2) for i in range(2)]
+    assert len(whole) == len(shards[0]) == len(shards[1])
+    for g, a, b in zip(whole, *shards, strict=True):
+        assert a["tgt"].shape == b["tgt"].shape and 2 * len(a["tgt"]) == len(g["tgt"])
+        for k in g:
+            np.testing.assert_array_equal(g[k], np.concatenate([a[k], b[k]]))
+
+
+@pytest.mark.parametrize("pool", [0, 3])  # one pool an epoch; pools of ~3 batches
+def test_restored_iterator_yields_the_same_batches(pool):
+    data = data_lib.build(skewed_config(bucket_pool=pool))
+    kw = dict(seed=5, batch_tokens=128, row_multiple=2)
+    per_epoch = data.steps_per_epoch(0, **{k: kw[k] for k in kw})
+    it = data.train_iterator(32, **kw)
+    for _ in range(per_epoch - 2):
+        next(it)
+    state = it.get_state()
+    ahead = [next(it) for _ in range(5)]  # crosses into the second epoch
+    again = data.train_iterator(32, **kw)
+    again.set_state(state)
+    for a, b in zip(ahead, [next(again) for _ in range(5)], strict=True):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    finite = list(data.train_iterator(32, **kw, num_epochs=2))
+    plan = data._token_batches(128, 2, seed=5)
+    assert len(finite) == plan.epoch_batches(0) + plan.epoch_batches(1)
+    if pool:  # pools of about 3 batches: more cuts than one sorted epoch
+        whole = data_lib.build(skewed_config())._token_batches(128, 2, seed=5)
+        assert plan.epoch_batches(0) > whole.epoch_batches(0)
+
+
+def test_a_pair_wider_than_the_budget_fails_before_anything_is_written(tmp_path):
+    config = synthetic_config({"train.batch_tokens": 8, "train.num_train_steps": 2})
+    with pytest.raises(DataError, match="padded to 16.*needs 16 target positions.*at least 16"):
+        train_lib.train_and_evaluate(config, str(tmp_path / "w"))
+    assert [p.name for p in (tmp_path / "w").iterdir()] == [".lock"]  # no file of the run
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"train.batch_tokens": -1}, "batch_tokens=-1 must be >= 0"),
+        (
+            {"train.batch_tokens": 512, "train.loss_over_padding": True},
+            "loss_over_padding=True would train token batches on their empty filler rows",
+        ),
+        (
+            {"train.batch_tokens": 30, "data.pad_to": 10},
+            "batch_tokens=30 is less than one row of data.pad_to=10 positions on each of the 4",
+        ),
+    ],
+)
+def test_bad_batch_tokens_fail_in_validate(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(synthetic_config(overrides), device_count=4)
+
+
+def test_batch_size_is_unused_with_batch_tokens():
+    validate(synthetic_config({"train.batch_tokens": 512, "train.batch_size": 30}), device_count=4)
+    with pytest.raises(ConfigError, match="batch_size=30 must divide evenly"):
+        validate(synthetic_config({"train.batch_size": 30}), device_count=4)
