@@ -208,6 +208,9 @@ def default_eval_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.split = "validation"  # validated during training
     c.batch_size = 128
+    # > 0: validation and decoding batches of as many length-sorted sentences as fit this many
+    # padded positions (target for the loss, source for decoding); eval.batch_size is unused.
+    c.batch_tokens = 0
     c.max_decode_len = 20  # decoding steps (the tutorial: MAX_LENGTH); more for long input
     c.bleu = True  # greedy sacreBLEU during validation (also ranks the best checkpoint)
     c.beam_size = 1  # for scripts/evaluate.py
@@ -375,6 +378,7 @@ def rules() -> dict[str, dict]:
         "eval": {
             "split": nonempty_string,
             "batch_size": integer(1),
+            "batch_tokens": integer(0),
             "max_decode_len": integer(1),
             "bleu": boolean,
             "beam_size": integer(1),

@@ -159,6 +159,13 @@ MUTATIONS = [
         "tests/test_token_batches.py -k shards",
     ),
     M(
+        "eval_token_batches_drop_last",
+        "jaxattn/inference/predict.py",
+        "chunks = [(order[a:b], rows) for a, b, rows in cuts]",
+        "chunks = [(order[a : b - 1] or order[a:b], rows) for a, b, rows in cuts]",
+        "tests/test_token_batches.py -k plan_decoding",
+    ),
+    M(
         "reverse_padded_moves_padding",
         "jaxattn/model/rnn.py",
         "idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # [B, T]",

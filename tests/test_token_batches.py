@@ -1,14 +1,22 @@
 """Token batches (train.batch_tokens): the budget, the few shapes, every pair once an epoch,
 less padding than sentence batches, equal shard shares, exact resume, and the checks."""
 
+import functools
+
+import jax
 import numpy as np
+import optax
 import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 from shared import synthetic_config
 
 import jaxattn.data as data_lib
 from jaxattn.config import default_data_config, validate
 from jaxattn.data.batching import token_batches, token_rows
 from jaxattn.errors import ConfigError, DataError
+from jaxattn.inference import predict
+from jaxattn.model.seq2seq import build_model
 from jaxattn.training import loop as train_lib
 
 
@@ -159,3 +167,64 @@ def test_batch_size_is_unused_with_batch_tokens():
     validate(synthetic_config({"train.batch_tokens": 512, "train.batch_size": 30}), device_count=4)
     with pytest.raises(ConfigError, match="batch_size=30 must divide evenly"):
         validate(synthetic_config({"train.batch_size": 30}), device_count=4)
+
+
+# ------------------------------------------------------------------------- eval.batch_tokens
+def test_plan_decoding_batches_by_source_tokens():
+    lengths = [1, 5, 9, 3, 17, 9, 2, 50, 6, 9, 12]  # 1: EOS alone, not decoded
+    batches = predict.plan(lengths, 128, lambda n: -(-n // 4) * 4, lambda w: w, batch_tokens=48)
+    assert sorted(i for b in batches for i in b.idx) == [i for i, n in enumerate(lengths) if n > 1]
+    for b in batches:
+        assert b.padded_len >= max(lengths[i] for i in b.idx)
+        assert b.rows * b.padded_len <= 48 or b.idx == [7]  # 52 positions: alone, over budget
+        assert len(b.idx) <= b.rows and (b.rows & (b.rows - 1) == 0 or b.rows == 48 // b.padded_len)
+    # widths 4 4 8 8 | 12 12 12 12 | 20 | 52: 12, 6, 4, 2 rows fit at 4, 8, 12, 20
+    assert [(len(b.idx), b.rows, b.padded_len) for b in batches] == [
+        (4, 4, 8),
+        (4, 4, 12),
+        (1, 1, 20),
+        (1, 1, 52),
+    ]
+
+
+def test_eval_token_batches_give_the_same_loss_and_translations():
+    config = synthetic_config(
+        {
+            "model.hidden": 16,
+            "model.embed_dim": 16,
+            "data.synthetic_sizes": (200, 60, 10),
+            "data.synthetic_max_len": 14,
+            "data.pad_multiple": 4,
+        }
+    )
+    data = data_lib.build(config.data)
+    model = build_model(config.model, len(data.src_vocab), len(data.tgt_vocab), bos_id=1)
+    params = train_lib.create_train_state(
+        model, optax.adam(1e-3), jax.random.PRNGKey(0), data.eval_batches("train", 2)[0]
+    ).params
+    p_eval_step = jax.jit(
+        functools.partial(train_lib.eval_step, model=model, loss_over_padding=False)
+    )
+    replicated = NamedSharding(train_lib.make_mesh(), P())
+    scores = {}
+    for budget in (0, 64):
+        config.eval.batch_tokens = budget
+        scores[budget] = train_lib.validation_scores(
+            model,
+            params,
+            data,
+            "validation",
+            config=config,
+            p_eval_step=p_eval_step,
+            replicated=replicated,
+        )
+    assert scores[0]["loss"] == pytest.approx(scores[64]["loss"], rel=1e-5)
+    assert scores[0]["bleu"] == scores[64]["bleu"] and scores[0]["chrf"] == scores[64]["chrf"]
+    batches = data.eval_batches("validation", 128, batch_tokens=64)
+    assert len(batches) > 4  # not one batch of 60
+    for b in batches:
+        rows, width = b["tgt"].shape
+        assert rows * width <= 64 and rows == len(b["src"]) and b["tgt_len"].max() > width - 4
+    lengths = np.concatenate([b["tgt_len"][b["tgt_len"] > 0] for b in batches])
+    in_order = np.concatenate([b["tgt_len"] for b in data.eval_batches("validation", 128)])
+    np.testing.assert_array_equal(np.sort(lengths), np.sort(in_order))

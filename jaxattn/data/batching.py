@@ -71,7 +71,9 @@ def token_rows(n: int, capacity: int, multiple: int) -> int:
     return min(rows, capacity)
 
 
-def token_batches(widths: np.ndarray, budget: int, multiple: int) -> list[tuple[int, int, int]]:
+def token_batches(
+    widths: np.ndarray, budget: int, multiple: int, *, wide_alone: bool = False
+) -> list[tuple[int, int, int]]:
     """Cuts pairs sorted by padded target width into batches of at most `budget` padded target
     tokens: `widths` int[N] (non-decreasing) -> [(start, stop, rows)], pairs [start, stop) in
     a batch of `rows` rows (a multiple of `multiple`, stop - start real ones, the rest
@@ -80,9 +82,14 @@ def token_batches(widths: np.ndarray, budget: int, multiple: int) -> list[tuple[
     Greedy: a batch takes the next pairs while they fit at the widest one's width, so only the
     batches cut where the width grows (one per width at most) and the last one are not full.
     The cuts depend on the widths alone. ValueError if `multiple` rows of the widest pair do
-    not fit in `budget`.
+    not fit in `budget`; with `wide_alone` (evaluation, where every sentence is translated)
+    such pairs get batches of `multiple` rows instead (over the budget).
     """
-    capacity = lambda w: budget // w // multiple * multiple  # noqa: E731 - rows at width w
+
+    def capacity(w: int) -> int:  # rows at width w
+        rows = budget // w // multiple * multiple
+        return max(rows, multiple) if wide_alone else rows
+
     if len(widths) and capacity(int(widths[-1])) < multiple:
         raise ValueError(
             f"{multiple} row(s) of {int(widths[-1])} target positions need "

@@ -235,7 +235,8 @@ class _TokenBatches:
         share = rows // self.shard_count
         mine = d._train_rows[pairs[self.shard_index * share : (self.shard_index + 1) * share]]
         src_width, tgt_width = d._train_widths[pairs].max(0)
-        return d._batch("train", mine.tolist(), int(src_width), int(tgt_width), share)
+        batch = d._batch("train", mine.tolist(), int(src_width), int(tgt_width))
+        return d._with_empty_rows(batch, share)
 
 
 def read_data_stats(directory: str) -> dict:
@@ -284,10 +285,7 @@ class Data:
         fits = (train_counts < limit).all(1)
         self._train_rows = np.flatnonzero(fits)  # int[N] indices into texts['train']
         self._train_counts = train_counts[fits]  # int[N, 2] token counts (no EOS)
-        lengths, which = np.unique(self._train_counts + 1, return_inverse=True)
-        self._train_widths = np.array([self._pad_length(int(n)) for n in lengths])[
-            which.reshape(-1)
-        ].reshape(self._train_counts.shape)  # int[N, 2] padded widths (EOS included)
+        self._train_widths = self._padded(self._train_counts + 1)  # int[N, 2] (EOS included)
         if not len(self._train_rows):
             raise DataError(
                 f"No training pair has fewer than {limit} tokens a side; raise "
@@ -477,16 +475,25 @@ class Data:
         )
 
     # ------------------------------------------------------------------ batches
+    def _padded(self, lengths: np.ndarray) -> np.ndarray:
+        """Positions (EOS included) -> the widths batches pad them to; any int array."""
+        values, which = np.unique(lengths, return_inverse=True)
+        widths = np.array([self._pad_length(int(n)) for n in values], np.int64)
+        return widths[which.reshape(-1)].reshape(np.shape(lengths))
+
+    def _with_empty_rows(self, batch: dict, rows: int) -> dict[str, np.ndarray]:
+        """`batch` with empty rows (pad ids, length 0) after its own, to `rows` rows."""
+        fill = dict(src=self.src_vocab.pad_id, tgt=self.tgt_vocab.pad_id, src_len=0, tgt_len=0)
+        extra = rows - len(batch["src_len"])
+        return {
+            k: np.concatenate([v, np.full((extra,) + v.shape[1:], fill[k], v.dtype)])
+            for k, v in batch.items()
+        }
+
     def _batch(
-        self,
-        split: str,
-        rows: list[int],
-        src_padded_len: int = 0,
-        tgt_padded_len: int = 0,
-        size: int = 0,
+        self, split: str, rows: list[int], src_padded_len: int = 0, tgt_padded_len: int = 0
     ) -> dict[str, np.ndarray]:
-        """Rows of a split -> padded batch; widths 0 = the rows' own longest (padded); `size`
-        > len(rows): empty rows (length 0) after them."""
+        """Rows of a split -> padded batch; widths 0 = the rows' own longest (padded)."""
         src_text, tgt_text = self._texts[split]
         cut = self.config.pad_to if split == "train" else self.eval_cut
         try:
@@ -497,8 +504,6 @@ class Data:
                 f"In the {split!r} split: {e} Or train on every pair "
                 "(split_fractions=(1, 0, 0)), as the tutorial does."
             ) from None
-        empty = [[]] * max(size - len(rows), 0)
-        src, tgt = src + empty, tgt + empty
         s, sl = pad(
             src, src_padded_len or self._pad_length(max(map(len, src))), self.src_vocab.pad_id
         )  # [B, S], [B]
@@ -507,9 +512,15 @@ class Data:
         )  # [B, T], [B]
         return {"src": s, "src_len": sl, "tgt": t, "tgt_len": tl}
 
-    def eval_batches(self, split: str, batch_size: int) -> list[dict[str, np.ndarray]]:
+    def eval_batches(
+        self, split: str, batch_size: int, batch_tokens: int = 0
+    ) -> list[dict[str, np.ndarray]]:
         """The split in order, in batches of `batch_size` rows (the last one may be smaller),
-        each padded to its own longest row (rounded like training batches)."""
+        each padded to its own longest row (rounded like training batches). batch_tokens > 0
+        (eval.batch_tokens, for the validation loss): NOT in order but sorted by padded
+        (target, source) width, in batches of at most batch_tokens padded target positions,
+        rows a power of two or the width's capacity (`batching.token_batches`; empty rows
+        after the sentences; a sentence wider than the budget alone)."""
         n = len(self._split(split)[0])
         if split != "train" and split not in self._eval_checked:
             self._eval_checked.add(split)
@@ -524,6 +535,22 @@ class Data:
                     self.eval_cut,
                     self.eval_cut,
                 )
+        if batch_tokens:
+            whole = self._batch(split, list(range(n)))  # src [n, S], tgt [n, T]
+            widths = self._padded(np.stack([whole["src_len"], whole["tgt_len"]], 1))  # [n, 2]
+            order = np.lexsort((widths[:, 0], widths[:, 1]))
+            out = []
+            for a, b, rows in token_batches(widths[order, 1], batch_tokens, 1, wide_alone=True):
+                idx = order[a:b]
+                src_width, tgt_width = widths[idx].max(0)
+                batch = {
+                    "src": whole["src"][idx, :src_width],
+                    "src_len": whole["src_len"][idx],
+                    "tgt": whole["tgt"][idx, :tgt_width],
+                    "tgt_len": whole["tgt_len"][idx],
+                }
+                out.append(self._with_empty_rows(batch, rows))
+            return out
         return [
             self._batch(split, list(range(i, min(i + batch_size, n))))
             for i in range(0, n, batch_size)

@@ -162,9 +162,12 @@ def validation_scores(
     """
     ec = config.eval
     batches = data.eval_batches(split, ec.batch_size)  # in order; src [B, S], src_len [B]
+    loss_batches = [pad_batch(b, ec.batch_size) for b in batches]
+    if ec.batch_tokens:  # by length, rows already rounded
+        loss_batches = data.eval_batches(split, ec.batch_size, ec.batch_tokens)
     loss_sum, tokens = 0.0, 0.0
-    for b in batches:
-        out = p_eval_step(params, to_global(pad_batch(b, ec.batch_size), replicated))
+    for b in loss_batches:
+        out = p_eval_step(params, to_global(b, replicated))
         loss_sum += float(out["loss_sum"])
         tokens += float(out["tokens"])
     loss = loss_sum / max(tokens, 1.0)
@@ -180,6 +183,7 @@ def validation_scores(
             batch_size=ec.batch_size,
             padded_len=predict.source_width(config),
             max_len=ec.max_decode_len,
+            batch_tokens=ec.batch_tokens,
         )
         scores = metrics_lib.corpus_scores(hyps, data.references(split))
         result.update(bleu=scores["bleu"], chrf=scores["chrf"])
