@@ -228,3 +228,28 @@ def test_eval_token_batches_give_the_same_loss_and_translations():
     lengths = np.concatenate([b["tgt_len"][b["tgt_len"] > 0] for b in batches])
     in_order = np.concatenate([b["tgt_len"] for b in data.eval_batches("validation", 128)])
     np.testing.assert_array_equal(np.sort(lengths), np.sort(in_order))
+
+
+def test_the_loop_plans_with_the_token_batches(tmp_path, monkeypatch):
+    """Steps per epoch, the step count and the shape the position and memory checks get come
+    from the token-batch plan, not from batch_size."""
+    config = synthetic_config(
+        {
+            "train.batch_tokens": 256,
+            "train.batch_size": 2,  # unused: 5000 / 2 steps an epoch if it were not
+            "train.num_train_steps": -1,
+            "train.num_epochs": 3,
+            "data.synthetic_max_len": 12,
+        }
+    )
+    checked = {}
+    monkeypatch.setattr(train_lib, "check_memory", lambda s, shape, v: checked.update(mem=shape))
+    monkeypatch.setattr(train_lib, "check_positions", lambda c, shape: checked.update(pos=shape))
+    run = train_lib._prepare(config, str(tmp_path / "w"))
+    data = run["data"]
+    plan = data._token_batches(256, 1, seed=config.seed)
+    assert run["steps_per_epoch"] == plan.epoch_batches(0) < 5000 // 16
+    assert run["total_steps"] == 3 * plan.epoch_batches(0) == plan.batches(3)
+    # widths 8 and 16 (13 positions at most): 32 or 16 rows, 256 positions at the widest
+    assert checked["mem"] == checked["pos"] == (16, 16, 16)
+    assert max(rows for _, rows in plan.plan(0)) == 32
