@@ -16,6 +16,7 @@ from jaxattn.config import default_data_config, validate
 from jaxattn.data.batching import token_batches, token_rows
 from jaxattn.errors import ConfigError, DataError
 from jaxattn.inference import predict
+from jaxattn.inference.translator import Translator
 from jaxattn.model.seq2seq import build_model
 from jaxattn.training import loop as train_lib
 
@@ -253,3 +254,19 @@ def test_the_loop_plans_with_the_token_batches(tmp_path, monkeypatch):
     # widths 8 and 16 (13 positions at most): 32 or 16 rows, 256 positions at the widest
     assert checked["mem"] == checked["pos"] == (16, 16, 16)
     assert max(rows for _, rows in plan.plan(0)) == 32
+
+
+@pytest.mark.slow
+def test_translator_decodes_by_eval_batch_tokens(tiny_run, monkeypatch):
+    """Translator.translate without batch_size plans batches of config.eval.batch_tokens source
+    positions (an explicit batch_size wins), and translates exactly as with sentence batches."""
+    tr = Translator.from_workdir(tiny_run.workdir, 150)  # half-trained: mistakes to tell apart
+    sources = data_lib.build(tr.config.data, vocab_dir=tiny_run.workdir).sources("validation")
+    want = [t.text for t in tr.translate(sources)]
+    planned = []
+    real_plan = predict.plan
+    monkeypatch.setattr(predict, "plan", lambda *a: planned.append(a[4]) or real_plan(*a))
+    tr.config.eval.batch_tokens = 64
+    assert [t.text for t in tr.translate(sources)] == want
+    assert [t.text for t in tr.translate(sources, batch_size=16)] == want
+    assert planned == [64, 0]
