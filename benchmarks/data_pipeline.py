@@ -1,21 +1,32 @@
 """Benchmarks the data pipeline on the tutorial's eng-fra corpus; prints JSON.
 
     python -m benchmarks.data_pipeline --path ../shared/data/eng-fra/eng-fra.txt
+    python -m benchmarks.data_pipeline --token-batches --path ../shared/data/multi30k
 
 Reports pairs read and kept by the tutorial filter, split and vocabulary sizes, build times
 (TFDS preparation, then loading the prepared dataset), and sentences/s of training-batch
 production (tokenization, ids, padding) for a few pipeline settings, pinned to one CPU core.
+
+--token-batches: configs/multi30k.py's sentence batches (batch_size 128, bucket_pool 20)
+side by side with token batches (train.batch_tokens) of about the same mean padded target
+tokens: padding share over an epoch, distinct batch shapes an epoch, and training target
+tokens/s of --steps steps after every shape is compiled and 3 warm-up steps (all cores).
 """
 
 import argparse
 import json
 import os
+import runpy
 import shutil
 import tempfile
 import time
 
+import numpy as np
+
 import jaxattn.data as data_lib
 from jaxattn.config import default_data_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SETTINGS = {
     # the tutorial mirror: every filtered pair trains, its ids, fixed length MAX_LENGTH = 10
@@ -38,6 +49,59 @@ def throughput(data, batch_size: int, batches: int) -> float:
     return batch_size * batches / seconds
 
 
+def epoch_figures(data, **kwargs) -> tuple[dict, list[dict]]:
+    """Padding share (padded target positions that are padding), shapes and mean tokens of
+    one epoch of training batches; and the batches."""
+    steps = data.steps_per_epoch(128, **{k: v for k, v in kwargs.items() if k != "batch_size"})
+    it = data.train_iterator(kwargs.pop("batch_size", 128), seed=0, **kwargs)
+    batches = [next(it) for _ in range(steps)]
+    padded = sum(b["tgt"].size for b in batches)
+    real = sum(int(b["tgt_len"].sum()) for b in batches)
+    shapes = {(len(b["src"]),) + b["src"].shape[1:] + b["tgt"].shape[1:] for b in batches}
+    return {
+        "steps_per_epoch": steps,
+        "padding_share": round(1 - real / padded, 4),
+        "distinct_shapes": len(shapes),
+        "mean_padded_tgt_tokens": round(padded / steps, 1),
+        "mean_real_tgt_tokens": round(real / steps, 1),
+        "mean_rows": round(np.mean([len(b["tgt"]) for b in batches]), 1),
+    }, batches
+
+
+def compare_token_batches(args) -> dict:
+    """configs/multi30k.py's sentence batches against token batches of the same mean padded
+    target tokens (see the module docstring)."""
+    from benchmarks.train import compiled_trainer
+    from jaxattn.model.seq2seq import build_model
+
+    config = runpy.run_path(os.path.join(ROOT, "configs", "multi30k.py"))["get_config"]()
+    config.data.path = args.path
+    data = data_lib.build(config.data)
+    sentences, batches = epoch_figures(data)
+    budget = args.batch_tokens or int(sentences["mean_padded_tgt_tokens"])
+    data.config.bucket_pool = 0  # token batches' default: the whole epoch sorted
+    tokens, token_batches = epoch_figures(data, batch_tokens=budget)
+    report = {"load_average": os.getloadavg(), "batch_tokens": budget}
+    model = build_model(config.model, len(data.src_vocab), len(data.tgt_vocab), bos_id=1)
+    timing = argparse.Namespace(steps=args.steps, warmup=3)
+    for name, figures, chosen in (
+        ("sentences_128", sentences, batches),
+        ("tokens", tokens, token_batches),
+    ):
+        chosen = chosen[: args.steps]
+        run, _ = compiled_trainer(timing, model, config.train, chosen)
+        seconds = run()
+        real = sum(int(b["tgt_len"].sum()) for b in chosen)
+        report[name] = dict(
+            figures,
+            timed_steps=args.steps,
+            step_seconds=round(seconds / args.steps, 3),
+            tgt_tokens_per_second=round(real / seconds, 1),
+        )
+    report["load_average_after"] = os.getloadavg()
+    return report
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--path", required=True, help="eng-fra.txt, a folder holding it, or data.zip")
@@ -45,7 +109,17 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--batches", type=int, default=2000)
     p.add_argument("--all-cores", action="store_true", help="do not pin to one CPU core")
+    p.add_argument(
+        "--token-batches",
+        action="store_true",
+        help="compare sentence and token batches on Multi30k (--path: its folder)",
+    )
+    p.add_argument("--batch-tokens", type=int, default=0, help="0: sentence batches' mean")
+    p.add_argument("--steps", type=int, default=10, help="timed steps (--token-batches)")
     args = p.parse_args(argv)
+    if args.token_batches:
+        print(json.dumps(compare_token_batches(args), indent=2))
+        return
     if not args.all_cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="jaxattn_bench_")

@@ -99,6 +99,7 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.pad_multiple = 8  # else pad to the batch's longest, rounded up to this multiple
     c.bucket_boundaries = ()  # e.g. (8, 16, 32): pad up to the next boundary first
     c.bucket_pool = 0  # > 1: sort pools of this many batches by length (less padding)
+    # (token batches, train.batch_tokens: 0/1 = sort the whole epoch, the least padding)
     # > 0: batches made ahead in a background thread (close() the iterator when done). 0 (the
     # default) is enough under JAX's asynchronous dispatch: the next batch is made while the
     # device runs the step.
@@ -172,6 +173,9 @@ def default_train_config() -> ml_collections.ConfigDict:
     # Gradient accumulation: each update's batch runs as this many micro-batches in turn
     # (summed gradients, one update; ~1/accumulate of the activation memory); 1 = off.
     c.accumulate = 1
+    # > 0: batches of as many length-bucketed pairs as fit this many padded target positions
+    # (rows x T), rows a multiple of the devices; batch_size is then unused. 0 = batch_size.
+    c.batch_tokens = 0
     c.num_epochs = 80
     c.num_train_steps = -1  # > 0 overrides num_epochs
     c.optimizer = "adam"  # adam | adamw | sgd
@@ -230,6 +234,9 @@ def default_eval_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.split = "validation"  # validated during training
     c.batch_size = 128
+    # > 0: validation and decoding batches of as many length-sorted sentences as fit this many
+    # padded positions (target for the loss, source for decoding); eval.batch_size is unused.
+    c.batch_tokens = 0
     c.max_decode_len = 20  # decoding steps (the tutorial: MAX_LENGTH); more for long input
     c.bleu = True  # greedy sacreBLEU during validation (what best_metric bleu|chrf ranks by)
     c.beam_size = 1  # for scripts/evaluate.py
@@ -373,6 +380,7 @@ def rules() -> dict[str, dict]:
         "train": {
             "batch_size": integer(1),
             "accumulate": integer(1),
+            "batch_tokens": integer(0),
             "num_epochs": integer(0),
             "num_train_steps": integer(-1),
             "optimizer": one_of(*r["optimizers"]),
@@ -410,6 +418,7 @@ def rules() -> dict[str, dict]:
         "eval": {
             "split": nonempty_string,
             "batch_size": integer(1),
+            "batch_tokens": integer(0),
             "max_decode_len": integer(1),
             "bleu": boolean,
             "beam_size": integer(1),
@@ -515,12 +524,14 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int | None = No
             )
     if tc.ema_start and not tc.ema_decay:
         _fail("train", "ema_start", tc.ema_start, "needs train.ema_decay > 0 (EMA is off)")
-    if device_count and tc.batch_size % device_count:
+    if tc.batch_tokens:
+        _check_batch_tokens(config, device_count or 1)
+    elif device_count and tc.batch_size % device_count:
         raise ConfigError(
             f"config.train.batch_size={tc.batch_size} must divide evenly over the "
             f"{device_count} devices; use a multiple of {device_count}."
         )
-    if tc.batch_size % (tc.accumulate * (device_count or 1)):
+    if not tc.batch_tokens and tc.batch_size % (tc.accumulate * (device_count or 1)):
         per = f" x {device_count} devices" if device_count else ""
         _fail(
             "train",
@@ -575,6 +586,30 @@ def _check_validation_driven(config) -> None:
             "min_learning_rate",
             tc.min_learning_rate,
             f"must be <= learning_rate ({tc.learning_rate}), where the plateau schedule starts",
+        )
+
+
+def _check_batch_tokens(config, device_count: int) -> None:
+    """train.batch_tokens > 0 against the fields it depends on (the data's own limit, the
+    widest pair, is `Data.check_token_budget`'s)."""
+    tc, pad_to = config.train, config.data.pad_to
+    if tc.loss_over_padding:
+        _fail(
+            "train",
+            "loss_over_padding",
+            True,
+            "would train token batches on their empty filler rows (train.batch_tokens > 0); "
+            "set it to False or train.batch_tokens=0",
+        )
+    rows = device_count * tc.accumulate  # the fewest rows of a batch: one per micro-batch
+    if pad_to and tc.batch_tokens < pad_to * rows:
+        _fail(
+            "train",
+            "batch_tokens",
+            tc.batch_tokens,
+            f"is less than one row of data.pad_to={pad_to} positions on each of the "
+            f"{device_count} device(s) x {tc.accumulate} micro-batches (train.accumulate); "
+            f"use at least {pad_to * rows}",
         )
 
 

@@ -145,6 +145,27 @@ MUTATIONS = [
         "tests/test_data_eval_cut.py",
     ),
     M(
+        "token_batch_over_budget",
+        "jaxattn/data/batching.py",
+        'end = min(int(np.searchsorted(widths, w, "right")), start + capacity(w))',
+        'end = min(int(np.searchsorted(widths, w, "right")), start + capacity(w) + multiple)',
+        "tests/test_token_batches.py -k within_budget",
+    ),
+    M(
+        "token_batch_shards_overlap",
+        "jaxattn/data/pipeline.py",
+        "mine = d._train_rows[pairs[self.shard_index * share : (self.shard_index + 1) * share]]",
+        "mine = d._train_rows[pairs[:share]]",
+        "tests/test_token_batches.py -k shards",
+    ),
+    M(
+        "eval_token_batches_drop_last",
+        "jaxattn/inference/predict.py",
+        "chunks = [(order[a:b], rows) for a, b, rows in cuts]",
+        "chunks = [(order[a : b - 1] or order[a:b], rows) for a, b, rows in cuts]",
+        "tests/test_token_batches.py -k plan_decoding",
+    ),
+    M(
         "reverse_padded_moves_padding",
         "jaxattn/model/rnn.py",
         "idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # [B, T]",

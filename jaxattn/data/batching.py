@@ -2,7 +2,8 @@
 
 `encode` gives a sentence's ids then EOS (cut to a number of positions, EOS kept); `pad` stacks
 rows into `ids [B, S]` + `lengths [B]`; `PadLength` picks the padded width S of a batch from
-its longest row, so that compiled shapes are few and inference pads as training did.
+its longest row, so that compiled shapes are few and inference pads as training did;
+`token_batches` cuts length-sorted pairs into batches of a padded-token budget (train.batch_tokens).
 """
 
 from __future__ import annotations
@@ -58,3 +59,53 @@ class PadLength:
             if n <= b:
                 return b
         return -(-n // self.multiple) * self.multiple
+
+
+def token_rows(n: int, capacity: int, multiple: int) -> int:
+    """The rows a token batch of `n` pairs pads to (with empty rows): the smallest
+    multiple x 2^k >= n, at most `capacity` (a multiple of `multiple`), so that a batch's row
+    count is one of a few values and the jitted step compiles few shapes."""
+    rows = multiple
+    while rows < n:
+        rows *= 2
+    return min(rows, capacity)
+
+
+def token_batches(
+    widths: np.ndarray, budget: int, multiple: int, *, wide_alone: bool = False
+) -> list[tuple[int, int, int]]:
+    """Cuts pairs sorted by padded target width into batches of at most `budget` padded target
+    tokens: `widths` int[N] (non-decreasing) -> [(start, stop, rows)], pairs [start, stop) in
+    a batch of `rows` rows (a multiple of `multiple`, stop - start real ones, the rest
+    empty) x widths[stop - 1] positions, rows x width <= budget.
+
+    Greedy: a batch takes the next pairs while they fit at the widest one's width, so only the
+    batches cut where the width grows (one per width at most) and the last one are not full.
+    The cuts depend on the widths alone. ValueError if `multiple` rows of the widest pair do
+    not fit in `budget`; with `wide_alone` (evaluation, where every sentence is translated)
+    such pairs get batches of `multiple` rows instead (over the budget).
+    """
+
+    def capacity(w: int) -> int:  # rows at width w
+        rows = budget // w // multiple * multiple
+        return max(rows, multiple) if wide_alone else rows
+
+    if len(widths) and capacity(int(widths[-1])) < multiple:
+        raise ValueError(
+            f"{multiple} row(s) of {int(widths[-1])} target positions need "
+            f"{multiple * int(widths[-1])} tokens, more than the budget of {budget}."
+        )
+    out, start, n = [], 0, len(widths)
+    while start < n:
+        stop = start
+        while stop < n:  # take the run of pairs of width w that still fits
+            w = int(widths[stop])
+            end = min(int(np.searchsorted(widths, w, "right")), start + capacity(w))
+            if end <= stop:
+                break
+            stop = end
+        out.append(
+            (start, stop, token_rows(stop - start, capacity(int(widths[stop - 1])), multiple))
+        )
+        start = stop
+    return out

@@ -20,12 +20,19 @@ Multi-host training: `batch_size` is per shard (host). Each step draws one globa
 batch_size * shard_count pairs from the shuffled stream; shard i gets rows [i*B, (i+1)*B).
 Every shard pads to the same S and T (taken from the whole global batch) and tokenizes only
 its own rows.
+
+Token batches (`batch_tokens` > 0, train.batch_tokens): each global batch holds as many pairs
+as fit rows x T <= batch_tokens padded target positions, its rows rounded up (with empty
+rows, length 0, which the loss mask ignores) to one of a few multiples of `row_multiple` (the
+devices, times gradient accumulation), so that the jitted step compiles few shapes; shard i
+gets the i-th equal share of the rows. See `_TokenBatches`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -34,7 +41,7 @@ import grain
 import ml_collections
 import numpy as np
 
-from jaxattn.data.batching import PadLength, encode, pad
+from jaxattn.data.batching import PadLength, encode, pad, token_batches
 from jaxattn.data.corpus import load_texts, resolve
 from jaxattn.data.processing import build_processing
 from jaxattn.data.text import Tokenizer
@@ -149,6 +156,89 @@ class _TrainBatches:
         )
 
 
+class _TokenBatches:
+    """Global batch index j -> this shard's token batch; a grain map over MapDataset.range.
+
+    Epoch e is the permutation of the N pairs seeded by (seed, e), cut into pools of `pool`
+    pairs; each pool is sorted by padded (target, source) width (ties in permutation order)
+    and cut by `batching.token_batches`, and the epoch's batches are shuffled, seeded by
+    (seed, e). Every pair is in one batch an epoch. Global batch j is batch j - first(e) of the
+    epoch e that holds it (from the epochs' batch counts): a pure function of j, so grain's
+    iterator state (the next j) resumes it exactly. With one pool an epoch (the default) the
+    cuts, hence the batch count and the shapes, are the same every epoch: only which pairs of
+    equal widths share a batch changes.
+    """
+
+    def __init__(
+        self,
+        data: Data,
+        seed: int,
+        budget: int,
+        multiple: int,
+        shard_index: int,
+        shard_count: int,
+        pool: int,
+    ):
+        self.data, self.seed, self.budget = data, seed, budget
+        self.multiple = math.lcm(multiple, shard_count)  # every shard gets rows / shard_count
+        self.shard_index, self.shard_count = shard_index, shard_count
+        n = len(data._train_rows)
+        self.pool = min(pool, n) if pool > 0 else n
+        widths = data._train_widths  # int[N, 2] padded (src, tgt) widths
+        self.sort_key = widths[:, 1] * (int(widths[:, 0].max()) + 1) + widths[:, 0]
+        self._counts: list[int] = []  # batches in epochs 0, 1, ...
+        self._cache: dict = {}  # the last epochs' plans, for speed only
+
+    __getstate__ = _TrainBatches.__getstate__
+    _cached = _TrainBatches._cached
+
+    def plan(self, epoch: int) -> list[tuple[np.ndarray, int]]:
+        """Epoch `epoch`'s global batches, in training order: (pairs int[n], rows)."""
+
+        def make():
+            n, widths = len(self.data._train_rows), self.data._train_widths[:, 1]
+            perm = np.random.default_rng([self.seed, epoch]).permutation(n)
+            batches = []
+            for start in range(0, n, self.pool):
+                idx = perm[start : start + self.pool]
+                idx = idx[np.argsort(self.sort_key[idx], kind="stable")]
+                for a, b, rows in token_batches(widths[idx], self.budget, self.multiple):
+                    batches.append((idx[a:b], rows))
+            order = np.random.default_rng([self.seed, epoch, 1]).permutation(len(batches))
+            return [batches[i] for i in order]
+
+        return self._cached(("plan", epoch), make)
+
+    def epoch_batches(self, epoch: int) -> int:
+        """The number of global batches in `epoch` (the same in every epoch with one pool)."""
+        if self.pool == len(self.data._train_rows):
+            epoch = 0
+        while len(self._counts) <= epoch:
+            self._counts.append(len(self.plan(len(self._counts))))
+        return self._counts[epoch]
+
+    def batches(self, num_epochs: int) -> int:
+        """The global batches in the first `num_epochs` epochs."""
+        return sum(self.epoch_batches(e) for e in range(num_epochs))
+
+    def global_batch(self, j: int) -> tuple[np.ndarray, int]:
+        """(pairs int[n], rows) of global batch j."""
+        epoch = 0
+        while j >= self.epoch_batches(epoch):
+            j -= self.epoch_batches(epoch)
+            epoch += 1
+        return self.plan(epoch)[j]
+
+    def __call__(self, j: int) -> dict[str, np.ndarray]:
+        d = self.data
+        pairs, rows = self.global_batch(j)
+        share = rows // self.shard_count
+        mine = d._train_rows[pairs[self.shard_index * share : (self.shard_index + 1) * share]]
+        src_width, tgt_width = d._train_widths[pairs].max(0)
+        batch = d._batch("train", mine.tolist(), int(src_width), int(tgt_width))
+        return d._with_empty_rows(batch, share)
+
+
 def read_data_stats(directory: str) -> dict:
     """DATA_STATS_FILE of a run ({} for runs from before it, or if unreadable):
     {"train_pairs", "max_source_len", "max_target_len"}."""
@@ -195,6 +285,7 @@ class Data:
         fits = (train_counts < limit).all(1)
         self._train_rows = np.flatnonzero(fits)  # int[N] indices into texts['train']
         self._train_counts = train_counts[fits]  # int[N, 2] token counts (no EOS)
+        self._train_widths = self._padded(self._train_counts + 1)  # int[N, 2] (EOS included)
         if not len(self._train_rows):
             raise DataError(
                 f"No training pair has fewer than {limit} tokens a side; raise "
@@ -241,21 +332,89 @@ class Data:
         """Pairs in a split; for 'train', those the training iterator draws from."""
         return len(self._train_rows) if split == "train" else len(self._split(split)[0])
 
-    def steps_per_epoch(self, batch_size: int, shard_count: int = 1) -> int:
+    def _token_batches(
+        self,
+        batch_tokens: int,
+        row_multiple: int,
+        shard_count: int = 1,
+        seed: int | None = None,
+        shard_index: int = 0,
+    ) -> _TokenBatches:
+        """The token-batch plan that `train_dataset` follows, as shard `shard_index` reads it."""
+        self.check_token_budget(batch_tokens, math.lcm(row_multiple, shard_count))
+        seed = (self.seed if seed is None else seed) % 2**64
+        pool = self.config.bucket_pool
+        if pool > 1:  # pools of about bucket_pool batches: pairs a batch holds on average
+            pool *= max(batch_tokens // int(self._train_widths[:, 1].mean()), 1)
+        return _TokenBatches(self, seed, batch_tokens, row_multiple, shard_index, shard_count, pool)
+
+    def steps_per_epoch(
+        self,
+        batch_size: int,
+        shard_count: int = 1,
+        *,
+        batch_tokens: int = 0,
+        row_multiple: int = 1,
+        seed: int | None = None,
+    ) -> int:
+        """Global batches an epoch: of batch_size x shard_count pairs, or with batch_tokens
+        > 0 those of the first epoch's token batches (every epoch's, with one pool)."""
+        if batch_tokens:
+            plan = self._token_batches(batch_tokens, row_multiple, shard_count, seed)
+            return plan.epoch_batches(0)
         return len(self._train_rows) // (batch_size * shard_count)
 
-    def largest_batch_shape(self, batch_size: int) -> tuple[int, int, int]:
+    def largest_batch_shape(
+        self,
+        batch_size: int,
+        *,
+        batch_tokens: int = 0,
+        row_multiple: int = 1,
+        seed: int | None = None,
+    ) -> tuple[int, int, int]:
         """(rows, S, T): the widest training batch of `batch_size` rows the iterator can
-        draw (the longest source and target, EOS included, padded as training pads)."""
+        draw (the longest source and target, EOS included, padded as training pads). With
+        batch_tokens > 0: S and T the widest widths of a token batch, rows x T the most
+        padded target positions of one (both from the first epoch's plan)."""
+        if batch_tokens:
+            plan = self._token_batches(batch_tokens, row_multiple, seed=seed).plan(0)
+            widths = np.array([self._train_widths[p].max(0) for p, _ in plan])  # [batches, 2]
+            positions = max(rows * int(w[1]) for (_, rows), w in zip(plan, widths, strict=True))
+            src, tgt = (int(x) for x in widths.max(0))
+            return positions // tgt, src, tgt
         longest = self._train_counts.max(0) + 1  # int[2]
         return batch_size, self._pad_length(int(longest[0])), self._pad_length(int(longest[1]))
 
+    def check_token_budget(self, batch_tokens: int, row_multiple: int) -> None:
+        """DataError unless `row_multiple` rows of the widest training target fit in
+        `batch_tokens` padded target positions (train.batch_tokens)."""
+        longest = int(self._train_counts[:, 1].max()) + 1
+        width = int(self._train_widths[:, 1].max())
+        if row_multiple * width <= batch_tokens:
+            return
+        raise DataError(
+            f"The longest training target has {longest} positions (EOS included), padded to "
+            f"{width}; a batch holds a multiple of {row_multiple} row(s) (the devices), so it "
+            f"needs {row_multiple * width} target positions, more than "
+            f"train.batch_tokens={batch_tokens}: raise --config.train.batch_tokens to at "
+            f"least {row_multiple * width}, or drop long pairs with --config.data.max_length."
+        )
+
     def check_batch_fits(
-        self, batch_size: int, shard_count: int = 1, num_epochs: int | None = None
+        self,
+        batch_size: int,
+        shard_count: int = 1,
+        num_epochs: int | None = None,
+        *,
+        batch_tokens: int = 0,
+        row_multiple: int = 1,
     ) -> None:
         """DataError (a ValueError) unless one global batch, times bucket_pool, fits in the
-        training pairs (times `num_epochs`, when the iterator is finite)."""
+        training pairs (times `num_epochs`, when the iterator is finite); with batch_tokens >
+        0, unless the widest pair fits the budget (`check_token_budget`)."""
         n, pool = len(self._train_rows), max(self.config.bucket_pool, 1)
+        if batch_tokens:  # every pair is in a batch of every epoch
+            return self.check_token_budget(batch_tokens, math.lcm(row_multiple, shard_count))
         if batch_size >= 1 and batch_size * shard_count * pool <= n * (num_epochs or 1):
             return
         raise DataError(
@@ -316,6 +475,21 @@ class Data:
         )
 
     # ------------------------------------------------------------------ batches
+    def _padded(self, lengths: np.ndarray) -> np.ndarray:
+        """Positions (EOS included) -> the widths batches pad them to; any int array."""
+        values, which = np.unique(lengths, return_inverse=True)
+        widths = np.array([self._pad_length(int(n)) for n in values], np.int64)
+        return widths[which.reshape(-1)].reshape(np.shape(lengths))
+
+    def _with_empty_rows(self, batch: dict, rows: int) -> dict[str, np.ndarray]:
+        """`batch` with empty rows (pad ids, length 0) after its own, to `rows` rows."""
+        fill = dict(src=self.src_vocab.pad_id, tgt=self.tgt_vocab.pad_id, src_len=0, tgt_len=0)
+        extra = rows - len(batch["src_len"])
+        return {
+            k: np.concatenate([v, np.full((extra,) + v.shape[1:], fill[k], v.dtype)])
+            for k, v in batch.items()
+        }
+
     def _batch(
         self, split: str, rows: list[int], src_padded_len: int = 0, tgt_padded_len: int = 0
     ) -> dict[str, np.ndarray]:
@@ -338,9 +512,15 @@ class Data:
         )  # [B, T], [B]
         return {"src": s, "src_len": sl, "tgt": t, "tgt_len": tl}
 
-    def eval_batches(self, split: str, batch_size: int) -> list[dict[str, np.ndarray]]:
+    def eval_batches(
+        self, split: str, batch_size: int, batch_tokens: int = 0
+    ) -> list[dict[str, np.ndarray]]:
         """The split in order, in batches of `batch_size` rows (the last one may be smaller),
-        each padded to its own longest row (rounded like training batches)."""
+        each padded to its own longest row (rounded like training batches). batch_tokens > 0
+        (eval.batch_tokens, for the validation loss): NOT in order but sorted by padded
+        (target, source) width, in batches of at most batch_tokens padded target positions,
+        rows a power of two or the width's capacity (`batching.token_batches`; empty rows
+        after the sentences; a sentence wider than the budget alone)."""
         n = len(self._split(split)[0])
         if split != "train" and split not in self._eval_checked:
             self._eval_checked.add(split)
@@ -355,6 +535,22 @@ class Data:
                     self.eval_cut,
                     self.eval_cut,
                 )
+        if batch_tokens:
+            whole = self._batch(split, list(range(n)))  # src [n, S], tgt [n, T]
+            widths = self._padded(np.stack([whole["src_len"], whole["tgt_len"]], 1))  # [n, 2]
+            order = np.lexsort((widths[:, 0], widths[:, 1]))
+            out = []
+            for a, b, rows in token_batches(widths[order, 1], batch_tokens, 1, wide_alone=True):
+                idx = order[a:b]
+                src_width, tgt_width = widths[idx].max(0)
+                batch = {
+                    "src": whole["src"][idx, :src_width],
+                    "src_len": whole["src_len"][idx],
+                    "tgt": whole["tgt"][idx, :tgt_width],
+                    "tgt_len": whole["tgt_len"][idx],
+                }
+                out.append(self._with_empty_rows(batch, rows))
+            return out
         return [
             self._batch(split, list(range(i, min(i + batch_size, n))))
             for i in range(0, n, batch_size)
@@ -368,20 +564,35 @@ class Data:
         shard_index: int = 0,
         shard_count: int = 1,
         num_epochs: int | None = None,
+        batch_tokens: int = 0,
+        row_multiple: int = 1,
     ) -> grain.IterDataset:
         """The grain pipeline behind `train_iterator` (for composing, e.g. `mp_prefetch`)."""
         if not 0 <= shard_index < shard_count:
             raise ValueError(f"shard_index={shard_index} is not in [0, {shard_count}).")
         if num_epochs is not None and num_epochs < 1:
             raise ValueError(f"num_epochs must be >= 1 or None (forever), got {num_epochs}.")
-        self.check_batch_fits(batch_size, shard_count, num_epochs)
-        global_batch = batch_size * shard_count
-        n, pool = len(self._train_rows), max(self.config.bucket_pool, 1)
-        seed = (self.seed if seed is None else seed) % 2**64  # numpy seeds are >= 0
-        total = pool * (n * num_epochs // (pool * global_batch)) if num_epochs else sys.maxsize
-        ds = grain.MapDataset.range(total).map(
-            _TrainBatches(self, seed, batch_size, shard_index, shard_count, pool)
+        self.check_batch_fits(
+            batch_size,
+            shard_count,
+            num_epochs,
+            batch_tokens=batch_tokens,
+            row_multiple=row_multiple,
         )
+        if batch_tokens:
+            batches = self._token_batches(
+                batch_tokens, row_multiple, shard_count, seed, shard_index
+            )
+            total = batches.batches(num_epochs) if num_epochs else sys.maxsize
+            ds = grain.MapDataset.range(total).map(batches)
+        else:
+            global_batch = batch_size * shard_count
+            n, pool = len(self._train_rows), max(self.config.bucket_pool, 1)
+            seed = (self.seed if seed is None else seed) % 2**64  # numpy seeds are >= 0
+            total = pool * (n * num_epochs // (pool * global_batch)) if num_epochs else sys.maxsize
+            ds = grain.MapDataset.range(total).map(
+                _TrainBatches(self, seed, batch_size, shard_index, shard_count, pool)
+            )
         ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
         if self.config.prefetch:
             ds = grain.experimental.ThreadPrefetchIterDataset(
@@ -397,9 +608,14 @@ class Data:
         shard_index: int = 0,
         shard_count: int = 1,
         num_epochs: int | None = None,
+        batch_tokens: int = 0,
+        row_multiple: int = 1,
     ):
         """Shuffled training batches of `batch_size` rows for shard `shard_index` (see the
-        module docstring), reshuffled every epoch, forever unless `num_epochs` is given.
+        module docstring), reshuffled every epoch, forever unless `num_epochs` is given. With
+        `batch_tokens` > 0: token batches (`batch_size` unused) of at most that many padded
+        target positions, rows a multiple of `row_multiple` (the devices the batch is split
+        over, times gradient accumulation), each shard an equal share of them.
 
         A grain iterator: `get_state()`/`set_state()` (or grain.checkpoint.CheckpointSave in
         Orbax) resume it exactly. `seed` defaults to build()'s.
@@ -411,5 +627,7 @@ class Data:
                 shard_index=shard_index,
                 shard_count=shard_count,
                 num_epochs=num_epochs,
+                batch_tokens=batch_tokens,
+                row_multiple=row_multiple,
             )
         )

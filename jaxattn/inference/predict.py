@@ -5,8 +5,9 @@ Validation scores the translations users get only if both decode the same batche
 way, so each step lives here once:
 
 - `plan`: the non-empty sources sorted by length in batches of `batch_size` (fewer padded
-  positions); rows padded to a power of two and widths to `source_width` (as training pads), so
-  compiled shapes are few; each batch's decoding steps.
+  positions), or of at most `batch_tokens` padded source positions (eval.batch_tokens); rows
+  padded to a power of two and widths to `source_width` (as training pads), so compiled shapes
+  are few; each batch's decoding steps.
 - `decode`: the `search.decode` call with the target vocabulary's EOS and BOS.
 - `predict`: the batches decoded asynchronously, IN_FLIGHT ahead of the one the host reads;
   the caller puts each sentence back at its input position.
@@ -24,7 +25,7 @@ import jax
 import numpy as np
 
 from jaxattn import search
-from jaxattn.data.batching import PadLength, pad
+from jaxattn.data.batching import PadLength, pad, token_batches
 from jaxattn.model.seq2seq import source_positions
 
 IN_FLIGHT = 4  # batches dispatched ahead of the one being collected
@@ -82,13 +83,23 @@ def plan(
     batch_size: int,
     padded_len: Callable[[int], int],
     max_len: Callable[[int], int],
+    batch_tokens: int = 0,
 ) -> list[Batch]:
     """The batches of the sources of `lengths` positions (EOS included) that have a token
     (length > 1; the others translate to '' without decoding), sorted by length
-    (`length_batches`); widths `padded_len(longest)`, decoding steps `max_len(width)`."""
+    (`length_batches`); widths `padded_len(longest)`, decoding steps `max_len(width)`.
+    batch_tokens > 0: instead of batch_size rows, as many as fit rows x width <= batch_tokens
+    (`batching.token_batches`; rows a power of two or the width's capacity; a sentence wider
+    than the budget is decoded alone)."""
     todo = [i for i, n in enumerate(lengths) if n > 1]
+    chunks = length_batches([lengths[i] for i in todo], batch_size)
+    if batch_tokens:
+        order = sorted(range(len(todo)), key=lambda i: lengths[todo[i]])
+        widths = np.array([padded_len(lengths[todo[i]]) for i in order], np.int64)
+        cuts = token_batches(widths, batch_tokens, 1, wide_alone=True)
+        chunks = [(order[a:b], rows) for a, b, rows in cuts]
     batches = []
-    for idx, rows in length_batches([lengths[i] for i in todo], batch_size):
+    for idx, rows in chunks:
         idx = [todo[i] for i in idx]
         width = padded_len(lengths[idx[-1]])
         batches.append(Batch(idx, rows, width, max_len(width)))
@@ -166,12 +177,15 @@ def greedy_texts(
     batch_size: int,
     padded_len: Callable[[int], int],
     max_len: int,
+    batch_tokens: int = 0,
 ) -> list[str]:
     """The greedy translations (text) of source id rows (ids then EOS), in input order: what
-    `Translator.translate` gives with the same batch_size and max_len ('' for a row of EOS
-    alone). Training's validation; `source_rows` gives the rows of `Data.eval_batches`."""
+    `Translator.translate` gives with the same batch_size (batch_tokens) and max_len ('' for a
+    row of EOS alone). Training's validation; `source_rows` gives the rows of
+    `Data.eval_batches`."""
     out = [""] * len(sources)
-    batches = plan([len(s) for s in sources], batch_size, padded_len, lambda _: max_len)
+    lengths = [len(s) for s in sources]
+    batches = plan(lengths, batch_size, padded_len, lambda _: max_len, batch_tokens)
 
     def start(b: Batch):
         src, src_len = b.source(sources, src_pad_id)  # [B, S], [B]

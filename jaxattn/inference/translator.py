@@ -433,12 +433,14 @@ class Translator:
         self, inputs: list[_Input], batch_size: int | None, max_len: int | None
     ) -> list[predict.Batch]:
         """`predict.plan` of the inputs: the non-empty ones by length, in batches of batch_size
-        (None: config.eval.batch_size), `decode_len` steps each."""
+        (None: config.eval.batch_tokens padded source positions if set, else
+        config.eval.batch_size rows), `decode_len` steps each."""
         return predict.plan(
             [len(x.ids) for x in inputs],
             batch_size or self.config.eval.batch_size,
             self.padded_len,
             lambda padded_len: self.decode_len(padded_len, max_len),
+            0 if batch_size else self.config.eval.batch_tokens,
         )
 
     def decode_ids(

@@ -80,7 +80,8 @@ def define_decoding_flags() -> None:
     flags.DEFINE_integer(
         "batch_size",
         None,
-        "Sentences a batch; default: the run's config.eval.batch_size.",
+        "Sentences a batch; default: the run's config.eval.batch_size (or batches of "
+        "config.eval.batch_tokens padded source positions, when set).",
         flag_values=FLAGS,
     )
     flags.DEFINE_bool(

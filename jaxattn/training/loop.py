@@ -217,9 +217,12 @@ def validation_scores(
     """
     ec = config.eval
     batches = data.eval_batches(split, ec.batch_size)  # in order; src [B, S], src_len [B]
+    loss_batches = [pad_batch(b, ec.batch_size) for b in batches]
+    if ec.batch_tokens:  # by length, rows already rounded
+        loss_batches = data.eval_batches(split, ec.batch_size, ec.batch_tokens)
     loss_sum, tokens = 0.0, 0.0
-    for b in batches:
-        out = p_eval_step(params, to_global(pad_batch(b, ec.batch_size), replicated))
+    for b in loss_batches:
+        out = p_eval_step(params, to_global(b, replicated))
         loss_sum += float(out["loss_sum"])
         tokens += float(out["tokens"])
     loss = loss_sum / max(tokens, 1.0)
@@ -235,6 +238,7 @@ def validation_scores(
             batch_size=ec.batch_size,
             padded_len=predict.source_width(config),
             max_len=ec.max_decode_len,
+            batch_tokens=ec.batch_tokens,
         )
         scores = metrics_lib.corpus_scores(hyps, data.references(split))
         result.update(bleu=scores["bleu"], chrf=scores["chrf"])
@@ -293,8 +297,10 @@ def _prepare(config, workdir: str) -> dict:
             config = with_attention_max_length(config, saved.model.attention_max_length)
     steps = run_lib.check_resumable(workdir, config)  # the saved steps; nothing created
     data = data_lib.build(config.data, vocab_dir=workdir if steps else None, seed=config.seed)
+    # token batches (train.batch_tokens): rows a multiple of the devices x the micro-batches
+    tokens = dict(batch_tokens=tc.batch_tokens, row_multiple=jax.device_count() * tc.accumulate)
     if not steps and not auto.model.attention_max_length:  # auto, a new run: from the data
-        src_width = data.largest_batch_shape(tc.batch_size)[1]
+        src_width = data.largest_batch_shape(tc.batch_size, **tokens, seed=config.seed)[1]
         config = with_attention_max_length(auto, src_width)
         log.info("model.attention_max_length=0 (auto): %d, the widest source.", src_width)
     if config.eval.split not in data.splits or not data.num_examples(config.eval.split):
@@ -303,8 +309,11 @@ def _prepare(config, workdir: str) -> dict:
             f"empty (it has {', '.join(data.splits)}); set --config.eval.split or "
             "data.split_fractions."
         )
-    data.check_batch_fits(tc.batch_size // jax.process_count(), jax.process_count())
+    data.check_batch_fits(tc.batch_size // jax.process_count(), jax.process_count(), **tokens)
     steps_per_epoch = max(data.num_examples("train") // tc.batch_size, 1)
+    if tc.batch_tokens:  # the token batches' real plan
+        steps_per_epoch = data.steps_per_epoch(0, jax.process_count(), **tokens, seed=config.seed)
+    largest = data.largest_batch_shape(tc.batch_size, **tokens, seed=config.seed)
     total_steps = tc.num_train_steps if tc.num_train_steps > 0 else tc.num_epochs * steps_per_epoch
     how = f" (num_epochs {tc.num_epochs} x {steps_per_epoch} steps an epoch)"
     if tc.num_train_steps <= 0 and (
@@ -314,7 +323,7 @@ def _prepare(config, workdir: str) -> dict:
     model = build_model(
         config.model, len(data.src_vocab), len(data.tgt_vocab), bos_id=data.tgt_vocab.bos_id
     )
-    check_positions(config.model, data.largest_batch_shape(tc.batch_size))
+    check_positions(config.model, largest)
     tx = make_optimizer(tc, total_steps)
     example = data.eval_batches("train", 2)[0]
     abstract = jax.eval_shape(
@@ -322,18 +331,17 @@ def _prepare(config, workdir: str) -> dict:
     )
     n_params = sum(x.size for x in jax.tree.leaves(abstract.params))
     log.info(
-        "Model: %s parameters; %d steps (%d per epoch), global batch %d on %d devices.",
+        "Model: %s parameters; %d steps (%d per epoch), global batch %s on %d devices.",
         f"{n_params:,}",
         total_steps,
         steps_per_epoch,
-        tc.batch_size,
+        f"<= {tc.batch_tokens} target tokens" if tc.batch_tokens else tc.batch_size,
         jax.device_count(),
     )
-    check_memory(
-        abstract, data.largest_batch_shape(tc.batch_size), len(data.tgt_vocab), tc.accumulate
-    )
+    check_memory(abstract, largest, len(data.tgt_vocab), tc.accumulate)
     return dict(
         config=config,
+        tokens=tokens,
         steps=steps,
         data=data,
         model=model,
@@ -355,7 +363,11 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
     sharded = NamedSharding(mesh, P("data"))
     per_host = tc.batch_size // jax.process_count()
     train_iter = data.train_iterator(
-        per_host, seed=config.seed, shard_index=jax.process_index(), shard_count=jax.process_count()
+        per_host,
+        seed=config.seed,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        **run["tokens"],
     )
     init_key, base_key = jax.random.split(jax.random.PRNGKey(config.seed))
     state = create_train_state(
@@ -695,5 +707,5 @@ def check_memory(
             f"logits of a batch of {rows} x {tgt_len} target positions over {tgt_vocab:,} "
             f"words: {gb(logits)}), more than {what} ({gb(limit)}). Lower "
             "--config.model.hidden, embed_dim or the layer counts, or "
-            "--config.train.batch_size (or use a device with more memory)."
+            "--config.train.batch_size (batch_tokens) (or use a device with more memory)."
         )
