@@ -4,13 +4,16 @@
     python -m benchmarks.run --mode train --configs large --repeats 5
     python -m benchmarks.run --mode quality --epochs 10 --out quality.json
     python -m benchmarks.run --mode transformer --data-path ../shared/data/eng-fra/eng-fra.txt
+    python -m benchmarks.run --mode peer --peer-python /path/to/joeynmt-venv/bin/python
 
 The PyTorch side is benchmarks.torch_tutorial, the independent implementation of the tutorial that
 the parity tests use (EncoderRNN, AttnDecoderRNN, its train_step with two Adam optimizers and
 NLLLoss, its greedy `evaluate`). Modes: train (benchmarks/train.py), decode
 (benchmarks/decode.py), all = train + decode, quality (benchmarks/quality.py: long, run it
 on its own) and transformer (benchmarks/transformer.py: jaxattn's Transformer against
-torch.nn.Transformer of the same size, training and greedy/beam decoding). The matmul peak
+torch.nn.Transformer of the same size, training and greedy/beam decoding) and peer
+(benchmarks/peer_joeynmt.py: configs/multi30k.py against the same model in JoeyNMT 2.3.0, run
+in its own virtual environment). The matmul peak
 (the best GFLOP/s of a jitted float32 JAX matmul at a few sizes) is measured at the start and
 the end; FLOP/s fractions are against the session's best.
 """
@@ -26,7 +29,7 @@ import sys
 
 import torch
 
-from benchmarks import common, system, transformer
+from benchmarks import common, peer_joeynmt, system, transformer
 from benchmarks.decode import bench_decode
 from benchmarks.quality import bench_quality
 from benchmarks.train import CONFIGS, bench_train
@@ -37,9 +40,10 @@ def parse_args(argv=None):
     p.add_argument(
         "--mode",
         default="all",
-        choices=("train", "decode", "quality", "transformer", "all"),
+        choices=("train", "decode", "quality", "transformer", "peer", "all"),
         help="all = train + decode (quality is long: run it on its own); transformer: "
-        "jaxattn's Transformer against torch.nn.Transformer (benchmarks/transformer.py)",
+        "jaxattn's Transformer against torch.nn.Transformer (benchmarks/transformer.py); "
+        "peer: against JoeyNMT 2.3.0 in its own venv (benchmarks/peer_joeynmt.py)",
     )
     p.add_argument("--out", default="", help="also write the JSON here")
     p.add_argument("--data-path", default=common.DEFAULT_DATA, help="eng-fra.txt (the tutorial's)")
@@ -86,6 +90,7 @@ def parse_args(argv=None):
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--max-len", type=int, default=10, help="decoding steps (MAX_LENGTH)")
     transformer.add_args(p)
+    peer_joeynmt.add_args(p)
     p.add_argument("--epochs", type=int, default=5, help="quality mode")
     p.add_argument("--eval-every", type=int, default=1, help="quality mode, in epochs")
     return p.parse_args(argv)
@@ -94,7 +99,9 @@ def parse_args(argv=None):
 def load_data(args):
     """The corpus when a mode needs it (decode, quality, or train without --*-vocab); the
     transformer mode reads its own (or none: synthetic)."""
-    if args.mode == "transformer" or (args.mode == "train" and args.src_vocab and args.tgt_vocab):
+    if args.mode in ("transformer", "peer") or (
+        args.mode == "train" and args.src_vocab and args.tgt_vocab
+    ):
         return None
     if os.path.exists(args.data_path):
         return common.build_data(args.data_path)
@@ -155,6 +162,9 @@ def main(argv=None) -> dict:
                 "greedy_speedup": report["transformer"]["decode"]["speedup_greedy"],
             },
         )
+    if args.mode == "peer":
+        report["peer"] = peer_joeynmt.bench_peer(args)
+        print(peer_joeynmt.table(report["peer"]), file=sys.stderr)
     report["matmul_peak_end"] = common.matmul_peak(sizes, 0.5)
     best = max(report["matmul_peak_start"]["gflops"], report["matmul_peak_end"]["gflops"])
     for r in report.get("train", {}).values():

@@ -222,3 +222,116 @@ def test_transformer_mode_tiny(tmp_path):
         assert decode[task]["sentences_per_s"] > 0, task
         assert 1 <= decode[task]["mean_steps_per_batch"] <= 3, task
     assert decode["speedup_greedy"] > 0 and "cache" in decode["torch_greedy"]
+
+
+def _multi30k_config():
+    import runpy
+
+    return runpy.run_path(os.path.join(ROOT, "configs", "multi30k.py"))["get_config"]()
+
+
+def test_peer_yaml_maps_multi30k(monkeypatch):
+    """The JoeyNMT config written from configs/multi30k.py has the issue's mapping, and its
+    YAML reads back with numbers as numbers (JoeyNMT reads JSON's 1e-08 as a string)."""
+    monkeypatch.syspath_prepend(ROOT)
+    import yaml
+
+    from benchmarks import peer_joeynmt as pj
+
+    cfg = yaml.safe_load(yaml.safe_dump(pj.joey_config(_multi30k_config(), "/d", "/m")))
+    enc, dec = cfg["model"]["encoder"], cfg["model"]["decoder"]
+    for part in (enc, dec):
+        assert (part["type"], part["rnn_type"], part["hidden_size"]) == ("recurrent", "gru", 512)
+        assert part["embeddings"]["embedding_dim"] == 256 and part["num_layers"] == 1
+    assert enc["bidirectional"] is True
+    assert (dec["attention"], dec["init_hidden"], dec["input_feeding"]) == (
+        "bahdanau",
+        "bridge",
+        True,
+    )
+    t = cfg["training"]
+    assert (t["batch_size"], t["batch_type"], t["optimizer"]) == (128, "sentence", "adam")
+    assert t["clip_grad_norm"] == 1.0 and t["label_smoothing"] == 0.1
+    assert t["normalization"] == "tokens" and t["learning_rate"] == 1e-3
+    assert isinstance(t["learning_rate_min"], float) and t["learning_rate_min"] < 1e-6
+    assert cfg["testing"]["max_output_length"] == 60 and cfg["testing"]["beam_alpha"] == 0.0
+    d = cfg["data"]
+    assert d["train"] == "/d/train" and d["test"] == "/d/test"
+    for side, lang in (("src", "de"), ("trg", "en")):
+        assert d[side]["lang"] == lang and d[side]["level"] == "word"
+        assert d[side]["max_length"] == 39  # jaxattn keeps pairs under 40 tokens a side
+        assert d[side]["lowercase"] is False and d[side]["pretokenizer"] == "none"
+
+
+def test_peer_python_lookup(monkeypatch, tmp_path):
+    """--peer-python wins over $JAXATTN_PEER_PYTHON, which wins over .peer-venv; none: an
+    error naming the setup."""
+    monkeypatch.syspath_prepend(ROOT)
+    from benchmarks import peer_joeynmt as pj
+
+    flag, env = tmp_path / "flag", tmp_path / "env"
+    flag.touch(), env.touch()
+    monkeypatch.setenv("JAXATTN_PEER_PYTHON", str(env))
+    assert pj.peer_python(str(flag)) == str(flag)
+    assert pj.peer_python("") == str(env)
+    monkeypatch.delenv("JAXATTN_PEER_PYTHON")
+    monkeypatch.setattr(pj, "PEER_VENV_PYTHON", str(tmp_path / "none"))
+    with pytest.raises(SystemExit, match="joeynmt==2.3.0"):
+        pj.peer_python("")
+
+
+def _peer_python_with_joeynmt():
+    """The peer python if it exists and imports joeynmt, else None."""
+    path = os.environ.get("JAXATTN_PEER_PYTHON") or os.path.join(ROOT, ".peer-venv/bin/python")
+    if not os.path.exists(path):
+        return None
+    ok = subprocess.run([path, "-c", "import joeynmt"], capture_output=True, timeout=120)
+    return path if ok.returncode == 0 else None
+
+
+@pytest.mark.slow
+def test_peer_mode_tiny(tmp_path):
+    """Peer mode on a tiny Multi30k-format corpus and a tiny model: both toolkits trained and
+    timed, every decoding task reported with output lengths, the ratios computed."""
+    python = _peer_python_with_joeynmt()
+    if python is None:
+        pytest.skip("no JoeyNMT python (.peer-venv or $JAXATTN_PEER_PYTHON with joeynmt)")
+    data = tmp_path / "data"
+    data.mkdir()
+    words = [
+        ("ein", "a"),
+        ("Hund", "dog"),
+        ("läuft", "runs"),
+        ("Katze", "cat"),
+        ("schläft", "sleeps"),
+    ]
+    rng = __import__("random").Random(0)
+    for split, n in (("train", 60), ("val", 6), ("test_2016_flickr", 6)):
+        pairs = [rng.sample(words, rng.randint(2, 4)) for _ in range(n)]
+        for k, lang in ((0, "de"), (1, "en")):
+            lines = [" ".join(w[k] for w in p) + " ." for p in pairs]
+            (data / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = tmp_path / "tiny.py"
+    config.write_text(
+        "import runpy\n"
+        f"_m = runpy.run_path({os.path.join(ROOT, 'configs', 'multi30k.py')!r})\n"
+        "def get_config():\n"
+        "    c = _m['get_config']()\n"
+        "    c.model.embed_dim, c.model.hidden, c.train.batch_size = 8, 8, 8\n"
+        "    c.data.vocab_min_freq, c.eval.max_decode_len = 1, 6\n"
+        "    return c\n"
+    )
+    report = run(
+        "--mode", "peer", "--peer-python", python, "--peer-config", str(config),
+        "--data-path", str(data), "--peer-sentences", "4", "--peer-pretrain", "2",
+        "--peer-updates", "1", "--peer-repeats", "1", "--peer-batch", "4",
+        "--peer-workdir", str(tmp_path / "work"), "--torch-threads", "1", "--peak-sizes", "64",
+        TFDS_DATA_DIR=str(tmp_path / "tfds"),
+    )["peer"]  # fmt: skip
+    assert report["corpus"]["test"] == 4
+    for side in ("jaxattn", "jaxattn_luong", "joeynmt"):
+        assert report[side]["train"]["per_s_median"] > 0
+        for task in ("greedy_b1", "greedy_b4", "beam5_b1", "beam5_b4"):
+            r = report[side][task]
+            assert r["per_s_median"] > 0 and 0 <= r["cut"] <= 1 and r["mean_len"] <= 6, task
+    assert report["ratio_vs_joeynmt"]["jaxattn"]["train"] > 0
