@@ -289,7 +289,12 @@ class JaxSide:
         if self.translator is None:
             self.translator = Translator(self.config, self.state.params, self.text)
         t = time.perf_counter()
-        out = self.translator.translate(self.sentences, batch_size=batch, beam_size=beam)
+        out = self.translator.translate(  # the limit JoeyNMT gets (max_output_length)
+            self.sentences,
+            batch_size=batch,
+            beam_size=beam,
+            max_len=self.config.eval.max_decode_len,
+        )
         seconds = time.perf_counter() - t
         return {
             "seconds": seconds,
