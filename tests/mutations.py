@@ -145,6 +145,27 @@ MUTATIONS = [
         "tests/test_data_eval_cut.py",
     ),
     M(
+        "prepared_rows_one_id_too_many",
+        "jaxattn/data/prepared.py",
+        "return [ids[off[i] : off[i + 1]].tolist() for i in pairs]",
+        "return [ids[off[i] : off[i + 1] + 1].tolist() for i in pairs]",
+        "tests/test_prepared.py -k encoded_text",
+    ),
+    M(
+        "prepared_key_ignores_the_vocabularies",
+        "jaxattn/data/prepared.py",
+        'vocabs=[_sha("\\n".join(v.tokens).encode()) for v in (tp.src_vocab, tp.tgt_vocab)],',
+        "vocabs=[],",
+        "tests/test_prepared.py -k new_entry",
+    ),
+    M(
+        "prepared_entry_kept_after_a_failure",
+        "jaxattn/data/prepared.py",
+        "    except BaseException:\n        shutil.rmtree(tmp, ignore_errors=True)",
+        "    except BaseException:\n        os.rename(tmp, directory)",
+        "tests/test_prepared.py -k interrupted",
+    ),
+    M(
         "token_batch_over_budget",
         "jaxattn/data/batching.py",
         'end = min(int(np.searchsorted(widths, w, "right")), start + capacity(w))',

@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import tensorflow_datasets as tfds
 
@@ -29,10 +29,10 @@ from jaxattn.data.download import default_data_dir, tutorial_source
 from jaxattn.data.readers import (
     TUTORIAL_SHA256,
     TUTORIAL_URL,
+    file_sha256,
     read_aligned_pairs,
     read_bytes,
     read_tsv_pairs,
-    sha256,
 )
 from jaxattn.data.splits import SPLITS, assign_splits, check_fractions, split_rows
 from jaxattn.data.text import ENG_PREFIXES, tutorial_pairs, tutorial_reverse
@@ -132,7 +132,7 @@ def tutorial_builder(
     reverse = tutorial_reverse(src_lang, tgt_lang)
     source = tutorial_source(path, url, sha256_check, download, data_dir)
     params = dict(
-        source_sha256=sha256(read_bytes(source)),
+        source_sha256=file_sha256(source),
         reverse=reverse,
         apply_filter=bool(apply_filter),
         max_length=int(max_length),
@@ -252,7 +252,7 @@ def parallel_builder(
     """
     files = _parallel_files(path, src_lang, tgt_lang, splits)
     params = dict(
-        files=[(s, sha256(read_bytes(a)), sha256(read_bytes(b)) if b else "") for s, a, b in files],
+        files=[(s, file_sha256(a), file_sha256(b) if b else "") for s, a, b in files],
         tsv_columns=list(tsv_columns),
         split_fractions=check_fractions(split_fractions),
         split_seed=int(split_seed),
@@ -322,21 +322,50 @@ def read_texts(
     source: Sequence, src_key: str = "src", tgt_key: str = "tgt", name: str = ""
 ) -> tuple[list[str], list[str]]:
     """A data source's examples -> (source texts, target texts), decoded from UTF-8."""
-    n = len(source)
-    if n == 0:
-        return [], []
-    first = source[0]
-    missing = [k for k in (src_key, tgt_key) if k not in first]
-    if missing:
-        raise DataError(
-            f"{name or 'The dataset'} has no feature {missing[0]!r}; its examples "
-            f"have {sorted(first)}. Set src_lang/tgt_lang to two of these."
-        )
-    decode: Callable = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)
-    get_many = getattr(source, "__getitems__", None) or (lambda idx: [source[i] for i in idx])
-    src, tgt = [], []
-    for start in range(0, n, 4096):
-        for ex in get_many(range(start, min(n, start + 4096))):
-            src.append(decode(ex[src_key]))
-            tgt.append(decode(ex[tgt_key]))
-    return src, tgt
+    src, tgt = TextColumn(source, src_key, name), TextColumn(source, tgt_key, name)
+    return list(src), list(tgt)
+
+
+class TextColumn(Sequence):
+    """One feature of a data source's examples as a sequence of str, read on demand in blocks
+    of 4096 (a training split is iterated, never held as a list)."""
+
+    def __init__(self, source: Sequence, key: str, name: str = ""):
+        self.source, self.key, self.name = source, key, name
+        if len(source):
+            first = source[0]
+            if key not in first:
+                raise DataError(
+                    f"{name or 'The dataset'} has no feature {key!r}; its examples "
+                    f"have {sorted(first)}. Set src_lang/tgt_lang to two of these."
+                )
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _read(self, idx: range) -> list[str]:
+        get_many = getattr(self.source, "__getitems__", None)
+        examples = get_many(idx) if get_many else [self.source[i] for i in idx]
+        values = (ex[self.key] for ex in examples)
+        return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self._read(range(len(self))[i])
+        return self._read(range(len(self))[i : i + 1 or None])[0]
+
+    def __iter__(self):
+        n = len(self)
+        for start in range(0, n, 4096):
+            yield from self._read(range(start, min(n, start + 4096)))
+
+
+def input_files(builder) -> tuple[str, ...]:
+    """The text files a jaxattn builder reads (its content digest covers them); () for a
+    catalog dataset (TFDS's own files)."""
+    c = builder.builder_config
+    if isinstance(c, ParallelTextConfig):
+        return tuple(f for _, a, b in c.files for f in (a, b) if f)
+    if isinstance(c, EngFraConfig):
+        return (c.source,)
+    return ()

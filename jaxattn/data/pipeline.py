@@ -1,10 +1,9 @@
 """The data pipeline: config -> text splits -> tokenizers and vocabularies -> grain batches.
 
 `build(config.data)` is the one entry point; its steps are modules of their own: corpus (the
-text of every split), processing (tokenizers, vocabularies), batching (ids, padding). Text is
-read once into memory (fine up to a few million pairs; slice bigger TFDS splits, e.g.
-splits.train='train[:2000000]'); tokenization and id lookup run inside the grain pipeline, one
-call per batch.
+text of every split), processing (tokenizers, vocabularies), prepared (the training split's
+token ids, tokenized once and memory-mapped), batching (ids, padding). Validation and test
+text is held in memory and encoded per batch; training batches read their rows' ids.
 
 Batches are dicts of numpy arrays (B = rows, S/T = padded lengths):
   src int32[B, S]: source ids then EOS, padded with pad_id;  src_len int32[B] (EOS counted)
@@ -41,8 +40,9 @@ import grain
 import ml_collections
 import numpy as np
 
-from jaxattn.data.batching import PadLength, encode, pad, token_batches
+from jaxattn.data.batching import PadLength, encode, end, pad, token_batches
 from jaxattn.data.corpus import load_texts, resolve
+from jaxattn.data.prepared import TokenIds, train_ids
 from jaxattn.data.processing import build_processing
 from jaxattn.data.text import Tokenizer
 from jaxattn.data.vocab import Vocab
@@ -71,8 +71,9 @@ def build(
             f"{vocab_dir} holds only one of {SRC_VOCAB_FILE}, "
             f"{TGT_VOCAB_FILE}; both or neither are needed."
         )
-    texts, read_stats = load_texts(data_cfg, resolved["max_length"])
-    tp, train_counts = build_processing(data_cfg, resolved, texts["train"], vocab_dir)
+    texts, read_stats, corpus = load_texts(data_cfg, resolved["max_length"])
+    tp = build_processing(data_cfg, resolved, texts["train"], vocab_dir)
+    ids = train_ids(data_cfg, resolved, texts["train"], tp, corpus)
     # The tutorial's filter counted words, in every split: its tokens (e.g. subword pieces, more
     # than the words) are not limited again. Other corpora: training pairs, in tokens.
     token_limit = 0 if data_cfg.name == "tutorial" and data_cfg.filter else resolved["max_length"]
@@ -83,7 +84,7 @@ def build(
         tgt_tokenizer=tp.tgt_tokenizer,
         src_vocab=tp.src_vocab,
         tgt_vocab=tp.tgt_vocab,
-        train_counts=train_counts,
+        train_ids=ids,
         read_stats=read_stats,
         max_length=token_limit,
         seed=seed,
@@ -270,7 +271,7 @@ class Data:
         tgt_tokenizer: Tokenizer,
         src_vocab: Vocab,
         tgt_vocab: Vocab,
-        train_counts: np.ndarray,
+        train_ids: TokenIds,
         read_stats: dict,
         max_length: int,
         seed: int = 0,
@@ -278,7 +279,9 @@ class Data:
         self.config, self.seed = config, seed
         self.src_tokenizer, self.tgt_tokenizer = src_tokenizer, tgt_tokenizer
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
-        self._texts = texts
+        self._texts = texts  # {split: (sources, targets)}; 'train' read on demand only
+        self._train_ids = train_ids
+        train_counts = train_ids.counts()  # int[N, 2] tokens (no EOS) of every training pair
         self._pad_length = PadLength.from_config(config)
         # Training pairs: those that fit max_length and pad_to positions (EOS included).
         limit = min(x for x in (max_length, config.pad_to, 2**31) if x > 0)
@@ -495,10 +498,17 @@ class Data:
     ) -> dict[str, np.ndarray]:
         """Rows of a split -> padded batch; widths 0 = the rows' own longest (padded)."""
         src_text, tgt_text = self._texts[split]
-        cut = self.config.pad_to if split == "train" else self.eval_cut
         try:
-            src = [encode(self.src_tokenizer, self.src_vocab, src_text[i], cut) for i in rows]
-            tgt = [encode(self.tgt_tokenizer, self.tgt_vocab, tgt_text[i], cut) for i in rows]
+            if split == "train":  # the prepared ids, cut as `encode` cuts text
+                cut = self.config.pad_to
+                src, tgt = (
+                    [end(ids, vocab.eos_id, cut) for ids in self._train_ids.rows(side, rows)]
+                    for side, vocab in enumerate((self.src_vocab, self.tgt_vocab))
+                )
+            else:
+                cut = self.eval_cut
+                src = [encode(self.src_tokenizer, self.src_vocab, src_text[i], cut) for i in rows]
+                tgt = [encode(self.tgt_tokenizer, self.tgt_vocab, tgt_text[i], cut) for i in rows]
         except ValueError as e:  # unknown word with tutorial_ids
             raise DataError(
                 f"In the {split!r} split: {e} Or train on every pair "

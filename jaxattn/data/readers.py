@@ -67,6 +67,35 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     path = os.fspath(path)
     if path == "-":
         return sys.stdin.buffer.read()
+    if _checked_is_zip(path):
+        return _read_zip(path)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+_SHA256_MEMO: dict[tuple, str] = {}  # (path, size, mtime_ns) -> sha256, see file_sha256
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of `read_bytes(path)`, a plain file read in 1 MB blocks (never whole), memoized
+    by (path, size, mtime) within the process: corpora are fingerprinted at every start."""
+    path = os.path.abspath(os.fspath(path))
+    if _checked_is_zip(path):
+        return sha256(_read_zip(path))
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _SHA256_MEMO:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        _SHA256_MEMO[key] = h.hexdigest()
+    return _SHA256_MEMO[key]
+
+
+def _checked_is_zip(path: str) -> bool:
+    """Whether `path` is a zip archive; FileNotFoundError, IsADirectoryError or a DataError
+    (see `read_bytes`) unless it is a zip or a plain file."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such file: {path}")
     if os.path.isdir(path):
@@ -74,7 +103,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     with open(path, "rb") as f:
         head = f.read(512)
     if zipfile.is_zipfile(path):
-        return _read_zip(path)
+        return True
     if head.startswith(_ZIP_MAGIC) or path.lower().endswith(".zip"):
         why = (
             "it starts like one but its end (the member list) is missing or damaged"
@@ -99,8 +128,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
             f"tutorial's data.zip): unpack it first ({tool} {path}) and give the "
             "text file."
         )
-    with open(path, "rb") as f:
-        return f.read()
+    return False
 
 
 def _read_zip(path: str) -> bytes:

@@ -1,0 +1,242 @@
+"""Training ids prepared once (jaxattn.data.prepared): the cache, its fingerprint, its atomic
+write, batches from the memory-mapped ids equal to batches encoded from the text, vocab_sample."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from shared import synthetic_config as shared_synthetic_config
+
+import jaxattn.data as data_lib
+from jaxattn.config import default_data_config
+from jaxattn.data import prepared
+from jaxattn.data.batching import encode
+from jaxattn.data.pipeline import _TrainBatches
+from jaxattn.data.text import Tokenizer
+
+WORDS = "alpha beta gamma delta eps zeta eta theta iota kappa lambda mu nu xi pi rho".split()
+
+
+def write_corpus(root, n=240, seed=0, extra=""):
+    """A Multi30k-style folder: train/val/test_2016_flickr .de/.en, 1-9 words a side."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, size in (("train", n), ("val", 20), ("test_2016_flickr", 20)):
+        src, tgt = [], []
+        for _ in range(size):
+            words = list(rng.choice(WORDS, rng.integers(1, 10)))
+            src.append(" ".join(words) + " .")
+            tgt.append(" ".join(w.upper() for w in reversed(words)) + " !")
+        if split == "train" and extra:
+            src[-1] = tgt[-1] = extra
+        (root / f"{split}.de").write_text("\n".join(src) + "\n", "utf-8")
+        (root / f"{split}.en").write_text("\n".join(tgt) + "\n", "utf-8")
+    return str(root)
+
+
+def corpus_config(path, cache, **overrides):
+    cfg = default_data_config()
+    cfg.update(
+        dict(
+            name="parallel",
+            path=path,
+            src_lang="de",
+            tgt_lang="en",
+            cache_dir=str(cache),
+            data_dir=os.path.join(os.path.dirname(path), "tfds"),
+        )
+    )
+    cfg.splits.validation, cfg.splits.test = "val", "test_2016_flickr"
+    cfg.update(overrides)
+    return cfg
+
+
+def entries(cache) -> list[str]:
+    return sorted(os.listdir(cache)) if os.path.isdir(cache) else []
+
+
+def take(it, n):
+    return [next(it) for _ in range(n)]
+
+
+def assert_rows_are_the_texts(data, batch, pairs):
+    """Row r of `batch` holds training pair pairs[r]'s text encoded as `encode` does."""
+    src_text, tgt_text = data._texts["train"]
+    for r, row in enumerate(data._train_rows[pairs]):
+        for key, text, tok, vocab in (
+            ("src", src_text, data.src_tokenizer, data.src_vocab),
+            ("tgt", tgt_text, data.tgt_tokenizer, data.tgt_vocab),
+        ):
+            ids = encode(tok, vocab, text[row], data.config.pad_to)
+            assert batch[f"{key}_len"][r] == len(ids)
+            assert batch[key][r, : len(ids)].tolist() == ids
+            assert (batch[key][r, len(ids) :] == vocab.pad_id).all()
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return write_corpus(tmp_path / "corpus"), tmp_path / "cache"
+
+
+def test_prepared_once_then_memory_mapped_and_no_text_tokenized(corpus, tmp_path, monkeypatch):
+    path, cache = corpus
+    first = data_lib.build(corpus_config(path, cache))
+    assert len(entries(cache)) == 1  # one complete entry, no leftover temporary folder
+    (key,) = entries(cache)
+    assert sorted(os.listdir(cache / key)) == [
+        "meta.json",
+        "src_ids.npy",
+        "src_offsets.npy",
+        "tgt_ids.npy",
+        "tgt_offsets.npy",
+    ]
+    assert isinstance(first._train_ids.sides[0][0], np.memmap)
+    assert len(first._train_ids) == 240
+    first.save_vocabs(str(tmp_path / "work"))
+    reference = take(first.train_iterator(8, seed=3), 5)
+
+    def no_tokenizing(*args, **kwargs):
+        raise AssertionError("the training text was tokenized again")
+
+    monkeypatch.setattr(Tokenizer, "tokenize", no_tokenizing)  # a resume: vocabs saved
+    again = data_lib.build(corpus_config(path, cache), vocab_dir=str(tmp_path / "work"))
+    assert entries(cache) == [key]
+    for a, b in zip(reference, take(again.train_iterator(8, seed=3), 5), strict=True):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    assert again.stats == first.stats
+
+
+def test_a_new_vocabulary_or_tokenizer_is_a_new_entry(corpus):
+    path, cache = corpus
+    data_lib.build(corpus_config(path, cache))
+    data_lib.build(corpus_config(path, cache, vocab_max_size=8))  # another vocabulary
+    data_lib.build(corpus_config(path, cache, lowercase=True))  # other tokens
+    assert len(entries(cache)) == 3
+    data_lib.build(corpus_config(path, cache, pad_to=16, bucket_pool=4))  # the same ids
+    assert len(entries(cache)) == 3
+
+
+def test_a_changed_corpus_file_is_named_and_prepared_again(corpus, caplog):
+    path, cache = corpus
+    before = data_lib.build(corpus_config(path, cache))
+    write_corpus(Path(path), extra="pi pi pi")
+    with caplog.at_level(logging.WARNING, logger="jaxattn.data.prepared"):
+        after = data_lib.build(corpus_config(path, cache))
+    changed = [r.getMessage() for r in caplog.records if "changed since" in r.getMessage()]
+    assert any(os.path.join(path, "train.de") in m for m in changed), changed
+    assert len(entries(cache)) == 2
+    last = len(after._train_ids) - 1
+    assert after._train_ids.rows(0, [last]) == [after.src_vocab.encode("pi pi pi".split())]
+    assert before._train_ids.rows(0, [last]) != after._train_ids.rows(0, [last])
+
+
+def test_an_interrupted_prepare_leaves_nothing_a_later_run_reads(corpus, monkeypatch):
+    path, cache = corpus
+    real = prepared._NpyWriter.close
+    closed = []
+
+    def fail_on_the_third_file(self):
+        closed.append(self)
+        if len(closed) == 3:  # source written, target half written: a full disk, a kill
+            raise OSError(28, "No space left on device")
+        real(self)
+
+    monkeypatch.setattr(prepared._NpyWriter, "close", fail_on_the_third_file)
+    with pytest.raises(OSError, match="No space"):
+        data_lib.build(corpus_config(path, cache))
+    assert entries(cache) == []  # neither an entry nor its temporary folder
+    monkeypatch.undo()
+    data = data_lib.build(corpus_config(path, cache))
+    assert len(entries(cache)) == 1 and len(data._train_ids) == 240
+
+
+@pytest.mark.parametrize("overrides", [{}, {"bucket_pool": 3}, {"pad_to": 12}])
+def test_sentence_batches_from_the_ids_are_the_encoded_text(corpus, overrides):
+    path, cache = corpus
+    data = data_lib.build(corpus_config(path, cache, **overrides))
+    plan = _TrainBatches(data, 5, 8, 0, 1, max(data.config.bucket_pool, 1))
+    it = data.train_iterator(8, seed=5)
+    for j, batch in enumerate(take(it, 40)):  # 40 x 8 > 240 pairs: into the second epoch
+        assert_rows_are_the_texts(data, batch, plan.global_batch_pairs(j))
+    state = it.get_state()
+    expected = take(it, 3)
+    restored = data.train_iterator(8, seed=5)
+    restored.set_state(state)
+    for a, b in zip(expected, take(restored, 3), strict=True):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_token_batches_from_the_ids_are_the_encoded_text(corpus):
+    path, cache = corpus
+    data = data_lib.build(corpus_config(path, cache))
+    plan = data._token_batches(64, 2, seed=1)
+    n = plan.epoch_batches(0)
+    for j, batch in enumerate(
+        take(data.train_iterator(0, batch_tokens=64, row_multiple=2, seed=1), n)
+    ):
+        pairs, rows = plan.global_batch(j)
+        assert len(batch["src_len"]) == rows
+        assert_rows_are_the_texts(data, batch, pairs)
+        assert (batch["tgt_len"][len(pairs) :] == 0).all()
+
+
+def test_vocab_sample_builds_the_vocabulary_from_the_first_pairs(corpus):
+    path, cache = corpus
+    path = write_corpus(Path(path), extra="omega omega")  # in the last pair only
+    full = data_lib.build(corpus_config(path, cache))
+    assert "omega" in full.src_vocab
+    sample = data_lib.build(corpus_config(path, cache, vocab_sample=30))
+    tok = sample.src_tokenizer
+    first = [t for text in list(sample._texts["train"][0])[:30] for t in tok.tokenize(text)]
+    assert sample.src_vocab.tokens[4:] == tuple(dict.fromkeys(first))  # first appearance
+    assert "omega" not in sample.src_vocab
+    unk = sample.src_vocab.unk_id
+    assert sample._train_ids.rows(0, [239]) == [[unk, unk]]  # unknown words: <unk> ids
+
+
+@pytest.mark.slow
+def test_training_on_prepared_ids_resumes_bit_exactly(corpus, tmp_path):
+    """10 steps + a resume to 20 on a parallel corpus (ids prepared by the first run, memory
+    mapped by the resume) give the parameters of 20 uninterrupted steps."""
+    import jax
+
+    from jaxattn.training import loop as train_lib
+
+    path, cache = corpus
+
+    def config(steps):
+        cfg = shared_synthetic_config(
+            {
+                "model.hidden": 16,
+                "model.embed_dim": 16,
+                "train.log_every": 5,
+                "train.checkpoint_every": 10,
+                "train.eval_every": 1000,
+                "train.num_train_steps": steps,
+                "train.progress_bar": False,
+                "train.batch_size": 16,
+            }
+        )
+        cfg.data = corpus_config(path, cache, tokenizer="word")
+        return cfg
+
+    def params(state):
+        return {
+            jax.tree_util.keystr(k): np.asarray(v)
+            for k, v in jax.tree_util.tree_leaves_with_path(state.params)
+        }
+
+    ref, _ = train_lib.train_and_evaluate(config(20), str(tmp_path / "ref"))
+    train_lib.train_and_evaluate(config(10), str(tmp_path / "w"))
+    resumed, _ = train_lib.train_and_evaluate(config(20), str(tmp_path / "w"))
+    assert len(entries(cache)) == 1
+    a, b = params(ref), params(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
