@@ -55,8 +55,10 @@ def corpus_config(path, cache, **overrides):
     return cfg
 
 
-def entries(cache) -> list[str]:
-    return sorted(os.listdir(cache)) if os.path.isdir(cache) else []
+def entries(cache, vocab=False) -> list[str]:
+    """The ids entries (with vocab=True the vocabulary entries), temporary folders included."""
+    names = sorted(os.listdir(cache)) if os.path.isdir(cache) else []
+    return [n for n in names if n.lstrip(".").startswith(prepared.VOCAB_PREFIX) == vocab]
 
 
 def take(it, n):
@@ -109,6 +111,82 @@ def test_prepared_once_then_memory_mapped_and_no_text_tokenized(corpus, tmp_path
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
     assert again.stats == first.stats
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "sentencepiece"])
+def test_a_second_fresh_run_reads_no_training_text_and_tokenizes_nothing(
+    corpus, monkeypatch, tokenizer
+):
+    """Vocabularies (and SentencePiece models) come from the cache like the ids: a fresh run
+    on a prepared corpus neither reads the training split's text nor tokenizes."""
+    from jaxattn.data import builders, processing
+
+    path, cache = corpus
+    overrides = dict(tokenizer=tokenizer, sp_vocab_size=40)
+    first = data_lib.build(corpus_config(path, cache, **overrides))
+    (vocab_entry,) = entries(cache, vocab=True)
+    reference = take(first.train_iterator(8, seed=3), 4)
+    read = []
+    real_read = builders.TextColumn._read
+
+    def recording_read(self, idx):
+        read.append(len(self))
+        return real_read(self, idx)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the training text was tokenized or a model trained again")
+
+    monkeypatch.setattr(builders.TextColumn, "_read", recording_read)
+    monkeypatch.setattr(Tokenizer, "tokenize", fail)
+    monkeypatch.setattr(processing, "train_sentencepiece", fail)
+    again = data_lib.build(corpus_config(path, cache, **overrides))
+    assert 240 not in read and read  # validation and test (20 pairs) are read, train not
+    assert entries(cache, vocab=True) == [vocab_entry]
+    assert again.src_vocab.tokens == first.src_vocab.tokens
+    assert again.tgt_vocab.tokens == first.tgt_vocab.tokens
+    assert again.src_tokenizer.sp_model == first.src_tokenizer.sp_model
+    assert again.stats == first.stats
+    for a, b in zip(reference, take(again.train_iterator(8, seed=3), 4), strict=True):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_the_vocabulary_entry_is_keyed_by_what_makes_the_vocabulary(corpus):
+    path, cache = corpus
+    base = data_lib.build(corpus_config(path, cache))
+    data_lib.build(corpus_config(path, cache, pad_to=16, bucket_pool=4))  # same vocabulary
+    assert len(entries(cache, vocab=True)) == 1
+    rare = data_lib.build(corpus_config(path, cache, vocab_min_freq=400))
+    assert len(rare.src_vocab) < len(base.src_vocab)  # really another vocabulary
+    data_lib.build(corpus_config(path, cache, vocab_sample=30))
+    data_lib.build(corpus_config(path, cache, vocab_order="freq"))
+    assert len(entries(cache, vocab=True)) == 4
+    # ids are keyed by the vocabularies: the first 30 pairs hold every word, so vocab_sample=30
+    # makes base's vocabulary and shares its ids
+    assert len(entries(cache)) == 3
+
+
+def test_per_pair_arrays_are_int32(corpus):
+    """What training holds per pair (counts, widths, rows, sort keys, the epoch's permutation)
+    is int32, and the permutation is numpy's int64 one (the same batches as before)."""
+    from jaxattn.data.pipeline import permutation
+
+    path, cache = corpus
+    data = data_lib.build(corpus_config(path, cache, bucket_pool=2))
+    for a in (data._train_counts, data._train_widths, data._train_rows, data._train_ids.counts()):
+        assert a.dtype == np.int32, a.dtype
+    assert data._train_widths.tolist() == [
+        [data._pad_length(int(n) + 1) for n in c] for c in data._train_counts
+    ]
+    plan = _TrainBatches(data, 5, 8, 0, 1, 2)
+    assert plan.sort_key.dtype == np.int32 and plan._stream(0, 240).dtype == np.int32
+    assert data._token_batches(64, 1).sort_key.dtype == np.int32
+    for seed, n in (([5, 0], 240), ([2**63, 7], 1001)):
+        np.testing.assert_array_equal(
+            permutation(seed, n), np.random.default_rng(seed).permutation(n)
+        )
+    ids, offsets = data._train_ids.sides[0]
+    assert isinstance(offsets, np.memmap) and offsets.dtype == np.int64
 
 
 def test_a_new_vocabulary_or_tokenizer_is_a_new_entry(corpus):

@@ -34,14 +34,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxattn.data.processing import build_processing, load_text_processing, save_text_processing
 from jaxattn.data.readers import file_sha256
 from jaxattn.errors import DataError
+from jaxattn.rundir.layout import SRC_VOCAB_FILE
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the files' layout or the ids' meaning changes
 SIDES = ("src", "tgt")
 META_FILE = "meta.json"
+VOCAB_PREFIX = "vocab-"  # the vocabulary entries' names; the ids entries' are bare keys
 _HEADER = 128  # bytes of a 1-D .npy header (numpy pads it to this, whatever the length)
 _BLOCK = 4096  # pairs tokenized and written at a time
 
@@ -58,8 +61,14 @@ class TokenIds:
         return len(self.sides[0][1]) - 1
 
     def counts(self) -> np.ndarray:
-        """int[N, 2]: tokens (no EOS) of each pair's source and target."""
-        return np.stack([np.diff(off) for _, off in self.sides], 1)
+        """int32[N, 2]: tokens (no EOS) of each pair's source and target, from the offsets
+        in blocks (no int64[N] temporary)."""
+        out = np.empty((len(self), 2), np.int32)
+        for side, (_, off) in enumerate(self.sides):
+            for start in range(0, len(self), 1 << 20):
+                block = np.asarray(off[start : start + (1 << 20) + 1])
+                out[start : start + len(block) - 1, side] = np.diff(block)
+        return out
 
     def rows(self, side: int, pairs: Sequence[int]) -> list[list[int]]:
         """The ids of `pairs` on side 0 (source) or 1 (target)."""
@@ -148,11 +157,15 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _corpus_identity(corpus: dict) -> dict:
+    return {k: corpus[k] for k in ("dataset", "split", "data_dir")}
+
+
 def fingerprint(cfg, resolved: dict, tp, corpus: dict) -> str:
     """The entry's key: what the training ids depend on (see the module's doc)."""
     parts = dict(
         format=FORMAT,
-        corpus={k: corpus[k] for k in ("dataset", "split", "data_dir")},
+        corpus=_corpus_identity(corpus),
         tokenizer=resolved["tokenizer"],
         normalize=resolved["normalize"],
         lowercase=bool(cfg.lowercase),
@@ -200,6 +213,75 @@ def _report_changed(root: str, stamps: dict[str, dict]) -> None:
                 )
 
 
+def _write_entry(root: str, name: str, write, meta: dict) -> str:
+    """CACHE/<name>/: `write(folder)` fills a temporary folder, META_FILE (`meta`) is written
+    last and the folder renamed into place: a failure leaves no entry (see the module's doc)."""
+    directory = os.path.join(root, name)
+    try:
+        os.makedirs(root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
+    except OSError as e:
+        raise DataError(
+            f"Cannot write the prepared training data to {root} ({e}): set "
+            "--config.data.cache_dir (or $JAXATTN_CACHE) to a writable folder."
+        ) from None
+    try:
+        write(tmp)
+        with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+        try:
+            os.rename(tmp, directory)
+        except OSError:  # another process prepared it first
+            if not os.path.exists(os.path.join(directory, META_FILE)):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def processing_key(cfg, resolved: dict, corpus: dict) -> str:
+    """The vocabulary entry's key: the corpus and every field a vocabulary or SentencePiece
+    model depends on (tokenizer, normalize, lowercase, tutorial_ids, vocab_*, sp_*)."""
+    fields = {
+        k: cfg[k]
+        for k in sorted(cfg.keys())
+        if k.startswith(("vocab_", "sp_")) or k in ("lowercase", "tutorial_ids")
+    }
+    fields["vocab_sample"] = cfg.get("vocab_sample", 0)  # old configs lack the field
+    parts = dict(
+        format=FORMAT,
+        corpus=_corpus_identity(corpus),
+        tokenizer=resolved["tokenizer"],
+        normalize=resolved["normalize"],
+        fields=fields,
+    )
+    return VOCAB_PREFIX + _sha(json.dumps(parts, sort_keys=True, default=list).encode())[:24]
+
+
+def text_processing(cfg, resolved: dict, train, corpus: dict | None, vocab_dir: str | None):
+    """A run's `processing.TextProcessing`: from vocab_dir when it holds the vocabularies (a
+    resume, evaluation), else for a TFDS-backed corpus from its cache entry (built from
+    `train` and written there first if there is none), else built from `train`."""
+    if corpus is None or (vocab_dir and os.path.exists(os.path.join(vocab_dir, SRC_VOCAB_FILE))):
+        return build_processing(cfg, resolved, train, vocab_dir)
+    root = cache_root(cfg)
+    name = processing_key(cfg, resolved, corpus)
+    directory = os.path.join(root, name)
+    if os.path.exists(os.path.join(directory, META_FILE)):
+        log.info("Vocabularies from %s.", directory)
+        return load_text_processing(cfg, directory)
+    tp = build_processing(cfg, resolved, train, None)
+    meta = {
+        **_corpus_identity(corpus),
+        "format": FORMAT,
+        "vocab_sizes": [len(tp.src_vocab), len(tp.tgt_vocab)],
+    }
+    _write_entry(root, name, lambda folder: save_text_processing(cfg, tp, folder), meta)
+    return tp
+
+
 def train_ids(cfg, resolved: dict, train, tp, corpus: dict | None) -> TokenIds:
     """The training pairs' ids: from the cache entry of this corpus and text processing,
     prepared first if there is none; in memory for a synthetic corpus (`corpus` None).
@@ -214,34 +296,17 @@ def train_ids(cfg, resolved: dict, train, tp, corpus: dict | None) -> TokenIds:
         log.info("Training token ids from %s.", directory)
         return TokenIds.load(directory)
     _report_changed(root, stamps)
-    try:
-        os.makedirs(root, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root)
-    except OSError as e:
-        raise DataError(
-            f"Cannot write the prepared training ids to {root} ({e}): set "
-            "--config.data.cache_dir (or $JAXATTN_CACHE) to a writable folder."
-        ) from None
     log.info("Preparing the training token ids of %d pairs in %s.", len(train[0]), directory)
-    try:
+
+    def write(folder: str) -> None:
         for side, (tok, vocab) in enumerate(
             ((tp.src_tokenizer, tp.src_vocab), (tp.tgt_tokenizer, tp.tgt_vocab))
         ):
-            ids = _NpyWriter(os.path.join(tmp, f"{SIDES[side]}_ids.npy"), np.int32)
-            offsets = _NpyWriter(os.path.join(tmp, f"{SIDES[side]}_offsets.npy"), np.int64)
+            ids = _NpyWriter(os.path.join(folder, f"{SIDES[side]}_ids.npy"), np.int32)
+            offsets = _NpyWriter(os.path.join(folder, f"{SIDES[side]}_offsets.npy"), np.int64)
             _encode_side(train[side], tok, vocab, SIDES[side], ids.write, offsets.write)
             ids.close()
             offsets.close()
-        meta = {**corpus, "format": FORMAT, "pairs": len(train[0]), "files": stamps}
-        with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1)
-        try:
-            os.rename(tmp, directory)
-        except OSError:  # another process prepared it first
-            if not os.path.exists(os.path.join(directory, META_FILE)):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return TokenIds.load(directory)
+
+    meta = {**corpus, "format": FORMAT, "pairs": len(train[0]), "files": stamps}
+    return TokenIds.load(_write_entry(root, key, write, meta))

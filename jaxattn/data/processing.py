@@ -20,7 +20,8 @@ import ml_collections
 from jaxattn.data.corpus import resolve
 from jaxattn.data.text import Tokenizer, sentencepiece_pieces, train_sentencepiece
 from jaxattn.data.vocab import Vocab
-from jaxattn.rundir.layout import SIDE_FILES, SRC_VOCAB_FILE, spm_file
+from jaxattn.rundir.files import write_bytes
+from jaxattn.rundir.layout import SIDE_FILES, SRC_VOCAB_FILE, TGT_VOCAB_FILE, spm_file
 
 
 class TextProcessing(NamedTuple):
@@ -75,6 +76,21 @@ def load_text_processing(cfg: ml_collections.ConfigDict, vocab_dir: str) -> Text
         _load_side(cfg, resolved, vocab_dir, side) for side in ("src", "tgt")
     )
     return TextProcessing(src_tok, tgt_tok, src_vocab, tgt_vocab, resolved["max_length"])
+
+
+def save_text_processing(cfg, tp: TextProcessing, directory: str) -> None:
+    """Writes the vocabularies and SentencePiece models (one for sp_joint) that
+    `load_text_processing(cfg, directory)` reads."""
+    os.makedirs(directory, exist_ok=True)
+    tp.src_vocab.save(os.path.join(directory, SRC_VOCAB_FILE))
+    tp.tgt_vocab.save(os.path.join(directory, TGT_VOCAB_FILE))
+    models = {
+        spm_file(cfg, side): tok.sp_model  # sp_joint: one file
+        for side, tok in (("src", tp.src_tokenizer), ("tgt", tp.tgt_tokenizer))
+        if tok.sp_model is not None
+    }
+    for name, model in models.items():
+        write_bytes(os.path.join(directory, name), model)
 
 
 def _train_sentencepiece(cfg, resolved: dict, texts: Iterable[str]) -> bytes:
