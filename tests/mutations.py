@@ -166,6 +166,20 @@ MUTATIONS = [
         "tests/test_prepared.py -k interrupted",
     ),
     M(
+        "vocab_entry_key_ignores_the_vocab_fields",
+        "jaxattn/data/prepared.py",
+        'if k.startswith(("vocab_", "sp_")) or k in ("lowercase", "tutorial_ids")',
+        'if k.startswith(("sp_",)) or k in ("lowercase", "tutorial_ids")',
+        "tests/test_prepared.py -k keyed_by",
+    ),
+    M(
+        "streamed_split_counts_left_out",
+        "jaxattn/data/builders.py",
+        "        _add(self.info.metadata, counts)\n",
+        "",
+        "tests/test_prepared.py -k streaming_builder",
+    ),
+    M(
         "token_batch_over_budget",
         "jaxattn/data/batching.py",
         'end = min(int(np.searchsorted(widths, w, "right")), start + capacity(w))',

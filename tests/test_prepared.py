@@ -318,3 +318,68 @@ def test_training_on_prepared_ids_resumes_bit_exactly(corpus, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.parametrize(
+    "src,tgt",
+    [
+        (b"\xef\xbb\xbfa b\r\nc\n\n\xff x\nlast", b"A B\r\nC\nD\nE\nLAST"),  # BOM, CRLF, no end
+        (b"one\ntwo\n", b"ONE\n\n"),
+    ],
+)
+def test_streamed_aligned_pairs_are_the_read_ones(tmp_path, src, tgt):
+    from jaxattn.data.readers import read_aligned_pairs, stream_aligned_pairs
+
+    a, b = tmp_path / "x.de", tmp_path / "x.en"
+    a.write_bytes(src)
+    b.write_bytes(tgt)
+    pairs, counts = read_aligned_pairs(src, tgt, str(a), str(b))
+    streamed: dict = {}
+    assert list(stream_aligned_pairs(str(a), str(b), streamed)) == pairs
+    assert streamed == counts
+
+
+def test_streamed_files_of_another_length_fail_before_any_pair(tmp_path):
+    from jaxattn.data.readers import stream_aligned_pairs
+
+    (tmp_path / "x.de").write_text("a\nb\nc\n", "utf-8")
+    (tmp_path / "x.en").write_text("A\nB\n", "utf-8")
+    with pytest.raises(ValueError, match="has 3 lines but .* has 2"):
+        stream_aligned_pairs(str(tmp_path / "x.de"), str(tmp_path / "x.en"), {})
+
+
+def test_the_streaming_builder_prepares_the_pairs_and_counts_of_the_whole_files(tmp_path):
+    """Given split files are streamed into TFDS: the same examples, in order, and the same
+    reading counts in the metadata as the files read whole (the builder before streaming)."""
+    from jaxattn.data import builders
+    from jaxattn.data.readers import read_aligned_pairs
+
+    path = Path(write_corpus(tmp_path / "c"))
+    for lang, extra in (("de", b"\n\xff bad\nlast\n"), ("en", b"x\nok\nLAST\n")):
+        with open(path / f"train.{lang}", "ab") as f:
+            f.write(extra)
+    builder = builders.parallel_builder(
+        str(path),
+        src_lang="de",
+        tgt_lang="en",
+        splits={"train": "train", "validation": "val"},
+        data_dir=str(tmp_path / "tfds"),
+    )
+    sources = builders.data_sources(builder)
+    expected_counts: dict = {}
+    for split, prefix in (("train", "train"), ("validation", "val")):
+        a, b = (str(path / f"{prefix}.{lang}") for lang in ("de", "en"))
+        pairs, counts = read_aligned_pairs(Path(a).read_bytes(), Path(b).read_bytes(), a, b)
+        assert list(zip(*builders.read_texts(sources[split]), strict=True)) == pairs
+        builders._add(expected_counts, counts)
+        expected_counts[f"split_{split}"] = len(pairs)
+    assert expected_counts["skipped_empty"] == expected_counts["skipped_undecodable"] == 1
+    assert dict(builder.info.metadata) == expected_counts
+    again = builders.parallel_builder(  # the prepared dataset, its metadata read from disk
+        str(path),
+        src_lang="de",
+        tgt_lang="en",
+        splits={"train": "train", "validation": "val"},
+        data_dir=str(tmp_path / "tfds"),
+    )
+    assert dict(again.info.metadata) == expected_counts

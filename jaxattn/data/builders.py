@@ -33,6 +33,7 @@ from jaxattn.data.readers import (
     read_aligned_pairs,
     read_bytes,
     read_tsv_pairs,
+    stream_aligned_pairs,
 )
 from jaxattn.data.splits import SPLITS, assign_splits, check_fractions, split_rows
 from jaxattn.data.text import ENG_PREFIXES, tutorial_pairs, tutorial_reverse
@@ -173,15 +174,22 @@ class JaxattnParallelText(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
+        """Line-aligned files of a given split are streamed line by line (a WMT-size training
+        split is never a list), their counts added to the metadata once read; TSV files and
+        a corpus split by fractions (its grouped assignment needs every pair) are read whole.
+        """
         c = self.builder_config
-        by_split, counts = {}, {}
+        by_split, streamed, counts = {}, {}, {}
         for split, a, b in c.files:
+            if b and split != "*":
+                n: dict = {}
+                streamed[split] = n, stream_aligned_pairs(a, b, n)  # line counts checked now
+                continue
             if b:
                 pairs, n = read_aligned_pairs(read_bytes(a), read_bytes(b), a, b)
             else:
                 pairs, n = read_tsv_pairs(read_bytes(a), a, tuple(c.tsv_columns))
-            for k, v in n.items():
-                counts[k] = counts.get(k, 0) + v
+            _add(counts, n)
             rows = [(i, s, t) for i, (s, t) in enumerate(pairs)]
             if split == "*":
                 keys = [
@@ -192,11 +200,28 @@ class JaxattnParallelText(tfds.core.GeneratorBasedBuilder):
                 by_split[split] = rows
         counts.update({f"split_{k}": len(v) for k, v in by_split.items()})
         self.info.metadata.update(counts)
-        return {k: self._generate_examples(v) for k, v in by_split.items() if v}
+        return {
+            **{k: self._generate_examples(v) for k, v in by_split.items() if v},
+            **{k: self._stream_examples(k, *v) for k, v in streamed.items()},
+        }
 
     def _generate_examples(self, rows):
         for key, src, tgt in rows:
             yield key, {"src": src, "tgt": tgt}
+
+    def _stream_examples(self, split: str, counts: dict, pairs):
+        """Examples of a streamed split, keyed by their index; its reading `counts` (complete
+        after the last pair) go into the metadata, written once every split is generated."""
+        for key, (src, tgt) in enumerate(pairs):
+            yield key, {"src": src, "tgt": tgt}
+        _add(self.info.metadata, counts)
+        self.info.metadata[f"split_{split}"] = counts["pairs"]
+
+
+def _add(total: dict, counts: dict) -> None:
+    """Adds reading counts into `total`, key by key."""
+    for k, v in counts.items():
+        total[k] = total.get(k, 0) + v
 
 
 def _parallel_files(
