@@ -16,6 +16,10 @@ vocabularies and SentencePiece models: anything else that changes gives another 
 stale entry is never read. A corpus file that changed since an entry was prepared is named
 in a warning (its size, mtime and sha256 are in meta.json) before it is prepared again.
 
+The vocabularies and SentencePiece models of a fresh run are cached too, in CACHE/vocab-<key>/
+(`text_processing`: the files `processing.save_text_processing` writes), keyed by the corpus
+and the fields a vocabulary depends on, so a second fresh run reads no training text either.
+
 An entry is written into a temporary folder (.<key>.tmp-*) and renamed into place once
 complete, meta.json last: a full disk, an exception or a kill leaves no entry a later run
 reads (only a .tmp-* folder, which may be deleted). Synthetic corpora (made in memory at
