@@ -54,6 +54,9 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.download = True  # allow network downloads (tutorial zip, TFDS catalog)
     c.data_dir = ""  # TFDS's prepared datasets; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
     c.tfds_name = ""  # name='tfds': a catalog dataset, e.g. 'wmt14_translate/fr-en'
+    # The training split's token ids, prepared once (jaxattn.data.prepared); '' =
+    # $JAXATTN_CACHE or ~/.cache/jaxattn.
+    c.cache_dir = ""
     # Languages: the tutorial's fra/eng (fra->eng as in the tutorial; eng->fra also works);
     # file suffixes for 'parallel' (multi30k: de, en); feature names for 'tfds'.
     c.src_lang = "fra"
@@ -92,6 +95,8 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.vocab_min_freq = 1
     c.vocab_max_size = 0  # 0 = no cap (specials count)
     c.vocab_order = "first"  # first (appearance, as the tutorial) | freq
+    # Vocabularies and SentencePiece models from the first this many training pairs; 0 = all.
+    c.vocab_sample = 0
     c.tutorial_ids = False  # True: SOS=0, EOS=1, pad=0, no PAD/UNK (the tutorial's ids)
     # --- batches
     c.pad_to = 0  # > 0: every batch padded to this length (the tutorial: 10); longer
@@ -310,6 +315,7 @@ def rules() -> dict[str, dict]:
             "download": boolean,
             "data_dir": string,
             "tfds_name": string,
+            "cache_dir": string,
             "src_lang": nonempty_string,
             "tgt_lang": nonempty_string,
             "tsv_columns": ints(2),
@@ -329,6 +335,7 @@ def rules() -> dict[str, dict]:
             "vocab_min_freq": integer(1),
             "vocab_max_size": integer(0),
             "vocab_order": one_of(*r["orders"]),
+            "vocab_sample": integer(0),
             "tutorial_ids": boolean,
             "pad_to": integer(0),
             "pad_multiple": integer(1),

@@ -7,6 +7,7 @@ or import tests/shared.py for what they need at import time).
   evaluating and exporting.
 - `nan_loss_from`: a train_step stand-in whose loss turns NaN from a given step on.
 - `toy_corpus`: a small learnable eng-fra corpus, as a tutorial TSV and as Multi30k-style files.
+- every test: $JAXATTN_CACHE (prepared training ids) in a session folder.
 
 One definition of each shared thing: fixtures here, for test functions and other fixtures; what
 must exist at import time (the repository's `ROOT`, for module-level globs and parametrize lists,
@@ -71,6 +72,16 @@ def pytest_collection_modifyitems(config, items):
         file, test = name.split("::")
         if file in modules and not hasattr(modules[file], test):
             raise pytest.UsageError(f"tests/conftest.py FAST_EVERY: {file} has no {test}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prepared_ids_cache(tmp_path_factory):
+    """Prepared training ids (jaxattn.data.prepared) go to a session folder, not ~/.cache,
+    also for the scripts tests start (they inherit the environment)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JAXATTN_CACHE", str(tmp_path_factory.mktemp("jaxattn_cache")))
+    yield
+    mp.undo()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,10 +19,14 @@ from jaxattn.data.vocab import Vocab
 def encode_tokens(vocab: Vocab, tokens: Sequence[str], max_positions: int = 0) -> list[int]:
     """Ids of `tokens` then EOS; with max_positions > 0, cut to that many positions (EOS
     kept)."""
-    ids = vocab.encode(tokens)
+    return end(vocab.encode(tokens), vocab.eos_id, max_positions)
+
+
+def end(ids: list[int], eos_id: int, max_positions: int = 0) -> list[int]:
+    """`ids` (a new list, changed in place) then EOS, cut to max_positions > 0 positions."""
     if max_positions and len(ids) >= max_positions:
         del ids[max_positions - 1 :]
-    ids.append(vocab.eos_id)
+    ids.append(eos_id)
     return ids
 
 

@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import tensorflow_datasets as tfds
 
@@ -29,10 +29,11 @@ from jaxattn.data.download import default_data_dir, tutorial_source
 from jaxattn.data.readers import (
     TUTORIAL_SHA256,
     TUTORIAL_URL,
+    file_sha256,
     read_aligned_pairs,
     read_bytes,
     read_tsv_pairs,
-    sha256,
+    stream_aligned_pairs,
 )
 from jaxattn.data.splits import SPLITS, assign_splits, check_fractions, split_rows
 from jaxattn.data.text import ENG_PREFIXES, tutorial_pairs, tutorial_reverse
@@ -132,7 +133,7 @@ def tutorial_builder(
     reverse = tutorial_reverse(src_lang, tgt_lang)
     source = tutorial_source(path, url, sha256_check, download, data_dir)
     params = dict(
-        source_sha256=sha256(read_bytes(source)),
+        source_sha256=file_sha256(source),
         reverse=reverse,
         apply_filter=bool(apply_filter),
         max_length=int(max_length),
@@ -173,15 +174,22 @@ class JaxattnParallelText(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
+        """Line-aligned files of a given split are streamed line by line (a WMT-size training
+        split is never a list), their counts added to the metadata once read; TSV files and
+        a corpus split by fractions (its grouped assignment needs every pair) are read whole.
+        """
         c = self.builder_config
-        by_split, counts = {}, {}
+        by_split, streamed, counts = {}, {}, {}
         for split, a, b in c.files:
+            if b and split != "*":
+                n: dict = {}
+                streamed[split] = n, stream_aligned_pairs(a, b, n)  # line counts checked now
+                continue
             if b:
                 pairs, n = read_aligned_pairs(read_bytes(a), read_bytes(b), a, b)
             else:
                 pairs, n = read_tsv_pairs(read_bytes(a), a, tuple(c.tsv_columns))
-            for k, v in n.items():
-                counts[k] = counts.get(k, 0) + v
+            _add(counts, n)
             rows = [(i, s, t) for i, (s, t) in enumerate(pairs)]
             if split == "*":
                 keys = [
@@ -192,11 +200,28 @@ class JaxattnParallelText(tfds.core.GeneratorBasedBuilder):
                 by_split[split] = rows
         counts.update({f"split_{k}": len(v) for k, v in by_split.items()})
         self.info.metadata.update(counts)
-        return {k: self._generate_examples(v) for k, v in by_split.items() if v}
+        return {
+            **{k: self._generate_examples(v) for k, v in by_split.items() if v},
+            **{k: self._stream_examples(k, *v) for k, v in streamed.items()},
+        }
 
     def _generate_examples(self, rows):
         for key, src, tgt in rows:
             yield key, {"src": src, "tgt": tgt}
+
+    def _stream_examples(self, split: str, counts: dict, pairs):
+        """Examples of a streamed split, keyed by their index; its reading `counts` (complete
+        after the last pair) go into the metadata, written once every split is generated."""
+        for key, (src, tgt) in enumerate(pairs):
+            yield key, {"src": src, "tgt": tgt}
+        _add(self.info.metadata, counts)
+        self.info.metadata[f"split_{split}"] = counts["pairs"]
+
+
+def _add(total: dict, counts: dict) -> None:
+    """Adds reading counts into `total`, key by key."""
+    for k, v in counts.items():
+        total[k] = total.get(k, 0) + v
 
 
 def _parallel_files(
@@ -252,7 +277,7 @@ def parallel_builder(
     """
     files = _parallel_files(path, src_lang, tgt_lang, splits)
     params = dict(
-        files=[(s, sha256(read_bytes(a)), sha256(read_bytes(b)) if b else "") for s, a, b in files],
+        files=[(s, file_sha256(a), file_sha256(b) if b else "") for s, a, b in files],
         tsv_columns=list(tsv_columns),
         split_fractions=check_fractions(split_fractions),
         split_seed=int(split_seed),
@@ -322,21 +347,50 @@ def read_texts(
     source: Sequence, src_key: str = "src", tgt_key: str = "tgt", name: str = ""
 ) -> tuple[list[str], list[str]]:
     """A data source's examples -> (source texts, target texts), decoded from UTF-8."""
-    n = len(source)
-    if n == 0:
-        return [], []
-    first = source[0]
-    missing = [k for k in (src_key, tgt_key) if k not in first]
-    if missing:
-        raise DataError(
-            f"{name or 'The dataset'} has no feature {missing[0]!r}; its examples "
-            f"have {sorted(first)}. Set src_lang/tgt_lang to two of these."
-        )
-    decode: Callable = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)
-    get_many = getattr(source, "__getitems__", None) or (lambda idx: [source[i] for i in idx])
-    src, tgt = [], []
-    for start in range(0, n, 4096):
-        for ex in get_many(range(start, min(n, start + 4096))):
-            src.append(decode(ex[src_key]))
-            tgt.append(decode(ex[tgt_key]))
-    return src, tgt
+    src, tgt = TextColumn(source, src_key, name), TextColumn(source, tgt_key, name)
+    return list(src), list(tgt)
+
+
+class TextColumn(Sequence):
+    """One feature of a data source's examples as a sequence of str, read on demand in blocks
+    of 4096 (a training split is iterated, never held as a list)."""
+
+    def __init__(self, source: Sequence, key: str, name: str = ""):
+        self.source, self.key, self.name = source, key, name
+        if len(source):
+            first = source[0]
+            if key not in first:
+                raise DataError(
+                    f"{name or 'The dataset'} has no feature {key!r}; its examples "
+                    f"have {sorted(first)}. Set src_lang/tgt_lang to two of these."
+                )
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _read(self, idx: range) -> list[str]:
+        get_many = getattr(self.source, "__getitems__", None)
+        examples = get_many(idx) if get_many else [self.source[i] for i in idx]
+        values = (ex[self.key] for ex in examples)
+        return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self._read(range(len(self))[i])
+        return self._read(range(len(self))[i : i + 1 or None])[0]
+
+    def __iter__(self):
+        n = len(self)
+        for start in range(0, n, 4096):
+            yield from self._read(range(start, min(n, start + 4096)))
+
+
+def input_files(builder) -> tuple[str, ...]:
+    """The text files a jaxattn builder reads (its content digest covers them); () for a
+    catalog dataset (TFDS's own files)."""
+    c = builder.builder_config
+    if isinstance(c, ParallelTextConfig):
+        return tuple(f for _, a, b in c.files for f in (a, b) if f)
+    if isinstance(c, EngFraConfig):
+        return (c.source,)
+    return ()

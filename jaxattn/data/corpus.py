@@ -1,7 +1,7 @@
 """A run's corpus as text: config.data -> {split: (sources, targets)}, and evaluation files read
 the way that corpus was read.
 
-`resolve(cfg)` makes the 'auto' options concrete; `load_texts` reads every split (TFDS
+`resolve(cfg)` makes the 'auto' options concrete; `load_texts` opens every split (TFDS
 builders, or the offline synthetic tasks); `read_tsv` reads a TSV file for evaluation with the
 corpus's columns, direction, normalization and filter, through the same readers.
 
@@ -11,6 +11,8 @@ section holds a field of another version still loads.
 """
 
 from __future__ import annotations
+
+import os
 
 import ml_collections
 
@@ -39,8 +41,12 @@ def resolve(cfg: ml_collections.ConfigDict) -> dict:
     return dict(tokenizer=tokenizer, normalize=normalize, max_length=max_length)
 
 
-def load_texts(cfg: ml_collections.ConfigDict, max_length: int) -> tuple[dict, dict]:
-    """{split: (sources, targets)} for the splits that exist, and reading statistics."""
+def load_texts(cfg: ml_collections.ConfigDict, max_length: int) -> tuple[dict, dict, dict | None]:
+    """{split: (sources, targets)} for the splits that exist, reading statistics, and what
+    identifies the training split for `data.prepared` (None: synthetic, made in memory).
+
+    The training split's (sources, targets) are sequences that read a TFDS corpus on demand
+    (`builders.TextColumn`); the other splits are lists."""
     if cfg.name == "synthetic":
         texts = synthetic_splits(
             cfg.synthetic_task,
@@ -50,7 +56,7 @@ def load_texts(cfg: ml_collections.ConfigDict, max_length: int) -> tuple[dict, d
             max_len=cfg.synthetic_max_len,
             num_symbols=cfg.synthetic_num_symbols,
         )
-        return texts, {}
+        return texts, {}, None
     from jaxattn.data import builders  # imports tensorflow_datasets: only when needed
 
     src_key, tgt_key, splits = "src", "tgt", None
@@ -97,8 +103,21 @@ def load_texts(cfg: ml_collections.ConfigDict, max_length: int) -> tuple[dict, d
             f"{builder.name} has no training split (it has "
             f"{list(builder.info.splits.keys())}); set config.data.splits.train."
         )
-    texts = {k: builders.read_texts(v, src_key, tgt_key, builder.name) for k, v in sources.items()}
-    return texts, dict(builder.info.metadata or {})
+    texts = {  # the training split read on demand (data.prepared), the others into memory
+        k: (
+            tuple(builders.TextColumn(v, key, builder.name) for key in (src_key, tgt_key))
+            if k == "train"
+            else builders.read_texts(v, src_key, tgt_key, builder.name)
+        )
+        for k, v in sources.items()
+    }
+    corpus = dict(
+        dataset=builder.info.full_name,  # a jaxattn builder's name holds its files' sha256
+        split=(splits or {}).get("train", "train"),
+        data_dir=os.path.abspath(builder.data_dir) if not builders.input_files(builder) else "",
+        files=builders.input_files(builder),
+    )
+    return texts, dict(builder.info.metadata or {}), corpus
 
 
 def read_tsv(

@@ -1,10 +1,9 @@
 """The data pipeline: config -> text splits -> tokenizers and vocabularies -> grain batches.
 
 `build(config.data)` is the one entry point; its steps are modules of their own: corpus (the
-text of every split), processing (tokenizers, vocabularies), batching (ids, padding). Text is
-read once into memory (fine up to a few million pairs; slice bigger TFDS splits, e.g.
-splits.train='train[:2000000]'); tokenization and id lookup run inside the grain pipeline, one
-call per batch.
+text of every split), processing (tokenizers, vocabularies), prepared (the training split's
+token ids, tokenized once and memory-mapped), batching (ids, padding). Validation and test
+text is held in memory and encoded per batch; training batches read their rows' ids.
 
 Batches are dicts of numpy arrays (B = rows, S/T = padded lengths):
   src int32[B, S]: source ids then EOS, padded with pad_id;  src_len int32[B] (EOS counted)
@@ -41,14 +40,15 @@ import grain
 import ml_collections
 import numpy as np
 
-from jaxattn.data.batching import PadLength, encode, pad, token_batches
+from jaxattn.data.batching import PadLength, encode, end, pad, token_batches
 from jaxattn.data.corpus import load_texts, resolve
-from jaxattn.data.processing import build_processing
+from jaxattn.data.prepared import TokenIds, text_processing, train_ids
+from jaxattn.data.processing import TextProcessing, save_text_processing
 from jaxattn.data.text import Tokenizer
 from jaxattn.data.vocab import Vocab
 from jaxattn.errors import DataError
-from jaxattn.rundir.files import write_bytes, write_json
-from jaxattn.rundir.layout import DATA_STATS_FILE, SRC_VOCAB_FILE, TGT_VOCAB_FILE, spm_file
+from jaxattn.rundir.files import write_json
+from jaxattn.rundir.layout import DATA_STATS_FILE, SRC_VOCAB_FILE, TGT_VOCAB_FILE
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,9 @@ def build(
             f"{vocab_dir} holds only one of {SRC_VOCAB_FILE}, "
             f"{TGT_VOCAB_FILE}; both or neither are needed."
         )
-    texts, read_stats = load_texts(data_cfg, resolved["max_length"])
-    tp, train_counts = build_processing(data_cfg, resolved, texts["train"], vocab_dir)
+    texts, read_stats, corpus = load_texts(data_cfg, resolved["max_length"])
+    tp = text_processing(data_cfg, resolved, texts["train"], corpus, vocab_dir)
+    ids = train_ids(data_cfg, resolved, texts["train"], tp, corpus)
     # The tutorial's filter counted words, in every split: its tokens (e.g. subword pieces, more
     # than the words) are not limited again. Other corpora: training pairs, in tokens.
     token_limit = 0 if data_cfg.name == "tutorial" and data_cfg.filter else resolved["max_length"]
@@ -83,11 +84,27 @@ def build(
         tgt_tokenizer=tp.tgt_tokenizer,
         src_vocab=tp.src_vocab,
         tgt_vocab=tp.tgt_vocab,
-        train_counts=train_counts,
+        train_ids=ids,
         read_stats=read_stats,
         max_length=token_limit,
         seed=seed,
     )
+
+
+def permutation(seed: list[int], n: int) -> np.ndarray:
+    """`np.random.default_rng(seed).permutation(n)`, the same order, as int32 when n < 2**31
+    (half the memory of the int64 one, per training pair)."""
+    perm = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+    np.random.default_rng(seed).shuffle(perm)
+    return perm
+
+
+def _sort_key(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """[N] keys ordering pairs by `first`, then `second` (non-negative ints): int32 when
+    they fit, else int64."""
+    top = (int(first.max(initial=0)) + 1) * (int(second.max(initial=0)) + 1)
+    dtype = np.int32 if top < 2**31 else np.int64
+    return first.astype(dtype) * dtype(int(second.max(initial=0)) + 1) + second
 
 
 class _TrainBatches:
@@ -106,8 +123,8 @@ class _TrainBatches:
         self.data, self.seed, self.pool = data, seed, pool
         self.batch_size, self.start = batch_size, shard_index * batch_size
         self.global_batch = batch_size * shard_count
-        counts = data._train_counts  # int[N, 2]
-        self.sort_key = counts[:, 0] * (int(counts[:, 1].max()) + 1) + counts[:, 1]
+        counts = data._train_counts  # int32[N, 2]
+        self.sort_key = _sort_key(counts[:, 0], counts[:, 1])
         self._cache: dict = {}  # last epoch permutations / pool, for speed only
 
     def __getstate__(self):
@@ -127,7 +144,7 @@ class _TrainBatches:
         for epoch in range(start // n, (stop - 1) // n + 1):
             perm = self._cached(
                 ("epoch", epoch),
-                lambda e=epoch: np.random.default_rng([self.seed, e]).permutation(n),
+                lambda e=epoch: permutation([self.seed, e], n),
             )
             parts.append(perm[max(start - epoch * n, 0) : min(stop - epoch * n, n)])
         return np.concatenate(parts)
@@ -184,8 +201,8 @@ class _TokenBatches:
         self.shard_index, self.shard_count = shard_index, shard_count
         n = len(data._train_rows)
         self.pool = min(pool, n) if pool > 0 else n
-        widths = data._train_widths  # int[N, 2] padded (src, tgt) widths
-        self.sort_key = widths[:, 1] * (int(widths[:, 0].max()) + 1) + widths[:, 0]
+        widths = data._train_widths  # int32[N, 2] padded (src, tgt) widths
+        self.sort_key = _sort_key(widths[:, 1], widths[:, 0])
         self._counts: list[int] = []  # batches in epochs 0, 1, ...
         self._cache: dict = {}  # the last epochs' plans, for speed only
 
@@ -197,7 +214,7 @@ class _TokenBatches:
 
         def make():
             n, widths = len(self.data._train_rows), self.data._train_widths[:, 1]
-            perm = np.random.default_rng([self.seed, epoch]).permutation(n)
+            perm = permutation([self.seed, epoch], n)
             batches = []
             for start in range(0, n, self.pool):
                 idx = perm[start : start + self.pool]
@@ -270,7 +287,7 @@ class Data:
         tgt_tokenizer: Tokenizer,
         src_vocab: Vocab,
         tgt_vocab: Vocab,
-        train_counts: np.ndarray,
+        train_ids: TokenIds,
         read_stats: dict,
         max_length: int,
         seed: int = 0,
@@ -278,14 +295,20 @@ class Data:
         self.config, self.seed = config, seed
         self.src_tokenizer, self.tgt_tokenizer = src_tokenizer, tgt_tokenizer
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
-        self._texts = texts
+        self._texts = texts  # {split: (sources, targets)}; 'train' read on demand only
+        self._train_ids = train_ids
+        train_counts = train_ids.counts()  # int[N, 2] tokens (no EOS) of every training pair
         self._pad_length = PadLength.from_config(config)
         # Training pairs: those that fit max_length and pad_to positions (EOS included).
         limit = min(x for x in (max_length, config.pad_to, 2**31) if x > 0)
+        # Per training pair, int32 (a few bytes a pair: corpora of tens of millions of pairs).
         fits = (train_counts < limit).all(1)
-        self._train_rows = np.flatnonzero(fits)  # int[N] indices into texts['train']
-        self._train_counts = train_counts[fits]  # int[N, 2] token counts (no EOS)
-        self._train_widths = self._padded(self._train_counts + 1)  # int[N, 2] (EOS included)
+        index = np.int32 if len(fits) < 2**31 else np.int64
+        self._train_rows = np.flatnonzero(fits).astype(index)  # [N] indices into the split
+        # [N, 2] token counts (no EOS), and the widths batches pad them to (EOS included)
+        self._train_counts = train_counts if fits.all() else train_counts[fits]
+        self._train_widths = self._padded(self._train_counts + np.int32(1))
+        del train_counts, fits
         if not len(self._train_rows):
             raise DataError(
                 f"No training pair has fewer than {limit} tokens a side; raise "
@@ -296,7 +319,7 @@ class Data:
             read=read_stats,
             examples={k: len(v[0]) for k, v in texts.items()},
             train_pairs=len(self._train_rows),
-            train_too_long=int((~fits).sum()),
+            train_too_long=len(train_ids) - len(self._train_rows),
             src_vocab=len(src_vocab),
             tgt_vocab=len(tgt_vocab),
             # the longest training sentences, in tokens without EOS (limits for new input)
@@ -307,7 +330,7 @@ class Data:
             log.info(
                 "Left out %d of %d training pairs with %d or more tokens a side.",
                 self.stats["train_too_long"],
-                len(fits),
+                len(train_ids),
                 limit,
             )
         # Evaluation sentences are cut to what training saw (so that one long line cannot
@@ -459,16 +482,10 @@ class Data:
         """Writes the vocabularies (and SentencePiece models) that `build(vocab_dir=...)` and
         evaluation load instead of reading the corpus again, and DATA_STATS_FILE (the number
         of training pairs and the longest training sentences, in tokens without EOS)."""
-        os.makedirs(directory, exist_ok=True)
-        self.src_vocab.save(os.path.join(directory, SRC_VOCAB_FILE))
-        self.tgt_vocab.save(os.path.join(directory, TGT_VOCAB_FILE))
-        models = {
-            spm_file(self.config, side): tok.sp_model  # sp_joint: one file
-            for side, tok in (("src", self.src_tokenizer), ("tgt", self.tgt_tokenizer))
-            if tok.sp_model is not None
-        }
-        for name, model in models.items():
-            write_bytes(os.path.join(directory, name), model)
+        tp = TextProcessing(
+            self.src_tokenizer, self.tgt_tokenizer, self.src_vocab, self.tgt_vocab, 0
+        )
+        save_text_processing(self.config, tp, directory)
         write_json(
             os.path.join(directory, DATA_STATS_FILE),
             {k: self.stats[k] for k in ("train_pairs", "max_source_len", "max_target_len")},
@@ -476,10 +493,12 @@ class Data:
 
     # ------------------------------------------------------------------ batches
     def _padded(self, lengths: np.ndarray) -> np.ndarray:
-        """Positions (EOS included) -> the widths batches pad them to; any int array."""
-        values, which = np.unique(lengths, return_inverse=True)
-        widths = np.array([self._pad_length(int(n)) for n in values], np.int64)
-        return widths[which.reshape(-1)].reshape(np.shape(lengths))
+        """Positions (EOS included) -> the widths batches pad them to: any int array -> int32
+        of its shape (a table of every length up to the longest, no per-pair temporary)."""
+        lengths = np.asarray(lengths)
+        top = int(lengths.max(initial=0))
+        table = np.array([self._pad_length(n) for n in range(top + 1)], np.int32)
+        return table[lengths]
 
     def _with_empty_rows(self, batch: dict, rows: int) -> dict[str, np.ndarray]:
         """`batch` with empty rows (pad ids, length 0) after its own, to `rows` rows."""
@@ -495,10 +514,17 @@ class Data:
     ) -> dict[str, np.ndarray]:
         """Rows of a split -> padded batch; widths 0 = the rows' own longest (padded)."""
         src_text, tgt_text = self._texts[split]
-        cut = self.config.pad_to if split == "train" else self.eval_cut
         try:
-            src = [encode(self.src_tokenizer, self.src_vocab, src_text[i], cut) for i in rows]
-            tgt = [encode(self.tgt_tokenizer, self.tgt_vocab, tgt_text[i], cut) for i in rows]
+            if split == "train":  # the prepared ids, cut as `encode` cuts text
+                cut = self.config.pad_to
+                src, tgt = (
+                    [end(ids, vocab.eos_id, cut) for ids in self._train_ids.rows(side, rows)]
+                    for side, vocab in enumerate((self.src_vocab, self.tgt_vocab))
+                )
+            else:
+                cut = self.eval_cut
+                src = [encode(self.src_tokenizer, self.src_vocab, src_text[i], cut) for i in rows]
+                tgt = [encode(self.tgt_tokenizer, self.tgt_vocab, tgt_text[i], cut) for i in rows]
         except ValueError as e:  # unknown word with tutorial_ids
             raise DataError(
                 f"In the {split!r} split: {e} Or train on every pair "

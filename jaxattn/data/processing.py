@@ -10,19 +10,18 @@ fingerprinted by the run's checkpoints. The file names are the run directory's
 
 from __future__ import annotations
 
-import collections
 import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import ml_collections
-import numpy as np
 
 from jaxattn.data.corpus import resolve
 from jaxattn.data.text import Tokenizer, sentencepiece_pieces, train_sentencepiece
 from jaxattn.data.vocab import Vocab
-from jaxattn.rundir.layout import SIDE_FILES, SRC_VOCAB_FILE, spm_file
+from jaxattn.rundir.files import write_bytes
+from jaxattn.rundir.layout import SIDE_FILES, SRC_VOCAB_FILE, TGT_VOCAB_FILE, spm_file
 
 
 class TextProcessing(NamedTuple):
@@ -79,6 +78,21 @@ def load_text_processing(cfg: ml_collections.ConfigDict, vocab_dir: str) -> Text
     return TextProcessing(src_tok, tgt_tok, src_vocab, tgt_vocab, resolved["max_length"])
 
 
+def save_text_processing(cfg, tp: TextProcessing, directory: str) -> None:
+    """Writes the vocabularies and SentencePiece models (one for sp_joint) that
+    `load_text_processing(cfg, directory)` reads."""
+    os.makedirs(directory, exist_ok=True)
+    tp.src_vocab.save(os.path.join(directory, SRC_VOCAB_FILE))
+    tp.tgt_vocab.save(os.path.join(directory, TGT_VOCAB_FILE))
+    models = {
+        spm_file(cfg, side): tok.sp_model  # sp_joint: one file
+        for side, tok in (("src", tp.src_tokenizer), ("tgt", tp.tgt_tokenizer))
+        if tok.sp_model is not None
+    }
+    for name, model in models.items():
+        write_bytes(os.path.join(directory, name), model)
+
+
 def _train_sentencepiece(cfg, resolved: dict, texts: Iterable[str]) -> bytes:
     """A SentencePiece model trained on `texts` (preprocessed as the tokenizer will)."""
     plain = Tokenizer("space", normalize=resolved["normalize"], lowercase=cfg.lowercase)
@@ -92,30 +106,24 @@ def _train_sentencepiece(cfg, resolved: dict, texts: Iterable[str]) -> bytes:
 
 
 def build_processing(
-    cfg, resolved: dict, train: tuple[list[str], list[str]], vocab_dir: str | None
-) -> tuple[TextProcessing, np.ndarray]:
-    """A run's text processing and int[N, 2] token counts (source, target) of the N training
-    pairs `train` (sources, targets): loaded from vocab_dir when it holds the vocabularies,
-    else built from `train`, the training split, the only text a SentencePiece model or a
-    vocabulary is made from.
+    cfg, resolved: dict, train: tuple[Sequence[str], Sequence[str]], vocab_dir: str | None
+) -> TextProcessing:
+    """A run's text processing: loaded from vocab_dir when it holds the vocabularies, else
+    built from `train` (sources, targets), the training split, the only text a SentencePiece
+    model or a vocabulary is made from: its first data.vocab_sample pairs (0 = all), read in
+    order, one pass a side (and one more a side for a joint model), never held as a list.
 
     SentencePiece: a model per side (or one for both, sp_joint), and the vocabulary is the
     model's pieces (byte pieces included). Other tokenizers: the vocabulary holds the training
     tokens seen vocab_min_freq times or more.
     """
-    counts = np.empty((len(train[0]), 2), np.int64)
-
-    def token_lists(tok, side: int):
-        for i, t in enumerate(train[side]):
-            tokens = tok.tokenize(t)
-            counts[i, side] = len(tokens)
-            yield tokens
-
     if vocab_dir and os.path.exists(os.path.join(vocab_dir, SRC_VOCAB_FILE)):
-        tp = load_text_processing(cfg, vocab_dir)
-        for side, tok in enumerate((tp.src_tokenizer, tp.tgt_tokenizer)):
-            collections.deque(token_lists(tok, side), maxlen=0)
-        return tp, counts
+        return load_text_processing(cfg, vocab_dir)
+    sample = cfg.get("vocab_sample", 0) or None  # old configs lack the field
+
+    def texts(side: int) -> Iterator[str]:
+        return itertools.islice(train[side], sample)
+
     sides = []
     if resolved["tokenizer"] != "sentencepiece":
         for side in (0, 1):
@@ -124,7 +132,7 @@ def build_processing(
                 (
                     tok,
                     Vocab.build(
-                        token_lists(tok, side),
+                        map(tok.tokenize, texts(side)),
                         min_freq=cfg.vocab_min_freq,
                         max_size=cfg.vocab_max_size or None,
                         order=cfg.vocab_order,
@@ -134,13 +142,14 @@ def build_processing(
             )
     else:
         joint = (
-            _train_sentencepiece(cfg, resolved, itertools.chain(*train)) if cfg.sp_joint else None
+            _train_sentencepiece(cfg, resolved, itertools.chain(texts(0), texts(1)))
+            if cfg.sp_joint
+            else None
         )
         for side in (0, 1):
             tok = _tokenizer(
-                cfg, resolved, joint or _train_sentencepiece(cfg, resolved, train[side])
+                cfg, resolved, joint or _train_sentencepiece(cfg, resolved, texts(side))
             )
-            collections.deque(token_lists(tok, side), maxlen=0)
             sides.append(
                 (
                     tok,
@@ -150,4 +159,4 @@ def build_processing(
                 )
             )
     (src_tok, src_vocab), (tgt_tok, tgt_vocab) = sides
-    return TextProcessing(src_tok, tgt_tok, src_vocab, tgt_vocab, resolved["max_length"]), counts
+    return TextProcessing(src_tok, tgt_tok, src_vocab, tgt_vocab, resolved["max_length"])

@@ -25,6 +25,7 @@ import struct
 import sys
 import zipfile
 import zlib
+from collections.abc import Iterator
 
 from jaxattn.errors import DataError
 
@@ -67,6 +68,35 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     path = os.fspath(path)
     if path == "-":
         return sys.stdin.buffer.read()
+    if _checked_is_zip(path):
+        return _read_zip(path)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+_SHA256_MEMO: dict[tuple, str] = {}  # (path, size, mtime_ns) -> sha256, see file_sha256
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of `read_bytes(path)`, a plain file read in 1 MB blocks (never whole), memoized
+    by (path, size, mtime) within the process: corpora are fingerprinted at every start."""
+    path = os.path.abspath(os.fspath(path))
+    if _checked_is_zip(path):
+        return sha256(_read_zip(path))
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _SHA256_MEMO:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        _SHA256_MEMO[key] = h.hexdigest()
+    return _SHA256_MEMO[key]
+
+
+def _checked_is_zip(path: str) -> bool:
+    """Whether `path` is a zip archive; FileNotFoundError, IsADirectoryError or a DataError
+    (see `read_bytes`) unless it is a zip or a plain file."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such file: {path}")
     if os.path.isdir(path):
@@ -74,7 +104,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     with open(path, "rb") as f:
         head = f.read(512)
     if zipfile.is_zipfile(path):
-        return _read_zip(path)
+        return True
     if head.startswith(_ZIP_MAGIC) or path.lower().endswith(".zip"):
         why = (
             "it starts like one but its end (the member list) is missing or damaged"
@@ -99,8 +129,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
             f"tutorial's data.zip): unpack it first ({tool} {path}) and give the "
             "text file."
         )
-    with open(path, "rb") as f:
-        return f.read()
+    return False
 
 
 def _read_zip(path: str) -> bytes:
@@ -143,15 +172,45 @@ def decode_lines(data: bytes, name: str) -> tuple[list[str | None], list[int]]:
     raw = data.split(b"\n")
     if raw and raw[-1] == b"":
         raw.pop()
-    lines, bad = [], []
-    for n, line in enumerate(raw, 1):
-        try:
-            lines.append(line.decode("utf-8").removesuffix("\r"))
-        except UnicodeDecodeError as e:
-            lines.append(None)
-            bad.append(n)
-            log.debug("%s line %d: %s", name, n, e)
-    return lines, bad
+    lines = [_decode_line(line, name, n) for n, line in enumerate(raw, 1)]
+    return lines, [n for n, line in enumerate(lines, 1) if line is None]
+
+
+def _decode_line(line: bytes, name: str, n: int) -> str | None:
+    """Line n (no line end) decoded, its '\\r' removed; None if it is not UTF-8."""
+    try:
+        return line.decode("utf-8").removesuffix("\r")
+    except UnicodeDecodeError as e:
+        log.debug("%s line %d: %s", name, n, e)
+        return None
+
+
+def _streamed_lines(path: str) -> tuple[int, Iterator[str | None]]:
+    """(line count, lines) of a file as `_decoded(read_bytes(path))` gives them, read line by
+    line (a zip archive: whole): the count (a first pass over the bytes, in 1 MB blocks)
+    comes before any line, so that misaligned files fail before any work."""
+    if _checked_is_zip(path):
+        lines, _ = _decoded(read_bytes(path), path)
+        return len(lines), iter(lines)
+    newlines, size, last, blank = 0, 0, b"", True
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            if not size and block.startswith(b"\xef\xbb\xbf"):
+                blank, block = False, block[3:]  # `_decoded` sees the mark as text
+            newlines, size, last = newlines + block.count(b"\n"), size + len(block), block[-1:]
+            blank = blank and not block.strip()
+    if blank:
+        raise DataError(f"{path} is empty: there is no text to read.")
+    count = newlines + (size > 0 and last != b"\n")
+
+    def lines() -> Iterator[str | None]:
+        with open(path, "rb") as f:
+            for n, line in enumerate(f, 1):
+                if n == 1 and line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]
+                yield _decode_line(line.removesuffix(b"\n"), path, n)
+
+    return count, lines()
 
 
 def bad_lines_message(name: str, bad: list[int]) -> str:
@@ -254,25 +313,45 @@ def read_aligned_pairs(src_data: bytes, tgt_data: bytes, src_name: str, tgt_name
     Different line counts mean the alignment is unknown: a ValueError, naming both files.
     Skipped and counted: pairs with undecodable bytes or an empty line on either side.
     """
-    (src_lines, src_bad), (tgt_lines, tgt_bad) = (
-        _decoded(src_data, src_name),
-        _decoded(tgt_data, tgt_name),
-    )
-    if len(src_lines) != len(tgt_lines):
+    (src_lines, _), (tgt_lines, _) = _decoded(src_data, src_name), _decoded(tgt_data, tgt_name)
+    counts: dict = {}
+    pairs = list(_aligned(src_lines, tgt_lines, src_name, tgt_name, counts))
+    return pairs, counts
+
+
+def stream_aligned_pairs(src_path: str, tgt_path: str, counts: dict) -> Iterator[tuple[str, str]]:
+    """`read_aligned_pairs` of two files, line by line (no list of all lines): the line
+    counts are checked now (DataError before any work), the pairs are yielded as they are
+    read, and `counts` is complete (and reported) once the last one is."""
+    (n_src, src_lines), (n_tgt, tgt_lines) = _streamed_lines(src_path), _streamed_lines(tgt_path)
+    _check_aligned(n_src, n_tgt, src_path, tgt_path)
+    return _aligned(src_lines, tgt_lines, src_path, tgt_path, counts, n_src)
+
+
+def _check_aligned(n_src: int, n_tgt: int, src_name: str, tgt_name: str) -> None:
+    if n_src != n_tgt:
         raise DataError(
-            f"{src_name} has {len(src_lines)} lines but {tgt_name} has {len(tgt_lines)}: "
+            f"{src_name} has {n_src} lines but {tgt_name} has {n_tgt}: "
             "line-aligned files need one line per sentence on both sides. Fix the files "
             "(a missing or extra line shifts every later pair)."
         )
-    counts = dict(lines=len(src_lines), pairs=0, skipped_undecodable=0, skipped_empty=0)
-    pairs = []
-    for src, tgt in zip(src_lines, tgt_lines, strict=True):
+
+
+def _aligned(src_lines, tgt_lines, src_name, tgt_name, counts: dict, lines: int | None = None):
+    """Pairs of line i of each side (stripped), skipping and counting undecodable and empty
+    ones into `counts`, reported (`_report`) after the last."""
+    if lines is None:
+        lines = len(src_lines)
+        _check_aligned(lines, len(tgt_lines), src_name, tgt_name)
+    counts.update(lines=lines, pairs=0, skipped_undecodable=0, skipped_empty=0)
+    bad = []
+    for n, (src, tgt) in enumerate(zip(src_lines, tgt_lines, strict=True), 1):
         if src is None or tgt is None:
             counts["skipped_undecodable"] += 1
+            bad.append(n)
         elif not src.strip() or not tgt.strip():
             counts["skipped_empty"] += 1
         else:
-            pairs.append((src.strip(), tgt.strip()))
-    counts["pairs"] = len(pairs)
-    bad = sorted(set(src_bad) | set(tgt_bad))
-    return pairs, _report(counts, f"{src_name} + {tgt_name}", bad)
+            counts["pairs"] += 1
+            yield src.strip(), tgt.strip()
+    _report(counts, f"{src_name} + {tgt_name}", bad)

@@ -1,0 +1,316 @@
+"""The training split's token ids, prepared once: text -> ids on disk, memory-mapped by every run.
+
+`train_ids(cfg, resolved, train, tp, corpus)` returns the `TokenIds` of the training pairs:
+for each side a flat int32[M] array of every pair's ids (no EOS) and int64[N + 1] offsets,
+pair i being ids[offsets[i]:offsets[i + 1]]. A TFDS-backed corpus (tutorial, parallel,
+tfds) is tokenized once, side by side, streamed in blocks (never a list of all pairs), into::
+
+    CACHE/<key>/{src,tgt}_ids.npy, {src,tgt}_offsets.npy, meta.json
+
+memory-mapped read-only by later runs, resumes, evaluation and translation (which then read
+no training text). CACHE is data.cache_dir, else $JAXATTN_CACHE, else ~/.cache/jaxattn (the
+corpus folders may be read-only). The key is a sha256 of the corpus's identity (its TFDS
+builder's name, which holds its files' sha256 and options, the training split's slice),
+the options that turn text into tokens (tokenizer, normalize, lowercase) and the
+vocabularies and SentencePiece models: anything else that changes gives another key, so a
+stale entry is never read. A corpus file that changed since an entry was prepared is named
+in a warning (its size, mtime and sha256 are in meta.json) before it is prepared again.
+
+The vocabularies and SentencePiece models of a fresh run are cached too, in CACHE/vocab-<key>/
+(`text_processing`: the files `processing.save_text_processing` writes), keyed by the corpus
+and the fields a vocabulary depends on, so a second fresh run reads no training text either.
+
+An entry is written into a temporary folder (.<key>.tmp-*) and renamed into place once
+complete, meta.json last: a full disk, an exception or a kill leaves no entry a later run
+reads (only a .tmp-* folder, which may be deleted). Synthetic corpora (made in memory at
+every start) get in-memory arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+
+import numpy as np
+
+from jaxattn.data.processing import build_processing, load_text_processing, save_text_processing
+from jaxattn.data.readers import file_sha256
+from jaxattn.errors import DataError
+from jaxattn.rundir.layout import SRC_VOCAB_FILE
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when the files' layout or the ids' meaning changes
+SIDES = ("src", "tgt")
+META_FILE = "meta.json"
+VOCAB_PREFIX = "vocab-"  # the vocabulary entries' names; the ids entries' are bare keys
+_HEADER = 128  # bytes of a 1-D .npy header (numpy pads it to this, whatever the length)
+_BLOCK = 4096  # pairs tokenized and written at a time
+
+
+class TokenIds:
+    """Training pairs' token ids: per side (flat int32[M], offsets int64[N + 1])."""
+
+    def __init__(self, sides: Sequence[tuple[np.ndarray, np.ndarray]]):
+        self.sides = tuple(sides)
+        if len({len(off) for _, off in self.sides}) != 1:
+            raise DataError("The prepared source and target ids hold different pair counts.")
+
+    def __len__(self) -> int:
+        return len(self.sides[0][1]) - 1
+
+    def counts(self) -> np.ndarray:
+        """int32[N, 2]: tokens (no EOS) of each pair's source and target, from the offsets
+        in blocks (no int64[N] temporary)."""
+        out = np.empty((len(self), 2), np.int32)
+        for side, (_, off) in enumerate(self.sides):
+            for start in range(0, len(self), 1 << 20):
+                block = np.asarray(off[start : start + (1 << 20) + 1])
+                out[start : start + len(block) - 1, side] = np.diff(block)
+        return out
+
+    def rows(self, side: int, pairs: Sequence[int]) -> list[list[int]]:
+        """The ids of `pairs` on side 0 (source) or 1 (target)."""
+        ids, off = self.sides[side]
+        return [ids[off[i] : off[i + 1]].tolist() for i in pairs]
+
+    @classmethod
+    def load(cls, directory: str) -> TokenIds:
+        """Memory-mapped, read-only, from a prepared entry."""
+        return cls(
+            [
+                tuple(
+                    np.load(os.path.join(directory, f"{side}_{part}.npy"), mmap_mode="r")
+                    for part in ("ids", "offsets")
+                )
+                for side in SIDES
+            ]
+        )
+
+
+class _NpyWriter:
+    """A 1-D .npy file written block by block, its length unknown until `close`."""
+
+    def __init__(self, path: str, dtype):
+        self.dtype, self.count = np.dtype(dtype), 0
+        self.file = open(path, "wb")  # noqa: SIM115 (closed by close())
+        self.file.write(b"\0" * _HEADER)
+
+    def write(self, values) -> None:
+        block = np.asarray(values, self.dtype)
+        self.file.write(block.tobytes())
+        self.count += block.size
+
+    def close(self) -> None:
+        self.file.seek(0)
+        np.lib.format.write_array_header_1_0(
+            self.file,
+            {
+                "descr": np.lib.format.dtype_to_descr(self.dtype),
+                "fortran_order": False,
+                "shape": (self.count,),
+            },
+        )
+        assert self.file.tell() == _HEADER, self.file.tell()
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+
+def _encode_side(texts: Sequence[str], tok, vocab, side: str, write_ids, write_offsets) -> None:
+    """Tokenizes `texts` in blocks; writes their ids and the running offsets (0 first)."""
+    end = 0
+    write_offsets([0])
+    for start in range(0, len(texts), _BLOCK):
+        try:
+            block = [vocab.encode(tok.tokenize(t)) for t in texts[start : start + _BLOCK]]
+        except ValueError as e:  # an unknown word with tutorial_ids
+            raise DataError(
+                f"Training pair {start}+ ({side}): {e} (The vocabulary comes from the first "
+                "data.vocab_sample pairs; raise it, or 0 = all.)"
+            ) from None
+        lengths = np.fromiter(map(len, block), np.int64, len(block))
+        write_ids(np.fromiter((i for ids in block for i in ids), np.int32, int(lengths.sum())))
+        write_offsets(end + np.cumsum(lengths))
+        end += int(lengths.sum())
+
+
+def _in_memory(train, tp) -> TokenIds:
+    sides = []
+    for side, (tok, vocab) in enumerate(
+        ((tp.src_tokenizer, tp.src_vocab), (tp.tgt_tokenizer, tp.tgt_vocab))
+    ):
+        ids, offsets = [], []
+        _encode_side(train[side], tok, vocab, SIDES[side], ids.append, offsets.append)
+        sides.append((np.concatenate(ids or [np.zeros(0, np.int32)]), np.concatenate(offsets)))
+    return TokenIds(sides)
+
+
+def cache_root(cfg) -> str:
+    """Where prepared entries live: data.cache_dir, $JAXATTN_CACHE or ~/.cache/jaxattn."""
+    root = cfg.get("cache_dir", "") or os.environ.get("JAXATTN_CACHE", "")
+    return os.path.abspath(os.path.expanduser(root or "~/.cache/jaxattn"))
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _corpus_identity(corpus: dict) -> dict:
+    return {k: corpus[k] for k in ("dataset", "split", "data_dir")}
+
+
+def fingerprint(cfg, resolved: dict, tp, corpus: dict) -> str:
+    """The entry's key: what the training ids depend on (see the module's doc)."""
+    parts = dict(
+        format=FORMAT,
+        corpus=_corpus_identity(corpus),
+        tokenizer=resolved["tokenizer"],
+        normalize=resolved["normalize"],
+        lowercase=bool(cfg.lowercase),
+        vocabs=[_sha("\n".join(v.tokens).encode()) for v in (tp.src_vocab, tp.tgt_vocab)],
+        sp_models=[
+            _sha(t.sp_model) if t.sp_model else "" for t in (tp.src_tokenizer, tp.tgt_tokenizer)
+        ],
+    )
+    return _sha(json.dumps(parts, sort_keys=True).encode())[:24]
+
+
+def _file_stamps(files: Sequence[str]) -> dict[str, dict]:
+    stamps = {}
+    for path in files:
+        st = os.stat(path)
+        stamps[os.path.abspath(path)] = dict(
+            size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=file_sha256(path)
+        )
+    return stamps
+
+
+def _report_changed(root: str, stamps: dict[str, dict]) -> None:
+    """Warns about each corpus file that changed since an entry of the same files was made."""
+    if not stamps or not os.path.isdir(root):
+        return
+    for name in sorted(os.listdir(root)):
+        try:
+            with open(os.path.join(root, name, META_FILE), encoding="utf-8") as f:
+                old = json.load(f).get("files", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        if set(old) != set(stamps):
+            continue
+        for path, now in stamps.items():
+            if old[path] != now:
+                log.warning(
+                    "%s changed since its token ids were prepared in %s (size %s -> %s, "
+                    "sha256 %s... -> %s...): preparing them again.",
+                    path,
+                    os.path.join(root, name),
+                    old[path].get("size"),
+                    now["size"],
+                    str(old[path].get("sha256"))[:12],
+                    now["sha256"][:12],
+                )
+
+
+def _write_entry(root: str, name: str, write, meta: dict) -> str:
+    """CACHE/<name>/: `write(folder)` fills a temporary folder, META_FILE (`meta`) is written
+    last and the folder renamed into place: a failure leaves no entry (see the module's doc)."""
+    directory = os.path.join(root, name)
+    try:
+        os.makedirs(root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
+    except OSError as e:
+        raise DataError(
+            f"Cannot write the prepared training data to {root} ({e}): set "
+            "--config.data.cache_dir (or $JAXATTN_CACHE) to a writable folder."
+        ) from None
+    try:
+        write(tmp)
+        with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+        try:
+            os.rename(tmp, directory)
+        except OSError:  # another process prepared it first
+            if not os.path.exists(os.path.join(directory, META_FILE)):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def processing_key(cfg, resolved: dict, corpus: dict) -> str:
+    """The vocabulary entry's key: the corpus and every field a vocabulary or SentencePiece
+    model depends on (tokenizer, normalize, lowercase, tutorial_ids, vocab_*, sp_*)."""
+    fields = {
+        k: cfg[k]
+        for k in sorted(cfg.keys())
+        if k.startswith(("vocab_", "sp_")) or k in ("lowercase", "tutorial_ids")
+    }
+    fields["vocab_sample"] = cfg.get("vocab_sample", 0)  # old configs lack the field
+    parts = dict(
+        format=FORMAT,
+        corpus=_corpus_identity(corpus),
+        tokenizer=resolved["tokenizer"],
+        normalize=resolved["normalize"],
+        fields=fields,
+    )
+    return VOCAB_PREFIX + _sha(json.dumps(parts, sort_keys=True, default=list).encode())[:24]
+
+
+def text_processing(cfg, resolved: dict, train, corpus: dict | None, vocab_dir: str | None):
+    """A run's `processing.TextProcessing`: from vocab_dir when it holds the vocabularies (a
+    resume, evaluation), else for a TFDS-backed corpus from its cache entry (built from
+    `train` and written there first if there is none), else built from `train`."""
+    if corpus is None or (vocab_dir and os.path.exists(os.path.join(vocab_dir, SRC_VOCAB_FILE))):
+        return build_processing(cfg, resolved, train, vocab_dir)
+    root = cache_root(cfg)
+    name = processing_key(cfg, resolved, corpus)
+    directory = os.path.join(root, name)
+    if os.path.exists(os.path.join(directory, META_FILE)):
+        log.info("Vocabularies from %s.", directory)
+        return load_text_processing(cfg, directory)
+    tp = build_processing(cfg, resolved, train, None)
+    meta = {
+        **_corpus_identity(corpus),
+        "format": FORMAT,
+        "vocab_sizes": [len(tp.src_vocab), len(tp.tgt_vocab)],
+    }
+    _write_entry(root, name, lambda folder: save_text_processing(cfg, tp, folder), meta)
+    return tp
+
+
+def train_ids(cfg, resolved: dict, train, tp, corpus: dict | None) -> TokenIds:
+    """The training pairs' ids: from the cache entry of this corpus and text processing,
+    prepared first if there is none; in memory for a synthetic corpus (`corpus` None).
+    `train` is (sources, targets), sequences of the training split's text."""
+    if corpus is None:
+        return _in_memory(train, tp)
+    root = cache_root(cfg)
+    key = fingerprint(cfg, resolved, tp, corpus)
+    directory = os.path.join(root, key)
+    stamps = _file_stamps(corpus["files"])
+    if os.path.exists(os.path.join(directory, META_FILE)):
+        log.info("Training token ids from %s.", directory)
+        return TokenIds.load(directory)
+    _report_changed(root, stamps)
+    log.info("Preparing the training token ids of %d pairs in %s.", len(train[0]), directory)
+
+    def write(folder: str) -> None:
+        for side, (tok, vocab) in enumerate(
+            ((tp.src_tokenizer, tp.src_vocab), (tp.tgt_tokenizer, tp.tgt_vocab))
+        ):
+            ids = _NpyWriter(os.path.join(folder, f"{SIDES[side]}_ids.npy"), np.int32)
+            offsets = _NpyWriter(os.path.join(folder, f"{SIDES[side]}_offsets.npy"), np.int64)
+            _encode_side(train[side], tok, vocab, SIDES[side], ids.write, offsets.write)
+            ids.close()
+            offsets.close()
+
+    meta = {**corpus, "format": FORMAT, "pairs": len(train[0]), "files": stamps}
+    return TokenIds.load(_write_entry(root, key, write, meta))
