@@ -502,6 +502,20 @@ MUTATIONS = [
         "tests/test_search.py -k does_not_stop_early",
     ),
     M(
+        "top_k_blocks_in_rank_order",
+        "jaxattn/search/core.py",
+        "blocks = jnp.sort(blocks, axis=-1)  # in index order",
+        "blocks = blocks  # in index order",
+        "tests/test_search.py -k blocked_top_k",
+    ),
+    M(
+        "top_k_ignores_last_block",
+        "jaxattn/search/core.py",
+        "    if full * block < length:\n        maxima",
+        "    if False:\n        maxima",
+        "tests/test_search.py -k blocked_top_k",
+    ),
+    M(
         "beam_never_finishes",
         "jaxattn/search/beam.py",
         "ended = (tok == eos_id) & (top_logp > neg_inf)",

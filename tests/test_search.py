@@ -711,3 +711,71 @@ def test_bad_constraints_are_refused(kw, says):
     for call in calls:
         with pytest.raises(OptionError, match=says):
             call()
+
+
+# ---------------------------------------------------------------------------------------------
+# The blocked top-k of beam search == lax.top_k
+# ---------------------------------------------------------------------------------------------
+
+
+def test_blocked_top_k_equals_lax_top_k():
+    """core.top_k gives lax.top_k's values and indices on random rows with many ties (a few
+    integer values), -inf (banned tokens, empty beams), rows all -inf, NaN, and lengths with a
+    short last block: the order of equal values (the lower index first) included."""
+    from jax import lax
+
+    from jaxattn.search.core import top_k
+
+    rng = np.random.default_rng(0)
+    for trial in range(120):
+        rows, length = int(rng.integers(1, 5)), int(rng.integers(20, 1500))
+        k, block = int(rng.integers(1, 7)), int(rng.choice([3, 4, 16, 128]))
+        x = rng.integers(-3, 3, (rows, length)).astype(np.float32)  # ties everywhere
+        x[rng.random((rows, length)) < 0.3] = -np.inf
+        if trial % 4 == 0:
+            x[0] = -np.inf  # a row with nothing allowed
+        if trial % 5 == 0:
+            x[rng.random((rows, length)) < 0.01] = np.nan
+        if trial % 7 == 0:
+            x = rng.normal(size=(rows, length)).astype(np.float32)
+        want = lax.top_k(jnp.asarray(x), k)
+        got = top_k(jnp.asarray(x), k, block)
+        np.testing.assert_array_equal(got[1], want[1], err_msg=f"indices, trial {trial}")
+        np.testing.assert_array_equal(got[0], want[0], err_msg=f"values, trial {trial}")
+
+
+def test_beam_with_blocked_top_k_equals_full_top_k(monkeypatch):
+    """A beam search whose candidates [B, K x V] span many blocks (V = 700: 10 blocks a beam of
+    128) gives bit for bit what it gives with lax.top_k over all candidates."""
+    from jax import lax
+
+    from jaxattn.search import beam
+    from jaxattn.search.core import start
+
+    vocab, k = 700, 3
+    model = build_model(make_config(), V, vocab, BOS)
+    src, src_len = make_batch(3)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), src, src_len, np.ones((B, 3), np.int32))
+    rng = np.random.default_rng(5)
+    variables = jax.tree.map(
+        lambda x: jnp.asarray(rng.normal(size=x.shape) * (0.5 if x.ndim > 1 else 0.1), x.dtype),
+        shapes,
+    )
+    variables = nudge_eos(variables, 3.0)  # some hypotheses end: the finished pool is used
+
+    def search():  # a fresh trace each call: it sees the top_k patched in or not
+        @jax.jit
+        def run(variables, src, src_len):
+            memory, state = start(model, variables, src, src_len, T)
+            ids = dict(bos_id=BOS, eos_id=EOS, pad_id=PAD, max_len=T, beam_size=k, n_best=2)
+            return beam.beam_loop(
+                model, variables, memory, state, S, jnp.float32(0.6), None, src_len, **ids
+            )
+
+        return run(variables, src, src_len)
+
+    blocked = search()
+    monkeypatch.setattr(beam, "top_k", lax.top_k)
+    full = search()
+    assert_same(blocked, full)
+    assert blocked.finished.any() and len(np.unique(blocked.lengths)) > 1  # the pool ranked

@@ -34,6 +34,7 @@ from jaxattn.search.core import (
     length_penalty,
     start,
     step,
+    top_k,
 )
 from jaxattn.search.greedy import greedy_loop
 from jaxattn.search.options import check_value
@@ -112,7 +113,7 @@ def beam_loop(
         vocab = logits.shape[-1]
         logp = (logits - log_z[:, None]).reshape(batch, k, vocab)  # fused into cand's pass
         cand = c.alive_logp[:, :, None] + logp  # [B, K, V]
-        top_logp, idx = lax.top_k(cand.reshape(batch, k * vocab), k)  # [B, K] best extensions
+        top_logp, idx = top_k(cand.reshape(batch, k * vocab), k)  # [B, K] best extensions
         parent, tok = idx // vocab, (idx % vocab).astype(jnp.int32)  # [B, K]
 
         tokens = gather(c.alive_tokens, parent).at[:, :, t].set(tok)  # [B, K, T]
