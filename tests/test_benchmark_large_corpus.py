@@ -64,6 +64,14 @@ def test_corpus_is_deterministic_sized_and_well_formed(tmp_path, eng_fra):
     assert 150 < joined < 350  # about half the pairs are two joined
 
 
+def test_chunks_do_not_change_the_corpus(eng_fra):
+    base = lc.tutorial_pairs(eng_fra)
+    whole = list(lc.generate(base, 50, seed=3))
+    parts = list(lc.generate(base, 50, seed=3, chunk=7))
+    assert len(whole) == 1 and len(parts) == 8 and len(parts[-1][0]) == 1
+    assert whole[0] == tuple(sum((list(p[k]) for p in parts), []) for k in (0, 1))
+
+
 def test_random_words_corpus():
     pairs = lc.random_pairs(n_words=500, seed=0, n=3000)
     assert pairs == lc.random_pairs(n_words=500, seed=0, n=3000)
