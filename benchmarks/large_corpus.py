@@ -1,12 +1,13 @@
 """Benchmarks training on large parallel corpora (issue #30); prints a table and JSON.
 
     python -m benchmarks.large_corpus --sizes 200000,2000000 --out large_corpus.json
-    python -m benchmarks.large_corpus --sizes 2000 --steps 2 --dir /tmp/lc --keep
+    python -m benchmarks.large_corpus --sizes 2000 --steps 2 --set train.batch_size=8 --keep
 
 For each size N (pairs of the training split) it writes a synthetic 'parallel' corpus folder
 (train.fr/train.en, valid.*, test.*: `--held-out` pairs each) and starts `scripts/train.py`
-with configs/multi30k.py's model (biGRU 512, batch 128) on it, three times, each a subprocess
-timed from its start:
+with configs/multi30k.py's model (biGRU 512, batch 128; `--set` changes it) on it, once for
+each of the runs named by `--runs` (all three by default), each a subprocess timed from its
+start:
 
 - prepare: a fresh data dir and workdir, until the first training step is done (reading and
   preparing the corpus, vocabularies, compiling), then `--steps` steps;
@@ -16,14 +17,17 @@ timed from its start:
 Each run reports its wall time, CPU time and peak resident memory (the child's ru_maxrss from
 os.wait4: the process and the processes it waited for), and the median and the best training
 tokens/s of its metrics.jsonl records (one a step) after the first. Steps that meet a new batch
-shape compile it (tens of seconds at this model size on 2 cores), so with a few steps the median
-is no steady figure; the best step, which compiled nothing, is closer to one (a steady figure
-needs more --steps). The corpus is recombined from the
-tutorial's eng-fra sentences (one pair, or two joined, so the vocabulary stays the tutorial's
-and most pairs are new) or, with `--text random`, random words of a Zipf-distributed made-up
-vocabulary. It only uses scripts/train.py and config overrides that exist in this checkout's
-config (e.g. data.cache_dir is passed only where the config has it), so it measures any version.
-The generated folder (`--dir`, default a temporary one) is deleted after unless --keep.
+shape compile it (tens of seconds at this model size on 2 cores), so with a few steps the
+median is no steady figure; the best step, which compiled nothing, is closer to one (a steady
+figure needs more --steps).
+
+The corpus is recombined from the tutorial's eng-fra sentences (one pair, or two joined, so
+the vocabulary stays the tutorial's and most pairs are new) or, with `--text random`, random
+words of a Zipf-distributed made-up vocabulary; the same seed gives the same bytes. It only
+uses scripts/train.py and config overrides that exist in this checkout's config (e.g.
+data.cache_dir is passed only where the config has it), so it measures any version. Each
+corpus is deleted once its runs are done, and `--dir` (default a temporary one) at the end
+unless --keep.
 """
 
 from __future__ import annotations
@@ -229,7 +233,7 @@ def bench_size(args, base, size: int, root: str, done: Callable[[dict], None]) -
 
 # ------------------------------------------------------------------------------- the report
 def _cell(result: dict, run: str, *keys: str) -> str:
-    return " / ".join(f"{result[run][k]:,}" for k in keys) if run in result else "-"
+    return " / ".join(f"{result[run][k]:,.0f}" for k in keys) if run in result else "-"
 
 
 def _best_tokens(result: dict) -> str:

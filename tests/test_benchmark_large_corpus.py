@@ -99,14 +99,14 @@ def test_table_marks_runs_not_made():
     result = {
         "pairs": 2000,
         "text_mb": 0.2,
-        "prepare": {"first_step_s": 3.5, "peak_rss_mb": 880.4, "cpu_s": 3.25},
-        "resume": {"first_step_s": 2.5, "peak_rss_mb": 870, "cpu_s": 2.0},
+        "prepare": {"first_step_s": 3.4, "peak_rss_mb": 1880.4, "cpu_s": 3.25},
+        "resume": {"first_step_s": 2.6, "peak_rss_mb": 870, "cpu_s": 2.0},
     }
     result["prepare"].update(tokens_per_sec=50, tokens_per_sec_best=900)
     result["resume"].update(tokens_per_sec=70, tokens_per_sec_best=1200)
     lines = lc.table([result]).split("\n")
     assert len(lines) == 3 and lines[0].count("|") == lines[2].count("|") == len(lc.COLUMNS) + 1
-    assert lines[2] == "| 2,000 | 0.2 | 3.5 / 880.4 | 2.5 / 870 | - | 3.25 | 60 / 1,200 |"
+    assert lines[2] == "| 2,000 | 0.2 | 3 / 1,880 | 3 / 870 | - | 3 | 60 / 1,200 |"
 
 
 @pytest.mark.slow
