@@ -734,6 +734,21 @@ MUTATIONS = [
         "        if False:\n            text = text.lower()",
         "tests/test_data_text.py -k tokenizer_options",
     ),
+    # ---------------------------------------------------- issue 30: held-out split membership
+    M(
+        "split_group_keyed_by_largest",
+        "jaxattn/data/splits.py",
+        "smallest[root] = min(smallest.get(root, s), s)",
+        "smallest[root] = max(smallest.get(root, s), s)",
+        "tests/test_data_splits.py",
+    ),
+    M(
+        "split_hash_without_separator",
+        "jaxattn/data/splits.py",
+        'h = hashlib.blake2b(f"{seed}\\0{key}".encode(), digest_size=8).digest()',
+        'h = hashlib.blake2b(f"{seed}{key}".encode(), digest_size=8).digest()',
+        "tests/test_data_splits.py",
+    ),
     # ------------------------------------------------------------------ checkpoint contents
     M(
         "checkpoint_iterator_not_restored",
