@@ -205,6 +205,9 @@ def default_train_config() -> ml_collections.ConfigDict:
     c.teacher_forcing_decay_rate = 0.9999  # exponential: factor a step, in (0, 1]
     c.teacher_forcing_sigmoid_k = 1000.0  # inverse_sigmoid: k >= 1; half way at k * ln(k)
     c.loss_over_padding = False  # True: the tutorial's loss over all positions
+    # Teacher-forced steps: the output layer and loss run on the real target positions only,
+    # in chunks of this many rows (padding skipped; float rounding differs); 0 = all [B, T, V].
+    c.loss_chunk = 512
     # Exponential moving average of the weights, in (0, 1), e.g. 0.999; 0 = off. After each
     # update ema = d * ema + (1 - d) * params; saved with each checkpoint (resumes exactly),
     # selected by --checkpoint ema, validated beside the weights (ema_loss, ema_bleu: twice
@@ -404,6 +407,7 @@ def rules() -> dict[str, dict]:
             "label_smoothing": real(0, 1, hi_open=True),
             "teacher_forcing_ratio": real(0, 1),
             "loss_over_padding": boolean,
+            "loss_chunk": integer(0),
             "ema_decay": real(0, 1, hi_open=True),
             "ema_start": integer(0),
             "teacher_forcing_schedule": one_of(*r["teacher_forcing_schedules"]),

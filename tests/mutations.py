@@ -236,6 +236,20 @@ MUTATIONS = [
         "denom = mask.shape[0]",
         f"{TS} -k masked_mean",
     ),
+    M(
+        "loss_chunk_first_chunk_only",
+        "jaxattn/training/losses.py",
+        "i * chunk < real,",
+        "i * chunk <= 0,",
+        f"{TS} -k loss_chunk",
+    ),
+    M(
+        "loss_chunk_never_taken",
+        "jaxattn/training/loop.py",
+        "real_rows_only = chunk and forced and",
+        "real_rows_only = False and",
+        f"{TS} -k projects_the_real_rows",
+    ),
     # ------------------------------------------- issue 28: accumulation, best metric, plateau
     M(
         "accumulate_mean_of_micro_means",

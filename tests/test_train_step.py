@@ -21,6 +21,7 @@ from jaxattn.config import default_model_config
 from jaxattn.errors import TrainingError
 from jaxattn.model.seq2seq import build_model
 from jaxattn.training import loop as train_lib
+from jaxattn.training.losses import masked_loss_sum, token_losses
 from jaxattn.training.optim import (
     make_optimizer,
     make_schedule,
@@ -181,6 +182,76 @@ def test_train_step_loss_over_padding_label_smoothing_and_free_running():
     assert abs(forced - want) > 1e-3  # free running made a difference here
 
 
+@pytest.mark.parametrize("chunk", [4, 64])
+def test_loss_chunk_projects_real_rows_only_with_the_same_step(chunk):
+    """train.loss_chunk > 0 (the output layer and loss on the real target positions only, in
+    chunks; 4: 18 positions in 5 chunks, 10 real, the last 2 skipped) gives the unchunked
+    step's loss, gradient norm and update (up to rounding), with label smoothing and dropout
+    (the same dropout draws), whatever ids the padding holds."""
+    batch = make_batch(pad_fill=None)
+    mask = np.arange(T)[None] < TGT_LEN[:, None]
+    _, want, m0 = run_step(make_tc(label_smoothing=0.1), batch, dropout=0.3)
+    _, new, m = run_step(make_tc(label_smoothing=0.1, loss_chunk=chunk), batch, dropout=0.3)
+    assert float(m["loss"]) == pytest.approx(float(m0["loss"]), rel=1e-6)
+    assert float(m["grad_norm"]) == pytest.approx(float(m0["grad_norm"]), rel=1e-5)
+    tree_close(new.params, want.params, rtol=1e-5, atol=1e-6)
+    # and it is the masked mean (no dropout: against the eval-mode logits)
+    _, _, m = run_step(make_tc(label_smoothing=0.1, loss_chunk=chunk), batch)
+    nll = np_token_nll(forward()(batch), batch["tgt"], 0.1)
+    assert float(m["loss"]) == pytest.approx(nll[mask].mean(), rel=1e-5)
+
+
+def test_default_config_projects_the_real_rows_only():
+    """The default train config (loss_chunk 512) takes `Seq2Seq.features` and the chunked
+    loss; loss_chunk=0 and loss_over_padding=True the logits of every position."""
+    from jaxattn.config import default_train_config
+
+    model, params = model_and_params()
+    state = train_lib.TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(0.1))
+
+    def methods(tc):
+        seen = set()
+
+        def record(next_fun, args, kwargs, context):
+            if context.module is not None and type(context.module) is type(model):
+                seen.add(context.method_name)
+            return next_fun(*args, **kwargs)
+
+        step = functools.partial(train_lib.train_step, model=model, tc=tc)
+        with nn.intercept_methods(record):
+            jax.eval_shape(step, state, make_batch(), jax.random.key(0))
+        return seen
+
+    default = default_train_config()
+    assert default.loss_chunk > 0
+    assert {"features", "output_logits"} <= methods(default)
+    for off in (dict(loss_chunk=0), dict(loss_chunk=8, loss_over_padding=True)):
+        assert methods(make_tc(**off)) == {"__call__"}
+
+
+def test_masked_loss_sum_is_the_masked_sum_of_token_losses():
+    """`masked_loss_sum` over [B, T, H] features equals sum(token_losses * mask) for chunks
+    that divide the positions or not, fractional weights included, and so does its gradient."""
+    rng = np.random.default_rng(0)
+    h = jnp.asarray(rng.standard_normal((3, 7, 5)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((5, 11)), jnp.float32)
+    tgt = jnp.asarray(rng.integers(0, 11, (3, 7)), jnp.int32)
+    mask = jnp.asarray((np.arange(7)[None] < np.array([7, 2, 0])[:, None]) * 0.5, jnp.float32)
+
+    def full(h, kernel):
+        return (token_losses(h @ kernel, tgt, 0.2) * mask).sum()
+
+    want, want_grads = jax.value_and_grad(full, argnums=(0, 1))(h, kernel)
+    for chunk in (1, 3, 9, 64):
+
+        def chunked(h, kernel, chunk=chunk):
+            return masked_loss_sum(h, tgt, mask, lambda x: x @ kernel, 0.2, chunk)
+
+        got, grads = jax.jit(jax.value_and_grad(chunked, argnums=(0, 1)))(h, kernel)
+        assert float(got) == pytest.approx(float(want), rel=1e-6)
+        tree_close(grads, want_grads, rtol=1e-5, atol=1e-6)
+
+
 def test_train_step_runs_in_training_mode():
     """The step's forward pass has dropout on (its loss differs from the eval-mode one)."""
     batch = make_batch()
@@ -287,7 +358,7 @@ def test_default_config_keeps_the_teacher_forced_fast_path():
 
         def record(next_fun, args, kwargs, context):
             if context.method_name == "__call__" and type(context.module) is type(model.decoder):
-                seen.append(kwargs["teacher_forcing"])
+                seen.append(kwargs.get("teacher_forcing"))  # features(): no argument
             return next_fun(*args, **kwargs)
 
         with nn.intercept_methods(record):

@@ -128,6 +128,8 @@ class Decoder(nn.Module):
     tie_embeddings: bool = False  # the output layer is the embedding table (transposed)
     embedding: nn.Module | None = None  # a shared nn.Embed (share_embeddings); None: its own
     needs_attention: ClassVar[bool] = True  # False: the subclass reads no `attention`
+    # `__call__(..., project=False)` gives the features before the output layer (`_logits`).
+    gives_features: ClassVar[bool] = True
 
     # ------------------------------------------------- the registry entry: from a model config
     @classmethod
@@ -295,13 +297,17 @@ class Decoder(nn.Module):
         state, features, weights = self._features(memory, state, emb, t, train=train)
         return state, self._logits(features), weights
 
-    def __call__(self, memory, targets, *, bos_id: int, teacher_forcing=None, train=False):
+    def __call__(
+        self, memory, targets, *, bos_id: int, teacher_forcing=None, train=False, project=True
+    ):
         """Decodes len(targets) steps in one scanned loop.
 
         targets [B, T]: gold ids ending in EOS (no BOS). The input at step 0 is BOS; at step t it
         is targets[:, t-1] where teacher_forcing[:, t] is True, else the previous step's argmax.
         teacher_forcing [B, T] bool or None (= always, the current tutorial).
-        Returns logits [B, T, V], attention weights [B, T, S] and the final state.
+        Returns logits [B, T, V], attention weights [B, T, S] and the final state; with
+        project=False (always teacher forced only) the features [B, T, H] the output layer
+        (`_logits`) reads instead of the logits, so that a loss can project only some rows.
         """
         batch, steps = targets.shape
         bos = jnp.full((batch, 1), bos_id, targets.dtype)
@@ -337,7 +343,9 @@ class Decoder(nn.Module):
                     forced, prevent_cse=False, policy=jax.checkpoint_policies.dots_saveable
                 )
             state, (features, weights) = nn.scan(forced, **scan_kw)(self, state0, (embedded, times))
-            return self._logits(features), weights, state
+            return (self._logits(features) if project else features), weights, state
+        if not project:
+            raise ValueError("project=False needs teacher_forcing=None (always teacher forced).")
         if teacher_forcing is None:  # init: the per-step path, so params init as before
             teacher_forcing = jnp.ones((batch, steps), bool)
         return step_loop(self, memory, state0, gold_inputs, teacher_forcing, train=train)

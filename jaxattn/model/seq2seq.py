@@ -199,6 +199,22 @@ class Seq2Seq(nn.Module):
         )
         return logits, weights
 
+    def features(self, src, src_len, targets, *, train: bool = False):
+        """The teacher-forced decoder's features [B, T, H] before the output layer (for a
+        decoder whose class has `gives_features`): `output_logits` of them are `__call__`'s
+        logits at teacher_forcing_ratio=1.0, so that a loss can project only the real target
+        positions (`training.losses.masked_loss_sum`)."""
+        check_ids("targets", targets, vocab_sizes(self)[1], "target ids")
+        memory = self.encode(src, src_len, train=train)
+        features, _, _ = self.decoder(
+            memory, targets, bos_id=self.bos_id, train=train, project=False
+        )
+        return features
+
+    def output_logits(self, features):
+        """The output layer: features [..., H] -> logits [..., V] float32."""
+        return self.decoder._logits(features)
+
     def attention_views(self, src, src_len, targets) -> AttentionViews:
         """Every attention's weights, per layer and head, of one teacher-forced pass over
         `targets` (train=False); see `AttentionViews`::

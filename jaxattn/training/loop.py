@@ -47,7 +47,7 @@ from jaxattn.rundir.layout import (
     step_dir,
 )
 from jaxattn.tools import plots
-from jaxattn.training.losses import loss_mask, token_losses
+from jaxattn.training.losses import loss_mask, masked_loss_sum, token_losses
 from jaxattn.training.optim import (
     current_learning_rate,
     make_optimizer,
@@ -101,8 +101,28 @@ def train_step(state: TrainState, batch, base_key, *, model, tc):
     mask = loss_mask(batch, tc.loss_over_padding)
     denom = jnp.maximum(mask.sum(), 1.0)  # the whole batch's tokens
 
+    # Always teacher forced, padding masked: the output layer and loss skip the padding.
+    chunk = tc.get("loss_chunk", 0) if not tc.loss_over_padding else 0
+    forced = isinstance(ratio, float | int) and ratio == 1.0  # a traced ratio draws coins
+    real_rows_only = chunk and forced and getattr(model.decoder, "gives_features", False)
+
     def loss_fn(params, batch, mask, key):
         dropout_key, tf_key = jax.random.split(key)
+        if real_rows_only:
+            features = model.apply(
+                {"params": params},
+                batch["src"],
+                batch["src_len"],
+                batch["tgt"],
+                train=True,
+                rngs={"dropout": dropout_key},
+                method="features",
+            )
+            logits_fn = lambda h: model.apply({"params": params}, h, method="output_logits")  # noqa: E731
+            total = masked_loss_sum(
+                features, batch["tgt"], mask, logits_fn, tc.label_smoothing, chunk
+            )
+            return total / denom
         logits, _ = model.apply(
             {"params": params},
             batch["src"],
