@@ -392,7 +392,10 @@ def _score(metric: str, metrics: dict) -> float:
 
 def _split_ema(state) -> tuple:
     """(flax's TrainState of `state`'s step, params and optimizer state: the `state` item, the
-    same with or without EMA; its EMA weights, `ema_params`, or None)."""
+    same with or without EMA; its EMA weights, `ema_params`, or None). Any other pytree is
+    saved as it is, without EMA."""
+    if not isinstance(state, train_state.TrainState):
+        return state, None
     plain = train_state.TrainState(
         step=state.step,
         apply_fn=state.apply_fn,
