@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import runpy
+import subprocess
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository's root
 
@@ -24,6 +26,22 @@ def synthetic_config(overrides: dict | None = None):
         section, name = key.split(".")
         config[section][name] = value
     return config
+
+
+def run_script(name: str, *args, env=None, stdin=None, code: int = 0) -> tuple[str, str]:
+    """(stdout, stderr) of `python scripts/NAME.py ARGS` (JAX on the CPU unless `env` says
+    otherwise); fails the test unless it exits with `code` and without a traceback."""
+    p = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", f"{name}.py"), *args],
+        input=stdin,
+        capture_output=True,
+        env=env or dict(os.environ, JAX_PLATFORMS="cpu"),
+        timeout=300,
+    )
+    out, err = p.stdout.decode(), p.stderr.decode()
+    assert p.returncode == code, f"exit {p.returncode}\nstdout:\n{out}\nstderr:\n{err}"
+    assert "Traceback" not in out + err, err
+    return out, err
 
 
 # Tutorial-format corpora written by tests: "I am very tall.<TAB>Je suis très tall !" pairs pass

@@ -5,12 +5,10 @@ eng-fra gold set; Translator.align / Translation.alignment and the scripts' flag
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from shared import ROOT
+from shared import ROOT, run_script
 
 from jaxattn.data.text import JOINER, normalize_tutorial
 from jaxattn.errors import DataError
@@ -201,23 +199,10 @@ def test_translator_alignments_greedy_beam_and_forced(tiny_run):
     assert model["aer"] < 0.5 < diagonal["aer"], (model, diagonal)
 
 
-def _script(name, *args, code=0):
-    p = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", f"{name}.py"), *args],
-        capture_output=True,
-        env=dict(os.environ, JAX_PLATFORMS="cpu"),
-        timeout=300,
-    )
-    out, err = p.stdout.decode(), p.stderr.decode()
-    assert p.returncode == code, f"exit {p.returncode}\nstdout:\n{out}\nstderr:\n{err}"
-    assert "Traceback" not in out + err, err
-    return out, err
-
-
 @pytest.mark.slow
 def test_print_alignment_and_align_eval_scripts(tiny_run, tmp_path):
     run = tiny_run.workdir
-    out, _ = _script("translate", f"--workdir={run}", "--print_alignment", "3 1 4", "9 2 6 5")
+    out, _ = run_script("translate", f"--workdir={run}", "--print_alignment", "3 1 4", "9 2 6 5")
     lines = out.strip().split("\n")
     assert len(lines) == 2 and all(" ||| " in x for x in lines)
     text, links = lines[1].split(" ||| ")
@@ -226,7 +211,7 @@ def test_print_alignment_and_align_eval_scripts(tiny_run, tmp_path):
     src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
     src.write_text("3 1\n9 2 6 5\n")
     ref.write_text("1 3\n5 6 2 9\n")
-    out, _ = _script(
+    out, _ = run_script(
         "evaluate", f"--workdir={run}", f"--src={src}", f"--ref={ref}", "--score",
         "--print_alignment",
     )  # fmt: skip
@@ -237,12 +222,12 @@ def test_print_alignment_and_align_eval_scripts(tiny_run, tmp_path):
         "# reversed\n3 1 ||| 1 3 ||| 1-0 0-1\n9 2 6 5 ||| 5 6 2 9 ||| 3-0 2-1 1-2 0-3\n"
     )
     links_out = tmp_path / "links.txt"
-    out, _ = _script("align_eval", f"--workdir={run}", f"--gold={gold}", f"--output={links_out}")
+    out, _ = run_script("align_eval", f"--workdir={run}", f"--gold={gold}", f"--output={links_out}")
     assert "AER" in out and "diagonal baseline: AER 100.00" in out
     assert links_out.read_text().split("\n")[:2] == [x.split(" ||| ")[1] for x in score_lines]
     gold.write_text("3 1 4 ||| 4 1 3 ||| 2-0 1-1 0-3\n")
-    _, err = _script("align_eval", f"--workdir={run}", f"--gold={gold}", code=1)
+    _, err = run_script("align_eval", f"--workdir={run}", f"--gold={gold}", code=1)
     assert f"error: {gold} line 1: link '0-3' names target word 3" in err
-    _, err = _script("evaluate", f"--workdir={run}", f"--src={src}", f"--ref={ref}",
+    _, err = run_script("evaluate", f"--workdir={run}", f"--src={src}", f"--ref={ref}",
                      "--print_alignment", code=2)  # fmt: skip
     assert "--print_alignment goes with --output" in err

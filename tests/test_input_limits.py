@@ -9,14 +9,12 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
-from shared import ROOT
+from shared import run_script
 
 from jaxattn.config import default_config
 from jaxattn.data import load_text_processing, readers
@@ -349,17 +347,7 @@ def env(tmp_path_factory):
 
 
 def script(env, name, *args, stdin=None, code=0):
-    p = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", f"{name}.py"), *args],
-        input=stdin,
-        capture_output=True,
-        env=env,
-        timeout=300,
-    )
-    out, err = p.stdout.decode(), p.stderr.decode()
-    assert p.returncode == code, f"exit {p.returncode}\nstdout:\n{out}\nstderr:\n{err}"
-    assert "Traceback" not in out + err, err
-    return out, err
+    return run_script(name, *args, env=env, stdin=stdin, code=code)
 
 
 @pytest.mark.slow
