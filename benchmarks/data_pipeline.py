@@ -11,6 +11,11 @@ production (tokenization, ids, padding) for a few pipeline settings, pinned to o
 side by side with token batches (train.batch_tokens) of about the same mean padded target
 tokens: padding share over an epoch, distinct batch shapes an epoch, and training target
 tokens/s of --steps steps after every shape is compiled and 3 warm-up steps (all cores).
+
+--prepared: configs/multi30k.py's training batches (prefetch off, one core) from the
+prepared ids read from disk by rows (what training does), from the same ids held in memory,
+and from the text tokenized per batch, interleaved over --repeats: batches/s and the time a
+batch takes as a share of a training step (--step-seconds, measured by --token-batches).
 """
 
 import argparse
@@ -102,6 +107,47 @@ def compare_token_batches(args) -> dict:
     return report
 
 
+def compare_prepared(args) -> dict:
+    """Training-batch production from prepared ids on disk, in memory, and from text."""
+    from jaxattn.data.batching import encode
+    from jaxattn.data.prepared import TokenIds
+
+    config = runpy.run_path(os.path.join(ROOT, "configs", "multi30k.py"))["get_config"]()
+    config.data.update(path=args.path, prefetch=0)
+    if args.data_dir:
+        config.data.update(data_dir=args.data_dir, cache_dir=os.path.join(args.data_dir, "cache"))
+    data = data_lib.build(config.data)
+    on_disk = data._train_ids
+    in_memory = TokenIds([tuple(np.asarray(a[:]) for a in side) for side in on_disk.sides])
+    src_text, tgt_text = (list(col) for col in data._texts["train"])
+
+    class FromText:  # ids tokenized per batch, as evaluation batches are made
+        def rows(self, side, pairs):
+            text, tok, vocab = (
+                (src_text, data.src_tokenizer, data.src_vocab)
+                if side == 0
+                else (tgt_text, data.tgt_tokenizer, data.tgt_vocab)
+            )
+            return [encode(tok, vocab, text[i])[:-1] for i in pairs]
+
+    sources = {"disk": on_disk, "memory": in_memory, "text": FromText()}
+    rates: dict[str, list[float]] = {k: [] for k in sources}
+    for _ in range(args.repeats):
+        for name, ids in sources.items():
+            data._train_ids = ids
+            rates[name].append(throughput(data, 128, args.batches) / 128)
+    data._train_ids = on_disk
+    best = {k: max(v) for k, v in rates.items()}
+    return {
+        "load_average": os.getloadavg(),
+        "cpu_cores_used": len(os.sched_getaffinity(0)),
+        "batches_per_second": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        "ms_per_batch_best": {k: round(1000 / v, 2) for k, v in best.items()},
+        "share_of_a_step": {k: round(1 / v / args.step_seconds, 5) for k, v in best.items()},
+        "step_seconds": args.step_seconds,
+    }
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--path", required=True, help="eng-fra.txt, a folder holding it, or data.zip")
@@ -116,7 +162,21 @@ def main(argv=None):
     )
     p.add_argument("--batch-tokens", type=int, default=0, help="0: sentence batches' mean")
     p.add_argument("--steps", type=int, default=10, help="timed steps (--token-batches)")
+    p.add_argument(
+        "--prepared",
+        action="store_true",
+        help="Multi30k training batches from prepared ids on disk / in memory / from text",
+    )
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (--prepared)")
+    p.add_argument(
+        "--step-seconds", type=float, default=2.12, help="a Multi30k step's time (--prepared)"
+    )
     args = p.parse_args(argv)
+    if args.prepared:
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        print(json.dumps(compare_prepared(args), indent=2))
+        return
     if args.token_batches:
         print(json.dumps(compare_token_batches(args), indent=2))
         return

@@ -4,15 +4,16 @@
     python -m benchmarks.large_corpus --sizes 2000 --steps 2 --set train.batch_size=8 --keep
 
 For each size N (pairs of the training split) it writes a synthetic 'parallel' corpus folder
-(train.fr/train.en, valid.*, test.*: `--held-out` pairs each) and starts `scripts/train.py`
-with configs/multi30k.py's model (biGRU 512, batch 128; `--set` changes it) on it, once for
-each of the runs named by `--runs` (all three by default), each a subprocess timed from its
-start:
+(train.fr/train.en, valid.*, test.*: `--held-out` pairs each) and runs on it, with
+configs/multi30k.py's model (biGRU 512, batch 128; `--set` changes it), each of the runs named
+by `--runs` (all three by default), each a subprocess timed from its start:
 
-- prepare: a fresh data dir and workdir, until the first training step is done (reading and
-  preparing the corpus, vocabularies, compiling), then `--steps` steps;
-- resume: the same workdir again with `--steps` more steps, until its first step;
-- first_step: a fresh workdir on the prepared corpus, until its first step.
+- prepare: `scripts/prepare.py` on a fresh data dir (the TFDS preparation of the text, the
+  vocabularies, the training ids), to its end; in a checkout without that script,
+  `scripts/train.py` on a fresh workdir until its first step, then `--steps` steps;
+- first_step: `scripts/train.py` on a fresh workdir of the prepared corpus: until its first
+  step (reading the prepared data, compiling), then `--steps` steps;
+- resume: first_step's workdir again with `--steps` more steps, until its first step.
 
 Each run reports its wall time, CPU time and peak resident memory (the child's ru_maxrss from
 os.wait4: the process and the processes it waited for), and the median and the best training
@@ -53,7 +54,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TEXT = os.path.join(ROOT, "..", "shared", "data", "eng-fra", "eng-fra.txt")
 MODEL_CONFIG = os.path.join(ROOT, "configs", "multi30k.py")
 SPLIT_FILES = {"train": "train", "validation": "valid", "test": "test"}  # split: file prefix
-RUNS = ("prepare", "resume", "first_step")
+RUNS = ("prepare", "first_step", "resume")
+PREPARE_SCRIPT = os.path.join(ROOT, "scripts", "prepare.py")
 
 
 # ------------------------------------------------------------------------------- the corpus
@@ -165,16 +167,9 @@ def overrides(
     return flags + [f"--config.{kv}" for kv in extra]
 
 
-def run_train(workdir: str, flags: list[str], log_path: str) -> dict:
-    """Runs scripts/train.py once; its wall and CPU seconds, peak RSS, time to its first step
-    and tokens/s, from metrics.jsonl records written by this run."""
-    metrics = os.path.join(workdir, "metrics.jsonl")
-    seen = 0
-    if os.path.exists(metrics):
-        with open(metrics) as f:
-            seen = sum(1 for _ in f)
-    cmd = [sys.executable, os.path.join(ROOT, "scripts", "train.py"), f"--workdir={workdir}"]
-    cmd += [f"--config={MODEL_CONFIG}", *flags]
+def run_script(cmd: list[str], log_path: str) -> dict:
+    """Runs `cmd` (a scripts/ command); its wall and CPU seconds and peak RSS (the child's
+    ru_maxrss from os.wait4) and its start time; SystemExit with the log's tail if it fails."""
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
     )
@@ -188,6 +183,34 @@ def run_train(workdir: str, flags: list[str], log_path: str) -> dict:
         with open(log_path) as f:
             tail = f.read()[-3000:]
         raise SystemExit(f"{shlex.join(cmd)} failed ({proc.returncode}):\n{tail}")
+    return {
+        "start": start,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+    }
+
+
+def run_prepare(flags: list[str], log_path: str) -> dict:
+    """scripts/prepare.py with the data flags of `flags`."""
+    data_flags = [f for f in flags if f.startswith("--config.data.")]
+    cmd = [sys.executable, PREPARE_SCRIPT, f"--config={MODEL_CONFIG}", *data_flags]
+    result = run_script(cmd, log_path)
+    del result["start"]
+    return result
+
+
+def run_train(workdir: str, flags: list[str], log_path: str) -> dict:
+    """Runs scripts/train.py once; its wall and CPU seconds, peak RSS, time to its first step
+    and tokens/s, from metrics.jsonl records written by this run."""
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    seen = 0
+    if os.path.exists(metrics):
+        with open(metrics) as f:
+            seen = sum(1 for _ in f)
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "train.py"), f"--workdir={workdir}"]
+    cmd += [f"--config={MODEL_CONFIG}", *flags]
+    result = run_script(cmd, log_path)
     with open(metrics) as f:
         records = [json.loads(line) for line in f][seen:]
     train = [r for r in records if r.get("split") == "train"]
@@ -195,10 +218,8 @@ def run_train(workdir: str, flags: list[str], log_path: str) -> dict:
         raise SystemExit(f"{metrics} has no training record of this run (see {log_path}).")
     tps = [r["tokens_per_sec"] for r in train[1:]]  # the first step compiles
     return {
-        "first_step_s": round(train[0]["time"] - start, 2),
-        "wall_s": round(wall, 2),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+        "first_step_s": round(train[0]["time"] - result.pop("start"), 2),
+        **result,
         "tokens_per_sec": round(statistics.median(tps), 1) if tps else None,
         "tokens_per_sec_best": round(max(tps), 1) if tps else None,  # a step that compiled none
         "steps": len(train),
@@ -207,7 +228,7 @@ def run_train(workdir: str, flags: list[str], log_path: str) -> dict:
 
 def bench_size(args, base, size: int, root: str, done: Callable[[dict], None]) -> dict:
     """The corpus of `size` pairs and the runs on it (RUNS, those in --runs; resume needs
-    prepare), calling `done(results so far)` after each."""
+    first_step), calling `done(results so far)` after each."""
     folder = os.path.join(root, f"corpus_{size}")
     t0 = time.time()
     files = write_corpus(folder, base, size, args.held_out, seed=args.seed)
@@ -221,9 +242,13 @@ def bench_size(args, base, size: int, root: str, done: Callable[[dict], None]) -
     workdir = os.path.join(root, f"run_{size}")
     for name in [r for r in RUNS if r in args.runs.split(",")]:
         steps = 2 * args.steps if name == "resume" else args.steps
-        wd = os.path.join(root, f"run_{size}_fresh") if name == "first_step" else workdir
         flags = overrides(folder, data_dir, steps, args.held_out, args.set)
-        out[name] = run_train(wd, flags, os.path.join(root, f"log_{size}_{name}.txt"))
+        log_path = os.path.join(root, f"log_{size}_{name}.txt")
+        if name == "prepare" and os.path.exists(PREPARE_SCRIPT):
+            out[name] = run_prepare(flags, log_path)
+        else:
+            wd = workdir + "_prepare" if name == "prepare" else workdir
+            out[name] = run_train(wd, flags, log_path)
         out[name]["load_after"] = system.load_average()[0]
         print(f"{size} {name}: {out[name]}", file=sys.stderr, flush=True)
         done(out)
@@ -233,13 +258,17 @@ def bench_size(args, base, size: int, root: str, done: Callable[[dict], None]) -
 
 # ------------------------------------------------------------------------------- the report
 def _cell(result: dict, run: str, *keys: str) -> str:
-    return " / ".join(f"{result[run][k]:,.0f}" for k in keys) if run in result else "-"
+    """result[run]'s `keys`, '-' for a run not made."""
+    if run not in result:
+        return "-"
+    r = result[run]
+    return " / ".join("-" if r.get(k) is None else f"{r[k]:,.0f}" for k in keys)
 
 
 def _best_tokens(result: dict) -> str:
     """Median and best tokens/s over the runs' steps after their first (the steps that compile
     a new batch shape count in the median: with few steps it is no steady figure)."""
-    runs = [result[n] for n in RUNS if n in result and result[n]["tokens_per_sec"]]
+    runs = [result[n] for n in RUNS if result.get(n, {}).get("tokens_per_sec")]
     if not runs:
         return "-"
     median = statistics.median(r["tokens_per_sec"] for r in runs)
@@ -249,14 +278,17 @@ def _best_tokens(result: dict) -> str:
 COLUMNS = (
     ("pairs", lambda r: f"{r['pairs']:,}"),
     ("text MB", lambda r: f"{r['text_mb']:,}"),
+    (
+        "prepare: s / CPU s / peak MB",
+        lambda r: _cell(r, "prepare", "wall_s", "cpu_s", "peak_rss_mb"),
+    ),
     *(
         (
             f"{name}: to step 1 s / peak MB",
             lambda r, n=name: _cell(r, n, "first_step_s", "peak_rss_mb"),
         )
-        for name in RUNS
+        for name in RUNS[1:]
     ),
-    ("prepare: CPU s", lambda r: _cell(r, "prepare", "cpu_s")),
     ("tokens/s: median / best step", lambda r: _best_tokens(r)),
 )
 
@@ -289,7 +321,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--runs",
         default=",".join(RUNS),
-        help="which runs, comma separated: prepare, resume (of prepare's workdir), first_step",
+        help="which runs, comma separated: prepare, first_step, resume (of first_step's workdir)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="", help="also write the JSON here (after every size)")

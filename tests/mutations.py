@@ -147,9 +147,30 @@ MUTATIONS = [
     M(
         "prepared_rows_one_id_too_many",
         "jaxattn/data/prepared.py",
-        "return [ids[off[i] : off[i + 1]].tolist() for i in pairs]",
-        "return [ids[off[i] : off[i + 1] + 1].tolist() for i in pairs]",
+        "out.append(ids[a:b].tolist())",
+        "out.append(ids[a : b + 1].tolist())",
         "tests/test_prepared.py -k encoded_text",
+    ),
+    M(
+        "counts_uint8_overflow",
+        "jaxattn/data/prepared.py",
+        "return np.uint8 if top < 255 else",
+        "return np.uint8 if top < 256 else",
+        "tests/test_prepared.py -k small",
+    ),
+    M(
+        "file_array_reads_from_the_header",
+        "jaxattn/data/prepared.py",
+        "data = os.pread(self._fd, count * size, self.start + start * size)",
+        "data = os.pread(self._fd, count * size, start * size)",
+        "tests/test_prepared.py -k small",
+    ),
+    M(
+        "stale_folders_of_live_processes_deleted",
+        "jaxattn/data/prepared.py",
+        "            continue  # alive: it may be writing now",
+        "            pass",
+        "tests/test_prepared.py -k killed",
     ),
     M(
         "prepared_key_ignores_the_vocabularies",

@@ -99,21 +99,20 @@ def test_table_marks_runs_not_made():
     result = {
         "pairs": 2000,
         "text_mb": 0.2,
-        "prepare": {"first_step_s": 3.4, "peak_rss_mb": 1880.4, "cpu_s": 3.25},
+        "prepare": {"wall_s": 9.6, "peak_rss_mb": 480.4, "cpu_s": 3.25},
         "resume": {"first_step_s": 2.6, "peak_rss_mb": 870, "cpu_s": 2.0},
     }
-    result["prepare"].update(tokens_per_sec=50, tokens_per_sec_best=900)
     result["resume"].update(tokens_per_sec=70, tokens_per_sec_best=1200)
     lines = lc.table([result]).split("\n")
     assert len(lines) == 3 and lines[0].count("|") == lines[2].count("|") == len(lc.COLUMNS) + 1
-    assert lines[2] == "| 2,000 | 0.2 | 3 / 1,880 | 3 / 870 | - | 3 | 60 / 1,200 |"
+    assert lines[2] == "| 2,000 | 0.2 | 10 / 3 / 480 | - | 3 / 870 | 70 / 1,200 |"
 
 
 @pytest.mark.slow
 def test_tiny_run_reports_every_run(tmp_path, eng_fra):
     out = tmp_path / "out.json"
     args = ["--sizes", "2000", "--steps", "2", "--held-out", "50", "--text", eng_fra]
-    args += ["--dir", str(tmp_path / "work"), "--out", str(out)]
+    args += ["--dir", str(tmp_path / "work"), "--keep", "--out", str(out)]
     for kv in ("train.batch_size=8", "model.hidden=16", "model.embed_dim=16"):
         args += ["--set", kv]
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
@@ -128,12 +127,16 @@ def test_tiny_run_reports_every_run(tmp_path, eng_fra):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report == json.loads(out.read_text())
-    assert not (tmp_path / "work").exists()  # deleted without --keep
+    assert not (tmp_path / "work" / "corpus_2000").exists()  # deleted, logs kept with --keep
     (size,) = report["sizes"]
     assert size["pairs"] == 2000
-    for name in lc.RUNS:
+    assert size["prepare"]["wall_s"] > 0 and size["prepare"]["peak_rss_mb"] > 100
+    for name in lc.RUNS[1:]:
         run = size[name]
         assert run["steps"] == 2 and 0 < run["first_step_s"] < run["wall_s"]
         assert run["peak_rss_mb"] > 100 and run["cpu_s"] > 0
         assert 0 < run["tokens_per_sec"] <= run["tokens_per_sec_best"]
+    logs = {n: read(tmp_path / "work", f"log_2000_{n}.txt") for n in ("prepare", "first_step")}
+    assert "Preparing the training token ids of 2000 pairs" in logs["prepare"]
+    assert "Training token ids from" in logs["first_step"] and "Preparing" not in logs["first_step"]
     assert "| 2,000 |" in proc.stderr  # the table

@@ -146,6 +146,7 @@ def _small(config, corpus):
     d.sp_vocab_size = min(d.sp_vocab_size, 300)
     d.pad_to = d.pad_to or 48  # one batch shape to compile (the toy pairs fit in 48 pieces)
     m.hidden = m.embed_dim = 16
+    m.ff_dim = min(m.ff_dim, 64)  # the Transformer's feed-forward: most of its time here
     m.attention_max_length = max(m.attention_max_length, 48)
     t.batch_size = min(t.batch_size, 32)  # noisier losses than the config's: a harder test
     t.divergence_warmup = 200  # stricter than the default 1000 steps, and faster

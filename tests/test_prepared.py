@@ -1,5 +1,5 @@
 """Training ids prepared once (jaxattn.data.prepared): the cache, its fingerprint, its atomic
-write, batches from the memory-mapped ids equal to batches encoded from the text, vocab_sample."""
+write, batches from the prepared ids equal to batches encoded from the text, vocab_sample."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from jaxattn.config import default_data_config
 from jaxattn.data import prepared
 from jaxattn.data.batching import encode
 from jaxattn.data.pipeline import _TrainBatches
+from jaxattn.data.prepared import FileArray
 from jaxattn.data.text import Tokenizer
 
 WORDS = "alpha beta gamma delta eps zeta eta theta iota kappa lambda mu nu xi pi rho".split()
@@ -96,7 +97,7 @@ def test_prepared_once_then_memory_mapped_and_no_text_tokenized(corpus, tmp_path
         "tgt_ids.npy",
         "tgt_offsets.npy",
     ]
-    assert isinstance(first._train_ids.sides[0][0], np.memmap)
+    assert isinstance(first._train_ids.sides[0][0], FileArray)
     assert len(first._train_ids) == 240
     first.save_vocabs(str(tmp_path / "work"))
     reference = take(first.train_iterator(8, seed=3), 5)
@@ -151,6 +152,41 @@ def test_a_second_fresh_run_reads_no_training_text_and_tokenizes_nothing(
             np.testing.assert_array_equal(a[k], b[k])
 
 
+@pytest.mark.slow
+def test_prepare_script_prepares_what_training_then_reads(corpus, monkeypatch):
+    """scripts/prepare.py with a config and data overrides writes the ids and vocabulary
+    entries that a later build of the same data config reads without tokenizing; rerun, it
+    prepares nothing; a bad field fails before any reading."""
+    import runpy
+
+    from shared import run_script
+
+    path, cache = corpus
+    data = dict(
+        name="parallel",
+        path=path,
+        src_lang="de",
+        tgt_lang="en",
+        cache_dir=str(cache),
+        data_dir=os.path.join(os.path.dirname(path), "tfds"),
+    )
+    flags = ["--config=configs/multi30k.py", *(f"--config.data.{k}={v}" for k, v in data.items())]
+    flags += ["--config.data.splits.validation=val", "--config.data.splits.test=test_2016_flickr"]
+    out, err = run_script("prepare", *flags)
+    assert "train 240, validation 20, test 20 pairs" in out, out
+    assert "Preparing the training token ids of 240 pairs" in err
+    assert len(entries(cache)) == 1 and len(entries(cache, vocab=True)) == 1
+    out, err = run_script("prepare", *flags)
+    assert "Preparing" not in err and "Training token ids from" in err
+    monkeypatch.setattr(Tokenizer, "tokenize", lambda *a: pytest.fail("tokenized again"))
+    cfg = runpy.run_path("configs/multi30k.py")["get_config"]().data
+    cfg.update(data)
+    cfg.splits.validation, cfg.splits.test = "val", "test_2016_flickr"
+    assert len(data_lib.build(cfg)._train_ids) == 240
+    _, err = run_script("prepare", *flags, "--config.data.vocab_min_freq=-1", code=2)
+    assert "vocab_min_freq" in err and "Preparing" not in err
+
+
 def test_the_vocabulary_entry_is_keyed_by_what_makes_the_vocabulary(corpus):
     path, cache = corpus
     base = data_lib.build(corpus_config(path, cache))
@@ -166,27 +202,56 @@ def test_the_vocabulary_entry_is_keyed_by_what_makes_the_vocabulary(corpus):
     assert len(entries(cache)) == 3
 
 
-def test_per_pair_arrays_are_int32(corpus):
-    """What training holds per pair (counts, widths, rows, sort keys, the epoch's permutation)
-    is int32, and the permutation is numpy's int64 one (the same batches as before)."""
+def test_per_pair_arrays_are_small(corpus):
+    """What training holds per pair is a few bytes: counts and widths uint8 (uint16 once a
+    sentence has 255+ tokens), rows and the epoch's permutation int32 (numpy's permutation, so
+    the same batches as before), no sort key of every pair; the ids are read from disk by
+    slices, not mapped."""
     from jaxattn.data.pipeline import permutation
+    from jaxattn.data.prepared import count_dtype
 
     path, cache = corpus
     data = data_lib.build(corpus_config(path, cache, bucket_pool=2))
-    for a in (data._train_counts, data._train_widths, data._train_rows, data._train_ids.counts()):
-        assert a.dtype == np.int32, a.dtype
+    for a in (data._train_counts, data._train_widths, data._train_ids.counts()):
+        assert a.dtype == np.uint8, a.dtype
+    assert data._train_rows.dtype == np.int32
+    assert [count_dtype(n) for n in (0, 254, 255, 65534, 65535)] == [
+        np.uint8,
+        np.uint8,
+        np.uint16,
+        np.uint16,
+        np.int32,
+    ]
     assert data._train_widths.tolist() == [
         [data._pad_length(int(n) + 1) for n in c] for c in data._train_counts
     ]
     plan = _TrainBatches(data, 5, 8, 0, 1, 2)
-    assert plan.sort_key.dtype == np.int32 and plan._stream(0, 240).dtype == np.int32
-    assert data._token_batches(64, 1).sort_key.dtype == np.int32
+    assert not hasattr(plan, "sort_key") and plan._stream(0, 240).dtype == np.int32
+    assert not hasattr(data._token_batches(64, 1), "sort_key")
     for seed, n in (([5, 0], 240), ([2**63, 7], 1001)):
         np.testing.assert_array_equal(
             permutation(seed, n), np.random.default_rng(seed).permutation(n)
         )
     ids, offsets = data._train_ids.sides[0]
-    assert isinstance(offsets, np.memmap) and offsets.dtype == np.int64
+    assert isinstance(offsets, FileArray) and offsets.dtype == np.int64
+    assert offsets[3:5].tolist() == np.load(offsets.path)[3:5].tolist()
+    with pytest.raises(IndexError):
+        offsets[0:4:2]
+
+
+def test_long_sentences_widen_the_counts(tmp_path):
+    """A training sentence of 300 tokens makes counts uint16, and its batch holds all of it."""
+    path = write_corpus(tmp_path / "corpus")
+    with open(Path(path) / "train.de", "a", encoding="utf-8") as f:
+        f.write(" ".join(["mot"] * 300) + "\n")
+    with open(Path(path) / "train.en", "a", encoding="utf-8") as f:
+        f.write("word\n")
+    data = data_lib.build(corpus_config(path, tmp_path / "cache"))
+    assert data._train_counts.dtype == np.uint16
+    assert int(data._train_counts[:, 0].max()) == 300 == data.stats["max_source_len"]
+    longest = int(np.argmax(data._train_counts[:, 0]))
+    batch = data._batch("train", [int(data._train_rows[longest])])
+    assert batch["src_len"].tolist() == [301]
 
 
 def test_a_new_vocabulary_or_tokenizer_is_a_new_entry(corpus):
@@ -231,6 +296,48 @@ def test_an_interrupted_prepare_leaves_nothing_a_later_run_reads(corpus, monkeyp
     monkeypatch.undo()
     data = data_lib.build(corpus_config(path, cache))
     assert len(entries(cache)) == 1 and len(data._train_ids) == 240
+
+
+def test_a_killed_prepare_leaves_a_folder_the_next_run_on_this_host_deletes(corpus):
+    """A write killed with SIGKILL (no cleanup runs) leaves its temporary folder; the next
+    write deletes it, and leaves those of a live process and of another host."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path, cache = corpus
+    cache.mkdir()
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"]
+    )  # a live process on this host: its folder stays
+    try:
+        live = cache / (prepared._tmp_prefix("live", pid=child.pid) + "x")
+        other = cache / (prepared._tmp_prefix("other", host="elsewhere", pid=1) + "x")
+        script = (
+            "import os, sys, tempfile, time; sys.path.insert(0, '.');"
+            "from jaxattn.data import prepared;"
+            f"d = tempfile.mkdtemp(prefix=prepared._tmp_prefix('k'), dir={str(cache)!r});"
+            "open(os.path.join(d, 'src_ids.npy'), 'wb').write(b'0' * 1000);"
+            "print(d, flush=True); time.sleep(60)"
+        )
+        killed = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        dead = killed.stdout.readline().strip()
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        for d in (live, other):
+            d.mkdir()
+        assert os.path.isdir(dead)
+        time.sleep(0.1)
+        data = data_lib.build(corpus_config(path, cache))
+        assert len(data._train_ids) == 240
+        assert not os.path.exists(dead)
+        assert live.is_dir() and other.is_dir()
+        assert prepared.remove_stale(str(cache)) == []
+    finally:
+        child.kill()
+        child.wait()
+    assert prepared.remove_stale(str(cache)) == [live.name]  # its process is gone now
 
 
 @pytest.mark.parametrize("overrides", [{}, {"bucket_pool": 3}, {"pad_to": 12}])

@@ -21,7 +21,7 @@ run), not here. Recipes (fields of `jaxattn.config.default_data_config()`, with 
   (or {prefix}.tsv) files per split, or path=one TSV file split by split_fractions.
 - A TFDS catalog dataset (network needed once to prepare it): name='tfds',
   tfds_name='wmt14_translate/fr-en', src_lang='fr', tgt_lang='en' (the feature names),
-  data_dir=a disk with room; the training split is tokenized once into memory-mapped ids
+  data_dir=a disk with room; the training split is tokenized once into ids on disk
   (data.prepared, in data.cache_dir), and vocab_sample bounds the pairs the vocabulary reads.
   It is prepared as array_record, so TensorFlow is never needed.
 - Synthetic tasks, offline: name='synthetic', synthetic_task='copy' | 'reverse' | 'sort' |
@@ -32,7 +32,7 @@ Modules: readers (every file format, read once for training and evaluation), tex
 hashed text), download (the tutorial's data.zip), builders (TFDS builders; imports
 tensorflow_datasets), synthetic (offline tasks), corpus (config -> text of every split;
 evaluation TSV files read the same way), processing (tokenizers + vocabularies of a run),
-prepared (the training split's token ids, prepared once, memory-mapped), batching (ids,
+prepared (the training split's token ids, prepared once, read a batch at a time), batching (ids,
 padding, bucket widths), pipeline (build, Data, grain batching).
 """
 

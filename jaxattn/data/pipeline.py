@@ -2,8 +2,9 @@
 
 `build(config.data)` is the one entry point; its steps are modules of their own: corpus (the
 text of every split), processing (tokenizers, vocabularies), prepared (the training split's
-token ids, tokenized once and memory-mapped), batching (ids, padding). Validation and test
-text is held in memory and encoded per batch; training batches read their rows' ids.
+token ids, tokenized once, read a batch's rows at a time), batching (ids, padding).
+Validation and test text is held in memory and encoded per batch; training batches read
+their rows' ids.
 
 Batches are dicts of numpy arrays (B = rows, S/T = padded lengths):
   src int32[B, S]: source ids then EOS, padded with pad_id;  src_len int32[B] (EOS counted)
@@ -42,7 +43,7 @@ import numpy as np
 
 from jaxattn.data.batching import PadLength, encode, end, pad, token_batches
 from jaxattn.data.corpus import load_texts, resolve
-from jaxattn.data.prepared import TokenIds, text_processing, train_ids
+from jaxattn.data.prepared import TokenIds, count_dtype, text_processing, train_ids
 from jaxattn.data.processing import TextProcessing, save_text_processing
 from jaxattn.data.text import Tokenizer
 from jaxattn.data.vocab import Vocab
@@ -123,18 +124,19 @@ class _TrainBatches:
         self.data, self.seed, self.pool = data, seed, pool
         self.batch_size, self.start = batch_size, shard_index * batch_size
         self.global_batch = batch_size * shard_count
-        counts = data._train_counts  # int32[N, 2]
-        self.sort_key = _sort_key(counts[:, 0], counts[:, 1])
-        self._cache: dict = {}  # last epoch permutations / pool, for speed only
+        self._cache: dict = {}  # the last two epoch permutations and pools, for speed only
 
     def __getstate__(self):
         return {**self.__dict__, "_cache": {}}
 
-    def _cached(self, key, make):
+    def _cached(self, key: tuple, make):
+        """make(), kept under `key` with the newest entry of its kind (key[0]) before it."""
         if key not in self._cache:
-            if len(self._cache) > 4:
-                self._cache.clear()
-            self._cache[key] = make()
+            value = make()
+            same = [k for k in self._cache if k[0] == key[0]]
+            for k in same[:-1]:  # a permutation is 4 bytes a pair: keep two of a kind
+                del self._cache[k]
+            self._cache[key] = value
         return self._cache[key]
 
     def _stream(self, start: int, stop: int) -> np.ndarray:
@@ -153,7 +155,9 @@ class _TrainBatches:
         """int[K, G]: pool p sorted by length, cut into K global batches, shuffled."""
         size = self.pool * self.global_batch
         idx = self._stream(p * size, (p + 1) * size)
-        batches = idx[np.argsort(self.sort_key[idx], kind="stable")].reshape(self.pool, -1)
+        counts = self.data._train_counts[idx]  # [K * G, 2]
+        order = np.argsort(_sort_key(counts[:, 0], counts[:, 1]), kind="stable")
+        batches = idx[order].reshape(self.pool, -1)
         return batches[np.random.default_rng([self.seed, p]).permutation(self.pool)]
 
     def global_batch_pairs(self, j: int) -> np.ndarray:
@@ -166,7 +170,7 @@ class _TrainBatches:
     def __call__(self, j: int) -> dict[str, np.ndarray]:
         d = self.data
         pairs = self.global_batch_pairs(j)
-        longest = d._train_counts[pairs].max(0) + 1  # src, tgt positions with EOS, all shards
+        longest = d._train_counts[pairs].max(0).astype(int) + 1  # src, tgt positions, EOS
         mine = d._train_rows[pairs[self.start : self.start + self.batch_size]]
         return d._batch(
             "train", mine.tolist(), d._pad_length(int(longest[0])), d._pad_length(int(longest[1]))
@@ -201,8 +205,6 @@ class _TokenBatches:
         self.shard_index, self.shard_count = shard_index, shard_count
         n = len(data._train_rows)
         self.pool = min(pool, n) if pool > 0 else n
-        widths = data._train_widths  # int32[N, 2] padded (src, tgt) widths
-        self.sort_key = _sort_key(widths[:, 1], widths[:, 0])
         self._counts: list[int] = []  # batches in epochs 0, 1, ...
         self._cache: dict = {}  # the last epochs' plans, for speed only
 
@@ -213,13 +215,16 @@ class _TokenBatches:
         """Epoch `epoch`'s global batches, in training order: (pairs int[n], rows)."""
 
         def make():
-            n, widths = len(self.data._train_rows), self.data._train_widths[:, 1]
+            n, widths = len(self.data._train_rows), self.data._train_widths  # [N, 2]
             perm = permutation([self.seed, epoch], n)
             batches = []
             for start in range(0, n, self.pool):
                 idx = perm[start : start + self.pool]
-                idx = idx[np.argsort(self.sort_key[idx], kind="stable")]
-                for a, b, rows in token_batches(widths[idx], self.budget, self.multiple):
+                w = widths[idx]  # [pool, 2] padded (src, tgt) widths
+                order = np.argsort(_sort_key(w[:, 1], w[:, 0]), kind="stable")
+                idx, w = idx[order], w[order, 1]
+                del order
+                for a, b, rows in token_batches(w, self.budget, self.multiple):
                     batches.append((idx[a:b], rows))
             order = np.random.default_rng([self.seed, epoch, 1]).permutation(len(batches))
             return [batches[i] for i in order]
@@ -297,17 +302,18 @@ class Data:
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self._texts = texts  # {split: (sources, targets)}; 'train' read on demand only
         self._train_ids = train_ids
-        train_counts = train_ids.counts()  # int[N, 2] tokens (no EOS) of every training pair
+        train_counts = train_ids.counts()  # [N, 2] tokens (no EOS) of every pair, uint8/16
         self._pad_length = PadLength.from_config(config)
         # Training pairs: those that fit max_length and pad_to positions (EOS included).
         limit = min(x for x in (max_length, config.pad_to, 2**31) if x > 0)
-        # Per training pair, int32 (a few bytes a pair: corpora of tens of millions of pairs).
+        # Per training pair a few bytes (corpora of tens of millions of pairs): indices int32,
+        # counts and widths uint8 (uint16 for sentences of 255+ tokens); sort keys per pool.
         fits = (train_counts < limit).all(1)
         index = np.int32 if len(fits) < 2**31 else np.int64
         self._train_rows = np.flatnonzero(fits).astype(index)  # [N] indices into the split
         # [N, 2] token counts (no EOS), and the widths batches pad them to (EOS included)
         self._train_counts = train_counts if fits.all() else train_counts[fits]
-        self._train_widths = self._padded(self._train_counts + np.int32(1))
+        self._train_widths = self._padded(self._train_counts, add=1)
         del train_counts, fits
         if not len(self._train_rows):
             raise DataError(
@@ -492,13 +498,13 @@ class Data:
         )
 
     # ------------------------------------------------------------------ batches
-    def _padded(self, lengths: np.ndarray) -> np.ndarray:
-        """Positions (EOS included) -> the widths batches pad them to: any int array -> int32
-        of its shape (a table of every length up to the longest, no per-pair temporary)."""
+    def _padded(self, lengths: np.ndarray, add: int = 0) -> np.ndarray:
+        """Positions (`lengths` + `add`, EOS included) -> the widths batches pad them to: an
+        int array of the same shape, in the smallest type that holds them (a table of every
+        length up to the longest, no per-pair temporary)."""
         lengths = np.asarray(lengths)
-        top = int(lengths.max(initial=0))
-        table = np.array([self._pad_length(n) for n in range(top + 1)], np.int32)
-        return table[lengths]
+        table = [self._pad_length(n + add) for n in range(int(lengths.max(initial=0)) + 1)]
+        return np.array(table, count_dtype(max(table)))[lengths]
 
     def _with_empty_rows(self, batch: dict, rows: int) -> dict[str, np.ndarray]:
         """`batch` with empty rows (pad ids, length 0) after its own, to `rows` rows."""

@@ -1,4 +1,4 @@
-"""The training split's token ids, prepared once: text -> ids on disk, memory-mapped by every run.
+"""The training split's token ids, prepared once: text -> ids on disk, read by every run.
 
 `train_ids(cfg, resolved, train, tp, corpus)` returns the `TokenIds` of the training pairs:
 for each side a flat int32[M] array of every pair's ids (no EOS) and int64[N + 1] offsets,
@@ -7,10 +7,12 @@ tfds) is tokenized once, side by side, streamed in blocks (never a list of all p
 
     CACHE/<key>/{src,tgt}_ids.npy, {src,tgt}_offsets.npy, meta.json
 
-memory-mapped read-only by later runs, resumes, evaluation and translation (which then read
-no training text). CACHE is data.cache_dir, else $JAXATTN_CACHE, else ~/.cache/jaxattn (the
-corpus folders may be read-only). The key is a sha256 of the corpus's identity (its TFDS
-builder's name, which holds its files' sha256 and options, the training split's slice),
+read by later runs, resumes, evaluation and translation (which then read no training
+text) a batch's rows at a time (`FileArray`: `os.pread`, no memory map, so a process holds
+a few bytes a pair whatever the corpus size). CACHE is data.cache_dir, else
+$JAXATTN_CACHE, else ~/.cache/jaxattn (the corpus folders may be read-only). The key is a
+sha256 of the corpus's identity (its TFDS builder's name, which holds its files' sha256
+and options, the training split's slice),
 the options that turn text into tokens (tokenizer, normalize, lowercase) and the
 vocabularies and SentencePiece models: anything else that changes gives another key, so a
 stale entry is never read. A corpus file that changed since an entry was prepared is named
@@ -20,10 +22,11 @@ The vocabularies and SentencePiece models of a fresh run are cached too, in CACH
 (`text_processing`: the files `processing.save_text_processing` writes), keyed by the corpus
 and the fields a vocabulary depends on, so a second fresh run reads no training text either.
 
-An entry is written into a temporary folder (.<key>.tmp-*) and renamed into place once
-complete, meta.json last: a full disk, an exception or a kill leaves no entry a later run
-reads (only a .tmp-* folder, which may be deleted). Synthetic corpora (made in memory at
-every start) get in-memory arrays.
+An entry is written into a temporary folder (.<key>.tmp-<host>-<pid>-*) and renamed into
+place once complete, meta.json last: a full disk, an exception or a kill leaves no entry a
+later run reads. A kill leaves its temporary folder; the next write on the same host
+deletes those whose process is gone (another host's are left: that host may still be
+writing). Synthetic corpora (made in memory at every start) get in-memory arrays.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Sequence
 
@@ -53,10 +57,53 @@ _HEADER = 128  # bytes of a 1-D .npy header (numpy pads it to this, whatever the
 _BLOCK = 4096  # pairs tokenized and written at a time
 
 
-class TokenIds:
-    """Training pairs' token ids: per side (flat int32[M], offsets int64[N + 1])."""
+class FileArray:
+    """A 1-D .npy file read by slices with `os.pread`, nothing mapped or held: reading rows
+    all over a corpus of tens of millions of pairs leaves the process's resident memory as it
+    was (a memory map's touched pages would count in it). `a[i:j]` -> np.ndarray."""
 
-    def __init__(self, sides: Sequence[tuple[np.ndarray, np.ndarray]]):
+    def __init__(self, path: str):
+        self.path = path
+        with open(path, "rb") as f:
+            read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                np.lib.format.read_magic(f), np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, self.dtype = read(f)
+            self.start = f.tell()
+        if len(shape) != 1 or fortran:
+            raise DataError(f"{path} is not a 1-D array; delete its folder to prepare it again.")
+        self.size = shape[0]
+        self._fd, self._pid = None, None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_fd": None, "_pid": None}
+
+    def __del__(self):
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, item: slice) -> np.ndarray:
+        start, stop, step = item.indices(self.size)
+        if step != 1:
+            raise IndexError("FileArray takes contiguous slices only.")
+        count = max(stop - start, 0)
+        if self._pid != os.getpid():  # opened per process (a forked worker has its own)
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        size = self.dtype.itemsize
+        data = os.pread(self._fd, count * size, self.start + start * size)
+        if len(data) != count * size:
+            raise DataError(f"{self.path} is shorter than its header says: prepare it again.")
+        return np.frombuffer(data, self.dtype)
+
+
+class TokenIds:
+    """Training pairs' token ids: per side (flat int32[M] ids, int64[N + 1] offsets), numpy
+    arrays (a synthetic corpus) or `FileArray`s (a prepared entry)."""
+
+    def __init__(self, sides: Sequence[tuple]):
         self.sides = tuple(sides)
         if len({len(off) for _, off in self.sides}) != 1:
             raise DataError("The prepared source and target ids hold different pair counts.")
@@ -65,32 +112,46 @@ class TokenIds:
         return len(self.sides[0][1]) - 1
 
     def counts(self) -> np.ndarray:
-        """int32[N, 2]: tokens (no EOS) of each pair's source and target, from the offsets
-        in blocks (no int64[N] temporary)."""
-        out = np.empty((len(self), 2), np.int32)
+        """[N, 2] tokens (no EOS) of each pair's source and target, from the offsets read in
+        blocks (no int64[N] temporary), in the smallest of uint8/uint16/int32 that holds the
+        longest plus one (what training keeps per pair: a few bytes)."""
+        blocks = [[], []]
         for side, (_, off) in enumerate(self.sides):
             for start in range(0, len(self), 1 << 20):
-                block = np.asarray(off[start : start + (1 << 20) + 1])
-                out[start : start + len(block) - 1, side] = np.diff(block)
+                block = np.diff(np.asarray(off[start : start + (1 << 20) + 1]))
+                blocks[side].append(block.astype(count_dtype(int(block.max(initial=0)))))
+        top = max((int(b.max(initial=0)) for side in blocks for b in side), default=0)
+        out = np.empty((len(self), 2), count_dtype(top))
+        for side in (0, 1):
+            out[:, side] = np.concatenate(blocks[side]) if blocks[side] else []
         return out
 
     def rows(self, side: int, pairs: Sequence[int]) -> list[list[int]]:
         """The ids of `pairs` on side 0 (source) or 1 (target)."""
         ids, off = self.sides[side]
-        return [ids[off[i] : off[i + 1]].tolist() for i in pairs]
+        out = []
+        for i in pairs:
+            a, b = (int(x) for x in off[i : i + 2])
+            out.append(ids[a:b].tolist())
+        return out
 
     @classmethod
     def load(cls, directory: str) -> TokenIds:
-        """Memory-mapped, read-only, from a prepared entry."""
+        """Read by slices (`FileArray`), from a prepared entry."""
         return cls(
             [
                 tuple(
-                    np.load(os.path.join(directory, f"{side}_{part}.npy"), mmap_mode="r")
+                    FileArray(os.path.join(directory, f"{side}_{part}.npy"))
                     for part in ("ids", "offsets")
                 )
                 for side in SIDES
             ]
         )
+
+
+def count_dtype(top: int):
+    """The smallest of uint8/uint16/int32 that holds `top` + 1 (a count plus its EOS)."""
+    return np.uint8 if top < 255 else np.uint16 if top < 65535 else np.int32
 
 
 class _NpyWriter:
@@ -217,13 +278,44 @@ def _report_changed(root: str, stamps: dict[str, dict]) -> None:
                 )
 
 
+def _tmp_prefix(name: str, host: str | None = None, pid: int | None = None) -> str:
+    host = socket.gethostname() if host is None else host
+    return f".{name}.tmp-{host.replace('-', '_')}-{os.getpid() if pid is None else pid}-"
+
+
+def remove_stale(root: str) -> list[str]:
+    """Deletes the temporary folders in `root` left by a killed write on this host (their
+    process is gone); returns their names. Another host's are left alone."""
+    host, removed = socket.gethostname().replace("-", "_"), []
+    for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        parts = entry.rsplit(".tmp-", 1)
+        fields = parts[1].split("-") if len(parts) == 2 and entry.startswith(".") else []
+        if len(fields) < 3 or fields[0] != host or not fields[1].isdigit():
+            continue
+        try:
+            os.kill(int(fields[1]), 0)
+            continue  # alive: it may be writing now
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # alive, another user's
+            continue
+        shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+        removed.append(entry)
+    if removed:
+        log.info(
+            "Deleted %d unfinished prepared folder(s) of killed runs in %s.", len(removed), root
+        )
+    return removed
+
+
 def _write_entry(root: str, name: str, write, meta: dict) -> str:
     """CACHE/<name>/: `write(folder)` fills a temporary folder, META_FILE (`meta`) is written
     last and the folder renamed into place: a failure leaves no entry (see the module's doc)."""
     directory = os.path.join(root, name)
     try:
         os.makedirs(root, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
+        remove_stale(root)
+        tmp = tempfile.mkdtemp(prefix=_tmp_prefix(name), dir=root)
     except OSError as e:
         raise DataError(
             f"Cannot write the prepared training data to {root} ({e}): set "
