@@ -329,6 +329,13 @@ MUTATIONS = [
         f"{TS} -k eval_step",
     ),
     M(
+        "eval_step_chunked_label_smoothing",
+        "jaxattn/training/loop.py",
+        "loss_sum = real_rows_loss_sum(model, params, batch, mask, 0.0, chunk)",
+        "loss_sum = real_rows_loss_sum(model, params, batch, mask, 0.1, chunk)",
+        f"{TS} -k eval_step",
+    ),
+    M(
         "eval_step_counts_padding",
         "jaxattn/training/loop.py",
         'return {"loss_sum": losses.sum(), "tokens": mask.sum()}',

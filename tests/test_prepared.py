@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from jaxattn.data.batching import encode
 from jaxattn.data.pipeline import _TrainBatches
 from jaxattn.data.prepared import FileArray
 from jaxattn.data.text import Tokenizer
+from jaxattn.errors import DataError
 
 WORDS = "alpha beta gamma delta eps zeta eta theta iota kappa lambda mu nu xi pi rho".split()
 
@@ -235,8 +237,30 @@ def test_per_pair_arrays_are_small(corpus):
     ids, offsets = data._train_ids.sides[0]
     assert isinstance(offsets, FileArray) and offsets.dtype == np.int64
     assert offsets[3:5].tolist() == np.load(offsets.path)[3:5].tolist()
+    assert pickle.loads(pickle.dumps(offsets))[3:5].tolist() == offsets[3:5].tolist()
     with pytest.raises(IndexError):
         offsets[0:4:2]
+
+
+@pytest.mark.parametrize("damage", ["header_as_data", "decreasing", "short_ids"])
+def test_a_damaged_entry_is_named_not_read(corpus, damage):
+    """Offsets that are not those of the ids (a file overwritten or cut) are one DataError
+    naming the file and what to do, before any batch."""
+    path, cache = corpus
+    data_lib.build(corpus_config(path, cache))
+    (key,) = entries(cache)
+    name = "tgt_ids.npy" if damage == "short_ids" else "src_offsets.npy"
+    array = np.load(cache / key / name)
+    if damage == "header_as_data":
+        array[:16] = np.frombuffer(b"\x93NUMPY" + bytes(122), np.int64)
+    elif damage == "decreasing":
+        array[100] = array[99] - 1
+    else:
+        array = array[:-1]
+    np.save(cache / key / name, array)
+    side = "tgt" if damage == "short_ids" else "src"
+    with pytest.raises(DataError, match=f"damaged: .*{side}_offsets.npy.*Delete its folder"):
+        data_lib.build(corpus_config(path, cache))
 
 
 def test_long_sentences_widen_the_counts(tmp_path):

@@ -387,11 +387,15 @@ def test_eval_step_sums():
         (False, nll[mask].sum(), TGT_LEN.sum()),
         (True, nll.sum(), B * T),
     ]:
-        out = jax.jit(
-            functools.partial(train_lib.eval_step, model=model, loss_over_padding=over_padding)
-        )(params, batch)
-        assert float(out["loss_sum"]) == pytest.approx(want_loss, rel=1e-5)
-        assert float(out["tokens"]) == want_tokens
+        assert model.decoder.gives_features  # so chunk > 0 takes the real positions' path
+        for chunk in (0, 3, 512):  # the full logits; the real positions in chunks
+            out = jax.jit(
+                functools.partial(
+                    train_lib.eval_step, model=model, loss_over_padding=over_padding, chunk=chunk
+                )
+            )(params, batch)
+            assert float(out["loss_sum"]) == pytest.approx(want_loss, rel=1e-5)
+            assert float(out["tokens"]) == want_tokens
 
 
 def make_big_batch(rows=12, seed=5):

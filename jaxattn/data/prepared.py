@@ -73,7 +73,7 @@ class FileArray:
         if len(shape) != 1 or fortran:
             raise DataError(f"{path} is not a 1-D array; delete its folder to prepare it again.")
         self.size = shape[0]
-        self._fd, self._pid = None, None
+        self._fd, self._pid = os.open(path, os.O_RDONLY), os.getpid()
 
     def __getstate__(self):
         return {**self.__dict__, "_fd": None, "_pid": None}
@@ -90,7 +90,7 @@ class FileArray:
         if step != 1:
             raise IndexError("FileArray takes contiguous slices only.")
         count = max(stop - start, 0)
-        if self._pid != os.getpid():  # opened per process (a forked worker has its own)
+        if self._pid != os.getpid():  # opened per process (a forked or unpickled copy)
             self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
         size = self.dtype.itemsize
         data = os.pread(self._fd, count * size, self.start + start * size)
@@ -114,17 +114,32 @@ class TokenIds:
     def counts(self) -> np.ndarray:
         """[N, 2] tokens (no EOS) of each pair's source and target, from the offsets read in
         blocks (no int64[N] temporary), in the smallest of uint8/uint16/int32 that holds the
-        longest plus one (what training keeps per pair: a few bytes)."""
+        longest plus one (what training keeps per pair: a few bytes). DataError if the
+        offsets are not those of the ids (a damaged entry)."""
         blocks = [[], []]
-        for side, (_, off) in enumerate(self.sides):
+        for side, (ids, off) in enumerate(self.sides):
+            ends = off[0:1].tolist() + off[len(off) - 1 : len(off)].tolist()
+            if ends != [0, len(ids)]:
+                self._damaged(
+                    side, f"offsets run from {ends[0]} to {ends[-1]}, not 0 to {len(ids)}"
+                )
             for start in range(0, len(self), 1 << 20):
                 block = np.diff(np.asarray(off[start : start + (1 << 20) + 1]))
+                if len(block) and block.min() < 0:
+                    self._damaged(side, f"offsets decrease after pair {start}")
                 blocks[side].append(block.astype(count_dtype(int(block.max(initial=0)))))
         top = max((int(b.max(initial=0)) for side in blocks for b in side), default=0)
         out = np.empty((len(self), 2), count_dtype(top))
         for side in (0, 1):
             out[:, side] = np.concatenate(blocks[side]) if blocks[side] else []
         return out
+
+    def _damaged(self, side: int, what: str):
+        where = getattr(self.sides[side][1], "path", "the in-memory ids")
+        raise DataError(
+            f"The prepared training ids are damaged: {where}: {what}. Delete its folder; the "
+            "next run (or scripts/prepare.py) prepares them again."
+        )
 
     def rows(self, side: int, pairs: Sequence[int]) -> list[list[int]]:
         """The ids of `pairs` on side 0 (source) or 1 (target)."""
