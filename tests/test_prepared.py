@@ -205,18 +205,17 @@ def test_the_vocabulary_entry_is_keyed_by_what_makes_the_vocabulary(corpus):
 
 
 def test_per_pair_arrays_are_small(corpus):
-    """What training holds per pair is a few bytes: counts and widths uint8 (uint16 once a
-    sentence has 255+ tokens), rows and the epoch's permutation int32 (numpy's permutation, so
-    the same batches as before), no sort key of every pair; the ids are read from disk by
-    slices, not mapped."""
+    """What training holds per pair is its token counts, uint8 (uint16 once a sentence has
+    255+ tokens); widths, kept-pair indices and sort keys are computed from them where used,
+    and the epoch's permutation is int32 (numpy's permutation, so the same batches as before);
+    the ids are read from disk by slices, not mapped."""
     from jaxattn.data.pipeline import permutation
     from jaxattn.data.prepared import count_dtype
 
     path, cache = corpus
     data = data_lib.build(corpus_config(path, cache, bucket_pool=2))
-    for a in (data._train_counts, data._train_widths, data._train_ids.counts()):
+    for a in (data._train_counts, data._train_widths(), data._train_ids.counts()):
         assert a.dtype == np.uint8, a.dtype
-    assert data._train_rows.dtype == np.int32
     assert [count_dtype(n) for n in (0, 254, 255, 65534, 65535)] == [
         np.uint8,
         np.uint8,
@@ -224,7 +223,7 @@ def test_per_pair_arrays_are_small(corpus):
         np.uint16,
         np.int32,
     ]
-    assert data._train_widths.tolist() == [
+    assert data._train_widths().tolist() == [
         [data._pad_length(int(n) + 1) for n in c] for c in data._train_counts
     ]
     plan = _TrainBatches(data, 5, 8, 0, 1, 2)
@@ -240,6 +239,18 @@ def test_per_pair_arrays_are_small(corpus):
     assert pickle.loads(pickle.dumps(offsets))[3:5].tolist() == offsets[3:5].tolist()
     with pytest.raises(IndexError):
         offsets[0:4:2]
+
+
+@pytest.mark.parametrize("dropped", [[], [0], [5], [0, 1, 2, 9], [3, 4, 7, 8, 9]])
+def test_kept_rows_skip_the_dropped_pairs(dropped):
+    """_Rows maps the k-th kept pair to its index in the split, the dropped ones skipped."""
+    from jaxattn.data.pipeline import _Rows
+
+    kept = [i for i in range(10) if i not in dropped]
+    rows = _Rows(10, np.array(dropped, np.int64))
+    assert len(rows) == len(kept)
+    assert rows[np.arange(len(kept))].tolist() == kept
+    assert rows[np.arange(len(kept))[::-1]].tolist() == kept[::-1]
 
 
 @pytest.mark.parametrize("damage", ["header_as_data", "decreasing", "short_ids"])
@@ -274,7 +285,7 @@ def test_long_sentences_widen_the_counts(tmp_path):
     assert data._train_counts.dtype == np.uint16
     assert int(data._train_counts[:, 0].max()) == 300 == data.stats["max_source_len"]
     longest = int(np.argmax(data._train_counts[:, 0]))
-    batch = data._batch("train", [int(data._train_rows[longest])])
+    batch = data._batch("train", data._train_rows[[longest]].tolist())
     assert batch["src_len"].tolist() == [301]
 
 

@@ -108,6 +108,23 @@ def _sort_key(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return first.astype(dtype) * dtype(int(second.max(initial=0)) + 1) + second
 
 
+class _Rows:
+    """The kept training pairs' indices into the split, k -> the k-th index not `dropped`,
+    without an [N] array: `dropped` (sorted, int64) are the few pairs too long to train on.
+    rows[k] for an int array k; len(rows) = the kept pairs."""
+
+    def __init__(self, n: int, dropped: np.ndarray):
+        self.n, self.dropped = n, np.asarray(dropped, np.int64)
+        self._gaps = self.dropped - np.arange(len(self.dropped))  # kept pairs before each
+
+    def __len__(self) -> int:
+        return self.n - len(self.dropped)
+
+    def __getitem__(self, k):
+        k = np.asarray(k, np.int64)
+        return k + np.searchsorted(self._gaps, k, side="right")
+
+
 class _TrainBatches:
     """Global batch index j -> this shard's batch; a grain map over MapDataset.range.
 
@@ -124,19 +141,18 @@ class _TrainBatches:
         self.data, self.seed, self.pool = data, seed, pool
         self.batch_size, self.start = batch_size, shard_index * batch_size
         self.global_batch = batch_size * shard_count
-        self._cache: dict = {}  # the last two epoch permutations and pools, for speed only
+        self._cache: dict = {}  # the last epoch permutation and pool, for speed only
 
     def __getstate__(self):
         return {**self.__dict__, "_cache": {}}
 
     def _cached(self, key: tuple, make):
-        """make(), kept under `key` with the newest entry of its kind (key[0]) before it."""
+        """make(), kept under `key` as the one entry of its kind (key[0]): an epoch's
+        permutation or plan is 4 bytes a training pair."""
         if key not in self._cache:
-            value = make()
-            same = [k for k in self._cache if k[0] == key[0]]
-            for k in same[:-1]:  # a permutation is 4 bytes a pair: keep two of a kind
+            for k in [k for k in self._cache if k[0] == key[0]]:
                 del self._cache[k]
-            self._cache[key] = value
+            self._cache[key] = make()
         return self._cache[key]
 
     def _stream(self, start: int, stop: int) -> np.ndarray:
@@ -215,12 +231,12 @@ class _TokenBatches:
         """Epoch `epoch`'s global batches, in training order: (pairs int[n], rows)."""
 
         def make():
-            n, widths = len(self.data._train_rows), self.data._train_widths  # [N, 2]
+            n = len(self.data._train_rows)
             perm = permutation([self.seed, epoch], n)
             batches = []
             for start in range(0, n, self.pool):
                 idx = perm[start : start + self.pool]
-                w = widths[idx]  # [pool, 2] padded (src, tgt) widths
+                w = self.data._train_widths(idx)  # [pool, 2] padded (src, tgt) widths
                 order = np.argsort(_sort_key(w[:, 1], w[:, 0]), kind="stable")
                 idx, w = idx[order], w[order, 1]
                 del order
@@ -256,7 +272,7 @@ class _TokenBatches:
         pairs, rows = self.global_batch(j)
         share = rows // self.shard_count
         mine = d._train_rows[pairs[self.shard_index * share : (self.shard_index + 1) * share]]
-        src_width, tgt_width = d._train_widths[pairs].max(0)
+        src_width, tgt_width = d._train_widths(pairs).max(0)
         batch = d._batch("train", mine.tolist(), int(src_width), int(tgt_width))
         return d._with_empty_rows(batch, share)
 
@@ -306,15 +322,17 @@ class Data:
         self._pad_length = PadLength.from_config(config)
         # Training pairs: those that fit max_length and pad_to positions (EOS included).
         limit = min(x for x in (max_length, config.pad_to, 2**31) if x > 0)
-        # Per training pair a few bytes (corpora of tens of millions of pairs): indices int32,
-        # counts and widths uint8 (uint16 for sentences of 255+ tokens); sort keys per pool.
+        # Per training pair 2 bytes (corpora of tens of millions of pairs): the token counts,
+        # uint8 (uint16 for sentences of 255+ tokens); the widths, the kept pairs' indices and
+        # the sort keys are computed from them where used.
         fits = (train_counts < limit).all(1)
-        index = np.int32 if len(fits) < 2**31 else np.int64
-        self._train_rows = np.flatnonzero(fits).astype(index)  # [N] indices into the split
-        # [N, 2] token counts (no EOS), and the widths batches pad them to (EOS included)
+        self._train_rows = _Rows(len(fits), np.flatnonzero(~fits))  # kept k -> split index
+        # [N, 2] token counts (no EOS) of the kept pairs
         self._train_counts = train_counts if fits.all() else train_counts[fits]
-        self._train_widths = self._padded(self._train_counts, add=1)
         del train_counts, fits
+        # counts -> the widths batches pad them to (EOS included): a table up to the longest
+        table = [self._pad_length(n + 1) for n in range(int(self._train_counts.max(initial=0)) + 1)]
+        self._width_table = np.array(table, count_dtype(max(table)))
         if not len(self._train_rows):
             raise DataError(
                 f"No training pair has fewer than {limit} tokens a side; raise "
@@ -374,7 +392,9 @@ class Data:
         seed = (self.seed if seed is None else seed) % 2**64
         pool = self.config.bucket_pool
         if pool > 1:  # pools of about bucket_pool batches: pairs a batch holds on average
-            pool *= max(batch_tokens // int(self._train_widths[:, 1].mean()), 1)
+            tgt = np.bincount(self._train_counts[:, 1])  # pairs per target count
+            mean = (tgt * self._width_table[: len(tgt)]).sum() / max(tgt.sum(), 1)
+            pool *= max(batch_tokens // int(mean), 1)
         return _TokenBatches(self, seed, batch_tokens, row_multiple, shard_index, shard_count, pool)
 
     def steps_per_epoch(
@@ -407,7 +427,7 @@ class Data:
         padded target positions of one (both from the first epoch's plan)."""
         if batch_tokens:
             plan = self._token_batches(batch_tokens, row_multiple, seed=seed).plan(0)
-            widths = np.array([self._train_widths[p].max(0) for p, _ in plan])  # [batches, 2]
+            widths = np.array([self._train_widths(p).max(0) for p, _ in plan])  # [batches, 2]
             positions = max(rows * int(w[1]) for (_, rows), w in zip(plan, widths, strict=True))
             src, tgt = (int(x) for x in widths.max(0))
             return positions // tgt, src, tgt
@@ -418,7 +438,7 @@ class Data:
         """DataError unless `row_multiple` rows of the widest training target fit in
         `batch_tokens` padded target positions (train.batch_tokens)."""
         longest = int(self._train_counts[:, 1].max()) + 1
-        width = int(self._train_widths[:, 1].max())
+        width = int(self._width_table[longest - 1])
         if row_multiple * width <= batch_tokens:
             return
         raise DataError(
@@ -498,13 +518,16 @@ class Data:
         )
 
     # ------------------------------------------------------------------ batches
-    def _padded(self, lengths: np.ndarray, add: int = 0) -> np.ndarray:
-        """Positions (`lengths` + `add`, EOS included) -> the widths batches pad them to: an
-        int array of the same shape, in the smallest type that holds them (a table of every
-        length up to the longest, no per-pair temporary)."""
+    def _train_widths(self, pairs=slice(None)) -> np.ndarray:
+        """[n, 2] the padded (source, target) widths (EOS included) of kept training `pairs`."""
+        return self._width_table[self._train_counts[pairs]]
+
+    def _padded(self, lengths: np.ndarray) -> np.ndarray:
+        """Positions (EOS included) -> the widths batches pad them to: an int32 array of the
+        same shape (a table of every length up to the longest, no per-pair temporary)."""
         lengths = np.asarray(lengths)
-        table = [self._pad_length(n + add) for n in range(int(lengths.max(initial=0)) + 1)]
-        return np.array(table, count_dtype(max(table)))[lengths]
+        table = [self._pad_length(n) for n in range(int(lengths.max(initial=0)) + 1)]
+        return np.array(table, np.int32)[lengths]
 
     def _with_empty_rows(self, batch: dict, rows: int) -> dict[str, np.ndarray]:
         """`batch` with empty rows (pad ids, length 0) after its own, to `rows` rows."""
