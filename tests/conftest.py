@@ -7,7 +7,8 @@ or import tests/shared.py for what they need at import time).
   evaluating and exporting.
 - `nan_loss_from`: a train_step stand-in whose loss turns NaN from a given step on.
 - `toy_corpus`: a small learnable eng-fra corpus, as a tutorial TSV and as Multi30k-style files.
-- every test: $JAXATTN_CACHE (prepared training ids) in a session folder.
+- every test: $JAXATTN_CACHE (prepared training ids) in a session folder, and JAX's persistent
+  compilation cache in one shared by the session's workers and subprocesses.
 
 One definition of each shared thing: fixtures here, for test functions and other fixtures; what
 must exist at import time (the repository's `ROOT`, for module-level globs and parametrize lists,
@@ -24,6 +25,7 @@ below (one check over many compiled variants) only every n-th case stays out of 
 from __future__ import annotations
 
 import collections
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -72,6 +74,29 @@ def pytest_collection_modifyitems(config, items):
         file, test = name.split("::")
         if file in modules and not hasattr(modules[file], test):
             raise pytest.UsageError(f"tests/conftest.py FAST_EVERY: {file} has no {test}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """JAX's persistent compilation cache in one folder per test session (shared by the xdist
+    workers and the scripts tests start): the same small models are compiled by many tests
+    and subprocesses, and a hit skips XLA's compile (about a third of the suite's time). A
+    size limit turns on JAX's file lock around reads and writes (filelock), so concurrent
+    processes never read a half-written entry. Results cannot change: the key is the
+    compiled program, the compiler options and the versions."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "jax_cache"
+    folder.mkdir(exist_ok=True)
+    settings = {"jax_compilation_cache_dir": str(folder), "jax_compilation_cache_max_size": 2**32}
+    mp = pytest.MonkeyPatch()
+    old = {k: getattr(jax.config, k) for k in settings}
+    for key, value in settings.items():
+        mp.setenv(key.upper(), str(value))
+        jax.config.update(key, value)
+    yield
+    mp.undo()
+    for key, value in old.items():
+        jax.config.update(key, value)
 
 
 @pytest.fixture(scope="session", autouse=True)
