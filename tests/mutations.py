@@ -152,6 +152,27 @@ MUTATIONS = [
         "tests/test_prepared.py -k encoded_text",
     ),
     M(
+        "tfds_keys_not_spread_over_the_buckets",
+        "jaxattn/data/builders.py",
+        'shift = 128 - max(counts.get("lines", 1), 1).bit_length()',
+        "shift = 0",
+        "tests/test_data_builders.py -k spills",
+    ),
+    M(
+        "tfds_buffer_not_lowered",
+        "jaxattn/data/builders.py",
+        "shuffle.MAX_MEM_BUFFER_SIZE = SPILL_BUFFER if buffer is None else buffer",
+        "shuffle.MAX_MEM_BUFFER_SIZE = saved_buffer",
+        "tests/test_data_builders.py -k spills",
+    ),
+    M(
+        "fast_text_reader_wrong_feature",
+        "jaxattn/data/builders.py",
+        "return [parse(r).features.feature[key].bytes_list.value[0] for r in records]",
+        'return [parse(r).features.feature["src"].bytes_list.value[0] for r in records]',
+        "tests/test_data_builders.py -k spills",
+    ),
+    M(
         "counts_uint8_overflow",
         "jaxattn/data/prepared.py",
         "return np.uint8 if top < 255 else",

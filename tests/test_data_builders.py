@@ -209,6 +209,67 @@ def test_parallel_builder_line_aligned_and_tsv(tmp_path):
     assert builders.read_texts(sources["validation"])[1][0] == "A dog, number 0, runs."
 
 
+def test_a_split_larger_than_the_buffer_spills_without_tensorflow(tmp_path):
+    """A streamed split over TFDS's memory buffer goes to its 1,000 bucket files: with
+    TensorFlow unimportable (as in every jaxattn install) and a 4 KB buffer, the prepared
+    split holds the same examples in the same order as one prepared in memory, spread over
+    many buckets (the keys span 128 bits); the fast reader equals TFDS's own. (TFDS's own
+    bucket files need tf.io.gfile: without the patch this fails in a TensorFlow-free install
+    such as jaxattn's.)"""
+    import subprocess
+    import sys
+
+    from shared import ROOT
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    n = 3000
+    write(folder / "train.de", [f"Satz {i} ist {'lang ' * (i % 7)}hier." for i in range(n)])
+    write(folder / "train.en", [f"Sentence {i} is {'long ' * (i % 7)}here." for i in range(n)])
+    script = f"""
+import collections
+from tensorflow_datasets.core import shuffle
+from jaxattn.data import builders
+added = collections.Counter()
+real_add = shuffle.Shuffler._add_to_bucket
+def counting(self, hkey, data):
+    added[shuffle.get_bucket_number(hkey=hkey, num_buckets=shuffle.BUCKETS_NUMBER)] += 1
+    return real_add(self, hkey, data)
+shuffle.Shuffler._add_to_bucket = counting
+builders.SPILL_BUFFER = 4096
+b = builders.parallel_builder({str(folder)!r}, src_lang="de", tgt_lang="en",
+    data_dir={str(tmp_path / "spilled")!r}, splits={{"train": "train"}})
+print(sum(added.values()), len(added), max(added.values()))
+"""
+    p = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    spilled_pairs, buckets, largest = map(int, p.stdout.strip().splitlines()[-1].split())
+    assert spilled_pairs == n and buckets > 500 and largest < 20  # spread over the buckets
+    spilled = builders.parallel_builder(
+        str(folder),
+        src_lang="de",
+        tgt_lang="en",
+        data_dir=str(tmp_path / "spilled"),
+        splits={"train": "train"},
+    )
+    in_memory = builders.parallel_builder(
+        str(folder),
+        src_lang="de",
+        tgt_lang="en",
+        data_dir=str(tmp_path / "memory"),
+        splits={"train": "train"},
+    )
+    assert texts(spilled, "train") == texts(in_memory, "train")
+    assert texts(spilled, "train")[7] == ("Satz 7 ist hier.", "Sentence 7 is here.")
+    source = builders.data_sources(spilled)["train"]
+    column = builders.TextColumn(source, "tgt")
+    assert column._raw is not None  # the fast reader is in use, and reads what TFDS reads
+    tfds_own = [ex["tgt"].decode() for ex in source.__getitems__(list(range(n)))]
+    assert list(column) == tfds_own and column[5:8] == tfds_own[5:8]
+
+
 def test_parallel_builder_one_tsv_split_by_fractions(tmp_path):
     lines = [f"Satz {i}.\tSentence {i}." for i in range(50)] + ["Satz 0.\tSentence 0."]
     path = write(tmp_path / "corpus.tsv", lines)
