@@ -247,19 +247,15 @@ print(sum(added.values()), len(added), max(added.values()))
     assert p.returncode == 0, p.stderr[-3000:]
     spilled_pairs, buckets, largest = map(int, p.stdout.strip().splitlines()[-1].split())
     assert spilled_pairs == n and buckets > 500 and largest < 20  # spread over the buckets
-    spilled = builders.parallel_builder(
-        str(folder),
-        src_lang="de",
-        tgt_lang="en",
-        data_dir=str(tmp_path / "spilled"),
-        splits={"train": "train"},
-    )
-    in_memory = builders.parallel_builder(
-        str(folder),
-        src_lang="de",
-        tgt_lang="en",
-        data_dir=str(tmp_path / "memory"),
-        splits={"train": "train"},
+    spilled, in_memory = (
+        builders.parallel_builder(
+            str(folder),
+            src_lang="de",
+            tgt_lang="en",
+            data_dir=str(tmp_path / name),
+            splits={"train": "train"},
+        )
+        for name in ("spilled", "memory")
     )
     assert texts(spilled, "train") == texts(in_memory, "train")
     assert texts(spilled, "train")[7] == ("Satz 7 ist hier.", "Sentence 7 is here.")

@@ -41,18 +41,21 @@ def write_corpus(root, n=240, seed=0, extra=""):
     return str(root)
 
 
+def corpus_fields(path, cache) -> dict:
+    """The data fields that point a config at the corpus `path` and the cache `cache`."""
+    return dict(
+        name="parallel",
+        path=path,
+        src_lang="de",
+        tgt_lang="en",
+        cache_dir=str(cache),
+        data_dir=os.path.join(os.path.dirname(path), "tfds"),
+    )
+
+
 def corpus_config(path, cache, **overrides):
     cfg = default_data_config()
-    cfg.update(
-        dict(
-            name="parallel",
-            path=path,
-            src_lang="de",
-            tgt_lang="en",
-            cache_dir=str(cache),
-            data_dir=os.path.join(os.path.dirname(path), "tfds"),
-        )
-    )
+    cfg.update(corpus_fields(path, cache))
     cfg.splits.validation, cfg.splits.test = "val", "test_2016_flickr"
     cfg.update(overrides)
     return cfg
@@ -164,14 +167,7 @@ def test_prepare_script_prepares_what_training_then_reads(corpus, monkeypatch):
     from shared import run_script
 
     path, cache = corpus
-    data = dict(
-        name="parallel",
-        path=path,
-        src_lang="de",
-        tgt_lang="en",
-        cache_dir=str(cache),
-        data_dir=os.path.join(os.path.dirname(path), "tfds"),
-    )
+    data = corpus_fields(path, cache)
     flags = ["--config=configs/multi30k.py", *(f"--config.data.{k}={v}" for k, v in data.items())]
     flags += ["--config.data.splits.validation=val", "--config.data.splits.test=test_2016_flickr"]
     out, err = run_script("prepare", *flags)
@@ -239,6 +235,25 @@ def test_per_pair_arrays_are_small(corpus):
     assert pickle.loads(pickle.dumps(offsets))[3:5].tolist() == offsets[3:5].tolist()
     with pytest.raises(IndexError):
         offsets[0:4:2]
+
+
+def test_the_example_batch_reads_only_its_rows(corpus, monkeypatch):
+    """A run's example batch (model init) is the first kept training pairs, read alone: a
+    start of a training run costs nothing per training pair here."""
+    path, cache = corpus
+    data = data_lib.build(corpus_config(path, cache, max_length=6))
+    assert data.stats["train_too_long"] > 0  # pairs dropped: rows skip them
+    read = []
+    real = prepared.TokenIds.rows
+    monkeypatch.setattr(
+        prepared.TokenIds,
+        "rows",
+        lambda self, side, pairs: read.append(list(pairs)) or real(self, side, pairs),
+    )
+    batch = data.example_batch(3)
+    kept = data._train_rows[np.arange(3)].tolist()
+    assert read == [kept, kept]
+    assert_rows_are_the_texts(data, batch, np.arange(3))
 
 
 @pytest.mark.parametrize("dropped", [[], [0], [5], [0, 1, 2, 9], [3, 4, 7, 8, 9]])

@@ -198,7 +198,7 @@ def test_eval_token_batches_give_the_same_loss_and_translations():
     data = data_lib.build(config.data)
     model = build_model(config.model, len(data.src_vocab), len(data.tgt_vocab), bos_id=1)
     params = train_lib.create_train_state(
-        model, optax.adam(1e-3), jax.random.PRNGKey(0), data.eval_batches("train", 2)[0]
+        model, optax.adam(1e-3), jax.random.PRNGKey(0), data.example_batch(2)
     ).params
     p_eval_step = jax.jit(
         functools.partial(train_lib.eval_step, model=model, loss_over_padding=False)

@@ -567,6 +567,13 @@ class Data:
         )  # [B, T], [B]
         return {"src": s, "src_len": sl, "tgt": t, "tgt_len": tl}
 
+    def example_batch(self, rows: int = 2) -> dict[str, np.ndarray]:
+        """The first `rows` kept training pairs as a batch: what a model is initialized from
+        (its shapes), without reading more of a training split of any size."""
+        return self._batch(
+            "train", self._train_rows[np.arange(min(rows, len(self._train_rows)))].tolist()
+        )
+
     def eval_batches(
         self, split: str, batch_size: int, batch_tokens: int = 0
     ) -> list[dict[str, np.ndarray]]:

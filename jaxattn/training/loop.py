@@ -359,7 +359,7 @@ def _prepare(config, workdir: str) -> dict:
     )
     check_positions(config.model, largest)
     tx = make_optimizer(tc, total_steps)
-    example = data.eval_batches("train", 2)[0]
+    example = data.example_batch(2)  # [2, S], [2, T]
     abstract = jax.eval_shape(
         lambda: create_train_state(model, tx, jax.random.PRNGKey(0), example, ema=tc.ema_decay > 0)
     )
