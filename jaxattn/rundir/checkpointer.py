@@ -343,7 +343,7 @@ class Checkpointer:
             abstract_state,
             params,
             restored[EMA_ITEM] if EMA_ITEM in items else None,
-            step=jnp.asarray(step, jnp.asarray(abstract_state.step).dtype),
+            step=jnp.asarray(step, getattr(abstract_state.step, "dtype", jnp.int32)),
             opt_state=abstract_state.tx.init(params),
         )
 

@@ -404,13 +404,27 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
         **run["tokens"],
     )
     init_key, base_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    state = create_train_state(
-        model, run["tx"], init_key, run["example"], sharding=replicated, ema=tc.ema_decay > 0
+    fresh_state = functools.partial(
+        create_train_state,
+        model,
+        run["tx"],
+        init_key,
+        run["example"],
+        sharding=replicated,
+        ema=tc.ema_decay > 0,
     )
-    restored, start_step = ckpt.restore_latest(state, train_iter)
+    # A resume restores into shapes alone: no initialized state beside the restored one.
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+        jax.eval_shape(fresh_state),
+    )
+    restored, start_step = ckpt.restore_latest(abstract, train_iter)
     if restored is not None:
         state = jax.device_put(restored, replicated)
+        del restored
         log.info("Resumed from step %d in %s.", start_step, workdir)
+    else:
+        state = fresh_state()
     history = ValidationHistory.restored(tc, ckpt, start_step)
     if stopped := history.stop_reason(tc.early_stopping_patience):
         log.warning(
