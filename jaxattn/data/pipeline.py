@@ -222,7 +222,7 @@ class _TokenBatches:
         n = len(data._train_rows)
         self.pool = min(pool, n) if pool > 0 else n
         self._counts: list[int] = []  # batches in epochs 0, 1, ...
-        self._cache: dict = {}  # the last epochs' plans, for speed only
+        self._cache: dict = {}  # the last epoch's plan, for speed only
 
     __getstate__ = _TrainBatches.__getstate__
     _cached = _TrainBatches._cached
