@@ -381,6 +381,7 @@ def _prepare(config, workdir: str) -> dict:
         model=model,
         tx=tx,
         example=example,
+        abstract=abstract,  # the train state's shapes (a resume restores into them)
         total_steps=total_steps,
         steps_per_epoch=steps_per_epoch,
     )
@@ -404,19 +405,9 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
         **run["tokens"],
     )
     init_key, base_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    fresh_state = functools.partial(
-        create_train_state,
-        model,
-        run["tx"],
-        init_key,
-        run["example"],
-        sharding=replicated,
-        ema=tc.ema_decay > 0,
-    )
-    # A resume restores into shapes alone: no initialized state beside the restored one.
+    # A resume restores into the state's shapes: no initialized state beside the restored one.
     abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-        jax.eval_shape(fresh_state),
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), run["abstract"]
     )
     restored, start_step = ckpt.restore_latest(abstract, train_iter)
     if restored is not None:
@@ -424,7 +415,9 @@ def _loop(config, workdir: str, ckpt: Checkpointer, run: dict):
         del restored
         log.info("Resumed from step %d in %s.", start_step, workdir)
     else:
-        state = fresh_state()
+        state = create_train_state(
+            model, run["tx"], init_key, run["example"], sharding=replicated, ema=tc.ema_decay > 0
+        )
     history = ValidationHistory.restored(tc, ckpt, start_step)
     if stopped := history.stop_reason(tc.early_stopping_patience):
         log.warning(
