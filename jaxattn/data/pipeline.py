@@ -331,8 +331,8 @@ class Data:
         self._train_counts = train_counts if fits.all() else train_counts[fits]
         del train_counts, fits
         # counts -> the widths batches pad them to (EOS included): a table up to the longest
-        table = [self._pad_length(n + 1) for n in range(int(self._train_counts.max(initial=0)) + 1)]
-        self._width_table = np.array(table, count_dtype(max(table)))
+        widths = self._padded(np.arange(1, int(self._train_counts.max(initial=0)) + 2))
+        self._width_table = widths.astype(count_dtype(int(widths.max())))  # [count] -> width
         if not len(self._train_rows):
             raise DataError(
                 f"No training pair has fewer than {limit} tokens a side; raise "
