@@ -16,7 +16,7 @@ import pytest
 
 from jaxattn.config import default_model_config
 from jaxattn.model.seq2seq import build_model
-from jaxattn.search import SearchResult, beam_search, greedy_search, length_penalty
+from jaxattn.search import SearchResult, beam_search, core, greedy_search, length_penalty
 
 BOS, EOS, PAD = 0, 1, -1  # target ids (PAD fills after EOS in most tests); the source pads with 0
 V = 12  # both vocabularies; content ids 2..11
@@ -776,7 +776,7 @@ def test_beam_with_blocked_top_k_equals_full_top_k(monkeypatch):
             ids = dict(bos_id=BOS, eos_id=EOS, pad_id=PAD, max_len=T, beam_size=k, n_best=2)
             return beam.beam_loop(
                 model, variables, memory, state, S, jnp.float32(0.6), None, src_len, **ids
-            )
+            )[0]
 
         return run(variables, src, src_len)
 
@@ -785,3 +785,97 @@ def test_beam_with_blocked_top_k_equals_full_top_k(monkeypatch):
     full = search()
     assert_same(blocked, full)
     assert blocked.finished.any() and len(np.unique(blocked.lengths)) > 1  # the pool ranked
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages that drop finished sentences (core.staged_loop); keep_greedy in the beam's rows
+# ---------------------------------------------------------------------------------------------
+
+
+def test_staged_loop_drops_finished_sentences_in_order(monkeypatch):
+    """Sentence i of 16 (2 rows each) needs need[i] steps, a permutation of 1..16. Staged
+    (FEW_ROWS 4: stages of 16, 8, 4, 2 sentences) the loop's results equal one loop's, in the
+    batch's order, and it steps fewer rows (`work`, a shared scalar, adds each step's rows)."""
+    monkeypatch.setattr(core, "FEW_ROWS", 4)
+    assert core.stages(16, 2) == [16, 8, 4, 2] and core.stages(7, 2) == [7, 3]
+    need = np.random.default_rng(0).permutation(16) + 1
+    init = dict(
+        t=jnp.int32(0),
+        work=jnp.int32(0),
+        need=jnp.asarray(need, jnp.int32),  # [B]
+        steps=jnp.zeros(16, jnp.int32),  # [B]
+        rows=jnp.zeros(32, jnp.float32),  # [B * 2]: each row adds its id each live step
+        state=jnp.zeros((32, 3)),  # dropped by keep
+    )
+    row_ids = jnp.arange(32, dtype=jnp.float32)  # consts: reordered with the rows
+
+    def live(c):
+        return c["steps"] < c["need"]
+
+    def cond(c):
+        return jnp.any(live(c)) & (c["t"] < 100)
+
+    def body(c, row_ids):
+        on = live(c)  # [B']
+        return dict(
+            t=c["t"] + 1,
+            work=c["work"] + c["rows"].shape[0],
+            need=c["need"],
+            steps=c["steps"] + on,
+            rows=c["rows"] + jnp.where(jnp.repeat(on, 2), row_ids, 0.0),
+            state=c["state"] + 1,
+        )
+
+    keep = lambda c: {**c, "state": None}  # noqa: E731
+    one = jax.jit(lambda c, k: keep(jax.lax.while_loop(cond, lambda c: body(c, k), c)))
+    staged = jax.jit(
+        lambda c, k: core.staged_loop(cond, body, c, k, batch=16, rows=2, live=live, keep=keep)
+    )
+    a, b = one(init, row_ids), staged(init, row_ids)
+    np.testing.assert_array_equal(b["steps"], need)
+    np.testing.assert_array_equal(b["rows"], np.repeat(need, 2) * np.arange(32))
+    for k in ("t", "need", "steps", "rows"):
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert b["state"] is None
+    # one loop: 16 steps of 32 rows; staged: 8 steps of 32 rows (until 8 are live), 4 of 16,
+    # 2 of 8, 2 of 4
+    assert (int(a["work"]), int(b["work"])) == (16 * 32, 8 * 32 + 4 * 16 + 2 * 8 + 2 * 4)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "transformer"])
+def test_searches_in_stages_equal_one_loop(monkeypatch, kind):
+    """Greedy, beam search (keep_greedy on and off) and sampling give the same outputs in
+    stages (FEW_ROWS 2: a batch of 8 halves to 4, 2 and 1 sentences as they end) as in one
+    loop (FEW_ROWS huge), and beam search's greedy hypothesis in the beam's rows (one loop)
+    equals its own loop (stages). Scores up to float rounding (matmuls of other row counts)."""
+    from jaxattn.search import sample
+
+    overrides = {} if kind == "rnn" else dict(encoder="transformer", decoder="transformer")
+    config = make_config(**overrides)
+    if kind == "transformer":
+        config.heads, config.ff_dim, config.max_positions = 2, 16, max(S, T)
+    seed, nudge = (5, -0.15) if kind == "rnn" else (3, 0.2)  # lengths 2-10 / 4 and 10
+    model, variables = init_model(config, seed=seed)
+    variables = nudge_eos(variables, nudge)
+    src, src_len = make_batch(3)
+
+    def run(few_rows):
+        monkeypatch.setattr(core, "FEW_ROWS", few_rows)
+        jax.clear_caches()  # the searches are traced again with this FEW_ROWS
+        beam = dict(beam_size=3, n_best=2, alpha=0.6, **KW)
+        return [
+            greedy_search(model, variables, src, src_len, **KW),
+            beam_search(model, variables, src, src_len, **beam),
+            beam_search(model, variables, src, src_len, keep_greedy=False, **beam),
+            sample(model, variables, src, src_len, rng=jax.random.key(4), num_samples=2, **KW),
+        ]
+
+    one, staged = run(10**9), run(2)
+    assert len(np.unique(one[0].lengths)) >= 2  # sentences end at different steps
+    for a, b in zip(one, staged, strict=True):
+        for name in ("tokens", "lengths", "finished", "steps"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+        for name in ("scores", "log_probs", "weights"):
+            np.testing.assert_allclose(
+                getattr(a, name), getattr(b, name), rtol=1e-5, atol=1e-6, err_msg=name
+            )

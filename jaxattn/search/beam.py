@@ -30,13 +30,21 @@ from jaxattn.search.core import (
     SearchResult,
     check_inputs,
     coverage_penalty,
+    few_rows,
     gather,
     length_penalty,
+    staged_loop,
     start,
     step,
     top_k,
 )
-from jaxattn.search.greedy import greedy_loop
+from jaxattn.search.greedy import (
+    GreedyState,
+    greedy_init,
+    greedy_loop,
+    greedy_result,
+    greedy_update,
+)
 from jaxattn.search.options import check_value
 
 
@@ -45,8 +53,8 @@ class BeamState:
     """The beam loop's carry (K = beam_size, N = n_best, T = max_len)."""
 
     t: jax.Array  # [] int32: steps taken
-    state: Any  # the decoder state, leaves [B * K, ...]
-    prev: jax.Array  # [B * K] int32: each alive hypothesis's last token
+    state: Any  # the decoder state, leaves [B * R, ...]: R = K rows a sentence (+ greedy's)
+    prev: jax.Array  # [B * R] int32: each row's last token
     alive_logp: jax.Array  # [B, K] float32: alive log-probs; -inf = an empty slot
     alive_tokens: jax.Array  # [B, K, T] int32
     alive_weights: jax.Array  # [B, K, T, S] float32
@@ -56,6 +64,8 @@ class BeamState:
     fin_tokens: jax.Array  # [B, N, T] int32
     fin_weights: jax.Array  # [B, N, T, S] float32
     done: jax.Array  # [B] bool: nothing alive can still enter the pool
+    greedy: GreedyState | None  # keep_greedy: the greedy hypothesis (row K of each sentence;
+    # its decoder state and last token are in `state` and `prev`), else None
 
 
 def beam_loop(
@@ -75,21 +85,26 @@ def beam_loop(
     beam_size,
     n_best,
     constraints=NO_CONSTRAINTS,
+    keep_greedy=False,
 ):
-    """Beam search from an encoded batch (leaves [B, ...]) -> SearchResult with [B, N, ...].
+    """Beam search from an encoded batch (leaves [B, ...]) -> SearchResult with [B, N, ...],
+    and with keep_greedy the greedy search's SearchResult [B, ...] (else None), decoded in
+    the same steps as one more row of each sentence (one pass over the weights a step).
 
     A finished hypothesis scores log_prob / length_penalty(len, alpha) + coverage_penalty
     (of its attention over the src_len [B] real positions, beta). `constraints` apply to each
     beam's own output (its history, reordered with the beams)."""
     batch = jax.tree.leaves(state)[0].shape[0]
     k, n, steps = beam_size, n_best, max_len
-    tile = functools.partial(jnp.repeat, repeats=k, axis=0)  # [B, ...] -> [B * K, ...]
+    r = k + 1 if keep_greedy else k  # rows a sentence: its beams (then greedy's)
+    tile = functools.partial(jnp.repeat, repeats=r, axis=0)  # [B, ...] -> [B * R, ...]
     memory, state = jax.tree.map(tile, memory), jax.tree.map(tile, state)
     neg_inf = jnp.float32(-jnp.inf)
+    greedy = greedy_init(batch, src_steps, None, bos_id=bos_id, pad_id=pad_id, max_len=max_len)
     init = BeamState(
         t=jnp.int32(0),
         state=state,
-        prev=jnp.full((batch * k,), bos_id, jnp.int32),
+        prev=jnp.full((batch * r,), bos_id, jnp.int32),
         # only beam 0 is live at first (all beams start identical)
         alive_logp=jnp.full((batch, k), neg_inf).at[:, 0].set(0.0),
         alive_tokens=jnp.full((batch, k, steps), pad_id, jnp.int32),
@@ -100,14 +115,27 @@ def beam_loop(
         fin_tokens=jnp.full((batch, n, steps), pad_id, jnp.int32),
         fin_weights=jnp.zeros((batch, n, steps, src_steps), jnp.float32),
         done=jnp.zeros((batch,), bool),
+        greedy=greedy if keep_greedy else None,
     )
 
-    def cond(c: BeamState):
-        return (c.t < steps) & ~jnp.all(c.done)
+    def settled(c: BeamState):  # [B]: the sentence's beams (and greedy hypothesis) are done
+        return c.done if c.greedy is None else c.done & c.greedy.done
 
-    def body(c: BeamState) -> BeamState:
-        t = c.t
+    def cond(c: BeamState):
+        return (c.t < steps) & ~jnp.all(settled(c))
+
+    def body(c: BeamState, consts) -> BeamState:
+        memory, src_len = consts
+        t, batch = c.t, c.done.shape[0]  # (the stage's batch)
         dec_state, logits, log_z, w = step(model, variables, memory, c.state, c.prev, t)
+        g = None
+        if keep_greedy:  # row K of each sentence: greedy's
+            rows = lambda x: x.reshape((batch, r) + x.shape[1:])  # noqa: E731
+            logits, log_z, w = rows(logits), rows(log_z), rows(w)
+            kw = dict(eos_id=eos_id, pad_id=pad_id, constraints=constraints)
+            g = greedy_update(c.greedy, None, logits[:, k], log_z[:, k], w[:, k], **kw)
+            beams = lambda x: x[:, :k].reshape((batch * k,) + x.shape[2:])  # noqa: E731
+            logits, log_z, w = beams(logits), beams(log_z), beams(w)
         history = c.alive_tokens.reshape(batch * k, steps)  # row b * K + k, as the logits'
         logits = constraints.apply(logits, t, history, eos_id)  # [B * K, V]
         vocab = logits.shape[-1]
@@ -119,8 +147,12 @@ def beam_loop(
         tokens = gather(c.alive_tokens, parent).at[:, :, t].set(tok)  # [B, K, T]
         weights = gather(c.alive_weights, parent)  # [B, K, T, S]
         weights = weights.at[:, :, t].set(gather(w.reshape(batch, k, src_steps), parent))
-        flat = (jnp.arange(batch)[:, None] * k + parent).reshape(-1)  # [B * K]
-        dec_state = jax.tree.map(lambda x: x[flat], dec_state)
+        first = jnp.arange(batch)[:, None] * r  # [B, 1]: each sentence's first row
+        rows_of, prev = first + parent, tok  # [B, K]: each beam's parent row, its token
+        if keep_greedy:  # greedy's row stays
+            rows_of = jnp.concatenate([rows_of, first + k], axis=1)  # [B, R]
+            prev = jnp.concatenate([tok, g.prev[:, None]], axis=1)
+        dec_state = jax.tree.map(lambda x: x[rows_of.reshape(-1)], dec_state)
 
         # extensions ending in EOS join the pool (kept sorted; ties keep the older entry)
         ended = (tok == eos_id) & (top_logp > neg_inf)  # [B, K]
@@ -145,7 +177,7 @@ def beam_loop(
         return BeamState(
             t=t + 1,
             state=dec_state,
-            prev=tok.reshape(-1),
+            prev=prev.reshape(-1),
             alive_logp=jnp.where(done[:, None], neg_inf, alive_logp),
             alive_tokens=tokens,
             alive_weights=weights,
@@ -155,10 +187,22 @@ def beam_loop(
             fin_tokens=pick(c.fin_tokens, tokens),
             fin_weights=pick(c.fin_weights, weights),
             done=done,
+            greedy=g,
         )
 
     # (coverage penalties are <= 0, so the bound above holds with them too)
-    return _n_best(lax.while_loop(cond, body, init), n, k, alpha, beta, src_len)
+    c = staged_loop(
+        cond,
+        body,
+        init,
+        (memory, src_len),
+        batch=batch,
+        rows=r,
+        live=lambda c: ~settled(c),
+        keep=lambda c: c.replace(state=None, prev=None),
+    )
+    greedy = greedy_result(c.greedy) if keep_greedy else None
+    return _n_best(c, n, k, alpha, beta, src_len), greedy
 
 
 def _n_best(c: BeamState, n: int, k: int, alpha, beta, src_len) -> SearchResult:
@@ -204,7 +248,8 @@ def add_greedy(
     beam: SearchResult, greedy: SearchResult, alpha, beta=None, src_len=None
 ) -> SearchResult:
     """Puts the greedy hypothesis into each n-best list (unless already there) and re-ranks:
-    finished before cut-off ones, then by score. So beam search never does worse than greedy."""
+    finished before cut-off ones, then by score. So beam search never does worse than greedy.
+    steps: the decoder steps run, the beam's or greedy's (whichever ran longer)."""
     n = beam.tokens.shape[1]
     g = jax.tree.map(lambda x: x[:, None], greedy._replace(steps=None))  # [B, 1, ...]
     g = g._replace(
@@ -221,7 +266,7 @@ def add_greedy(
     both = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), beam._replace(steps=None), g)
     order = jnp.lexsort((-both.scores, ~both.finished), axis=-1)[:, :n]  # [B, N]
     best = jax.tree.map(lambda x: gather(x, order), both)
-    return best._replace(steps=beam.steps)
+    return best._replace(steps=jnp.maximum(beam.steps, greedy.steps))  # the steps run
 
 
 @functools.partial(
@@ -259,7 +304,10 @@ def _beam(
     ids = dict(
         bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, max_len=max_len, constraints=constraints
     )
-    result = beam_loop(
+    # greedy's hypothesis: one more row of each sentence in the beam loop (few rows: nearly
+    # free), else its own loop (a shared one would step every beam until greedy's output ends)
+    fold = keep_greedy and few_rows(src.shape[0] * (beam_size + 1))
+    result, greedy = beam_loop(
         model,
         variables,
         memory,
@@ -270,12 +318,12 @@ def _beam(
         src_len,
         beam_size=beam_size,
         n_best=n_best,
+        keep_greedy=fold,
         **ids,
     )
-    if keep_greedy and beam_size > 1:
+    if keep_greedy and not fold:
         greedy = greedy_loop(model, variables, memory, state, src.shape[1], **ids)
-        result = add_greedy(result, greedy, alpha, beta, src_len)
-    return result
+    return add_greedy(result, greedy, alpha, beta, src_len) if keep_greedy else result
 
 
 def beam_search(

@@ -366,3 +366,80 @@ def top_k(x, k: int, block: int = TOP_K_BLOCK):
 def gather(x, idx):
     """x [B, K, ...], idx [B, M] -> x[b, idx[b, m], ...] of shape [B, M, ...]."""
     return jax.vmap(lambda xb, ib: xb[ib])(x, idx)
+
+
+# A decoder step over fewer rows than this costs about the same whatever their number (it
+# reads every weight once): `staged_loop` halves a batch down to it, and beam search decodes
+# keep_greedy's hypothesis in its own loop above it (in the beam's rows below).
+FEW_ROWS = 64
+
+
+def few_rows(rows: int) -> bool:
+    """Whether a step over `rows` rows is under FEW_ROWS (costs about a step of one row);
+    False for a symbolic size (an export for any batch)."""
+    return isinstance(rows, int) and rows < FEW_ROWS
+
+
+def stages(batch: int, rows: int = 1, floor: int | None = None) -> list[int]:
+    """The sentences each stage of `staged_loop` holds: `batch`, then halves while a half
+    (of `rows` rows a sentence) still holds `floor` rows (None: FEW_ROWS). A symbolic batch
+    (an export for any batch size) is one stage."""
+    floor = FEW_ROWS if floor is None else floor
+    sizes = [batch]
+    if not isinstance(batch, int):
+        return sizes
+    while (sizes[-1] // 2) * rows >= floor:
+        sizes.append(sizes[-1] // 2)
+    return sizes
+
+
+def _rows(idx, n: int, length: int):
+    """The rows of sentences idx [M] in a leaf of `length` rows over n sentences (length / n
+    consecutive rows a sentence)."""
+    if length % n:
+        raise ValueError(f"a loop leaf of {length} rows over {n} sentences: not batch-first")
+    r = length // n
+    return idx if r == 1 else (idx[:, None] * r + jnp.arange(r)).reshape(-1)
+
+
+def _take(tree, idx, n: int):
+    """The rows of sentences idx of every batch-first leaf (scalars: shared, kept)."""
+    return jax.tree.map(lambda x: x if x.ndim == 0 else x[_rows(idx, n, x.shape[0])], tree)
+
+
+def _put(full, part, idx, n: int):
+    """full (n sentences) with the rows of sentences idx replaced by part's (scalars: part's)."""
+    return jax.tree.map(
+        lambda f, x: x if x.ndim == 0 else f.at[_rows(idx, n, f.shape[0])].set(x), full, part
+    )
+
+
+def staged_loop(cond, body, carry, consts, *, batch: int, live, keep, rows: int = 1):
+    """`lax.while_loop(cond, lambda c: body(c, consts), carry)` that drops finished sentences.
+
+    A decoding step costs every row of the batch, finished or not, and a batch (even sorted
+    by length) runs until its longest output ends. So the loop runs in stages (`stages`): once
+    at most half of a stage's sentences are live (live(c) -> [B'] bool), the live ones (and
+    finished ones to fill) go on in a loop of half as many rows. Each row computes on its own,
+    so the outputs are the single loop's. Every leaf of carry and consts is batch-first (the
+    `batch` sentences, `rows` consecutive rows each or one) or a scalar shared by all (the
+    step). Returns keep(the final carry) over the whole batch in its order: keep drops what
+    the result does not need (the decoder state: not copied back)."""
+    sizes = stages(batch, rows)
+    if len(sizes) == 1:
+        return keep(lax.while_loop(cond, lambda c: body(c, consts), carry))
+    idx, full = jnp.arange(batch), keep(carry)
+    for size, after in zip(sizes, sizes[1:] + [0], strict=True):
+
+        def stage_cond(c, after=after):
+            return cond(c) & (jnp.sum(live(c)) > after)
+
+        def stage_body(c, consts=consts):
+            return body(c, consts)
+
+        carry = lax.while_loop(stage_cond, stage_body, carry)
+        full = _put(full, keep(carry), idx, batch)
+        if after:
+            pick = jnp.argsort(~live(carry), stable=True)[:after]  # live first
+            carry, consts, idx = _take(carry, pick, size), _take(consts, pick, size), idx[pick]
+    return full

@@ -9,7 +9,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from jax import lax
 
 from jaxattn.search.core import (
     NO_CONSTRAINTS,
@@ -17,6 +16,7 @@ from jaxattn.search.core import (
     SearchResult,
     argmax,
     check_inputs,
+    staged_loop,
     start,
     step,
     token_log_prob,
@@ -37,6 +37,57 @@ class GreedyState:
     lengths: jax.Array  # [B] int32: tokens emitted, EOS included
 
 
+def greedy_update(
+    c: GreedyState,
+    dec_state,
+    logits,
+    log_z,
+    w,
+    *,
+    eos_id,
+    pad_id,
+    constraints,
+    pick=None,
+    pick_args=None,
+) -> GreedyState:
+    """The carry after one step, from `step`'s (state, logits [B, V], log_z [B], weights
+    [B, S]) for c's rows: the argmax token (or pick(logits, t, pick_args) -> [B] int32, e.g.
+    a sample), both seeing the logits with `constraints` applied; rows done before stay."""
+    live = ~c.done  # [B]: still emitting
+    logits = constraints.apply(logits, c.t, c.tokens, eos_id)  # [B, V]
+    tok = argmax(logits) if pick is None else pick(logits, c.t, pick_args)  # [B] int32
+    tok_logp = token_log_prob(logits, log_z, tok)  # [B]
+    return GreedyState(
+        t=c.t + 1,
+        state=dec_state,
+        prev=tok,
+        done=c.done | (tok == eos_id),
+        tokens=c.tokens.at[:, c.t].set(jnp.where(live, tok, pad_id)),
+        weights=c.weights.at[:, c.t].set(jnp.where(live[:, None], w, 0.0)),
+        log_probs=jnp.where(live, c.log_probs + tok_logp, c.log_probs),
+        lengths=c.lengths + live.astype(jnp.int32),
+    )
+
+
+def greedy_init(batch: int, src_steps: int, state, *, bos_id, pad_id, max_len) -> GreedyState:
+    """The carry before the first step of `batch` rows (decoder state `state`)."""
+    return GreedyState(
+        t=jnp.int32(0),
+        state=state,
+        prev=jnp.full((batch,), bos_id, jnp.int32),
+        done=jnp.zeros((batch,), bool),
+        tokens=jnp.full((batch, max_len), pad_id, jnp.int32),
+        weights=jnp.zeros((batch, max_len, src_steps), jnp.float32),
+        log_probs=jnp.zeros((batch,), jnp.float32),
+        lengths=jnp.zeros((batch,), jnp.int32),
+    )
+
+
+def greedy_result(c: GreedyState) -> SearchResult:
+    """The SearchResult of a final carry."""
+    return SearchResult(c.tokens, c.lengths, c.log_probs, c.log_probs, c.weights, c.done, c.t)
+
+
 def greedy_loop(
     model,
     variables,
@@ -49,46 +100,43 @@ def greedy_loop(
     pad_id,
     max_len,
     pick=None,
+    pick_args=None,
     constraints=NO_CONSTRAINTS,
 ):
-    """Greedy decoding from an encoded batch (state leaves [B, ...]) -> SearchResult.
+    """Greedy decoding from an encoded batch (state leaves [B, ...]) -> SearchResult, in
+    stages that drop finished rows (`staged_loop`).
 
-    pick(logits [B, V], t) -> tokens [B] int32 replaces the argmax (e.g. to sample); it and
-    the argmax see the logits with `constraints` applied."""
+    pick(logits [B, V], t, pick_args) -> tokens [B] int32 replaces the argmax (e.g. to
+    sample); pick_args: its per-row arrays (batch-first, reordered with the rows)."""
     batch = jax.tree.leaves(state)[0].shape[0]
-    init = GreedyState(
-        t=jnp.int32(0),
-        state=state,
-        prev=jnp.full((batch,), bos_id, jnp.int32),
-        done=jnp.zeros((batch,), bool),
-        tokens=jnp.full((batch, max_len), pad_id, jnp.int32),
-        weights=jnp.zeros((batch, max_len, src_steps), jnp.float32),
-        log_probs=jnp.zeros((batch,), jnp.float32),
-        lengths=jnp.zeros((batch,), jnp.int32),
-    )
+    init = greedy_init(batch, src_steps, state, bos_id=bos_id, pad_id=pad_id, max_len=max_len)
 
     def cond(c: GreedyState):
         return (c.t < max_len) & ~jnp.all(c.done)
 
-    def body(c: GreedyState) -> GreedyState:
-        live = ~c.done  # [B]: still emitting
-        dec_state, logits, log_z, w = step(model, variables, memory, c.state, c.prev, c.t)
-        logits = constraints.apply(logits, c.t, c.tokens, eos_id)  # [B, V]
-        tok = argmax(logits) if pick is None else pick(logits, c.t)  # [B] int32
-        tok_logp = token_log_prob(logits, log_z, tok)  # [B]
-        return GreedyState(
-            t=c.t + 1,
-            state=dec_state,
-            prev=tok,
-            done=c.done | (tok == eos_id),
-            tokens=c.tokens.at[:, c.t].set(jnp.where(live, tok, pad_id)),
-            weights=c.weights.at[:, c.t].set(jnp.where(live[:, None], w, 0.0)),
-            log_probs=jnp.where(live, c.log_probs + tok_logp, c.log_probs),
-            lengths=c.lengths + live.astype(jnp.int32),
+    def body(c: GreedyState, consts) -> GreedyState:
+        memory, args = consts
+        out = step(model, variables, memory, c.state, c.prev, c.t)
+        return greedy_update(
+            c,
+            *out,
+            eos_id=eos_id,
+            pad_id=pad_id,
+            constraints=constraints,
+            pick=pick,
+            pick_args=args,
         )
 
-    c = lax.while_loop(cond, body, init)
-    return SearchResult(c.tokens, c.lengths, c.log_probs, c.log_probs, c.weights, c.done, c.t)
+    c = staged_loop(
+        cond,
+        body,
+        init,
+        (memory, pick_args),
+        batch=batch,
+        live=lambda c: ~c.done,
+        keep=lambda c: c.replace(state=None, prev=None),
+    )
+    return greedy_result(c)
 
 
 @functools.partial(

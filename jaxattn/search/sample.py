@@ -203,7 +203,7 @@ def _sample(
     fold = jax.vmap(jax.random.fold_in)
     keys = fold(tile(keys), jnp.tile(jnp.arange(n), batch))  # [B * N]: sentence b, sample n
 
-    def pick(logits, t):  # logits [B * N, V] -> [B * N] int32
+    def pick(logits, t, keys):  # logits [B * N, V], keys [B * N] -> [B * N] int32
         x = filter_logits(logits, temperature, top_k)
         step_keys = fold(keys, jnp.broadcast_to(t, keys.shape))  # [B * N]
         drawn = _draw_nucleus(step_keys, x, top_p) if top_p < 1 else _draw(step_keys, x)
@@ -220,6 +220,7 @@ def _sample(
         pad_id=pad_id,
         max_len=max_len,
         pick=pick,
+        pick_args=keys,
         constraints=constraints,
     )
     split = lambda x: x.reshape((batch, n) + x.shape[1:])  # noqa: E731 - [B * N, ...] -> [B, N, ...]
