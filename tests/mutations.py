@@ -126,8 +126,8 @@ MUTATIONS = [
     M(
         "pipeline_no_eos",
         "jaxattn/data/batching.py",
-        "    ids.append(vocab.eos_id)\n    return ids",
-        "    ids.append(vocab.pad_id)\n    return ids",
+        "    ids.append(eos_id)\n    return ids",
+        "    return ids",
         "tests/test_data_pipeline.py -k shapes_padding",
     ),
     M(
@@ -489,8 +489,8 @@ MUTATIONS = [
     M(
         "decoder_embedding_dropout_always_off",
         "jaxattn/model/decoders.py",
-        "return self.drop(self.embed(tokens), deterministic=not train)",
-        "return self.drop(self.embed(tokens), deterministic=True)",
+        "return self.drop(self._lookup(tokens), deterministic=not train)",
+        "return self.drop(self._lookup(tokens), deterministic=True)",
         "tests/test_decoders.py -k test_decoder_dropout",
     ),
     M(
@@ -591,6 +591,27 @@ MUTATIONS = [
         "order = jnp.lexsort((-both.scores, ~both.finished), axis=-1)[:, :n]",
         "order = jnp.lexsort((-both.scores,), axis=-1)[:, :n]",
         "tests/test_search.py -k cut_off_greedy",
+    ),
+    M(
+        "staged_loop_keeps_the_finished",
+        "jaxattn/search/core.py",
+        "pick = jnp.argsort(~live(carry), stable=True)[:after]  # live first",
+        "pick = jnp.argsort(live(carry), stable=True)[:after]",
+        "tests/test_search.py -k staged",
+    ),
+    M(
+        "staged_loop_results_not_put_back",
+        "jaxattn/search/core.py",
+        "full = _put(full, keep(carry), idx, batch)",
+        "full = keep(carry) if size == batch else full",
+        "tests/test_search.py -k staged",
+    ),
+    M(
+        "greedy_row_in_beam_follows_beam_0",
+        "jaxattn/search/beam.py",
+        "rows_of = jnp.concatenate([rows_of, first + k], axis=1)  # [B, R]",
+        "rows_of = jnp.concatenate([rows_of, first + parent[:, :1]], axis=1)",
+        "tests/test_search.py -k stages_equal",
     ),
     M(
         "keep_greedy_ignored",
@@ -736,8 +757,8 @@ MUTATIONS = [
     M(
         "sampling_ignores_the_constraints",
         "jaxattn/search/sample.py",
-        "        pick=pick,\n        constraints=constraints,",
-        "        pick=pick,",
+        "        pick_args=keys,\n        constraints=constraints,",
+        "        pick_args=keys,",
         "tests/test_search.py -k every_method",
     ),
     M(
@@ -817,8 +838,12 @@ MUTATIONS = [
         "checkpoint_iterator_not_restored",
         "jaxattn/rundir/checkpointer.py",
         'items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)\n'
-        "        restored = self.manager.restore(",
-        "pass\n        restored = self.manager.restore(",
+        "        if ema is not None and self.has_ema(step):\n"
+        "            items[EMA_ITEM] = ocp.args.StandardRestore(ema)\n"
+        "        restored = self.manager.restore(step, args",
+        "pass\n        if ema is not None and self.has_ema(step):\n"
+        "            items[EMA_ITEM] = ocp.args.StandardRestore(ema)\n"
+        "        restored = self.manager.restore(step, args",
         "tests/test_checkpoints.py",
     ),
     M(

@@ -794,10 +794,11 @@ def test_beam_with_blocked_top_k_equals_full_top_k(monkeypatch):
 
 def test_staged_loop_drops_finished_sentences_in_order(monkeypatch):
     """Sentence i of 16 (2 rows each) needs need[i] steps, a permutation of 1..16. Staged
-    (FEW_ROWS 4: stages of 16, 8, 4, 2 sentences) the loop's results equal one loop's, in the
+    (FEW_ROWS 4: stages of 16 and 8 sentences) the loop's results equal one loop's, in the
     batch's order, and it steps fewer rows (`work`, a shared scalar, adds each step's rows)."""
     monkeypatch.setattr(core, "FEW_ROWS", 4)
-    assert core.stages(16, 2) == [16, 8, 4, 2] and core.stages(7, 2) == [7, 3]
+    assert core.stages(16, 2) == [16, 8] and core.stages(7, 2) == [7, 3]
+    assert core.stages(3, 2) == [3] and core.stages(3, 4) == [3, 1]
     need = np.random.default_rng(0).permutation(16) + 1
     init = dict(
         t=jnp.int32(0),
@@ -837,15 +838,14 @@ def test_staged_loop_drops_finished_sentences_in_order(monkeypatch):
     for k in ("t", "need", "steps", "rows"):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert b["state"] is None
-    # one loop: 16 steps of 32 rows; staged: 8 steps of 32 rows (until 8 are live), 4 of 16,
-    # 2 of 8, 2 of 4
-    assert (int(a["work"]), int(b["work"])) == (16 * 32, 8 * 32 + 4 * 16 + 2 * 8 + 2 * 4)
+    # one loop: 16 steps of 32 rows; staged: 8 steps of 32 rows (until 8 are live), 8 of 16
+    assert (int(a["work"]), int(b["work"])) == (16 * 32, 8 * 32 + 8 * 16)
 
 
 @pytest.mark.parametrize("kind", ["rnn", "transformer"])
 def test_searches_in_stages_equal_one_loop(monkeypatch, kind):
     """Greedy, beam search (keep_greedy on and off) and sampling give the same outputs in
-    stages (FEW_ROWS 2: a batch of 8 halves to 4, 2 and 1 sentences as they end) as in one
+    stages (FEW_ROWS 2: a batch of 8 goes on as 4 once at most 4 are left) as in one
     loop (FEW_ROWS huge), and beam search's greedy hypothesis in the beam's rows (one loop)
     equals its own loop (stages). Scores up to float rounding (matmuls of other row counts)."""
     from jaxattn.search import sample
