@@ -315,9 +315,14 @@ def decode_tasks(args) -> list[tuple[str, int, int]]:
 
 
 def summary(runs: list[dict], kind: str) -> dict:
-    """The median of repeats: tokens/s (training) or sentences/s (decoding)."""
+    """The median of repeats: tokens/s (training) or sentences/s and output tokens/s
+    (decoding: the two models' outputs differ in length, so also the tokens decoded)."""
     per_s = [r["tokens" if kind == "train" else "sentences"] / r["seconds"] for r in runs]
     out = {"per_s_median": med(per_s), "per_s_all": per_s}
+    if kind != "train":
+        out["tokens_per_s_median"] = med(
+            [r["mean_len"] * r["sentences"] / r["seconds"] for r in runs]
+        )
     for k in ("mean_len", "cut", "compiled_in_window"):
         if k in runs[0]:
             out[k] = runs[-1][k]
@@ -417,11 +422,15 @@ def table(result: dict) -> str:
         cells = [f"{result[n][what]['per_s_median']:.1f}" for n in names]
         ratios = [f"{result['ratio_vs_joeynmt'][n][what]:.2f}x" for n in names[:-1]]
         lines.append(f"| {what}: {unit} | " + " | ".join(cells + ratios) + " |")
-    for what in result["joeynmt"]:
-        if what != "train":
-            cells = [
-                f"{result[n][what]['mean_len']:.1f} / {100 * result[n][what]['cut']:.0f}%"
-                for n in names
-            ]
-            lines.append(f"| {what}: mean output tokens / cut | " + " | ".join(cells) + " | | |")
+    decoding = [what for what in result["joeynmt"] if what != "train"]
+    for what in decoding:
+        rates = [result[n][what]["tokens_per_s_median"] for n in names]
+        cells = [f"{r:.0f}" for r in rates] + [f"{r / rates[-1]:.2f}x" for r in rates[:-1]]
+        lines.append(f"| {what}: output tokens/s | " + " | ".join(cells) + " |")
+    for what in decoding:
+        cells = [
+            f"{result[n][what]['mean_len']:.1f} / {100 * result[n][what]['cut']:.0f}%"
+            for n in names
+        ]
+        lines.append(f"| {what}: mean output tokens / cut | " + " | ".join(cells) + " | | |")
     return "\n".join(lines)

@@ -130,18 +130,9 @@ def run_train(args, vocab) -> dict:
     return out
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    args.torch_default = torch.get_num_threads()  # before any mode changes it
-    argv = sys.argv[1:] if argv is None else argv
-    report = {
-        "command": shlex.join(["python", "-m", "benchmarks.run", *argv]),
-        "machine": {**system.machine_info(), "torch": torch.__version__},
-    }
-    sizes = [int(s) for s in args.peak_sizes.split(",") if s]
-    report["matmul_peak_start"] = common.matmul_peak(sizes, 0.5)
-    with contextlib.redirect_stdout(sys.stderr):  # TFDS prints its first build: stdout is JSON
-        data = load_data(args)
+def run_modes(args, report: dict) -> None:
+    """The --mode's benchmarks into `report` (their prints go to stderr: see main)."""
+    data = load_data(args)
     vocab = (
         args.src_vocab or (len(data.src_vocab) if data else common.ENG_FRA_VOCAB[0]),
         args.tgt_vocab or (len(data.tgt_vocab) if data else common.ENG_FRA_VOCAB[1]),
@@ -165,6 +156,20 @@ def main(argv=None) -> dict:
     if args.mode == "peer":
         report["peer"] = peer_joeynmt.bench_peer(args)
         print(peer_joeynmt.table(report["peer"]), file=sys.stderr)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    args.torch_default = torch.get_num_threads()  # before any mode changes it
+    argv = sys.argv[1:] if argv is None else argv
+    report = {
+        "command": shlex.join(["python", "-m", "benchmarks.run", *argv]),
+        "machine": {**system.machine_info(), "torch": torch.__version__},
+    }
+    sizes = [int(s) for s in args.peak_sizes.split(",") if s]
+    report["matmul_peak_start"] = common.matmul_peak(sizes, 0.5)
+    with contextlib.redirect_stdout(sys.stderr):  # TFDS prints its first builds: stdout is JSON
+        run_modes(args, report)
     report["matmul_peak_end"] = common.matmul_peak(sizes, 0.5)
     best = max(report["matmul_peak_start"]["gflops"], report["matmul_peak_end"]["gflops"])
     for r in report.get("train", {}).values():

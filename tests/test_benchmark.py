@@ -318,7 +318,8 @@ def test_peer_mode_tiny(tmp_path):
         "def get_config():\n"
         "    c = _m['get_config']()\n"
         "    c.model.embed_dim, c.model.hidden, c.train.batch_size = 8, 8, 8\n"
-        "    c.data.vocab_min_freq, c.eval.max_decode_len = 1, 6\n"
+        "    c.data.vocab_min_freq, c.eval.max_decode_len, c.data.bucket_pool = 1, 6, 2\n"
+        "    c.train.warmup_steps = 10\n"
         "    return c\n"
     )
     report = run(
@@ -334,4 +335,8 @@ def test_peer_mode_tiny(tmp_path):
         for task in ("greedy_b1", "greedy_b4", "beam5_b1", "beam5_b4"):
             r = report[side][task]
             assert r["per_s_median"] > 0 and 0 <= r["cut"] <= 1 and r["mean_len"] <= 6, task
+            assert r["tokens_per_s_median"] == pytest.approx(r["per_s_median"] * r["mean_len"])
     assert report["ratio_vs_joeynmt"]["jaxattn"]["train"] > 0
+    from benchmarks.peer_joeynmt import table
+
+    assert "| greedy_b4: output tokens/s |" in table(report)
