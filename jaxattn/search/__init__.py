@@ -11,13 +11,15 @@ methods (see `core.start` and `core.step`):
     state, logits, weights = model.apply(v, memory, state, prev, t, method="decode_step")
 
 and loop with `lax.while_loop`, so decoding ends as soon as every sentence is done instead of
-always running `max_len` steps. Scores are sums of `log_softmax(logits)` of the emitted tokens,
+always running `max_len` steps; a large batch goes on at half its rows once at most half of its
+sentences are live (`core.staged_loop`). Scores are sums of `log_softmax(logits)` of the emitted tokens,
 EOS included. Everything is ids only (no vocabulary or text). The jitted cores are cached per
 (model, shapes, static options): repeated calls with the same shapes compile once.
 
 - options.py: the table of decoding options, `DecodeOptions` (checked once) and `METHODS`;
 - core.py: `SearchResult`, argument checks, `length_penalty`, `Constraints` (min_len,
-  no_repeat_ngram: banned tokens -inf each step, in every method), `start`/`step`;
+  no_repeat_ngram: banned tokens -inf each step, in every method), `start`/`step`, the
+  loops' `staged_loop`;
 - greedy.py: `greedy_search` and its typed loop carry `GreedyState`;
 - beam.py: `beam_search` (n-best, length and coverage penalties, keep_greedy), `BeamState`;
 - sample.py: `sample` (temperature, top-k, top-p, from a PRNG key; several per sentence);

@@ -8,8 +8,9 @@ alive or when no alive one can still beat the worst of the pool. Finished hypoth
 before ones cut off at `max_len`.
 
 Beam search can end worse than greedy (the greedy prefix may fall out of the beam). With
-keep_greedy=True (the default) the greedy hypothesis, decoded alongside, joins the n-best list
-too, so beam search never scores below greedy; keep_greedy=False is textbook beam search.
+keep_greedy=True (the default) the greedy hypothesis, decoded alongside (one more row of each
+sentence in the beam loop when the rows are few, else its own loop), joins the n-best list too,
+so beam search never scores below greedy; keep_greedy=False is textbook beam search.
 """
 
 from __future__ import annotations
