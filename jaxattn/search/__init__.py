@@ -13,8 +13,9 @@ methods (see `core.start` and `core.step`):
 and loop with `lax.while_loop`, so decoding ends as soon as every sentence is done instead of
 always running `max_len` steps; a large batch goes on at half its rows once at most half of
 its sentences are live (`core.staged_loop`). Scores are sums of `log_softmax(logits)` of the
-emitted tokens, EOS included. Everything is ids only (no vocabulary or text). The jitted cores are cached per
-(model, shapes, static options): repeated calls with the same shapes compile once.
+emitted tokens, EOS included. Everything is ids only (no vocabulary or text). The jitted cores
+are cached per (model, shapes, static options): repeated calls with the same shapes compile
+once.
 
 - options.py: the table of decoding options, `DecodeOptions` (checked once) and `METHODS`;
 - core.py: `SearchResult`, argument checks, `length_penalty`, `Constraints` (min_len,
