@@ -847,8 +847,10 @@ def test_searches_in_stages_equal_one_loop(monkeypatch, kind):
     """Greedy, beam search (keep_greedy on and off) and sampling give the same outputs in
     stages (FEW_ROWS 2: a batch of 8 goes on as 4 once at most 4 are left) as in one
     loop (FEW_ROWS huge), and beam search's greedy hypothesis in the beam's rows (one loop)
-    equals its own loop (stages). Scores up to float rounding (matmuls of other row counts)."""
-    from jaxattn.search import sample
+    equals its own loop (stages); so does the beam loop with greedy's rows, staged. Scores up
+    to float rounding (matmuls of other row counts)."""
+    from jaxattn.search import beam, sample
+    from jaxattn.search.core import start
 
     overrides = {} if kind == "rnn" else dict(encoder="transformer", decoder="transformer")
     config = make_config(**overrides)
@@ -859,15 +861,23 @@ def test_searches_in_stages_equal_one_loop(monkeypatch, kind):
     variables = nudge_eos(variables, nudge)
     src, src_len = make_batch(3)
 
+    @jax.jit
+    def folded(variables, src, src_len):  # the beam loop with greedy's rows, staged or not
+        memory, state = start(model, variables, src, src_len, T)
+        ids = dict(bos_id=BOS, eos_id=EOS, pad_id=PAD, max_len=T, beam_size=3, n_best=2)
+        args = (model, variables, memory, state, S, jnp.float32(0.6), None, src_len)
+        return beam.beam_loop(*args, keep_greedy=True, **ids)
+
     def run(few_rows):
         monkeypatch.setattr(core, "FEW_ROWS", few_rows)
         jax.clear_caches()  # the searches are traced again with this FEW_ROWS
-        beam = dict(beam_size=3, n_best=2, alpha=0.6, **KW)
+        kw = dict(beam_size=3, n_best=2, alpha=0.6, **KW)
         return [
             greedy_search(model, variables, src, src_len, **KW),
-            beam_search(model, variables, src, src_len, **beam),
-            beam_search(model, variables, src, src_len, keep_greedy=False, **beam),
+            beam_search(model, variables, src, src_len, **kw),
+            beam_search(model, variables, src, src_len, keep_greedy=False, **kw),
             sample(model, variables, src, src_len, rng=jax.random.key(4), num_samples=2, **KW),
+            *folded(variables, src, src_len),
         ]
 
     one, staged = run(10**9), run(2)

@@ -101,7 +101,6 @@ def beam_loop(
     tile = functools.partial(jnp.repeat, repeats=r, axis=0)  # [B, ...] -> [B * R, ...]
     memory, state = jax.tree.map(tile, memory), jax.tree.map(tile, state)
     neg_inf = jnp.float32(-jnp.inf)
-    greedy = greedy_init(batch, src_steps, None, bos_id=bos_id, pad_id=pad_id, max_len=max_len)
     init = BeamState(
         t=jnp.int32(0),
         state=state,
@@ -116,7 +115,11 @@ def beam_loop(
         fin_tokens=jnp.full((batch, n, steps), pad_id, jnp.int32),
         fin_weights=jnp.zeros((batch, n, steps, src_steps), jnp.float32),
         done=jnp.zeros((batch,), bool),
-        greedy=greedy if keep_greedy else None,
+        greedy=(
+            greedy_init(batch, src_steps, None, bos_id=bos_id, pad_id=pad_id, max_len=max_len)
+            if keep_greedy
+            else None
+        ),
     )
 
     def settled(c: BeamState):  # [B]: the sentence's beams (and greedy hypothesis) are done
