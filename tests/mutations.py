@@ -595,15 +595,15 @@ MUTATIONS = [
     M(
         "staged_loop_keeps_the_finished",
         "jaxattn/search/core.py",
-        "pick = jnp.argsort(~live(carry), stable=True)[:after]  # live first",
-        "pick = jnp.argsort(live(carry), stable=True)[:after]",
+        "pick = jnp.argsort(~live(carry), stable=True)[:half]  # live first",
+        "pick = jnp.argsort(live(carry), stable=True)[:half]",
         "tests/test_search.py -k staged",
     ),
     M(
         "staged_loop_results_not_put_back",
         "jaxattn/search/core.py",
-        "full = _put(full, keep(carry), idx, batch)",
-        "full = keep(carry) if size == batch else full",
+        "return _put(full, keep(carry), pick, batch)",
+        "return full",
         "tests/test_search.py -k staged",
     ),
     M(

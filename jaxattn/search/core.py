@@ -427,18 +427,12 @@ def staged_loop(cond, body, carry, consts, *, batch: int, live, keep, rows: int 
     sizes = stages(batch, rows)
     if len(sizes) == 1:
         return keep(lax.while_loop(cond, lambda c: body(c, consts), carry))
-    idx, full = jnp.arange(batch), keep(carry)
-    for size, after in zip(sizes, sizes[1:] + [0], strict=True):
-
-        def stage_cond(c, after=after):
-            return cond(c) & (jnp.sum(live(c)) > after)
-
-        def stage_body(c, consts=consts):
-            return body(c, consts)
-
-        carry = lax.while_loop(stage_cond, stage_body, carry)
-        full = _put(full, keep(carry), idx, batch)
-        if after:
-            pick = jnp.argsort(~live(carry), stable=True)[:after]  # live first
-            carry, consts, idx = _take(carry, pick, size), _take(consts, pick, size), idx[pick]
-    return full
+    half = sizes[1]
+    carry = lax.while_loop(
+        lambda c: cond(c) & (jnp.sum(live(c)) > half), lambda c: body(c, consts), carry
+    )
+    full = keep(carry)
+    pick = jnp.argsort(~live(carry), stable=True)[:half]  # live first
+    carry, rest = _take(carry, pick, batch), _take(consts, pick, batch)
+    carry = lax.while_loop(cond, lambda c: body(c, rest), carry)
+    return _put(full, keep(carry), pick, batch)
