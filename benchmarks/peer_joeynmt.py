@@ -16,12 +16,13 @@ answers JSON commands; the jaxattn side runs in this process. From configs/multi
 (`joey_config` is the mapping): both read the training pairs jaxattn keeps, pre-tokenized by
 jaxattn's tokenizer and written one sentence a line, and jaxattn's vocabularies (JoeyNMT's
 specials first, then jaxattn's words: the same sizes). Each side is trained --peer-pretrain
-updates first (warm-up and compilation, and so that outputs end at EOS as a trained model's
-do), then every task runs once a repeat, order alternating: --peer-updates training updates
-(target tokens/s, batches drawn inside the timed window), and greedy and beam decoding of the
-first --peer-sentences test sentences at batch 1 and --peer-batch (sentences/s, mean output
-tokens, share cut at the length limit). jaxattn also runs `decoder=luong, input_feeding=True`
-(JoeyNMT's decoder order), trained the same way.
+updates first (warm-up and compilation, and so that outputs end at EOS as a trained model's do;
+jaxattn first compiles its step for every batch shape the run will draw), then every task runs
+once a repeat, order alternating: --peer-updates training updates (target tokens/s, batches
+drawn inside the timed window), and greedy and beam decoding of the first --peer-sentences test
+sentences at batch 1 and --peer-batch (sentences/s, mean output tokens, share cut at the length
+limit). jaxattn also runs `decoder=luong, input_feeding=True` (JoeyNMT's decoder order),
+trained the same way.
 """
 
 from __future__ import annotations
@@ -265,9 +266,28 @@ class JaxSide:
         )  # fmt: skip
         self.translator = None
 
+    def warm(self, batches: int) -> int:
+        """Compiles the training step for every batch shape among the iterator's next
+        `batches` batches (read from a second iterator of the same seed, which draws the same
+        batches), each on a copy of the state, so that no timed window compiles; -> the number
+        of shapes compiled. Bucketed batches have many shapes; a window that compiles one
+        times XLA, not training."""
+        tc, seen = self.config.train, set()
+        ahead = self.data.train_iterator(tc.batch_size, seed=self.config.seed)
+        next(ahead)  # __init__ drew the first batch
+        compiled = self.step._cache_size()
+        for _ in range(batches):
+            batch = next(ahead)
+            shape = tuple(v.shape for v in batch.values())
+            if shape not in seen:
+                seen.add(shape)
+                copy = jax.tree.map(jax.numpy.copy, self.state)  # the step donates its state
+                jax.block_until_ready(self.step(copy, batch, self.key))
+        return self.step._cache_size() - compiled
+
     def train(self, updates: int) -> dict:
         """`updates` updates, the pipeline inside the timed window; seconds, target tokens,
-        and the shapes compiled in the window (0 when warm)."""
+        and the shapes compiled in the window (0 after `warm`)."""
         compiled, tokens, t = self.step._cache_size(), 0, time.perf_counter()
         state, metrics = self.state, None
         for _ in range(updates):
@@ -323,9 +343,11 @@ def summary(runs: list[dict], kind: str) -> dict:
         out["tokens_per_s_median"] = med(
             [r["mean_len"] * r["sentences"] / r["seconds"] for r in runs]
         )
-    for k in ("mean_len", "cut", "compiled_in_window"):
+    for k in ("mean_len", "cut"):
         if k in runs[0]:
             out[k] = runs[-1][k]
+    if "compiled_in_window" in runs[0]:  # over all repeats: 0 when no window timed XLA
+        out["compiled_in_window"] = sum(r["compiled_in_window"] for r in runs)
     return out
 
 
@@ -360,7 +382,10 @@ def bench_peer(args) -> dict:
             if name == "joeynmt":
                 pretrain[name] = peer.call({"cmd": "train", "updates": args.peer_pretrain})
             else:
+                ahead = args.peer_pretrain + args.peer_repeats * args.peer_updates
+                warmed = side.warm(ahead)
                 pretrain[name] = side.train(args.peer_pretrain)
+                pretrain[name]["shapes_warmed"] = warmed
                 for _, beam, b in decode_tasks(args):  # compiles the decoding shapes
                     side.decode(beam, b)
             pretrain[name]["wall_s"] = time.perf_counter() - t

@@ -289,13 +289,9 @@ def _peer_python_with_joeynmt():
     return path if ok.returncode == 0 else None
 
 
-@pytest.mark.slow
-def test_peer_mode_tiny(tmp_path):
-    """Peer mode on a tiny Multi30k-format corpus and a tiny model: both toolkits trained and
-    timed, every decoding task reported with output lengths, the ratios computed."""
-    python = _peer_python_with_joeynmt()
-    if python is None:
-        pytest.skip("no JoeyNMT python (.peer-venv or $JAXATTN_PEER_PYTHON with joeynmt)")
+def _tiny_peer_run(tmp_path):
+    """(corpus dir, config file): a tiny Multi30k-format corpus (lengths 3-5 tokens with EOS)
+    and configs/multi30k.py shrunk to it, padded to multiples of 2 (several batch shapes)."""
     data = tmp_path / "data"
     data.mkdir()
     words = [
@@ -307,7 +303,7 @@ def test_peer_mode_tiny(tmp_path):
     ]
     rng = __import__("random").Random(0)
     for split, n in (("train", 60), ("val", 6), ("test_2016_flickr", 6)):
-        pairs = [rng.sample(words, rng.randint(2, 4)) for _ in range(n)]
+        pairs = [rng.sample(words, rng.randint(1, 4)) for _ in range(n)]
         for k, lang in ((0, "de"), (1, "en")):
             lines = [" ".join(w[k] for w in p) + " ." for p in pairs]
             (data / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -319,9 +315,39 @@ def test_peer_mode_tiny(tmp_path):
         "    c = _m['get_config']()\n"
         "    c.model.embed_dim, c.model.hidden, c.train.batch_size = 8, 8, 8\n"
         "    c.data.vocab_min_freq, c.eval.max_decode_len, c.data.bucket_pool = 1, 6, 2\n"
-        "    c.train.warmup_steps = 10\n"
+        "    c.data.pad_multiple, c.train.warmup_steps = 2, 10\n"
         "    return c\n"
     )
+    return data, config
+
+
+def test_peer_jax_side_compiles_no_shape_in_a_timed_window(monkeypatch, tmp_path):
+    """`JaxSide.warm(n)` compiles the step for every batch shape of the next n batches, so
+    that training them compiles nothing; without it, the same batches compile in the window."""
+    monkeypatch.syspath_prepend(ROOT)
+    from benchmarks import peer_joeynmt as pj
+    from jaxattn import data as data_lib
+
+    data_dir, config_file = _tiny_peer_run(tmp_path)
+    config = pj.load_config(str(config_file), str(data_dir))
+    config.data.data_dir = str(tmp_path / "tfds")
+    data = data_lib.build(config.data)
+    cold, warm = pj.JaxSide(config, data, []), pj.JaxSide(config, data, [])
+    shapes = warm.warm(12)
+    assert shapes >= 2  # the tiny corpus's batches come in several widths
+    assert warm.train(12)["compiled_in_window"] == 0
+    assert cold.train(12)["compiled_in_window"] == shapes
+
+
+@pytest.mark.slow
+def test_peer_mode_tiny(tmp_path):
+    """Peer mode on a tiny Multi30k-format corpus and a tiny model: both toolkits trained and
+    timed, every decoding task reported with output lengths, the ratios computed; jaxattn's
+    timed windows compile nothing."""
+    python = _peer_python_with_joeynmt()
+    if python is None:
+        pytest.skip("no JoeyNMT python (.peer-venv or $JAXATTN_PEER_PYTHON with joeynmt)")
+    data, config = _tiny_peer_run(tmp_path)
     report = run(
         "--mode", "peer", "--peer-python", python, "--peer-config", str(config),
         "--data-path", str(data), "--peer-sentences", "4", "--peer-pretrain", "2",
@@ -337,6 +363,9 @@ def test_peer_mode_tiny(tmp_path):
             assert r["per_s_median"] > 0 and 0 <= r["cut"] <= 1 and r["mean_len"] <= 6, task
             assert r["tokens_per_s_median"] == pytest.approx(r["per_s_median"] * r["mean_len"])
     assert report["ratio_vs_joeynmt"]["jaxattn"]["train"] > 0
+    for side in ("jaxattn", "jaxattn_luong"):
+        assert report[side]["train"]["compiled_in_window"] == 0
+        assert report["pretrain"][side]["shapes_warmed"] >= 1
     from benchmarks.peer_joeynmt import table
 
     assert "| greedy_b4: output tokens/s |" in table(report)
