@@ -593,6 +593,13 @@ MUTATIONS = [
         "tests/test_search.py -k cut_off_greedy",
     ),
     M(
+        "peer_warm_compiles_one_shape",
+        "benchmarks/peer_joeynmt.py",
+        "            if shape not in seen:",
+        "            if not seen:",
+        "tests/test_benchmark.py -k compiles_no_shape",
+    ),
+    M(
         "staged_loop_keeps_the_finished",
         "jaxattn/search/core.py",
         "pick = jnp.argsort(~live(carry), stable=True)[:half]  # live first",
