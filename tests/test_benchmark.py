@@ -290,7 +290,7 @@ def _peer_python_with_joeynmt():
 
 
 def _tiny_peer_run(tmp_path):
-    """(corpus dir, config file): a tiny Multi30k-format corpus (lengths 3-5 tokens with EOS)
+    """(corpus dir, config file): a tiny Multi30k-format corpus (1-4 words and a full stop)
     and configs/multi30k.py shrunk to it, padded to multiples of 2 (several batch shapes)."""
     data = tmp_path / "data"
     data.mkdir()

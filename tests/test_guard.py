@@ -149,6 +149,7 @@ def _small(config, corpus):
     m.ff_dim = min(m.ff_dim, 64)  # the Transformer's feed-forward: most of its time here
     m.attention_max_length = max(m.attention_max_length, 48)
     t.batch_size = min(t.batch_size, 32)  # noisier losses than the config's: a harder test
+    d.bucket_pool = min(d.bucket_pool, 20)  # a pool of batches within the toy corpus's pairs
     t.divergence_warmup = 200  # stricter than the default 1000 steps, and faster
     steps = max(t.divergence_warmup, t.warmup_steps) + 40
     t.num_train_steps, t.log_every = steps, 20
