@@ -321,6 +321,7 @@ def _tiny_peer_run(tmp_path):
     return data, config
 
 
+@pytest.mark.slow
 def test_peer_jax_side_compiles_no_shape_in_a_timed_window(monkeypatch, tmp_path):
     """`JaxSide.warm(n)` compiles the step for every batch shape of the next n batches, so
     that training them compiles nothing; without it, the same batches compile in the window."""
