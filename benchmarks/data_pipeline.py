@@ -7,7 +7,7 @@ Reports pairs read and kept by the tutorial filter, split and vocabulary sizes, 
 (TFDS preparation, then loading the prepared dataset), and sentences/s of training-batch
 production (tokenization, ids, padding) for a few pipeline settings, pinned to one CPU core.
 
---token-batches: configs/multi30k.py's sentence batches (batch_size 128, bucket_pool 20)
+--token-batches: configs/multi30k.py's sentence batches (its batch_size and bucket_pool)
 side by side with token batches (train.batch_tokens) of about the same mean padded target
 tokens: padding share over an epoch, distinct batch shapes an epoch, and training target
 tokens/s of --steps steps after every shape is compiled and 3 warm-up steps (all cores).

@@ -4,7 +4,7 @@ interleaved in one process; prints JSON.
 
     python -m benchmarks.loss_chunk --path ../shared/data/multi30k --steps 6 --repeats 3
 
-configs/multi30k.py's sentence batches (128, bucket_pool 20) and token batches of the same
+configs/multi30k.py's sentence batches (its batch_size, bucket_pool) and token batches of the same
 mean padded target tokens (`benchmarks.data_pipeline.epoch_figures`): the first --steps
 batches of an epoch, every shape compiled and 3 warm-up steps first, then --repeats rounds
 that time --steps steps of each variant in turn; medians of target tokens/s.
